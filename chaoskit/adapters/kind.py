@@ -1,0 +1,41 @@
+"""The kind CLI: create, list, delete clusters and load images into them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chaoskit.adapters.shell import run, run_logged
+
+NETWORK_ENV = "KIND_EXPERIMENTAL_DOCKER_NETWORK"
+
+
+def clusters() -> list[str]:
+    """Names of the kind clusters on this machine."""
+    return run(["kind", "get", "clusters"]).stdout.split()
+
+
+def create(name: str, image: str | None, config: Path, kubeconfig: Path, network: str, log: Path) -> None:
+    """Create a cluster; its nodes join the Docker network ``network``."""
+    args = ["kind", "create", "cluster", "--name", name, "--config", str(config), "--kubeconfig", str(kubeconfig)]
+    if image:
+        args += ["--image", image]
+    run_logged(args, log, what=f"kind create cluster {name}", env={NETWORK_ENV: network}, heartbeat=15)
+
+
+def delete(name: str, kubeconfig: Path | None) -> None:
+    args = ["kind", "delete", "cluster", "--name", name]
+    if kubeconfig is not None:
+        args += ["--kubeconfig", str(kubeconfig)]
+    run(args)
+
+
+def write_kubeconfig(name: str, kubeconfig: Path) -> None:
+    """Write the cluster's (host-side) kubeconfig to ``kubeconfig``."""
+    text = run(["kind", "get", "kubeconfig", "--name", name]).stdout
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    kubeconfig.write_text(text)
+    kubeconfig.chmod(0o600)
+
+
+def load_image(name: str, image: str, log: Path) -> None:
+    run_logged(["kind", "load", "docker-image", "--name", name, image], log, what=f"loading {image} into {name}")

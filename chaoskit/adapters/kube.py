@@ -1,0 +1,177 @@
+"""The Kubernetes API, through the official client: the only module that imports it.
+
+Waiting for cluster state uses the watch API: a list gives the current state
+and a resource version, then a watch from that version delivers every change,
+so a condition is seen the moment it becomes true, with no polling interval.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, utils, watch
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from chaoskit.errors import ClusterError, UsageError
+
+Obj = Any
+
+
+class Kube:
+    """API clients bound to one kubeconfig context."""
+
+    def __init__(self, kubeconfig: Path | None, context: str | None) -> None:
+        self.kubeconfig = kubeconfig
+        self.context = context
+        try:
+            self.api_client = config.new_client_from_config(
+                config_file=str(kubeconfig) if kubeconfig else None, context=context
+            )
+        except ConfigException as exc:
+            where = kubeconfig or "the default kubeconfig"
+            raise UsageError(f"cannot use context {context!r} of {where}: {exc}; list contexts with "
+                             "'kubectl config get-contexts'") from None
+        except FileNotFoundError:
+            raise UsageError(f"kubeconfig {kubeconfig} does not exist") from None
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.version = client.VersionApi(self.api_client)
+
+    def server_version(self, timeout: float = 10) -> str:
+        """The API server's git version; raises ClusterError when it does not answer."""
+        try:
+            info = self.version.get_code(_request_timeout=timeout)
+        except Exception as exc:
+            raise ClusterError(f"the API server of context {self.context!r} does not answer: {exc}") from None
+        return str(info.git_version)
+
+    def apply(self, objects: Iterable[dict[str, Any]]) -> None:
+        """Create each object, or replace it when it exists (a small ``kubectl apply``)."""
+        for obj in objects:
+            try:
+                utils.create_from_dict(self.api_client, obj)
+            except utils.FailToCreateError as exc:
+                if not all(getattr(e, "status", None) == 409 for e in exc.api_exceptions):
+                    raise ClusterError(f"cannot create {obj['kind']} {obj['metadata']['name']}: {exc}") from None
+                self._replace(obj)
+
+    def _replace(self, obj: dict[str, Any]) -> None:
+        kind = obj["kind"]
+        name = obj["metadata"]["name"]
+        namespace = obj["metadata"].get("namespace")
+        dyn = _dynamic(self.api_client)
+        resource = dyn.resources.get(api_version=obj["apiVersion"], kind=kind)
+        current = resource.get(name=name, namespace=namespace)
+        body = dict(obj)
+        body["metadata"] = {**obj["metadata"], "resourceVersion": current.metadata.resourceVersion}
+        if kind == "Service":
+            body["spec"] = {**obj["spec"], "clusterIP": current.spec.clusterIP}
+        resource.replace(body=body, namespace=namespace)
+
+    def delete(self, kind: str, name: str, namespace: str | None = None, api_version: str = "v1") -> bool:
+        """Delete an object; return whether it existed."""
+        resource = _dynamic(self.api_client).resources.get(api_version=api_version, kind=kind)
+        try:
+            resource.delete(name=name, namespace=namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return False
+            raise
+        return True
+
+    def wait_for(
+        self,
+        list_call: Callable[..., Any],
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        what: str,
+        **kwargs: Any,
+    ) -> float:
+        """Watch a collection until ``done`` holds for its objects; return seconds waited.
+
+        ``done`` gets a mapping of name -> object. Raises ClusterError after ``timeout``.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            listing = list_call(**kwargs)
+            objects = {item.metadata.name: item for item in listing.items}
+            if done(objects):
+                return time.monotonic() - started
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}")
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                    list_call,
+                    resource_version=listing.metadata.resource_version,
+                    timeout_seconds=max(1, int(min(remaining, 60))),
+                    _request_timeout=min(remaining, 60) + 5,
+                    **kwargs,
+                ):
+                    item = event["object"]
+                    if event["type"] == "DELETED":
+                        objects.pop(item.metadata.name, None)
+                    elif event["type"] in ("ADDED", "MODIFIED"):
+                        objects[item.metadata.name] = item
+                    else:
+                        break
+                    if done(objects):
+                        return time.monotonic() - started
+                    if time.monotonic() > deadline:
+                        break
+            except ApiException as exc:
+                if exc.status != 410:  # 410: resource version too old; list again
+                    raise
+            except Exception as exc:  # the connection dropped (API server restarting): list again
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"timed out waiting for {what}: {exc}") from None
+            finally:
+                stream.stop()
+
+
+def node_ready(node: Obj) -> bool:
+    """Whether a V1Node reports Ready=True."""
+    for condition in node.status.conditions or []:
+        if condition.type == "Ready":
+            return bool(condition.status == "True")
+    return False
+
+
+def deployment_available(dep: Obj) -> bool:
+    """Whether every desired replica of a V1Deployment is updated and ready."""
+    want = dep.spec.replicas if dep.spec.replicas is not None else 1
+    status = dep.status
+    return bool(
+        (status.observed_generation or 0) >= (dep.metadata.generation or 0)
+        and (status.ready_replicas or 0) == want
+        and (status.updated_replicas or 0) == want
+        and (status.replicas or 0) == want
+    )
+
+
+def daemonset_ready(ds: Obj) -> bool:
+    """Whether a V1DaemonSet has a ready, current pod on every node it targets."""
+    status = ds.status
+    want = status.desired_number_scheduled or 0
+    return bool(
+        want > 0
+        and (status.observed_generation or 0) >= (ds.metadata.generation or 0)
+        and (status.number_ready or 0) == want
+        and (status.updated_number_scheduled or 0) == want
+    )
+
+
+def _dynamic(api_client: Any) -> Any:
+    from kubernetes import dynamic
+
+    return dynamic.DynamicClient(api_client)

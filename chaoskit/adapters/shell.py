@@ -1,0 +1,150 @@
+"""Running host commands with progress output.
+
+Every external command chaoskit runs on the host (apt-get, docker, kind, make)
+goes through :func:`run`. Short commands return their output; long ones stream
+their output to a log file and print a heartbeat line, so a user watching a
+ten-minute build sees that it is alive and where its log is. A command that
+cannot be found or fails raises :class:`ProvisionError` naming the command,
+its exit status and the tail of its output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from chaoskit.errors import ProvisionError
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a finished command left."""
+
+    args: tuple[str, ...]
+    """The command line that ran."""
+    returncode: int
+    """Its exit status."""
+    stdout: str
+    """Its standard output (empty when it was streamed to a log)."""
+    stderr: str
+    """Its standard error (or the tail of the log when streamed)."""
+
+
+def say(message: str) -> None:
+    """Print one progress line to stderr, prefixed so it stands out from tool output."""
+    print(f"[chaoskit] {message}", file=sys.stderr, flush=True)
+
+
+def need(tool: str, hint: str) -> str:
+    """Return the path of ``tool`` or fail with ``hint`` saying how to get it."""
+    path = shutil.which(tool)
+    if path is None:
+        raise ProvisionError(f"'{tool}' is not installed: {hint}")
+    return path
+
+
+def run(
+    args: Sequence[str],
+    *,
+    check: bool = True,
+    input: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float | None = None,
+) -> Completed:
+    """Run a short command and capture its output."""
+    full_env = {**os.environ, **env} if env else None
+    text = not isinstance(input, bytes)
+    try:
+        proc = subprocess.run(
+            list(args),
+            input=input,
+            capture_output=True,
+            text=text,
+            env=full_env,
+            cwd=cwd,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ProvisionError(f"'{args[0]}' is not installed ({exc.strerror})") from None
+    except subprocess.TimeoutExpired:
+        raise ProvisionError(f"'{' '.join(args)}' did not finish within {timeout:.0f} s") from None
+    out = proc.stdout if text else proc.stdout.decode(errors="replace")
+    err = proc.stderr if text else proc.stderr.decode(errors="replace")
+    result = Completed(tuple(args), proc.returncode, out, err)
+    if check and proc.returncode != 0:
+        raise ProvisionError(_failure(result))
+    return result
+
+
+def run_logged(
+    args: Sequence[str],
+    log: Path,
+    *,
+    what: str,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    heartbeat: float = 30.0,
+    stdin: int | None = subprocess.DEVNULL,
+) -> None:
+    """Run a long command, its output appended to ``log``, printing a heartbeat.
+
+    ``what`` names the step for the progress lines ("building Kubernetes").
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **env} if env else None
+    started = time.monotonic()
+    say(f"{what}: started (log: {log})")
+    with log.open("ab") as sink:
+        sink.write(f"\n$ {' '.join(args)}\n".encode())
+        sink.flush()
+        try:
+            proc = subprocess.Popen(
+                list(args), stdout=sink, stderr=subprocess.STDOUT, stdin=stdin, env=full_env, cwd=cwd
+            )
+        except FileNotFoundError as exc:
+            raise ProvisionError(f"{what}: '{args[0]}' is not installed ({exc.strerror})") from None
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(heartbeat):
+                say(f"{what}: still running, {time.monotonic() - started:.0f} s")
+
+        ticker = threading.Thread(target=beat, daemon=True)
+        ticker.start()
+        try:
+            code = proc.wait()
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
+        finally:
+            done.set()
+    elapsed = time.monotonic() - started
+    if code != 0:
+        tail = _tail(log, 25)
+        raise ProvisionError(
+            f"{what} failed (exit {code}) after {elapsed:.0f} s; last lines of {log}:\n{tail}"
+        )
+    say(f"{what}: done in {elapsed:.0f} s")
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        content = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(content[-lines:])
+
+
+def _failure(result: Completed) -> str:
+    detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-5:]
+    return f"'{' '.join(result.args)}' failed (exit {result.returncode}): " + " | ".join(detail)

@@ -1,0 +1,119 @@
+"""The ``chaoskit`` command line: clusters for people and game days.
+
+    chaoskit cluster up       create or reuse a cluster (installs and builds what it needs)
+    chaoskit cluster down     delete it and everything it left on the machine
+    chaoskit cluster status   show its nodes without changing anything
+
+Every error is one line saying what to do, with exit status 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, get_provider
+from chaoskit.cluster.base import DEFAULT_NODE_PORTS
+from chaoskit.errors import ChaoskitError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chaoskit", description="Chaos and resilience testing for Kubernetes.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cluster = commands.add_parser("cluster", help="create, inspect and delete test clusters")
+    actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("up", "create or reuse a cluster; installs Docker and kind and builds the node image if needed"),
+        ("down", "delete the cluster, its containers, volumes and network"),
+        ("status", "show the cluster's nodes"),
+    ):
+        sub = actions.add_parser(action, help=text, description=text)
+        _cluster_options(sub, creating=action == "up")
+    return parser
+
+
+def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
+    parser.add_argument("--provider", default="kind", help=f"one of {', '.join(PROVIDERS)} (default: kind)")
+    parser.add_argument("--name", default="chaoskit", help="kind cluster name (default: chaoskit)")
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
+    parser.add_argument("--context", help="kubeconfig context (existing provider)")
+    if creating:
+        parser.add_argument("--workers", type=int, default=2, help="worker nodes (default: 2)")
+        parser.add_argument("--node-image", help="force this kind node image")
+        parser.add_argument(
+            "--node-ports",
+            default=f"{DEFAULT_NODE_PORTS[0]}-{DEFAULT_NODE_PORTS[-1]}",
+            help="NodePorts to publish on 127.0.0.1, as FIRST-LAST (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--no-provision",
+            action="store_true",
+            help="do not install packages or start Docker; fail if they are missing",
+        )
+
+
+def _ports(text: str) -> tuple[int, ...]:
+    from chaoskit.errors import UsageError
+
+    try:
+        first, _, last = text.partition("-")
+        low, high = int(first), int(last or first)
+    except ValueError:
+        raise UsageError(f"--node-ports {text!r} is not FIRST-LAST, e.g. 30080-30089") from None
+    if high < low:
+        raise UsageError(f"--node-ports {text!r}: the last port is below the first")
+    return tuple(range(low, high + 1))
+
+
+def _spec(args: argparse.Namespace) -> ClusterSpec:
+    extra = {}
+    if args.action == "up":
+        extra = {"workers": args.workers, "node_image": args.node_image, "node_ports": _ports(args.node_ports)}
+    return ClusterSpec(provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, **extra)
+
+
+def _print_status(status: ClusterStatus) -> None:
+    if not status.exists:
+        print(f"cluster {status.name}: does not exist (create it with 'chaoskit cluster up')")
+        return
+    print(f"cluster {status.name}: Kubernetes {status.server_version or 'unreachable'}")
+    if status.kubeconfig:
+        print(f"  export KUBECONFIG={status.kubeconfig}")
+    for node in status.nodes:
+        container = f", container {node.container_state}" if node.container_state else ""
+        print(f"  {node.name:32} {node.role:14} {'Ready' if node.ready else 'NotReady'}{container}")
+    if status.problem:
+        print(f"  problem: {status.problem}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "cluster":
+            provision = args.action == "up" and not args.no_provision
+            provider = get_provider(args.provider, provision=provision)
+            spec = _spec(args)
+            if args.action == "up":
+                cluster = provider.up(spec)
+                print(f"cluster {cluster.name} is ready")
+                if cluster.kubeconfig:
+                    print(f"export KUBECONFIG={cluster.kubeconfig}")
+            elif args.action == "down":
+                provider.down(spec)
+                print(f"cluster {spec.name} deleted")
+            else:
+                status = provider.status(spec)
+                _print_status(status)
+                return 0 if status.exists and not status.problem else 1
+    except ChaoskitError as exc:
+        print(f"chaoskit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chaoskit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""What every cluster provider offers, and the specs that describe a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from chaoskit.adapters.kube import Kube
+
+DEFAULT_NODE_PORTS = tuple(range(30080, 30090))
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What the user asked for."""
+
+    provider: str = "kind"
+    """Which provider makes the cluster: ``kind`` or ``existing``."""
+    name: str = "chaoskit"
+    """The kind cluster name (nodes are ``<name>-control-plane``, ``<name>-worker``...)."""
+    workers: int = 2
+    """Worker nodes beside the one control plane (kind only)."""
+    node_image: str | None = None
+    """Force a node image (kind only); by default the stock image where it can be pulled, else the air-gapped build."""
+    node_ports: tuple[int, ...] = DEFAULT_NODE_PORTS
+    """NodePorts published on 127.0.0.1 of the host (kind only)."""
+    kubeconfig: Path | None = None
+    """The kubeconfig to use (existing only; kind writes its own)."""
+    context: str | None = None
+    """The kubeconfig context to use (existing only)."""
+    allowed_contexts: tuple[str, ...] = field(default=())
+    """Contexts other than kind clusters that chaoskit may inject faults into."""
+
+    def __post_init__(self) -> None:
+        from chaoskit.errors import UsageError
+
+        if self.workers < 0:
+            raise UsageError(f"workers must be 0 or more, not {self.workers}")
+        if not self.name or not self.name.replace("-", "").isalnum() or self.name != self.name.lower():
+            raise UsageError(f"cluster name {self.name!r} must be lower-case letters, digits and '-'")
+        for port in self.node_ports:
+            if not 30000 <= port <= 32767:
+                raise UsageError(f"node port {port} is outside the NodePort range 30000-32767")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running cluster that tests can use."""
+
+    name: str
+    """The cluster's name (for kind, the prefix of its node containers)."""
+    provider: str
+    """The provider that made or found it."""
+    kubeconfig: Path | None
+    """The kubeconfig that reaches it (None: the default one)."""
+    context: str | None
+    """The context in that kubeconfig."""
+    flavor: str
+    """``airgap`` (chaoskit's node image and agents), ``stock`` (kind's own) or ``existing``."""
+    node_ports: tuple[int, ...] = ()
+    """NodePorts reachable on 127.0.0.1 of the host."""
+    created: bool = False
+    """Whether this call created the cluster (rather than reusing one)."""
+
+    def kube(self) -> Kube:
+        """API clients for this cluster."""
+        return Kube(self.kubeconfig, self.context)
+
+    @property
+    def is_kind(self) -> bool:
+        return self.provider == "kind"
+
+    def node_container(self, node_name: str) -> str:
+        """The Docker container of a kind node (its name is the node name)."""
+        return node_name
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    role: str
+    ready: bool
+    container_state: str | None
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What ``chaoskit cluster status`` reports."""
+
+    name: str
+    exists: bool
+    nodes: tuple[NodeStatus, ...] = ()
+    server_version: str | None = None
+    kubeconfig: Path | None = None
+    context: str | None = None
+    problem: str | None = None
+
+
+class ClusterProvider(Protocol):
+    """Makes, finds and removes clusters."""
+
+    def up(self, spec: ClusterSpec) -> Cluster:
+        """Return a ready cluster, reusing a running one where it can."""
+        ...
+
+    def down(self, spec: ClusterSpec) -> None:
+        """Remove the cluster and everything it left on the machine."""
+        ...
+
+    def status(self, spec: ClusterSpec) -> ClusterStatus:
+        """Report the cluster without changing it."""
+        ...

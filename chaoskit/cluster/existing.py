@@ -1,0 +1,62 @@
+"""The ``existing`` cluster provider: any cluster a kubeconfig context reaches.
+
+chaoskit neither creates nor deletes such a cluster. Because it is not a
+throwaway kind cluster, faults may only be injected into it when its context
+is listed in ``allowed_contexts`` (checked by the fault library).
+"""
+
+from __future__ import annotations
+
+from chaoskit.adapters.kube import Kube, node_ready
+from chaoskit.adapters.shell import say
+from chaoskit.cluster.base import Cluster, ClusterSpec, ClusterStatus, NodeStatus
+from chaoskit.errors import ChaoskitError, UsageError
+
+
+class ExistingProvider:
+    """Uses a cluster that someone else runs."""
+
+    def up(self, spec: ClusterSpec) -> Cluster:
+        kube = Kube(spec.kubeconfig, spec.context)
+        version = kube.server_version()
+        context = spec.context or _current_context(spec)
+        say(f"using existing cluster of context {context!r} (Kubernetes {version})")
+        return Cluster(
+            name=context,
+            provider="existing",
+            kubeconfig=spec.kubeconfig,
+            context=context,
+            flavor="existing",
+        )
+
+    def down(self, spec: ClusterSpec) -> None:
+        raise UsageError("the 'existing' provider does not delete clusters it did not create; "
+                         "delete it with the tool that made it")
+
+    def status(self, spec: ClusterSpec) -> ClusterStatus:
+        kube = Kube(spec.kubeconfig, spec.context)
+        context = spec.context or _current_context(spec)
+        try:
+            version = kube.server_version(timeout=5)
+            nodes = tuple(
+                NodeStatus(name=n.metadata.name, role=_role(n), ready=node_ready(n), container_state=None)
+                for n in kube.core.list_node(_request_timeout=10).items
+            )
+        except ChaoskitError as exc:
+            return ClusterStatus(name=context, exists=True, context=context, problem=str(exc))
+        return ClusterStatus(
+            name=context, exists=True, nodes=nodes, server_version=version, kubeconfig=spec.kubeconfig, context=context
+        )
+
+
+def _current_context(spec: ClusterSpec) -> str:
+    from kubernetes import config
+
+    _, active = config.list_kube_config_contexts(config_file=str(spec.kubeconfig) if spec.kubeconfig else None)
+    return str(active["name"])
+
+
+def _role(node: object) -> str:
+    labels = getattr(getattr(node, "metadata", None), "labels", None) or {}
+    roles = [k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")]
+    return ",".join(sorted(roles)) or "worker"

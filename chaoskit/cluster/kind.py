@@ -1,0 +1,299 @@
+"""The ``kind`` cluster provider.
+
+A kind cluster here is one control plane and N workers, each a privileged
+Docker container on a Docker network of its own (``chaoskit-<name>``), so that
+``cluster down`` can remove everything the cluster made. NodePorts are
+published on 127.0.0.1 of the host, the only address tests send traffic to.
+
+The node image is chosen without the user having to: an explicit
+``--node-image`` wins; otherwise a node image already on the machine (the
+air-gapped build, then kind's stock image); otherwise kind's stock image if it
+can be pulled; otherwise chaoskit builds its own from Debian packages
+(:mod:`chaoskit.provision`). The air-gapped flavour has no kindnetd or CoreDNS,
+so chaoskit installs its own add-ons (:mod:`chaoskit.cluster.addons`).
+
+A cluster that already runs is reused. One whose containers are stopped (the
+machine restarted, or a test stopped a node and died) is started again; one
+that cannot be made healthy, or whose node image is out of date, is deleted
+and created anew.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chaoskit.adapters import docker, kind
+from chaoskit.adapters.kube import Kube, daemonset_ready, deployment_available, node_ready
+from chaoskit.adapters.shell import run, say
+from chaoskit.cluster import addons
+from chaoskit.cluster.base import Cluster, ClusterSpec, ClusterStatus, NodeStatus
+from chaoskit.errors import ChaoskitError, ClusterError, UsageError
+from chaoskit.provision import cache
+from chaoskit.provision.versions import STOCK_NODE_IMAGE
+
+READY_TIMEOUT = 240.0
+PULL_TIMEOUT = 60.0
+
+
+def cluster_dir(name: str) -> Path:
+    """Where a cluster's kubeconfig, kind config and logs live."""
+    path = cache.root() / "clusters" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def kubeconfig_path(name: str) -> Path:
+    return cluster_dir(name) / "kubeconfig"
+
+
+def network_name(name: str) -> str:
+    return f"chaoskit-{name}"
+
+
+def kind_config(spec: ClusterSpec, airgap: bool) -> dict[str, Any]:
+    """The kind configuration for ``spec``."""
+    control_plane: dict[str, Any] = {"role": "control-plane"}
+    if spec.node_ports:
+        control_plane["extraPortMappings"] = [
+            {"containerPort": port, "hostPort": port, "listenAddress": "127.0.0.1", "protocol": "TCP"}
+            for port in spec.node_ports
+        ]
+    config: dict[str, Any] = {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "nodes": [control_plane] + [{"role": "worker"} for _ in range(spec.workers)],
+    }
+    if airgap:
+        # No kindnetd image exists here; chaoskit-netd configures pod networking instead.
+        config["networking"] = {"disableDefaultCNI": True}
+    return config
+
+
+def is_airgap_image(image: str) -> bool:
+    return image.startswith("chaoskit/node:")
+
+
+class KindProvider:
+    """Creates, reuses and deletes kind clusters."""
+
+    def __init__(self, provision: bool = True) -> None:
+        # provision: whether up() may install packages and start Docker (the CLI does;
+        # the pytest plugin does not, it asks the user to run 'chaoskit cluster up').
+        self.provision = provision
+
+    # --- up --------------------------------------------------------------------
+
+    def up(self, spec: ClusterSpec) -> Cluster:
+        started = time.monotonic()
+        self._ensure_docker()
+        image = self._choose_image(spec)
+        cluster = None
+        if spec.name in kind.clusters():
+            cluster = self._reuse(spec, image)
+        if cluster is None:
+            cluster = self._create(spec, image)
+        say(f"cluster {spec.name} ready in {time.monotonic() - started:.0f} s (KUBECONFIG={cluster.kubeconfig})")
+        return cluster
+
+    def _ensure_docker(self) -> None:
+        if self.provision:
+            from chaoskit.provision import host
+
+            if not docker.daemon_answers() or not _have("kind"):
+                host.ensure_packages()
+            host.ensure_docker()
+        docker.require_daemon()
+        if not _have("kind"):
+            raise UsageError("the kind CLI is not installed: run 'chaoskit cluster up', which installs it")
+
+    def _choose_image(self, spec: ClusterSpec) -> str:
+        from chaoskit.provision import images
+
+        if spec.node_image:
+            return spec.node_image
+        airgap = images.node_image()
+        if images.image_exists(airgap):
+            return airgap
+        if images.image_exists(STOCK_NODE_IMAGE):
+            return STOCK_NODE_IMAGE
+        say(f"trying to pull kind's node image {STOCK_NODE_IMAGE}")
+        pulled = run(["docker", "pull", STOCK_NODE_IMAGE], check=False, timeout=PULL_TIMEOUT)
+        if pulled.returncode == 0:
+            return STOCK_NODE_IMAGE
+        say("no registry reachable: building chaoskit's air-gapped node image from Debian packages")
+        if self.provision:
+            from chaoskit.provision import airgap_build
+
+            return airgap_build.build_all()
+        raise UsageError(
+            "no node image is available and none can be pulled: run 'chaoskit cluster up' once "
+            "(it builds the air-gapped node image, about 15 min the first time)"
+        )
+
+    def _reuse(self, spec: ClusterSpec, image: str) -> Cluster | None:
+        nodes = docker.containers(f"{docker.KIND_CLUSTER_LABEL}={spec.name}")
+        stale = sorted({n.image for n in nodes} - {image})
+        if stale:
+            say(f"cluster {spec.name} runs node image {', '.join(stale)}, not {image}: recreating it")
+            self._delete(spec.name)
+            return None
+        if len(nodes) != spec.workers + 1:
+            say(f"cluster {spec.name} has {len(nodes)} nodes, not {spec.workers + 1}: recreating it")
+            self._delete(spec.name)
+            return None
+        for node in nodes:
+            if node.state == "paused":
+                say(f"unpausing node {node.name}")
+                docker.unpause(node.name)
+            elif node.state != "running":
+                say(f"starting stopped node {node.name}")
+                docker.start(node.name)
+        say(f"reusing cluster {spec.name}")
+        try:
+            return self._finish(spec, image, created=False)
+        except ChaoskitError as exc:
+            say(f"cluster {spec.name} did not become healthy ({exc}): recreating it")
+            self._delete(spec.name)
+            return None
+
+    def _create(self, spec: ClusterSpec, image: str) -> Cluster:
+        airgap = is_airgap_image(image)
+        workdir = cluster_dir(spec.name)
+        config = workdir / "kind.yaml"
+        config.write_text(yaml.safe_dump(kind_config(spec, airgap), sort_keys=False))
+        kubeconfig = kubeconfig_path(spec.name)
+        kubeconfig.unlink(missing_ok=True)
+        say(f"creating kind cluster {spec.name}: 1 control plane + {spec.workers} workers, image {image}")
+        kind.create(spec.name, image, config, kubeconfig, network_name(spec.name), workdir / "create.log")
+        return self._finish(spec, image, created=True)
+
+    def _finish(self, spec: ClusterSpec, image: str, created: bool) -> Cluster:
+        kubeconfig = kubeconfig_path(spec.name)
+        kind.write_kubeconfig(spec.name, kubeconfig)
+        cluster = Cluster(
+            name=spec.name,
+            provider="kind",
+            kubeconfig=kubeconfig,
+            context=f"kind-{spec.name}",
+            flavor="airgap" if is_airgap_image(image) else "stock",
+            node_ports=spec.node_ports,
+            created=created,
+        )
+        kube = cluster.kube()
+        _wait_api(kube)
+        if cluster.flavor == "airgap":
+            from chaoskit.provision import images
+
+            kube.apply(addons.manifests(images.agent_image()))
+            if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
+                say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
+        wait_healthy(kube, cluster.flavor, spec.workers + 1)
+        return cluster
+
+    # --- down / status ------------------------------------------------------------
+
+    def down(self, spec: ClusterSpec) -> None:
+        docker.require_daemon()
+        if spec.name not in kind.clusters():
+            say(f"no kind cluster named {spec.name}")
+        else:
+            self._delete(spec.name)
+        network = network_name(spec.name)
+        if docker.network_exists(network):
+            docker.remove_network(network)
+        kubeconfig_path(spec.name).unlink(missing_ok=True)
+
+    def _delete(self, name: str) -> None:
+        say(f"deleting kind cluster {name}")
+        kind.delete(name, kubeconfig_path(name))
+
+    def status(self, spec: ClusterSpec) -> ClusterStatus:
+        docker.require_daemon()
+        if spec.name not in kind.clusters():
+            return ClusterStatus(name=spec.name, exists=False)
+        containers = {c.name: c for c in docker.containers(f"{docker.KIND_CLUSTER_LABEL}={spec.name}")}
+        kubeconfig = kubeconfig_path(spec.name)
+        ready: dict[str, bool] = {}
+        version = None
+        problem = None
+        try:
+            kind.write_kubeconfig(spec.name, kubeconfig)
+            kube = Kube(kubeconfig, f"kind-{spec.name}")
+            version = kube.server_version(timeout=5)
+            ready = {n.metadata.name: node_ready(n) for n in kube.core.list_node(_request_timeout=10).items}
+        except ChaoskitError as exc:
+            problem = str(exc)
+        except Exception as exc:
+            problem = f"the API server does not answer: {exc}"
+        nodes = tuple(
+            NodeStatus(
+                name=name,
+                role=c.labels.get(docker.KIND_ROLE_LABEL, "?"),
+                ready=ready.get(name, False),
+                container_state=c.state,
+            )
+            for name, c in sorted(containers.items())
+        )
+        return ClusterStatus(
+            name=spec.name,
+            exists=True,
+            nodes=nodes,
+            server_version=version,
+            kubeconfig=kubeconfig,
+            context=f"kind-{spec.name}",
+            problem=problem,
+        )
+
+
+def _have(tool: str) -> bool:
+    import shutil
+
+    return shutil.which(tool) is not None
+
+
+def _wait_api(kube: Kube, timeout: float = 90.0) -> None:
+    from tenacity import retry_if_exception_type, stop_after_delay, wait_fixed
+    from tenacity import Retrying
+
+    for attempt in Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(1),
+        retry=retry_if_exception_type(ClusterError),
+        reraise=True,
+    ):
+        with attempt:
+            kube.server_version(timeout=5)
+
+
+def wait_healthy(kube: Kube, flavor: str, node_count: int, timeout: float = READY_TIMEOUT) -> None:
+    """Wait until every node is Ready and the cluster's networking and DNS run."""
+    took = kube.wait_for(
+        kube.core.list_node,
+        lambda nodes: len(nodes) == node_count and all(node_ready(n) for n in nodes.values()),
+        timeout,
+        f"{node_count} Ready nodes",
+    )
+    say(f"{node_count} nodes Ready ({took:.1f} s)")
+    if flavor == "airgap":
+        kube.wait_for(
+            kube.apps.list_namespaced_daemon_set,
+            lambda ds: addons.NETD in ds and daemonset_ready(ds[addons.NETD]),
+            timeout,
+            "chaoskit-netd on every node",
+            namespace=addons.NAMESPACE,
+        )
+        dns = addons.DNS
+    else:
+        dns = "coredns"
+    took = kube.wait_for(
+        kube.apps.list_namespaced_deployment,
+        lambda deps: dns in deps and deployment_available(deps[dns]),
+        timeout,
+        f"cluster DNS ({dns})",
+        namespace="kube-system",
+    )
+    say(f"cluster DNS ({dns}) available ({took:.1f} s)")

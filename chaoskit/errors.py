@@ -1,0 +1,38 @@
+"""The error types of chaoskit.
+
+Every error a user can meet derives from :class:`ChaoskitError` and carries a
+message that says what to do, so the command line and the pytest plugin can
+print it on one line without a traceback. Errors that a retry may cure are
+:class:`RetryableError` and carry the delay to wait; everything else is
+permanent.
+"""
+
+from __future__ import annotations
+
+
+class ChaoskitError(Exception):
+    """Base of every chaoskit error; its message is meant for the user."""
+
+
+class PermanentError(ChaoskitError):
+    """An error that retrying will not fix (bad input, missing tool)."""
+
+
+class RetryableError(ChaoskitError):
+    """An error that may pass if the same call is made again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class UsageError(PermanentError):
+    """Bad input from the user: an unknown option value, a missing context."""
+
+
+class ProvisionError(PermanentError):
+    """A step of setting up the machine (packages, images, Docker) failed."""
+
+
+class ClusterError(ChaoskitError):
+    """The cluster could not be created, reached or repaired."""

@@ -1,0 +1,221 @@
+"""Preparing the host: Debian packages, kind from sid, and a running Docker Engine.
+
+On a machine with no container registry everything comes from Debian's
+archive. kind is only packaged in sid, so sid (and trixie, for the kind source
+whose base-image files we use) are added with a pin below 100: nothing else
+on the machine is upgraded from them, only what is asked for by name.
+
+Docker Engine is started by hand (``dockerd`` in the background) when it is
+not running, because this machine has no init system to do it. One trap of
+this machine is handled here: when the capability bounding set lacks
+``CAP_SYS_RESOURCE``, every privileged container fails, and kind only starts
+privileged nodes; a runc wrapper that drops that capability from the OCI spec
+is then registered as Docker's default runtime. It is applied only where a
+plain ``docker run --privileged`` fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from importlib import resources
+from pathlib import Path
+
+from chaoskit.adapters.shell import need, run, run_logged, say
+from chaoskit.errors import ProvisionError
+from chaoskit.provision import cache
+
+APT_SOURCES = Path("/etc/apt/sources.list.d/chaoskit.sources")
+APT_PIN = Path("/etc/apt/preferences.d/chaoskit")
+DOCKER_CONFIG = Path("/etc/docker/daemon.json")
+RUNC_WRAPPER = Path("/usr/local/libexec/chaoskit/runc-nosysresource")
+WRAPPED_RUNTIME = "chaoskit-runc"
+
+HOST_PACKAGES = {
+    # command that proves the package is there -> package
+    "dockerd": "docker.io",
+    "debootstrap": "debootstrap",
+    "rsync": "rsync",
+    "jq": "jq",
+    "gcc": "gcc",
+    "iptables": "iptables",
+    "dpkg-source": "dpkg-dev",
+    "/usr/lib/go-1.19/bin/go": "golang-1.19-go",
+    "/usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go": (
+        "golang-github-modern-go-reflect2-dev"
+    ),
+    "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",
+}
+
+_SOURCES = """\
+# Added by chaoskit: Debian sources for the air-gapped kind build.
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb deb-src
+URIs: http://deb.debian.org/debian
+Suites: sid trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+
+_PIN = """\
+# Added by chaoskit: take from sid and trixie only what is asked for by name.
+Package: *
+Pin: release n=sid
+Pin-Priority: 50
+
+Package: *
+Pin: release n=trixie
+Pin-Priority: 50
+"""
+
+
+def _present(probe: str) -> bool:
+    return os.path.exists(probe) if probe.startswith("/") else shutil.which(probe) is not None
+
+
+def _apt_log() -> Path:
+    return cache.root() / "logs" / "apt.log"
+
+
+def ensure_apt_sources() -> bool:
+    """Add the deb-src and pinned sid/trixie sources; return whether anything changed."""
+    changed = False
+    for path, text in ((APT_SOURCES, _SOURCES), (APT_PIN, _PIN)):
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            changed = True
+    return changed
+
+
+def ensure_packages() -> None:
+    """Install the host packages the air-gapped build needs, and kind from sid."""
+    if os.geteuid() != 0:
+        raise ProvisionError("installing packages needs root: run this as root (sudo)")
+    need("apt-get", "this build needs a Debian-like host with apt")
+    changed = ensure_apt_sources()
+    missing = sorted({pkg for probe, pkg in HOST_PACKAGES.items() if not _present(probe)})
+    kind_missing = shutil.which("kind") is None
+    if changed or missing or kind_missing:
+        run_logged(["apt-get", "update"], _apt_log(), what="apt-get update")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    if missing:
+        run_logged(
+            ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+            _apt_log(),
+            what=f"installing {', '.join(missing)}",
+            env=env,
+        )
+    if kind_missing:
+        run_logged(
+            ["apt-get", "install", "-y", "--no-install-recommends", "-t", "sid", "kind"],
+            _apt_log(),
+            what="installing kind from Debian sid",
+            env=env,
+        )
+    need("kind", "the Debian sid package 'kind' did not install; see " + str(_apt_log()))
+
+
+def docker_running() -> bool:
+    """Whether a Docker daemon answers."""
+    if shutil.which("docker") is None:
+        return False
+    return run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, timeout=20).returncode == 0
+
+
+def ensure_docker() -> None:
+    """Start the Docker daemon if it is not running, with the capability fix if needed."""
+    if not docker_running():
+        _start_dockerd()
+    if not _privileged_works():
+        say("privileged containers fail on this host (CAP_SYS_RESOURCE missing): installing the runc wrapper")
+        _install_runc_wrapper()
+        if not _privileged_works():
+            raise ProvisionError(
+                "privileged containers still fail after installing the runc wrapper; "
+                f"see {cache.root() / 'logs' / 'dockerd.log'}"
+            )
+
+
+def _start_dockerd() -> None:
+    need("dockerd", "install Docker Engine (apt-get install docker.io) or run 'chaoskit cluster up' as root")
+    if shutil.which("containerd") is None:
+        raise ProvisionError("containerd is missing: apt-get install containerd")
+    log = cache.root() / "logs" / "dockerd.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    say(f"starting the Docker daemon (log: {log})")
+    # A stale pid file from a killed daemon stops a new one from starting.
+    pidfile = Path("/var/run/docker.pid")
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text().strip()), 0)
+        except (ProcessLookupError, ValueError):
+            pidfile.unlink()
+    # Through a shell that exits at once, so the daemon is not our child: it
+    # outlives this process and never lingers as our zombie.
+    subprocess.run(
+        ["sh", "-c", f'nohup dockerd >>"{log}" 2>&1 </dev/null &'],
+        check=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if docker_running():
+            say("Docker daemon is up")
+            return
+        time.sleep(0.5)
+    raise ProvisionError(f"the Docker daemon did not start within 60 s; see {log}")
+
+
+def _probe_image() -> str:
+    """A tiny image holding one static binary, to test privileged containers."""
+    name = "chaoskit/probe:1"
+    if run(["docker", "image", "inspect", name], check=False).returncode == 0:
+        return name
+    work = cache.entry("probe")
+    cache.reset(work)
+    (work / "true.c").write_text("int main(void) { return 0; }\n")
+    run(["gcc", "-static", "-O2", "-o", str(work / "true"), str(work / "true.c")])
+    run(["tar", "-C", str(work), "-cf", str(work / "probe.tar"), "true"])
+    run(["docker", "import", "-c", 'ENTRYPOINT ["/true"]', str(work / "probe.tar"), name])
+    return name
+
+
+def _privileged_works() -> bool:
+    image = _probe_image()
+    result = run(["docker", "run", "--rm", "--privileged", image], check=False, timeout=60)
+    return result.returncode == 0
+
+
+def _install_runc_wrapper() -> None:
+    need("jq", "apt-get install jq")
+    RUNC_WRAPPER.parent.mkdir(parents=True, exist_ok=True)
+    script = resources.files("chaoskit.provision").joinpath("files/runc-nosysresource").read_text()
+    RUNC_WRAPPER.write_text(script)
+    RUNC_WRAPPER.chmod(0o755)
+    config = json.loads(DOCKER_CONFIG.read_text()) if DOCKER_CONFIG.exists() else {}
+    config.setdefault("runtimes", {})[WRAPPED_RUNTIME] = {"path": str(RUNC_WRAPPER)}
+    config["default-runtime"] = WRAPPED_RUNTIME
+    DOCKER_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+    DOCKER_CONFIG.write_text(json.dumps(config, indent=2) + "\n")
+    # dockerd reloads runtimes and the default runtime on SIGHUP: no restart needed.
+    say(f"registered {RUNC_WRAPPER} as Docker's default runtime; reloading the daemon")
+    os.kill(_dockerd_pid(), signal.SIGHUP)
+    time.sleep(1)
+
+
+def _dockerd_pid() -> int:
+    pidfile = Path("/var/run/docker.pid")
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        raise ProvisionError("cannot find the Docker daemon's pid in /var/run/docker.pid") from None

@@ -1,0 +1,375 @@
+"""Building every image the air-gapped cluster needs, from Debian packages.
+
+No image can be pulled here, so each one is made locally:
+
+* two Debian root filesystems from ``debootstrap``: the kind *node* (systemd,
+  containerd, runc, CNI plugins and kind's own init files) and a small *base*
+  (python3, iptables, dnsmasq) that kube-proxy, etcd and chaoskit's agents
+  run on;
+* the control-plane images kubeadm 1.20 asks for, under the exact names it
+  asks for (``k8s.gcr.io/...``), from the binaries built by
+  :mod:`chaoskit.provision.kubernetes` and Debian's ``etcd-server``;
+* the node image itself, with all of the above preloaded into its containerd
+  so no node ever tries to pull.
+
+Three traps of this machine are handled in the node image (see
+``shared/docs/airgap-kind.md``): a runc wrapper that drops ``CAP_SYS_RESOURCE``
+where the bounding set lacks it (it is a no-op elsewhere), containerd's
+``restrict_oom_score_adj``, and kind's entrypoint without the self bind mount
+of the kubelet cgroup that kubelet 1.20 mistakes for the controller's mount.
+
+The rootfs steps do not need the Kubernetes binaries (they are copied in when
+the node image is assembled), so they run while Kubernetes is still building.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from chaoskit.adapters.shell import run, run_logged, say
+from chaoskit.errors import ProvisionError
+from chaoskit.provision import cache, kubernetes
+from chaoskit.provision.versions import (
+    BASE_IMAGE,
+    CONTROL_PLANE_IMAGES,
+    ETCD_IMAGE,
+    IMAGE_RECIPE,
+    KIND_BASE_SOURCE,
+    KUBERNETES_VERSION,
+    PAUSE_IMAGE,
+    SUITE,
+)
+
+MIRROR = "http://deb.debian.org/debian"
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+NODE_PACKAGES = (
+    "systemd systemd-sysv dbus conntrack iptables nftables iproute2 ethtool util-linux mount "
+    "kmod libseccomp2 pigz bash ca-certificates curl jq procps containerd runc "
+    "containernetworking-plugins socat e2fsprogs"
+).split()
+BASE_PACKAGES = "iptables nftables conntrack iproute2 python3 dnsmasq-base ca-certificates procps".split()
+
+
+def _agent_sources() -> dict[str, str]:
+    agent = resources.files("chaoskit.agent")
+    return {f"chaoskit/agent/{p.name}": p.read_text() for p in agent.iterdir() if p.name.endswith(".py")}
+
+
+def agent_image() -> str:
+    """The agent image's name; its tag is a digest of the agent's code, so edits rebuild it."""
+    digest = hashlib.sha256()
+    for name, text in sorted(_agent_sources().items()):
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return f"chaoskit/agent:r{IMAGE_RECIPE}-{digest.hexdigest()[:12]}"
+
+
+def node_image() -> str:
+    """The air-gapped node image's name (it embeds the agent image, hence its tag)."""
+    return f"chaoskit/node:{KUBERNETES_VERSION}-r{IMAGE_RECIPE}-{agent_image().rsplit('-', 1)[1]}"
+
+
+def preload_images() -> list[str]:
+    """The images every node's containerd holds before kubeadm runs."""
+    return [
+        *(f"k8s.gcr.io/{name}:{KUBERNETES_VERSION}" for name in CONTROL_PLANE_IMAGES),
+        f"k8s.gcr.io/kube-proxy:{KUBERNETES_VERSION}",
+        ETCD_IMAGE,
+        PAUSE_IMAGE,
+        agent_image(),
+    ]
+
+
+def image_exists(name: str) -> bool:
+    """Whether the local Docker daemon has an image by that name."""
+    return run(["docker", "image", "inspect", name], check=False).returncode == 0
+
+
+def _log() -> Path:
+    return cache.root() / "logs" / f"images-r{IMAGE_RECIPE}.log"
+
+
+def _files(name: str) -> str:
+    return resources.files("chaoskit.provision").joinpath(f"files/{name}").read_text()
+
+
+# --- root filesystems -------------------------------------------------------------
+
+
+def rootfs(kind: str, packages: list[str], prepare: bool = False) -> Path:
+    """Bootstrap (or reuse) a Debian rootfs tarball; ``kind`` names it."""
+    out = cache.entry(f"rootfs-{kind}-{SUITE}-r{IMAGE_RECIPE}")
+    tarball = out / "rootfs.tar"
+    if cache.is_done(out):
+        say(f"{kind} rootfs: cached in {tarball}")
+        return tarball
+    cache.reset(out)
+    tree = out / "tree"
+    run_logged(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(tree), MIRROR],
+        out / "debootstrap.log",
+        what=f"bootstrapping the {kind} rootfs from Debian {SUITE} (about 2 min)",
+    )
+    if prepare:
+        _prepare_node_tree(tree)
+    _slim(tree)
+    run_logged(
+        ["tar", "--numeric-owner", "--xattrs", "-C", str(tree), "-cf", str(tarball), "."],
+        _log(),
+        what=f"packing the {kind} rootfs",
+    )
+    shutil.rmtree(tree)
+    cache.mark_done(out)
+    return tarball
+
+
+def _slim(tree: Path) -> None:
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"):
+        path = tree / sub
+        if path.is_dir():
+            shutil.rmtree(path)
+            path.mkdir()
+
+
+def _kind_base_files() -> Path:
+    """kind's images/base/files from Debian's kind source (entrypoint, units)."""
+    out = cache.entry(f"kind-source-{KIND_BASE_SOURCE.split('=')[1]}")
+    files = out / "images" / "base" / "files"
+    if cache.is_done(out):
+        return files
+    cache.reset(out)
+    # The .dsc and debian.tar may be gone from the archive; the orig tarball is what matters.
+    run(["apt-get", "source", "--download-only", KIND_BASE_SOURCE], cwd=out, check=False)
+    tarballs = sorted(out.glob("kind_*.orig.tar.gz"))
+    if not tarballs:
+        raise ProvisionError(
+            f"could not download the Debian source of {KIND_BASE_SOURCE} "
+            "(needs a deb-src line for trixie; 'chaoskit cluster up' adds it)"
+        )
+    run(["tar", "-xzf", str(tarballs[0]), "-C", str(out), "--strip-components=1"])
+    if not (files / "usr" / "local" / "bin" / "entrypoint").is_file():
+        raise ProvisionError(f"{tarballs[0]} has no images/base/files/usr/local/bin/entrypoint")
+    cache.mark_done(out)
+    return files
+
+
+def _prepare_node_tree(tree: Path) -> None:
+    """Do in the rootfs what kind's base-image Dockerfile does, with Debian's binaries."""
+    say("preparing the node rootfs (kind's init files, containerd, runc wrapper)")
+    files = _kind_base_files()
+    etc = files / "etc"
+    (tree / "kind" / "bin").mkdir(parents=True, exist_ok=True)
+    for script in (files / "kind" / "bin").iterdir():
+        shutil.copy2(script, tree / "kind" / "bin" / script.name)
+        (tree / "kind" / "bin" / script.name).chmod(0o755)
+    units = tree / "etc" / "systemd" / "system"
+    for unit in ("containerd.service", "kubelet.service", "kubelet.slice", "undo-mount-hacks.service"):
+        shutil.copy2(etc / "systemd" / "system" / unit, units / unit)
+    shutil.copytree(etc / "systemd" / "system" / "kubelet.service.d", units / "kubelet.service.d")
+    for sub in ("sysctl.d/10-network-magic.conf", "sysctl.d/10-network-security.conf", "default/kubelet", "crictl.yaml"):
+        (tree / "etc" / sub).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(etc / sub, tree / "etc" / sub)
+
+    entrypoint = (files / "usr" / "local" / "bin" / "entrypoint").read_text()
+    bind = 'mount --bind "${subsystem}/${cgroup_root}" "${subsystem}/${cgroup_root}"'
+    if bind not in entrypoint:
+        raise ProvisionError("kind's entrypoint changed: the kubelet cgroup bind mount line was not found")
+    # kubelet 1.20's libcontainer takes that self bind mount for the controller's mount point.
+    entrypoint = entrypoint.replace(bind, ": # chaoskit: no self bind mount (kubelet 1.20 mistakes it)")
+    _write(tree / "usr" / "local" / "bin" / "entrypoint", entrypoint, 0o755)
+    _write(tree / "usr" / "local" / "sbin" / "runc-nosysresource", _files("runc-nosysresource"), 0o755)
+    _write(tree / "etc" / "containerd" / "config.toml", _files("containerd-config.toml"), 0o644)
+
+    for pattern in (
+        "lib/systemd/system/multi-user.target.wants/*",
+        "etc/systemd/system/*.wants/*",
+        "lib/systemd/system/local-fs.target.wants/*",
+        "lib/systemd/system/sockets.target.wants/*udev*",
+        "lib/systemd/system/sockets.target.wants/*initctl*",
+        "lib/systemd/system/basic.target.wants/*",
+        "lib/systemd/system/sysinit.target.wants/systemd-tmpfiles-setup.service",
+    ):
+        for path in tree.glob(pattern):
+            path.unlink()
+    with (tree / "etc" / "systemd" / "journald.conf").open("a") as conf:
+        conf.write("ReadKMsg=no\n")
+    run(["chroot", str(tree), "systemctl", "enable", "kubelet.service", "containerd.service", "undo-mount-hacks.service"])
+    run(["chroot", str(tree), "systemctl", "mask", "systemd-binfmt.service"])
+    (tree / "etc" / "kubernetes" / "manifests").mkdir(parents=True, exist_ok=True)
+
+    spec = json.loads(run(["ctr", "oci", "spec"]).stdout)
+    spec.setdefault("hooks", {}).setdefault("createContainer", []).append(
+        {"path": "/kind/bin/mount-product-files.sh"}
+    )
+    spec["process"].pop("rlimits", None)
+    _write(tree / "etc" / "containerd" / "cri-base.json", json.dumps(spec, indent=2) + "\n", 0o644)
+
+    for name in ("containerd", "ctr"):
+        _link(tree / "usr" / "local" / "bin" / name, f"/usr/bin/{name}")
+    _link(tree / "opt" / "cni" / "bin", "/usr/lib/cni")
+    _write(tree / "kind" / "version", f"{KUBERNETES_VERSION}\n", 0o644)
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _link(path: Path, target: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    path.symlink_to(target)
+
+
+# --- images --------------------------------------------------------------------
+
+
+def _docker_build(tag: str, dockerfile: str, context_files: dict[str, Path | str]) -> None:
+    """Build ``tag`` from a Dockerfile and a few files, with the classic builder."""
+    with tempfile.TemporaryDirectory(prefix="chaoskit-build-") as tmp:
+        ctx = Path(tmp)
+        for name, source in context_files.items():
+            dest = ctx / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(source, Path):
+                shutil.copy2(source, dest)
+            else:
+                dest.write_text(source)
+                dest.chmod(0o755)
+        (ctx / "Dockerfile").write_text(dockerfile)
+        run_logged(
+            ["docker", "build", "-q", "-t", tag, str(ctx)],
+            _log(),
+            what=f"building image {tag}",
+            env={"DOCKER_BUILDKIT": "0"},
+        )
+
+
+def _import(tarball: Path, tag: str, *changes: str) -> None:
+    args = ["docker", "import"]
+    for change in changes:
+        args += ["-c", change]
+    run_logged([*args, str(tarball), tag], _log(), what=f"importing {tag}")
+
+
+def build_base_image() -> None:
+    """The small Debian image that kube-proxy, etcd and the agents run on."""
+    if image_exists(BASE_IMAGE):
+        return
+    tarball = rootfs("base", BASE_PACKAGES)
+    _import(tarball, BASE_IMAGE, f"ENV {PATH_ENV}")
+
+
+def build_component_images() -> None:
+    """The control-plane, etcd, pause, kube-proxy and agent images."""
+    bins = kubernetes.binaries_dir()
+    for name in CONTROL_PLANE_IMAGES:
+        tag = f"k8s.gcr.io/{name}:{KUBERNETES_VERSION}"
+        if not image_exists(tag):
+            _docker_build(
+                tag,
+                f"FROM scratch\nENV {PATH_ENV}\nCOPY {name} /usr/local/bin/{name}\n"
+                f'ENTRYPOINT ["/usr/local/bin/{name}"]\n',
+                {name: bins / name},
+            )
+    if not image_exists(PAUSE_IMAGE):
+        _docker_build(PAUSE_IMAGE, 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n', {"pause": bins / "pause"})
+    build_base_image()
+    proxy = f"k8s.gcr.io/kube-proxy:{KUBERNETES_VERSION}"
+    if not image_exists(proxy):
+        _docker_build(
+            proxy,
+            f"FROM {BASE_IMAGE}\nCOPY kube-proxy /usr/local/bin/kube-proxy.real\n"
+            "COPY kube-proxy-wrapper /usr/local/bin/kube-proxy\n",
+            {"kube-proxy": bins / "kube-proxy", "kube-proxy-wrapper": _files("kube-proxy-wrapper")},
+        )
+    if not image_exists(ETCD_IMAGE):
+        _docker_build(ETCD_IMAGE, f"FROM {BASE_IMAGE}\nCOPY etcd /usr/local/bin/etcd\n", {"etcd": _etcd_binary()})
+    build_agent_image()
+
+
+def build_agent_image() -> str:
+    """chaoskit's in-cluster agents (pod networking, cluster DNS); return the image name."""
+    tag = agent_image()
+    if image_exists(tag):
+        return tag
+    # The agents use the standard library only: the image has python3 and nothing else.
+    _docker_build(
+        tag,
+        f"FROM {BASE_IMAGE}\nCOPY chaoskit /opt/chaoskit/chaoskit\nENV PYTHONPATH=/opt/chaoskit PYTHONUNBUFFERED=1\n",
+        {"chaoskit/__init__.py": "", **_agent_sources()},
+    )
+    return tag
+
+
+def _etcd_binary() -> Path:
+    out = cache.entry("etcd-server-deb")
+    binary = out / "root" / "usr" / "bin" / "etcd"
+    if cache.is_done(out):
+        return binary
+    cache.reset(out)
+    run(["apt-get", "download", "etcd-server"], cwd=out)
+    debs = sorted(out.glob("etcd-server_*.deb"))
+    if not debs:
+        raise ProvisionError("apt-get download etcd-server gave no package")
+    run(["dpkg-deb", "-x", str(debs[0]), str(out / "root")])
+    if not binary.is_file():
+        raise ProvisionError(f"{debs[0].name} holds no usr/bin/etcd")
+    cache.mark_done(out)
+    return binary
+
+
+def build_node_image() -> str:
+    """The kind node image with every cluster image preloaded; return its name."""
+    name = node_image()
+    if image_exists(name):
+        say(f"node image {name}: present")
+        return name
+    build_component_images()
+    tarball = rootfs("node", NODE_PACKAGES, prepare=True)
+    staging = f"chaoskit/node-rootfs:{SUITE}-r{IMAGE_RECIPE}"
+    if not image_exists(staging):
+        _import(tarball, staging)
+    container = "chaoskit-node-build"
+    run(["docker", "rm", "-f", container], check=False)
+    run(["docker", "run", "-d", "--privileged", "--name", container, "--entrypoint", "/usr/local/bin/containerd", staging])
+    try:
+        bins = kubernetes.binaries_dir()
+        for binary in ("kubelet", "kubeadm", "kubectl"):
+            run(["docker", "cp", str(bins / binary), f"{container}:/usr/bin/{binary}"])
+        for image in preload_images():
+            say(f"preloading {image} into the node image")
+            run(
+                [
+                    "bash",
+                    "-c",
+                    f"set -o pipefail; docker save {image} | docker exec -i {container} "
+                    "ctr -n k8s.io images import --no-unpack --all-platforms -",
+                ]
+            )
+        run(["docker", "stop", container])
+        run(
+            [
+                "docker",
+                "commit",
+                "-c",
+                'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
+                "-c",
+                "ENV container=docker",
+                "-c",
+                "STOPSIGNAL SIGRTMIN+3",
+                container,
+                name,
+            ]
+        )
+    finally:
+        run(["docker", "rm", "-f", container], check=False)
+    say(f"node image {name}: built")
+    return name
