@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from chaoskit.adapters.kube import Kube
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
 from chaoskit.errors import ChaoskitError
 
@@ -87,20 +88,22 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
         handle = provider.up(spec)
     except ChaoskitError as exc:
         pytest.fail(f"no cluster: {exc}", pytrace=False)
-    _sweep_namespaces(handle)
+    with handle.kube() as kube:
+        _sweep_namespaces(kube)
     yield handle
     if handle.created and not pytestconfig.getoption("--keep-cluster"):
         provider.down(spec)
 
 
 @pytest.fixture(scope="session")
-def kube(cluster: Cluster):  # type: ignore[no-untyped-def]
+def kube(cluster: Cluster) -> Iterator[Kube]:
     """API clients (``.core``, ``.apps``, ``.api_client``) for the session's cluster."""
-    return cluster.kube()
+    with cluster.kube() as handle:
+        yield handle
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, kube) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     """A namespace of this test's own, deleted when the test ends."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-") or "test"
     name = f"ck-{base}-{uuid.uuid4().hex[:5]}"
@@ -109,8 +112,7 @@ def namespace(request: pytest.FixtureRequest, kube) -> Iterator[str]:  # type: i
     kube.core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
 
 
-def _sweep_namespaces(cluster: Cluster) -> None:
-    kube = cluster.kube()
+def _sweep_namespaces(kube: Kube) -> None:
     leftovers = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
     for ns in leftovers:
         if ns.status.phase != "Terminating":

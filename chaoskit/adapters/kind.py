@@ -39,3 +39,23 @@ def write_kubeconfig(name: str, kubeconfig: Path) -> None:
 
 def load_image(name: str, image: str, log: Path) -> None:
     run_logged(["kind", "load", "docker-image", "--name", name, image], log, what=f"loading {image} into {name}")
+
+
+def images_on_nodes(name: str) -> set[str]:
+    """Images present on every node of the cluster (by ``repo:tag``)."""
+    from chaoskit.adapters import docker
+
+    common: set[str] | None = None
+    for node in docker.containers(f"{docker.KIND_CLUSTER_LABEL}={name}"):
+        listing = run(["docker", "exec", node.name, "ctr", "-n", "k8s.io", "images", "ls", "-q"], check=False)
+        names = {_short(line) for line in listing.stdout.split()}
+        common = names if common is None else common & names
+    return common or set()
+
+
+def _short(ref: str) -> str:
+    # ctr lists docker.io/library/x:tag and docker.io/chaoskit/x:tag; docker names them without the registry.
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix):]
+    return ref

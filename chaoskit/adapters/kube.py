@@ -41,6 +41,17 @@ class Kube:
         self.apps = client.AppsV1Api(self.api_client)
         self.version = client.VersionApi(self.api_client)
 
+    def close(self) -> None:
+        """Close the connection pool (dropped pools leave sockets open until GC)."""
+        self.api_client.rest_client.pool_manager.clear()
+        self.api_client.close()
+
+    def __enter__(self) -> Kube:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def server_version(self, timeout: float = 10) -> str:
         """The API server's git version; raises ClusterError when it does not answer."""
         try:
@@ -110,14 +121,15 @@ class Kube:
             if remaining <= 0:
                 raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}")
             stream = watch.Watch()
+            events = stream.stream(
+                list_call,
+                resource_version=listing.metadata.resource_version,
+                timeout_seconds=max(1, int(min(remaining, 60))),
+                _request_timeout=min(remaining, 60) + 5,
+                **kwargs,
+            )
             try:
-                for event in stream.stream(
-                    list_call,
-                    resource_version=listing.metadata.resource_version,
-                    timeout_seconds=max(1, int(min(remaining, 60))),
-                    _request_timeout=min(remaining, 60) + 5,
-                    **kwargs,
-                ):
+                for event in events:
                     item = event["object"]
                     if event["type"] == "DELETED":
                         objects.pop(item.metadata.name, None)
@@ -137,6 +149,40 @@ class Kube:
                     raise ClusterError(f"timed out waiting for {what}: {exc}") from None
             finally:
                 stream.stop()
+                events.close()  # closes the HTTP response now, not when the generator is collected
+
+
+    def exec(self, namespace: str, pod: str, command: list[str], timeout: float = 60) -> tuple[int, str]:
+        """Run ``command`` in a pod's first container; return (exit status, combined output)."""
+        from kubernetes.stream import stream
+
+        resp = stream(
+            self.core.connect_get_namespaced_pod_exec,
+            pod,
+            namespace,
+            command=command,
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+            _preload_content=False,
+        )
+        output: list[str] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while resp.is_open():
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"{' '.join(command)!r} in pod {namespace}/{pod} ran over {timeout:.0f} s")
+                resp.update(timeout=1)
+                output.append(resp.read_stdout() if resp.peek_stdout() else "")
+                output.append(resp.read_stderr() if resp.peek_stderr() else "")
+            code = resp.returncode
+        finally:
+            resp.close()
+            # websocket-client's close() does nothing once the server has hung up,
+            # leaving the TLS socket open; shutdown() closes it in every case.
+            resp.sock.shutdown()
+        return (code if code is not None else -1), "".join(output)
 
 
 def node_ready(node: Obj) -> bool:

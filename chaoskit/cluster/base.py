@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from chaoskit.adapters.kube import Kube
+from chaoskit.errors import UsageError
 
 DEFAULT_NODE_PORTS = tuple(range(30080, 30090))
 
@@ -33,8 +34,6 @@ class ClusterSpec:
     """Contexts other than kind clusters that chaoskit may inject faults into."""
 
     def __post_init__(self) -> None:
-        from chaoskit.errors import UsageError
-
         if self.workers < 0:
             raise UsageError(f"workers must be 0 or more, not {self.workers}")
         if not self.name or not self.name.replace("-", "").isalnum() or self.name != self.name.lower():
@@ -71,9 +70,15 @@ class Cluster:
     def is_kind(self) -> bool:
         return self.provider == "kind"
 
-    def node_container(self, node_name: str) -> str:
-        """The Docker container of a kind node (its name is the node name)."""
-        return node_name
+    def load_image(self, image: str) -> None:
+        """Make a locally built image available on every node (kind only)."""
+        if not self.is_kind:
+            raise UsageError(f"cannot load {image} into a {self.provider} cluster: push it to a registry it pulls from")
+        from chaoskit.adapters import kind
+        from chaoskit.provision import cache
+
+        if image not in kind.images_on_nodes(self.name):
+            kind.load_image(self.name, image, cache.root() / "logs" / f"load-{self.name}.log")
 
 
 @dataclass(frozen=True)

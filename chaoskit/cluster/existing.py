@@ -17,8 +17,8 @@ class ExistingProvider:
     """Uses a cluster that someone else runs."""
 
     def up(self, spec: ClusterSpec) -> Cluster:
-        kube = Kube(spec.kubeconfig, spec.context)
-        version = kube.server_version()
+        with Kube(spec.kubeconfig, spec.context) as kube:
+            version = kube.server_version()
         context = spec.context or _current_context(spec)
         say(f"using existing cluster of context {context!r} (Kubernetes {version})")
         return Cluster(
@@ -34,14 +34,14 @@ class ExistingProvider:
                          "delete it with the tool that made it")
 
     def status(self, spec: ClusterSpec) -> ClusterStatus:
-        kube = Kube(spec.kubeconfig, spec.context)
         context = spec.context or _current_context(spec)
         try:
-            version = kube.server_version(timeout=5)
-            nodes = tuple(
-                NodeStatus(name=n.metadata.name, role=_role(n), ready=node_ready(n), container_state=None)
-                for n in kube.core.list_node(_request_timeout=10).items
-            )
+            with Kube(spec.kubeconfig, spec.context) as kube:
+                version = kube.server_version(timeout=5)
+                nodes = tuple(
+                    NodeStatus(name=n.metadata.name, role=_role(n), ready=node_ready(n), container_state=None)
+                    for n in kube.core.list_node(_request_timeout=10).items
+                )
         except ChaoskitError as exc:
             return ClusterStatus(name=context, exists=True, context=context, problem=str(exc))
         return ClusterStatus(

@@ -183,15 +183,15 @@ class KindProvider:
             node_ports=spec.node_ports,
             created=created,
         )
-        kube = cluster.kube()
-        _wait_api(kube)
-        if cluster.flavor == "airgap":
-            from chaoskit.provision import images
+        with cluster.kube() as kube:
+            _wait_api(kube)
+            if cluster.flavor == "airgap":
+                from chaoskit.provision import images
 
-            kube.apply(addons.manifests(images.agent_image()))
-            if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
-                say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
-        wait_healthy(kube, cluster.flavor, spec.workers + 1)
+                kube.apply(addons.manifests(images.agent_image()))
+                if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
+                    say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
+            wait_healthy(kube, cluster.flavor, spec.workers + 1)
         return cluster
 
     # --- down / status ------------------------------------------------------------
@@ -222,9 +222,9 @@ class KindProvider:
         problem = None
         try:
             kind.write_kubeconfig(spec.name, kubeconfig)
-            kube = Kube(kubeconfig, f"kind-{spec.name}")
-            version = kube.server_version(timeout=5)
-            ready = {n.metadata.name: node_ready(n) for n in kube.core.list_node(_request_timeout=10).items}
+            with Kube(kubeconfig, f"kind-{spec.name}") as kube:
+                version = kube.server_version(timeout=5)
+                ready = {n.metadata.name: node_ready(n) for n in kube.core.list_node(_request_timeout=10).items}
         except ChaoskitError as exc:
             problem = str(exc)
         except Exception as exc:

@@ -363,13 +363,41 @@ def build_node_image() -> str:
                 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
                 "-c",
                 "ENV container=docker",
-                "-c",
-                "STOPSIGNAL SIGRTMIN+3",
                 container,
-                name,
+                f"{name}-unsigned",
             ]
         )
     finally:
         run(["docker", "rm", "-f", container], check=False)
+    # docker commit cannot set a stop signal; systemd as PID 1 shuts down cleanly on SIGRTMIN+3.
+    _docker_build(name, f"FROM {name}-unsigned\nSTOPSIGNAL SIGRTMIN+3\n", {})
+    run(["docker", "rmi", f"{name}-unsigned"], check=False)
     say(f"node image {name}: built")
     return name
+
+
+# --- images of the systems under test -----------------------------------------------
+
+
+def build_fixture_image(directory: Path) -> str:
+    """Build the image of a system under test from ``directory`` (a Dockerfile on ``ARG BASE``).
+
+    The tag is a digest of the directory's files, so an unchanged fixture is
+    never rebuilt and a changed one always is.
+    """
+    if not (directory / "Dockerfile").is_file():
+        raise ProvisionError(f"{directory} has no Dockerfile")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0" + path.read_bytes() + b"\0")
+    tag = f"chaoskit/{directory.name}:{digest.hexdigest()[:12]}"
+    if image_exists(tag):
+        return tag
+    build_base_image()
+    run_logged(
+        ["docker", "build", "-q", "--build-arg", f"BASE={BASE_IMAGE}", "-t", tag, str(directory)],
+        _log(),
+        what=f"building image {tag}",
+        env={"DOCKER_BUILDKIT": "0"},
+    )
+    return tag

@@ -1,0 +1,38 @@
+"""Fixtures of the real-cluster tests: the web fixture deployed into the test's namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from workloads import Web, client_pod, free_node_port, wait_pod_running, wait_web, web_objects
+
+from chaoskit.cluster import Cluster
+from chaoskit.provision.images import build_fixture_image
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def web_image(cluster: Cluster) -> str:
+    image = build_fixture_image(FIXTURES / "web")
+    cluster.load_image(image)
+    return image
+
+
+@pytest.fixture
+def web(cluster: Cluster, kube, namespace: str, web_image: str) -> Iterator[Web]:  # type: ignore[no-untyped-def]
+    """A 3-replica web Deployment behind a NodePort Service published on 127.0.0.1."""
+    port = free_node_port(kube, cluster.node_ports)
+    kube.apply(web_objects(namespace, web_image, port))
+    wait_web(kube, namespace)
+    yield Web(namespace=namespace, node_port=port, image=web_image)
+
+
+@pytest.fixture
+def client(kube, web: Web) -> str:  # type: ignore[no-untyped-def]
+    """A pod beside the web pods to probe from (it has the probe script and nothing running)."""
+    kube.apply([client_pod(web.namespace, web.image)])
+    wait_pod_running(kube, web.namespace, "client")
+    return "client"
