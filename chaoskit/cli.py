@@ -70,7 +70,9 @@ def _spec(args: argparse.Namespace) -> ClusterSpec:
     extra = {}
     if args.action == "up":
         extra = {"workers": args.workers, "node_image": args.node_image, "node_ports": _ports(args.node_ports)}
-    return ClusterSpec(provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, **extra)
+    return ClusterSpec(
+        provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, **extra
+    )
 
 
 def _print_status(status: ClusterStatus) -> None:

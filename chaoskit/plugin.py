@@ -20,6 +20,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,9 @@ NAMESPACE_LABEL = "chaoskit.io/test-namespace"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chaoskit", "chaos and resilience testing")
-    group.addoption("--chaos-provider", default="kind", help=f"cluster provider: {', '.join(PROVIDERS)} (default: kind)")
+    group.addoption(
+        "--chaos-provider", default="kind", help=f"cluster provider: {', '.join(PROVIDERS)} (default: kind)"
+    )
     group.addoption("--cluster-name", default="chaoskit", help="kind cluster name (default: chaoskit)")
     group.addoption("--workers", type=int, default=2, help="kind worker nodes (default: 2)")
     group.addoption("--node-image", default=None, help="force a kind node image")
@@ -48,10 +51,13 @@ def pytest_configure(config: pytest.Config) -> None:
     provider = config.getoption("--chaos-provider")
     if provider not in PROVIDERS:
         raise pytest.UsageError(
-            f"--chaos-provider={provider!r} is unknown: use one of {', '.join(PROVIDERS)} (for example --chaos-provider=kind)"
+            f"--chaos-provider={provider!r} is unknown: use one of {', '.join(PROVIDERS)} "
+            "(for example --chaos-provider=kind)"
         )
     if provider == "existing" and config.getoption("--kube-context") is None:
-        raise pytest.UsageError("--chaos-provider=existing needs --kube-context=NAME (see 'kubectl config get-contexts')")
+        raise pytest.UsageError(
+            "--chaos-provider=existing needs --kube-context=NAME (see 'kubectl config get-contexts')"
+        )
     try:
         config.stash[_SPEC] = _spec(config)
     except ChaoskitError as exc:
@@ -107,13 +113,14 @@ def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     """A namespace of this test's own, deleted when the test ends."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-") or "test"
     name = f"ck-{base}-{uuid.uuid4().hex[:5]}"
-    kube.core.create_namespace({"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}})
+    body: Any = {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}
+    kube.core.create_namespace(body)
     yield name
     kube.core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
 
 
 def _sweep_namespaces(kube: Kube) -> None:
-    leftovers = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+    leftovers: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
     for ns in leftovers:
         if ns.status.phase != "Terminating":
             kube.core.delete_namespace(ns.metadata.name, propagation_policy="Background")

@@ -57,5 +57,5 @@ def _short(ref: str) -> str:
     # ctr lists docker.io/library/x:tag and docker.io/chaoskit/x:tag; docker names them without the registry.
     for prefix in ("docker.io/library/", "docker.io/"):
         if ref.startswith(prefix):
-            return ref[len(prefix):]
+            return ref[len(prefix) :]
     return ref

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, utils, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from chaoskit.errors import ClusterError, UsageError
@@ -33,8 +33,9 @@ class Kube:
             )
         except ConfigException as exc:
             where = kubeconfig or "the default kubeconfig"
-            raise UsageError(f"cannot use context {context!r} of {where}: {exc}; list contexts with "
-                             "'kubectl config get-contexts'") from None
+            raise UsageError(
+                f"cannot use context {context!r} of {where}: {exc}; list contexts with 'kubectl config get-contexts'"
+            ) from None
         except FileNotFoundError:
             raise UsageError(f"kubeconfig {kubeconfig} does not exist") from None
         self.core = client.CoreV1Api(self.api_client)
@@ -151,7 +152,6 @@ class Kube:
                 stream.stop()
                 events.close()  # closes the HTTP response now, not when the generator is collected
 
-
     def exec(self, namespace: str, pod: str, command: list[str], timeout: float = 60) -> tuple[int, str]:
         """Run ``command`` in a pod's first container; return (exit status, combined output)."""
         from kubernetes.stream import stream
@@ -185,11 +185,29 @@ class Kube:
         return (code if code is not None else -1), "".join(output)
 
 
-def node_ready(node: Obj) -> bool:
-    """Whether a V1Node reports Ready=True."""
+def node_ready(node: Obj, since: float | None = None) -> bool:
+    """Whether a V1Node reports Ready=True (with a heartbeat after ``since``, a Unix time, if given).
+
+    A node whose kubelet was just restarted still shows the Ready it posted
+    before; only a heartbeat newer than the restart proves it is back.
+    """
     for condition in node.status.conditions or []:
         if condition.type == "Ready":
-            return bool(condition.status == "True")
+            if condition.status != "True":
+                return False
+            beat = condition.last_heartbeat_time
+            return since is None or (beat is not None and beat.timestamp() >= since)
+    return False
+
+
+def pod_ready(pod: Obj, since: float | None = None) -> bool:
+    """Whether a V1Pod is Ready (and became so after ``since``, a Unix time, if given)."""
+    if pod.metadata.deletion_timestamp is not None:
+        return False
+    for condition in pod.status.conditions or []:
+        if condition.type == "Ready" and condition.status == "True":
+            moved = condition.last_transition_time
+            return since is None or (moved is not None and moved.timestamp() >= since)
     return False
 
 

@@ -131,9 +131,7 @@ def run_logged(
     elapsed = time.monotonic() - started
     if code != 0:
         tail = _tail(log, 25)
-        raise ProvisionError(
-            f"{what} failed (exit {code}) after {elapsed:.0f} s; last lines of {log}:\n{tail}"
-        )
+        raise ProvisionError(f"{what} failed (exit {code}) after {elapsed:.0f} s; last lines of {log}:\n{tail}")
     say(f"{what}: done in {elapsed:.0f} s")
 
 

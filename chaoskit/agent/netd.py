@@ -170,9 +170,9 @@ def log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} netd: {message}", flush=True)
 
 
-def main() -> None:
+def main() -> int:
     agent = NetworkAgent(KubeApi(), os.environ["NODE_NAME"], Path(os.environ.get("CNI_DIR", "/etc/cni/net.d")))
-    while True:
+    while True:  # runs until the pod is stopped
         try:
             agent.run()
         except Exception as exc:  # the API server restarts; keep the node's network right

@@ -7,6 +7,8 @@ is listed in ``allowed_contexts`` (checked by the fault library).
 
 from __future__ import annotations
 
+from typing import Any
+
 from chaoskit.adapters.kube import Kube, node_ready
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster, ClusterSpec, ClusterStatus, NodeStatus
@@ -30,17 +32,19 @@ class ExistingProvider:
         )
 
     def down(self, spec: ClusterSpec) -> None:
-        raise UsageError("the 'existing' provider does not delete clusters it did not create; "
-                         "delete it with the tool that made it")
+        raise UsageError(
+            "the 'existing' provider does not delete clusters it did not create; delete it with the tool that made it"
+        )
 
     def status(self, spec: ClusterSpec) -> ClusterStatus:
         context = spec.context or _current_context(spec)
         try:
             with Kube(spec.kubeconfig, spec.context) as kube:
                 version = kube.server_version(timeout=5)
+                items: list[Any] = kube.core.list_node(_request_timeout=10).items
                 nodes = tuple(
                     NodeStatus(name=n.metadata.name, role=_role(n), ready=node_ready(n), container_state=None)
-                    for n in kube.core.list_node(_request_timeout=10).items
+                    for n in items
                 )
         except ChaoskitError as exc:
             return ClusterStatus(name=context, exists=True, context=context, problem=str(exc))

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from chaoskit.adapters import docker, kind
-from chaoskit.adapters.kube import Kube, daemonset_ready, deployment_available, node_ready
+from chaoskit.adapters.kube import Kube, node_ready, pod_ready
 from chaoskit.adapters.shell import run, say
 from chaoskit.cluster import addons
 from chaoskit.cluster.base import Cluster, ClusterSpec, ClusterStatus, NodeStatus
@@ -145,16 +145,20 @@ class KindProvider:
             say(f"cluster {spec.name} has {len(nodes)} nodes, not {spec.workers + 1}: recreating it")
             self._delete(spec.name)
             return None
+        restarted_at = None
         for node in nodes:
             if node.state == "paused":
                 say(f"unpausing node {node.name}")
+                restarted_at = restarted_at or time.time()
                 docker.unpause(node.name)
             elif node.state != "running":
                 say(f"starting stopped node {node.name}")
+                restarted_at = restarted_at or time.time()
                 docker.start(node.name)
         say(f"reusing cluster {spec.name}")
         try:
-            return self._finish(spec, image, created=False)
+            # Heartbeats are whole seconds: allow one second of rounding.
+            return self._finish(spec, image, created=False, fresh_since=restarted_at and restarted_at - 1)
         except ChaoskitError as exc:
             say(f"cluster {spec.name} did not become healthy ({exc}): recreating it")
             self._delete(spec.name)
@@ -171,7 +175,7 @@ class KindProvider:
         kind.create(spec.name, image, config, kubeconfig, network_name(spec.name), workdir / "create.log")
         return self._finish(spec, image, created=True)
 
-    def _finish(self, spec: ClusterSpec, image: str, created: bool) -> Cluster:
+    def _finish(self, spec: ClusterSpec, image: str, created: bool, fresh_since: float | None = None) -> Cluster:
         kubeconfig = kubeconfig_path(spec.name)
         kind.write_kubeconfig(spec.name, kubeconfig)
         cluster = Cluster(
@@ -191,7 +195,7 @@ class KindProvider:
                 kube.apply(addons.manifests(images.agent_image()))
                 if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
                     say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
-            wait_healthy(kube, cluster.flavor, spec.workers + 1)
+            wait_healthy(kube, cluster.flavor, spec.workers + 1, fresh_since=fresh_since)
         return cluster
 
     # --- down / status ------------------------------------------------------------
@@ -224,7 +228,8 @@ class KindProvider:
             kind.write_kubeconfig(spec.name, kubeconfig)
             with Kube(kubeconfig, f"kind-{spec.name}") as kube:
                 version = kube.server_version(timeout=5)
-                ready = {n.metadata.name: node_ready(n) for n in kube.core.list_node(_request_timeout=10).items}
+                items: list[Any] = kube.core.list_node(_request_timeout=10).items
+                ready = {n.metadata.name: node_ready(n) for n in items}
         except ChaoskitError as exc:
             problem = str(exc)
         except Exception as exc:
@@ -256,8 +261,7 @@ def _have(tool: str) -> bool:
 
 
 def _wait_api(kube: Kube, timeout: float = 90.0) -> None:
-    from tenacity import retry_if_exception_type, stop_after_delay, wait_fixed
-    from tenacity import Retrying
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
     for attempt in Retrying(
         stop=stop_after_delay(timeout),
@@ -269,31 +273,39 @@ def _wait_api(kube: Kube, timeout: float = 90.0) -> None:
             kube.server_version(timeout=5)
 
 
-def wait_healthy(kube: Kube, flavor: str, node_count: int, timeout: float = READY_TIMEOUT) -> None:
-    """Wait until every node is Ready and the cluster's networking and DNS run."""
+def wait_healthy(
+    kube: Kube, flavor: str, node_count: int, timeout: float = READY_TIMEOUT, fresh_since: float | None = None
+) -> None:
+    """Wait until every node is Ready and the cluster's networking and DNS run.
+
+    ``fresh_since`` (a Unix time) demands Ready heartbeats newer than it, for
+    nodes that were just restarted.
+    """
     took = kube.wait_for(
         kube.core.list_node,
-        lambda nodes: len(nodes) == node_count and all(node_ready(n) for n in nodes.values()),
+        lambda nodes: len(nodes) == node_count and all(node_ready(n, fresh_since) for n in nodes.values()),
         timeout,
         f"{node_count} Ready nodes",
     )
     say(f"{node_count} nodes Ready ({took:.1f} s)")
     if flavor == "airgap":
-        kube.wait_for(
-            kube.apps.list_namespaced_daemon_set,
-            lambda ds: addons.NETD in ds and daemonset_ready(ds[addons.NETD]),
-            timeout,
-            "chaoskit-netd on every node",
-            namespace=addons.NAMESPACE,
-        )
-        dns = addons.DNS
+        checks = [
+            ("app=chaoskit-netd", node_count, "chaoskit-netd"),
+            ("app=chaoskit-dns", 1, "cluster DNS (chaoskit-dns)"),
+        ]
     else:
-        dns = "coredns"
-    took = kube.wait_for(
-        kube.apps.list_namespaced_deployment,
-        lambda deps: dns in deps and deployment_available(deps[dns]),
-        timeout,
-        f"cluster DNS ({dns})",
-        namespace="kube-system",
-    )
-    say(f"cluster DNS ({dns}) available ({took:.1f} s)")
+        checks = [("k8s-app=kube-dns", 1, "cluster DNS (coredns)")]
+    for selector, count, what in checks:
+
+        def enough(pods: dict[str, Any], count: int = count) -> bool:
+            return sum(pod_ready(p, fresh_since) for p in pods.values()) >= count
+
+        took = kube.wait_for(
+            kube.core.list_namespaced_pod,
+            enough,
+            timeout,
+            f"{what}: {count} ready pod(s)",
+            namespace="kube-system",
+            label_selector=selector,
+        )
+        say(f"{what} ready ({took:.1f} s)")

@@ -45,9 +45,7 @@ HOST_PACKAGES = {
     "iptables": "iptables",
     "dpkg-source": "dpkg-dev",
     "/usr/lib/go-1.19/bin/go": "golang-1.19-go",
-    "/usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go": (
-        "golang-github-modern-go-reflect2-dev"
-    ),
+    "/usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go": ("golang-github-modern-go-reflect2-dev"),
     "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",
 }
 

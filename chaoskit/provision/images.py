@@ -171,7 +171,12 @@ def _prepare_node_tree(tree: Path) -> None:
     for unit in ("containerd.service", "kubelet.service", "kubelet.slice", "undo-mount-hacks.service"):
         shutil.copy2(etc / "systemd" / "system" / unit, units / unit)
     shutil.copytree(etc / "systemd" / "system" / "kubelet.service.d", units / "kubelet.service.d")
-    for sub in ("sysctl.d/10-network-magic.conf", "sysctl.d/10-network-security.conf", "default/kubelet", "crictl.yaml"):
+    for sub in (
+        "sysctl.d/10-network-magic.conf",
+        "sysctl.d/10-network-security.conf",
+        "default/kubelet",
+        "crictl.yaml",
+    ):
         (tree / "etc" / sub).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(etc / sub, tree / "etc" / sub)
 
@@ -198,14 +203,22 @@ def _prepare_node_tree(tree: Path) -> None:
             path.unlink()
     with (tree / "etc" / "systemd" / "journald.conf").open("a") as conf:
         conf.write("ReadKMsg=no\n")
-    run(["chroot", str(tree), "systemctl", "enable", "kubelet.service", "containerd.service", "undo-mount-hacks.service"])
+    run(
+        [
+            "chroot",
+            str(tree),
+            "systemctl",
+            "enable",
+            "kubelet.service",
+            "containerd.service",
+            "undo-mount-hacks.service",
+        ]
+    )
     run(["chroot", str(tree), "systemctl", "mask", "systemd-binfmt.service"])
     (tree / "etc" / "kubernetes" / "manifests").mkdir(parents=True, exist_ok=True)
 
     spec = json.loads(run(["ctr", "oci", "spec"]).stdout)
-    spec.setdefault("hooks", {}).setdefault("createContainer", []).append(
-        {"path": "/kind/bin/mount-product-files.sh"}
-    )
+    spec.setdefault("hooks", {}).setdefault("createContainer", []).append({"path": "/kind/bin/mount-product-files.sh"})
     spec["process"].pop("rlimits", None)
     _write(tree / "etc" / "containerd" / "cri-base.json", json.dumps(spec, indent=2) + "\n", 0o644)
 
@@ -280,7 +293,9 @@ def build_component_images() -> None:
                 {name: bins / name},
             )
     if not image_exists(PAUSE_IMAGE):
-        _docker_build(PAUSE_IMAGE, 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n', {"pause": bins / "pause"})
+        _docker_build(
+            PAUSE_IMAGE, 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n', {"pause": bins / "pause"}
+        )
     build_base_image()
     proxy = f"k8s.gcr.io/kube-proxy:{KUBERNETES_VERSION}"
     if not image_exists(proxy):
@@ -339,7 +354,19 @@ def build_node_image() -> str:
         _import(tarball, staging)
     container = "chaoskit-node-build"
     run(["docker", "rm", "-f", container], check=False)
-    run(["docker", "run", "-d", "--privileged", "--name", container, "--entrypoint", "/usr/local/bin/containerd", staging])
+    run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--privileged",
+            "--name",
+            container,
+            "--entrypoint",
+            "/usr/local/bin/containerd",
+            staging,
+        ]
+    )
     try:
         bins = kubernetes.binaries_dir()
         for binary in ("kubelet", "kubeadm", "kubectl"):

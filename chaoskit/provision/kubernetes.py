@@ -49,9 +49,7 @@ def build() -> Path:
     if not (Path(GO_ROOT) / "bin" / "go").exists():
         raise ProvisionError(f"Go is missing at {GO_ROOT}: apt-get install golang-1.19-go")
     if not REFLECT2.is_dir():
-        raise ProvisionError(
-            "Debian's reflect2 1.0.2 is missing: apt-get install golang-github-modern-go-reflect2-dev"
-        )
+        raise ProvisionError("Debian's reflect2 1.0.2 is missing: apt-get install golang-github-modern-go-reflect2-dev")
     cache.reset(out)
     log = cache.root() / "logs" / f"k8s-{KUBERNETES_VERSION}.log"
     download = out / "download"

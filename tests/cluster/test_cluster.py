@@ -16,8 +16,10 @@ from chaoskit.cluster import Cluster
 def test_one_control_plane_and_two_workers_all_ready(cluster: Cluster, kube) -> None:
     nodes = kube.core.list_node().items
     roles = sorted(
-        "control-plane" if "node-role.kubernetes.io/master" in (n.metadata.labels or {})
-        or "node-role.kubernetes.io/control-plane" in (n.metadata.labels or {}) else "worker"
+        "control-plane"
+        if "node-role.kubernetes.io/master" in (n.metadata.labels or {})
+        or "node-role.kubernetes.io/control-plane" in (n.metadata.labels or {})
+        else "worker"
         for n in nodes
     )
     assert roles == ["control-plane", "worker", "worker"]
@@ -48,32 +50,44 @@ def test_service_resolves_by_name_from_another_pod(kube, web: Web, client: str) 
 
 def test_unknown_service_name_does_not_resolve(kube, web: Web, client: str) -> None:
     code, output = kube.exec(
-        web.namespace, client,
+        web.namespace,
+        client,
         ["python3", "-c", f"import socket; socket.getaddrinfo('nosuch.{web.namespace}.svc.cluster.local', 80)"],
     )
     assert code != 0 and "gaierror" in output
 
 
 def test_pod_deleted_with_grace_zero_is_replaced_and_deployment_whole_again(kube, web: Web) -> None:
-    before = {p.metadata.name: p.metadata.uid for p in kube.core.list_namespaced_pod(
-        web.namespace, label_selector="app=web").items}
+    before = {
+        p.metadata.name: p.metadata.uid
+        for p in kube.core.list_namespaced_pod(web.namespace, label_selector="app=web").items
+    }
     victim = sorted(before)[0]
     deleted_at = time.monotonic()
     kube.core.delete_namespaced_pod(victim, web.namespace, grace_period_seconds=0)
 
     def replaced(pods: dict) -> bool:
-        current = {name: p for name, p in pods.items() if p.metadata.labels == WEB_LABELS or
-                   p.metadata.labels.get("app") == "web"}
-        ready = [p for p in current.values() if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
-                 and all(c.ready for c in p.status.container_statuses or [])]
+        current = {
+            name: p
+            for name, p in pods.items()
+            if p.metadata.labels == WEB_LABELS or p.metadata.labels.get("app") == "web"
+        }
+        ready = [
+            p
+            for p in current.values()
+            if p.status.phase == "Running"
+            and p.metadata.deletion_timestamp is None
+            and all(c.ready for c in p.status.container_statuses or [])
+        ]
         return victim not in current and len(ready) == 3
 
-    kube.wait_for(kube.core.list_namespaced_pod, replaced, 60, "the killed pod to be replaced",
-                  namespace=web.namespace)
+    kube.wait_for(kube.core.list_namespaced_pod, replaced, 60, "the killed pod to be replaced", namespace=web.namespace)
     wait_web(kube, web.namespace, timeout=30)
     took = time.monotonic() - deleted_at
-    after = {p.metadata.name: p.metadata.uid for p in kube.core.list_namespaced_pod(
-        web.namespace, label_selector="app=web").items}
+    after = {
+        p.metadata.name: p.metadata.uid
+        for p in kube.core.list_namespaced_pod(web.namespace, label_selector="app=web").items
+    }
     assert victim not in after and before[victim] not in after.values()
     assert len(after) == 3
     print(f"pod {victim} deleted; Deployment whole again after {took:.2f} s")

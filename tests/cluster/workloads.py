@@ -71,9 +71,7 @@ def web_objects(namespace: str, image: str, node_port: int, replicas: int = 3) -
 def client_pod(namespace: str, image: str, name: str = "client", node: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": 0,
-        "containers": [
-            {"name": "client", "image": image, "imagePullPolicy": "Never", "command": ["sleep", "3600"]}
-        ],
+        "containers": [{"name": "client", "image": image, "imagePullPolicy": "Never", "command": ["sleep", "3600"]}],
     }
     if node:
         spec["nodeName"] = node
@@ -91,7 +89,9 @@ def free_node_port(kube: Kube, ports: tuple[int, ...]) -> int:
 def wait_web(kube: Kube, namespace: str, replicas: int = 3, timeout: float = 120) -> float:
     return kube.wait_for(
         kube.apps.list_namespaced_deployment,
-        lambda deps: "web" in deps and deployment_available(deps["web"]) and deps["web"].status.ready_replicas == replicas,
+        lambda deps: (
+            "web" in deps and deployment_available(deps["web"]) and deps["web"].status.ready_replicas == replicas
+        ),
         timeout,
         "Deployment web to be available",
         namespace=namespace,

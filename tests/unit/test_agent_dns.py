@@ -21,7 +21,11 @@ def test_cluster_ip_service_resolves_to_its_cluster_ip_only():
 def test_headless_service_resolves_to_ready_endpoints_and_hostnames():
     got = records(
         [service("redis", "db", "None")],
-        [endpoints("redis", "db", {"ip": "10.244.1.9", "hostname": "redis-0"}, {"ip": "10.244.2.3", "hostname": "redis-1"})],
+        [
+            endpoints(
+                "redis", "db", {"ip": "10.244.1.9", "hostname": "redis-0"}, {"ip": "10.244.2.3", "hostname": "redis-1"}
+            )
+        ],
     )
     assert got == [
         ("10.244.1.9", "redis-0.redis.db.svc.cluster.local"),

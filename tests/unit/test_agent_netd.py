@@ -7,7 +7,10 @@ def node(name, cidr=None, ip=None):
     return {
         "metadata": {"name": name},
         "spec": {"podCIDR": cidr} if cidr else {},
-        "status": {"addresses": [{"type": "Hostname", "address": name}] + ([{"type": "InternalIP", "address": ip}] if ip else [])},
+        "status": {
+            "addresses": [{"type": "Hostname", "address": name}]
+            + ([{"type": "InternalIP", "address": ip}] if ip else [])
+        },
     }
 
 
