@@ -12,7 +12,7 @@ from typing import Any
 from chaoskit.adapters.kube import Kube, node_ready
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster, ClusterSpec, ClusterStatus, NodeStatus
-from chaoskit.errors import ChaoskitError, UsageError
+from chaoskit.errors import ClusterError, UsageError
 
 
 class ExistingProvider:
@@ -38,15 +38,16 @@ class ExistingProvider:
 
     def status(self, spec: ClusterSpec) -> ClusterStatus:
         context = spec.context or _current_context(spec)
+        kube = Kube(spec.kubeconfig, spec.context)  # a bad context is the user's to fix: let it raise
         try:
-            with Kube(spec.kubeconfig, spec.context) as kube:
+            with kube:
                 version = kube.server_version(timeout=5)
                 items: list[Any] = kube.core.list_node(_request_timeout=10).items
                 nodes = tuple(
                     NodeStatus(name=n.metadata.name, role=_role(n), ready=node_ready(n), container_state=None)
                     for n in items
                 )
-        except ChaoskitError as exc:
+        except ClusterError as exc:
             return ClusterStatus(name=context, exists=True, context=context, problem=str(exc))
         return ClusterStatus(
             name=context, exists=True, nodes=nodes, server_version=version, kubeconfig=spec.kubeconfig, context=context

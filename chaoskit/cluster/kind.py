@@ -124,10 +124,10 @@ class KindProvider:
         pulled = run(["docker", "pull", STOCK_NODE_IMAGE], check=False, timeout=PULL_TIMEOUT)
         if pulled.returncode == 0:
             return STOCK_NODE_IMAGE
-        say("no registry reachable: building chaoskit's air-gapped node image from Debian packages")
         if self.provision:
             from chaoskit.provision import airgap_build
 
+            say("no registry reachable: building chaoskit's air-gapped node image from Debian packages")
             return airgap_build.build_all()
         raise UsageError(
             "no node image is available and none can be pulled: run 'chaoskit cluster up' once "

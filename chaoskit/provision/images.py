@@ -400,7 +400,17 @@ def build_node_image() -> str:
     _docker_build(name, f"FROM {name}-unsigned\nSTOPSIGNAL SIGRTMIN+3\n", {})
     run(["docker", "rmi", f"{name}-unsigned"], check=False)
     say(f"node image {name}: built")
+    _prune_superseded("chaoskit/node", name)
+    _prune_superseded("chaoskit/agent", agent_image())
     return name
+
+
+def _prune_superseded(repository: str, keep: str) -> None:
+    """Remove older tags of ``repository`` (about 1 GB each for nodes); images in use stay."""
+    tags = run(["docker", "images", repository, "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
+    for tag in tags:
+        if tag != keep and run(["docker", "rmi", tag], check=False).returncode == 0:
+            say(f"removed superseded image {tag}")
 
 
 # --- images of the systems under test -----------------------------------------------
