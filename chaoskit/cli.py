@@ -3,6 +3,7 @@
     chaoskit cluster up       create or reuse a cluster (installs and builds what it needs)
     chaoskit cluster down     delete it and everything it left on the machine
     chaoskit cluster status   show its nodes without changing anything
+    chaoskit cleanup          undo faults a killed run left behind, delete leftover test namespaces
 
 Every error is one line saying what to do, with exit status 2; no tracebacks.
 """
@@ -23,6 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cluster = commands.add_parser("cluster", help="create, inspect and delete test clusters")
     actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cleanup = commands.add_parser(
+        "cleanup",
+        help="undo faults a killed run left behind and delete leftover test namespaces",
+        description="undo faults a killed run left behind and delete leftover test namespaces",
+    )
+    _cluster_options(cleanup, creating=False)
     for action, text in (
         ("up", "create or reuse a cluster; installs Docker and kind and builds the node image if needed"),
         ("down", "delete the cluster, its containers, volumes and network"),
@@ -68,7 +75,7 @@ def _ports(text: str) -> tuple[int, ...]:
 
 def _spec(args: argparse.Namespace) -> ClusterSpec:
     extra = {}
-    if args.action == "up":
+    if getattr(args, "action", None) == "up":
         extra = {"workers": args.workers, "node_image": args.node_image, "node_ports": _ports(args.node_ports)}
     return ClusterSpec(
         provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, **extra
@@ -89,9 +96,32 @@ def _print_status(status: ClusterStatus) -> None:
         print(f"  problem: {status.problem}")
 
 
+def _cleanup(args: argparse.Namespace) -> int:
+    from chaoskit.faults.sweeper import sweep
+    from chaoskit.plugin import sweep_namespaces
+
+    spec = _spec(args)
+    cluster = get_provider(args.provider, provision=False).attach(spec)
+    with cluster.kube() as kube:
+        result = sweep(cluster, kube)
+        namespaces = sweep_namespaces(kube)
+    print(
+        f"cleanup of {cluster.name}: {len(result.undone)} fault(s) undone, {len(namespaces)} test namespace(s) deleted"
+    )
+    for fault_id in result.undone:
+        print(f"  undone: {fault_id}")
+    for fault_id in result.skipped_live:
+        print(f"  left alone (its run is still going): {fault_id}")
+    for failure in result.failed:
+        print(f"  FAILED: {failure}")
+    return 1 if result.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "cleanup":
+            return _cleanup(args)
         if args.command == "cluster":
             provision = args.action == "up" and not args.no_provision
             provider = get_provider(args.provider, provision=provision)

@@ -36,3 +36,15 @@ class ProvisionError(PermanentError):
 
 class ClusterError(ChaoskitError):
     """The cluster could not be created, reached or repaired."""
+
+
+class SpecError(UsageError):
+    """A fault or SLO spec that cannot be run as written; raised before anything is injected."""
+
+
+class SafetyError(UsageError):
+    """A fault refused by a safety rule (protected namespace, blast radius, foreign cluster)."""
+
+
+class FaultNotEffective(ChaoskitError):
+    """A fault was injected but its effect could not be observed: the test cannot trust it."""

@@ -9,6 +9,12 @@ Registered through the ``pytest11`` entry point. It stays thin: the work is in
 * ``namespace`` (function): a fresh namespace for one test, deleted on
   teardown. Namespaces left by a killed session are deleted when the next one
   starts.
+* ``chaos`` (function): faults (``chaos.pod_kill``, ``chaos.node_failure``) and
+  recovery watches bound to the cluster, under the session's safety rules. A
+  test that ends with a fault still injected fails, and the fault is undone.
+
+SIGTERM unwinds the session like Ctrl-C, so faults are undone; faults left by a
+SIGKILLed run are undone by the sweeper when the next session starts.
 
 Tests that use ``cluster`` are marked ``cluster`` automatically, so
 ``-m "not cluster"`` selects the tests that need no cluster.
@@ -16,6 +22,7 @@ Tests that use ``cluster`` are marked ``cluster`` automatically, so
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -25,8 +32,13 @@ from typing import Any
 import pytest
 
 from chaoskit.adapters.kube import Kube
+from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
 from chaoskit.errors import ChaoskitError
+from chaoskit.faults import signals
+from chaoskit.faults.base import Fault, Safety
+from chaoskit.faults.ledger import Ledger
+from chaoskit.faults.sweeper import sweep
 
 NAMESPACE_LABEL = "chaoskit.io/test-namespace"
 
@@ -44,6 +56,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--keep-cluster", action="store_true", help="keep a cluster this session created (default: delete it)"
     )
+    group.addoption("--chaos-dry-run", action="store_true", help="plan faults and report them; inject nothing")
+    group.addoption(
+        "--chaos-allow-context",
+        action="append",
+        default=[],
+        metavar="CONTEXT",
+        help="allow faults in this non-kind context (repeatable)",
+    )
+    group.addoption(
+        "--chaos-max-share",
+        type=float,
+        default=0.5,
+        help="largest share of matching pods or nodes one fault may touch (default: 0.5)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,11 +86,18 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     try:
         config.stash[_SPEC] = _spec(config)
+        config.stash[_SAFETY] = Safety(
+            allowed_contexts=tuple(config.getoption("--chaos-allow-context")),
+            max_share=config.getoption("--chaos-max-share"),
+            dry_run=config.getoption("--chaos-dry-run"),
+        )
     except ChaoskitError as exc:
         raise pytest.UsageError(str(exc)) from None
+    signals.install()
 
 
 _SPEC = pytest.StashKey[ClusterSpec]()
+_SAFETY = pytest.StashKey[Safety]()
 
 
 def _spec(config: pytest.Config) -> ClusterSpec:
@@ -95,7 +128,10 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
     except ChaoskitError as exc:
         pytest.fail(f"no cluster: {exc}", pytrace=False)
     with handle.kube() as kube:
-        _sweep_namespaces(kube)
+        sweep_namespaces(kube)
+        result = sweep(handle, kube)
+    if result.failed:
+        pytest.fail(f"faults left by an earlier run could not be undone: {'; '.join(result.failed)}", pytrace=False)
     yield handle
     if handle.created and not pytestconfig.getoption("--keep-cluster"):
         provider.down(spec)
@@ -119,8 +155,25 @@ def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     kube.core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
 
 
-def _sweep_namespaces(kube: Kube) -> None:
+@pytest.fixture
+def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator[Chaos]:
+    """Faults and recovery watches for one test; fails the test if it leaves a fault injected."""
+    handle = Chaos(cluster, kube, pytestconfig.stash[_SAFETY])
+    yield handle
+    mine = [e for e in Ledger(cluster.name).unsettled() if e.pid == os.getpid()]
+    for entry in mine:
+        Fault.registry[entry.kind].revert(cluster, kube, entry.undo)
+        Ledger(cluster.name).settle(entry.fault_id)
+    if mine:
+        pytest.fail(f"the test left faults injected (now undone): {', '.join(e.fault_id for e in mine)}")
+
+
+def sweep_namespaces(kube: Kube) -> list[str]:
+    """Delete test namespaces that earlier sessions left; return their names."""
     leftovers: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+    deleted = []
     for ns in leftovers:
         if ns.status.phase != "Terminating":
             kube.core.delete_namespace(ns.metadata.name, propagation_policy="Background")
+            deleted.append(ns.metadata.name)
+    return deleted

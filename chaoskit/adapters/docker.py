@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from chaoskit.adapters.shell import run
@@ -30,6 +31,8 @@ class Container:
     """Names of the Docker volumes mounted into it."""
     networks: tuple[str, ...]
     """Names of the Docker networks it is attached to."""
+    started_at: float
+    """When its process last started (Unix time; 0 if never)."""
 
 
 def daemon_answers() -> bool:
@@ -63,7 +66,10 @@ def inspect(name: str) -> Container:
     status = "paused" if state.get("Paused") else state["Status"]
     volumes = tuple(m["Name"] for m in data.get("Mounts", []) if m.get("Type") == "volume")
     networks = tuple((data.get("NetworkSettings", {}).get("Networks") or {}).keys())
+    started = state.get("StartedAt") or ""
+    started_at = 0.0 if started.startswith("0001-") or not started else datetime.fromisoformat(started).timestamp()
     return Container(
+        started_at=started_at,
         name=data["Name"].lstrip("/"),
         image=data["Config"]["Image"],
         state=status,

@@ -61,6 +61,16 @@ class Kube:
             raise ClusterError(f"the API server of context {self.context!r} does not answer: {exc}") from None
         return str(info.git_version)
 
+    def nodes(self) -> list[Obj]:
+        """Every Node object."""
+        items: list[Obj] = self.core.list_node().items
+        return items
+
+    def pods(self, namespace: str, selector: str | None = None) -> list[Obj]:
+        """The pods of a namespace (matching a label selector, if given)."""
+        items: list[Obj] = self.core.list_namespaced_pod(namespace, label_selector=selector or "").items
+        return items
+
     def apply(self, objects: Iterable[dict[str, Any]]) -> None:
         """Create each object, or replace it when it exists (a small ``kubectl apply``)."""
         for obj in objects:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -30,8 +30,6 @@ class ClusterSpec:
     """The kubeconfig to use (existing only; kind writes its own)."""
     context: str | None = None
     """The kubeconfig context to use (existing only)."""
-    allowed_contexts: tuple[str, ...] = field(default=())
-    """Contexts other than kind clusters that chaoskit may inject faults into."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -107,6 +105,10 @@ class ClusterProvider(Protocol):
 
     def up(self, spec: ClusterSpec) -> Cluster:
         """Return a ready cluster, reusing a running one where it can."""
+        ...
+
+    def attach(self, spec: ClusterSpec) -> Cluster:
+        """A handle on an existing cluster without creating or repairing it."""
         ...
 
     def down(self, spec: ClusterSpec) -> None:

@@ -1,8 +1,6 @@
 """The ``existing`` cluster provider: any cluster a kubeconfig context reaches.
 
-chaoskit neither creates nor deletes such a cluster. Because it is not a
-throwaway kind cluster, faults may only be injected into it when its context
-is listed in ``allowed_contexts`` (checked by the fault library).
+chaoskit neither creates nor deletes such a cluster.
 """
 
 from __future__ import annotations
@@ -30,6 +28,9 @@ class ExistingProvider:
             context=context,
             flavor="existing",
         )
+
+    def attach(self, spec: ClusterSpec) -> Cluster:
+        return self.up(spec)
 
     def down(self, spec: ClusterSpec) -> None:
         raise UsageError(

@@ -145,20 +145,22 @@ class KindProvider:
             say(f"cluster {spec.name} has {len(nodes)} nodes, not {spec.workers + 1}: recreating it")
             self._delete(spec.name)
             return None
-        restarted_at = None
+        # Each node must post a Ready heartbeat newer than its last (re)start, and its pods must
+        # have turned Ready since: a node that Docker or we just started still shows the Ready
+        # it posted before it stopped. Heartbeats are whole seconds: allow one of rounding.
+        unpaused_at: dict[str, float] = {}
         for node in nodes:
             if node.state == "paused":
                 say(f"unpausing node {node.name}")
-                restarted_at = restarted_at or time.time()
+                unpaused_at[node.name] = time.time()
                 docker.unpause(node.name)
             elif node.state != "running":
                 say(f"starting stopped node {node.name}")
-                restarted_at = restarted_at or time.time()
                 docker.start(node.name)
+        node_since = {n.name: max(unpaused_at.get(n.name, 0.0), docker.inspect(n.name).started_at) - 1 for n in nodes}
         say(f"reusing cluster {spec.name}")
         try:
-            # Heartbeats are whole seconds: allow one second of rounding.
-            return self._finish(spec, image, created=False, fresh_since=restarted_at and restarted_at - 1)
+            return self._finish(spec, image, created=False, node_since=node_since)
         except ChaoskitError as exc:
             say(f"cluster {spec.name} did not become healthy ({exc}): recreating it")
             self._delete(spec.name)
@@ -175,7 +177,9 @@ class KindProvider:
         kind.create(spec.name, image, config, kubeconfig, network_name(spec.name), workdir / "create.log")
         return self._finish(spec, image, created=True)
 
-    def _finish(self, spec: ClusterSpec, image: str, created: bool, fresh_since: float | None = None) -> Cluster:
+    def _finish(
+        self, spec: ClusterSpec, image: str, created: bool, node_since: dict[str, float] | None = None
+    ) -> Cluster:
         kubeconfig = kubeconfig_path(spec.name)
         kind.write_kubeconfig(spec.name, kubeconfig)
         cluster = Cluster(
@@ -195,8 +199,29 @@ class KindProvider:
                 kube.apply(addons.manifests(images.agent_image()))
                 if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
                     say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
-            wait_healthy(kube, cluster.flavor, spec.workers + 1, fresh_since=fresh_since)
+            wait_healthy(kube, cluster.flavor, spec.workers + 1, node_since=node_since)
         return cluster
+
+    def attach(self, spec: ClusterSpec) -> Cluster:
+        """A handle on an existing cluster, without waiting for it to be healthy (for cleanup)."""
+        docker.require_daemon()
+        if spec.name not in kind.clusters():
+            raise UsageError(f"no kind cluster named {spec.name}; 'chaoskit cluster status' lists what exists")
+        nodes = docker.containers(f"{docker.KIND_CLUSTER_LABEL}={spec.name}")
+        for node in nodes:
+            if node.labels.get(docker.KIND_ROLE_LABEL) == "control-plane" and node.state != "running":
+                raise ClusterError(f"the control plane {node.name} is {node.state}: run 'chaoskit cluster up' first")
+        kubeconfig = kubeconfig_path(spec.name)
+        kind.write_kubeconfig(spec.name, kubeconfig)
+        airgap = any(is_airgap_image(n.image) for n in nodes)
+        return Cluster(
+            name=spec.name,
+            provider="kind",
+            kubeconfig=kubeconfig,
+            context=f"kind-{spec.name}",
+            flavor="airgap" if airgap else "stock",
+            node_ports=spec.node_ports,
+        )
 
     # --- down / status ------------------------------------------------------------
 
@@ -274,16 +299,22 @@ def _wait_api(kube: Kube, timeout: float = 90.0) -> None:
 
 
 def wait_healthy(
-    kube: Kube, flavor: str, node_count: int, timeout: float = READY_TIMEOUT, fresh_since: float | None = None
+    kube: Kube,
+    flavor: str,
+    node_count: int,
+    timeout: float = READY_TIMEOUT,
+    node_since: dict[str, float] | None = None,
 ) -> None:
     """Wait until every node is Ready and the cluster's networking and DNS run.
 
-    ``fresh_since`` (a Unix time) demands Ready heartbeats newer than it, for
-    nodes that were just restarted.
+    ``node_since`` maps node names to a Unix time (their container's last start):
+    such a node must post a Ready heartbeat newer than it, and the add-on pods on
+    it must have turned Ready since.
     """
+    since = node_since or {}
     took = kube.wait_for(
         kube.core.list_node,
-        lambda nodes: len(nodes) == node_count and all(node_ready(n, fresh_since) for n in nodes.values()),
+        lambda nodes: len(nodes) == node_count and all(node_ready(n, since.get(k)) for k, n in nodes.items()),
         timeout,
         f"{node_count} Ready nodes",
     )
@@ -298,7 +329,7 @@ def wait_healthy(
     for selector, count, what in checks:
 
         def enough(pods: dict[str, Any], count: int = count) -> bool:
-            return sum(pod_ready(p, fresh_since) for p in pods.values()) >= count
+            return sum(pod_ready(p, since.get(p.spec.node_name)) for p in pods.values()) >= count
 
         took = kube.wait_for(
             kube.core.list_namespaced_pod,

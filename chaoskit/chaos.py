@@ -1,0 +1,45 @@
+"""The ``chaos`` handle that tests use: faults and recovery watches bound to one cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from chaoskit.adapters.kube import Kube
+from chaoskit.cluster.base import Cluster
+from chaoskit.faults.base import Fault, FaultRecord, Safety
+from chaoskit.faults.node import NodeFailure, NodeFailureSpec
+from chaoskit.faults.pod import PodKill, PodKillSpec
+from chaoskit.observe import RecoveryWatch
+
+
+class Chaos:
+    """Injects faults into ``cluster`` under ``safety``; keeps every fault's record."""
+
+    def __init__(self, cluster: Cluster, kube: Kube, safety: Safety | None = None) -> None:
+        self.cluster = cluster
+        self.kube = kube
+        self.safety = safety or Safety()
+        self.records: list[FaultRecord] = []
+
+    def pod_kill(self, namespace: str, selector: str, **options: Any) -> Any:
+        """Kill pods matching ``selector`` (see :class:`PodKillSpec` for options)."""
+        return self._active(
+            PodKill(self.cluster, self.kube, PodKillSpec(namespace, selector, **options), safety=self.safety)
+        )
+
+    def node_failure(self, node: str, **options: Any) -> Any:
+        """Stop or pause a kind node's container (see :class:`NodeFailureSpec`)."""
+        spec = NodeFailureSpec(node, **options)
+        return self._active(NodeFailure(self.cluster, self.kube, spec, safety=self.safety))
+
+    def recovery_watch(self, namespace: str, deployment: str, service: str | None = None) -> RecoveryWatch:
+        """Watch a Deployment (and its Service's endpoints) to measure recovery."""
+        return RecoveryWatch(self.kube, namespace, deployment, service)
+
+    @contextmanager
+    def _active(self, fault: Fault) -> Iterator[FaultRecord]:
+        with fault.active() as record:
+            self.records.append(record)
+            yield record

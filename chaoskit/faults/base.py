@@ -1,0 +1,187 @@
+"""What every fault does: plan, record, inject, prove, undo.
+
+A fault runs as a context manager (:meth:`Fault.active`), in this order:
+
+1. **plan**: resolve the targets (pods, nodes) and check the spec and the
+   safety rules. Anything wrong raises before the cluster is touched.
+2. **record**: write the undo data to the ledger (write-ahead), so a killed
+   process leaves enough behind for the sweeper.
+3. **inject**, then **verify**: observe the effect from outside (the pod's UID
+   gone, the node NotReady) and time it. A fault whose effect cannot be seen
+   raises :class:`FaultNotEffective`; a test never trusts an unproven fault.
+4. **undo** on the way out, whatever happened: success, failure, exception,
+   Ctrl-C, SIGTERM (see :mod:`.signals`); then settle the ledger entry.
+
+In dry-run mode only step 1 runs, and the record says what would have happened.
+Undo is a class method working from the recorded data alone, so the sweeper
+can call it in another process, long after the injecting one died.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.shell import say
+from chaoskit.cluster.base import Cluster
+from chaoskit.errors import SafetyError
+from chaoskit.faults.ledger import Ledger, LedgerEntry
+
+PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage")
+
+
+@dataclass(frozen=True)
+class Safety:
+    """Rules every fault is checked against before it acts."""
+
+    allowed_contexts: tuple[str, ...] = ()
+    """Non-kind contexts that faults may touch (kind clusters are always allowed)."""
+    allowed_namespaces: tuple[str, ...] = ()
+    """Protected namespaces that faults may touch nonetheless."""
+    max_share: float = 0.5
+    """The largest share of the matching pods or nodes one fault may touch."""
+    allow_control_plane: bool = False
+    """Whether node faults may hit a control-plane node."""
+    dry_run: bool = False
+    """Report what would happen and change nothing."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_share <= 1:
+            raise SafetyError(f"max_share must be in (0, 1], not {self.max_share}")
+
+    def check_cluster(self, cluster: Cluster) -> None:
+        if cluster.is_kind or cluster.context in self.allowed_contexts:
+            return
+        raise SafetyError(
+            f"refusing to inject faults into context {cluster.context!r}: it is not a kind cluster; "
+            f"allow it explicitly with --chaos-allow-context={cluster.context}"
+        )
+
+    def check_namespace(self, namespace: str) -> None:
+        if namespace in PROTECTED_NAMESPACES and namespace not in self.allowed_namespaces:
+            raise SafetyError(
+                f"namespace {namespace!r} is protected: faults there are refused unless it is allowed "
+                "explicitly (Safety(allowed_namespaces=...))"
+            )
+
+    def check_share(self, chosen: int, total: int, what: str) -> None:
+        if total and chosen / total > self.max_share + 1e-9:
+            raise SafetyError(
+                f"the fault would touch {chosen} of {total} {what} ({chosen / total:.0%}), over the "
+                f"blast-radius cap of {self.max_share:.0%}; lower the count or raise max_share"
+            )
+
+
+@dataclass
+class FaultRecord:
+    """What a fault did, with timestamps (Unix for the journal, monotonic for durations)."""
+
+    fault_id: str
+    kind: str
+    cluster: str
+    spec: dict[str, Any]
+    targets: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    injected_at: float | None = None
+    injected_mono: float | None = None
+    effect: str | None = None
+    effect_mono: float | None = None
+    verified: bool = False
+    reverted_mono: float | None = None
+    reverted: bool = False
+    error: str | None = None
+
+    @property
+    def inject_to_effect(self) -> float | None:
+        """Seconds from the injection to its observed effect."""
+        if self.injected_mono is None or self.effect_mono is None:
+            return None
+        return self.effect_mono - self.injected_mono
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "inject_to_effect": self.inject_to_effect}
+
+
+class Fault(ABC):
+    """One fault kind. Subclasses implement plan, undo_data, inject, verify and revert."""
+
+    kind: ClassVar[str]
+    registry: ClassVar[dict[str, type[Fault]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Fault.registry[cls.kind] = cls
+
+    def __init__(self, cluster: Cluster, kube: Kube, safety: Safety | None = None) -> None:
+        self.cluster = cluster
+        self.kube = kube
+        self.safety = safety or Safety()
+
+    @property
+    @abstractmethod
+    def spec(self) -> Any:
+        """The fault's frozen spec dataclass."""
+
+    @abstractmethod
+    def plan(self) -> list[str]:
+        """Resolve and check the targets; raise before anything is injected."""
+
+    @abstractmethod
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        """What :meth:`revert` needs; None for faults with nothing to undo (a deleted pod)."""
+
+    @abstractmethod
+    def inject(self, targets: list[str]) -> None:
+        """Act."""
+
+    @abstractmethod
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        """Wait until the effect is visible from outside; describe it. Raise FaultNotEffective if it is not."""
+
+    @classmethod
+    @abstractmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        """Undo from the recorded data alone; must be idempotent."""
+
+    @contextmanager
+    def active(self) -> Iterator[FaultRecord]:
+        """Inject the fault for the duration of the block, proven, and always undone."""
+        self.safety.check_cluster(self.cluster)
+        record = FaultRecord(
+            fault_id=f"{self.kind}-{uuid.uuid4().hex[:8]}",
+            kind=self.kind,
+            cluster=self.cluster.name,
+            spec=asdict(self.spec),
+            dry_run=self.safety.dry_run,
+        )
+        record.targets = self.plan()
+        if self.safety.dry_run:
+            say(f"dry run: {self.kind} would hit {', '.join(record.targets)}")
+            yield record
+            return
+        undo = self.undo_data(record.targets)
+        ledger = Ledger(self.cluster.name)
+        if undo is not None:
+            ledger.record(LedgerEntry(record.fault_id, self.kind, self.cluster.name, undo))
+        try:
+            record.injected_at = time.time()
+            record.injected_mono = time.monotonic()
+            self.inject(record.targets)
+            record.effect = self.verify(record.targets, record)
+            record.verified = True
+            yield record
+        except BaseException as exc:
+            record.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if undo is not None:
+                self.revert(self.cluster, self.kube, undo)
+                ledger.settle(record.fault_id)
+                record.reverted = True
+                record.reverted_mono = time.monotonic()

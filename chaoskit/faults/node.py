@@ -1,0 +1,141 @@
+"""Node failure on kind: the node's container stopped or paused, for real.
+
+A kind node is a Docker container, so stopping it is a real machine going
+away (kubelet, containerd and every pod on it stop) and pausing it is a real
+hang (processes frozen, TCP connections open but silent). The proof is the
+container's state and, unless told not to wait, the node turning NotReady in
+the API (after the controller's grace period, 40 s by default).
+
+Undo starts or unpauses the container and waits until the node posts a Ready
+heartbeat newer than its restart, and its pod-network agent runs again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chaoskit.adapters import docker
+from chaoskit.adapters.kube import Kube, node_ready, pod_ready
+from chaoskit.adapters.shell import say
+from chaoskit.cluster.base import Cluster
+from chaoskit.errors import ClusterError, FaultNotEffective, SpecError
+from chaoskit.faults.base import Fault, FaultRecord
+
+MODES = ("stop", "pause")
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/master", "node-role.kubernetes.io/control-plane")
+
+
+@dataclass(frozen=True)
+class NodeFailureSpec:
+    """Which node fails and how."""
+
+    node: str
+    """The node's name (on kind, also its container's name)."""
+    mode: str = "stop"
+    """``stop`` (the machine goes away) or ``pause`` (the machine hangs)."""
+    wait_not_ready: bool = True
+    """Prove the failure by waiting for the API to mark the node NotReady."""
+    timeout: float = 120.0
+    """How long to wait for NotReady, and for Ready again on undo."""
+
+    def __post_init__(self) -> None:
+        if not self.node:
+            raise SpecError("node failure needs a node name")
+        if self.mode not in MODES:
+            raise SpecError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.timeout <= 0:
+            raise SpecError(f"timeout must be positive, not {self.timeout}")
+
+
+class NodeFailure(Fault):
+    kind = "node-failure"
+
+    def __init__(self, cluster: Cluster, kube: Kube, spec: NodeFailureSpec, **kwargs: Any) -> None:
+        super().__init__(cluster, kube, **kwargs)
+        self._spec = spec
+
+    @property
+    def spec(self) -> NodeFailureSpec:
+        return self._spec
+
+    def plan(self) -> list[str]:
+        spec = self._spec
+        if not self.cluster.is_kind:
+            raise SpecError("node failure stops a kind node's container: it needs a kind cluster")
+        nodes = {n.metadata.name: n for n in self.kube.nodes()}
+        if spec.node not in nodes:
+            raise SpecError(f"no node named {spec.node!r}; nodes: {', '.join(sorted(nodes))}")
+        labels = nodes[spec.node].metadata.labels or {}
+        if not self.safety.allow_control_plane and any(k in labels for k in CONTROL_PLANE_LABELS):
+            from chaoskit.errors import SafetyError
+
+            raise SafetyError(f"{spec.node} is a control-plane node: refused unless allow_control_plane is set")
+        self.safety.check_share(1, len(nodes), "nodes")
+        if docker.inspect(spec.node).state != "running":
+            raise SpecError(f"node container {spec.node} is not running; fix the cluster first")
+        return [spec.node]
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return {"node": targets[0], "mode": self._spec.mode, "timeout": self._spec.timeout}
+
+    def inject(self, targets: list[str]) -> None:
+        if self._spec.mode == "stop":
+            docker.stop(targets[0])
+        else:
+            docker.pause(targets[0])
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        node = targets[0]
+        want = "exited" if self._spec.mode == "stop" else "paused"
+        state = docker.inspect(node).state
+        if state != want:
+            raise FaultNotEffective(f"node container {node} is {state}, not {want}")
+        record.effect_mono = time.monotonic()
+        if not self._spec.wait_not_ready:
+            return f"node container {node} {want}"
+        try:
+            self.kube.wait_for(
+                self.kube.core.list_node,
+                lambda nodes: node in nodes and not node_ready(nodes[node]),
+                self._spec.timeout,
+                f"node {node} NotReady",
+            )
+        except ClusterError as exc:
+            raise FaultNotEffective(f"node {node}: container {want} but {exc}") from None
+        record.effect_mono = time.monotonic()
+        return f"node container {node} {want}; node NotReady"
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        node = str(undo["node"])
+        state = docker.inspect(node).state
+        # After a pause the node's processes simply go on; after a stop they start afresh,
+        # so their Ready transitions must be newer than the restart.
+        pods_since: float | None = None
+        if state == "paused":
+            docker.unpause(node)
+            since = time.time() - 1
+        elif state != "running":
+            docker.start(node)
+            since = pods_since = docker.inspect(node).started_at - 1
+        else:
+            since = min(time.time(), docker.inspect(node).started_at) - 1
+        say(f"node {node}: container running again, waiting for it to be Ready")
+        timeout = float(undo.get("timeout", 120.0)) + 60
+        kube.wait_for(
+            kube.core.list_node,
+            lambda nodes: node in nodes and node_ready(nodes[node], since),
+            timeout,
+            f"node {node} Ready after its restart",
+        )
+        if cluster.flavor == "airgap":
+            kube.wait_for(
+                kube.core.list_namespaced_pod,
+                lambda pods: any(pod_ready(p, pods_since) and p.spec.node_name == node for p in pods.values()),
+                timeout,
+                f"the pod-network agent on {node}",
+                namespace="kube-system",
+                label_selector="app=chaoskit-netd",
+            )

@@ -1,0 +1,121 @@
+"""Pod kill: delete pods chosen by a label selector, and prove they are gone.
+
+Nothing is undone: the workload's controller replacing the pod *is* the
+recovery under test. The proof is that every killed pod's UID has left the API
+(a replacement may reuse the name, as StatefulSet pods do, but never the UID).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from chaoskit.adapters.kube import Kube
+from chaoskit.cluster.base import Cluster
+from chaoskit.errors import FaultNotEffective, SpecError
+from chaoskit.faults.base import Fault, FaultRecord
+
+PICKS = ("random", "oldest")
+
+
+@dataclass(frozen=True)
+class PodKillSpec:
+    """Which pods to kill and how."""
+
+    namespace: str
+    """The namespace of the pods."""
+    selector: str
+    """A label selector such as ``app=web``; empty is refused (it would mean every pod)."""
+    count: int | None = None
+    """How many pods to kill (default 1 when ``percent`` is not given)."""
+    percent: float | None = None
+    """Or: this share of the matching pods, rounded up."""
+    grace_seconds: int = 0
+    """Termination grace period; 0 kills at once."""
+    pick: str = "random"
+    """``random`` or ``oldest``."""
+    seed: int | None = None
+    """Seed of the random pick, to replay a run."""
+
+    def __post_init__(self) -> None:
+        if not self.namespace:
+            raise SpecError("pod kill needs a namespace")
+        if not self.selector.strip():
+            raise SpecError("an empty selector would match every pod: give a label selector such as app=web")
+        if self.count is not None and self.percent is not None:
+            raise SpecError("give either count or percent, not both")
+        if self.count is not None and self.count < 1:
+            raise SpecError(f"count must be at least 1, not {self.count}")
+        if self.percent is not None and not 0 < self.percent <= 100:
+            raise SpecError(f"percent must be in (0, 100], not {self.percent}")
+        if self.grace_seconds < 0:
+            raise SpecError(f"grace_seconds must be 0 or more, not {self.grace_seconds}")
+        if self.pick not in PICKS:
+            raise SpecError(f"pick must be one of {', '.join(PICKS)}, not {self.pick!r}")
+
+    def how_many(self, matching: int) -> int:
+        if self.percent is not None:
+            return max(1, math.ceil(matching * self.percent / 100))
+        return self.count or 1
+
+
+class PodKill(Fault):
+    kind = "pod-kill"
+
+    def __init__(self, cluster: Cluster, kube: Kube, spec: PodKillSpec, **kwargs: Any) -> None:
+        super().__init__(cluster, kube, **kwargs)
+        self._spec = spec
+        self._uids: dict[str, str] = {}
+
+    @property
+    def spec(self) -> PodKillSpec:
+        return self._spec
+
+    def plan(self) -> list[str]:
+        spec = self._spec
+        self.safety.check_namespace(spec.namespace)
+        pods = [p for p in self.kube.pods(spec.namespace, spec.selector) if p.metadata.deletion_timestamp is None]
+        if not pods:
+            raise SpecError(f"selector {spec.selector!r} matches no pod in namespace {spec.namespace!r}")
+        wanted = spec.how_many(len(pods))
+        if wanted > len(pods):
+            raise SpecError(f"count {wanted} is more than the {len(pods)} pods matching {spec.selector!r}")
+        self.safety.check_share(wanted, len(pods), f"pods matching {spec.selector!r}")
+        if spec.pick == "oldest":
+            chosen = sorted(pods, key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))[:wanted]
+        else:
+            chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), wanted)
+        self._uids = {p.metadata.name: p.metadata.uid for p in chosen}
+        return sorted(self._uids)
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return None
+
+    def inject(self, targets: list[str]) -> None:
+        for name in targets:
+            self.kube.core.delete_namespaced_pod(
+                name, self._spec.namespace, grace_period_seconds=self._spec.grace_seconds
+            )
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        import time
+
+        uids = set(self._uids.values())
+        try:
+            self.kube.wait_for(
+                self.kube.core.list_namespaced_pod,
+                lambda pods: not uids & {p.metadata.uid for p in pods.values()},
+                self._spec.grace_seconds + 60,
+                f"killed pods {', '.join(targets)} to leave the API",
+                namespace=self._spec.namespace,
+            )
+        except Exception as exc:
+            raise FaultNotEffective(f"pod kill: {exc}") from None
+        record.effect_mono = time.monotonic()
+        return f"pods {', '.join(targets)} deleted (their UIDs are gone)"
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        """Nothing to undo: the controller's replacement is the recovery being measured."""

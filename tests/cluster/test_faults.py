@@ -1,0 +1,109 @@
+"""Faults injected into the real cluster, their effect seen from outside, and undone."""
+
+from __future__ import annotations
+
+import pytest
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from workloads import Web, get_from_host_eventually
+
+from chaoskit.adapters import docker
+from chaoskit.adapters.kube import node_ready
+from chaoskit.chaos import Chaos
+from chaoskit.errors import SafetyError, SpecError
+from chaoskit.faults import Safety
+from chaoskit.faults.ledger import Ledger
+
+
+def pod_uids(kube, namespace: str) -> dict[str, str]:
+    return {p.metadata.name: p.metadata.uid for p in kube.pods(namespace, "app=web")}
+
+
+def eventually(check, within: float = 60):
+    for attempt in Retrying(
+        stop=stop_after_delay(within), wait=wait_fixed(0.5), retry=retry_if_exception_type(AssertionError), reraise=True
+    ):
+        with attempt:
+            return check()
+    raise AssertionError("unreachable")
+
+
+def test_pod_kill_is_proven_and_recovery_is_measured_after_the_loss_is_seen(chaos: Chaos, kube, web: Web) -> None:
+    before = pod_uids(kube, web.namespace)
+    with chaos.recovery_watch(web.namespace, "web", service="web") as watch:
+        with chaos.pod_kill(web.namespace, "app=web", grace_seconds=0) as record:
+            assert record.verified and record.effect and "UIDs are gone" in record.effect
+            (victim,) = record.targets
+            assert before[victim] not in pod_uids(kube, web.namespace).values()
+
+        def recovered():
+            recovery = watch.recovery(record.injected_mono)
+            assert recovery.recovered, (recovery, watch.events)
+            return recovery
+
+        recovery = eventually(recovered)
+    assert recovery.loss_seen is not None and recovery.whole is not None
+    assert 0 <= recovery.loss_seen < recovery.whole < 60
+    assert recovery.endpoints_loss_seen is not None and recovery.endpoints_whole is not None
+    assert record.inject_to_effect is not None and record.inject_to_effect < 10
+    print(
+        f"pod kill: effect after {record.inject_to_effect:.3f} s, loss seen after {recovery.loss_seen:.3f} s, "
+        f"whole after {recovery.whole:.2f} s, endpoints whole after {recovery.endpoints_whole:.2f} s"
+    )
+    get_from_host_eventually(web.node_port)
+    assert len(pod_uids(kube, web.namespace)) == 3
+
+
+@pytest.mark.parametrize(
+    ("target_namespace", "selector", "options", "error", "message"),
+    [
+        (None, "app=nothing", {}, SpecError, "matches no pod"),
+        (None, "app=web", {"count": 3}, SafetyError, "over the blast-radius cap"),
+        ("kube-system", "app=chaoskit-dns", {}, SafetyError, "'kube-system' is protected"),
+    ],
+)
+def test_bad_pod_kills_are_refused_before_anything_is_deleted(
+    chaos: Chaos, kube, web: Web, target_namespace, selector, options, error, message
+) -> None:
+    before = pod_uids(kube, web.namespace)
+    with pytest.raises(error, match=message), chaos.pod_kill(target_namespace or web.namespace, selector, **options):
+        pytest.fail("the fault must not start")
+    assert pod_uids(kube, web.namespace) == before
+
+
+def test_dry_run_reports_the_targets_and_changes_nothing(cluster, kube, web: Web) -> None:
+    before = pod_uids(kube, web.namespace)
+    dry = Chaos(cluster, kube, Safety(dry_run=True))
+    with dry.pod_kill(web.namespace, "app=web", pick="oldest") as record:
+        assert record.dry_run and len(record.targets) == 1 and record.targets[0] in before
+        assert not record.verified and record.injected_at is None
+    assert pod_uids(kube, web.namespace) == before
+
+
+def workers(kube) -> list[str]:
+    return sorted(
+        n.metadata.name for n in kube.nodes() if "node-role.kubernetes.io/master" not in (n.metadata.labels or {})
+    )
+
+
+@pytest.mark.destructive
+def test_node_pause_turns_the_node_not_ready_and_undo_brings_it_back(cluster, chaos: Chaos, kube) -> None:
+    if not cluster.is_kind:
+        pytest.skip("node failure needs a kind cluster")
+    node = workers(kube)[-1]
+    with chaos.node_failure(node, mode="pause") as record:
+        assert docker.inspect(node).state == "paused"
+        assert not node_ready({n.metadata.name: n for n in kube.nodes()}[node])
+        assert record.effect == f"node container {node} paused; node NotReady"
+    assert docker.inspect(node).state == "running"
+    assert node_ready({n.metadata.name: n for n in kube.nodes()}[node])
+    assert record.reverted and not Ledger(cluster.name).unsettled()
+    print(f"node pause: NotReady {record.inject_to_effect:.1f} s after the pause")
+
+
+def test_node_failure_refuses_the_control_plane(cluster, chaos: Chaos, kube) -> None:
+    if not cluster.is_kind:
+        pytest.skip("node failure needs a kind cluster")
+    (control_plane,) = [n.metadata.name for n in kube.nodes() if n.metadata.name not in workers(kube)]
+    with pytest.raises(SafetyError, match="control-plane node"), chaos.node_failure(control_plane):
+        pytest.fail("the fault must not start")
+    assert docker.inspect(control_plane).state == "running"
