@@ -94,6 +94,7 @@ def pod_recovery(runs: int) -> None:
     namespace = f"ck-bench-{os.getpid()}"
     with cluster.kube() as kube:
         kube.core.create_namespace({"metadata": {"name": namespace, "labels": {"chaoskit.io/test-namespace": "true"}}})
+        kube.wait_for_default_service_account(namespace)
         try:
             kube.apply(web_objects(namespace, image, free_node_port(kube, cluster.node_ports)))
             wait_web(kube, namespace)

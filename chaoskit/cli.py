@@ -90,8 +90,8 @@ def _print_status(status: ClusterStatus) -> None:
     if status.kubeconfig:
         print(f"  export KUBECONFIG={status.kubeconfig}")
     for node in status.nodes:
-        container = f", container {node.container_state}" if node.container_state else ""
-        print(f"  {node.name:32} {node.role:14} {'Ready' if node.ready else 'NotReady'}{container}")
+        container = f"  container {node.container_state}" if node.container_state else ""
+        print(f"  {node.name:32} {node.role:14} {'Ready' if node.ready else 'NotReady':9}{container}")
     if status.problem:
         print(f"  problem: {status.problem}")
 

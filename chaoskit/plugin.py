@@ -151,6 +151,7 @@ def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     name = f"ck-{base}-{uuid.uuid4().hex[:5]}"
     body: Any = {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}
     kube.core.create_namespace(body)
+    kube.wait_for_default_service_account(name)
     yield name
     kube.core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
 

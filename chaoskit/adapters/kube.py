@@ -61,6 +61,26 @@ class Kube:
             raise ClusterError(f"the API server of context {self.context!r} does not answer: {exc}") from None
         return str(info.git_version)
 
+    def wait_for_default_service_account(self, namespace: str, timeout: float = 30) -> None:
+        """Wait until pods can be created in a new namespace.
+
+        Before Kubernetes 1.24 a pod cannot be admitted until the token
+        controller has given the ``default`` service account its token secret.
+        """
+        minor = int("".join(c for c in self.version.get_code().minor if c.isdigit()) or 0)
+
+        def usable(accounts: dict[str, Any]) -> bool:
+            default = accounts.get("default")
+            return default is not None and (minor >= 24 or bool(default.secrets))
+
+        self.wait_for(
+            self.core.list_namespaced_service_account,
+            usable,
+            timeout,
+            f"the default service account of {namespace}",
+            namespace=namespace,
+        )
+
     def nodes(self) -> list[Obj]:
         """Every Node object."""
         items: list[Obj] = self.core.list_node().items

@@ -25,7 +25,7 @@ def test_status_lists_every_node_ready(cluster: Cluster) -> None:
     nodes = [line.split() for line in lines if line.startswith(f"  {cluster.name}-")]
     assert len(nodes) == 3
     assert all(words[2] == "Ready" for words in nodes), lines
-    assert all("container running" in line for line in lines if line.startswith(f"  {cluster.name}-"))
+    assert all(words[3:] == ["container", "running"] for words in nodes), lines
 
 
 def test_existing_provider_uses_any_context(cluster: Cluster) -> None:
