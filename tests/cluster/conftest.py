@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workloads import Web, client_pod, free_node_port, wait_pod_running, wait_web, web_objects
+from workloads import Web, client_pod, free_node_port, wait_endpoints, wait_pod_running, wait_web, web_objects
 
 from chaoskit.cluster import Cluster
 from chaoskit.provision.images import build_fixture_image
@@ -27,6 +27,7 @@ def web(cluster: Cluster, kube, namespace: str, web_image: str) -> Iterator[Web]
     port = free_node_port(kube, cluster.node_ports)
     kube.apply(web_objects(namespace, web_image, port))
     wait_web(kube, namespace)
+    wait_endpoints(kube, namespace, "web", 3)
     yield Web(namespace=namespace, node_port=port, image=web_image)
 
 

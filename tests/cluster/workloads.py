@@ -98,6 +98,16 @@ def wait_web(kube: Kube, namespace: str, replicas: int = 3, timeout: float = 120
     )
 
 
+def wait_endpoints(kube: Kube, namespace: str, name: str, count: int, timeout: float = 60) -> float:
+    def ready(endpoints: dict[str, Any]) -> bool:
+        ep = endpoints.get(name)
+        return ep is not None and sum(len(s.addresses or []) for s in ep.subsets or []) == count
+
+    return kube.wait_for(
+        kube.core.list_namespaced_endpoints, ready, timeout, f"{count} endpoints of {name}", namespace=namespace
+    )
+
+
 def wait_pod_running(kube: Kube, namespace: str, name: str, timeout: float = 120) -> float:
     def ready(pods: dict[str, Any]) -> bool:
         pod = pods.get(name)
