@@ -9,6 +9,8 @@ from typing import Any
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.faults.base import Fault, FaultRecord, Safety
+from chaoskit.faults.container import ContainerKill, ContainerKillSpec
+from chaoskit.faults.network import Latency, LatencySpec, PacketLoss, PacketLossSpec, Partition, PartitionSpec
 from chaoskit.faults.node import NodeFailure, NodeFailureSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
 from chaoskit.observe import RecoveryWatch
@@ -33,6 +35,26 @@ class Chaos:
         """Stop or pause a kind node's container (see :class:`NodeFailureSpec`)."""
         spec = NodeFailureSpec(node, **options)
         return self._active(NodeFailure(self.cluster, self.kube, spec, safety=self.safety))
+
+    def container_kill(self, namespace: str, selector: str, **options: Any) -> Any:
+        """Signal the main process of pods' containers (see :class:`ContainerKillSpec`)."""
+        spec = ContainerKillSpec(namespace, selector, **options)
+        return self._active(ContainerKill(self.cluster, self.kube, spec, safety=self.safety))
+
+    def partition(self, namespace: str, selector: str, **options: Any) -> Any:
+        """Cut pods off from other pods or from everything (see :class:`PartitionSpec`)."""
+        spec = PartitionSpec(namespace, selector, **options)
+        return self._active(Partition(self.cluster, self.kube, spec, safety=self.safety))
+
+    def packet_loss(self, namespace: str, selector: str, percent: float, **options: Any) -> Any:
+        """Drop a share of the packets arriving at pods (see :class:`PacketLossSpec`)."""
+        spec = PacketLossSpec(namespace, selector, percent, **options)
+        return self._active(PacketLoss(self.cluster, self.kube, spec, safety=self.safety))
+
+    def latency(self, namespace: str, selector: str, delay_ms: int, **options: Any) -> Any:
+        """Delay packets leaving pods; raises FaultUnsupported where the kernel lacks netem."""
+        spec = LatencySpec(namespace, selector, delay_ms, **options)
+        return self._active(Latency(self.cluster, self.kube, spec, safety=self.safety))
 
     def recovery_watch(self, namespace: str, deployment: str, service: str | None = None) -> RecoveryWatch:
         """Watch a Deployment (and its Service's endpoints) to measure recovery."""

@@ -48,3 +48,7 @@ class SafetyError(UsageError):
 
 class FaultNotEffective(ChaoskitError):
     """A fault was injected but its effect could not be observed: the test cannot trust it."""
+
+
+class FaultUnsupported(ChaoskitError):
+    """A fault this cluster or kernel cannot run (netem missing): a test skips with this reason."""

@@ -26,6 +26,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,15 @@ import pytest
 from chaoskit.adapters.kube import Kube
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
-from chaoskit.errors import ChaoskitError
+from chaoskit.errors import ChaoskitError, FaultUnsupported
 from chaoskit.faults import signals
-from chaoskit.faults.base import Fault, Safety
-from chaoskit.faults.ledger import Ledger
+from chaoskit.faults.base import Fault, FaultRecord, Safety
+from chaoskit.faults.ledger import Ledger, current_boot_id, process_alive
 from chaoskit.faults.sweeper import sweep
 
 NAMESPACE_LABEL = "chaoskit.io/test-namespace"
+OWNER_PID = "chaoskit.io/owner-pid"
+OWNER_BOOT = "chaoskit.io/owner-boot-id"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -149,17 +152,35 @@ def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     """A namespace of this test's own, deleted when the test ends."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-") or "test"
     name = f"ck-{base}-{uuid.uuid4().hex[:5]}"
-    body: Any = {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}
+    body: Any = {
+        "metadata": {
+            "name": name,
+            "labels": {NAMESPACE_LABEL: "true", OWNER_PID: str(os.getpid())},
+            "annotations": {OWNER_BOOT: current_boot_id()},
+        }
+    }
     kube.core.create_namespace(body)
     kube.wait_for_default_service_account(name)
     yield name
     kube.core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
 
 
+class PytestChaos(Chaos):
+    """Chaos for tests: a fault this cluster cannot run skips the test with the reason."""
+
+    @contextmanager
+    def _active(self, fault: Fault) -> Iterator[FaultRecord]:
+        try:
+            with super()._active(fault) as record:
+                yield record
+        except FaultUnsupported as exc:  # raised while planning, before anything is injected
+            pytest.skip(str(exc))
+
+
 @pytest.fixture
 def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator[Chaos]:
     """Faults and recovery watches for one test; fails the test if it leaves a fault injected."""
-    handle = Chaos(cluster, kube, pytestconfig.stash[_SAFETY])
+    handle = PytestChaos(cluster, kube, pytestconfig.stash[_SAFETY])
     yield handle
     mine = [e for e in Ledger(cluster.name).unsettled() if e.pid == os.getpid()]
     for entry in mine:
@@ -170,10 +191,14 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
 
 
 def sweep_namespaces(kube: Kube) -> list[str]:
-    """Delete test namespaces that earlier sessions left; return their names."""
+    """Delete test namespaces whose session died; return their names. Live sessions' are left alone."""
     leftovers: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
     deleted = []
     for ns in leftovers:
+        pid = (ns.metadata.labels or {}).get(OWNER_PID, "")
+        boot = (ns.metadata.annotations or {}).get(OWNER_BOOT, "")
+        if pid.isdigit() and process_alive(int(pid), boot):
+            continue
         if ns.status.phase != "Terminating":
             kube.core.delete_namespace(ns.metadata.name, propagation_policy="Background")
             deleted.append(ns.metadata.name)

@@ -1,7 +1,32 @@
 """The fault library: every fault injected for real, proven, and always undone."""
 
 from chaoskit.faults.base import Fault, FaultRecord, Safety
+from chaoskit.faults.container import ContainerKill, ContainerKillSpec
+from chaoskit.faults.network import (
+    Latency,
+    LatencySpec,
+    PacketLoss,
+    PacketLossSpec,
+    Partition,
+    PartitionSpec,
+)
 from chaoskit.faults.node import NodeFailure, NodeFailureSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
 
-__all__ = ["Fault", "FaultRecord", "NodeFailure", "NodeFailureSpec", "PodKill", "PodKillSpec", "Safety"]
+__all__ = [
+    "ContainerKill",
+    "ContainerKillSpec",
+    "Fault",
+    "FaultRecord",
+    "Latency",
+    "LatencySpec",
+    "NodeFailure",
+    "NodeFailureSpec",
+    "PacketLoss",
+    "PacketLossSpec",
+    "Partition",
+    "PartitionSpec",
+    "PodKill",
+    "PodKillSpec",
+    "Safety",
+]

@@ -116,12 +116,15 @@ class Fault(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Fault.registry[cls.kind] = cls
+        if "kind" in cls.__dict__:  # concrete kinds only, not shared intermediate bases
+            Fault.registry[cls.kind] = cls
 
     def __init__(self, cluster: Cluster, kube: Kube, safety: Safety | None = None) -> None:
         self.cluster = cluster
         self.kube = kube
         self.safety = safety or Safety()
+        self.fault_id = ""
+        """Set when the fault starts; marks every rule and object it touches."""
 
     @property
     @abstractmethod
@@ -160,6 +163,7 @@ class Fault(ABC):
             spec=asdict(self.spec),
             dry_run=self.safety.dry_run,
         )
+        self.fault_id = record.fault_id
         record.targets = self.plan()
         if self.safety.dry_run:
             say(f"dry run: {self.kind} would hit {', '.join(record.targets)}")

@@ -45,15 +45,7 @@ class LedgerEntry:
 
     def owner_alive(self) -> bool:
         """Whether the process that injected it still runs (then it is not residue)."""
-        if self.boot_id != _boot_id():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return _not_zombie(self.pid)
+        return process_alive(self.pid, self.boot_id)
 
 
 class Ledger:
@@ -98,6 +90,24 @@ class Ledger:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def process_alive(pid: int, boot_id: str) -> bool:
+    """Whether process ``pid`` of machine boot ``boot_id`` still runs."""
+    if boot_id != _boot_id():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _not_zombie(pid)
+
+
+def current_boot_id() -> str:
+    """This machine boot's id (a pid is only meaningful within one boot)."""
+    return _boot_id()
 
 
 def _boot_id() -> str:

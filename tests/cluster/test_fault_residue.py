@@ -12,27 +12,30 @@ import time
 from pathlib import Path
 
 import pytest
+from workloads import Web, probe_eventually
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import node_ready
 from chaoskit.faults.ledger import Ledger
+from chaoskit.faults.netns import locate, rules_with
 
 pytestmark = pytest.mark.destructive
 
 INNER = """
 import pathlib, time
 
-def test_hold_a_node_failure(chaos):
-    with chaos.node_failure("{node}", mode="stop", wait_not_ready=False):
+def test_hold_a_fault(chaos):
+    with {fault}:
         pathlib.Path("{marker}").write_text("injected")
         time.sleep(300)
 """
 
 
-def start_inner_run(tmp_path: Path, node: str) -> tuple[subprocess.Popen[str], Path]:
+def start_inner_run(tmp_path: Path, fault: str) -> tuple[subprocess.Popen[str], Path]:
+    """A pytest run in a subprocess that injects ``fault`` (code using ``chaos``) and holds it."""
     marker = tmp_path / "injected"
     test_file = tmp_path / "test_inner.py"
-    test_file.write_text(textwrap.dedent(INNER.format(node=node, marker=marker)))
+    test_file.write_text(textwrap.dedent(INNER.format(fault=fault, marker=marker)))
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", str(test_file), "-p", "no:cacheprovider", "-q", "-s"],
         cwd=tmp_path,
@@ -67,7 +70,7 @@ def test_sigkill_mid_fault_leaves_residue_that_cleanup_undoes(cluster, kube, tmp
     if not cluster.is_kind:
         pytest.skip("node failure needs a kind cluster")
     node = worker(kube)
-    proc, _ = start_inner_run(tmp_path, node)
+    proc, _ = start_inner_run(tmp_path, f'chaos.node_failure("{node}", mode="stop", wait_not_ready=False)')
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -77,12 +80,7 @@ def test_sigkill_mid_fault_leaves_residue_that_cleanup_undoes(cluster, kube, tmp
     residue = Ledger(cluster.name).unsettled()
     assert [(e.kind, e.undo["node"], e.pid) for e in residue] == [("node-failure", node, proc.pid)]
 
-    result = subprocess.run(
-        [sys.executable, "-m", "chaoskit.cli", "cleanup", "--name", cluster.name],
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    result = cleanup(cluster)
     assert result.returncode == 0, result
     assert "1 fault(s) undone" in result.stdout
     assert docker.inspect(node).state == "running"
@@ -94,7 +92,7 @@ def test_sigterm_mid_fault_undoes_it_before_exiting(cluster, kube, tmp_path: Pat
     if not cluster.is_kind:
         pytest.skip("node failure needs a kind cluster")
     node = worker(kube)
-    proc, _ = start_inner_run(tmp_path, node)
+    proc, _ = start_inner_run(tmp_path, f'chaos.node_failure("{node}", mode="stop", wait_not_ready=False)')
     assert docker.inspect(node).state == "exited"
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=400)
@@ -102,3 +100,40 @@ def test_sigterm_mid_fault_undoes_it_before_exiting(cluster, kube, tmp_path: Pat
     assert docker.inspect(node).state == "running"
     assert node_ready({n.metadata.name: n for n in kube.nodes()}[node])
     assert Ledger(cluster.name).unsettled() == []
+
+
+def cleanup(cluster) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chaoskit.cli", "cleanup", "--name", cluster.name],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        'chaos.partition("{ns}", "role=client", peer_selector="app=web")',
+        'chaos.packet_loss("{ns}", "app=web", percent=30)',
+    ],
+    ids=["partition", "packet-loss"],
+)
+def test_sigkill_mid_network_fault_leaves_rules_that_cleanup_removes(
+    cluster, kube, web: Web, client: str, tmp_path: Path, fault: str
+) -> None:
+    proc, _ = start_inner_run(tmp_path, fault.format(ns=web.namespace))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+    (entry,) = Ledger(cluster.name).unsettled()
+    comment = entry.undo["comment"]
+    processes = [locate(p) for p in kube.pods(web.namespace)]
+    holding = [p.pod for p in processes if rules_with(p.node, p.pid, comment)]
+    assert holding, "a SIGKILLed run should have left its rules behind"
+
+    result = cleanup(cluster)
+    assert result.returncode == 0 and "1 fault(s) undone" in result.stdout, result
+    assert not any(rules_with(p.node, p.pid, comment) for p in processes)
+    assert Ledger(cluster.name).unsettled() == []
+    probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)

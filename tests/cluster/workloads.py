@@ -75,7 +75,8 @@ def client_pod(namespace: str, image: str, name: str = "client", node: str | Non
     }
     if node:
         spec["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    metadata = {"name": name, "namespace": namespace, "labels": {"role": name}}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
 def free_node_port(kube: Kube, ports: tuple[int, ...]) -> int:

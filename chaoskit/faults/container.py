@@ -1,0 +1,111 @@
+"""Container kill: a signal to a container's main process, so the kubelet restarts it in place.
+
+Unlike a pod kill, the pod (its name, UID, IP and node) stays; only the process
+dies. The proof is the container's restart count going up in the pod status.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chaoskit.adapters import docker
+from chaoskit.adapters.kube import Kube
+from chaoskit.cluster.base import Cluster
+from chaoskit.errors import ClusterError, FaultNotEffective, SpecError
+from chaoskit.faults.base import Fault, FaultRecord
+from chaoskit.faults.netns import PodProcess, locate
+
+SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT")
+
+
+@dataclass(frozen=True)
+class ContainerKillSpec:
+    """Which containers to signal."""
+
+    namespace: str
+    """The namespace of the pods."""
+    selector: str
+    """A label selector; empty is refused."""
+    container: str | None = None
+    """The container's name (default: the pod's first container)."""
+    signal: str = "SIGKILL"
+    """SIGKILL (a crash) or SIGTERM (a clean stop), SIGINT, SIGQUIT."""
+    count: int = 1
+    """How many pods' containers to signal."""
+    seed: int | None = None
+    """Seed of the random pick."""
+
+    def __post_init__(self) -> None:
+        if not self.selector.strip():
+            raise SpecError("an empty selector would match every pod: give a label selector such as app=web")
+        if self.signal not in SIGNALS:
+            raise SpecError(f"signal must be one of {', '.join(SIGNALS)}, not {self.signal!r}")
+        if self.count < 1:
+            raise SpecError(f"count must be at least 1, not {self.count}")
+
+
+class ContainerKill(Fault):
+    kind = "container-kill"
+
+    def __init__(self, cluster: Cluster, kube: Kube, spec: ContainerKillSpec, **kwargs: Any) -> None:
+        super().__init__(cluster, kube, **kwargs)
+        self._spec = spec
+        self._processes: list[PodProcess] = []
+        self._restarts: dict[str, int] = {}
+
+    @property
+    def spec(self) -> ContainerKillSpec:
+        return self._spec
+
+    def plan(self) -> list[str]:
+        spec = self._spec
+        if not self.cluster.is_kind:
+            raise SpecError("container kill signals the process from its kind node: it needs a kind cluster")
+        self.safety.check_namespace(spec.namespace)
+        pods = [p for p in self.kube.pods(spec.namespace, spec.selector) if p.metadata.deletion_timestamp is None]
+        if not pods:
+            raise SpecError(f"selector {spec.selector!r} matches no pod in namespace {spec.namespace!r}")
+        if spec.count > len(pods):
+            raise SpecError(f"count {spec.count} is more than the {len(pods)} pods matching {spec.selector!r}")
+        self.safety.check_share(spec.count, len(pods), f"pods matching {spec.selector!r}")
+        chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), spec.count)
+        self._processes = [locate(p, spec.container) for p in chosen]
+        self._restarts = {p.metadata.name: self._restart_count(p) for p in chosen}
+        return [f"{p.pod}/{spec.container or 'first container'}@{p.node}" for p in self._processes]
+
+    def _restart_count(self, pod: Any) -> int:
+        for status in pod.status.container_statuses or []:
+            if self._spec.container in (None, status.name):
+                return int(status.restart_count)
+        return 0
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return None
+
+    def inject(self, targets: list[str]) -> None:
+        for process in self._processes:
+            docker.exec_in(process.node, "kill", "-s", self._spec.signal.removeprefix("SIG"), str(process.pid))
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        def restarted(pods: dict[str, Any]) -> bool:
+            return all(name in pods and self._restart_count(pods[name]) > n for name, n in self._restarts.items())
+
+        try:
+            self.kube.wait_for(
+                self.kube.core.list_namespaced_pod,
+                restarted,
+                60,
+                "the signalled containers to be restarted",
+                namespace=self._spec.namespace,
+            )
+        except ClusterError as exc:
+            raise FaultNotEffective(f"container kill: {exc}") from None
+        record.effect_mono = time.monotonic()
+        return f"{self._spec.signal} to {', '.join(targets)}; restart count up"
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        """Nothing to undo: the kubelet's restart is the recovery under test."""

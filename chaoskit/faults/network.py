@@ -1,0 +1,324 @@
+"""Network faults inside pods' network namespaces: partition, packet loss, latency.
+
+Rules are added from the pod's kind node (see :mod:`.netns`) with the node's
+iptables, each carrying the comment ``chaoskit:<fault id>``: that comment is
+how undo, and the sweeper after a killed run, find exactly these rules and
+nothing else. A pod that restarts gets a fresh namespace without them.
+
+Proof of effect: the rules are present in every target namespace, and a probe
+shows the traffic really is affected (a TCP connection across the partition
+fails; dropped packets counted by the loss rule).
+
+Latency and jitter need the kernel's netem qdisc. Whether it exists is tried
+first in a throwaway namespace of the node; where it does not (this project's
+own machines), the fault raises :class:`FaultUnsupported` before anything is
+injected, and the pytest plugin turns that into a skip with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chaoskit.adapters import docker
+from chaoskit.adapters.kube import Kube
+from chaoskit.cluster.base import Cluster
+from chaoskit.errors import FaultNotEffective, FaultUnsupported, SpecError
+from chaoskit.faults.base import Fault, FaultRecord
+from chaoskit.faults.netns import (
+    COMMENT_PREFIX,
+    PodProcess,
+    delete_rules,
+    in_netns,
+    locate,
+    netem_available,
+    pid_alive,
+    rules_with,
+    tcp_blocked,
+)
+
+API_SERVICE = ("10.96.0.1", 443)
+"""The kubernetes Service every kubeadm cluster has: the probe target of a partition from everything."""
+
+
+def _check_selector(selector: str, what: str) -> None:
+    if not selector.strip():
+        raise SpecError(f"an empty {what} would match every pod: give a label selector such as app=web")
+
+
+def _check_port(port: int | None) -> None:
+    if port is not None and not 1 <= port <= 65535:
+        raise SpecError(f"port must be in 1-65535, not {port}")
+
+
+class _PodNetworkFault(Fault):
+    """Shared parts: locating the pods, recording where the rules are, undoing them."""
+
+    def _locate(self, namespace: str, selector: str) -> list[PodProcess]:
+        self.safety.check_namespace(namespace)
+        pods = [p for p in self.kube.pods(namespace, selector) if p.metadata.deletion_timestamp is None]
+        if not pods:
+            raise SpecError(f"selector {selector!r} matches no pod in namespace {namespace!r}")
+        return [locate(p) for p in pods]
+
+    @property
+    def comment(self) -> str:
+        return f"{COMMENT_PREFIX}{self.fault_id}"
+
+    def _undo(self, processes: list[PodProcess]) -> dict[str, Any]:
+        return {"comment": self.comment, "namespaces": [[p.node, p.pid] for p in processes]}
+
+    def _insert(self, process: PodProcess, rules: list[list[str]]) -> None:
+        """Insert rules into one namespace with a single ``docker exec`` (one per rule costs ~0.1 s each)."""
+        commands = [
+            shlex.join(["iptables", "-w", "-I", *rule, "-m", "comment", "--comment", self.comment]) for rule in rules
+        ]
+        in_netns(process.node, process.pid, "sh", "-ec", "; ".join(commands))
+
+    def _require_rules(self, processes: list[PodProcess], record: FaultRecord) -> None:
+        for p in processes:
+            if not rules_with(p.node, p.pid, self.comment):
+                raise FaultNotEffective(f"no {self.kind} rule found in the network namespace of {p.pod}")
+        # The fault takes effect when its rules are in place; the probe that follows confirms it.
+        record.effect_mono = time.monotonic()
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        for node, pid in undo["namespaces"]:
+            if docker.inspect(node).state == "running" and pid_alive(node, int(pid)):
+                delete_rules(node, int(pid), str(undo["comment"]))
+
+
+def _first_port(kube: Kube, process: PodProcess) -> int | None:
+    pod: Any = kube.core.read_namespaced_pod(process.pod, process.namespace)
+    for container in pod.spec.containers:
+        for port in container.ports or []:
+            if (port.protocol or "TCP") == "TCP":
+                return int(port.container_port)
+    return None
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """Who is cut off from whom."""
+
+    namespace: str
+    """Namespace of side A."""
+    selector: str
+    """Side A: a label selector."""
+    peer_selector: str | None = None
+    """Side B: a label selector; None cuts side A off from everything."""
+    peer_namespace: str | None = None
+    """Namespace of side B (default: side A's)."""
+    port: int | None = None
+    """Cut only TCP traffic to this port (in both directions); None cuts all traffic."""
+
+    def __post_init__(self) -> None:
+        _check_selector(self.selector, "selector")
+        if self.peer_selector is not None:
+            _check_selector(self.peer_selector, "peer selector")
+        _check_port(self.port)
+
+
+class Partition(_PodNetworkFault):
+    kind = "network-partition"
+
+    def __init__(self, cluster: Cluster, kube: Kube, spec: PartitionSpec, **kwargs: Any) -> None:
+        super().__init__(cluster, kube, **kwargs)
+        self._spec = spec
+        self._a: list[PodProcess] = []
+        self._b: list[PodProcess] = []
+
+    @property
+    def spec(self) -> PartitionSpec:
+        return self._spec
+
+    def plan(self) -> list[str]:
+        spec = self._spec
+        if not self.cluster.is_kind:
+            raise SpecError("network faults enter pods' namespaces from their kind node: they need a kind cluster")
+        self._a = self._locate(spec.namespace, spec.selector)
+        if spec.peer_selector:
+            self._b = self._locate(spec.peer_namespace or spec.namespace, spec.peer_selector)
+            overlap = {p.pod for p in self._a} & {p.pod for p in self._b}
+            if overlap and (spec.peer_namespace or spec.namespace) == spec.namespace:
+                raise SpecError(f"pods {', '.join(sorted(overlap))} are on both sides of the partition")
+        side_a = [p.pod for p in self._a]
+        return side_a + [f"<-> {p.pod}" for p in self._b]
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return self._undo(self._a + self._b)
+
+    def inject(self, targets: list[str]) -> None:
+        port = ["-p", "tcp", "--dport", str(self._spec.port)] if self._spec.port else []
+        if not self._b:
+            for a in self._a:
+                self._insert(
+                    a,
+                    [["INPUT", "!", "-i", "lo", *port, "-j", "DROP"], ["OUTPUT", "!", "-o", "lo", *port, "-j", "DROP"]],
+                )
+            return
+        for side, others in ((self._a, self._b), (self._b, self._a)):
+            for proc in side:
+                rules = []
+                for other in others:
+                    rules.append(["INPUT", "-s", other.ip, *port, "-j", "DROP"])
+                    rules.append(["OUTPUT", "-d", other.ip, *port, "-j", "DROP"])
+                self._insert(proc, rules)
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        self._require_rules(self._a + self._b, record)
+        a = self._a[0]
+        if self._b:
+            b = self._b[0]
+            port = self._spec.port or _first_port(self.kube, b)
+            if port is None:
+                return "rules present on both sides (side B declares no TCP port to probe)"
+            if not tcp_blocked(a.node, a.pid, b.ip, port):
+                raise FaultNotEffective(f"{a.pod} still reaches {b.pod} at {b.ip}:{port}")
+            return f"rules present on both sides; {a.pod} -> {b.pod}:{port} blocked"
+        ip, port = API_SERVICE
+        if self._spec.port:
+            port = self._spec.port
+        if not tcp_blocked(a.node, a.pid, ip, port):
+            raise FaultNotEffective(f"{a.pod} still reaches {ip}:{port}")
+        return f"rules present; {a.pod} -> {ip}:{port} blocked"
+
+
+@dataclass(frozen=True)
+class PacketLossSpec:
+    """Random loss of packets arriving at the selected pods."""
+
+    namespace: str
+    selector: str
+    percent: float
+    """Share of incoming packets dropped, in (0, 100]."""
+    port: int | None = None
+    """Only TCP packets to this port; None: every packet but loopback."""
+
+    def __post_init__(self) -> None:
+        _check_selector(self.selector, "selector")
+        if not 0 < self.percent <= 100:
+            raise SpecError(f"percent must be in (0, 100], not {self.percent}")
+        _check_port(self.port)
+
+
+class PacketLoss(_PodNetworkFault):
+    kind = "packet-loss"
+
+    def __init__(self, cluster: Cluster, kube: Kube, spec: PacketLossSpec, **kwargs: Any) -> None:
+        super().__init__(cluster, kube, **kwargs)
+        self._spec = spec
+        self._pods: list[PodProcess] = []
+
+    @property
+    def spec(self) -> PacketLossSpec:
+        return self._spec
+
+    def plan(self) -> list[str]:
+        if not self.cluster.is_kind:
+            raise SpecError("network faults enter pods' namespaces from their kind node: they need a kind cluster")
+        self._pods = self._locate(self._spec.namespace, self._spec.selector)
+        return [p.pod for p in self._pods]
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return self._undo(self._pods)
+
+    def inject(self, targets: list[str]) -> None:
+        port = ["-p", "tcp", "--dport", str(self._spec.port)] if self._spec.port else []
+        probability = f"{self._spec.percent / 100:.4f}"
+        rule = ["INPUT", "!", "-i", "lo", *port, "-m", "statistic", "--mode", "random"]
+        for proc in self._pods:
+            self._insert(proc, [[*rule, "--probability", probability, "-j", "DROP"]])
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        self._require_rules(self._pods, record)
+        target = self._pods[0]
+        port = self._spec.port or _first_port(self.kube, target)
+        if port is None:
+            return "rules present (the pod declares no TCP port to probe)"
+        # Enough connection attempts from the node that about ten are expected to be dropped.
+        attempts = min(500, math.ceil(10 / (self._spec.percent / 100)))
+        docker.exec_in(
+            target.node, "bash", "-c",
+            f"for i in $(seq {attempts}); do timeout 0.3 bash -c 'echo > /dev/tcp/{target.ip}/{port}' "
+            "2>/dev/null; done; true",
+        )  # fmt: skip
+        dropped = _dropped(target, self.comment)
+        if dropped == 0:
+            raise FaultNotEffective(f"{attempts} connection attempts to {target.pod}:{port}: no packet dropped")
+        return f"rules present; the loss rule dropped {dropped} packets while {attempts} probe connections ran"
+
+
+def _dropped(proc: PodProcess, comment: str) -> int:
+    _, output = in_netns(proc.node, proc.pid, "iptables", "-w", "-L", "INPUT", "-v", "-n", "-x")
+    return sum(int(line.split()[0]) for line in output.splitlines() if comment in line)
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """Delay (and jitter) on packets leaving the selected pods; needs netem."""
+
+    namespace: str
+    selector: str
+    delay_ms: int
+    jitter_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _check_selector(self.selector, "selector")
+        if self.delay_ms <= 0:
+            raise SpecError(f"delay_ms must be positive, not {self.delay_ms}")
+        if not 0 <= self.jitter_ms <= self.delay_ms:
+            raise SpecError(f"jitter_ms must be in 0-{self.delay_ms}, not {self.jitter_ms}")
+
+
+class Latency(_PodNetworkFault):
+    kind = "latency"
+
+    def __init__(self, cluster: Cluster, kube: Kube, spec: LatencySpec, **kwargs: Any) -> None:
+        super().__init__(cluster, kube, **kwargs)
+        self._spec = spec
+        self._pods: list[PodProcess] = []
+
+    @property
+    def spec(self) -> LatencySpec:
+        return self._spec
+
+    def plan(self) -> list[str]:
+        if not self.cluster.is_kind:
+            raise SpecError("network faults enter pods' namespaces from their kind node: they need a kind cluster")
+        self._pods = self._locate(self._spec.namespace, self._spec.selector)
+        available, detail = netem_available(self._pods[0].node)
+        if not available:
+            raise FaultUnsupported(
+                f"latency needs the kernel's netem qdisc, which this kernel lacks ({detail}); nothing was injected"
+            )
+        return [p.pod for p in self._pods]
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return {**self._undo(self._pods), "qdisc": "netem"}
+
+    def inject(self, targets: list[str]) -> None:
+        jitter = [f"{self._spec.jitter_ms}ms"] if self._spec.jitter_ms else []
+        for proc in self._pods:
+            in_netns(
+                proc.node, proc.pid, "tc", "qdisc", "add", "dev", "eth0", "root",
+                "netem", "delay", f"{self._spec.delay_ms}ms", *jitter,
+            )  # fmt: skip
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        for proc in self._pods:
+            _, output = in_netns(proc.node, proc.pid, "tc", "qdisc", "show", "dev", "eth0")
+            if "netem" not in output:
+                raise FaultNotEffective(f"no netem qdisc on {proc.pod}'s eth0")
+        record.effect_mono = time.monotonic()
+        return f"netem delay {self._spec.delay_ms}ms on eth0 of {', '.join(targets)}"
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        for node, pid in undo["namespaces"]:
+            if docker.inspect(node).state == "running" and pid_alive(node, int(pid)):
+                in_netns(node, int(pid), "tc", "qdisc", "del", "dev", "eth0", "root", check=False)

@@ -1,0 +1,82 @@
+"""Faults inside pods on the real cluster: container kill, partition, packet loss, latency."""
+
+from __future__ import annotations
+
+import pytest
+from workloads import Web, get_from_host, probe, probe_eventually
+
+from chaoskit.chaos import Chaos
+from chaoskit.faults.netns import locate, netem_available, rules_with
+
+pytest_plugins = ["pytester"]
+
+
+def web_pods(kube, namespace: str) -> dict:
+    return {p.metadata.name: p for p in kube.pods(namespace, "app=web")}
+
+
+@pytest.mark.parametrize("signal", ["SIGKILL", "SIGTERM"])
+def test_container_kill_restarts_the_container_in_place(chaos: Chaos, kube, web: Web, signal: str) -> None:
+    before = web_pods(kube, web.namespace)
+    with chaos.container_kill(web.namespace, "app=web", signal=signal) as record:
+        assert record.verified and "restart count up" in record.effect
+    after = web_pods(kube, web.namespace)
+    # Same pods (names and UIDs): only the process was restarted.
+    assert {n: p.metadata.uid for n, p in after.items()} == {n: p.metadata.uid for n, p in before.items()}
+    (victim,) = [t.split("/")[0] for t in record.targets]
+    restarts = {n: p.status.container_statuses[0].restart_count for n, p in after.items()}
+    assert restarts[victim] == before[victim].status.container_statuses[0].restart_count + 1
+    print(f"container kill {signal}: restart seen {record.inject_to_effect:.2f} s after the signal")
+
+
+def test_partition_cuts_both_directions_and_heals(chaos: Chaos, kube, web: Web, client: str) -> None:
+    url = f"http://web.{web.namespace}/"
+    probe_eventually(kube, web.namespace, client, url)
+    with chaos.partition(web.namespace, "role=client", peer_selector="app=web") as record:
+        assert "blocked" in record.effect, record.effect
+        code, results = probe(kube, web.namespace, client, url)
+        assert code != 0 and "error" in results[0], results
+        # Traffic that does not cross the partition still flows: the host reaches web.
+        assert get_from_host(web.node_port)["pod"].startswith("web-")
+        client_ns = locate(kube.core.read_namespaced_pod(client, web.namespace))
+        assert rules_with(client_ns.node, client_ns.pid, f"chaoskit:{record.fault_id}")
+    assert rules_with(client_ns.node, client_ns.pid, f"chaoskit:{record.fault_id}") == []
+    probe_eventually(kube, web.namespace, client, url, within=30)
+    print(f"partition: blocked {record.inject_to_effect:.3f} s after injection")
+
+
+def test_partition_from_everything(chaos: Chaos, kube, web: Web, client: str) -> None:
+    with chaos.partition(web.namespace, "role=client") as record:
+        assert "10.96.0.1:443 blocked" in record.effect
+        code, _ = probe(kube, web.namespace, client, f"http://web.{web.namespace}/")
+        assert code != 0
+    probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
+
+
+def test_packet_loss_drops_packets_and_heals(chaos: Chaos, kube, web: Web) -> None:
+    with chaos.packet_loss(web.namespace, "app=web", percent=50) as record:
+        assert "the loss rule dropped" in record.effect, record.effect
+        processes = [locate(p) for p in web_pods(kube, web.namespace).values()]
+        assert all(rules_with(p.node, p.pid, f"chaoskit:{record.fault_id}") for p in processes)
+    assert not any(rules_with(p.node, p.pid, f"chaoskit:{record.fault_id}") for p in processes)
+    print(f"packet loss: {record.effect}; effect after {record.inject_to_effect:.2f} s")
+
+
+def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(
+    pytester: pytest.Pytester, kube, web: Web
+) -> None:
+    node = next(iter(web_pods(kube, web.namespace).values())).spec.node_name
+    has_netem, _ = netem_available(node)
+    pytester.makepyfile(
+        f"""
+        def test_latency(chaos):
+            with chaos.latency("{web.namespace}", "app=web", delay_ms=50) as record:
+                assert record.verified
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
+    if has_netem:
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["*latency needs the kernel's netem qdisc*nothing was injected*"])
