@@ -10,6 +10,7 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
+from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.network import Latency, LatencySpec, PacketLoss, PacketLossSpec, Partition, PartitionSpec
 from chaoskit.faults.node import NodeFailure, NodeFailureSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
@@ -35,6 +36,10 @@ class Chaos:
         """Stop or pause a kind node's container (see :class:`NodeFailureSpec`)."""
         spec = NodeFailureSpec(node, **options)
         return self._active(NodeFailure(self.cluster, self.kube, spec, safety=self.safety))
+
+    def node_drain(self, node: str, **options: Any) -> Any:
+        """Cordon a node and evict its pods, honouring PodDisruptionBudgets (see :class:`NodeDrainSpec`)."""
+        return self._active(NodeDrain(self.cluster, self.kube, NodeDrainSpec(node, **options), safety=self.safety))
 
     def container_kill(self, namespace: str, selector: str, **options: Any) -> Any:
         """Signal the main process of pods' containers (see :class:`ContainerKillSpec`)."""

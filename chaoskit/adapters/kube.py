@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, utils, watch
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -92,12 +92,18 @@ class Kube:
         return items
 
     def apply(self, objects: Iterable[dict[str, Any]]) -> None:
-        """Create each object, or replace it when it exists (a small ``kubectl apply``)."""
+        """Create each object, or replace it when it exists (a small ``kubectl apply``).
+
+        Goes through the dynamic client, so any kind and version the server
+        serves works (``policy/v1beta1`` on 1.20, which the typed client lacks).
+        """
+        dyn = _dynamic(self.api_client)
         for obj in objects:
+            resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
             try:
-                utils.create_from_dict(self.api_client, obj)
-            except utils.FailToCreateError as exc:
-                if not all(getattr(e, "status", None) == 409 for e in exc.api_exceptions):
+                resource.create(body=obj, namespace=obj["metadata"].get("namespace"))
+            except Exception as exc:
+                if getattr(exc, "status", None) != 409:
                     raise ClusterError(f"cannot create {obj['kind']} {obj['metadata']['name']}: {exc}") from None
                 self._replace(obj)
 

@@ -2,6 +2,7 @@
 
 from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
+from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.network import (
     Latency,
     LatencySpec,
@@ -20,6 +21,8 @@ __all__ = [
     "FaultRecord",
     "Latency",
     "LatencySpec",
+    "NodeDrain",
+    "NodeDrainSpec",
     "NodeFailure",
     "NodeFailureSpec",
     "PacketLoss",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
-from chaoskit.faults import container, network, node, pod  # noqa: F401  (registers the fault kinds)
+from chaoskit.faults import container, drain, network, node, pod  # noqa: F401  (registers the fault kinds)
 from chaoskit.faults.base import Fault
 from chaoskit.faults.ledger import Ledger
 

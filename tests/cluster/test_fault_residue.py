@@ -137,3 +137,18 @@ def test_sigkill_mid_network_fault_leaves_rules_that_cleanup_removes(
     assert not any(rules_with(p.node, p.pid, comment) for p in processes)
     assert Ledger(cluster.name).unsettled() == []
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
+
+
+def test_sigkill_mid_drain_leaves_a_cordon_that_cleanup_lifts(cluster, kube, tmp_path: Path) -> None:
+    node = worker(kube)
+    proc, _ = start_inner_run(tmp_path, f'chaos.node_drain("{node}")')
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert kube.core.read_node(node).spec.unschedulable, "a SIGKILLed drain should leave its cordon behind"
+
+    result = cleanup(cluster)
+    assert result.returncode == 0 and "1 fault(s) undone" in result.stdout, result
+    after = kube.core.read_node(node)
+    assert not after.spec.unschedulable
+    assert "chaoskit.io/cordoned-by" not in (after.metadata.annotations or {})
+    assert Ledger(cluster.name).unsettled() == []

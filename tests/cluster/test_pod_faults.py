@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from workloads import Web, get_from_host, probe, probe_eventually
+from workloads import Web, get_from_host, probe, probe_eventually, wait_web
 
 from chaoskit.chaos import Chaos
 from chaoskit.faults.netns import locate, netem_available, rules_with
@@ -80,3 +80,33 @@ def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(
     else:
         result.assert_outcomes(skipped=1)
         result.stdout.fnmatch_lines(["*latency needs the kernel's netem qdisc*nothing was injected*"])
+
+
+def pdb(namespace: str, min_available: int) -> dict:
+    return {
+        "apiVersion": "policy/v1beta1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": "web"}}},
+    }
+
+
+@pytest.mark.destructive
+def test_node_drain_evicts_under_the_budget_and_uncordons(cluster, chaos: Chaos, kube, web: Web) -> None:
+    kube.apply([pdb(web.namespace, 2)])
+    pods = web_pods(kube, web.namespace)
+    by_node: dict[str, int] = {}
+    for pod in pods.values():
+        by_node[pod.spec.node_name] = by_node.get(pod.spec.node_name, 0) + 1
+    node = max(by_node, key=lambda n: by_node[n])  # the worker holding the most web pods
+    with chaos.node_drain(node, timeout=120) as record:
+        assert record.verified and "cordoned" in record.effect, record.effect
+        assert kube.core.read_node(node).spec.unschedulable
+        assert kube.core.read_node(node).metadata.annotations["chaoskit.io/cordoned-by"] == record.fault_id
+        # The budget held: replacements came up elsewhere while the drain went on.
+        wait_web(kube, web.namespace)
+        assert all(p.spec.node_name != node for p in web_pods(kube, web.namespace).values())
+    after = kube.core.read_node(node)
+    assert not after.spec.unschedulable
+    assert "chaoskit.io/cordoned-by" not in (after.metadata.annotations or {})
+    print(f"node drain of {node}: {record.effect}; {record.inject_to_effect:.1f} s")

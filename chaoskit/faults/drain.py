@@ -1,0 +1,159 @@
+"""Node drain: cordon, then evict every pod through the Eviction API, honouring PodDisruptionBudgets.
+
+Evictions use ``policy/v1`` and fall back to ``policy/v1beta1`` on servers
+older than 1.22 (such as the air-gapped 1.20 cluster). An eviction refused with
+429 (a PodDisruptionBudget would be broken) is retried until the drain's
+timeout, exactly as ``kubectl drain`` does; DaemonSet pods and static (mirror)
+pods are left alone, as they would come straight back.
+
+The node carries the annotation ``chaoskit.io/cordoned-by: <fault id>`` while
+cordoned, and undo uncordons only a node that carries its own mark, so a node
+someone else cordoned is never uncordoned by chaoskit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
+
+from chaoskit.adapters.kube import Kube
+from chaoskit.cluster.base import Cluster
+from chaoskit.errors import ClusterError, FaultNotEffective, SafetyError, SpecError
+from chaoskit.faults.base import Fault, FaultRecord
+from chaoskit.faults.node import CONTROL_PLANE_LABELS
+
+MARK = "chaoskit.io/cordoned-by"
+
+
+@dataclass(frozen=True)
+class NodeDrainSpec:
+    """Which node to drain."""
+
+    node: str
+    """The node's name."""
+    timeout: float = 120.0
+    """How long evictions may take in all (PodDisruptionBudgets can hold them back)."""
+    grace_seconds: int | None = None
+    """Termination grace of evicted pods (default: each pod's own)."""
+
+    def __post_init__(self) -> None:
+        if not self.node:
+            raise SpecError("node drain needs a node name")
+        if self.timeout <= 0:
+            raise SpecError(f"timeout must be positive, not {self.timeout}")
+        if self.grace_seconds is not None and self.grace_seconds < 0:
+            raise SpecError(f"grace_seconds must be 0 or more, not {self.grace_seconds}")
+
+
+def _evictable(pod: Any) -> bool:
+    owners = pod.metadata.owner_references or []
+    if any(o.kind == "DaemonSet" for o in owners):
+        return False
+    if "kubernetes.io/config.mirror" in (pod.metadata.annotations or {}):
+        return False
+    return pod.status.phase not in ("Succeeded", "Failed")
+
+
+def _blocked_by_budget(exc: BaseException) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 429
+
+
+class NodeDrain(Fault):
+    kind = "node-drain"
+
+    def __init__(self, cluster: Cluster, kube: Kube, spec: NodeDrainSpec, **kwargs: Any) -> None:
+        super().__init__(cluster, kube, **kwargs)
+        self._spec = spec
+        self._evicted: dict[str, str] = {}
+        self._policy_version = "policy/v1"
+
+    @property
+    def spec(self) -> NodeDrainSpec:
+        return self._spec
+
+    def plan(self) -> list[str]:
+        spec = self._spec
+        nodes = {n.metadata.name: n for n in self.kube.nodes()}
+        if spec.node not in nodes:
+            raise SpecError(f"no node named {spec.node!r}; nodes: {', '.join(sorted(nodes))}")
+        node = nodes[spec.node]
+        if not self.safety.allow_control_plane and any(k in (node.metadata.labels or {}) for k in CONTROL_PLANE_LABELS):
+            raise SafetyError(f"{spec.node} is a control-plane node: refused unless allow_control_plane is set")
+        if node.spec.unschedulable:
+            raise SpecError(f"node {spec.node} is already cordoned; uncordon it first")
+        self.safety.check_share(1, len(nodes), "nodes")
+        return [spec.node]
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return {"node": targets[0], "mark": self.fault_id}
+
+    def inject(self, targets: list[str]) -> None:
+        node = targets[0]
+        self.kube.core.patch_node(
+            node, {"spec": {"unschedulable": True}, "metadata": {"annotations": {MARK: self.fault_id}}}
+        )
+        pods: list[Any] = self.kube.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+        deadline = time.monotonic() + self._spec.timeout
+        for pod in pods:
+            if _evictable(pod):
+                self._evict(pod, deadline)
+                self._evicted[f"{pod.metadata.namespace}/{pod.metadata.name}"] = pod.metadata.uid
+
+    def _evict(self, pod: Any, deadline: float) -> None:
+        remaining = max(1.0, deadline - time.monotonic())
+        for attempt in Retrying(
+            stop=stop_after_delay(remaining), wait=wait_fixed(1), retry=retry_if_exception(_blocked_by_budget)
+        ):
+            with attempt:
+                self._evict_once(pod)
+
+    def _evict_once(self, pod: Any) -> None:
+        options = None
+        if self._spec.grace_seconds is not None:
+            options = client.V1DeleteOptions(grace_period_seconds=self._spec.grace_seconds)
+        metadata = client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace)
+        body = client.V1Eviction(api_version=self._policy_version, kind="Eviction", metadata=metadata)
+        body.delete_options = options
+        try:
+            self.kube.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # already gone
+            if exc.status == 400 and self._policy_version == "policy/v1" and "policy/v1" in str(exc.body):
+                self._policy_version = "policy/v1beta1"  # servers before 1.22 know only v1beta1
+                self._evict_once(pod)
+                return
+            raise
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        node = targets[0]
+        current: Any = self.kube.core.read_node(node)
+        if not current.spec.unschedulable:
+            raise FaultNotEffective(f"node {node} is not cordoned")
+        uids = set(self._evicted.values())
+        try:
+            self.kube.wait_for(
+                self.kube.core.list_pod_for_all_namespaces,
+                lambda pods: not uids & {p.metadata.uid for p in pods.values()},
+                self._spec.timeout,
+                f"the evicted pods to leave {node}",
+                field_selector=f"spec.nodeName={node}",
+            )
+        except ClusterError as exc:
+            raise FaultNotEffective(f"node drain: {exc}") from None
+        record.effect_mono = time.monotonic()
+        return f"node {node} cordoned; {len(uids)} pods evicted ({self._policy_version} Eviction)"
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        node: Any = kube.core.read_node(str(undo["node"]))
+        if (node.metadata.annotations or {}).get(MARK) != undo["mark"]:
+            return  # not cordoned by this fault (already undone, or someone else's cordon)
+        kube.core.patch_node(
+            node.metadata.name, {"spec": {"unschedulable": False}, "metadata": {"annotations": {MARK: None}}}
+        )
