@@ -100,9 +100,11 @@ class NodeDrain(Fault):
         pods: list[Any] = self.kube.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
         deadline = time.monotonic() + self._spec.timeout
         for pod in pods:
-            if _evictable(pod):
+            if not _evictable(pod):
+                continue
+            if pod.metadata.deletion_timestamp is None:  # pods already terminating need no eviction
                 self._evict(pod, deadline)
-                self._evicted[f"{pod.metadata.namespace}/{pod.metadata.name}"] = pod.metadata.uid
+            self._evicted[f"{pod.metadata.namespace}/{pod.metadata.name}"] = pod.metadata.uid
 
     def _evict(self, pod: Any, deadline: float) -> None:
         remaining = max(1.0, deadline - time.monotonic())
@@ -128,7 +130,11 @@ class NodeDrain(Fault):
                 self._policy_version = "policy/v1beta1"  # servers before 1.22 know only v1beta1
                 self._evict_once(pod)
                 return
-            raise
+            if exc.status == 429:
+                raise  # a PodDisruptionBudget says not now: retried by the caller
+            raise ClusterError(
+                f"evicting {pod.metadata.namespace}/{pod.metadata.name} failed ({exc.status}): {exc.body!r}"
+            ) from None
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         node = targets[0]
