@@ -126,6 +126,8 @@ class NodeDrain(Fault):
         except ApiException as exc:
             if exc.status == 404:
                 return  # already gone
+            if exc.status == 403 and "NamespaceTerminating" in str(exc.body):
+                return  # it leaves with its namespace; verify() still waits for it to be gone
             if exc.status == 400 and self._policy_version == "policy/v1" and "policy/v1" in str(exc.body):
                 self._policy_version = "policy/v1beta1"  # servers before 1.22 know only v1beta1
                 self._evict_once(pod)
