@@ -30,10 +30,16 @@ from typing import Any, ClassVar
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import SafetyError
+from chaoskit.errors import SafetyError, SpecError
 from chaoskit.faults.ledger import Ledger, LedgerEntry
 
 PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage")
+
+
+def check_selector(selector: str, what: str = "selector") -> None:
+    """Refuse an empty label selector: it would mean every pod, never what a user wants to break."""
+    if not selector.strip():
+        raise SpecError(f"an empty {what} would match every pod: give a label selector such as app=web")
 
 
 @dataclass(frozen=True)
@@ -113,23 +119,22 @@ class Fault(ABC):
 
     kind: ClassVar[str]
     registry: ClassVar[dict[str, type[Fault]]] = {}
+    kind_only: ClassVar[str | None] = None
+    """Why this fault needs a kind cluster, if it does (it acts through the node containers)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "kind" in cls.__dict__:  # concrete kinds only, not shared intermediate bases
             Fault.registry[cls.kind] = cls
 
-    def __init__(self, cluster: Cluster, kube: Kube, safety: Safety | None = None) -> None:
+    def __init__(self, cluster: Cluster, kube: Kube, spec: Any, safety: Safety | None = None) -> None:
         self.cluster = cluster
         self.kube = kube
+        self.spec = spec
+        """The fault's frozen spec dataclass."""
         self.safety = safety or Safety()
         self.fault_id = ""
         """Set when the fault starts; marks every rule and object it touches."""
-
-    @property
-    @abstractmethod
-    def spec(self) -> Any:
-        """The fault's frozen spec dataclass."""
 
     @abstractmethod
     def plan(self) -> list[str]:
@@ -156,6 +161,8 @@ class Fault(ABC):
     def active(self) -> Iterator[FaultRecord]:
         """Inject the fault for the duration of the block, proven, and always undone."""
         self.safety.check_cluster(self.cluster)
+        if self.kind_only and not self.cluster.is_kind:
+            raise SpecError(f"{self.kind} {self.kind_only}: it needs a kind cluster")
         record = FaultRecord(
             fault_id=f"{self.kind}-{uuid.uuid4().hex[:8]}",
             kind=self.kind,

@@ -15,7 +15,7 @@ from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, SpecError
-from chaoskit.faults.base import Fault, FaultRecord
+from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import PodProcess, locate
 
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT")
@@ -39,8 +39,7 @@ class ContainerKillSpec:
     """Seed of the random pick."""
 
     def __post_init__(self) -> None:
-        if not self.selector.strip():
-            raise SpecError("an empty selector would match every pod: give a label selector such as app=web")
+        check_selector(self.selector)
         if self.signal not in SIGNALS:
             raise SpecError(f"signal must be one of {', '.join(SIGNALS)}, not {self.signal!r}")
         if self.count < 1:
@@ -49,21 +48,13 @@ class ContainerKillSpec:
 
 class ContainerKill(Fault):
     kind = "container-kill"
-
-    def __init__(self, cluster: Cluster, kube: Kube, spec: ContainerKillSpec, **kwargs: Any) -> None:
-        super().__init__(cluster, kube, **kwargs)
-        self._spec = spec
-        self._processes: list[PodProcess] = []
-        self._restarts: dict[str, int] = {}
-
-    @property
-    def spec(self) -> ContainerKillSpec:
-        return self._spec
+    kind_only = "signals the process from its kind node"
+    spec: ContainerKillSpec
+    _processes: list[PodProcess]
+    _restarts: dict[str, int]
 
     def plan(self) -> list[str]:
-        spec = self._spec
-        if not self.cluster.is_kind:
-            raise SpecError("container kill signals the process from its kind node: it needs a kind cluster")
+        spec = self.spec
         self.safety.check_namespace(spec.namespace)
         pods = [p for p in self.kube.pods(spec.namespace, spec.selector) if p.metadata.deletion_timestamp is None]
         if not pods:
@@ -78,7 +69,7 @@ class ContainerKill(Fault):
 
     def _restart_count(self, pod: Any) -> int:
         for status in pod.status.container_statuses or []:
-            if self._spec.container in (None, status.name):
+            if self.spec.container in (None, status.name):
                 return int(status.restart_count)
         return 0
 
@@ -87,7 +78,7 @@ class ContainerKill(Fault):
 
     def inject(self, targets: list[str]) -> None:
         for process in self._processes:
-            docker.exec_in(process.node, "kill", "-s", self._spec.signal.removeprefix("SIG"), str(process.pid))
+            docker.exec_in(process.node, "kill", "-s", self.spec.signal.removeprefix("SIG"), str(process.pid))
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         def restarted(pods: dict[str, Any]) -> bool:
@@ -99,12 +90,12 @@ class ContainerKill(Fault):
                 restarted,
                 60,
                 "the signalled containers to be restarted",
-                namespace=self._spec.namespace,
+                namespace=self.spec.namespace,
             )
         except ClusterError as exc:
             raise FaultNotEffective(f"container kill: {exc}") from None
         record.effect_mono = time.monotonic()
-        return f"{self._spec.signal} to {', '.join(targets)}; restart count up"
+        return f"{self.spec.signal} to {', '.join(targets)}; restart count up"
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:

@@ -65,19 +65,14 @@ def _blocked_by_budget(exc: BaseException) -> bool:
 
 class NodeDrain(Fault):
     kind = "node-drain"
-
-    def __init__(self, cluster: Cluster, kube: Kube, spec: NodeDrainSpec, **kwargs: Any) -> None:
-        super().__init__(cluster, kube, **kwargs)
-        self._spec = spec
-        self._evicted: dict[str, str] = {}
-        self._policy_version = "policy/v1"
-
-    @property
-    def spec(self) -> NodeDrainSpec:
-        return self._spec
+    spec: NodeDrainSpec
+    _evicted: dict[str, str]
+    _policy_version = "policy/v1"
+    """Falls back to policy/v1beta1 at the first eviction a pre-1.22 server refuses."""
 
     def plan(self) -> list[str]:
-        spec = self._spec
+        spec = self.spec
+        self._evicted = {}
         nodes = {n.metadata.name: n for n in self.kube.nodes()}
         if spec.node not in nodes:
             raise SpecError(f"no node named {spec.node!r}; nodes: {', '.join(sorted(nodes))}")
@@ -98,7 +93,7 @@ class NodeDrain(Fault):
             node, {"spec": {"unschedulable": True}, "metadata": {"annotations": {MARK: self.fault_id}}}
         )
         pods: list[Any] = self.kube.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
-        deadline = time.monotonic() + self._spec.timeout
+        deadline = time.monotonic() + self.spec.timeout
         for pod in pods:
             if not _evictable(pod):
                 continue
@@ -116,8 +111,8 @@ class NodeDrain(Fault):
 
     def _evict_once(self, pod: Any) -> None:
         options = None
-        if self._spec.grace_seconds is not None:
-            options = client.V1DeleteOptions(grace_period_seconds=self._spec.grace_seconds)
+        if self.spec.grace_seconds is not None:
+            options = client.V1DeleteOptions(grace_period_seconds=self.spec.grace_seconds)
         metadata = client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace)
         body = client.V1Eviction(api_version=self._policy_version, kind="Eviction", metadata=metadata)
         body.delete_options = options
@@ -148,7 +143,7 @@ class NodeDrain(Fault):
             self.kube.wait_for(
                 self.kube.core.list_pod_for_all_namespaces,
                 lambda pods: not uids & {p.metadata.uid for p in pods.values()},
-                self._spec.timeout,
+                self.spec.timeout,
                 f"the evicted pods to leave {node}",
                 field_selector=f"spec.nodeName={node}",
             )

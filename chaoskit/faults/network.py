@@ -27,7 +27,7 @@ from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUnsupported, SpecError
-from chaoskit.faults.base import Fault, FaultRecord
+from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import (
     COMMENT_PREFIX,
     PodProcess,
@@ -44,11 +44,6 @@ API_SERVICE = ("10.96.0.1", 443)
 """The kubernetes Service every kubeadm cluster has: the probe target of a partition from everything."""
 
 
-def _check_selector(selector: str, what: str) -> None:
-    if not selector.strip():
-        raise SpecError(f"an empty {what} would match every pod: give a label selector such as app=web")
-
-
 def _check_port(port: int | None) -> None:
     if port is not None and not 1 <= port <= 65535:
         raise SpecError(f"port must be in 1-65535, not {port}")
@@ -56,6 +51,8 @@ def _check_port(port: int | None) -> None:
 
 class _PodNetworkFault(Fault):
     """Shared parts: locating the pods, recording where the rules are, undoing them."""
+
+    kind_only = "enters pods' network namespaces from their kind node"
 
     def _locate(self, namespace: str, selector: str) -> list[PodProcess]:
         self.safety.check_namespace(namespace)
@@ -117,30 +114,22 @@ class PartitionSpec:
     """Cut only TCP traffic to this port (in both directions); None cuts all traffic."""
 
     def __post_init__(self) -> None:
-        _check_selector(self.selector, "selector")
+        check_selector(self.selector)
         if self.peer_selector is not None:
-            _check_selector(self.peer_selector, "peer selector")
+            check_selector(self.peer_selector, "peer selector")
         _check_port(self.port)
 
 
 class Partition(_PodNetworkFault):
     kind = "network-partition"
-
-    def __init__(self, cluster: Cluster, kube: Kube, spec: PartitionSpec, **kwargs: Any) -> None:
-        super().__init__(cluster, kube, **kwargs)
-        self._spec = spec
-        self._a: list[PodProcess] = []
-        self._b: list[PodProcess] = []
-
-    @property
-    def spec(self) -> PartitionSpec:
-        return self._spec
+    spec: PartitionSpec
+    _a: list[PodProcess]
+    _b: list[PodProcess]
 
     def plan(self) -> list[str]:
-        spec = self._spec
-        if not self.cluster.is_kind:
-            raise SpecError("network faults enter pods' namespaces from their kind node: they need a kind cluster")
+        spec = self.spec
         self._a = self._locate(spec.namespace, spec.selector)
+        self._b = []
         if spec.peer_selector:
             self._b = self._locate(spec.peer_namespace or spec.namespace, spec.peer_selector)
             overlap = {p.pod for p in self._a} & {p.pod for p in self._b}
@@ -153,7 +142,7 @@ class Partition(_PodNetworkFault):
         return self._undo(self._a + self._b)
 
     def inject(self, targets: list[str]) -> None:
-        port = ["-p", "tcp", "--dport", str(self._spec.port)] if self._spec.port else []
+        port = ["-p", "tcp", "--dport", str(self.spec.port)] if self.spec.port else []
         if not self._b:
             for a in self._a:
                 self._insert(
@@ -174,15 +163,15 @@ class Partition(_PodNetworkFault):
         a = self._a[0]
         if self._b:
             b = self._b[0]
-            port = self._spec.port or _first_port(self.kube, b)
+            port = self.spec.port or _first_port(self.kube, b)
             if port is None:
                 return "rules present on both sides (side B declares no TCP port to probe)"
             if not tcp_blocked(a.node, a.pid, b.ip, port):
                 raise FaultNotEffective(f"{a.pod} still reaches {b.pod} at {b.ip}:{port}")
             return f"rules present on both sides; {a.pod} -> {b.pod}:{port} blocked"
         ip, port = API_SERVICE
-        if self._spec.port:
-            port = self._spec.port
+        if self.spec.port:
+            port = self.spec.port
         if not tcp_blocked(a.node, a.pid, ip, port):
             raise FaultNotEffective(f"{a.pod} still reaches {ip}:{port}")
         return f"rules present; {a.pod} -> {ip}:{port} blocked"
@@ -200,7 +189,7 @@ class PacketLossSpec:
     """Only TCP packets to this port; None: every packet but loopback."""
 
     def __post_init__(self) -> None:
-        _check_selector(self.selector, "selector")
+        check_selector(self.selector)
         if not 0 < self.percent <= 100:
             raise SpecError(f"percent must be in (0, 100], not {self.percent}")
         _check_port(self.port)
@@ -208,28 +197,19 @@ class PacketLossSpec:
 
 class PacketLoss(_PodNetworkFault):
     kind = "packet-loss"
-
-    def __init__(self, cluster: Cluster, kube: Kube, spec: PacketLossSpec, **kwargs: Any) -> None:
-        super().__init__(cluster, kube, **kwargs)
-        self._spec = spec
-        self._pods: list[PodProcess] = []
-
-    @property
-    def spec(self) -> PacketLossSpec:
-        return self._spec
+    spec: PacketLossSpec
+    _pods: list[PodProcess]
 
     def plan(self) -> list[str]:
-        if not self.cluster.is_kind:
-            raise SpecError("network faults enter pods' namespaces from their kind node: they need a kind cluster")
-        self._pods = self._locate(self._spec.namespace, self._spec.selector)
+        self._pods = self._locate(self.spec.namespace, self.spec.selector)
         return [p.pod for p in self._pods]
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
         return self._undo(self._pods)
 
     def inject(self, targets: list[str]) -> None:
-        port = ["-p", "tcp", "--dport", str(self._spec.port)] if self._spec.port else []
-        probability = f"{self._spec.percent / 100:.4f}"
+        port = ["-p", "tcp", "--dport", str(self.spec.port)] if self.spec.port else []
+        probability = f"{self.spec.percent / 100:.4f}"
         rule = ["INPUT", "!", "-i", "lo", *port, "-m", "statistic", "--mode", "random"]
         for proc in self._pods:
             self._insert(proc, [[*rule, "--probability", probability, "-j", "DROP"]])
@@ -237,11 +217,11 @@ class PacketLoss(_PodNetworkFault):
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         self._require_rules(self._pods, record)
         target = self._pods[0]
-        port = self._spec.port or _first_port(self.kube, target)
+        port = self.spec.port or _first_port(self.kube, target)
         if port is None:
             return "rules present (the pod declares no TCP port to probe)"
         # Enough connection attempts from the node that about ten are expected to be dropped.
-        attempts = min(500, math.ceil(10 / (self._spec.percent / 100)))
+        attempts = min(500, math.ceil(10 / (self.spec.percent / 100)))
         docker.exec_in(
             target.node, "bash", "-c",
             f"for i in $(seq {attempts}); do timeout 0.3 bash -c 'echo > /dev/tcp/{target.ip}/{port}' "
@@ -268,7 +248,7 @@ class LatencySpec:
     jitter_ms: int = 0
 
     def __post_init__(self) -> None:
-        _check_selector(self.selector, "selector")
+        check_selector(self.selector)
         if self.delay_ms <= 0:
             raise SpecError(f"delay_ms must be positive, not {self.delay_ms}")
         if not 0 <= self.jitter_ms <= self.delay_ms:
@@ -277,20 +257,11 @@ class LatencySpec:
 
 class Latency(_PodNetworkFault):
     kind = "latency"
-
-    def __init__(self, cluster: Cluster, kube: Kube, spec: LatencySpec, **kwargs: Any) -> None:
-        super().__init__(cluster, kube, **kwargs)
-        self._spec = spec
-        self._pods: list[PodProcess] = []
-
-    @property
-    def spec(self) -> LatencySpec:
-        return self._spec
+    spec: LatencySpec
+    _pods: list[PodProcess]
 
     def plan(self) -> list[str]:
-        if not self.cluster.is_kind:
-            raise SpecError("network faults enter pods' namespaces from their kind node: they need a kind cluster")
-        self._pods = self._locate(self._spec.namespace, self._spec.selector)
+        self._pods = self._locate(self.spec.namespace, self.spec.selector)
         available, detail = netem_available(self._pods[0].node)
         if not available:
             raise FaultUnsupported(
@@ -302,11 +273,11 @@ class Latency(_PodNetworkFault):
         return {**self._undo(self._pods), "qdisc": "netem"}
 
     def inject(self, targets: list[str]) -> None:
-        jitter = [f"{self._spec.jitter_ms}ms"] if self._spec.jitter_ms else []
+        jitter = [f"{self.spec.jitter_ms}ms"] if self.spec.jitter_ms else []
         for proc in self._pods:
             in_netns(
                 proc.node, proc.pid, "tc", "qdisc", "add", "dev", "eth0", "root",
-                "netem", "delay", f"{self._spec.delay_ms}ms", *jitter,
+                "netem", "delay", f"{self.spec.delay_ms}ms", *jitter,
             )  # fmt: skip
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
@@ -315,7 +286,7 @@ class Latency(_PodNetworkFault):
             if "netem" not in output:
                 raise FaultNotEffective(f"no netem qdisc on {proc.pod}'s eth0")
         record.effect_mono = time.monotonic()
-        return f"netem delay {self._spec.delay_ms}ms on eth0 of {', '.join(targets)}"
+        return f"netem delay {self.spec.delay_ms}ms on eth0 of {', '.join(targets)}"
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:

@@ -51,19 +51,11 @@ class NodeFailureSpec:
 
 class NodeFailure(Fault):
     kind = "node-failure"
-
-    def __init__(self, cluster: Cluster, kube: Kube, spec: NodeFailureSpec, **kwargs: Any) -> None:
-        super().__init__(cluster, kube, **kwargs)
-        self._spec = spec
-
-    @property
-    def spec(self) -> NodeFailureSpec:
-        return self._spec
+    kind_only = "stops or pauses the node's container"
+    spec: NodeFailureSpec
 
     def plan(self) -> list[str]:
-        spec = self._spec
-        if not self.cluster.is_kind:
-            raise SpecError("node failure stops a kind node's container: it needs a kind cluster")
+        spec = self.spec
         nodes = {n.metadata.name: n for n in self.kube.nodes()}
         if spec.node not in nodes:
             raise SpecError(f"no node named {spec.node!r}; nodes: {', '.join(sorted(nodes))}")
@@ -78,28 +70,28 @@ class NodeFailure(Fault):
         return [spec.node]
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
-        return {"node": targets[0], "mode": self._spec.mode, "timeout": self._spec.timeout}
+        return {"node": targets[0], "mode": self.spec.mode, "timeout": self.spec.timeout}
 
     def inject(self, targets: list[str]) -> None:
-        if self._spec.mode == "stop":
+        if self.spec.mode == "stop":
             docker.stop(targets[0])
         else:
             docker.pause(targets[0])
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         node = targets[0]
-        want = "exited" if self._spec.mode == "stop" else "paused"
+        want = "exited" if self.spec.mode == "stop" else "paused"
         state = docker.inspect(node).state
         if state != want:
             raise FaultNotEffective(f"node container {node} is {state}, not {want}")
         record.effect_mono = time.monotonic()
-        if not self._spec.wait_not_ready:
+        if not self.spec.wait_not_ready:
             return f"node container {node} {want}"
         try:
             self.kube.wait_for(
                 self.kube.core.list_node,
                 lambda nodes: node in nodes and not node_ready(nodes[node]),
-                self._spec.timeout,
+                self.spec.timeout,
                 f"node {node} NotReady",
             )
         except ClusterError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
-from chaoskit.faults.base import Fault, FaultRecord
+from chaoskit.faults.base import Fault, FaultRecord, check_selector
 
 PICKS = ("random", "oldest")
 
@@ -42,8 +42,7 @@ class PodKillSpec:
     def __post_init__(self) -> None:
         if not self.namespace:
             raise SpecError("pod kill needs a namespace")
-        if not self.selector.strip():
-            raise SpecError("an empty selector would match every pod: give a label selector such as app=web")
+        check_selector(self.selector)
         if self.count is not None and self.percent is not None:
             raise SpecError("give either count or percent, not both")
         if self.count is not None and self.count < 1:
@@ -64,17 +63,11 @@ class PodKillSpec:
 class PodKill(Fault):
     kind = "pod-kill"
 
-    def __init__(self, cluster: Cluster, kube: Kube, spec: PodKillSpec, **kwargs: Any) -> None:
-        super().__init__(cluster, kube, **kwargs)
-        self._spec = spec
-        self._uids: dict[str, str] = {}
-
-    @property
-    def spec(self) -> PodKillSpec:
-        return self._spec
+    spec: PodKillSpec
+    _uids: dict[str, str]
 
     def plan(self) -> list[str]:
-        spec = self._spec
+        spec = self.spec
         self.safety.check_namespace(spec.namespace)
         pods = [p for p in self.kube.pods(spec.namespace, spec.selector) if p.metadata.deletion_timestamp is None]
         if not pods:
@@ -96,7 +89,7 @@ class PodKill(Fault):
     def inject(self, targets: list[str]) -> None:
         for name in targets:
             self.kube.core.delete_namespaced_pod(
-                name, self._spec.namespace, grace_period_seconds=self._spec.grace_seconds
+                name, self.spec.namespace, grace_period_seconds=self.spec.grace_seconds
             )
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
@@ -107,9 +100,9 @@ class PodKill(Fault):
             self.kube.wait_for(
                 self.kube.core.list_namespaced_pod,
                 lambda pods: not uids & {p.metadata.uid for p in pods.values()},
-                self._spec.grace_seconds + 60,
+                self.spec.grace_seconds + 60,
                 f"killed pods {', '.join(targets)} to leave the API",
-                namespace=self._spec.namespace,
+                namespace=self.spec.namespace,
             )
         except Exception as exc:
             raise FaultNotEffective(f"pod kill: {exc}") from None
