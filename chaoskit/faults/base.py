@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import SafetyError, SpecError
+from chaoskit.errors import ClusterError, FaultNotEffective, SafetyError, SpecError
 from chaoskit.faults.ledger import Ledger, LedgerEntry
 
 PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage")
@@ -156,6 +156,16 @@ class Fault(ABC):
     @abstractmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         """Undo from the recorded data alone; must be idempotent."""
+
+    def await_effect(
+        self, record: FaultRecord, list_call: Any, done: Any, timeout: float, what: str, **kwargs: Any
+    ) -> None:
+        """Watch a collection until the effect shows, then stamp it; no effect is FaultNotEffective."""
+        try:
+            self.kube.wait_for(list_call, done, timeout, what, **kwargs)
+        except ClusterError as exc:
+            raise FaultNotEffective(f"{self.kind}: {exc}") from None
+        record.effect_mono = time.monotonic()
 
     @contextmanager
     def active(self) -> Iterator[FaultRecord]:

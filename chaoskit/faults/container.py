@@ -7,14 +7,13 @@ dies. The proof is the container's restart count going up in the pod status.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import ClusterError, FaultNotEffective, SpecError
+from chaoskit.errors import SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import PodProcess, locate
 
@@ -84,17 +83,14 @@ class ContainerKill(Fault):
         def restarted(pods: dict[str, Any]) -> bool:
             return all(name in pods and self._restart_count(pods[name]) > n for name, n in self._restarts.items())
 
-        try:
-            self.kube.wait_for(
-                self.kube.core.list_namespaced_pod,
-                restarted,
-                60,
-                "the signalled containers to be restarted",
-                namespace=self.spec.namespace,
-            )
-        except ClusterError as exc:
-            raise FaultNotEffective(f"container kill: {exc}") from None
-        record.effect_mono = time.monotonic()
+        self.await_effect(
+            record,
+            self.kube.core.list_namespaced_pod,
+            restarted,
+            60,
+            "the signalled containers to be restarted",
+            namespace=self.spec.namespace,
+        )
         return f"{self.spec.signal} to {', '.join(targets)}; restart count up"
 
     @classmethod

@@ -139,17 +139,14 @@ class NodeDrain(Fault):
         if not current.spec.unschedulable:
             raise FaultNotEffective(f"node {node} is not cordoned")
         uids = set(self._evicted.values())
-        try:
-            self.kube.wait_for(
-                self.kube.core.list_pod_for_all_namespaces,
-                lambda pods: not uids & {p.metadata.uid for p in pods.values()},
-                self.spec.timeout,
-                f"the evicted pods to leave {node}",
-                field_selector=f"spec.nodeName={node}",
-            )
-        except ClusterError as exc:
-            raise FaultNotEffective(f"node drain: {exc}") from None
-        record.effect_mono = time.monotonic()
+        self.await_effect(
+            record,
+            self.kube.core.list_pod_for_all_namespaces,
+            lambda pods: not uids & {p.metadata.uid for p in pods.values()},
+            self.spec.timeout,
+            f"the evicted pods to leave {node}",
+            field_selector=f"spec.nodeName={node}",
+        )
         return f"node {node} cordoned; {len(uids)} pods evicted ({self._policy_version} Eviction)"
 
     @classmethod

@@ -20,7 +20,7 @@ from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube, node_ready, pod_ready
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import ClusterError, FaultNotEffective, SpecError
+from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
 
 MODES = ("stop", "pause")
@@ -87,16 +87,13 @@ class NodeFailure(Fault):
         record.effect_mono = time.monotonic()
         if not self.spec.wait_not_ready:
             return f"node container {node} {want}"
-        try:
-            self.kube.wait_for(
-                self.kube.core.list_node,
-                lambda nodes: node in nodes and not node_ready(nodes[node]),
-                self.spec.timeout,
-                f"node {node} NotReady",
-            )
-        except ClusterError as exc:
-            raise FaultNotEffective(f"node {node}: container {want} but {exc}") from None
-        record.effect_mono = time.monotonic()
+        self.await_effect(
+            record,
+            self.kube.core.list_node,
+            lambda nodes: node in nodes and not node_ready(nodes[node]),
+            self.spec.timeout,
+            f"node {node} NotReady after its container was {want}",
+        )
         return f"node container {node} {want}; node NotReady"
 
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import FaultNotEffective, SpecError
+from chaoskit.errors import SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
 
 PICKS = ("random", "oldest")
@@ -93,20 +93,16 @@ class PodKill(Fault):
             )
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
-        import time
 
         uids = set(self._uids.values())
-        try:
-            self.kube.wait_for(
-                self.kube.core.list_namespaced_pod,
-                lambda pods: not uids & {p.metadata.uid for p in pods.values()},
-                self.spec.grace_seconds + 60,
-                f"killed pods {', '.join(targets)} to leave the API",
-                namespace=self.spec.namespace,
-            )
-        except Exception as exc:
-            raise FaultNotEffective(f"pod kill: {exc}") from None
-        record.effect_mono = time.monotonic()
+        self.await_effect(
+            record,
+            self.kube.core.list_namespaced_pod,
+            lambda pods: not uids & {p.metadata.uid for p in pods.values()},
+            self.spec.grace_seconds + 60,
+            f"killed pods {', '.join(targets)} to leave the API",
+            namespace=self.spec.namespace,
+        )
         return f"pods {', '.join(targets)} deleted (their UIDs are gone)"
 
     @classmethod
