@@ -160,12 +160,16 @@ class Fault(ABC):
     def await_effect(
         self, record: FaultRecord, list_call: Any, done: Any, timeout: float, what: str, **kwargs: Any
     ) -> None:
-        """Watch a collection until the effect shows, then stamp it; no effect is FaultNotEffective."""
+        """Watch a collection until the effect shows; no effect is FaultNotEffective.
+
+        Stamps the effect time unless an earlier, more direct observation already did.
+        """
         try:
             self.kube.wait_for(list_call, done, timeout, what, **kwargs)
         except ClusterError as exc:
             raise FaultNotEffective(f"{self.kind}: {exc}") from None
-        record.effect_mono = time.monotonic()
+        if record.effect_mono is None:
+            record.effect_mono = time.monotonic()
 
     @contextmanager
     def active(self) -> Iterator[FaultRecord]:

@@ -7,13 +7,15 @@ dies. The proof is the container's restart count going up in the pod status.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.shell import run
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import SpecError
+from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import PodProcess, locate
 
@@ -80,6 +82,18 @@ class ContainerKill(Fault):
             docker.exec_in(process.node, "kill", "-s", self.spec.signal.removeprefix("SIG"), str(process.pid))
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
+        # The kill takes effect when the process is gone (seen on the node); the restart count
+        # going up, which can lag by the kubelet's back-off, confirms it from the API.
+        for process in self._processes:
+            gone = run(
+                ["docker", "exec", process.node, "timeout", "10", "sh", "-c",
+                 f"while [ -d /proc/{process.pid} ]; do sleep 0.02; done"],
+                check=False,
+            )  # fmt: skip
+            if gone.returncode != 0:
+                raise FaultNotEffective(f"process {process.pid} of {process.pod} still runs 10 s after the signal")
+        record.effect_mono = time.monotonic()
+
         def restarted(pods: dict[str, Any]) -> bool:
             return all(name in pods and self._restart_count(pods[name]) > n for name, n in self._restarts.items())
 

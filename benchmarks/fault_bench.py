@@ -1,0 +1,90 @@
+"""Figures of the fault library on a warm cluster, printed, never asserted.
+
+    python benchmarks/fault_bench.py [--runs 5]
+
+For pod kill, container kill, partition and packet loss: inject-to-effect
+(from the injection call to the effect being in place, as the fault record
+stamps it). For the recovery watcher: the time from a pod kill to the watch
+seeing the loss, in the Service's endpoints and in the Deployment's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "cluster"))
+
+
+def line(name: str, values: list[float], target: str) -> None:
+    values = sorted(values)
+    print(
+        f"{name}: p50 {statistics.median(values) * 1000:.0f} ms, min {values[0] * 1000:.0f} ms, "
+        f"max {values[-1] * 1000:.0f} ms over {len(values)} runs (target {target})",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    runs = parser.parse_args().runs
+
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+    from workloads import client_pod, free_node_port, wait_endpoints, wait_pod_running, wait_web, web_objects
+
+    from chaoskit.chaos import Chaos
+    from chaoskit.cluster import ClusterSpec, get_provider
+    from chaoskit.provision.images import build_fixture_image
+
+    cluster = get_provider("kind", provision=False).up(ClusterSpec())
+    image = build_fixture_image(ROOT / "fixtures" / "web")
+    cluster.load_image(image)
+    ns = f"ck-fault-bench-{os.getpid()}"
+    effects: dict[str, list[float]] = {"pod kill": [], "container kill": [], "partition": [], "packet loss": []}
+    endpoints_seen: list[float] = []
+    deployment_seen: list[float] = []
+    with cluster.kube() as kube:
+        kube.core.create_namespace({"metadata": {"name": ns, "labels": {"chaoskit.io/test-namespace": "true"}}})
+        kube.wait_for_default_service_account(ns)
+        try:
+            kube.apply([*web_objects(ns, image, free_node_port(kube, cluster.node_ports)), client_pod(ns, image)])
+            wait_web(kube, ns)
+            wait_pod_running(kube, ns, "client")
+            chaos = Chaos(cluster, kube)
+            for _ in range(runs):
+                wait_endpoints(kube, ns, "web", 3)
+                with chaos.recovery_watch(ns, "web", service="web") as watch:
+                    with chaos.pod_kill(ns, "app=web") as record:
+                        pass
+                    for attempt in Retrying(
+                        stop=stop_after_delay(60), wait=wait_fixed(0.2), retry=retry_if_exception_type(AssertionError)
+                    ):
+                        with attempt:
+                            recovery = watch.recovery(record.injected_mono)
+                            assert recovery.recovered
+                effects["pod kill"].append(record.inject_to_effect or 0)
+                endpoints_seen.append(recovery.endpoints_loss_seen or 0)
+                deployment_seen.append(recovery.loss_seen or 0)
+                wait_web(kube, ns)
+                with chaos.container_kill(ns, "app=web") as record:
+                    effects["container kill"].append(record.inject_to_effect or 0)
+                wait_web(kube, ns)
+                with chaos.partition(ns, "role=client", peer_selector="app=web") as record:
+                    effects["partition"].append(record.inject_to_effect or 0)
+                with chaos.packet_loss(ns, "app=web", percent=30) as record:
+                    effects["packet loss"].append(record.inject_to_effect or 0)
+        finally:
+            kube.core.delete_namespace(ns)
+    for name, values in effects.items():
+        line(f"inject-to-effect, {name}", values, "< 1 s")
+    line("recovery watcher: pod kill -> loss seen in Service endpoints", endpoints_seen, "p50 < 200 ms")
+    line("recovery watcher: pod kill -> loss seen in Deployment status", deployment_seen, "p50 < 200 ms")
+
+
+if __name__ == "__main__":
+    main()
