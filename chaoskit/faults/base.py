@@ -157,6 +157,14 @@ class Fault(ABC):
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         """Undo from the recorded data alone; must be idempotent."""
 
+    def live_pods(self, namespace: str, selector: str) -> list[Any]:
+        """The pods a fault may target: not being deleted, in an allowed namespace, at least one."""
+        self.safety.check_namespace(namespace)
+        pods = [p for p in self.kube.pods(namespace, selector) if p.metadata.deletion_timestamp is None]
+        if not pods:
+            raise SpecError(f"selector {selector!r} matches no pod in namespace {namespace!r}")
+        return pods
+
     def await_effect(
         self, record: FaultRecord, list_call: Any, done: Any, timeout: float, what: str, **kwargs: Any
     ) -> None:

@@ -56,10 +56,7 @@ class ContainerKill(Fault):
 
     def plan(self) -> list[str]:
         spec = self.spec
-        self.safety.check_namespace(spec.namespace)
-        pods = [p for p in self.kube.pods(spec.namespace, spec.selector) if p.metadata.deletion_timestamp is None]
-        if not pods:
-            raise SpecError(f"selector {spec.selector!r} matches no pod in namespace {spec.namespace!r}")
+        pods = self.live_pods(spec.namespace, spec.selector)
         if spec.count > len(pods):
             raise SpecError(f"count {spec.count} is more than the {len(pods)} pods matching {spec.selector!r}")
         self.safety.check_share(spec.count, len(pods), f"pods matching {spec.selector!r}")

@@ -55,11 +55,7 @@ class _PodNetworkFault(Fault):
     kind_only = "enters pods' network namespaces from their kind node"
 
     def _locate(self, namespace: str, selector: str) -> list[PodProcess]:
-        self.safety.check_namespace(namespace)
-        pods = [p for p in self.kube.pods(namespace, selector) if p.metadata.deletion_timestamp is None]
-        if not pods:
-            raise SpecError(f"selector {selector!r} matches no pod in namespace {namespace!r}")
-        return [locate(p) for p in pods]
+        return [locate(p) for p in self.live_pods(namespace, selector)]
 
     @property
     def comment(self) -> str:

@@ -68,10 +68,7 @@ class PodKill(Fault):
 
     def plan(self) -> list[str]:
         spec = self.spec
-        self.safety.check_namespace(spec.namespace)
-        pods = [p for p in self.kube.pods(spec.namespace, spec.selector) if p.metadata.deletion_timestamp is None]
-        if not pods:
-            raise SpecError(f"selector {spec.selector!r} matches no pod in namespace {spec.namespace!r}")
+        pods = self.live_pods(spec.namespace, spec.selector)
         wanted = spec.how_many(len(pods))
         if wanted > len(pods):
             raise SpecError(f"count {wanted} is more than the {len(pods)} pods matching {spec.selector!r}")
