@@ -125,11 +125,7 @@ class Kube:
         resource = _dynamic(self.api_client).resources.get(api_version=api_version, kind=kind)
         try:
             resource.delete(name=name, namespace=namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        except Exception as exc:
+        except Exception as exc:  # the dynamic client's errors carry the HTTP status
             if getattr(exc, "status", None) == 404:
                 return False
             raise
@@ -256,18 +252,6 @@ def deployment_available(dep: Obj) -> bool:
         and (status.ready_replicas or 0) == want
         and (status.updated_replicas or 0) == want
         and (status.replicas or 0) == want
-    )
-
-
-def daemonset_ready(ds: Obj) -> bool:
-    """Whether a V1DaemonSet has a ready, current pod on every node it targets."""
-    status = ds.status
-    want = status.desired_number_scheduled or 0
-    return bool(
-        want > 0
-        and (status.observed_generation or 0) >= (ds.metadata.generation or 0)
-        and (status.number_ready or 0) == want
-        and (status.updated_number_scheduled or 0) == want
     )
 
 

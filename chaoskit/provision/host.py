@@ -25,6 +25,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from chaoskit.adapters import docker
 from chaoskit.adapters.shell import need, run, run_logged, say
 from chaoskit.errors import ProvisionError
 from chaoskit.provision import cache
@@ -123,16 +124,9 @@ def ensure_packages() -> None:
     need("kind", "the Debian sid package 'kind' did not install; see " + str(_apt_log()))
 
 
-def docker_running() -> bool:
-    """Whether a Docker daemon answers."""
-    if shutil.which("docker") is None:
-        return False
-    return run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, timeout=20).returncode == 0
-
-
 def ensure_docker() -> None:
     """Start the Docker daemon if it is not running, with the capability fix if needed."""
-    if not docker_running():
+    if not docker.daemon_answers():
         _start_dockerd()
     if not _privileged_works():
         say("privileged containers fail on this host (CAP_SYS_RESOURCE missing): installing the runc wrapper")
@@ -167,7 +161,7 @@ def _start_dockerd() -> None:
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if docker_running():
+        if docker.daemon_answers():
             say("Docker daemon is up")
             return
         time.sleep(0.5)

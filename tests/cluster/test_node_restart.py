@@ -6,10 +6,8 @@ network namespace (its routes are gone) and may have a new address.
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from workloads import free_node_port, get_from_host, probe_eventually, wait_pod_running
+from workloads import free_node_port, get_from_host_eventually, probe_eventually, wait_pod_running
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube, node_ready
@@ -62,13 +60,7 @@ def wait_node(kube: Kube, name: str, ready: bool, timeout: float) -> float:
 
 def check_traffic(kube: Kube, namespace: str, port: int, node: str, peer_ip: str) -> None:
     # Host -> NodePort on the control plane -> pod on the restarted worker.
-    answer = None
-    for _ in range(60):
-        try:
-            answer = get_from_host(port)
-            break
-        except OSError:
-            time.sleep(0.5)
+    answer = get_from_host_eventually(port, within=30)
     assert answer == {"pod": "on-worker", "node": node}, answer
     # Pod on the restarted worker -> pod on the other worker, by address and by Service name.
     results = probe_eventually(kube, namespace, "on-worker", f"http://{peer_ip}:8080/", f"http://peer.{namespace}/")
