@@ -11,7 +11,16 @@ from chaoskit.cluster.base import Cluster
 from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
-from chaoskit.faults.network import Latency, LatencySpec, PacketLoss, PacketLossSpec, Partition, PartitionSpec
+from chaoskit.faults.network import (
+    Bandwidth,
+    BandwidthSpec,
+    Latency,
+    LatencySpec,
+    PacketLoss,
+    PacketLossSpec,
+    Partition,
+    PartitionSpec,
+)
 from chaoskit.faults.node import NodeFailure, NodeFailureSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
 from chaoskit.observe import RecoveryWatch
@@ -55,6 +64,11 @@ class Chaos:
         """Drop a share of the packets arriving at pods (see :class:`PacketLossSpec`)."""
         spec = PacketLossSpec(namespace, selector, percent, **options)
         return self._active(PacketLoss(self.cluster, self.kube, spec, safety=self.safety))
+
+    def bandwidth(self, namespace: str, selector: str, rate_kbit: int, **options: Any) -> Any:
+        """Limit the rate at which pods send, proven by a timed transfer (see :class:`BandwidthSpec`)."""
+        spec = BandwidthSpec(namespace, selector, rate_kbit, **options)
+        return self._active(Bandwidth(self.cluster, self.kube, spec, safety=self.safety))
 
     def latency(self, namespace: str, selector: str, delay_ms: int, **options: Any) -> Any:
         """Delay packets leaving pods; raises FaultUnsupported where the kernel lacks netem."""

@@ -4,6 +4,8 @@ from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.network import (
+    Bandwidth,
+    BandwidthSpec,
     Latency,
     LatencySpec,
     PacketLoss,
@@ -15,6 +17,8 @@ from chaoskit.faults.node import NodeFailure, NodeFailureSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
 
 __all__ = [
+    "Bandwidth",
+    "BandwidthSpec",
     "ContainerKill",
     "ContainerKillSpec",
     "Fault",

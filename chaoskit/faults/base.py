@@ -84,6 +84,17 @@ class Safety:
             )
 
 
+@dataclass(frozen=True)
+class FaultRound:
+    """One round of a repeated fault."""
+
+    targets: list[str]
+    injected_at: float
+    """Unix time of the round's injection."""
+    inject_to_effect: float | None
+    """Seconds until its effect was seen."""
+
+
 @dataclass
 class FaultRecord:
     """What a fault did, with timestamps (Unix for the journal, monotonic for durations)."""
@@ -102,6 +113,8 @@ class FaultRecord:
     reverted_mono: float | None = None
     reverted: bool = False
     error: str | None = None
+    rounds: list[FaultRound] = field(default_factory=list)
+    """Every round of a repeated fault, the first included; empty for a one-shot fault."""
 
     @property
     def inject_to_effect(self) -> float | None:

@@ -10,12 +10,13 @@ costs tens of seconds; here it costs one ``docker exec``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.shell import run
-from chaoskit.errors import SpecError
+from chaoskit.errors import ClusterError, SpecError
 
 COMMENT_PREFIX = "chaoskit:"
 
@@ -94,6 +95,49 @@ def netem_available(node: str) -> tuple[bool, str]:
     )
     detail = (result.stderr or result.stdout).strip()
     return result.returncode == 0, detail
+
+
+def qdisc_handle(fault_id: str) -> str:
+    """A qdisc handle (``major:``) derived from a fault id, clear of the kernel's own (0:, 8001: and up)."""
+    digest = int(hashlib.sha256(fault_id.encode()).hexdigest()[:8], 16)
+    return f"{0x100 + digest % 0x7E00:x}:"
+
+
+def root_qdisc(node: str, pid: int, device: str = "eth0") -> tuple[str, str] | None:
+    """The kind and handle of the root qdisc on ``device`` in the namespace (None if unreadable)."""
+    code, output = in_netns(node, pid, "tc", "qdisc", "show", "dev", device, "root", check=False)
+    words = output.split()
+    if code != 0 or len(words) < 3 or words[0] != "qdisc":
+        return None
+    return words[1], words[2]
+
+
+def timed_send(process: PodProcess, size: int, timeout: float) -> float:
+    """Seconds for ``size`` bytes sent from the pod's namespace to arrive at a listener on its node.
+
+    The listener binds the pod's default gateway (the node's bridge address) in
+    the node's own namespace; the clock stops when the listener has read
+    everything, so bytes still queued in the pod count against the time.
+    """
+    code, gateway = in_netns(process.node, process.pid, "ip", "-4", "route", "show", "default")
+    words = gateway.split()
+    if code != 0 or "via" not in words:
+        raise ClusterError(f"pod {process.pod} has no default route to send a probe along: {gateway.strip()}")
+    via = words[words.index("via") + 1]
+    limit = f"{timeout:.1f}"
+    script = f"""
+        port=$((40000 + RANDOM % 20000))
+        timeout {limit} socat -u TCP-LISTEN:$port,bind={via},reuseaddr OPEN:/dev/null & listener=$!
+        for i in $(seq 200); do ss -Hltn "sport = :$port" | grep -q . && break; sleep 0.01; done
+        start=$(date +%s%N)
+        head -c {size} /dev/zero | timeout {limit} nsenter -t {process.pid} -n socat -u - TCP:{via}:$port
+        wait $listener
+        echo $(( $(date +%s%N) - start ))
+    """
+    result = run(["docker", "exec", process.node, "bash", "-ec", script], check=False)
+    if result.returncode != 0:
+        raise ClusterError(f"the probe transfer from {process.pod} failed: {(result.stderr or result.stdout).strip()}")
+    return int(result.stdout.split()[-1]) / 1e9
 
 
 def pid_alive(node: str, pid: int) -> bool:

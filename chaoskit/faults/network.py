@@ -9,6 +9,12 @@ Proof of effect: the rules are present in every target namespace, and a probe
 shows the traffic really is affected (a TCP connection across the partition
 fails; dropped packets counted by the loss rule).
 
+Bandwidth and latency are queueing disciplines on the pod's ``eth0`` instead of
+rules. A qdisc carries no comment, so each fault installs its root qdisc under
+a handle derived from its id: undo deletes the root qdisc only while it still
+bears that handle. A bandwidth limit proves itself by a measured transfer: the
+pod sends a burst to a listener on its node and the node times its arrival.
+
 Latency and jitter need the kernel's netem qdisc. Whether it exists is tried
 first in a throwaway namespace of the node; where it does not (this project's
 own machines), the fault raises :class:`FaultUnsupported` before anything is
@@ -21,7 +27,7 @@ import math
 import shlex
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube
@@ -36,8 +42,11 @@ from chaoskit.faults.netns import (
     locate,
     netem_available,
     pid_alive,
+    qdisc_handle,
+    root_qdisc,
     rules_with,
     tcp_blocked,
+    timed_send,
 )
 
 API_SERVICE = ("10.96.0.1", 443)
@@ -234,6 +243,117 @@ def _dropped(proc: PodProcess, comment: str) -> int:
     return sum(int(line.split()[0]) for line in output.splitlines() if comment in line)
 
 
+class _QdiscFault(_PodNetworkFault):
+    """A root qdisc on the pods' eth0, under a handle that says it is this fault's."""
+
+    qdisc: ClassVar[str]
+    _pods: list[PodProcess]
+
+    @property
+    def handle(self) -> str:
+        return qdisc_handle(self.fault_id)
+
+    def plan(self) -> list[str]:
+        self._pods = self._locate(self.spec.namespace, self.spec.selector)
+        return [p.pod for p in self._pods]
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return {**self._undo(self._pods), "handle": self.handle}
+
+    def _add(self, *parameters: str) -> None:
+        for proc in self._pods:
+            in_netns(
+                proc.node, proc.pid, "tc", "qdisc", "add", "dev", "eth0", "root", "handle", self.handle, *parameters
+            )
+
+    def _require_qdisc(self, record: FaultRecord) -> None:
+        for proc in self._pods:
+            if root_qdisc(proc.node, proc.pid) != (self.qdisc, self.handle):
+                raise FaultNotEffective(f"no {self.qdisc} qdisc {self.handle} on {proc.pod}'s eth0")
+        record.effect_mono = time.monotonic()
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        for node, pid in undo["namespaces"]:
+            if docker.inspect(node).state != "running" or not pid_alive(node, int(pid)):
+                continue
+            current = root_qdisc(node, int(pid))
+            if current is not None and current[1] == undo["handle"]:
+                in_netns(node, int(pid), "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+
+
+@dataclass(frozen=True)
+class BandwidthSpec:
+    """A limit on the rate at which the selected pods send (a token bucket on their eth0)."""
+
+    namespace: str
+    selector: str
+    rate_kbit: int
+    """The limit in kilobits per second (1000 bits)."""
+    burst_bytes: int | None = None
+    """Bytes that may pass at full speed before the limit applies (default: 1/50 s worth, at least 4 KiB)."""
+    queue_ms: int = 200
+    """How long a packet may wait in the bucket's queue before it is dropped."""
+
+    def __post_init__(self) -> None:
+        check_selector(self.selector)
+        if self.rate_kbit < 64:
+            raise SpecError(f"rate_kbit must be at least 64, not {self.rate_kbit}")
+        if self.burst_bytes is not None and self.burst_bytes < MTU:
+            raise SpecError(f"burst_bytes must be at least one packet ({MTU}), not {self.burst_bytes}")
+        if self.queue_ms <= 0:
+            raise SpecError(f"queue_ms must be positive, not {self.queue_ms}")
+
+    @property
+    def rate_bytes(self) -> float:
+        return self.rate_kbit * 1000 / 8
+
+    @property
+    def burst(self) -> int:
+        return self.burst_bytes or max(4096, math.ceil(self.rate_bytes / 50))
+
+
+MTU = 1500
+PROBE_SECONDS = 0.5
+"""How long the bandwidth probe's transfer should take at the limit."""
+PROBE_TOLERANCE = 1.25
+"""The measured rate may exceed the limit by this factor (timing and accounting slack) and still prove it."""
+
+
+class Bandwidth(_QdiscFault):
+    kind = "bandwidth"
+    qdisc = "tbf"
+    spec: BandwidthSpec
+
+    def inject(self, targets: list[str]) -> None:
+        spec = self.spec
+        self._add("tbf", "rate", f"{spec.rate_kbit}kbit", "burst", str(spec.burst), "latency", f"{spec.queue_ms}ms")
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        self._require_qdisc(record)
+        spec = self.spec
+        size = max(math.ceil(spec.rate_bytes * PROBE_SECONDS), 2 * spec.burst)
+        target = self._pods[0]
+        seconds = timed_send(target, size, timeout=10 * PROBE_SECONDS + size / spec.rate_bytes)
+        # The first `burst` bytes pass unshaped; the rest must arrive no faster than the limit.
+        measured = (size - spec.burst) / seconds
+        kbit = measured * 8 / 1000
+        if measured > spec.rate_bytes * PROBE_TOLERANCE:
+            raise FaultNotEffective(
+                f"{target.pod} sent {size} bytes at {kbit:.0f} kbit/s, over the {spec.rate_kbit} kbit/s limit"
+            )
+        if measured < spec.rate_bytes / 2:
+            # Slower than the limit by far: the path itself is the bottleneck, so the limit shows nothing.
+            raise FaultNotEffective(
+                f"{target.pod} sent at only {kbit:.0f} kbit/s, far under the {spec.rate_kbit} kbit/s limit: "
+                "the limit cannot be shown on so slow a path"
+            )
+        return (
+            f"tbf {spec.rate_kbit} kbit/s on eth0 of {', '.join(targets)}; {target.pod} measured at "
+            f"{kbit:.0f} kbit/s sending {size} bytes in {seconds:.2f} s"
+        )
+
+
 @dataclass(frozen=True)
 class LatencySpec:
     """Delay (and jitter) on packets leaving the selected pods; needs netem."""
@@ -251,41 +371,24 @@ class LatencySpec:
             raise SpecError(f"jitter_ms must be in 0-{self.delay_ms}, not {self.jitter_ms}")
 
 
-class Latency(_PodNetworkFault):
+class Latency(_QdiscFault):
     kind = "latency"
+    qdisc = "netem"
     spec: LatencySpec
-    _pods: list[PodProcess]
 
     def plan(self) -> list[str]:
-        self._pods = self._locate(self.spec.namespace, self.spec.selector)
+        targets = super().plan()
         available, detail = netem_available(self._pods[0].node)
         if not available:
             raise FaultUnsupported(
                 f"latency needs the kernel's netem qdisc, which this kernel lacks ({detail}); nothing was injected"
             )
-        return [p.pod for p in self._pods]
-
-    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
-        return {**self._undo(self._pods), "qdisc": "netem"}
+        return targets
 
     def inject(self, targets: list[str]) -> None:
         jitter = [f"{self.spec.jitter_ms}ms"] if self.spec.jitter_ms else []
-        for proc in self._pods:
-            in_netns(
-                proc.node, proc.pid, "tc", "qdisc", "add", "dev", "eth0", "root",
-                "netem", "delay", f"{self.spec.delay_ms}ms", *jitter,
-            )  # fmt: skip
+        self._add("netem", "delay", f"{self.spec.delay_ms}ms", *jitter)
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
-        for proc in self._pods:
-            _, output = in_netns(proc.node, proc.pid, "tc", "qdisc", "show", "dev", "eth0")
-            if "netem" not in output:
-                raise FaultNotEffective(f"no netem qdisc on {proc.pod}'s eth0")
-        record.effect_mono = time.monotonic()
+        self._require_qdisc(record)
         return f"netem delay {self.spec.delay_ms}ms on eth0 of {', '.join(targets)}"
-
-    @classmethod
-    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        for node, pid in undo["namespaces"]:
-            if docker.inspect(node).state == "running" and pid_alive(node, int(pid)):
-                in_netns(node, int(pid), "tc", "qdisc", "del", "dev", "eth0", "root", check=False)

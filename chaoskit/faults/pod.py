@@ -3,21 +3,31 @@
 Nothing is undone: the workload's controller replacing the pod *is* the
 recovery under test. The proof is that every killed pod's UID has left the API
 (a replacement may reuse the name, as StatefulSet pods do, but never the UID).
+
+A repeated kill (``rounds`` > 1) kills once on entry, proven as above, then
+again every ``interval_seconds`` from a background thread while the block runs,
+choosing afresh among the live pods each time. Leaving the block stops the
+rounds; a round that fails is raised when the block ends.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import SpecError
-from chaoskit.faults.base import Fault, FaultRecord, check_selector
+from chaoskit.faults.base import Fault, FaultRecord, FaultRound, check_selector
 
 PICKS = ("random", "oldest")
+MAX_ROUNDS = 1000
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,10 @@ class PodKillSpec:
     """``random`` or ``oldest``."""
     seed: int | None = None
     """Seed of the random pick, to replay a run."""
+    rounds: int = 1
+    """How many times to kill: 1 is one shot; more repeat while the block runs."""
+    interval_seconds: float = 0
+    """Seconds between the rounds of a repeated kill."""
 
     def __post_init__(self) -> None:
         if not self.namespace:
@@ -53,6 +67,10 @@ class PodKillSpec:
             raise SpecError(f"grace_seconds must be 0 or more, not {self.grace_seconds}")
         if self.pick not in PICKS:
             raise SpecError(f"pick must be one of {', '.join(PICKS)}, not {self.pick!r}")
+        if not 1 <= self.rounds <= MAX_ROUNDS:
+            raise SpecError(f"rounds must be in 1-{MAX_ROUNDS}, not {self.rounds}")
+        if self.rounds > 1 and not 0 < self.interval_seconds <= 3600:
+            raise SpecError(f"a repeated kill needs interval_seconds in (0, 3600], not {self.interval_seconds}")
 
     def how_many(self, matching: int) -> int:
         if self.percent is not None:
@@ -105,3 +123,57 @@ class PodKill(Fault):
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         """Nothing to undo: the controller's replacement is the recovery being measured."""
+
+    @contextmanager
+    def active(self) -> Iterator[FaultRecord]:
+        with super().active() as record:
+            if self.spec.rounds == 1 or record.dry_run:
+                yield record
+                return
+            record.rounds.append(FaultRound(record.targets, record.injected_at or 0.0, record.inject_to_effect))
+            rounds = _Rounds(self, record)
+            rounds.start()
+            try:
+                yield record
+            finally:
+                rounds.stop()
+            if rounds.error is not None:
+                raise rounds.error
+
+    def kill_once(self) -> FaultRound:
+        """One more round: choose, kill, prove."""
+        record = FaultRecord(self.fault_id, self.kind, self.cluster.name, spec={})
+        record.targets = self.plan()
+        record.injected_at = time.time()
+        record.injected_mono = time.monotonic()
+        self.inject(record.targets)
+        self.verify(record.targets, record)
+        return FaultRound(record.targets, record.injected_at, record.inject_to_effect)
+
+
+class _Rounds(threading.Thread):
+    """The later rounds of a repeated kill, until they are done or the block ends."""
+
+    def __init__(self, fault: PodKill, record: FaultRecord) -> None:
+        super().__init__(name=f"{fault.fault_id}-rounds", daemon=True)
+        self.fault = fault
+        self.record = record
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        spec = self.fault.spec
+        for _ in range(spec.rounds - 1):
+            if self.stopping.wait(spec.interval_seconds):
+                return
+            try:
+                self.record.rounds.append(self.fault.kill_once())
+            except Exception as exc:  # handed to the test's thread when the block ends
+                self.error = exc
+                self.record.error = f"round {len(self.record.rounds) + 1}: {type(exc).__name__}: {exc}"
+                return
+
+    def stop(self) -> None:
+        self.stopping.set()
+        # A round under way finishes (its proof is bounded by the grace period plus a minute).
+        self.join(timeout=self.fault.spec.grace_seconds + 90)

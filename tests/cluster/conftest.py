@@ -6,7 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workloads import Web, client_pod, free_node_port, wait_endpoints, wait_pod_running, wait_web, web_objects
+from workloads import (
+    Web,
+    client_pod,
+    free_node_port,
+    get_from_host_eventually,
+    wait_endpoints,
+    wait_pod_running,
+    wait_web,
+    web_objects,
+)
 
 from chaoskit.cluster import Cluster
 from chaoskit.provision.images import build_fixture_image
@@ -28,6 +37,7 @@ def web(cluster: Cluster, kube, namespace: str, web_image: str) -> Iterator[Web]
     kube.apply(web_objects(namespace, web_image, port))
     wait_web(kube, namespace)
     wait_endpoints(kube, namespace, "web", 3)
+    get_from_host_eventually(port)  # kube-proxy programs the NodePort a moment after the endpoints
     yield Web(namespace=namespace, node_port=port, image=web_image)
 
 

@@ -17,7 +17,7 @@ from workloads import Web, probe_eventually
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import node_ready
 from chaoskit.faults.ledger import Ledger
-from chaoskit.faults.netns import locate, rules_with
+from chaoskit.faults.netns import locate, root_qdisc, rules_with
 
 pytestmark = pytest.mark.destructive
 
@@ -111,15 +111,23 @@ def cleanup(cluster) -> subprocess.CompletedProcess[str]:
     )
 
 
+def holding(entry, processes) -> list[str]:
+    """The pods whose network namespace still holds the fault's rules or qdisc."""
+    if "handle" in entry.undo:
+        return [p.pod for p in processes if (root_qdisc(p.node, p.pid) or ("", ""))[1] == entry.undo["handle"]]
+    return [p.pod for p in processes if rules_with(p.node, p.pid, entry.undo["comment"])]
+
+
 @pytest.mark.parametrize(
     "fault",
     [
         'chaos.partition("{ns}", "role=client", peer_selector="app=web")',
         'chaos.packet_loss("{ns}", "app=web", percent=30)',
+        'chaos.bandwidth("{ns}", "app=web", rate_kbit=1000)',
     ],
-    ids=["partition", "packet-loss"],
+    ids=["partition", "packet-loss", "bandwidth"],
 )
-def test_sigkill_mid_network_fault_leaves_rules_that_cleanup_removes(
+def test_sigkill_mid_network_fault_leaves_residue_that_cleanup_removes(
     cluster, kube, web: Web, client: str, tmp_path: Path, fault: str
 ) -> None:
     proc, _ = start_inner_run(tmp_path, fault.format(ns=web.namespace))
@@ -127,14 +135,12 @@ def test_sigkill_mid_network_fault_leaves_rules_that_cleanup_removes(
     proc.communicate(timeout=30)
 
     (entry,) = Ledger(cluster.name).unsettled()
-    comment = entry.undo["comment"]
     processes = [locate(p) for p in kube.pods(web.namespace)]
-    holding = [p.pod for p in processes if rules_with(p.node, p.pid, comment)]
-    assert holding, "a SIGKILLed run should have left its rules behind"
+    assert holding(entry, processes), "a SIGKILLed run should have left its rules or qdisc behind"
 
     result = cleanup(cluster)
     assert result.returncode == 0 and "1 fault(s) undone" in result.stdout, result
-    assert not any(rules_with(p.node, p.pid, comment) for p in processes)
+    assert holding(entry, processes) == []
     assert Ledger(cluster.name).unsettled() == []
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 

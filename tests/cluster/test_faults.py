@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
-from workloads import Web, get_from_host_eventually
+from workloads import Web, get_from_host_eventually, wait_web
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import node_ready
@@ -51,6 +53,32 @@ def test_pod_kill_is_proven_and_recovery_is_measured_after_the_loss_is_seen(chao
     )
     get_from_host_eventually(web.node_port)
     assert len(pod_uids(kube, web.namespace)) == 3
+
+
+def test_repeated_pod_kill_kills_each_round_and_stops_with_the_block(chaos: Chaos, kube, web: Web) -> None:
+    with chaos.pod_kill(web.namespace, "app=web", rounds=3, interval_seconds=2) as record:
+        eventually(lambda: assert_rounds(record, 3), within=30)
+    killed = [target for r in record.rounds for target in r.targets]
+    # Three different pods: each round chose among the live pods, and the first victims were gone.
+    assert len(set(killed)) == 3 and all(r.inject_to_effect is not None for r in record.rounds)
+    gaps = [b.injected_at - a.injected_at for a, b in zip(record.rounds, record.rounds[1:], strict=False)]
+    assert all(gap >= 2 for gap in gaps), gaps
+
+    # Stopped early: a ten-round kill left after its second round kills no more.
+    with chaos.pod_kill(web.namespace, "app=web", rounds=10, interval_seconds=1) as early:
+        eventually(lambda: assert_rounds(early, 2), within=30)
+    done = len(early.rounds)
+    wait_web(kube, web.namespace)
+    settled = pod_uids(kube, web.namespace)
+    time.sleep(2.5)
+    assert len(early.rounds) == done <= 3
+    assert pod_uids(kube, web.namespace) == settled
+    effects = [round(r.inject_to_effect or 0, 3) for r in record.rounds]
+    print(f"repeated pod kill: rounds {gaps} s apart, effects after {effects} s")
+
+
+def assert_rounds(record, count: int) -> None:
+    assert len(record.rounds) >= count, record.rounds
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,12 @@
-"""Faults inside pods on the real cluster: container kill, partition, packet loss, latency."""
+"""Faults inside pods on the real cluster: container kill, partition, packet loss, bandwidth, latency."""
 
 from __future__ import annotations
 
 import pytest
-from workloads import Web, get_from_host, probe, probe_eventually, wait_web
+from workloads import Web, download_from_host, get_from_host, probe, probe_eventually, wait_web
 
 from chaoskit.chaos import Chaos
-from chaoskit.faults.netns import locate, netem_available, rules_with
+from chaoskit.faults.netns import locate, netem_available, qdisc_handle, root_qdisc, rules_with
 
 pytest_plugins = ["pytester"]
 
@@ -60,6 +60,26 @@ def test_packet_loss_drops_packets_and_heals(chaos: Chaos, kube, web: Web) -> No
         assert all(rules_with(p.node, p.pid, f"chaoskit:{record.fault_id}") for p in processes)
     assert not any(rules_with(p.node, p.pid, f"chaoskit:{record.fault_id}") for p in processes)
     print(f"packet loss: {record.effect}; effect after {record.inject_to_effect:.2f} s")
+
+
+def test_bandwidth_limit_slows_what_the_pods_send_and_heals(chaos: Chaos, kube, web: Web) -> None:
+    size = 400_000  # 1.6 s at the limit below; milliseconds without it
+    unlimited = download_from_host(web.node_port, size)
+    with chaos.bandwidth(web.namespace, "app=web", rate_kbit=2000) as record:
+        assert "measured at" in record.effect, record.effect
+        handle = qdisc_handle(record.fault_id)
+        processes = [locate(p) for p in web_pods(kube, web.namespace).values()]
+        assert all(root_qdisc(p.node, p.pid) == ("tbf", handle) for p in processes)
+        # Seen from the host: whichever pod answers, its response comes at no more than the limit.
+        limited = download_from_host(web.node_port, size)
+        assert limited > size / (2000 * 1000 / 8) * 0.8, (limited, unlimited)
+    assert not any(root_qdisc(p.node, p.pid) == ("tbf", handle) for p in processes)
+    after = download_from_host(web.node_port, size)
+    assert after < limited / 4, (after, limited)
+    print(
+        f"bandwidth: {record.effect}; effect after {record.inject_to_effect:.3f} s; {size} bytes from the host: "
+        f"{unlimited:.3f} s before, {limited:.2f} s limited, {after:.3f} s after"
+    )
 
 
 def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(

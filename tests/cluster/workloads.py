@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,15 @@ def get_from_host(port: int, path: str = "/", timeout: float = 3) -> dict[str, A
         assert response.status == 200
         result: dict[str, Any] = json.loads(response.read())
         return result
+
+
+def download_from_host(port: int, size: int, timeout: float = 30) -> float:
+    """Seconds to fetch ``size`` bytes from the web tier's /bytes/N through 127.0.0.1:port."""
+    start = time.monotonic()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/bytes/{size}", timeout=timeout) as response:
+        received = len(response.read())
+    assert received == size, f"got {received} of {size} bytes"
+    return time.monotonic() - start
 
 
 def get_from_host_eventually(port: int, within: float = 30) -> dict[str, Any]:

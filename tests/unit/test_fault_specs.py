@@ -4,7 +4,8 @@ import pytest
 
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import SafetyError, SpecError
-from chaoskit.faults import NodeFailureSpec, PodKillSpec, Safety
+from chaoskit.faults import BandwidthSpec, LatencySpec, NodeFailureSpec, PacketLossSpec, PodKillSpec, Safety
+from chaoskit.faults.netns import qdisc_handle
 
 
 @pytest.mark.parametrize(
@@ -19,6 +20,9 @@ from chaoskit.faults import NodeFailureSpec, PodKillSpec, Safety
         ({"count": 1, "percent": 50}, "either count or percent, not both"),
         ({"grace_seconds": -5}, "grace_seconds must be 0 or more"),
         ({"pick": "newest"}, "pick must be one of random, oldest"),
+        ({"rounds": 0}, "rounds must be in 1-1000, not 0"),
+        ({"rounds": 3}, r"a repeated kill needs interval_seconds in \(0, 3600\], not 0"),
+        ({"rounds": 3, "interval_seconds": -1}, "a repeated kill needs interval_seconds"),
     ],
 )
 def test_bad_pod_kill_specs(kwargs, message):
@@ -71,3 +75,35 @@ def test_safety_caps_the_blast_radius():
     Safety(max_share=1.0).check_share(3, 3, "pods")
     with pytest.raises(SafetyError, match="max_share must be in"):
         Safety(max_share=0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "message"),
+    [
+        (BandwidthSpec, {"rate_kbit": 10}, "rate_kbit must be at least 64, not 10"),
+        (BandwidthSpec, {"rate_kbit": 1000, "burst_bytes": 100}, r"burst_bytes must be at least one packet \(1500\)"),
+        (BandwidthSpec, {"rate_kbit": 1000, "queue_ms": 0}, "queue_ms must be positive"),
+        (BandwidthSpec, {"selector": "", "rate_kbit": 1000}, "an empty selector would match every pod"),
+        (LatencySpec, {"delay_ms": 0}, "delay_ms must be positive"),
+        (LatencySpec, {"delay_ms": 10, "jitter_ms": 20}, "jitter_ms must be in 0-10, not 20"),
+        (PacketLossSpec, {"percent": 0}, r"percent must be in \(0, 100\], not 0"),
+        (PacketLossSpec, {"percent": 50, "port": 70000}, "port must be in 1-65535, not 70000"),
+    ],
+)
+def test_bad_network_fault_specs(spec, kwargs, message):
+    with pytest.raises(SpecError, match=message):
+        spec(**{"namespace": "shop", "selector": "app=web", **kwargs})
+
+
+def test_bandwidth_burst_defaults_to_a_fiftieth_of_a_second():
+    assert BandwidthSpec("ns", "app=web", rate_kbit=64).burst == 4096  # the floor
+    assert BandwidthSpec("ns", "app=web", rate_kbit=80_000).burst == 200_000  # 10 MB/s / 50
+    assert BandwidthSpec("ns", "app=web", rate_kbit=80_000, burst_bytes=3000).burst == 3000
+
+
+def test_qdisc_handles_are_stable_and_clear_of_the_kernels():
+    handles = {qdisc_handle(f"bandwidth-{i:08x}") for i in range(2000)}
+    assert qdisc_handle("bandwidth-1") == qdisc_handle("bandwidth-1")
+    majors = {int(h.rstrip(":"), 16) for h in handles}
+    assert all(h.endswith(":") for h in handles) and len(handles) > 1900
+    assert min(majors) >= 0x100 and max(majors) < 0x8000  # the kernel numbers its own from 8001:
