@@ -2,7 +2,7 @@
 
     python benchmarks/fault_bench.py [--runs 5]
 
-For pod kill, container kill, partition and packet loss: inject-to-effect
+For pod kill, container kill, partition, packet loss and bandwidth: inject-to-effect
 (from the injection call to the effect being in place, as the fault record
 stamps it). For the recovery watcher: the time from a pod kill to the watch
 seeing the loss, in the Service's endpoints and in the Deployment's status.
@@ -45,7 +45,13 @@ def main() -> None:
     image = build_fixture_image(ROOT / "fixtures" / "web")
     cluster.load_image(image)
     ns = f"ck-fault-bench-{os.getpid()}"
-    effects: dict[str, list[float]] = {"pod kill": [], "container kill": [], "partition": [], "packet loss": []}
+    effects: dict[str, list[float]] = {
+        "pod kill": [],
+        "container kill": [],
+        "partition": [],
+        "packet loss": [],
+        "bandwidth": [],
+    }
     endpoints_seen: list[float] = []
     deployment_seen: list[float] = []
     with cluster.kube() as kube:
@@ -78,6 +84,8 @@ def main() -> None:
                     effects["partition"].append(record.inject_to_effect or 0)
                 with chaos.packet_loss(ns, "app=web", percent=30) as record:
                     effects["packet loss"].append(record.inject_to_effect or 0)
+                with chaos.bandwidth(ns, "app=web", rate_kbit=2000) as record:
+                    effects["bandwidth"].append(record.inject_to_effect or 0)
         finally:
             kube.core.delete_namespace(ns)
     for name, values in effects.items():
