@@ -1,0 +1,392 @@
+"""Service-level objectives and their verdict, from the load's own per-request records.
+
+An SLO is a list of objectives, each checked over a window of the run:
+
+* ``whole``: the measured run, after the load's warm-up;
+* ``fault``: from the first fault's injection until the system is whole again
+  (the recovery watch's time when there is one, else the fault's undo);
+* ``after``: from then until the load ends.
+
+The records are the source of truth, not Locust's rounded statistics: a
+request belongs to the window its start time falls in; availability is the
+share of its requests that succeeded; latency percentiles are taken (nearest
+rank) over the successful requests, since a refused connection is fast and
+would flatter them; an error burst is a run of consecutive failed requests
+(by start time) with no success between them, lasting from the first one's
+start to the last one's end.
+
+A window with no request proves nothing: its objectives fail and say so. Each
+:class:`Measurement` carries target, measured value and window, and a failed
+:class:`SloVerdict` explains itself one line per objective.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from chaoskit.errors import SpecError
+
+WINDOWS = ("whole", "fault", "after")
+WINDOW_NAMES = {"whole": "whole run", "fault": "during fault", "after": "after recovery"}
+
+
+class Request(Protocol):
+    """What the SLO maths needs of one request record."""
+
+    @property
+    def started(self) -> float: ...
+    @property
+    def latency_ms(self) -> float: ...
+    @property
+    def ok(self) -> bool: ...
+
+
+def _check_window(window: str) -> None:
+    if window not in WINDOWS:
+        raise SpecError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
+
+
+@dataclass(frozen=True)
+class Availability:
+    """At least this share of requests succeed."""
+
+    at_least: float
+    """A ratio in (0, 1], such as 0.99."""
+    window: str = "whole"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.at_least <= 1:
+            raise SpecError(f"availability must be a ratio in (0, 1] such as 0.99, not {self.at_least}")
+        _check_window(self.window)
+
+
+@dataclass(frozen=True)
+class LatencyPercentile:
+    """The given percentile of successful requests' latency is at most this."""
+
+    percentile: float
+    """50, 95, 99 or any other in (0, 100]."""
+    at_most_ms: float
+    window: str = "whole"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.percentile <= 100:
+            raise SpecError(f"percentile must be in (0, 100], not {self.percentile}")
+        if not self.at_most_ms > 0:
+            raise SpecError(f"latency target must be positive milliseconds, not {self.at_most_ms}")
+        _check_window(self.window)
+
+
+@dataclass(frozen=True)
+class ErrorBurst:
+    """The longest continuous run of failed requests lasts at most this."""
+
+    at_most_s: float
+    window: str = "whole"
+
+    def __post_init__(self) -> None:
+        if self.at_most_s < 0:
+            raise SpecError(f"error burst target must be 0 s or more, not {self.at_most_s}")
+        _check_window(self.window)
+
+
+@dataclass(frozen=True)
+class RecoveryTime:
+    """From the fault's injection until the workload is whole again (watch timeline) takes at most this."""
+
+    at_most_s: float
+
+    def __post_init__(self) -> None:
+        if not self.at_most_s > 0:
+            raise SpecError(f"recovery target must be positive seconds, not {self.at_most_s}")
+
+
+@dataclass(frozen=True)
+class LostWrites:
+    """Acknowledged writes that the system later lost: at most this (normally 0)."""
+
+    at_most: int = 0
+
+    def __post_init__(self) -> None:
+        if self.at_most < 0:
+            raise SpecError(f"lost writes target must be 0 or more, not {self.at_most}")
+
+
+@dataclass(frozen=True)
+class PromQL:
+    """A Prometheus expression whose value over the window stays within bounds."""
+
+    query: str
+    at_most: float | None = None
+    """Every sample at most this."""
+    at_least: float | None = None
+    """Every sample at least this."""
+    window: str = "whole"
+
+    def __post_init__(self) -> None:
+        if not self.query.strip():
+            raise SpecError("a PromQL objective needs a query")
+        if self.at_most is None and self.at_least is None:
+            raise SpecError(f"PromQL objective {self.query!r} needs at_most or at_least")
+        _check_window(self.window)
+
+
+Objective = Availability | LatencyPercentile | ErrorBurst | RecoveryTime | LostWrites | PromQL
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The windows of one run, in Unix time."""
+
+    start: float
+    """The measured run's start (after warm-up)."""
+    end: float
+    fault_start: float | None = None
+    fault_end: float | None = None
+    """When the system was whole again (or the fault undone, if no recovery was watched)."""
+
+    def bounds(self, window: str) -> tuple[float, float] | None:
+        if window == "whole":
+            return self.start, self.end
+        if self.fault_start is None:
+            return None
+        fault_end = self.fault_end if self.fault_end is not None else self.end
+        if window == "fault":
+            return self.fault_start, fault_end
+        return fault_end, self.end
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """What the records say about one window."""
+
+    window: str
+    start: float
+    end: float
+    requests: int
+    errors: int
+    availability: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    longest_error_burst_s: float
+    error_bursts: int
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One objective checked: its target, what was measured, and where."""
+
+    objective: str
+    window: str
+    target: str
+    measured: str
+    """The measured value in words, with what it was taken over."""
+    passed: bool
+    value: float | None = None
+    """The measured number (ratio, ms, s or count), None when nothing could be measured."""
+
+    def line(self) -> str:
+        mark = "ok    " if self.passed else "FAILED"
+        where = WINDOW_NAMES.get(self.window, self.window)
+        return f"{mark} {self.objective} ({where}): target {self.target}, measured {self.measured}"
+
+
+@dataclass(frozen=True)
+class SloVerdict:
+    """Every objective's measurement, and the numbers behind them."""
+
+    measurements: tuple[Measurement, ...]
+    stats: tuple[WindowStats, ...] = field(default=())
+    recovery_s: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(m.passed for m in self.measurements)
+
+    @property
+    def failures(self) -> list[Measurement]:
+        return [m for m in self.measurements if not m.passed]
+
+    def explain(self) -> str:
+        head = (
+            "SLO met"
+            if self.passed
+            else f"SLO violated: {len(self.failures)} of {len(self.measurements)} objectives failed"
+        )
+        return "\n".join([head, *(m.line() for m in self.measurements)])
+
+    def check(self) -> None:
+        """Raise :class:`SloViolation` (an AssertionError) naming each failed objective."""
+        if not self.passed:
+            raise SloViolation(self)
+
+
+class SloViolation(AssertionError):
+    def __init__(self, verdict: SloVerdict) -> None:
+        super().__init__("SLO violated:\n" + "\n".join(m.line() for m in verdict.failures))
+        self.verdict = verdict
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile of an ascending sequence; None when it is empty."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def error_bursts(records: Iterable[Request]) -> list[float]:
+    """Durations of the runs of consecutive failures (by start time), in seconds."""
+    bursts: list[float] = []
+    first: float | None = None
+    last_end = 0.0
+    for r in sorted(records, key=lambda r: r.started):
+        if r.ok:
+            if first is not None:
+                bursts.append(last_end - first)
+                first = None
+            continue
+        if first is None:
+            first, last_end = r.started, r.started
+        last_end = max(last_end, r.started + r.latency_ms / 1000)
+    if first is not None:
+        bursts.append(last_end - first)
+    return bursts
+
+
+def window_stats(records: Sequence[Request], window: str, start: float, end: float) -> WindowStats:
+    inside = _inside(records, start, end)
+    errors = sum(1 for r in inside if not r.ok)
+    latencies = sorted(r.latency_ms for r in inside if r.ok)
+    bursts = error_bursts(inside)
+    return WindowStats(
+        window=window,
+        start=start,
+        end=end,
+        requests=len(inside),
+        errors=errors,
+        availability=(len(inside) - errors) / len(inside) if inside else None,
+        p50_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        p99_ms=percentile(latencies, 99),
+        longest_error_burst_s=max(bursts, default=0.0),
+        error_bursts=len(bursts),
+    )
+
+
+def _inside(records: Sequence[Request], start: float, end: float) -> list[Request]:
+    return [r for r in records if start <= r.started < end]
+
+
+RangeQuery = Callable[[str, float, float], list[float]]
+"""Values of a PromQL expression over [start, end]: every sample of every series."""
+
+
+def evaluate(
+    objectives: Sequence[Objective],
+    records: Sequence[Request],
+    windows: Windows,
+    recovery_s: float | None = None,
+    lost_writes: int | None = None,
+    prometheus: RangeQuery | None = None,
+) -> SloVerdict:
+    """Check every objective; a number that could not be measured fails its objective, saying why."""
+    stats = []
+    for name in WINDOWS:
+        bounds = windows.bounds(name)
+        if bounds is not None:
+            stats.append(window_stats(records, name, *bounds))
+    checker = _Checker(records, windows, recovery_s, lost_writes, prometheus)
+    return SloVerdict(tuple(checker.measure(o) for o in objectives), tuple(stats), recovery_s)
+
+
+@dataclass
+class _Checker:
+    records: Sequence[Request]
+    windows: Windows
+    recovery_s: float | None
+    lost_writes: int | None
+    prometheus: RangeQuery | None
+
+    def measure(self, objective: Objective) -> Measurement:
+        if isinstance(objective, RecoveryTime):
+            return self._recovery(objective)
+        if isinstance(objective, LostWrites):
+            target = f"<= {objective.at_most}"
+            if self.lost_writes is None:
+                return Measurement("acknowledged writes lost", "whole", target, "none: not measured", False)
+            passed = self.lost_writes <= objective.at_most
+            return Measurement(
+                "acknowledged writes lost", "whole", target, str(self.lost_writes), passed, self.lost_writes
+            )
+        if isinstance(objective, PromQL):
+            return self._promql(objective)
+        return self._from_records(objective)
+
+    def _recovery(self, objective: RecoveryTime) -> Measurement:
+        target = f"<= {objective.at_most_s:g} s"
+        if self.recovery_s is None:
+            return Measurement("recovery time", "fault", target, "none: no recovery was seen", False)
+        passed = self.recovery_s <= objective.at_most_s
+        return Measurement("recovery time", "fault", target, f"{self.recovery_s:.2f} s", passed, self.recovery_s)
+
+    def _from_records(self, objective: Availability | LatencyPercentile | ErrorBurst) -> Measurement:
+        window = objective.window
+        if isinstance(objective, Availability):
+            name, target = "availability", f">= {objective.at_least:.2%}"
+        elif isinstance(objective, LatencyPercentile):
+            name, target = f"p{objective.percentile:g} latency", f"<= {objective.at_most_ms:g} ms"
+        else:
+            name, target = "longest error burst", f"<= {objective.at_most_s:g} s"
+        bounds = self.windows.bounds(window)
+        if bounds is None:
+            return Measurement(name, window, target, "none: the run had no fault", False)
+        inside = _inside(self.records, *bounds)
+        if not inside:
+            return Measurement(name, window, target, "none: no requests in the window", False)
+        ok = sum(1 for r in inside if r.ok)
+        if isinstance(objective, Availability):
+            ratio = ok / len(inside)
+            measured = f"{ratio:.2%} ({ok} of {len(inside)} requests succeeded)"
+            return Measurement(name, window, target, measured, ratio >= objective.at_least, ratio)
+        if isinstance(objective, LatencyPercentile):
+            value = percentile(sorted(r.latency_ms for r in inside if r.ok), objective.percentile)
+            if value is None:
+                return Measurement(name, window, target, f"none: all {len(inside)} requests failed", False)
+            return Measurement(
+                name,
+                window,
+                target,
+                f"{value:.1f} ms (over {ok} successful requests)",
+                value <= objective.at_most_ms,
+                value,
+            )
+        bursts = error_bursts(inside)
+        longest = max(bursts, default=0.0)
+        measured = f"{longest:.2f} s ({len(bursts)} bursts, {len(inside) - ok} failed requests)"
+        return Measurement(name, window, target, measured, longest <= objective.at_most_s, longest)
+
+    def _promql(self, objective: PromQL) -> Measurement:
+        bounds = []
+        if objective.at_least is not None:
+            bounds.append(f">= {objective.at_least:g}")
+        if objective.at_most is not None:
+            bounds.append(f"<= {objective.at_most:g}")
+        name, target, window = f"PromQL {objective.query}", " and ".join(bounds), objective.window
+        span = self.windows.bounds(window)
+        if span is None:
+            return Measurement(name, window, target, "none: the run had no fault", False)
+        if self.prometheus is None:
+            return Measurement(name, window, target, "none: no Prometheus was given", False)
+        values = self.prometheus(objective.query, *span)
+        if not values:
+            return Measurement(name, window, target, "none: the query returned no samples", False)
+        low, high = min(values), max(values)
+        passed = (objective.at_least is None or low >= objective.at_least) and (
+            objective.at_most is None or high <= objective.at_most
+        )
+        return Measurement(name, window, target, f"min {low:g}, max {high:g} over {len(values)} samples", passed, high)
