@@ -103,7 +103,7 @@ class KindProvider:
         if self.provision:
             from chaoskit.provision import host
 
-            if not docker.daemon_answers() or not _have("kind"):
+            if not docker.daemon_answers() or host.packages_missing():
                 host.ensure_packages()
             host.ensure_docker()
         docker.require_daemon()

@@ -111,7 +111,10 @@ class FaultRecord:
     effect_mono: float | None = None
     verified: bool = False
     reverted_mono: float | None = None
+    reverted_at: float | None = None
     reverted: bool = False
+    undoable: bool = True
+    """False for faults with nothing to undo (a deleted pod is replaced by its controller)."""
     error: str | None = None
     rounds: list[FaultRound] = field(default_factory=list)
     """Every round of a repeated fault, the first included; empty for a one-shot fault."""
@@ -212,6 +215,7 @@ class Fault(ABC):
             yield record
             return
         undo = self.undo_data(record.targets)
+        record.undoable = undo is not None
         ledger = Ledger(self.cluster.name)
         if undo is not None:
             ledger.record(LedgerEntry(record.fault_id, self.kind, self.cluster.name, undo))
@@ -231,3 +235,4 @@ class Fault(ABC):
                 ledger.settle(record.fault_id)
                 record.reverted = True
                 record.reverted_mono = time.monotonic()
+                record.reverted_at = time.time()

@@ -48,6 +48,8 @@ HOST_PACKAGES = {
     "/usr/lib/go-1.19/bin/go": "golang-1.19-go",
     "/usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go": ("golang-github-modern-go-reflect2-dev"),
     "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",
+    # The HTML report's check renders it in a headless browser.
+    "chromium": "chromium",
 }
 
 _SOURCES = """\
@@ -94,6 +96,12 @@ def ensure_apt_sources() -> bool:
             path.write_text(text)
             changed = True
     return changed
+
+
+def packages_missing() -> list[str]:
+    """Host packages chaoskit needs that are not installed (a cheap check: no apt call)."""
+    missing = sorted({pkg for probe, pkg in HOST_PACKAGES.items() if not _present(probe)})
+    return missing + (["kind"] if shutil.which("kind") is None else [])
 
 
 def ensure_packages() -> None:

@@ -1,0 +1,308 @@
+"""What an experiment leaves behind: a JSON journal and an HTML report with a timeline plot.
+
+The journal holds everything the verdict rests on (faults with timestamps and
+their proof, the recovery timeline, the load as a per-second series, every SLO
+measurement), so a verdict can be checked later without rerunning anything.
+
+The HTML report is one self-contained file: the plot is inline SVG drawn
+here, with no script or stylesheet fetched from anywhere (the machines that
+run chaoskit are often air-gapped). Each experiment gets four panels on one
+time axis: requests per second, errors per second, p95 latency and ready
+replicas, with the fault windows shaded and the events marked.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaoskit.faults.base import FaultRecord
+from chaoskit.slo import Request, SloVerdict, percentile
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """Something that happened during the run, in Unix time."""
+
+    at: float
+    kind: str
+    """``fault``, ``effect``, ``undo``, ``ready`` (a ready-count change), ``mark`` or ``recovered``."""
+    label: str
+    ready: int | None = None
+    """For ``ready`` events: the ready count after the change."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """The load, second by second from the run's start."""
+
+    start: float
+    step: float
+    requests: list[int]
+    errors: list[int]
+    p95_ms: list[float | None]
+
+    @classmethod
+    def from_records(cls, records: Sequence[Request], start: float, end: float, step: float = 1.0) -> Series:
+        buckets = max(1, math.ceil((end - start) / step))
+        requests = [0] * buckets
+        errors = [0] * buckets
+        latencies: list[list[float]] = [[] for _ in range(buckets)]
+        for r in records:
+            i = int((r.started - start) // step)
+            if 0 <= i < buckets:
+                requests[i] += 1
+                if r.ok:
+                    latencies[i].append(r.latency_ms)
+                else:
+                    errors[i] += 1
+        return cls(start, step, requests, errors, [percentile(sorted(v), 95) for v in latencies])
+
+
+@dataclass
+class ExperimentResult:
+    """One experiment's outcome and the evidence for it."""
+
+    name: str
+    started: float
+    ended: float
+    verdict: SloVerdict
+    faults: list[FaultRecord] = field(default_factory=list)
+    events: list[TimelineEvent] = field(default_factory=list)
+    series: Series | None = None
+    load: dict[str, Any] = field(default_factory=dict)
+    """The load's spec and totals."""
+    error: str | None = None
+    """Why the experiment could not reach a verdict, if it could not."""
+
+    @property
+    def outcome(self) -> str:
+        if self.error:
+            return "error"
+        return "passed" if self.verdict.passed else "failed"
+
+    def headline(self) -> str:
+        """One line: the verdict and the numbers a reader looks for first."""
+        parts = [f"{self.outcome.upper()} {self.name}"]
+        whole = next((s for s in self.verdict.stats if s.window == "whole"), None)
+        if whole is not None and whole.availability is not None:
+            parts.append(f"availability {whole.availability:.2%} of {whole.requests} requests")
+        if whole is not None and whole.p95_ms is not None:
+            parts.append(f"p95 {whole.p95_ms:.0f} ms")
+        if self.verdict.recovery_s is not None:
+            parts.append(f"recovered in {self.verdict.recovery_s:.1f} s")
+        if whole is not None and whole.longest_error_burst_s:
+            parts.append(f"longest error burst {whole.longest_error_burst_s:.2f} s")
+        failed = len(self.verdict.failures)
+        parts.append(f"{len(self.verdict.measurements) - failed}/{len(self.verdict.measurements)} objectives met")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "outcome": self.outcome,
+            "started": self.started,
+            "ended": self.ended,
+            "error": self.error,
+            "verdict": {"passed": self.verdict.passed, **asdict(self.verdict)},
+            "faults": [f.to_dict() for f in self.faults],
+            "events": [asdict(e) for e in self.events],
+            "series": asdict(self.series) if self.series else None,
+            "load": self.load,
+        }
+
+
+def write_reports(results: Sequence[ExperimentResult], directory: Path, stem: str = "chaoskit") -> tuple[Path, Path]:
+    """Write ``<stem>-journal.json`` and ``<stem>-report.html``; return their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    journal = directory / f"{stem}-journal.json"
+    report = directory / f"{stem}-report.html"
+    document = {"experiments": [r.to_dict() for r in results]}
+    _replace(journal, json.dumps(document, indent=1, default=str) + "\n")
+    _replace(report, render_html(results))
+    return journal, report
+
+
+def _replace(path: Path, text: str) -> None:
+    # Written whole, then renamed: a reader (or a killed run) never sees half a report.
+    partial = path.with_suffix(path.suffix + ".part")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+# --- HTML ------------------------------------------------------------------------
+
+WIDTH, PANEL, GAP, LEFT, RIGHT = 900, 110, 26, 70, 20
+COLOURS = {"requests": "#2b6cb0", "errors": "#c53030", "p95": "#805ad5", "ready": "#2f855a"}
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #1a202c; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; }
+.passed { color: #2f855a; } .failed, .error { color: #c53030; }
+table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #cbd5e0; padding: 3px 8px; }
+th { background: #edf2f7; text-align: left; } svg text { font: 11px sans-serif; fill: #4a5568; }
+"""
+
+# Proof that a browser laid the plot out: the report states the width of every
+# plot as rendered, on the body, for the headless-browser check.
+LAYOUT_PROBE = """
+<script>
+window.addEventListener("load", function () {
+  var plots = document.querySelectorAll("svg.timeline");
+  var widths = [];
+  plots.forEach(function (svg) { widths.push(Math.round(svg.getBBox().width)); });
+  document.body.setAttribute("data-rendered-plots", widths.join(","));
+});
+</script>
+"""
+
+
+def render_html(results: Sequence[ExperimentResult]) -> str:
+    passed = sum(1 for r in results if r.outcome == "passed")
+    body = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>chaoskit report</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>chaoskit: {passed} of {len(results)} experiments passed</h1>",
+    ]
+    for result in results:
+        body.append(_experiment_html(result))
+    body.append(LAYOUT_PROBE)
+    body.append("</body></html>")
+    return "\n".join(body)
+
+
+def _experiment_html(result: ExperimentResult) -> str:
+    e = html.escape
+    rows = "".join(
+        f"<tr class='{'passed' if m.passed else 'failed'}'><td>{'met' if m.passed else 'FAILED'}</td>"
+        f"<td>{e(m.objective)}</td><td>{e(m.window)}</td><td>{e(m.target)}</td><td>{e(m.measured)}</td></tr>"
+        for m in result.verdict.measurements
+    )
+    faults = "".join(
+        f"<tr><td>{e(f.kind)}</td><td>{e(', '.join(f.targets))}</td><td>{e(f.effect or f.error or '')}</td>"
+        f"<td>{_seconds(f.inject_to_effect)}</td><td>{_undone(f)}</td></tr>"
+        for f in result.faults
+    )
+    stats = "".join(
+        f"<tr><td>{e(s.window)}</td><td>{s.requests}</td><td>{s.errors}</td>"
+        f"<td>{_ratio(s.availability)}</td><td>{_ms(s.p50_ms)}</td><td>{_ms(s.p95_ms)}</td><td>{_ms(s.p99_ms)}</td>"
+        f"<td>{s.longest_error_burst_s:.2f} s</td></tr>"
+        for s in result.verdict.stats
+    )
+    error = f"<p class='error'>{e(result.error)}</p>" if result.error else ""
+    return f"""
+<section class='experiment'>
+<h2 class='{result.outcome}'>{e(result.outcome.upper())}: {e(result.name)}</h2>
+<p>{e(result.headline())}</p>{error}
+{_plot(result)}
+<table><tr><th>verdict</th><th>objective</th><th>window</th><th>target</th><th>measured</th></tr>{rows}</table>
+<table><tr><th>window</th><th>requests</th><th>errors</th><th>availability</th><th>p50</th><th>p95</th><th>p99</th>
+<th>longest error burst</th></tr>{stats}</table>
+<table><tr><th>fault</th><th>targets</th><th>effect</th><th>inject to effect</th><th>undone</th></tr>{faults}</table>
+</section>"""
+
+
+def _plot(result: ExperimentResult) -> str:
+    series = result.series
+    if series is None or not series.requests:
+        return "<p>No load was recorded.</p>"
+    span = max(series.step * len(series.requests), 1e-9)
+    ready_steps = [(ev.at, ev.ready) for ev in result.events if ev.kind == "ready" and ev.ready is not None]
+    panels: list[tuple[str, str, list[float | None]]] = [
+        ("requests", "requests/s", [n / series.step for n in series.requests]),
+        ("errors", "errors/s", [n / series.step for n in series.errors]),
+        ("p95", "p95 latency (ms)", list(series.p95_ms)),
+    ]
+    height = (PANEL + GAP) * (len(panels) + 1) + 20
+
+    def x(t: float) -> float:
+        return LEFT + (t - series.start) / span * (WIDTH - LEFT - RIGHT)
+
+    parts = [f"<svg class='timeline' xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{height}'>"]
+    for fault in result.faults:
+        if fault.injected_at is None:
+            continue
+        end = fault.injected_at + (result.verdict.recovery_s or 0.0)
+        end = max(end, fault.reverted_at or fault.injected_at)
+        left, right = x(fault.injected_at), x(min(end, series.start + span))
+        parts.append(
+            f"<rect class='fault-window' x='{left:.1f}' y='0' width='{max(right - left, 1.5):.1f}' "
+            f"height='{height - 20}' fill='#fed7d7' opacity='0.6'><title>{html.escape(fault.kind)}</title></rect>"
+        )
+    for i, (key, title, values) in enumerate(panels):
+        parts.append(_panel(i, key, title, values, series, x))
+    parts.append(_ready_panel(len(panels), ready_steps, series, span, x))
+    for ev in result.events:
+        if ev.kind in ("fault", "recovered", "mark", "undo") and series.start <= ev.at <= series.start + span:
+            parts.append(
+                f"<line class='event' x1='{x(ev.at):.1f}' x2='{x(ev.at):.1f}' y1='0' y2='{height - 20}' "
+                f"stroke='#4a5568' stroke-dasharray='3,3'><title>{html.escape(ev.label)}</title></line>"
+            )
+    axis_y = height - 8
+    for tick in range(0, int(span) + 1, max(1, int(span) // 10 or 1)):
+        parts.append(f"<text x='{x(series.start + tick):.1f}' y='{axis_y}' text-anchor='middle'>{tick}s</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _panel(index: int, key: str, title: str, values: list[float | None], series: Series, x: Any) -> str:
+    top = index * (PANEL + GAP) + GAP
+    peak = max((v for v in values if v is not None), default=0.0) or 1.0
+    points = []
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        t = series.start + (i + 0.5) * series.step
+        points.append(f"{x(t):.1f},{top + PANEL - v / peak * PANEL:.1f}")
+    path = f"<polyline class='series {key}' fill='none' stroke='{COLOURS[key]}' stroke-width='1.5' " + (
+        f"points='{' '.join(points)}'/>" if points else "points=''/>"
+    )
+    return (
+        f"<text x='{LEFT}' y='{top - 6}'>{html.escape(title)} (max {peak:.0f})</text>"
+        f"<rect x='{LEFT}' y='{top}' width='{WIDTH - LEFT - RIGHT}' height='{PANEL}' fill='none' stroke='#e2e8f0'/>"
+        + path
+    )
+
+
+def _ready_panel(index: int, steps: list[tuple[float, int]], series: Series, span: float, x: Any) -> str:
+    top = index * (PANEL + GAP) + GAP
+    peak = max((r for _, r in steps), default=1) or 1
+    points = []
+    last: int | None = None
+    for at, ready in steps:
+        at = min(max(at, series.start), series.start + span)
+        if last is not None:
+            points.append(f"{x(at):.1f},{top + PANEL - last / peak * PANEL:.1f}")
+        points.append(f"{x(at):.1f},{top + PANEL - ready / peak * PANEL:.1f}")
+        last = ready
+    if last is not None:
+        points.append(f"{x(series.start + span):.1f},{top + PANEL - last / peak * PANEL:.1f}")
+    return (
+        f"<text x='{LEFT}' y='{top - 6}'>ready replicas (max {peak})</text>"
+        f"<rect x='{LEFT}' y='{top}' width='{WIDTH - LEFT - RIGHT}' height='{PANEL}' fill='none' stroke='#e2e8f0'/>"
+        f"<polyline class='series ready' fill='none' stroke='{COLOURS['ready']}' stroke-width='1.5' "
+        f"points='{' '.join(points)}'/>"
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f} s"
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f} ms"
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2%}"
+
+
+def _undone(fault: FaultRecord) -> str:
+    if not fault.undoable:
+        return "nothing to undo"
+    return "yes" if fault.reverted else "NO"

@@ -1,0 +1,107 @@
+"""The journal and the HTML report, rendered by a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chaoskit.faults.base import FaultRecord
+from chaoskit.report import ExperimentResult, Series, TimelineEvent, write_reports
+from chaoskit.slo import Availability, LatencyPercentile, RecoveryTime, Windows, evaluate
+
+
+@dataclass(frozen=True)
+class R:
+    started: float
+    latency_ms: float
+    ok: bool
+
+
+T0 = 1_800_000_000.0
+
+
+def synthetic_result(name: str = "pod kill under load", recovery: float = 4.0) -> ExperimentResult:
+    # 20 s at 50 requests/s; requests fail for 2 s after the fault at +8 s.
+    records = [R(T0 + i / 50, 5 + (i % 7), not (8 <= i / 50 < 10)) for i in range(1000)]
+    fault = FaultRecord("pod-kill-1", "pod-kill", "chaoskit", {"selector": "app=web"}, targets=["web-1"])
+    fault.injected_at, fault.injected_mono, fault.effect_mono = T0 + 8, 100.0, 100.05
+    fault.effect, fault.verified, fault.undoable = "pods web-1 deleted (their UIDs are gone)", True, False
+    windows = Windows(T0, T0 + 20, fault_start=T0 + 8, fault_end=T0 + 8 + recovery)
+    verdict = evaluate(
+        [Availability(0.95), Availability(0.99, window="fault"), LatencyPercentile(95, 50), RecoveryTime(10)],
+        records,
+        windows,
+        recovery_s=recovery,
+    )
+    events = [
+        TimelineEvent(T0, "ready", "3/3 ready", ready=3),
+        TimelineEvent(T0 + 8, "fault", "pod-kill web-1"),
+        TimelineEvent(T0 + 8.1, "ready", "2/3 ready", ready=2),
+        TimelineEvent(T0 + 12, "ready", "3/3 ready", ready=3),
+        TimelineEvent(T0 + 12, "recovered", "whole again"),
+    ]
+    return ExperimentResult(
+        name=name,
+        started=T0,
+        ended=T0 + 20,
+        verdict=verdict,
+        faults=[fault],
+        events=events,
+        series=Series.from_records(records, T0, T0 + 20),
+        load={"users": 5},
+    )
+
+
+def test_series_buckets_requests_errors_and_p95_per_second():
+    series = synthetic_result().series
+    assert series is not None
+    assert series.requests == [50] * 20
+    assert series.errors[7:11] == [0, 50, 50, 0]
+    assert series.p95_ms[8] is None and series.p95_ms[0] == 11
+
+
+def test_the_journal_holds_the_verdict_and_the_evidence(tmp_path: Path):
+    journal, _ = write_reports([synthetic_result()], tmp_path)
+    (experiment,) = json.loads(journal.read_text())["experiments"]
+    assert experiment["outcome"] == "failed"  # 80 % available during the fault, against 99 %
+    measured = {(m["objective"], m["window"]): m for m in experiment["verdict"]["measurements"]}
+    assert measured[("availability", "whole")]["value"] == pytest.approx(0.9)
+    assert measured[("availability", "fault")]["value"] == pytest.approx(100 / 200)
+    assert measured[("recovery time", "fault")]["value"] == 4.0
+    assert experiment["faults"][0]["inject_to_effect"] == pytest.approx(0.05)
+    assert len(experiment["series"]["requests"]) == 20
+    assert [e["kind"] for e in experiment["events"]][:2] == ["ready", "fault"]
+
+
+def test_headline_says_verdict_and_numbers():
+    headline = synthetic_result().headline()
+    assert headline.startswith("FAILED pod kill under load; availability 90.00% of 1000 requests; p95 11 ms")
+    assert "recovered in 4.0 s" in headline and "2/4 objectives met" in headline
+
+
+def test_the_html_report_renders_its_plot_in_headless_chromium(tmp_path: Path):
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.fail("chromium is not installed: 'chaoskit cluster up' (or 'make test') installs it")
+    _, report = write_reports([synthetic_result(), synthetic_result("second", recovery=2.0)], tmp_path)
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    # The page's own script measured both plots as the browser laid them out.
+    match = re.search(r'data-rendered-plots="([\d,]+)"', dom)
+    assert match, dom[:2000]
+    widths = [int(w) for w in match.group(1).split(",")]
+    assert len(widths) == 2 and all(w > 500 for w in widths)
+    for key in ("requests", "errors", "p95", "ready"):
+        assert re.search(rf"class=\"series {key}\"[^>]*points=\"[\d.]+,", dom), key
+    assert dom.count('class="fault-window"') == 2
+    assert "chaoskit: 0 of 2 experiments passed" in dom
