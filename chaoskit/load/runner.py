@@ -1,0 +1,316 @@
+"""Running a load from the test process: the worker's lifetime, the record stream, the warm-up.
+
+:class:`Load` starts ``python -m chaoskit.load.worker`` (see there for why
+Locust lives in a process of its own), hands it the spec on stdin, and reads
+its lines from a pipe of their own on a reader thread, so records arrive while
+the test injects faults and :meth:`Load.records` is a snapshot at any moment.
+
+Entering the block returns once the worker says its warm-up is over; a worker
+that dies, hangs or gets no request through before then raises
+:class:`LoadError` (:class:`WarmupFailed` for the last) with the tail of its
+stderr, and nothing is left running. Leaving the block, however it is left,
+stops the worker by its own PID: SIGTERM, which lets it send its last records
+and Locust's own counts, then SIGKILL if it has not exited within
+:data:`STOP_GRACE_S`. The worker runs in a session of its own, so Ctrl-C at the
+terminal reaches only the test process, which then stops the worker in that
+order; and it stops by itself when its run time is over or its stdin closes.
+
+Every wait here is bounded: the worker's start by :data:`STARTUP_TIMEOUT_S`,
+the warm-up by the spec, :meth:`Load.wait` by the run's end plus the grace.
+
+Records are kept in memory, about 160 bytes each: an hour at 5,000 requests a
+second is some 3 GB, so long runs at full speed want a think time or a rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import chaoskit
+from chaoskit.load.spec import LoadError, LoadResult, LoadSpec, RequestRecord, StreamStats, WarmupFailed
+from chaoskit.load.wire import LineDecoder, WorkerEvent
+
+STARTUP_TIMEOUT_S = 30.0
+"""How long the worker may take to import Locust and the locustfile and start its users."""
+STOP_GRACE_S = 5.0
+"""How long the worker may take to stop once its run is over or it got SIGTERM, before SIGKILL."""
+STDERR_TAIL_BYTES = 4000
+READ_CHUNK = 1 << 16
+
+
+class Load:
+    """A load on a local port for the duration of a ``with`` block; see the module docstring."""
+
+    def __init__(self, spec: LoadSpec) -> None:
+        self.spec = spec
+        self._changed = threading.Condition()
+        """Guards everything the reader thread writes; notified when an event line or EOF arrives."""
+        self._records: list[RequestRecord] = []
+        self._marks: list[tuple[float, str]] = []
+        self._events: dict[str, WorkerEvent] = {}
+        self._eof = False
+        self._bad_line: str | None = None
+        self._lag_sum_s = 0.0
+        self._lag_max_s = 0.0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._read_fd: int | None = None
+        self._reader: threading.Thread | None = None
+        self._run_deadline = 0.0
+        """Monotonic time by which the worker must have stopped by itself."""
+        self._entered = False
+        self._closed = False
+        self._closed_at: float | None = None
+
+    def __enter__(self) -> Load:
+        if self._entered:
+            raise LoadError("a Load runs once: make a new Load(spec) for another run")
+        self._entered = True
+        try:
+            self._start()
+            self._await_warmup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process ID, once started."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def started_at(self) -> float:
+        """Unix time when the worker started its first user."""
+        return self._event("started").at
+
+    @property
+    def warmup_ended_at(self) -> float:
+        """Unix time when the warm-up ended: records started before it are warm-up, not measurement."""
+        return self._event("warmup_ended").at
+
+    @property
+    def marks(self) -> list[tuple[float, str]]:
+        """(Unix time, label) for each :meth:`mark` so far."""
+        with self._changed:
+            return list(self._marks)
+
+    def mark(self, label: str) -> None:
+        """Mark this moment on the load's timeline, such as "kill web-1"."""
+        with self._changed:
+            self._marks.append((time.time(), label))
+
+    def records(self) -> list[RequestRecord]:
+        """A snapshot of every request received so far, warm-up included, in order of completion."""
+        with self._changed:
+            return list(self._records)
+
+    def wait(self) -> LoadResult:
+        """Block until the run time is over and the worker has stopped; return the whole run."""
+        if not self._entered or self._proc is None:
+            raise LoadError("the load has not started: use it as `with Load(spec) as load:`")
+        with self._changed:
+            self._changed.wait_for(
+                lambda: "stopped" in self._events or self._eof, max(0.0, self._run_deadline - time.monotonic())
+            )
+        self.close()
+        return self.result()
+
+    def result(self) -> LoadResult:
+        """The run so far (all of it, once the block has ended or :meth:`wait` returned)."""
+        with self._changed:
+            records = tuple(self._records)
+            stopped = self._events.get("stopped")
+            lag_max_s, lag_sum_s = self._lag_max_s, self._lag_sum_s
+        stream = StreamStats(
+            received=len(records),
+            locust_requests=None if stopped is None else stopped.requests,
+            locust_failures=None if stopped is None else stopped.failures,
+            max_lag_ms=lag_max_s * 1000,
+            mean_lag_ms=lag_sum_s / len(records) * 1000 if records else 0.0,
+        )
+        ended_at = stopped.at if stopped is not None else self._closed_at or time.time()
+        return LoadResult(
+            self.spec, records, tuple(self.marks), self.started_at, self.warmup_ended_at, ended_at, stream
+        )
+
+    def close(self) -> None:
+        """Stop the worker (SIGTERM, then SIGKILL after the grace), join the reader, close the pipes. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stop_worker()
+        finally:
+            self._closed_at = time.time()
+            if self._proc is not None and self._proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
+            if self._reader is not None:
+                self._reader.join(STOP_GRACE_S)
+            # Closing a descriptor a live thread still reads would let it read whatever reuses the number.
+            if self._read_fd is not None and (self._reader is None or not self._reader.is_alive()):
+                os.close(self._read_fd)
+                self._read_fd = None
+            if self._stderr is not None:
+                self._stderr.close()
+
+    def _event(self, kind: str) -> WorkerEvent:
+        with self._changed:
+            event = self._events.get(kind)
+        if event is None:
+            raise LoadError(f"the load has no {kind.replace('_', ' ')} time yet: use it inside `with Load(spec):`")
+        return event
+
+    def _start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        self._read_fd = read_fd
+        self._stderr = tempfile.TemporaryFile(prefix="chaoskit-load-")
+        spec = asdict(self.spec)
+        if self.spec.locustfile is not None:
+            spec["locustfile"] = os.path.abspath(self.spec.locustfile)
+        root = str(Path(chaoskit.__file__).resolve().parents[1])
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+        }
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "chaoskit.load.worker"],
+                stdin=subprocess.PIPE,
+                stdout=self._stderr,
+                stderr=self._stderr,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+                env=env,
+            )
+        finally:
+            os.close(write_fd)  # the worker holds the only write end, so its exit is our EOF
+        self._reader = threading.Thread(target=self._read, name=f"chaoskit-load-{self._proc.pid}", daemon=True)
+        self._reader.start()
+        assert self._proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # a worker dead on arrival shows as EOF and its stderr
+            self._proc.stdin.write(json.dumps({"spec": spec, "out_fd": write_fd}).encode() + b"\n")
+            self._proc.stdin.flush()
+
+    def _read(self) -> None:
+        assert self._read_fd is not None
+        fd = self._read_fd
+        decoder = LineDecoder()
+        rest = b""
+        try:
+            while chunk := os.read(fd, READ_CHUNK):
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                now = time.time()
+                records: list[RequestRecord] = []
+                events: list[WorkerEvent] = []
+                lag_sum = lag_max = 0.0
+                for line in lines:
+                    try:
+                        item = decoder.decode(line)
+                    except (ValueError, TypeError) as exc:
+                        self._bad_line = self._bad_line or f"{exc}: {line[:200]!r}"
+                        continue
+                    if isinstance(item, RequestRecord):
+                        lag = now - item.ended
+                        lag_sum += lag
+                        lag_max = max(lag_max, lag)
+                        records.append(item)
+                    else:
+                        events.append(item)
+                with self._changed:
+                    self._records.extend(records)
+                    self._lag_sum_s += lag_sum
+                    self._lag_max_s = max(self._lag_max_s, lag_max)
+                    for event in events:
+                        self._events.setdefault(event.kind, event)
+                    if events:
+                        self._changed.notify_all()
+        finally:
+            with self._changed:
+                self._eof = True
+                self._changed.notify_all()
+
+    def _await_warmup(self) -> None:
+        spec = self.spec
+        timeout = STARTUP_TIMEOUT_S + spec.warmup_seconds + spec.warmup_grace_seconds + STOP_GRACE_S
+        ends = ("warmup_ended", "warmup_failed", "error")
+        with self._changed:
+            self._changed.wait_for(lambda: self._eof or any(k in self._events for k in ends), timeout)
+            events = dict(self._events)
+        if "warmup_ended" in events:
+            left = events["warmup_ended"].at + spec.run_seconds - time.time()
+            self._run_deadline = time.monotonic() + left + STOP_GRACE_S
+            return
+        if "warmup_failed" in events:
+            raise WarmupFailed(f"{events['warmup_failed'].message}{self._stderr_tail()}")
+        if "error" in events:
+            raise LoadError(f"the load worker could not start: {events['error'].message}{self._stderr_tail()}")
+        if self._eof:
+            status = self._exit_status()
+            raise LoadError(f"the load worker exited ({status}) before its warm-up ended{self._stderr_tail()}")
+        raise LoadError(f"the load worker did not finish its warm-up within {timeout:g} s{self._stderr_tail()}")
+
+    def _exit_status(self) -> str:
+        assert self._proc is not None
+        try:
+            code = self._proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            return "its pipe closed but it still runs"
+        return f"status {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        fd = self._stderr.fileno()
+        size = os.fstat(fd).st_size
+        # pread leaves the shared file offset alone: the worker may still be writing at it.
+        tail = os.pread(fd, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES)).decode(errors="replace").strip()
+        bad = f"; it sent an unreadable line: {self._bad_line}" if self._bad_line else ""
+        if not tail:
+            return f" (the worker wrote nothing to stderr{bad})"
+        return f"{bad}\nthe worker's stderr ends with:\n{tail}"
+
+    def _stop_worker(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            with self._changed:
+                stopping = "stopped" in self._events or "warmup_failed" in self._events
+            if proc.poll() is None and not stopping:
+                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=STOP_GRACE_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def run_load(spec: LoadSpec) -> LoadResult:
+    """Run a load from warm-up to the end of its run time and return it whole."""
+    with Load(spec) as load:
+        return load.wait()

@@ -1,0 +1,204 @@
+"""What a load run is asked to do, and what it hands back.
+
+Everything here is plain data and importable anywhere: nothing imports Locust
+or gevent. The spec is checked in full when it is made, so a bad number fails
+at the line that wrote it, not in a worker process seconds later.
+
+Load only ever goes to this machine: the host must be ``http://127.0.0.1:PORT``
+or ``http://localhost:PORT`` (a kind NodePort, a port-forward, a test server).
+Every bound is finite, the run time included, so no spec can make a load that
+runs away.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from chaoskit.errors import ChaoskitError, SpecError
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+MAX_USERS = 1000
+MAX_RUN_SECONDS = 3600.0
+MAX_WARMUP_SECONDS = 600.0
+MAX_WAIT_SECONDS = 60.0
+MAX_TIMEOUT_SECONDS = 60.0
+
+
+class LoadError(ChaoskitError):
+    """The load could not run: its worker died, hung or never got a request through."""
+
+
+class WarmupFailed(LoadError):
+    """No request succeeded during the warm-up: the target is down or unreachable before any fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request as the load worker saw it."""
+
+    started: float
+    """Unix time (``time.time()``) when the request was sent."""
+    name: str
+    """The request's name: its path for the built-in user, the locustfile's name otherwise."""
+    latency_ms: float
+    """Milliseconds from sending until the response was read or the error raised."""
+    ok: bool
+    """Whether the request succeeded."""
+    error: str | None
+    """The kind of failure, such as ``"HTTP 503"`` or ``"ConnectionRefusedError"``; None on success."""
+    length: int
+    """Bytes of the response body (0 when there was none)."""
+
+    @property
+    def ended(self) -> float:
+        """Unix time when the request completed."""
+        return self.started + self.latency_ms / 1000
+
+
+def _check_number(name: str, value: float, low: float, high: float, *, low_open: bool, fix: str) -> None:
+    """Refuse a value outside (low, high] or [low, high], NaN and booleans included."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise SpecError(f"{name} must be a number, not {value!r}; {fix}")
+    inside = (low < value if low_open else low <= value) and value <= high
+    if not inside:
+        bracket = "(" if low_open else "["
+        raise SpecError(f"{name} must be in {bracket}{low:g}, {high:g}], not {value!r}; {fix}")
+
+
+def check_host(host: str) -> None:
+    """Refuse any target but a port on this machine, over plain HTTP."""
+    fix = "give http://127.0.0.1:PORT or http://localhost:PORT (chaoskit only sends load to this machine)"
+    if not isinstance(host, str):
+        raise SpecError(f"host must be a string, not {host!r}; {fix}")
+    try:
+        parts = urlsplit(host)
+        port = parts.port
+    except ValueError as exc:
+        raise SpecError(f"host {host!r} is not a valid URL ({exc}); {fix}") from None
+    if parts.scheme != "http" or parts.hostname not in LOCAL_HOSTS or parts.username or parts.password:
+        raise SpecError(f"refusing to send load to {host!r}: {fix}")
+    if port is None or port == 0:
+        raise SpecError(f"host {host!r} has no port; {fix}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise SpecError(f"host {host!r} must be scheme, host and port only; put URL paths in paths=(...)")
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """A bounded HTTP load on a local port: who sends what, how fast, for how long."""
+
+    host: str
+    """Where the load goes: ``http://127.0.0.1:PORT`` or ``http://localhost:PORT``, nothing else."""
+    run_seconds: float
+    """How long the measured run lasts after the warm-up, in (0, 3600]; the worker stops by itself then."""
+    paths: tuple[str, ...] = ("/",)
+    """URL paths the built-in user GETs in turn; each request is named by its path."""
+    locustfile: str | None = None
+    """A user's locustfile to take the user class from, instead of the built-in user."""
+    user_class: str | None = None
+    """The class to run from ``locustfile``; may be left out when it defines exactly one."""
+    users: int = 10
+    """Concurrent users, in [1, 1000]."""
+    spawn_rate: float = 10.0
+    """Users started per second, > 0."""
+    warmup_seconds: float = 2.0
+    """Load before the measured run starts, in [0, 600]; at least one request must succeed in it."""
+    wait_seconds: float = 0.0
+    """Think time of the built-in user between requests; 0 sends as fast as the target answers."""
+    rate_per_user: float | None = None
+    """Requests per second per built-in user (Locust's constant_throughput), instead of ``wait_seconds``."""
+    timeout_seconds: float = 2.0
+    """Connect and read timeout per request, in (0, 60]; applies to the built-in user and to
+    FastHttpUser classes that set none of their own."""
+
+    def __post_init__(self) -> None:
+        check_host(self.host)
+        if isinstance(self.paths, str):
+            raise SpecError(
+                f"paths must be a tuple of paths, not the string {self.paths!r}; write paths=({self.paths!r},)"
+            )
+        object.__setattr__(self, "paths", tuple(self.paths))
+        if not self.paths:
+            raise SpecError('paths must name at least one URL path, such as ("/",)')
+        for path in self.paths:
+            if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path):
+                raise SpecError(f"each path must start with / and hold no whitespace, not {path!r}")
+        if self.user_class is not None and self.locustfile is None:
+            raise SpecError(f"user_class={self.user_class!r} needs locustfile=...: the class is looked up in it")
+        if self.user_class is not None and not self.user_class.isidentifier():
+            raise SpecError(f"user_class must be a class name, not {self.user_class!r}")
+        if self.locustfile is not None:
+            if not isinstance(self.locustfile, str):
+                raise SpecError(f"locustfile must be a path as a string, not {self.locustfile!r}; use str(path)")
+            if not os.path.isfile(self.locustfile):
+                raise SpecError(f"locustfile {self.locustfile!r} does not exist or is not a file")
+        if isinstance(self.users, bool) or not isinstance(self.users, int) or not 1 <= self.users <= MAX_USERS:
+            raise SpecError(f"users must be a whole number in [1, {MAX_USERS}], not {self.users!r}")
+        _check_number("spawn_rate", self.spawn_rate, 0, MAX_USERS, low_open=True, fix="give users started per second")
+        _check_number(
+            "run_seconds", self.run_seconds, 0, MAX_RUN_SECONDS, low_open=True, fix="every load run needs an end"
+        )
+        _check_number(
+            "warmup_seconds", self.warmup_seconds, 0, MAX_WARMUP_SECONDS, low_open=False, fix="0 for no warm-up"
+        )
+        _check_number("wait_seconds", self.wait_seconds, 0, MAX_WAIT_SECONDS, low_open=False, fix="0 for no think time")
+        _check_number(
+            "timeout_seconds", self.timeout_seconds, 0, MAX_TIMEOUT_SECONDS, low_open=True, fix="2 is the default"
+        )
+        if self.rate_per_user is not None:
+            _check_number(
+                "rate_per_user", self.rate_per_user, 0, 10_000, low_open=True, fix="or None for no fixed rate"
+            )
+            if self.wait_seconds:
+                raise SpecError("give wait_seconds or rate_per_user, not both: each sets the pace between requests")
+
+    @property
+    def warmup_grace_seconds(self) -> float:
+        """How long past the warm-up a first success may take before the load gives up."""
+        return self.timeout_seconds + 1.0
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """How well the record stream from the worker kept up."""
+
+    received: int
+    """Records the parent received."""
+    locust_requests: int | None
+    """Requests Locust itself counted, from the worker's last word; None if it died without one."""
+    locust_failures: int | None
+    """Failures Locust itself counted, likewise."""
+    max_lag_ms: float
+    """The longest time from a request's completion to its record reaching the parent."""
+    mean_lag_ms: float
+    """The mean of the same."""
+
+    @property
+    def kept_up(self) -> bool:
+        """Whether every request Locust counted arrived as a record."""
+        return self.locust_requests is not None and self.locust_requests == self.received
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """A finished (or stopped) load run: every record, the marks and the run's times."""
+
+    spec: LoadSpec
+    records: tuple[RequestRecord, ...]
+    """Every request, warm-up included, in the order they completed."""
+    marks: tuple[tuple[float, str], ...]
+    """(Unix time, label) for each :meth:`Load.mark`."""
+    started_at: float
+    """Unix time when the first user started."""
+    warmup_ended_at: float
+    """Unix time when the warm-up ended and the measured run began."""
+    ended_at: float
+    """Unix time when the load stopped."""
+    stream: StreamStats
+
+    def measured(self) -> list[RequestRecord]:
+        """The records of the measured run: those started after the warm-up."""
+        return [r for r in self.records if r.started >= self.warmup_ended_at]

@@ -1,0 +1,286 @@
+"""The load worker: Locust in a process of its own, streaming every request back.
+
+    python -m chaoskit.load.worker '{"spec": {...}, "out_fd": 1}'
+    python -m chaoskit.load.worker < config.json   # first line; EOF on stdin then stops the run
+
+Importing Locust monkey-patches the whole interpreter with gevent, so it never
+happens in the process that runs the tests: :class:`chaoskit.load.Load` starts
+this module with ``sys.executable``, hands it the spec as one JSON line on
+stdin, and reads request lines (:mod:`chaoskit.load.wire`) from a pipe of its
+own. Locust is imported inside :func:`main`, never when this module is merely
+imported, and gevent is patched by that import before any user code loads.
+
+The worker bounds itself: the warm-up, a grace of ``timeout_seconds + 1`` for a
+first success, then ``run_seconds`` of measured run, and it stops. It also
+stops on SIGTERM or SIGINT, and when its stdin reaches end of file, which is
+what a parent killed outright leaves behind: no worker outlives its parent
+for long.
+
+Records are written from Locust's ``request`` event as they happen, collected
+and written in batches (every 20 ms, or sooner once 1,000 are waiting), so the
+stream keeps up at thousands of requests a second. A failure's kind is
+``"HTTP <status>"`` when the server answered with an error status, else the
+class name of the exception, unwrapped down to the operating system's error
+when a client library wraps it (``ConnectionRefusedError``, ``TimeoutError``).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from chaoskit.errors import ChaoskitError
+from chaoskit.load.spec import LoadSpec
+from chaoskit.load.wire import RecordEncoder, WorkerEvent
+
+if TYPE_CHECKING:
+    from locust import User
+
+FLUSH_SECONDS = 0.02
+FLUSH_RECORDS = 1000
+
+EXIT_OK = 0
+EXIT_BAD_CONFIG = 2
+EXIT_WARMUP_FAILED = 3
+
+
+def error_kind(exception: BaseException | None, response: Any) -> str | None:
+    """A short name for why a request failed; None when it did not."""
+    if exception is None:
+        return None
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int) and status >= 400:
+        return f"HTTP {status}"
+    # Clients wrap the error a reader wants to see: requests three deep (ConnectionError >
+    # MaxRetryError.reason > NewConnectionError > ConnectionRefusedError), geventhttpclient
+    # in RetriesExceeded.original. Take the builtin OSError at the bottom when there is one.
+    seen: set[int] = set()
+    cause: BaseException | None = exception
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and type(cause).__module__ == "builtins" and type(cause) is not OSError:
+            return type(cause).__name__
+        wrapped = [cause.__cause__, cause.__context__, getattr(cause, "reason", None), getattr(cause, "original", None)]
+        cause = next((w for w in wrapped if isinstance(w, BaseException)), None)
+    return type(exception).__name__
+
+
+class RecordStream:
+    """Collects request lines from Locust's request event and writes them to the parent's pipe in batches."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.encoder = RecordEncoder()
+        self.pending: list[str] = []
+        self.succeeded = 0
+        self.failures: collections.Counter[str] = collections.Counter()
+        """Failures by kind, for the warm-up's error message."""
+        self.broken = False
+        """The parent stopped reading: the run must end."""
+
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float,
+        response_length: int | None,
+        response: Any = None,
+        exception: BaseException | None = None,
+        start_time: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        latency_ms = float(response_time or 0.0)
+        if start_time is None:  # a custom client firing the event without it
+            start_time = time.time() - latency_ms / 1000
+        error = error_kind(exception, response)
+        if error is None:
+            self.succeeded += 1
+        else:
+            self.failures[error] += 1
+        self.pending.append(
+            self.encoder.encode(start_time, str(name), latency_ms, error is None, error, int(response_length or 0))
+        )
+        if len(self.pending) >= FLUSH_RECORDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        data = "".join(self.pending).encode()
+        self.pending.clear()
+        self._write(data)
+
+    def event(self, event: WorkerEvent) -> None:
+        """Write an event, after the records before it."""
+        self.flush()
+        self._write(event.encode())
+
+    def _write(self, data: bytes) -> None:
+        if self.broken:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except BrokenPipeError:
+            self.broken = True
+
+    def top_failures(self) -> str:
+        if not self.failures:
+            return "no request completed at all"
+        counts = ", ".join(f"{kind} x{n}" for kind, n in self.failures.most_common(3))
+        return f"{sum(self.failures.values())} failed ({counts})"
+
+
+def builtin_user(spec: LoadSpec) -> type[User]:
+    """A FastHttpUser that GETs each of the spec's paths in turn, naming each request by its path."""
+    from locust import FastHttpUser, constant, constant_throughput, task
+
+    paths = spec.paths
+
+    class PathsUser(FastHttpUser):
+        host = spec.host
+        wait_time = constant_throughput(spec.rate_per_user) if spec.rate_per_user else constant(spec.wait_seconds)
+        network_timeout = spec.timeout_seconds
+        connection_timeout = spec.timeout_seconds
+        next_path = 0
+
+        @task
+        def get_next_path(self) -> None:
+            path = paths[self.next_path % len(paths)]
+            self.next_path += 1
+            self.client.get(path, name=path)
+
+    return PathsUser
+
+
+def user_from_locustfile(spec: LoadSpec) -> type[User]:
+    """The spec's user class from its locustfile; a FastHttpUser with no timeouts of its own gets the spec's."""
+    from locust import FastHttpUser
+    from locust.util.load_locustfile import load_locustfile
+
+    assert spec.locustfile is not None
+    classes, _shapes = load_locustfile(os.path.abspath(spec.locustfile))
+    candidates = ", ".join(sorted(classes)) or "none"
+    if spec.user_class is not None:
+        if spec.user_class not in classes:
+            raise ChaoskitError(
+                f"{spec.locustfile} has no runnable user class {spec.user_class!r}; its user classes: {candidates}"
+            )
+        user = classes[spec.user_class]
+    elif len(classes) == 1:
+        (user,) = classes.values()
+    else:
+        raise ChaoskitError(
+            f"{spec.locustfile} defines {len(classes)} runnable user classes ({candidates}): "
+            "choose one with user_class=..."
+        )
+    if issubclass(user, FastHttpUser):
+        own = user.__mro__[: user.__mro__.index(FastHttpUser)]
+        if not any("network_timeout" in c.__dict__ or "connection_timeout" in c.__dict__ for c in own):
+            user.network_timeout = user.connection_timeout = spec.timeout_seconds
+    return user
+
+
+def run(spec: LoadSpec, out_fd: int, watch_stdin: bool) -> int:
+    """Run the load as the spec says, streaming to ``out_fd``; return the exit status."""
+    import gevent  # type: ignore[import-untyped]
+    import gevent.event  # type: ignore[import-untyped]
+    import gevent.os  # type: ignore[import-untyped]
+    from locust.env import Environment
+
+    stream = RecordStream(out_fd)
+    try:
+        user = builtin_user(spec) if spec.locustfile is None else user_from_locustfile(spec)
+    except Exception as exc:
+        traceback.print_exc()
+        stream.event(WorkerEvent("error", time.time(), f"{type(exc).__name__}: {exc}"))
+        return EXIT_BAD_CONFIG
+
+    stop = gevent.event.Event()
+    first_success = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+
+    def on_request(**kwargs: Any) -> None:
+        stream.on_request(**kwargs)
+        if stream.succeeded and not first_success.is_set():
+            first_success.set()
+        if stream.broken:
+            stop.set()
+
+    def flush_forever() -> None:
+        while True:
+            gevent.sleep(FLUSH_SECONDS)
+            stream.flush()
+            if stream.broken:
+                stop.set()
+
+    def stop_at_stdin_eof() -> None:
+        fd = sys.stdin.fileno()
+        gevent.os.make_nonblocking(fd)
+        while gevent.os.nb_read(fd, 4096):
+            pass
+        stop.set()
+
+    env = Environment(user_classes=[user], host=spec.host)
+    env.events.request.add_listener(on_request)  # type: ignore[no-untyped-call]
+    runner = env.create_local_runner()
+    helpers = [gevent.spawn(flush_forever)]
+    if watch_stdin:
+        helpers.append(gevent.spawn(stop_at_stdin_eof))
+    started = time.time()
+    runner.start(spec.users, spec.spawn_rate)
+    stream.event(WorkerEvent("started", started))
+    status, reason = EXIT_OK, "run time over"
+    stop.wait(spec.warmup_seconds)
+    if not stop.is_set():
+        gevent.wait([stop, first_success], timeout=spec.warmup_grace_seconds, count=1)
+    if stop.is_set():
+        reason = "stopped during warm-up"
+    elif first_success.is_set():
+        warmup_ended = time.time()
+        stream.event(WorkerEvent("warmup_ended", warmup_ended))
+        if stop.wait(max(0.0, warmup_ended + spec.run_seconds - time.time())):
+            reason = "asked to stop"
+    else:
+        status, reason = EXIT_WARMUP_FAILED, "no success in warm-up"
+        message = (
+            f"no request to {spec.host} succeeded in the {spec.warmup_seconds:g} s warm-up "
+            f"and {spec.warmup_grace_seconds:g} s grace: {stream.top_failures()}"
+        )
+        stream.event(WorkerEvent("warmup_failed", time.time(), message))
+    runner.quit()
+    gevent.killall(helpers)
+    total = env.stats.total
+    stream.event(WorkerEvent("stopped", time.time(), reason, total.num_requests, total.num_failures))
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    text = args[0] if args else sys.stdin.readline()
+    try:
+        config = json.loads(text)
+        spec = LoadSpec(**config["spec"])
+        out_fd = int(config.get("out_fd", 1))
+    except (ValueError, KeyError, TypeError, ChaoskitError) as exc:
+        print(f"chaoskit load worker: bad configuration: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    import locust  # noqa: F401  (patches the interpreter with gevent, before any user code)
+
+    try:
+        return run(spec, out_fd, watch_stdin=not args)
+    finally:
+        if out_fd > 2:
+            os.close(out_fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The load layer against a stdlib HTTP server on 127.0.0.1: specs, the record stream, the worker's lifetime."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaoskit.errors import SpecError
+from chaoskit.load import Load, LoadError, LoadSpec, RequestRecord, WarmupFailed, run_load
+from chaoskit.load.wire import LineDecoder, RecordEncoder, WorkerEvent
+from chaoskit.load.worker import error_kind
+
+
+class Handler(BaseHTTPRequestHandler):
+    """200 on every path but /bad, which is 503."""
+
+    def do_GET(self) -> None:
+        status = 503 if self.path == "/bad" else 200
+        body = b"ok\n" if status == 200 else b"unavailable\n"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class KeepAliveHandler(Handler):
+    protocol_version = "HTTP/1.1"
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a worker stopped mid-request resets its connection; that is expected here
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler] = KeepAliveHandler) -> Iterator[QuietServer]:
+    server = QuietServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def url(server: QuietServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture
+def server() -> Iterator[QuietServer]:
+    with serving() as server:
+        yield server
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with serving() as server:
+        port = server.server_address[1]
+    return int(port)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def quick(host: str, **options: Any) -> LoadSpec:
+    defaults: dict[str, Any] = {"run_seconds": 1.5, "warmup_seconds": 0.3, "users": 2, "timeout_seconds": 0.5}
+    return LoadSpec(host, **(defaults | options))
+
+
+def test_records_stream_successes_and_http_errors(server: QuietServer) -> None:
+    spec = quick(url(server), paths=("/", "/bad"))
+    with Load(spec) as load:
+        seen_on_entry = load.records()
+        load.mark("halfway")
+        result = load.wait()
+    assert any(r.ok for r in seen_on_entry), "warm-up ends only once a request succeeded"
+    assert result.marks[0][1] == "halfway"
+    assert result.started_at < result.warmup_ended_at <= result.marks[0][0] < result.ended_at
+    # The worker stops by itself once the run time is over.
+    assert spec.run_seconds <= result.ended_at - result.warmup_ended_at < spec.run_seconds + 1
+
+    by_name = collections.defaultdict(list)
+    for r in result.records:
+        by_name[r.name].append(r)
+    assert set(by_name) == {"/", "/bad"}
+    assert all(r.ok and r.error is None and r.length == 3 for r in by_name["/"])
+    assert all(not r.ok and r.error == "HTTP 503" and r.length == 12 for r in by_name["/bad"])
+    assert all(
+        r.latency_ms >= 0 and result.started_at <= r.started <= r.ended <= result.ended_at for r in result.records
+    )
+    assert len(result.measured()) > 10
+    assert all(r.started >= result.warmup_ended_at for r in result.measured())
+    assert result.stream.kept_up, result.stream
+    assert result.stream.locust_failures == len(by_name["/bad"])
+    assert load.pid is not None and gone(load.pid)
+
+
+def test_server_gone_mid_run_gives_connection_refused() -> None:
+    with ExitStack() as stack:
+        # HTTP/1.0 closes after each response, so every request connects afresh.
+        server = stack.enter_context(serving(Handler))
+        with Load(quick(url(server), users=1, run_seconds=1.5)) as load:
+            stack.close()
+            closed_at = time.time()
+            result = load.wait()
+    before = [r for r in result.records if r.ended < closed_at]
+    after = [r for r in result.records if r.started > closed_at + 0.1]
+    assert before and all(r.ok for r in before)
+    assert after and {r.error for r in after} == {"ConnectionRefusedError"}
+
+
+def test_warmup_failure_says_why_and_leaves_nothing_running(closed_port: int) -> None:
+    load = Load(quick(f"http://127.0.0.1:{closed_port}", warmup_seconds=0.2, timeout_seconds=0.2))
+    with pytest.raises(WarmupFailed, match=r"no request to http://127\.0\.0\.1:\d+ succeeded .*ConnectionRefusedError"):
+        with load:
+            pass
+    assert load.pid is not None and gone(load.pid)
+    records = load.records()
+    assert records and {r.error for r in records} == {"ConnectionRefusedError"}
+    assert not any(r.ok for r in records)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_leaving_the_block_early_stops_the_worker(server: QuietServer, error: type[BaseException]) -> None:
+    with pytest.raises(error):
+        with Load(quick(url(server), run_seconds=60)) as load:
+            pid = load.pid
+            assert pid is not None and not gone(pid)
+            started = time.monotonic()
+            raise error("fault went wrong")
+    assert time.monotonic() - started < 5
+    assert gone(pid)
+    stream = load.result().stream
+    assert stream.kept_up, "SIGTERM lets the worker send its last records and its counts"
+
+
+def test_user_locustfile_class_chosen_by_name(server: QuietServer, tmp_path: Path) -> None:
+    locustfile = tmp_path / "users.py"
+    locustfile.write_text(
+        textwrap.dedent(
+            """
+            from locust import FastHttpUser, constant, task
+
+            class Browse(FastHttpUser):
+                wait_time = constant(0.01)
+
+                @task
+                def home(self):
+                    self.client.get("/", name="home")
+
+            class Break(FastHttpUser):
+                @task
+                def bad(self):
+                    self.client.get("/bad")
+            """
+        )
+    )
+    result = run_load(quick(url(server), locustfile=str(locustfile), user_class="Browse", run_seconds=1))
+    assert result.records and all(r.name == "home" and r.ok for r in result.records)
+
+    with pytest.raises(LoadError, match=r"defines 2 runnable user classes \(Break, Browse\): choose one"):
+        with Load(quick(url(server), locustfile=str(locustfile))):
+            pass
+
+
+def test_missing_user_class_lists_the_candidates(server: QuietServer, tmp_path: Path) -> None:
+    locustfile = tmp_path / "one.py"
+    locustfile.write_text(
+        "from locust import HttpUser, task\n\nclass Only(HttpUser):\n    @task\n    def t(self): pass\n"
+    )
+    with pytest.raises(LoadError, match=r"no runnable user class 'Nope'; its user classes: Only"):
+        with Load(quick(url(server), locustfile=str(locustfile), user_class="Nope")):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"host": "http://10.0.0.1:80"}, r"refusing to send load to 'http://10\.0\.0\.1:80'"),
+        ({"host": "http://example.com:8080"}, "refusing to send load"),
+        ({"host": "https://127.0.0.1:8443"}, "refusing to send load"),
+        ({"host": "http://127.0.0.1"}, "has no port"),
+        ({"host": "http://127.0.0.1:99999"}, "not a valid URL"),
+        ({"host": "http://localhost:8080/api"}, "put URL paths in paths"),
+        ({"users": 0}, r"users must be a whole number in \[1, 1000\], not 0"),
+        ({"users": 5000}, r"users must be a whole number in \[1, 1000\]"),
+        ({"users": True}, "users must be a whole number"),
+        ({"run_seconds": 0}, r"run_seconds must be in \(0, 3600\], not 0; every load run needs an end"),
+        ({"run_seconds": 7200}, r"run_seconds must be in \(0, 3600\]"),
+        ({"run_seconds": float("nan")}, "run_seconds must be a number"),
+        ({"spawn_rate": 0}, r"spawn_rate must be in \(0, 1000\]"),
+        ({"warmup_seconds": -1}, r"warmup_seconds must be in \[0, 600\]"),
+        ({"wait_seconds": -0.5}, r"wait_seconds must be in \[0, 60\]"),
+        ({"timeout_seconds": 0}, r"timeout_seconds must be in \(0, 60\]"),
+        ({"rate_per_user": 0}, r"rate_per_user must be in \(0, 10000\]"),
+        ({"rate_per_user": 5, "wait_seconds": 1}, "give wait_seconds or rate_per_user, not both"),
+        ({"paths": "/"}, r"paths must be a tuple of paths, not the string '/'; write paths=\('/',\)"),
+        ({"paths": ()}, "paths must name at least one URL path"),
+        ({"paths": ("health",)}, "each path must start with /"),
+        ({"user_class": "Web"}, "user_class='Web' needs locustfile"),
+        ({"locustfile": "/nonexistent/locustfile.py"}, "does not exist"),
+    ],
+)
+def test_bad_specs_are_refused_with_the_fix(options: dict[str, Any], match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        LoadSpec(**({"host": "http://127.0.0.1:8080", "run_seconds": 10} | options))
+
+
+def test_good_spec_defaults_and_coercion() -> None:
+    spec = LoadSpec("http://localhost:30080/", run_seconds=30, paths=["/", "/health"])  # type: ignore[arg-type]
+    assert spec.paths == ("/", "/health")
+    assert spec.users >= 1 and spec.timeout_seconds == 2.0 and spec.wait_seconds == 0
+    assert spec.warmup_grace_seconds == spec.timeout_seconds + 1
+
+
+def test_wire_round_trip() -> None:
+    line = RecordEncoder().encode(1718000000.123456, 'odd "name" ✓', 0.25, False, "HTTP 503", 12)
+    assert LineDecoder().decode(line.encode()) == RequestRecord(
+        1718000000.123456, 'odd "name" ✓', 0.25, False, "HTTP 503", 12
+    )
+    event = WorkerEvent("stopped", 1718000001.5, "run time over", 10, 2)
+    assert LineDecoder().decode(event.encode().rstrip()) == event
+    with pytest.raises(ValueError, match="not a load worker line"):
+        LineDecoder().decode(b'{"hello": 1}')
+
+
+def test_error_kind_names_the_os_error_under_client_wrappers() -> None:
+    class Wrapper(Exception):
+        def __init__(self, reason: BaseException) -> None:
+            super().__init__("wrapped")
+            self.reason = reason
+
+    class Response:
+        status_code = 502
+
+    refused = ConnectionRefusedError(111, "Connection refused")
+    assert error_kind(None, None) is None
+    assert error_kind(Exception("bad status"), Response()) == "HTTP 502"
+    assert error_kind(Wrapper(Wrapper(refused)), None) == "ConnectionRefusedError"
+    try:
+        try:
+            raise TimeoutError("timed out")
+        except TimeoutError:
+            raise RuntimeError("request failed")  # noqa: B904 (the implicit context is the point)
+    except RuntimeError as exc:
+        assert error_kind(exc, None) == "TimeoutError"
+    assert error_kind(ValueError("custom"), None) == "ValueError"
+
+
+def test_the_load_package_never_imports_locust_or_gevent() -> None:
+    script = "import sys, chaoskit.load, chaoskit.load.worker; print(sorted({'locust', 'gevent'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
+    assert result.stdout.strip() == "[]"
