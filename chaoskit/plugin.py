@@ -12,6 +12,11 @@ Registered through the ``pytest11`` entry point. It stays thin: the work is in
 * ``chaos`` (function): faults (``chaos.pod_kill``, ``chaos.node_failure``) and
   recovery watches bound to the cluster, under the session's safety rules. A
   test that ends with a fault still injected fails, and the fault is undone.
+* ``experiment`` (function): ``experiment(name, load, objectives, workload)``
+  gives an :class:`~chaoskit.experiment.Experiment` bound to the test's
+  ``chaos``; its verdict goes into the session's JSON journal and HTML report
+  (``--chaos-report-dir``), into the JUnit XML as properties, and into the
+  terminal summary.
 
 SIGTERM unwinds the session like Ctrl-C, so faults are undone; faults left by a
 SIGKILLed run are undone by the sweeper when the next session starts.
@@ -25,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,10 +41,14 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
 from chaoskit.errors import ChaoskitError, FaultUnsupported
+from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults import signals
 from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.ledger import Ledger, current_boot_id, process_alive
 from chaoskit.faults.sweeper import sweep
+from chaoskit.load import LoadSpec
+from chaoskit.report import ExperimentResult, write_reports
+from chaoskit.slo import Objective
 
 NAMESPACE_LABEL = "chaoskit.io/test-namespace"
 OWNER_PID = "chaoskit.io/owner-pid"
@@ -66,6 +75,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="CONTEXT",
         help="allow faults in this non-kind context (repeatable)",
+    )
+    group.addoption(
+        "--chaos-report-dir",
+        default="reports",
+        help="where experiments write chaoskit-journal.json and chaoskit-report.html (default: reports)",
     )
     group.addoption(
         "--chaos-max-share",
@@ -96,11 +110,13 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ChaoskitError as exc:
         raise pytest.UsageError(str(exc)) from None
+    config.stash[_RESULTS] = []
     signals.install()
 
 
 _SPEC = pytest.StashKey[ClusterSpec]()
 _SAFETY = pytest.StashKey[Safety]()
+_RESULTS = pytest.StashKey[list[ExperimentResult]]()
 
 
 def _spec(config: pytest.Config) -> ClusterSpec:
@@ -188,6 +204,48 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
         Ledger(cluster.name).settle(entry.fault_id)
     if mine:
         pytest.fail(f"the test left faults injected (now undone): {', '.join(e.fault_id for e in mine)}")
+
+
+@pytest.fixture
+def experiment(
+    request: pytest.FixtureRequest, pytestconfig: pytest.Config, chaos: Chaos, record_property: Any
+) -> Callable[..., Experiment]:
+    """Make an experiment bound to this test's ``chaos``; its result is reported when it ends."""
+    results = pytestconfig.stash[_RESULTS]
+    directory = Path(pytestconfig.getoption("--chaos-report-dir"))
+
+    def report(result: ExperimentResult) -> None:
+        results.append(result)
+        journal, html = write_reports(results, directory)
+        record_property("chaoskit_outcome", result.outcome)
+        for key, value in result.properties().items():
+            record_property(key, value)
+        record_property("chaoskit_journal", str(journal))
+        record_property("chaoskit_report", str(html))
+
+    def make(
+        load: LoadSpec,
+        objectives: Sequence[Objective] = (),
+        workload: Workload | None = None,
+        name: str | None = None,
+        prometheus: Prometheus | None = None,
+        **options: Any,
+    ) -> Experiment:
+        spec = ExperimentSpec(name or request.node.name, load, tuple(objectives), workload, **options)
+        return Experiment(spec, chaos, prometheus=prometheus, on_result=[report])
+
+    return make
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    results = config.stash.get(_RESULTS, [])
+    if not results:
+        return
+    terminalreporter.section("chaoskit experiments")
+    for result in results:
+        terminalreporter.line(result.headline(), red=result.outcome != "passed", green=result.outcome == "passed")
+    directory = Path(config.getoption("--chaos-report-dir"))
+    terminalreporter.line(f"reports: {directory / 'chaoskit-report.html'}, {directory / 'chaoskit-journal.json'}")
 
 
 def sweep_namespaces(kube: Kube) -> list[str]:

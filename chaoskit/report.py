@@ -42,6 +42,7 @@ class Series:
     """The load, second by second from the run's start."""
 
     start: float
+    end: float
     step: float
     requests: list[int]
     errors: list[int]
@@ -61,7 +62,12 @@ class Series:
                     latencies[i].append(r.latency_ms)
                 else:
                     errors[i] += 1
-        return cls(start, step, requests, errors, [percentile(sorted(v), 95) for v in latencies])
+        return cls(start, end, step, requests, errors, [percentile(sorted(v), 95) for v in latencies])
+
+    def per_second(self, counts: list[int]) -> list[float]:
+        """Counts as rates; the last bucket may be shorter than a step."""
+        widths = [min(self.step, self.end - (self.start + i * self.step)) for i in range(len(counts))]
+        return [n / w if w > 0 else 0.0 for n, w in zip(counts, widths, strict=True)]
 
 
 @dataclass
@@ -101,6 +107,24 @@ class ExperimentResult:
         failed = len(self.verdict.failures)
         parts.append(f"{len(self.verdict.measurements) - failed}/{len(self.verdict.measurements)} objectives met")
         return "; ".join(parts)
+
+    def properties(self) -> dict[str, str]:
+        """Headline numbers as flat strings, for JUnit XML properties."""
+        props = {"chaoskit_objectives_met": f"{len(self.verdict.measurements) - len(self.verdict.failures)}"}
+        props["chaoskit_objectives"] = str(len(self.verdict.measurements))
+        if self.verdict.recovery_s is not None:
+            props["chaoskit_recovery_s"] = f"{self.verdict.recovery_s:.3f}"
+        for s in self.verdict.stats:
+            props[f"chaoskit_{s.window}_requests"] = str(s.requests)
+            if s.availability is not None:
+                props[f"chaoskit_{s.window}_availability"] = f"{s.availability:.5f}"
+            if s.p95_ms is not None:
+                props[f"chaoskit_{s.window}_p95_ms"] = f"{s.p95_ms:.1f}"
+        for m in self.verdict.failures:
+            props[f"chaoskit_failed_{m.objective}_{m.window}".replace(" ", "_")] = (
+                f"target {m.target}, measured {m.measured}"
+            )
+        return props
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -214,8 +238,8 @@ def _plot(result: ExperimentResult) -> str:
     span = max(series.step * len(series.requests), 1e-9)
     ready_steps = [(ev.at, ev.ready) for ev in result.events if ev.kind == "ready" and ev.ready is not None]
     panels: list[tuple[str, str, list[float | None]]] = [
-        ("requests", "requests/s", [n / series.step for n in series.requests]),
-        ("errors", "errors/s", [n / series.step for n in series.errors]),
+        ("requests", "requests/s", list(series.per_second(series.requests))),
+        ("errors", "errors/s", list(series.per_second(series.errors))),
         ("p95", "p95 latency (ms)", list(series.p95_ms)),
     ]
     height = (PANEL + GAP) * (len(panels) + 1) + 20

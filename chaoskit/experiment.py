@@ -1,0 +1,204 @@
+"""An experiment: load on the system, faults injected under it, one verdict with the numbers.
+
+``with Experiment(spec, chaos) as run:`` checks what can be checked before
+anything starts (a PromQL objective needs a reachable Prometheus), starts the
+recovery watch and the load, and returns once the load's warm-up is over. The
+block injects faults through ``chaos``; every fault injected while the block
+runs belongs to the experiment. On the way out the experiment waits until the
+watched workload is whole again (bounded by the load's own run time), keeps
+the load on for ``settle_seconds`` so there is an "after recovery" window,
+stops the load, and judges: :attr:`Experiment.result` holds the verdict, the
+fault records, the timeline and the load series, and the verdict is checked
+(a violated SLO raises :class:`~chaoskit.slo.SloViolation`) unless the block
+itself raised.
+
+Clocks: the load's records and the fault records carry Unix time; the watch
+stamps its events with the monotonic clock, converted here with one offset
+taken when the experiment starts, so every line of the timeline shares one axis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import Protocol
+
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from chaoskit.chaos import Chaos
+from chaoskit.errors import SpecError
+from chaoskit.faults.base import FaultRecord
+from chaoskit.load import Load, LoadSpec, RequestRecord
+from chaoskit.observe import RecoveryWatch
+from chaoskit.report import ExperimentResult, Series, TimelineEvent
+from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The Deployment (and its Service) whose recovery an experiment measures."""
+
+    namespace: str
+    deployment: str
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """What to run and how to judge it."""
+
+    name: str
+    load: LoadSpec
+    objectives: tuple[Objective, ...] = ()
+    workload: Workload | None = None
+    """Watched for the recovery time; without it, the fault window ends when the fault is undone."""
+    settle_seconds: float = 5.0
+    """Load kept on after recovery: the "after recovery" window."""
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise SpecError("an experiment needs a name")
+        if self.settle_seconds < 0:
+            raise SpecError(f"settle_seconds must be 0 or more, not {self.settle_seconds}")
+
+
+class Prometheus(Protocol):
+    """What an experiment needs of Prometheus: reachable, and a range query of sample values."""
+
+    def check_reachable(self) -> None: ...
+
+    def values(self, query: str, start: float, end: float) -> list[float]: ...
+
+
+@dataclass
+class Experiment:
+    spec: ExperimentSpec
+    chaos: Chaos
+    prometheus: Prometheus | None = None
+    on_result: Sequence[Callable[[ExperimentResult], None]] = ()
+    """Called with the result as soon as it exists (the pytest plugin writes the reports)."""
+    check: bool = True
+    """Raise SloViolation on exit when the SLO is violated."""
+    lost_writes: int | None = None
+    """Set by a stateful check before the block ends, for a LostWrites objective."""
+    result: ExperimentResult | None = None
+    records: list[RequestRecord] = field(default_factory=list)
+    """The measured run's request records, once the experiment has ended."""
+    _stack: ExitStack = field(default_factory=ExitStack)
+    _load: Load | None = None
+    _watch: RecoveryWatch | None = None
+    _first_fault: int = 0
+    _offset: float = 0.0
+
+    def __enter__(self) -> Experiment:
+        needs_prometheus = any(isinstance(o, PromQL) for o in self.spec.objectives)
+        if needs_prometheus:
+            if self.prometheus is None:
+                raise SpecError(f"experiment {self.spec.name!r} has PromQL objectives but no Prometheus to ask")
+            self.prometheus.check_reachable()  # before any load or fault
+        self._offset = time.time() - time.monotonic()
+        self._first_fault = len(self.chaos.records)
+        with ExitStack() as stack:
+            if self.spec.workload is not None:
+                w = self.spec.workload
+                self._watch = stack.enter_context(self.chaos.recovery_watch(w.namespace, w.deployment, w.service))
+            self._load = stack.enter_context(Load(self.spec.load))
+            self._stack = stack.pop_all()
+        return self
+
+    def mark(self, label: str) -> None:
+        """Mark a moment on the timeline."""
+        assert self._load is not None, "the experiment has not started"
+        self._load.mark(label)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        assert self._load is not None
+        load = self._load
+        faults = self.chaos.records[self._first_fault :]
+        deadline = load.warmup_ended_at + self.spec.load.run_seconds
+        try:
+            if kind is None:
+                recovery_s = self._await_recovery(faults, deadline)
+                settle_until = min(time.time() + self.spec.settle_seconds, deadline)
+                time.sleep(max(0.0, settle_until - time.time()))
+            end = time.time()
+        finally:
+            self._stack.close()  # stops the load, then the watch
+        if kind is not None:
+            recovery_s = self._recovery_s(faults)
+        self.result = self._judge(faults, recovery_s, min(end, deadline), error=exc)
+        for callback in self.on_result:
+            callback(self.result)
+        if kind is None and self.check:
+            self.result.verdict.check()
+
+    def _recovery_s(self, faults: list[FaultRecord]) -> float | None:
+        if self._watch is None or not faults or faults[0].injected_mono is None:
+            return None
+        return self._watch.recovery(faults[0].injected_mono).seconds
+
+    def _await_recovery(self, faults: list[FaultRecord], deadline: float) -> float | None:
+        """Wait (on the watch's timeline, bounded by the load's end) until the workload is whole again."""
+        if self._watch is None or not faults:
+            return None
+        retrying = Retrying(
+            stop=stop_after_delay(max(0.0, deadline - time.time())),
+            wait=wait_fixed(0.2),
+            retry=retry_if_result(lambda seconds: seconds is None),
+            retry_error_callback=lambda state: None,
+        )
+        result: float | None = retrying(self._recovery_s, faults)
+        return result
+
+    def _judge(
+        self, faults: list[FaultRecord], recovery_s: float | None, end: float, error: BaseException | None
+    ) -> ExperimentResult:
+        assert self._load is not None
+        load = self._load
+        start = load.warmup_ended_at
+        records = [r for r in load.records() if r.started >= start]
+        self.records = records
+        injected = [f for f in faults if f.injected_at is not None]
+        fault_start = fault_end = None
+        if injected:
+            fault_start = min(f.injected_at for f in injected if f.injected_at is not None)
+            if recovery_s is not None:
+                fault_end = fault_start + recovery_s
+            else:
+                fault_end = max((f.reverted_at or f.injected_at or fault_start) for f in injected)
+        windows = Windows(start, end, fault_start, fault_end)
+        query: RangeQuery | None = self.prometheus.values if self.prometheus else None
+        verdict = evaluate(self.spec.objectives, records, windows, recovery_s, self.lost_writes, query)
+        return ExperimentResult(
+            name=self.spec.name,
+            started=start,
+            ended=end,
+            verdict=verdict,
+            faults=list(faults),
+            events=self._events(faults, recovery_s),
+            series=Series.from_records(records, start, end),
+            load={"spec": asdict(self.spec.load), "requests": len(records)},
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+
+    def _events(self, faults: list[FaultRecord], recovery_s: float | None) -> list[TimelineEvent]:
+        assert self._load is not None
+        events = [TimelineEvent(at, "mark", label) for at, label in self._load.marks]
+        for f in faults:
+            if f.injected_at is not None:
+                events.append(TimelineEvent(f.injected_at, "fault", f"{f.kind} {', '.join(f.targets)}"))
+                if f.inject_to_effect is not None:
+                    events.append(TimelineEvent(f.injected_at + f.inject_to_effect, "effect", f.effect or ""))
+            if f.reverted_at is not None:
+                events.append(TimelineEvent(f.reverted_at, "undo", f"{f.kind} undone"))
+        if self._watch is not None:
+            for ev in self._watch.events:
+                if ev.source == "deployment":
+                    label = f"{ev.ready}/{ev.desired} ready"
+                    events.append(TimelineEvent(ev.at + self._offset, "ready", label, ready=ev.ready))
+        if recovery_s is not None and faults and faults[0].injected_at is not None:
+            events.append(TimelineEvent(faults[0].injected_at + recovery_s, "recovered", "whole again"))
+        return sorted(events, key=lambda e: e.at)

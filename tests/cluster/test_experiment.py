@@ -1,0 +1,120 @@
+"""Load under a fault on the real cluster: a verdict whose numbers agree with the records and the watch."""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from workloads import Web
+
+from chaoskit.chaos import Chaos
+from chaoskit.experiment import Workload
+from chaoskit.load import LoadSpec
+from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, RecoveryTime
+
+pytest_plugins = ["pytester"]
+
+
+def load_on(web: Web, run_seconds: float = 30) -> LoadSpec:
+    return LoadSpec(
+        host=f"http://127.0.0.1:{web.node_port}", users=8, run_seconds=run_seconds, warmup_seconds=3, timeout_seconds=1
+    )
+
+
+def test_pod_kill_under_load_gives_a_verdict_that_agrees_with_records_and_watch(
+    experiment, chaos: Chaos, web: Web
+) -> None:
+    objectives = [
+        Availability(0.90),
+        Availability(0.50, window="fault"),
+        Availability(0.99, window="after"),
+        LatencyPercentile(95, 1000),
+        ErrorBurst(10),
+        RecoveryTime(45),
+    ]
+    with experiment(load_on(web), objectives, Workload(web.namespace, "web", "web")) as run:
+        time.sleep(4)
+        with chaos.pod_kill(web.namespace, "app=web", grace_seconds=0) as fault:
+            pass
+    result = run.result
+    assert result is not None and result.verdict.passed, result.verdict.explain()
+    records = run.records
+    (whole, during, after) = result.verdict.stats
+    assert whole.requests > 200, "the load should have run steadily"
+
+    # The verdict's availability is the share of the records started in each window that succeeded.
+    for stats in (whole, during, after):
+        inside = [r for r in records if stats.start <= r.started < stats.end]
+        assert stats.requests == len(inside)
+        assert stats.errors == sum(1 for r in inside if not r.ok)
+
+    # The recovery time is the watch's: the fault until the Deployment was whole again.
+    ready = [e for e in result.events if e.kind == "ready" and e.at >= fault.injected_at]
+    lost = next(e for e in ready if e.ready < 3)
+    whole_again = next(e for e in ready if e.at > lost.at and e.ready == 3)
+    assert result.verdict.recovery_s == pytest.approx(whole_again.at - fault.injected_at, abs=0.05)
+    assert during.start == fault.injected_at and during.end == pytest.approx(whole_again.at, abs=0.05)
+
+    # What clients saw agrees with it: every failed request started inside the fault window.
+    failed = [r for r in records if not r.ok]
+    assert all(during.start - 0.05 <= r.started < during.end for r in failed), [
+        (r.started - fault.injected_at, r.error) for r in failed
+    ]
+    print(
+        f"{result.headline()}; failed requests {len(failed)} "
+        f"({sorted({r.error for r in failed if r.error})}); fault window {during.end - during.start:.2f} s"
+    )
+
+
+def test_an_experiment_as_a_user_writes_reports_and_fails_a_too_tight_slo(pytester: pytest.Pytester, web: Web) -> None:
+    pytester.makepyfile(
+        f"""
+        import time
+        from chaoskit.experiment import Workload
+        from chaoskit.load import LoadSpec
+        from chaoskit.slo import Availability, LatencyPercentile, RecoveryTime
+
+        LOAD = LoadSpec(host="http://127.0.0.1:{web.node_port}", users=4, run_seconds=15, warmup_seconds=2)
+        WEB = Workload("{web.namespace}", "web", "web")
+
+        def test_generous(experiment, chaos):
+            with experiment(LOAD, [Availability(0.5), RecoveryTime(60)], WEB):
+                time.sleep(2)
+                with chaos.pod_kill("{web.namespace}", "app=web"):
+                    pass
+
+        def test_too_tight(experiment):
+            with experiment(LOAD, [LatencyPercentile(50, 0.001)], settle_seconds=0):
+                pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--chaos-report-dir=out", "--junitxml=out/junit.xml"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*SLO violated:*",
+            "*FAILED p50 latency (whole run): target <= 0.001 ms, measured * ms (over * successful requests)*",
+            "*chaoskit experiments*",
+            "PASSED test_generous; availability *; recovered in * s*",
+            "FAILED test_too_tight; availability *; 0/1 objectives met",
+            "reports: out/chaoskit-report.html, out/chaoskit-journal.json",
+        ]
+    )
+    out = Path(pytester.path, "out")
+    journal = json.loads((out / "chaoskit-journal.json").read_text())
+    assert [e["outcome"] for e in journal["experiments"]] == ["passed", "failed"]
+    assert journal["experiments"][0]["faults"][0]["kind"] == "pod-kill"
+    assert "<svg class='timeline'" in (out / "chaoskit-report.html").read_text()
+    properties = {
+        (case.get("name"), p.get("name")): p.get("value")
+        for case in ET.parse(out / "junit.xml").iter("testcase")
+        for p in case.iter("property")
+    }
+    assert properties[("test_generous", "chaoskit_outcome")] == "passed"
+    assert float(properties[("test_generous", "chaoskit_recovery_s")]) > 0
+    assert properties[("test_too_tight", "chaoskit_outcome")] == "failed"
