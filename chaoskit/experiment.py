@@ -33,7 +33,7 @@ from chaoskit.errors import SpecError
 from chaoskit.faults.base import FaultRecord
 from chaoskit.load import Load, LoadSpec, RequestRecord
 from chaoskit.observe import RecoveryWatch
-from chaoskit.report import ExperimentResult, Series, TimelineEvent
+from chaoskit.report import ExperimentResult, Series, TimelineEvent, Timings
 from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
 
 
@@ -90,8 +90,10 @@ class Experiment:
     _stack: ExitStack = field(default_factory=ExitStack)
     _load: Load | None = None
     _watch: RecoveryWatch | None = None
+    timings: Timings = field(default_factory=Timings)
     _first_fault: int = 0
     _offset: float = 0.0
+    _block_started: float = 0.0
 
     def __enter__(self) -> Experiment:
         needs_prometheus = any(isinstance(o, PromQL) for o in self.spec.objectives)
@@ -101,12 +103,16 @@ class Experiment:
             self.prometheus.check_reachable()  # before any load or fault
         self._offset = time.time() - time.monotonic()
         self._first_fault = len(self.chaos.records)
+        started = time.monotonic()
         with ExitStack() as stack:
             if self.spec.workload is not None:
                 w = self.spec.workload
                 self._watch = stack.enter_context(self.chaos.recovery_watch(w.namespace, w.deployment, w.service))
             self._load = stack.enter_context(Load(self.spec.load))
             self._stack = stack.pop_all()
+        self.timings.warmup = self._load.warmup_ended_at - self._load.started_at
+        self.timings.setup = time.monotonic() - started - self.timings.warmup
+        self._block_started = time.monotonic()
         return self
 
     def mark(self, label: str) -> None:
@@ -119,17 +125,25 @@ class Experiment:
         load = self._load
         faults = self.chaos.records[self._first_fault :]
         deadline = load.warmup_ended_at + self.spec.load.run_seconds
+        timings = self.timings
+        timings.block = time.monotonic() - self._block_started
         try:
             if kind is None:
+                mark = time.monotonic()
                 recovery_s = self._await_recovery(faults, deadline)
+                timings.recovery_wait = time.monotonic() - mark
                 settle_until = min(time.time() + self.spec.settle_seconds, deadline)
-                time.sleep(max(0.0, settle_until - time.time()))
+                timings.settle = max(0.0, settle_until - time.time())
+                time.sleep(timings.settle)
             end = time.time()
+            teardown = time.monotonic()
         finally:
             self._stack.close()  # stops the load, then the watch
         if kind is not None:
             recovery_s = self._recovery_s(faults)
         self.result = self._judge(faults, recovery_s, min(end, deadline), error=exc)
+        timings.teardown = time.monotonic() - teardown
+        self.result.timings = timings
         for callback in self.on_result:
             callback(self.result)
         if kind is None and self.check:

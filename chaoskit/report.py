@@ -71,6 +71,26 @@ class Series:
 
 
 @dataclass
+class Timings:
+    """Where an experiment's wall time went, in seconds."""
+
+    setup: float = 0.0
+    """Starting the watch and the load, warm-up excluded."""
+    warmup: float = 0.0
+    block: float = 0.0
+    """The experiment's own block: the faults."""
+    recovery_wait: float = 0.0
+    settle: float = 0.0
+    teardown: float = 0.0
+    """Stopping the load and the watch, and judging (the reports are written after)."""
+
+    @property
+    def overhead(self) -> float:
+        """What the harness itself costs beyond warm-up, faults, recovery and settling."""
+        return self.setup + self.teardown
+
+
+@dataclass
 class ExperimentResult:
     """One experiment's outcome and the evidence for it."""
 
@@ -85,6 +105,7 @@ class ExperimentResult:
     """The load's spec and totals."""
     error: str | None = None
     """Why the experiment could not reach a verdict, if it could not."""
+    timings: Timings = field(default_factory=Timings)
 
     @property
     def outcome(self) -> str:
@@ -138,6 +159,7 @@ class ExperimentResult:
             "events": [asdict(e) for e in self.events],
             "series": asdict(self.series) if self.series else None,
             "load": self.load,
+            "timings": {**asdict(self.timings), "overhead": self.timings.overhead},
         }
 
 
