@@ -84,6 +84,8 @@ class Experiment:
     """Raise SloViolation on exit when the SLO is violated."""
     lost_writes: int | None = None
     """Set by a stateful check before the block ends, for a LostWrites objective."""
+    group: str | None = None
+    """What repeated runs of one experiment share (default: its name), for the spread of their figures."""
     result: ExperimentResult | None = None
     records: list[RequestRecord] = field(default_factory=list)
     """The measured run's request records, once the experiment has ended."""
@@ -188,6 +190,7 @@ class Experiment:
         verdict = evaluate(self.spec.objectives, records, windows, recovery_s, self.lost_writes, query)
         return ExperimentResult(
             name=self.spec.name,
+            group=self.group or self.spec.name,
             started=start,
             ended=end,
             verdict=verdict,

@@ -47,7 +47,7 @@ from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.ledger import Ledger, current_boot_id, process_alive
 from chaoskit.faults.sweeper import sweep
 from chaoskit.load import LoadSpec
-from chaoskit.report import ExperimentResult, write_reports
+from chaoskit.report import ExperimentResult, repeat_stats, write_reports
 from chaoskit.slo import Objective
 
 NAMESPACE_LABEL = "chaoskit.io/test-namespace"
@@ -77,6 +77,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="allow faults in this non-kind context (repeatable)",
     )
     group.addoption(
+        "--chaos-repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each experiment N times and report the spread of its recovery times (default: 1)",
+    )
+    group.addoption(
         "--chaos-report-dir",
         default="reports",
         help="where experiments write chaoskit-journal.json and chaoskit-report.html (default: reports)",
@@ -101,6 +108,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--chaos-provider=existing needs --kube-context=NAME (see 'kubectl config get-contexts')"
         )
+    if config.getoption("--chaos-repeat") < 1:
+        raise pytest.UsageError(f"--chaos-repeat must be 1 or more, not {config.getoption('--chaos-repeat')}")
     try:
         config.stash[_SPEC] = _spec(config)
         config.stash[_SAFETY] = Safety(
@@ -129,6 +138,21 @@ def _spec(config: pytest.Config) -> ClusterSpec:
         kubeconfig=Path(kubeconfig) if kubeconfig else None,
         context=config.getoption("--kube-context"),
     )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    repeat: int = metafunc.config.getoption("--chaos-repeat")
+    if repeat > 1 and "chaos_repeat_index" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "chaos_repeat_index", range(repeat), indirect=True, ids=[f"run{i + 1}of{repeat}" for i in range(repeat)]
+        )
+
+
+@pytest.fixture
+def chaos_repeat_index(request: pytest.FixtureRequest) -> int:
+    """Which of the ``--chaos-repeat`` runs of an experiment this is (0 when it runs once)."""
+    index: int = getattr(request, "param", 0)
+    return index
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -208,7 +232,11 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
 
 @pytest.fixture
 def experiment(
-    request: pytest.FixtureRequest, pytestconfig: pytest.Config, chaos: Chaos, record_property: Any
+    request: pytest.FixtureRequest,
+    pytestconfig: pytest.Config,
+    chaos: Chaos,
+    record_property: Any,
+    chaos_repeat_index: int,
 ) -> Callable[..., Experiment]:
     """Make an experiment bound to this test's ``chaos``; its result is reported when it ends."""
     results = pytestconfig.stash[_RESULTS]
@@ -232,7 +260,9 @@ def experiment(
         **options: Any,
     ) -> Experiment:
         spec = ExperimentSpec(name or request.node.name, load, tuple(objectives), workload, **options)
-        return Experiment(spec, chaos, prometheus=prometheus, on_result=[report])
+        run = Experiment(spec, chaos, prometheus=prometheus, on_result=[report])
+        run.group = name or getattr(request.node, "originalname", request.node.name)
+        return run
 
     return make
 
@@ -244,6 +274,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.section("chaoskit experiments")
     for result in results:
         terminalreporter.line(result.headline(), red=result.outcome != "passed", green=result.outcome == "passed")
+    for stats in repeat_stats(results):
+        terminalreporter.line(stats.line())
     directory = Path(config.getoption("--chaos-report-dir"))
     terminalreporter.line(f"reports: {directory / 'chaoskit-report.html'}, {directory / 'chaoskit-journal.json'}")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,6 +99,8 @@ class ExperimentResult:
     started: float
     ended: float
     verdict: SloVerdict
+    group: str = ""
+    """Shared by the repeated runs of one experiment (``--chaos-repeat``)."""
     faults: list[FaultRecord] = field(default_factory=list)
     events: list[TimelineEvent] = field(default_factory=list)
     series: Series | None = None
@@ -150,6 +153,7 @@ class ExperimentResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "group": self.group or self.name,
             "outcome": self.outcome,
             "started": self.started,
             "ended": self.ended,
@@ -163,12 +167,72 @@ class ExperimentResult:
         }
 
 
+@dataclass(frozen=True)
+class RepeatStats:
+    """One experiment run several times (``--chaos-repeat``): its pass count and the spread of recovery."""
+
+    group: str
+    runs: int
+    passed: int
+    recovery_s: list[float]
+    """Recovery time of each run that saw one, ascending."""
+
+    @property
+    def recovery_min(self) -> float | None:
+        return self.recovery_s[0] if self.recovery_s else None
+
+    @property
+    def recovery_median(self) -> float | None:
+        return statistics.median(self.recovery_s) if self.recovery_s else None
+
+    @property
+    def recovery_max(self) -> float | None:
+        return self.recovery_s[-1] if self.recovery_s else None
+
+    def line(self) -> str:
+        text = f"{self.group}: {self.runs} runs, {self.passed} passed"
+        if self.recovery_s:
+            text += (
+                f"; recovery min {self.recovery_min:.2f} s, median {self.recovery_median:.2f} s, "
+                f"max {self.recovery_max:.2f} s over {len(self.recovery_s)} runs"
+            )
+        if len(self.recovery_s) < self.runs:
+            text += f"; {self.runs - len(self.recovery_s)} runs without a recovery seen"
+        return text
+
+
+def repeat_stats(results: Sequence[ExperimentResult]) -> list[RepeatStats]:
+    """The experiments that ran more than once, in the order they first ran."""
+    groups: dict[str, list[ExperimentResult]] = {}
+    for r in results:
+        groups.setdefault(r.group or r.name, []).append(r)
+    return [
+        RepeatStats(
+            group,
+            len(runs),
+            sum(1 for r in runs if r.outcome == "passed"),
+            sorted(r.verdict.recovery_s for r in runs if r.verdict.recovery_s is not None),
+        )
+        for group, runs in groups.items()
+        if len(runs) > 1
+    ]
+
+
 def write_reports(results: Sequence[ExperimentResult], directory: Path, stem: str = "chaoskit") -> tuple[Path, Path]:
     """Write ``<stem>-journal.json`` and ``<stem>-report.html``; return their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     journal = directory / f"{stem}-journal.json"
     report = directory / f"{stem}-report.html"
-    document = {"experiments": [r.to_dict() for r in results]}
+    repeats = [
+        {
+            **asdict(r),
+            "recovery_min": r.recovery_min,
+            "recovery_median": r.recovery_median,
+            "recovery_max": r.recovery_max,
+        }
+        for r in repeat_stats(results)
+    ]
+    document = {"experiments": [r.to_dict() for r in results], "repeats": repeats}
     _replace(journal, json.dumps(document, indent=1, default=str) + "\n")
     _replace(report, render_html(results))
     return journal, report
@@ -215,6 +279,17 @@ def render_html(results: Sequence[ExperimentResult]) -> str:
         f"<style>{STYLE}</style></head><body>",
         f"<h1>chaoskit: {passed} of {len(results)} experiments passed</h1>",
     ]
+    repeats = repeat_stats(results)
+    if repeats:
+        rows = "".join(
+            f"<tr><td>{html.escape(r.group)}</td><td>{r.runs}</td><td>{r.passed}</td><td>{_seconds(r.recovery_min)}</td>"
+            f"<td>{_seconds(r.recovery_median)}</td><td>{_seconds(r.recovery_max)}</td></tr>"
+            for r in repeats
+        )
+        body.append(
+            "<h2>Repeated experiments</h2><table><tr><th>experiment</th><th>runs</th><th>passed</th>"
+            f"<th>recovery min</th><th>median</th><th>max</th></tr>{rows}</table>"
+        )
     for result in results:
         body.append(_experiment_html(result))
     body.append(LAYOUT_PROBE)

@@ -33,3 +33,19 @@ def test_cluster_tests_are_marked_and_can_be_deselected(pytester):
 def test_options_are_registered(pytester):
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*chaos and resilience testing*", "*--chaos-provider*", "*--keep-cluster*"])
+
+
+def test_chaos_repeat_runs_each_experiment_n_times(pytester):
+    pytester.makepyfile(
+        """
+        def test_experiment_like(chaos_repeat_index):
+            print("RUN", chaos_repeat_index)
+
+        def test_plain():
+            pass
+        """
+    )
+    result = pytester.runpytest("--chaos-repeat=3", "-v", "-s")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*test_experiment_like[[]run1of3[]]*", "*test_experiment_like[[]run3of3[]]*"])
+    assert pytester.runpytest("--chaos-repeat=0").ret == 4

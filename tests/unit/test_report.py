@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chaoskit.faults.base import FaultRecord
-from chaoskit.report import ExperimentResult, Series, TimelineEvent, write_reports
+from chaoskit.report import ExperimentResult, Series, TimelineEvent, repeat_stats, write_reports
 from chaoskit.slo import Availability, LatencyPercentile, RecoveryTime, Windows, evaluate
 
 
@@ -105,3 +105,16 @@ def test_the_html_report_renders_its_plot_in_headless_chromium(tmp_path: Path):
         assert re.search(rf"class=\"series {key}\"[^>]*points=\"[\d.]+,", dom), key
     assert dom.count('class="fault-window"') == 2
     assert "chaoskit: 0 of 2 experiments passed" in dom
+
+
+def test_repeated_experiments_report_the_spread_of_recovery(tmp_path: Path):
+    runs = [synthetic_result(f"exp[run{i}of3]", recovery=r) for i, r in enumerate([3.0, 1.0, 2.0], start=1)]
+    for run in runs:
+        run.group = "exp"
+    once = synthetic_result("other")
+    (stats,) = repeat_stats([*runs, once])
+    assert (stats.runs, stats.recovery_min, stats.recovery_median, stats.recovery_max) == (3, 1.0, 2.0, 3.0)
+    assert stats.line() == "exp: 3 runs, 0 passed; recovery min 1.00 s, median 2.00 s, max 3.00 s over 3 runs"
+    journal, report = write_reports([*runs, once], tmp_path)
+    assert json.loads(journal.read_text())["repeats"][0]["recovery_median"] == 2.0
+    assert "Repeated experiments" in report.read_text()
