@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "cluster"))
+sys.path.insert(0, str(ROOT / "fixtures"))
 
 from workloads import free_node_port, get_from_host_eventually, wait_endpoints, wait_web, web_objects  # noqa: E402
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from workloads import Web, download_from_host, get_from_host, probe, probe_eventually, wait_web
+from workloads import WEB_LABELS, Web, download_from_host, get_from_host, pdb, probe, probe_eventually, wait_web
 
 from chaoskit.chaos import Chaos
 from chaoskit.faults.netns import locate, netem_available, qdisc_handle, root_qdisc, rules_with
@@ -102,18 +102,9 @@ def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(
         result.stdout.fnmatch_lines(["*latency needs the kernel's netem qdisc*nothing was injected*"])
 
 
-def pdb(namespace: str, min_available: int) -> dict:
-    return {
-        "apiVersion": "policy/v1beta1",
-        "kind": "PodDisruptionBudget",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": "web"}}},
-    }
-
-
 @pytest.mark.destructive
 def test_node_drain_evicts_under_the_budget_and_uncordons(cluster, chaos: Chaos, kube, web: Web) -> None:
-    kube.apply([pdb(web.namespace, 2)])
+    kube.apply([pdb(web.namespace, "web", WEB_LABELS, 2)])
     pods = web_pods(kube, web.namespace)
     by_node: dict[str, int] = {}
     for pod in pods.values():
