@@ -21,8 +21,8 @@ test: lint cluster
 	$(BIN)/pytest tests/ --junitxml=$(REPORTS)/tests.xml
 
 lint: venv
-	$(BIN)/ruff check chaoskit tests fixtures experiments benchmarks
-	$(BIN)/ruff format --check chaoskit tests fixtures experiments benchmarks
+	$(BIN)/ruff check chaoskit tests fixtures experiments benchmarks conftest.py
+	$(BIN)/ruff format --check chaoskit tests fixtures experiments benchmarks conftest.py
 	$(BIN)/mypy
 
 cluster: venv

@@ -1,4 +1,8 @@
-"""Fixtures of the real-cluster tests: the web fixture deployed into the test's namespace."""
+"""The systems under test as pytest fixtures, for the cluster tests and the experiments alike.
+
+Each is deployed into the test's own namespace (the plugin's ``namespace``
+fixture) and goes with it. Their images are built from ``fixtures/`` and
+loaded into the cluster once per session."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from workloads import (
 from chaoskit.cluster import Cluster
 from chaoskit.provision.images import build_fixture_image
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +36,9 @@ def web_image(cluster: Cluster) -> str:
 
 @pytest.fixture
 def web(cluster: Cluster, kube, namespace: str, web_image: str) -> Iterator[Web]:  # type: ignore[no-untyped-def]
-    """A 3-replica web Deployment behind a NodePort Service published on 127.0.0.1."""
+    """The web tier: 3 replicas behind a NodePort Service published on 127.0.0.1, at least 2 kept by a PDB."""
     port = free_node_port(kube, cluster.node_ports)
-    kube.apply(web_objects(namespace, web_image, port))
+    kube.apply(web_objects(namespace, web_image, port, min_available=2))
     wait_web(kube, namespace)
     wait_endpoints(kube, namespace, "web", 3)
     get_from_host_eventually(port)  # kube-proxy programs the NodePort a moment after the endpoints
