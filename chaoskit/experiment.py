@@ -29,7 +29,7 @@ from typing import Protocol
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from chaoskit.chaos import Chaos
-from chaoskit.errors import SpecError
+from chaoskit.errors import ClusterError, SpecError
 from chaoskit.faults.base import FaultRecord
 from chaoskit.load import Load, LoadSpec, RequestRecord
 from chaoskit.observe import RecoveryWatch
@@ -117,16 +117,34 @@ class Experiment:
         self._block_started = time.monotonic()
         return self
 
+    def wait_recovered(self, timeout: float) -> float:
+        """Inside the block: wait until the workload is whole again after the first fault; return the seconds.
+
+        For faults that stay injected while the system heals around them (a node
+        that is down while its pods are rescheduled elsewhere).
+        """
+        faults = self.chaos.records[self._first_fault :]
+        if self._watch is None or not faults:
+            raise SpecError("wait_recovered needs a workload to watch and a fault injected in this experiment")
+        deadline = min(time.time() + timeout, self._deadline())
+        seconds = self._await_recovery(faults, deadline)
+        if seconds is None:
+            watched = f"{self._watch.namespace}/{self._watch.deployment}"
+            raise ClusterError(f"{watched} was not whole again within {timeout:g} s of the fault")
+        return seconds
+
+    def _deadline(self) -> float:
+        assert self._load is not None, "the experiment has not started"
+        return self._load.warmup_ended_at + self.spec.load.run_seconds
+
     def mark(self, label: str) -> None:
         """Mark a moment on the timeline."""
         assert self._load is not None, "the experiment has not started"
         self._load.mark(label)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        assert self._load is not None
-        load = self._load
         faults = self.chaos.records[self._first_fault :]
-        deadline = load.warmup_ended_at + self.spec.load.run_seconds
+        deadline = self._deadline()
         timings = self.timings
         timings.block = time.monotonic() - self._block_started
         try:
