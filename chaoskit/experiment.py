@@ -29,7 +29,7 @@ from typing import Protocol
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from chaoskit.chaos import Chaos
-from chaoskit.errors import ClusterError, SpecError
+from chaoskit.errors import ClusterError, FaultUnsupported, SpecError
 from chaoskit.faults.base import FaultRecord
 from chaoskit.load import Load, LoadSpec, RequestRecord
 from chaoskit.observe import RecoveryWatch
@@ -84,6 +84,8 @@ class Experiment:
     """Raise SloViolation on exit when the SLO is violated."""
     lost_writes: int | None = None
     """Set by a stateful check before the block ends, for a LostWrites objective."""
+    skip_exceptions: tuple[type[BaseException], ...] = (FaultUnsupported,)
+    """Exceptions that mean "cannot run here" rather than "broke": the result is a skip, with the reason."""
     group: str | None = None
     """What repeated runs of one experiment share (default: its name), for the spread of their figures."""
     result: ExperimentResult | None = None
@@ -217,6 +219,7 @@ class Experiment:
             series=Series.from_records(records, start, end),
             load={"spec": asdict(self.spec.load), "requests": len(records)},
             error=None if error is None else f"{type(error).__name__}: {error}",
+            skipped=str(error) if isinstance(error, self.skip_exceptions) else None,
         )
 
     def _events(self, faults: list[FaultRecord], recovery_s: float | None) -> list[TimelineEvent]:

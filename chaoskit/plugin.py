@@ -260,7 +260,13 @@ def experiment(
         **options: Any,
     ) -> Experiment:
         spec = ExperimentSpec(name or request.node.name, load, tuple(objectives), workload, **options)
-        run = Experiment(spec, chaos, prometheus=prometheus, on_result=[report])
+        run = Experiment(
+            spec,
+            chaos,
+            prometheus=prometheus,
+            on_result=[report],
+            skip_exceptions=(FaultUnsupported, pytest.skip.Exception),
+        )
         run.group = name or getattr(request.node, "originalname", request.node.name)
         return run
 
@@ -273,7 +279,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     terminalreporter.section("chaoskit experiments")
     for result in results:
-        terminalreporter.line(result.headline(), red=result.outcome != "passed", green=result.outcome == "passed")
+        terminalreporter.line(
+            result.headline(), red=result.outcome in ("failed", "error"), green=result.outcome == "passed"
+        )
     for stats in repeat_stats(results):
         terminalreporter.line(stats.line())
     directory = Path(config.getoption("--chaos-report-dir"))

@@ -109,9 +109,13 @@ class ExperimentResult:
     error: str | None = None
     """Why the experiment could not reach a verdict, if it could not."""
     timings: Timings = field(default_factory=Timings)
+    skipped: str | None = None
+    """Why the experiment was skipped (a fault this cluster cannot run), if it was."""
 
     @property
     def outcome(self) -> str:
+        if self.skipped:
+            return "skipped"
         if self.error:
             return "error"
         return "passed" if self.verdict.passed else "failed"
@@ -119,6 +123,8 @@ class ExperimentResult:
     def headline(self) -> str:
         """One line: the verdict and the numbers a reader looks for first."""
         parts = [f"{self.outcome.upper()} {self.name}"]
+        if self.skipped:
+            return f"{parts[0]}: {self.skipped}"
         whole = next((s for s in self.verdict.stats if s.window == "whole"), None)
         if whole is not None and whole.availability is not None:
             parts.append(f"availability {whole.availability:.2%} of {whole.requests} requests")
@@ -158,6 +164,7 @@ class ExperimentResult:
             "started": self.started,
             "ended": self.ended,
             "error": self.error,
+            "skipped": self.skipped,
             "verdict": {"passed": self.verdict.passed, **asdict(self.verdict)},
             "faults": [f.to_dict() for f in self.faults],
             "events": [asdict(e) for e in self.events],
