@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from systems import ShopSystem, deploy_redis, deploy_shop
 from workloads import (
     Web,
     client_pod,
@@ -51,3 +52,25 @@ def client(kube, web: Web) -> str:  # type: ignore[no-untyped-def]
     kube.apply([client_pod(web.namespace, web.image)])
     wait_pod_running(kube, web.namespace, "client")
     return "client"
+
+
+@pytest.fixture(scope="session")
+def redis_image(cluster: Cluster) -> str:
+    image = build_fixture_image(FIXTURES / "redis")
+    cluster.load_image(image)
+    return image
+
+
+@pytest.fixture(scope="session")
+def shop_image(cluster: Cluster) -> str:
+    image = build_fixture_image(FIXTURES / "shop")
+    cluster.load_image(image)
+    return image
+
+
+@pytest.fixture
+def shop(cluster: Cluster, kube, namespace: str, redis_image: str, shop_image: str) -> Iterator[ShopSystem]:  # type: ignore[no-untyped-def]
+    """The stateful system: Redis (1 master, 2 replicas) with 3 Sentinels, and 3 shop pods writing to it,
+    the shop on a 127.0.0.1 NodePort (see fixtures/systems.py)."""
+    deploy_redis(kube, namespace, redis_image)
+    yield deploy_shop(kube, namespace, shop_image, free_node_port(kube, cluster.node_ports))

@@ -48,6 +48,9 @@ class PodKillSpec:
     """``random`` or ``oldest``."""
     seed: int | None = None
     """Seed of the random pick, to replay a run."""
+    names: tuple[str, ...] = ()
+    """Kill exactly these pods (they must match the selector), such as a database's current leader.
+    The blast-radius cap still counts them against every pod the selector matches."""
     rounds: int = 1
     """How many times to kill: 1 is one shot; more repeat while the block runs."""
     interval_seconds: float = 0
@@ -59,6 +62,11 @@ class PodKillSpec:
         check_selector(self.selector)
         if self.count is not None and self.percent is not None:
             raise SpecError("give either count or percent, not both")
+        if isinstance(self.names, str):
+            raise SpecError(f"names must be a list of pod names, not the string {self.names!r}")
+        object.__setattr__(self, "names", tuple(self.names))
+        if self.names and (self.count is not None or self.percent is not None):
+            raise SpecError("give names, or count/percent, not both")
         if self.count is not None and self.count < 1:
             raise SpecError(f"count must be at least 1, not {self.count}")
         if self.percent is not None and not 0 < self.percent <= 100:
@@ -73,6 +81,8 @@ class PodKillSpec:
             raise SpecError(f"a repeated kill needs interval_seconds in (0, 3600], not {self.interval_seconds}")
 
     def how_many(self, matching: int) -> int:
+        if self.names:
+            return len(self.names)
         if self.percent is not None:
             return max(1, math.ceil(matching * self.percent / 100))
         return self.count or 1
@@ -91,7 +101,15 @@ class PodKill(Fault):
         if wanted > len(pods):
             raise SpecError(f"count {wanted} is more than the {len(pods)} pods matching {spec.selector!r}")
         self.safety.check_share(wanted, len(pods), f"pods matching {spec.selector!r}")
-        if spec.pick == "oldest":
+        if spec.names:
+            by_name = {p.metadata.name: p for p in pods}
+            missing = [n for n in spec.names if n not in by_name]
+            if missing:
+                raise SpecError(
+                    f"pods {', '.join(missing)} are not live pods matching {spec.selector!r} in {spec.namespace!r}"
+                )
+            chosen = [by_name[n] for n in spec.names]
+        elif spec.pick == "oldest":
             chosen = sorted(pods, key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))[:wanted]
         else:
             chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), wanted)

@@ -21,6 +21,8 @@ from chaoskit.faults.netns import qdisc_handle
         ({"grace_seconds": -5}, "grace_seconds must be 0 or more"),
         ({"pick": "newest"}, "pick must be one of random, oldest"),
         ({"rounds": 0}, "rounds must be in 1-1000, not 0"),
+        ({"names": "redis-0"}, "names must be a list of pod names, not the string 'redis-0'"),
+        ({"names": ["redis-0"], "count": 1}, "give names, or count/percent, not both"),
         ({"rounds": 3}, r"a repeated kill needs interval_seconds in \(0, 3600\], not 0"),
         ({"rounds": 3, "interval_seconds": -1}, "a repeated kill needs interval_seconds"),
     ],
@@ -35,6 +37,7 @@ def test_pod_kill_counts():
     assert PodKillSpec("ns", "app=web", count=2).how_many(3) == 2
     assert PodKillSpec("ns", "app=web", percent=50).how_many(3) == 2  # rounded up
     assert PodKillSpec("ns", "app=web", percent=1).how_many(3) == 1
+    assert PodKillSpec("ns", "app=redis", names=["redis-0"]).how_many(3) == 1
 
 
 @pytest.mark.parametrize(
