@@ -84,6 +84,9 @@ class Experiment:
     """Raise SloViolation on exit when the SLO is violated."""
     lost_writes: int | None = None
     """Set by a stateful check before the block ends, for a LostWrites objective."""
+    recovered_after: float | None = None
+    """Set by a check that measures recovery itself (a new leader elected), in seconds after the first
+    fault; it then stands for the watch's recovery time."""
     skip_exceptions: tuple[type[BaseException], ...] = (FaultUnsupported,)
     """Exceptions that mean "cannot run here" rather than "broke": the result is a skip, with the reason."""
     group: str | None = None
@@ -172,12 +175,16 @@ class Experiment:
             self.result.verdict.check()
 
     def _recovery_s(self, faults: list[FaultRecord]) -> float | None:
+        if self.recovered_after is not None:
+            return self.recovered_after
         if self._watch is None or not faults or faults[0].injected_mono is None:
             return None
         return self._watch.recovery(faults[0].injected_mono).seconds
 
     def _await_recovery(self, faults: list[FaultRecord], deadline: float) -> float | None:
         """Wait (on the watch's timeline, bounded by the load's end) until the workload is whole again."""
+        if self.recovered_after is not None:
+            return self.recovered_after
         if self._watch is None or not faults:
             return None
         retrying = Retrying(
