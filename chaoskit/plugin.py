@@ -12,6 +12,8 @@ Registered through the ``pytest11`` entry point. It stays thin: the work is in
 * ``chaos`` (function): faults (``chaos.pod_kill``, ``chaos.node_failure``) and
   recovery watches bound to the cluster, under the session's safety rules. A
   test that ends with a fault still injected fails, and the fault is undone.
+* ``prometheus`` (session): Prometheus deployed in the cluster and a client
+  for it, for PromQL objectives; removed at the end of the session.
 * ``experiment`` (function): ``experiment(name, load, objectives, workload)``
   gives an :class:`~chaoskit.experiment.Experiment` bound to the test's
   ``chaos``; its verdict goes into the session's JSON journal and HTML report
@@ -47,6 +49,7 @@ from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.ledger import Ledger, current_boot_id, process_alive
 from chaoskit.faults.sweeper import sweep
 from chaoskit.load import LoadSpec
+from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
 from chaoskit.report import ExperimentResult, repeat_stats, write_reports
 from chaoskit.slo import Objective
 
@@ -228,6 +231,19 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
         Ledger(cluster.name).settle(entry.fault_id)
     if mine:
         pytest.fail(f"the test left faults injected (now undone): {', '.join(e.fault_id for e in mine)}")
+
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: Cluster, kube: Kube) -> Iterator[PrometheusClient]:
+    """Prometheus in the cluster (namespace ``chaoskit-monitoring``), scraping annotated pods every second
+    and the kubelets; a client for it on 127.0.0.1. Removed when the session ends."""
+    try:
+        deployment = deploy_prometheus(kube, cluster)
+    except ChaoskitError as exc:
+        pytest.fail(f"no Prometheus: {exc}", pytrace=False)
+    with deployment.client() as client:
+        yield client
+    remove_prometheus(kube, deployment.namespace)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, SafetyError, SpecError
 from chaoskit.faults.ledger import Ledger, LedgerEntry
 
-PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage")
+PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage", "chaoskit-monitoring")
 
 
 def check_selector(selector: str, what: str = "selector") -> None:

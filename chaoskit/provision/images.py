@@ -54,6 +54,8 @@ NODE_PACKAGES = (
     "containernetworking-plugins socat e2fsprogs"
 ).split()
 BASE_PACKAGES = "iptables nftables conntrack iproute2 python3 dnsmasq-base ca-certificates procps".split()
+PROMETHEUS_RELEASE = "trixie"
+"""The Debian release whose ``prometheus`` package chaoskit runs (see :func:`build_prometheus_image`)."""
 
 
 def _agent_sources() -> dict[str, str]:
@@ -325,20 +327,83 @@ def build_agent_image() -> str:
 
 
 def _etcd_binary() -> Path:
-    out = cache.entry("etcd-server-deb")
-    binary = out / "root" / "usr" / "bin" / "etcd"
+    return _deb_binary("etcd-server", SUITE, "usr/bin/etcd")[0]
+
+
+def _deb_version(package: str, release: str) -> str:
+    """The version of ``package`` in Debian ``release`` (``bookworm``, ``trixie``) as apt knows it."""
+    shown = run(["apt-cache", "show", "--no-all-versions", f"{package}/{release}"], env={"LC_ALL": "C"}, check=False)
+    for line in shown.stdout.splitlines():
+        if line.startswith("Version:"):
+            return line.split(":", 1)[1].strip()
+    raise ProvisionError(
+        f"apt knows no {package} in Debian {release}: run 'apt-get update' "
+        f"(the host's sources must list {release}; 'chaoskit cluster up' adds them)"
+    )
+
+
+def _deb_binary(package: str, release: str, binary: str) -> tuple[Path, str]:
+    """Extract one file from a Debian package; return its path and the package's version.
+
+    ``binary`` is the file's path inside the package (``usr/bin/etcd``). The
+    extraction is cached under the package's version, so a warm machine neither
+    downloads nor unpacks it again, and a new version in the archive is fetched.
+    """
+    version = _deb_version(package, release)
+    out = cache.entry(f"deb-{package}-{_safe(version)}")
+    path = out / "root" / binary
     if cache.is_done(out):
-        return binary
+        return path, version
     cache.reset(out)
-    run(["apt-get", "download", "etcd-server"], cwd=out)
-    debs = sorted(out.glob("etcd-server_*.deb"))
+    run(["apt-get", "download", f"{package}={version}"], cwd=out)
+    debs = sorted(out.glob(f"{package}_*.deb"))
     if not debs:
-        raise ProvisionError("apt-get download etcd-server gave no package")
+        raise ProvisionError(f"apt-get download {package}={version} gave no package")
     run(["dpkg-deb", "-x", str(debs[0]), str(out / "root")])
-    if not binary.is_file():
-        raise ProvisionError(f"{debs[0].name} holds no usr/bin/etcd")
+    if not path.is_file():
+        raise ProvisionError(f"{debs[0].name} holds no {binary}")
+    for deb in debs:  # only the extracted file is used; the .deb is 10-20 MB
+        deb.unlink()
     cache.mark_done(out)
-    return binary
+    return path, version
+
+
+def _safe(version: str) -> str:
+    """A Debian version as a Docker tag or file name can carry it (``2.42.0+ds-5`` -> ``2.42.0_ds-5``)."""
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in version)
+
+
+def build_prometheus_image() -> str:
+    """Prometheus from Debian's ``prometheus`` package on the base image; return the image name.
+
+    The package comes from PROMETHEUS_RELEASE, not bookworm: bookworm's
+    Prometheus (2.42) is built without Kubernetes service discovery
+    (``kubernetes_sd_configs`` is an unknown field there), trixie's (2.53) has
+    it. Its binary is linked against glibc alone (2.34 or later), which the
+    bookworm base image has; the build checks that it starts. The package's
+    web UI files are left out: the HTTP API is all chaoskit uses. The tag
+    carries the package version and a digest of the recipe, so a new package
+    or a changed recipe is a new image, and an unchanged one is never rebuilt.
+    """
+    binary, version = _deb_binary("prometheus", PROMETHEUS_RELEASE, "usr/bin/prometheus")
+    dockerfile = (
+        f"FROM {BASE_IMAGE}\n"
+        "COPY prometheus /usr/local/bin/prometheus\n"
+        "USER 65534:65534\n"
+        'ENTRYPOINT ["/usr/local/bin/prometheus"]\n'
+    )
+    tag = f"chaoskit/prometheus:{_safe(version)}-{hashlib.sha256(dockerfile.encode()).hexdigest()[:8]}"
+    if image_exists(tag):
+        return tag
+    build_base_image()
+    _docker_build(tag, dockerfile, {"prometheus": binary})
+    check = run(["docker", "run", "--rm", tag, "--version"], check=False)
+    if check.returncode != 0 or "prometheus, version" not in check.stdout + check.stderr:
+        run(["docker", "rmi", tag], check=False)
+        raise ProvisionError(
+            f"Debian's prometheus {version} does not run on {BASE_IMAGE}: {(check.stderr or check.stdout).strip()}"
+        )
+    return tag
 
 
 def build_node_image() -> str:
