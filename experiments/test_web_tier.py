@@ -12,7 +12,7 @@ from workloads import Web
 
 from chaoskit.experiment import Workload
 from chaoskit.load import LoadSpec
-from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, RecoveryTime
+from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, PromQL, RecoveryTime
 
 
 def steady_load(web: Web, run_seconds: float) -> LoadSpec:
@@ -35,14 +35,18 @@ def web_nodes(kube, web: Web) -> dict[str, int]:
     return counts
 
 
-def test_pod_kill_under_load(experiment, chaos, web: Web) -> None:
+def test_pod_kill_under_load(experiment, chaos, prometheus, web: Web) -> None:
+    # Seen from the server side too: the surviving pods kept serving (Prometheus scrapes each every second).
+    served = f'sum(rate(web_requests_total{{namespace="{web.namespace}"}}[5s]))'
     slo = [
         Availability(0.99),
         LatencyPercentile(95, 250),
         ErrorBurst(2.0),
         RecoveryTime(30),
+        PromQL(served, at_least=100, window="fault"),
     ]
-    with experiment(steady_load(web, 60), slo, Workload(web.namespace, "web", "web")):
+    prometheus.wait_for_scrape({"namespace": web.namespace}, count=3)
+    with experiment(steady_load(web, 60), slo, Workload(web.namespace, "web", "web"), prometheus=prometheus):
         time.sleep(3)
         with chaos.pod_kill(web.namespace, "app=web", grace_seconds=0):
             pass
@@ -57,3 +61,11 @@ def test_node_drain_under_load_respects_the_pdb(experiment, chaos, kube, web: We
             run.wait_recovered(timeout=60)  # replacements ready elsewhere while the node is cordoned
             assert all(p.spec.node_name != node for p in kube.pods(web.namespace, "app=web"))
     assert not kube.core.read_node(node).spec.unschedulable, "the drained node must be uncordoned at the end"
+
+
+def test_latency_on_the_web_tier_keeps_p95_within_its_slo(experiment, chaos, web: Web) -> None:
+    """Skips where the kernel lacks netem (this project's machines), saying so; nothing is injected then."""
+    slo = [LatencyPercentile(95, 400, window="fault"), Availability(0.99)]
+    with experiment(steady_load(web, 40), slo, Workload(web.namespace, "web", "web"), settle_seconds=2):
+        with chaos.latency(web.namespace, "app=web", delay_ms=100, jitter_ms=20):
+            time.sleep(10)

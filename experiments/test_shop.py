@@ -1,0 +1,100 @@
+"""Resilience of the stateful system: a shop tier writing to Redis, which Sentinel fails over.
+
+Load reads through the shop's NodePort on 127.0.0.1 while a writer sends
+writes with their own keys and keeps every one the shop acknowledged; after
+the fault, each acknowledged write is read back, and any missing or wrong
+counts as lost.
+"""
+
+from __future__ import annotations
+
+import time
+
+from systems import ShopSystem, Writer, call, master_pod, read_back, wait_new_master
+
+from chaoskit.experiment import Workload
+from chaoskit.load import LoadSpec
+from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, LostWrites, RecoveryTime
+
+FAILOVER_TARGET_SECONDS = 15
+"""Sentinel: 2 s to call the master down, about a second to agree and elect, then the promotion."""
+
+
+def reads(shop: ShopSystem, run_seconds: float, key: str = "probe", users: int = 6) -> LoadSpec:
+    """Reads of one key through the shop, 10 per second per user; the shop retries a lost master for 10 s."""
+    return LoadSpec(
+        host=f"http://127.0.0.1:{shop.node_port}",
+        paths=(f"/read?key={key}",),
+        users=users,
+        rate_per_user=10,
+        run_seconds=run_seconds,
+        warmup_seconds=3,
+        timeout_seconds=12,
+    )
+
+
+def put(shop: ShopSystem, key: str, value: str) -> None:
+    code, body = call(shop.node_port, f"/write?key={key}&value={value}")
+    assert code == 200, body
+
+
+def test_leader_failover_under_writes_loses_no_acknowledged_write(experiment, chaos, kube, shop: ShopSystem) -> None:
+    put(shop, "probe", "1")
+    old = master_pod(kube, shop.namespace)
+    slo = [Availability(0.98), ErrorBurst(15), RecoveryTime(FAILOVER_TARGET_SECONDS), LostWrites(0)]
+    with experiment(reads(shop, 90), slo, Workload(shop.namespace, "shop", "shop")) as run:
+        with Writer(shop.node_port, max_writes=3000, max_seconds=60) as writer:
+            writer.wait_for_acks(50)
+            with chaos.pod_kill(shop.namespace, "app=redis", names=[old], grace_seconds=0) as kill:
+                pass
+            assert kill.injected_mono is not None
+            new = wait_new_master(shop.node_port, old, within=FAILOVER_TARGET_SECONDS + 15)
+            run.recovered_after = time.monotonic() - kill.injected_mono
+            writer.wait_for_acks(writer.acknowledged() + 100)  # writes flow again through the new master
+        checked = read_back(shop.node_port, writer.log.acknowledged)
+        run.lost_writes = len(checked.lost)
+    print(
+        f"master {old} killed: {new} elected after {run.recovered_after:.1f} s; "
+        f"{checked.checked} acknowledged writes read back, {len(checked.lost)} lost, "
+        f"{len(writer.log.failed)} not acknowledged"
+    )
+
+
+def test_partition_between_shop_and_leader_degrades_and_heals(experiment, chaos, kube, shop: ShopSystem) -> None:
+    """Cut the shop off from the Redis master only: Sentinel still sees the master, so no failover
+    happens; the shop answers 503 once its 10 s of retries run out; everything heals when the cut lifts."""
+    put(shop, "probe", "1")
+    leader = master_pod(kube, shop.namespace)
+    slo = [Availability(0.99, window="after"), LatencyPercentile(95, 100, window="after")]
+    with experiment(reads(shop, 90), slo, settle_seconds=10) as run:
+        time.sleep(2)
+        with chaos.partition(
+            shop.namespace, "app=shop", peer_selector=f"statefulset.kubernetes.io/pod-name={leader}"
+        ) as cut:
+            assert "blocked" in (cut.effect or ""), cut.effect
+            time.sleep(15)
+    assert run.result is not None
+    during = next(s for s in run.result.verdict.stats if s.window == "fault")
+    # The failure was seen: requests failed or stalled while the cut was in place.
+    stalled = [r for r in run.records if during.start <= r.started < during.end and (not r.ok or r.latency_ms > 1000)]
+    assert stalled, "the partition should have been felt by the shop's clients"
+    assert master_pod(kube, shop.namespace) == leader, "a partition of the shop alone must not cause a failover"
+    print(f"partition shop <-> {leader}: {len(stalled)} requests failed or stalled over 1 s during the cut")
+
+
+def test_bandwidth_limit_on_the_backend_keeps_latency_within_its_slo(experiment, chaos, shop: ShopSystem) -> None:
+    """Values of 4 KB read through a 512 kbit/s limit on every Redis pod: 16 reads a second at most,
+    so 4 users queue behind each other and reads slow from milliseconds to a few hundred."""
+    put(shop, "large", "x" * 4096)
+    slo = [LatencyPercentile(95, 2000, window="fault"), Availability(0.99)]
+    with experiment(reads(shop, 60, key="large", users=4), slo, settle_seconds=5) as run:
+        time.sleep(5)
+        with chaos.bandwidth(shop.namespace, "app=redis", rate_kbit=512):
+            time.sleep(15)
+    assert run.result is not None
+    stats = {s.window: s for s in run.result.verdict.stats}
+    assert stats["fault"].p95_ms and stats["after"].p95_ms
+    # The limit was felt: reads were slower under it than after it.
+    assert stats["fault"].p95_ms > 3 * stats["after"].p95_ms, stats
+    under, after = stats["fault"].p95_ms, stats["after"].p95_ms
+    print(f"bandwidth 512 kbit/s on redis: read p95 {under:.0f} ms under it, {after:.0f} ms after")
