@@ -1,0 +1,99 @@
+"""chaoskit: chaos and resilience testing for Kubernetes, as pytest plugins, on real kind clusters.
+
+The public API. The pytest plugin (:mod:`chaoskit.plugin`) gives tests these
+through fixtures (``chaos``, ``experiment``, ``prometheus``); scripts and game
+days can use them directly.
+
+The names load on first use: ``python -m chaoskit.load.worker`` runs this file
+before Locust monkey-patches the interpreter, and must find nothing here that
+imports ssl (the Kubernetes client does) before gevent has patched it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Availability": "chaoskit.slo",
+    "Chaos": "chaoskit.chaos",
+    "ChaoskitError": "chaoskit.errors",
+    "ErrorBurst": "chaoskit.slo",
+    "Experiment": "chaoskit.experiment",
+    "ExperimentSpec": "chaoskit.experiment",
+    "FaultNotEffective": "chaoskit.errors",
+    "FaultRecord": "chaoskit.faults",
+    "FaultUnsupported": "chaoskit.errors",
+    "LatencyPercentile": "chaoskit.slo",
+    "Load": "chaoskit.load",
+    "LoadSpec": "chaoskit.load",
+    "LostWrites": "chaoskit.slo",
+    "PromQL": "chaoskit.slo",
+    "PrometheusClient": "chaoskit.prometheus",
+    "RecoveryTime": "chaoskit.slo",
+    "RequestRecord": "chaoskit.load",
+    "Safety": "chaoskit.faults",
+    "SafetyError": "chaoskit.errors",
+    "SloVerdict": "chaoskit.slo",
+    "SloViolation": "chaoskit.slo",
+    "SpecError": "chaoskit.errors",
+    "Workload": "chaoskit.experiment",
+}
+
+if TYPE_CHECKING:
+    from chaoskit.chaos import Chaos
+    from chaoskit.errors import (
+        ChaoskitError,
+        FaultNotEffective,
+        FaultUnsupported,
+        SafetyError,
+        SpecError,
+    )
+    from chaoskit.experiment import Experiment, ExperimentSpec, Workload
+    from chaoskit.faults import FaultRecord, Safety
+    from chaoskit.load import Load, LoadSpec, RequestRecord
+    from chaoskit.prometheus import PrometheusClient
+    from chaoskit.slo import (
+        Availability,
+        ErrorBurst,
+        LatencyPercentile,
+        LostWrites,
+        PromQL,
+        RecoveryTime,
+        SloVerdict,
+        SloViolation,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chaoskit' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "Availability",
+    "Chaos",
+    "ChaoskitError",
+    "ErrorBurst",
+    "Experiment",
+    "ExperimentSpec",
+    "FaultNotEffective",
+    "FaultRecord",
+    "FaultUnsupported",
+    "LatencyPercentile",
+    "Load",
+    "LoadSpec",
+    "LostWrites",
+    "PromQL",
+    "PrometheusClient",
+    "RecoveryTime",
+    "RequestRecord",
+    "Safety",
+    "SafetyError",
+    "SloVerdict",
+    "SloViolation",
+    "SpecError",
+    "Workload",
+]
