@@ -28,11 +28,16 @@ from chaoskit.provision.images import build_fixture_image
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-@pytest.fixture(scope="session")
-def web_image(cluster: Cluster) -> str:
-    image = build_fixture_image(FIXTURES / "web")
+def loaded_image(cluster: Cluster, name: str) -> str:
+    """Build (or reuse) the image of ``fixtures/<name>`` and load it into the cluster's nodes."""
+    image = build_fixture_image(FIXTURES / name)
     cluster.load_image(image)
     return image
+
+
+@pytest.fixture(scope="session")
+def web_image(cluster: Cluster) -> str:
+    return loaded_image(cluster, "web")
 
 
 @pytest.fixture
@@ -56,16 +61,12 @@ def client(kube, web: Web) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def redis_image(cluster: Cluster) -> str:
-    image = build_fixture_image(FIXTURES / "redis")
-    cluster.load_image(image)
-    return image
+    return loaded_image(cluster, "redis")
 
 
 @pytest.fixture(scope="session")
 def shop_image(cluster: Cluster) -> str:
-    image = build_fixture_image(FIXTURES / "shop")
-    cluster.load_image(image)
-    return image
+    return loaded_image(cluster, "shop")
 
 
 @pytest.fixture

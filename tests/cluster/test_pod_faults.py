@@ -104,7 +104,7 @@ def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(
 
 @pytest.mark.destructive
 def test_node_drain_evicts_under_the_budget_and_uncordons(cluster, chaos: Chaos, kube, web: Web) -> None:
-    kube.apply([pdb(web.namespace, "web", WEB_LABELS, 2)])
+    kube.apply([pdb(web.namespace, "web", WEB_LABELS, minAvailable=2)])
     pods = web_pods(kube, web.namespace)
     by_node: dict[str, int] = {}
     for pod in pods.values():
