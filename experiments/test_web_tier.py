@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from workloads import Web
+from workloads import WEB_LABELS, Web
 
 from chaoskit.experiment import Workload
 from chaoskit.load import LoadSpec
@@ -61,6 +61,28 @@ def test_node_drain_under_load_respects_the_pdb(experiment, chaos, kube, web: We
             run.wait_recovered(timeout=60)  # replacements ready elsewhere while the node is cordoned
             assert all(p.spec.node_name != node for p in kube.pods(web.namespace, "app=web"))
     assert not kube.core.read_node(node).spec.unschedulable, "the drained node must be uncordoned at the end"
+
+
+def test_worker_node_failure_reschedules_the_pods(experiment, chaos, kube, web: Web) -> None:
+    node = max((counts := web_nodes(kube, web)), key=lambda n: counts[n])
+    # Until the node is declared NotReady (about 30 s), a share of requests still go to its pods.
+    slo = [
+        Availability(0.60, window="fault"),
+        Availability(0.99, window="after"),
+        RecoveryTime(120),
+    ]
+    with experiment(steady_load(web, 180), slo, Workload(web.namespace, "web", "web")) as run:
+        time.sleep(3)
+        with chaos.node_failure(node, mode="stop"):
+            recovered = run.wait_recovered(timeout=150)
+            moved = kube.pods(web.namespace, ",".join(f"{k}={v}" for k, v in WEB_LABELS.items()))
+            ready_elsewhere = [
+                p
+                for p in moved
+                if p.spec.node_name != node and p.metadata.deletion_timestamp is None and p.status.phase == "Running"
+            ]
+            assert len(ready_elsewhere) >= 3, "the pods of the failed node must run elsewhere"
+    print(f"worker {node} stopped: web whole again on the other nodes after {recovered:.1f} s")
 
 
 def test_latency_on_the_web_tier_keeps_p95_within_its_slo(experiment, chaos, web: Web) -> None:

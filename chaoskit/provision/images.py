@@ -40,6 +40,7 @@ from chaoskit.provision.versions import (
     ETCD_IMAGE,
     IMAGE_RECIPE,
     KIND_BASE_SOURCE,
+    KUBERNETES_BUILD,
     KUBERNETES_VERSION,
     PAUSE_IMAGE,
     SUITE,
@@ -73,7 +74,7 @@ def agent_image() -> str:
 
 def node_image() -> str:
     """The air-gapped node image's name (it embeds the agent image, hence its tag)."""
-    return f"chaoskit/node:{KUBERNETES_VERSION}-r{IMAGE_RECIPE}-{agent_image().rsplit('-', 1)[1]}"
+    return f"chaoskit/node:{KUBERNETES_VERSION}-b{KUBERNETES_BUILD}-r{IMAGE_RECIPE}-{agent_image().rsplit('-', 1)[1]}"
 
 
 def preload_images() -> list[str]:
@@ -90,6 +91,18 @@ def preload_images() -> list[str]:
 def image_exists(name: str) -> bool:
     """Whether the local Docker daemon has an image by that name."""
     return run(["docker", "image", "inspect", name], check=False).returncode == 0
+
+
+BUILD_LABEL = "io.chaoskit.kubernetes-build"
+"""On images made from the Kubernetes binaries, whose tags (kubeadm's names) cannot say which build they hold."""
+
+
+def _current_build(name: str) -> bool:
+    """Whether the image exists and holds this Kubernetes build's binaries."""
+    result = run(
+        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{BUILD_LABEL}"}}}}', name], check=False
+    )
+    return result.returncode == 0 and result.stdout.strip() == KUBERNETES_BUILD
 
 
 def _log() -> Path:
@@ -287,10 +300,11 @@ def build_component_images() -> None:
     bins = kubernetes.binaries_dir()
     for name in CONTROL_PLANE_IMAGES:
         tag = f"k8s.gcr.io/{name}:{KUBERNETES_VERSION}"
-        if not image_exists(tag):
+        if not _current_build(tag):
             _docker_build(
                 tag,
-                f"FROM scratch\nENV {PATH_ENV}\nCOPY {name} /usr/local/bin/{name}\n"
+                f"FROM scratch\nENV {PATH_ENV}\nLABEL {BUILD_LABEL}={KUBERNETES_BUILD}\n"
+                f"COPY {name} /usr/local/bin/{name}\n"
                 f'ENTRYPOINT ["/usr/local/bin/{name}"]\n',
                 {name: bins / name},
             )
@@ -300,10 +314,11 @@ def build_component_images() -> None:
         )
     build_base_image()
     proxy = f"k8s.gcr.io/kube-proxy:{KUBERNETES_VERSION}"
-    if not image_exists(proxy):
+    if not _current_build(proxy):
         _docker_build(
             proxy,
-            f"FROM {BASE_IMAGE}\nCOPY kube-proxy /usr/local/bin/kube-proxy.real\n"
+            f"FROM {BASE_IMAGE}\nLABEL {BUILD_LABEL}={KUBERNETES_BUILD}\n"
+            "COPY kube-proxy /usr/local/bin/kube-proxy.real\n"
             "COPY kube-proxy-wrapper /usr/local/bin/kube-proxy\n",
             {"kube-proxy": bins / "kube-proxy", "kube-proxy-wrapper": _files("kube-proxy-wrapper")},
         )

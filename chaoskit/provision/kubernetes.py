@@ -7,9 +7,14 @@ so it is what the air-gapped cluster runs. Two things differ from a plain
 
 * the vendored ``modern-go/reflect2`` v1.0.1 panics under Go >= 1.18 (seen in
   ``kubeadm init``); it is replaced with Debian's packaged 1.0.2 first;
+* the node lifecycle controller gets the upstream fix of kubernetes#94183
+  (fixed in v1.20.5; Debian's package is 1.20.5 reverted to 1.20.2): its
+  NoExecute taint queue jammed on a stale entry left from cluster bootstrap,
+  so a node that later failed was never tainted ``unreachable:NoExecute`` and
+  its pods were never evicted, whatever their tolerations;
 * the ``pause`` binary is compiled statically with gcc from the same source.
 
-The binaries are cached under ``k8s-<version>/bin``; the source tree and the
+The binaries are cached under ``k8s-<version>-b<build>/bin``; the source tree and the
 Go build cache are deleted afterwards, as they take several gigabytes.
 """
 
@@ -21,7 +26,7 @@ from pathlib import Path
 from chaoskit.adapters.shell import run, run_logged, say
 from chaoskit.errors import ProvisionError
 from chaoskit.provision import cache
-from chaoskit.provision.versions import GO_ROOT, KUBERNETES_DEBIAN_SOURCE, KUBERNETES_VERSION
+from chaoskit.provision.versions import GO_ROOT, KUBERNETES_BUILD, KUBERNETES_DEBIAN_SOURCE, KUBERNETES_VERSION
 
 BINARIES = (
     "kube-apiserver",
@@ -37,12 +42,16 @@ REFLECT2 = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
 
 def binaries_dir() -> Path:
     """Where the built binaries live (valid once :func:`build` has run)."""
-    return cache.entry(f"k8s-{KUBERNETES_VERSION}") / "bin"
+    return _entry() / "bin"
+
+
+def _entry() -> Path:
+    return cache.entry(f"k8s-{KUBERNETES_VERSION}-b{KUBERNETES_BUILD}")
 
 
 def build() -> Path:
     """Build (or reuse) the Kubernetes binaries and ``pause``; return their directory."""
-    out = cache.entry(f"k8s-{KUBERNETES_VERSION}")
+    out = _entry()
     if cache.is_done(out):
         say(f"Kubernetes {KUBERNETES_VERSION} binaries: cached in {out / 'bin'}")
         return out / "bin"
@@ -71,6 +80,7 @@ def build() -> Path:
         what="unpacking the Kubernetes source",
     )
     _replace_reflect2(src)
+    _fix_noexecute_taint_queue(src)
     env = {
         "PATH": f"{GO_ROOT}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "GOPROXY": "off",
@@ -99,6 +109,9 @@ def build() -> Path:
     for leftover in ("src", "gocache", "download"):
         shutil.rmtree(out / leftover, ignore_errors=True)
     cache.mark_done(out)
+    for stale in out.parent.glob(f"k8s-{KUBERNETES_VERSION}*"):
+        if stale != out:  # binaries of an earlier build of the same release
+            shutil.rmtree(stale, ignore_errors=True)
     say(f"Kubernetes {KUBERNETES_VERSION} binaries built into {bin_dir}")
     return bin_dir
 
@@ -113,3 +126,17 @@ def _replace_reflect2(src: Path) -> None:
     for path in REFLECT2.iterdir():
         if path.suffix in (".go", ".s") and not path.name.endswith("_test.go"):
             shutil.copy2(path, vendored / path.name)
+
+
+def _fix_noexecute_taint_queue(src: Path) -> None:
+    """When a node is queued for its NoExecute taint, drop its old queue entry too (``Remove``, not
+    ``SetRemove``): otherwise stale entries pile up and the queue retries one forever."""
+    path = src / "pkg" / "controller" / "nodelifecycle" / "node_lifecycle_controller.go"
+    text = path.read_text()
+    start = text.index("func (nc *Controller) markNodeForTainting(")
+    end = text.index("\n}\n", start)
+    body = text[start:end]
+    stale = "].SetRemove(node.Name)"
+    if body.count(stale) != 2:
+        raise ProvisionError(f"unexpected source in {path}: markNodeForTainting does not call SetRemove twice")
+    path.write_text(text[:start] + body.replace(stale, "].Remove(node.Name)") + text[end:])

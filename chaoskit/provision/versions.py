@@ -8,6 +8,8 @@ from __future__ import annotations
 
 KUBERNETES_VERSION = "v1.20.2"
 """The Kubernetes release built from Debian bookworm's source package."""
+KUBERNETES_BUILD = "2"
+"""Bump when chaoskit's changes to that source change; 2: the node lifecycle controller's NoExecute taint fix."""
 KUBERNETES_DEBIAN_SOURCE = "kubernetes/bookworm"
 """The apt source spec of that package (the only Kubernetes source with vendor/ here)."""
 GO_ROOT = "/usr/lib/go-1.19"
