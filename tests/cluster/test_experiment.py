@@ -92,7 +92,7 @@ def test_an_experiment_as_a_user_writes_reports_and_fails_a_too_tight_slo(pytest
         """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--chaos-report-dir=out", "--junitxml=out/junit.xml"
+        "-p", "no:cacheprovider", "--chaos-report-dir=out", "--junitxml=out/junit.xml", "-W", "error"
     )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
