@@ -89,7 +89,7 @@ class Experiment:
     fault; it then stands for the watch's recovery time."""
     skip_exceptions: tuple[type[BaseException], ...] = (FaultUnsupported,)
     """Exceptions that mean "cannot run here" rather than "broke": the result is a skip, with the reason."""
-    group: str | None = None
+    group: str = ""
     """What repeated runs of one experiment share (default: its name), for the spread of their figures."""
     result: ExperimentResult | None = None
     records: list[RequestRecord] = field(default_factory=list)
@@ -183,10 +183,8 @@ class Experiment:
 
     def _await_recovery(self, faults: list[FaultRecord], deadline: float) -> float | None:
         """Wait (on the watch's timeline, bounded by the load's end) until the workload is whole again."""
-        if self.recovered_after is not None:
-            return self.recovered_after
-        if self._watch is None or not faults:
-            return None
+        if self.recovered_after is None and (self._watch is None or not faults):
+            return None  # nothing to wait on; a recovery stated by the experiment is returned at once below
         retrying = Retrying(
             stop=stop_after_delay(max(0.0, deadline - time.time())),
             wait=wait_fixed(0.2),
@@ -217,7 +215,7 @@ class Experiment:
         verdict = evaluate(self.spec.objectives, records, windows, recovery_s, self.lost_writes, query)
         return ExperimentResult(
             name=self.spec.name,
-            group=self.group or self.spec.name,
+            group=self.group,
             started=start,
             ended=end,
             verdict=verdict,

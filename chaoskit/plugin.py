@@ -14,7 +14,7 @@ Registered through the ``pytest11`` entry point. It stays thin: the work is in
   test that ends with a fault still injected fails, and the fault is undone.
 * ``prometheus`` (session): Prometheus deployed in the cluster and a client
   for it, for PromQL objectives; removed at the end of the session.
-* ``experiment`` (function): ``experiment(name, load, objectives, workload)``
+* ``experiment`` (function): ``experiment(load, objectives, workload)``
   gives an :class:`~chaoskit.experiment.Experiment` bound to the test's
   ``chaos``; its verdict goes into the session's JSON journal and HTML report
   (``--chaos-report-dir``), into the JUnit XML as properties, and into the
@@ -275,15 +275,14 @@ def experiment(
         **options: Any,
     ) -> Experiment:
         spec = ExperimentSpec(name or request.node.name, load, tuple(objectives), workload, **options)
-        run = Experiment(
+        return Experiment(
             spec,
             chaos,
             prometheus=prometheus,
             on_result=[report],
             skip_exceptions=(FaultUnsupported, pytest.skip.Exception),
+            group=name or getattr(request.node, "originalname", request.node.name),
         )
-        run.group = name or getattr(request.node, "originalname", request.node.name)
-        return run
 
     return make
 

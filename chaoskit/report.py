@@ -100,7 +100,7 @@ class ExperimentResult:
     ended: float
     verdict: SloVerdict
     group: str = ""
-    """Shared by the repeated runs of one experiment (``--chaos-repeat``)."""
+    """Shared by the repeated runs of one experiment (``--chaos-repeat``); its name when not given."""
     faults: list[FaultRecord] = field(default_factory=list)
     events: list[TimelineEvent] = field(default_factory=list)
     series: Series | None = None
@@ -111,6 +111,9 @@ class ExperimentResult:
     timings: Timings = field(default_factory=Timings)
     skipped: str | None = None
     """Why the experiment was skipped (a fault this cluster cannot run), if it was."""
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.name
 
     @property
     def outcome(self) -> str:
@@ -134,13 +137,12 @@ class ExperimentResult:
             parts.append(f"recovered in {self.verdict.recovery_s:.1f} s")
         if whole is not None and whole.longest_error_burst_s:
             parts.append(f"longest error burst {whole.longest_error_burst_s:.2f} s")
-        failed = len(self.verdict.failures)
-        parts.append(f"{len(self.verdict.measurements) - failed}/{len(self.verdict.measurements)} objectives met")
+        parts.append(f"{self.verdict.met}/{len(self.verdict.measurements)} objectives met")
         return "; ".join(parts)
 
     def properties(self) -> dict[str, str]:
         """Headline numbers as flat strings, for JUnit XML properties."""
-        props = {"chaoskit_objectives_met": f"{len(self.verdict.measurements) - len(self.verdict.failures)}"}
+        props = {"chaoskit_objectives_met": str(self.verdict.met)}
         props["chaoskit_objectives"] = str(len(self.verdict.measurements))
         if self.verdict.recovery_s is not None:
             props["chaoskit_recovery_s"] = f"{self.verdict.recovery_s:.3f}"
@@ -159,7 +161,7 @@ class ExperimentResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "group": self.group or self.name,
+            "group": self.group,
             "outcome": self.outcome,
             "started": self.started,
             "ended": self.ended,
@@ -212,7 +214,7 @@ def repeat_stats(results: Sequence[ExperimentResult]) -> list[RepeatStats]:
     """The experiments that ran more than once, in the order they first ran."""
     groups: dict[str, list[ExperimentResult]] = {}
     for r in results:
-        groups.setdefault(r.group or r.name, []).append(r)
+        groups.setdefault(r.group, []).append(r)
     return [
         RepeatStats(
             group,

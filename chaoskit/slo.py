@@ -211,6 +211,11 @@ class SloVerdict:
     def failures(self) -> list[Measurement]:
         return [m for m in self.measurements if not m.passed]
 
+    @property
+    def met(self) -> int:
+        """How many objectives were met."""
+        return len(self.measurements) - len(self.failures)
+
     def explain(self) -> str:
         head = (
             "SLO met"
@@ -258,28 +263,47 @@ def error_bursts(records: Iterable[Request]) -> list[float]:
     return bursts
 
 
-def window_stats(records: Sequence[Request], window: str, start: float, end: float) -> WindowStats:
-    inside = _inside(records, start, end)
-    errors = sum(1 for r in inside if not r.ok)
-    latencies = sorted(r.latency_ms for r in inside if r.ok)
-    bursts = error_bursts(inside)
-    return WindowStats(
-        window=window,
-        start=start,
-        end=end,
-        requests=len(inside),
-        errors=errors,
-        availability=(len(inside) - errors) / len(inside) if inside else None,
-        p50_ms=percentile(latencies, 50),
-        p95_ms=percentile(latencies, 95),
-        p99_ms=percentile(latencies, 99),
-        longest_error_burst_s=max(bursts, default=0.0),
-        error_bursts=len(bursts),
-    )
+@dataclass(frozen=True)
+class _WindowRecords:
+    """The records of one window, sorted into what every objective and statistic reads."""
 
+    window: str
+    start: float
+    end: float
+    requests: int
+    ok: int
+    latencies: list[float]
+    """Of the successful requests, ascending."""
+    bursts: list[float]
 
-def _inside(records: Sequence[Request], start: float, end: float) -> list[Request]:
-    return [r for r in records if start <= r.started < end]
+    @classmethod
+    def of(cls, records: Sequence[Request], window: str, start: float, end: float) -> _WindowRecords:
+        inside = [r for r in records if start <= r.started < end]
+        latencies = sorted(r.latency_ms for r in inside if r.ok)
+        return cls(window, start, end, len(inside), len(latencies), latencies, error_bursts(inside))
+
+    @property
+    def availability(self) -> float | None:
+        return self.ok / self.requests if self.requests else None
+
+    @property
+    def longest_burst(self) -> float:
+        return max(self.bursts, default=0.0)
+
+    def stats(self) -> WindowStats:
+        return WindowStats(
+            window=self.window,
+            start=self.start,
+            end=self.end,
+            requests=self.requests,
+            errors=self.requests - self.ok,
+            availability=self.availability,
+            p50_ms=percentile(self.latencies, 50),
+            p95_ms=percentile(self.latencies, 95),
+            p99_ms=percentile(self.latencies, 99),
+            longest_error_burst_s=self.longest_burst,
+            error_bursts=len(self.bursts),
+        )
 
 
 RangeQuery = Callable[[str, float, float], list[float]]
@@ -295,18 +319,20 @@ def evaluate(
     prometheus: RangeQuery | None = None,
 ) -> SloVerdict:
     """Check every objective; a number that could not be measured fails its objective, saying why."""
-    stats = []
+    sorted_windows = {}
     for name in WINDOWS:
         bounds = windows.bounds(name)
         if bounds is not None:
-            stats.append(window_stats(records, name, *bounds))
-    checker = _Checker(records, windows, recovery_s, lost_writes, prometheus)
-    return SloVerdict(tuple(checker.measure(o) for o in objectives), tuple(stats), recovery_s)
+            sorted_windows[name] = _WindowRecords.of(records, name, *bounds)
+    checker = _Checker(sorted_windows, windows, recovery_s, lost_writes, prometheus)
+    stats = tuple(w.stats() for w in sorted_windows.values())
+    return SloVerdict(tuple(checker.measure(o) for o in objectives), stats, recovery_s)
 
 
 @dataclass
 class _Checker:
-    records: Sequence[Request]
+    records: dict[str, _WindowRecords]
+    """Per window the run has."""
     windows: Windows
     recovery_s: float | None
     lost_writes: int | None
@@ -342,32 +368,29 @@ class _Checker:
             name, target = f"p{objective.percentile:g} latency", f"<= {objective.at_most_ms:g} ms"
         else:
             name, target = "longest error burst", f"<= {objective.at_most_s:g} s"
-        bounds = self.windows.bounds(window)
-        if bounds is None:
+        w = self.records.get(window)
+        if w is None:
             return Measurement(name, window, target, "none: the run had no fault", False)
-        inside = _inside(self.records, *bounds)
-        if not inside:
+        if not w.requests:
             return Measurement(name, window, target, "none: no requests in the window", False)
-        ok = sum(1 for r in inside if r.ok)
         if isinstance(objective, Availability):
-            ratio = ok / len(inside)
-            measured = f"{ratio:.2%} ({ok} of {len(inside)} requests succeeded)"
+            ratio = w.ok / w.requests
+            measured = f"{ratio:.2%} ({w.ok} of {w.requests} requests succeeded)"
             return Measurement(name, window, target, measured, ratio >= objective.at_least, ratio)
         if isinstance(objective, LatencyPercentile):
-            value = percentile(sorted(r.latency_ms for r in inside if r.ok), objective.percentile)
+            value = percentile(w.latencies, objective.percentile)
             if value is None:
-                return Measurement(name, window, target, f"none: all {len(inside)} requests failed", False)
+                return Measurement(name, window, target, f"none: all {w.requests} requests failed", False)
             return Measurement(
                 name,
                 window,
                 target,
-                f"{value:.1f} ms (over {ok} successful requests)",
+                f"{value:.1f} ms (over {w.ok} successful requests)",
                 value <= objective.at_most_ms,
                 value,
             )
-        bursts = error_bursts(inside)
-        longest = max(bursts, default=0.0)
-        measured = f"{longest:.2f} s ({len(bursts)} bursts, {len(inside) - ok} failed requests)"
+        longest = w.longest_burst
+        measured = f"{longest:.2f} s ({len(w.bursts)} bursts, {w.requests - w.ok} failed requests)"
         return Measurement(name, window, target, measured, longest <= objective.at_most_s, longest)
 
     def _promql(self, objective: PromQL) -> Measurement:
