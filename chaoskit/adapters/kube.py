@@ -103,22 +103,30 @@ class Kube:
             try:
                 resource.create(body=obj, namespace=obj["metadata"].get("namespace"))
             except Exception as exc:
-                if getattr(exc, "status", None) != 409:
+                # 409: it exists. 422 can mean that too: creating a Service again whose
+                # nodePort it already holds fails validation ("port is already allocated").
+                if getattr(exc, "status", None) not in (409, 422) or not self._replace(obj):
                     raise ClusterError(f"cannot create {obj['kind']} {obj['metadata']['name']}: {exc}") from None
-                self._replace(obj)
 
-    def _replace(self, obj: dict[str, Any]) -> None:
+    def _replace(self, obj: dict[str, Any]) -> bool:
+        """Replace the object if it exists; return whether it did."""
         kind = obj["kind"]
         name = obj["metadata"]["name"]
         namespace = obj["metadata"].get("namespace")
         dyn = _dynamic(self.api_client)
         resource = dyn.resources.get(api_version=obj["apiVersion"], kind=kind)
-        current = resource.get(name=name, namespace=namespace)
+        try:
+            current = resource.get(name=name, namespace=namespace)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return False
+            raise
         body = dict(obj)
         body["metadata"] = {**obj["metadata"], "resourceVersion": current.metadata.resourceVersion}
         if kind == "Service":
             body["spec"] = {**obj["spec"], "clusterIP": current.spec.clusterIP}
         resource.replace(body=body, namespace=namespace)
+        return True
 
     def delete(self, kind: str, name: str, namespace: str | None = None, api_version: str = "v1") -> bool:
         """Delete an object; return whether it existed."""

@@ -284,14 +284,7 @@ def deploy_prometheus(
         cluster.load_image(image)
     _wait_namespace_gone_if_terminating(kube, namespace, timeout)
     objects = prometheus_objects(namespace, image, port, scrape_interval, node_scrape_interval)
-    service = next(o for o in objects if o["kind"] == "Service")
-    kube.apply(o for o in objects if o is not service)
-    if _current_node_port(kube, namespace) is None:
-        kube.apply([service])
-    else:
-        # Kube.apply creates first and replaces on 409, but creating a Service whose
-        # nodePort it already holds fails with 422 ("port is already allocated").
-        kube.core.patch_namespaced_service(NAME, namespace, service)
+    kube.apply(objects)
     remaining = max(1.0, timeout - (time.monotonic() - started))
     kube.wait_for(
         kube.apps.list_namespaced_deployment,
