@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import shlex
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -89,9 +90,16 @@ class _PodNetworkFault(Fault):
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        for node, pid in undo["namespaces"]:
-            if docker.inspect(node).state == "running" and pid_alive(node, int(pid)):
-                delete_rules(node, int(pid), str(undo["comment"]))
+        for node, pid in _live_namespaces(undo):
+            delete_rules(node, pid, str(undo["comment"]))
+
+
+def _live_namespaces(undo: dict[str, Any]) -> Iterator[tuple[str, int]]:
+    """The recorded (node, pid) namespaces that still exist: a stopped node or a restarted pod took
+    its namespace, and the fault with it."""
+    for node, pid in undo["namespaces"]:
+        if docker.inspect(node).state == "running" and pid_alive(node, int(pid)):
+            yield node, int(pid)
 
 
 def _first_port(kube: Kube, process: PodProcess) -> int | None:
@@ -274,12 +282,10 @@ class _QdiscFault(_PodNetworkFault):
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        for node, pid in undo["namespaces"]:
-            if docker.inspect(node).state != "running" or not pid_alive(node, int(pid)):
-                continue
-            current = root_qdisc(node, int(pid))
+        for node, pid in _live_namespaces(undo):
+            current = root_qdisc(node, pid)
             if current is not None and current[1] == undo["handle"]:
-                in_netns(node, int(pid), "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+                in_netns(node, pid, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
 
 
 @dataclass(frozen=True)
