@@ -14,12 +14,9 @@ from systems import ShopSystem, deploy_redis, deploy_shop
 from workloads import (
     Web,
     client_pod,
+    deploy_web,
     free_node_port,
-    get_from_host_eventually,
-    wait_endpoints,
     wait_pod_running,
-    wait_web,
-    web_objects,
 )
 
 from chaoskit.cluster import Cluster
@@ -43,12 +40,7 @@ def web_image(cluster: Cluster) -> str:
 @pytest.fixture
 def web(cluster: Cluster, kube, namespace: str, web_image: str) -> Iterator[Web]:  # type: ignore[no-untyped-def]
     """The web tier: 3 replicas behind a NodePort Service published on 127.0.0.1, at least 2 kept by a PDB."""
-    port = free_node_port(kube, cluster.node_ports)
-    kube.apply(web_objects(namespace, web_image, port, min_available=2))
-    wait_web(kube, namespace)
-    wait_endpoints(kube, namespace, "web", 3)
-    get_from_host_eventually(port)  # kube-proxy programs the NodePort a moment after the endpoints
-    yield Web(namespace=namespace, node_port=port, image=web_image)
+    yield deploy_web(kube, namespace, web_image, free_node_port(kube, cluster.node_ports), min_available=2)
 
 
 @pytest.fixture

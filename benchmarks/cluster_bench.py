@@ -83,7 +83,7 @@ def cold() -> None:
 
 
 def pod_recovery(runs: int) -> None:
-    from workloads import WEB_LABELS, free_node_port, wait_web, web_objects
+    from workloads import WEB_LABELS, free_node_port, scratch_namespace, wait_web, web_objects
 
     from chaoskit.cluster import ClusterSpec, get_provider
     from chaoskit.provision.images import build_fixture_image
@@ -92,33 +92,28 @@ def pod_recovery(runs: int) -> None:
     image = build_fixture_image(ROOT / "fixtures" / "web")
     cluster.load_image(image)
     namespace = f"ck-bench-{os.getpid()}"
-    with cluster.kube() as kube:
-        kube.core.create_namespace({"metadata": {"name": namespace, "labels": {"chaoskit.io/test-namespace": "true"}}})
-        kube.wait_for_default_service_account(namespace)
-        try:
-            kube.apply(web_objects(namespace, image, free_node_port(kube, cluster.node_ports)))
-            wait_web(kube, namespace)
-            times = []
-            for _ in range(runs):
-                pods = kube.core.list_namespaced_pod(namespace, label_selector="app=web").items
-                victim = sorted(p.metadata.name for p in pods)[0]
-                started = time.monotonic()
-                kube.core.delete_namespaced_pod(victim, namespace, grace_period_seconds=0)
+    with cluster.kube() as kube, scratch_namespace(kube, namespace):
+        kube.apply(web_objects(namespace, image, free_node_port(kube, cluster.node_ports)))
+        wait_web(kube, namespace)
+        times = []
+        for _ in range(runs):
+            pods = kube.core.list_namespaced_pod(namespace, label_selector="app=web").items
+            victim = sorted(p.metadata.name for p in pods)[0]
+            started = time.monotonic()
+            kube.core.delete_namespaced_pod(victim, namespace, grace_period_seconds=0)
 
-                def whole(current: dict, victim: str = victim) -> bool:
-                    ready = [
-                        p
-                        for p in current.values()
-                        if p.metadata.labels.get("app") == WEB_LABELS["app"]
-                        and p.metadata.deletion_timestamp is None
-                        and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-                    ]
-                    return victim not in current and len(ready) == 3
+            def whole(current: dict, victim: str = victim) -> bool:
+                ready = [
+                    p
+                    for p in current.values()
+                    if p.metadata.labels.get("app") == WEB_LABELS["app"]
+                    and p.metadata.deletion_timestamp is None
+                    and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+                ]
+                return victim not in current and len(ready) == 3
 
-                kube.wait_for(kube.core.list_namespaced_pod, whole, 60, "recovery", namespace=namespace)
-                times.append(time.monotonic() - started)
-        finally:
-            kube.core.delete_namespace(namespace)
+            kube.wait_for(kube.core.list_namespaced_pod, whole, 60, "recovery", namespace=namespace)
+            times.append(time.monotonic() - started)
     figure("pod deleted (grace 0) -> 3 ready replicas, median", statistics.median(times), "s", "p99 pod startup <= 5 s")
     figure("  min", min(times), "s", "-")
     figure("  max", max(times), "s", "-")

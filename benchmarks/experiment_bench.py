@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fixtures"))
 
-from workloads import free_node_port, get_from_host_eventually, wait_endpoints, wait_web, web_objects  # noqa: E402
+from workloads import deploy_web, free_node_port, scratch_namespace, wait_web  # noqa: E402
 
 from chaoskit.chaos import Chaos  # noqa: E402
 from chaoskit.cluster import ClusterSpec, get_provider  # noqa: E402
@@ -43,45 +43,36 @@ def main() -> None:
     cluster.load_image(image)
     ns = f"ck-experiment-bench-{os.getpid()}"
     overheads, totals, recoveries = [], [], []
-    with cluster.kube() as kube, tempfile.TemporaryDirectory() as reports:
-        kube.core.create_namespace({"metadata": {"name": ns, "labels": {"chaoskit.io/test-namespace": "true"}}})
-        kube.wait_for_default_service_account(ns)
-        try:
-            port = free_node_port(kube, cluster.node_ports)
-            kube.apply(web_objects(ns, image, port))
+    with cluster.kube() as kube, tempfile.TemporaryDirectory() as reports, scratch_namespace(kube, ns):
+        port = deploy_web(kube, ns, image, free_node_port(kube, cluster.node_ports)).node_port
+        chaos = Chaos(cluster, kube)
+        for i in range(runs):
+            spec = ExperimentSpec(
+                name=f"pod kill under load {i + 1}",
+                load=LoadSpec(host=f"http://127.0.0.1:{port}", users=8, run_seconds=60, warmup_seconds=2),
+                objectives=(Availability(0.9), LatencyPercentile(95, 500), RecoveryTime(30)),
+                workload=Workload(ns, "web", "web"),
+                settle_seconds=3,
+            )
+            started = time.monotonic()
+            run = Experiment(spec, chaos, on_result=[lambda r: write_reports([r], Path(reports))])
+            with run:
+                with chaos.pod_kill(ns, "app=web"):
+                    pass
+            total = time.monotonic() - started
+            t = run.timings
+            overhead = total - t.warmup - t.block - t.recovery_wait - t.settle
+            assert run.result is not None
+            print(
+                f"run {i + 1}: total {total:.2f} s = warm-up {t.warmup:.2f} + faults {t.block:.2f} "
+                f"+ recovery {t.recovery_wait:.2f} + settle {t.settle:.2f} + harness {overhead:.2f} "
+                f"(setup {t.setup:.2f}, stop and judge {t.teardown:.2f}); {run.result.headline()}",
+                flush=True,
+            )
+            overheads.append(overhead)
+            totals.append(total)
+            recoveries.append(run.result.verdict.recovery_s or 0.0)
             wait_web(kube, ns)
-            wait_endpoints(kube, ns, "web", 3)
-            get_from_host_eventually(port)
-            chaos = Chaos(cluster, kube)
-            for i in range(runs):
-                spec = ExperimentSpec(
-                    name=f"pod kill under load {i + 1}",
-                    load=LoadSpec(host=f"http://127.0.0.1:{port}", users=8, run_seconds=60, warmup_seconds=2),
-                    objectives=(Availability(0.9), LatencyPercentile(95, 500), RecoveryTime(30)),
-                    workload=Workload(ns, "web", "web"),
-                    settle_seconds=3,
-                )
-                started = time.monotonic()
-                run = Experiment(spec, chaos, on_result=[lambda r: write_reports([r], Path(reports))])
-                with run:
-                    with chaos.pod_kill(ns, "app=web"):
-                        pass
-                total = time.monotonic() - started
-                t = run.timings
-                overhead = total - t.warmup - t.block - t.recovery_wait - t.settle
-                assert run.result is not None
-                print(
-                    f"run {i + 1}: total {total:.2f} s = warm-up {t.warmup:.2f} + faults {t.block:.2f} "
-                    f"+ recovery {t.recovery_wait:.2f} + settle {t.settle:.2f} + harness {overhead:.2f} "
-                    f"(setup {t.setup:.2f}, stop and judge {t.teardown:.2f}); {run.result.headline()}",
-                    flush=True,
-                )
-                overheads.append(overhead)
-                totals.append(total)
-                recoveries.append(run.result.verdict.recovery_s or 0.0)
-                wait_web(kube, ns)
-        finally:
-            kube.core.delete_namespace(ns)
     print(
         f"harness overhead per experiment: p50 {statistics.median(overheads):.2f} s, "
         f"max {max(overheads):.2f} s over {runs} runs (target < 5 s)"

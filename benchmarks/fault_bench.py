@@ -35,7 +35,15 @@ def main() -> None:
     runs = parser.parse_args().runs
 
     from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
-    from workloads import client_pod, free_node_port, wait_endpoints, wait_pod_running, wait_web, web_objects
+    from workloads import (
+        client_pod,
+        free_node_port,
+        scratch_namespace,
+        wait_endpoints,
+        wait_pod_running,
+        wait_web,
+        web_objects,
+    )
 
     from chaoskit.chaos import Chaos
     from chaoskit.cluster import ClusterSpec, get_provider
@@ -54,40 +62,35 @@ def main() -> None:
     }
     endpoints_seen: list[float] = []
     deployment_seen: list[float] = []
-    with cluster.kube() as kube:
-        kube.core.create_namespace({"metadata": {"name": ns, "labels": {"chaoskit.io/test-namespace": "true"}}})
-        kube.wait_for_default_service_account(ns)
-        try:
-            kube.apply([*web_objects(ns, image, free_node_port(kube, cluster.node_ports)), client_pod(ns, image)])
+    with cluster.kube() as kube, scratch_namespace(kube, ns):
+        kube.apply([*web_objects(ns, image, free_node_port(kube, cluster.node_ports)), client_pod(ns, image)])
+        wait_web(kube, ns)
+        wait_pod_running(kube, ns, "client")
+        chaos = Chaos(cluster, kube)
+        for _ in range(runs):
+            wait_endpoints(kube, ns, "web", 3)
+            with chaos.recovery_watch(ns, "web", service="web") as watch:
+                with chaos.pod_kill(ns, "app=web") as record:
+                    pass
+                for attempt in Retrying(
+                    stop=stop_after_delay(60), wait=wait_fixed(0.2), retry=retry_if_exception_type(AssertionError)
+                ):
+                    with attempt:
+                        recovery = watch.recovery(record.injected_mono)
+                        assert recovery.recovered
+            effects["pod kill"].append(record.inject_to_effect or 0)
+            endpoints_seen.append(recovery.endpoints_loss_seen or 0)
+            deployment_seen.append(recovery.loss_seen or 0)
             wait_web(kube, ns)
-            wait_pod_running(kube, ns, "client")
-            chaos = Chaos(cluster, kube)
-            for _ in range(runs):
-                wait_endpoints(kube, ns, "web", 3)
-                with chaos.recovery_watch(ns, "web", service="web") as watch:
-                    with chaos.pod_kill(ns, "app=web") as record:
-                        pass
-                    for attempt in Retrying(
-                        stop=stop_after_delay(60), wait=wait_fixed(0.2), retry=retry_if_exception_type(AssertionError)
-                    ):
-                        with attempt:
-                            recovery = watch.recovery(record.injected_mono)
-                            assert recovery.recovered
-                effects["pod kill"].append(record.inject_to_effect or 0)
-                endpoints_seen.append(recovery.endpoints_loss_seen or 0)
-                deployment_seen.append(recovery.loss_seen or 0)
-                wait_web(kube, ns)
-                with chaos.container_kill(ns, "app=web") as record:
-                    effects["container kill"].append(record.inject_to_effect or 0)
-                wait_web(kube, ns)
-                with chaos.partition(ns, "role=client", peer_selector="app=web") as record:
-                    effects["partition"].append(record.inject_to_effect or 0)
-                with chaos.packet_loss(ns, "app=web", percent=30) as record:
-                    effects["packet loss"].append(record.inject_to_effect or 0)
-                with chaos.bandwidth(ns, "app=web", rate_kbit=2000) as record:
-                    effects["bandwidth"].append(record.inject_to_effect or 0)
-        finally:
-            kube.core.delete_namespace(ns)
+            with chaos.container_kill(ns, "app=web") as record:
+                effects["container kill"].append(record.inject_to_effect or 0)
+            wait_web(kube, ns)
+            with chaos.partition(ns, "role=client", peer_selector="app=web") as record:
+                effects["partition"].append(record.inject_to_effect or 0)
+            with chaos.packet_loss(ns, "app=web", percent=30) as record:
+                effects["packet loss"].append(record.inject_to_effect or 0)
+            with chaos.bandwidth(ns, "app=web", rate_kbit=2000) as record:
+                effects["bandwidth"].append(record.inject_to_effect or 0)
     for name, values in effects.items():
         line(f"inject-to-effect, {name}", values, "< 1 s")
     line("recovery watcher: pod kill -> loss seen in Service endpoints", endpoints_seen, "p50 < 200 ms")
