@@ -17,7 +17,7 @@ from workloads import Web, probe_eventually
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import node_ready
 from chaoskit.faults.ledger import Ledger
-from chaoskit.faults.netns import locate, root_qdisc, rules_with
+from chaoskit.faults.netns import root_qdisc, rules_with
 
 pytestmark = pytest.mark.destructive
 
@@ -111,11 +111,15 @@ def cleanup(cluster) -> subprocess.CompletedProcess[str]:
     )
 
 
-def holding(entry, processes) -> list[str]:
-    """The pods whose network namespace still holds the fault's rules or qdisc."""
+def holding(entry) -> list[tuple[str, int]]:
+    """The (node, pid) namespaces the fault recorded that still hold its rules or qdisc.
+
+    Read from the ledger entry, not from the pods listed now: a pod replaced since
+    (a node hiccup evicts it after 2 s) has no running container to locate."""
+    namespaces = [(node, int(pid)) for node, pid in entry.undo["namespaces"]]
     if "handle" in entry.undo:
-        return [p.pod for p in processes if (root_qdisc(p.node, p.pid) or ("", ""))[1] == entry.undo["handle"]]
-    return [p.pod for p in processes if rules_with(p.node, p.pid, entry.undo["comment"])]
+        return [(n, p) for n, p in namespaces if (root_qdisc(n, p) or ("", ""))[1] == entry.undo["handle"]]
+    return [(n, p) for n, p in namespaces if rules_with(n, p, entry.undo["comment"])]
 
 
 @pytest.mark.parametrize(
@@ -135,12 +139,11 @@ def test_sigkill_mid_network_fault_leaves_residue_that_cleanup_removes(
     proc.communicate(timeout=30)
 
     (entry,) = Ledger(cluster.name).unsettled()
-    processes = [locate(p) for p in kube.pods(web.namespace)]
-    assert holding(entry, processes), "a SIGKILLed run should have left its rules or qdisc behind"
+    assert holding(entry), "a SIGKILLed run should have left its rules or qdisc behind"
 
     result = cleanup(cluster)
     assert result.returncode == 0 and "1 fault(s) undone" in result.stdout, result
-    assert holding(entry, processes) == []
+    assert holding(entry) == []
     assert Ledger(cluster.name).unsettled() == []
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 
