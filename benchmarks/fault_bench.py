@@ -4,7 +4,9 @@
 
 For pod kill, container kill, partition, packet loss and bandwidth: inject-to-effect
 (from the injection call to the effect being in place, as the fault record
-stamps it). For the recovery watcher: the time from a pod kill to the watch
+stamps it). For the network faults (on 3 pods over two nodes), also the wall
+time of entering the block (plan, the partition's probe before the cut,
+inject, proof) and of leaving it (undo and its proof). For the recovery watcher: the time from a pod kill to the watch
 seeing the loss, in the Service's endpoints and in the Deployment's status.
 """
 
@@ -14,6 +16,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +63,8 @@ def main() -> None:
         "packet loss": [],
         "bandwidth": [],
     }
+    proven: dict[str, list[float]] = {"partition": [], "packet loss": [], "bandwidth": []}
+    undone: dict[str, list[float]] = {"partition": [], "packet loss": [], "bandwidth": []}
     endpoints_seen: list[float] = []
     deployment_seen: list[float] = []
     with cluster.kube() as kube, scratch_namespace(kube, ns):
@@ -85,14 +90,23 @@ def main() -> None:
             with chaos.container_kill(ns, "app=web") as record:
                 effects["container kill"].append(record.inject_to_effect or 0)
             wait_web(kube, ns)
-            with chaos.partition(ns, "role=client", peer_selector="app=web") as record:
-                effects["partition"].append(record.inject_to_effect or 0)
-            with chaos.packet_loss(ns, "app=web", percent=30) as record:
-                effects["packet loss"].append(record.inject_to_effect or 0)
-            with chaos.bandwidth(ns, "app=web", rate_kbit=2000) as record:
-                effects["bandwidth"].append(record.inject_to_effect or 0)
+            # Each network fault on all 3 web pods (over two nodes), so max_share=1.0 says so.
+            for name, fault in (
+                ("partition", lambda: chaos.partition(ns, "role=client", peer_selector="app=web", max_share=1.0)),
+                ("packet loss", lambda: chaos.packet_loss(ns, "app=web", percent=30, max_share=1.0)),
+                ("bandwidth", lambda: chaos.bandwidth(ns, "app=web", rate_kbit=2000, max_share=1.0)),
+            ):
+                entered = time.monotonic()
+                with fault() as record:
+                    proven[name].append(time.monotonic() - entered)
+                    leaving = time.monotonic()
+                undone[name].append(time.monotonic() - leaving)
+                effects[name].append(record.inject_to_effect or 0)
     for name, values in effects.items():
-        line(f"inject-to-effect, {name}", values, "< 1 s")
+        line(f"inject-to-effect, {name}", values, "< 1 s; network faults < 250 ms")
+    for name in proven:
+        line(f"{name}: plan + inject + proof (entering the block)", proven[name], "")
+        line(f"{name}: undo + proof of the undo (leaving the block)", undone[name], "")
     line("recovery watcher: pod kill -> loss seen in Service endpoints", endpoints_seen, "p50 < 200 ms")
     line("recovery watcher: pod kill -> loss seen in Deployment status", deployment_seen, "p50 < 200 ms")
 

@@ -106,15 +106,34 @@ def _cleanup(args: argparse.Namespace) -> int:
         result = sweep(cluster, kube)
         namespaces = sweep_namespaces(kube)
     print(
-        f"cleanup of {cluster.name}: {len(result.undone)} fault(s) undone, {len(namespaces)} test namespace(s) deleted"
+        f"cleanup of {cluster.name}: {len(result.undone)} fault(s) undone, {len(result.moot)} moot, "
+        f"{len(result.failed)} NOT undone, {len(namespaces)} test namespace(s) deleted"
     )
-    for fault_id in result.undone:
-        print(f"  undone: {fault_id}")
+    for line in result.undone:
+        print(f"  undone: {line}")
+    for line in result.moot:
+        print(f"  moot (settled, its targets are gone): {line}")
     for fault_id in result.skipped_live:
         print(f"  left alone (its run is still going): {fault_id}")
     for failure in result.failed:
-        print(f"  FAILED: {failure}")
+        print(f"  NOT UNDONE: {failure}")
+    if result.failed:
+        print("  what is listed as NOT UNDONE is still in the cluster: fix what the line says, then run cleanup again")
     return 1 if result.failed else 0
+
+
+def _clear_ledger(name: str) -> None:
+    """Delete a deleted cluster's fault ledger: the faults it records went with the cluster."""
+    from chaoskit.adapters.shell import say
+    from chaoskit.faults.ledger import Ledger
+
+    ledger = Ledger(name)
+    dropped = ledger.clear()
+    if dropped:
+        say(
+            f"dropped {len(dropped)} unsettled fault(s) from the ledger {ledger.path}: they went with the cluster "
+            f"({', '.join(e.fault_id for e in dropped)})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"export KUBECONFIG={cluster.kubeconfig}")
             elif args.action == "down":
                 provider.down(spec)
+                _clear_ledger(spec.name)
                 print(f"cluster {spec.name} deleted")
             else:
                 status = provider.status(spec)

@@ -38,6 +38,18 @@ class ClusterError(ChaoskitError):
     """The cluster could not be created, reached or repaired."""
 
 
+class CommandTimedOut(ClusterError):
+    """A host command, a Docker call or an API request ran past the timeout stated at its call."""
+
+
+class FaultUndoFailed(ClusterError):
+    """A fault's undo could not be proven: what it left may still be in place.
+
+    Its ledger entry stays unsettled, so ``chaoskit cleanup`` (or the next
+    session) tries again; the message names what is left and where.
+    """
+
+
 class SpecError(UsageError):
     """A fault or SLO spec that cannot be run as written; raised before anything is injected."""
 

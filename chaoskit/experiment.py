@@ -8,9 +8,22 @@ runs belongs to the experiment. On the way out the experiment waits until the
 watched workload is whole again (bounded by the load's own run time), keeps
 the load on for ``settle_seconds`` so there is an "after recovery" window,
 stops the load, and judges: :attr:`Experiment.result` holds the verdict, the
-fault records, the timeline and the load series, and the verdict is checked
-(a violated SLO raises :class:`~chaoskit.slo.SloViolation`) unless the block
-itself raised.
+fault records, the timeline, the load series and how the load's record stream
+did, and the verdict is checked (a violated SLO raises
+:class:`~chaoskit.slo.SloViolation`) unless the block itself raised.
+
+The fault window, and the recovery time, run from the *first* injection of
+any fault of the experiment until the workload is whole again after the
+*last* injection of any of them: every round of a repeated pod kill counts,
+so the window ends at the recovery after its last round. "Whole again" means
+a loss seen on the watch after that last injection, then the Deployment's
+ready count and the Service's endpoints both back. Without a watched workload
+the window ends when the last fault is undone (or last injected, for a fault
+with nothing to undo).
+
+A verdict needs every request: if the load stream lost records (Locust counted
+more requests than arrived) or sent lines that could not be read, every
+objective fails, saying what is missing.
 
 Clocks: the load's records and the fault records carry Unix time; the watch
 stamps its events with the monotonic clock, converted here with one offset
@@ -24,14 +37,12 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import Protocol
-
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+from typing import Any, Protocol
 
 from chaoskit.chaos import Chaos
 from chaoskit.errors import ClusterError, FaultUnsupported, SpecError
 from chaoskit.faults.base import FaultRecord
-from chaoskit.load import Load, LoadSpec, RequestRecord
+from chaoskit.load import Load, LoadSpec, RequestRecord, StreamStats
 from chaoskit.observe import RecoveryWatch
 from chaoskit.report import ExperimentResult, Series, TimelineEvent, Timings
 from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
@@ -86,7 +97,7 @@ class Experiment:
     """Set by a stateful check before the block ends, for a LostWrites objective."""
     recovered_after: float | None = None
     """Set by a check that measures recovery itself (a new leader elected), in seconds after the first
-    fault; it then stands for the watch's recovery time."""
+    fault's injection; it then stands for the watch's recovery time (and ends the fault window)."""
     skip_exceptions: tuple[type[BaseException], ...] = (FaultUnsupported,)
     """Exceptions that mean "cannot run here" rather than "broke": the result is a skip, with the reason."""
     group: str = ""
@@ -123,10 +134,12 @@ class Experiment:
         return self
 
     def wait_recovered(self, timeout: float) -> float:
-        """Inside the block: wait until the workload is whole again after the first fault; return the seconds.
+        """Inside the block: wait until the workload is whole again after the last injection so far.
 
-        For faults that stay injected while the system heals around them (a node
-        that is down while its pods are rescheduled elsewhere).
+        Returns the seconds from the first fault's injection (the recovery time
+        as :class:`~chaoskit.slo.RecoveryTime` judges it). For faults that stay
+        injected while the system heals around them (a node that is down while
+        its pods are rescheduled elsewhere).
         """
         faults = self.chaos.records[self._first_fault :]
         if self._watch is None or not faults:
@@ -175,24 +188,22 @@ class Experiment:
             self.result.verdict.check()
 
     def _recovery_s(self, faults: list[FaultRecord]) -> float | None:
+        """Seconds from the first injection until whole again after the last one; None until then."""
         if self.recovered_after is not None:
             return self.recovered_after
-        if self._watch is None or not faults or faults[0].injected_mono is None:
+        span = injection_span(faults, self._offset)
+        if self._watch is None or span is None:
             return None
-        return self._watch.recovery(faults[0].injected_mono).seconds
+        return self._watch.recovery(*span).seconds
 
     def _await_recovery(self, faults: list[FaultRecord], deadline: float) -> float | None:
         """Wait (on the watch's timeline, bounded by the load's end) until the workload is whole again."""
-        if self.recovered_after is None and (self._watch is None or not faults):
-            return None  # nothing to wait on; a recovery stated by the experiment is returned at once below
-        retrying = Retrying(
-            stop=stop_after_delay(max(0.0, deadline - time.time())),
-            wait=wait_fixed(0.2),
-            retry=retry_if_result(lambda seconds: seconds is None),
-            retry_error_callback=lambda state: None,
-        )
-        result: float | None = retrying(self._recovery_s, faults)
-        return result
+        if self._watch is None:
+            return self.recovered_after  # nothing to wait on; a recovery stated by the experiment stands
+        if self.recovered_after is None and not faults:
+            return None
+        # Woken by every event of the watch, so the wait ends as soon as the workload is whole.
+        return self._watch.wait_until(lambda: self._recovery_s(faults), max(0.0, deadline - time.time()))
 
     def _judge(
         self, faults: list[FaultRecord], recovery_s: float | None, end: float, error: BaseException | None
@@ -202,17 +213,20 @@ class Experiment:
         start = load.warmup_ended_at
         records = [r for r in load.records() if r.started >= start]
         self.records = records
-        injected = [f for f in faults if f.injected_at is not None]
+        stream = load.stream_stats()
         fault_start = fault_end = None
+        injected = injection_times(faults)
         if injected:
-            fault_start = min(f.injected_at for f in injected if f.injected_at is not None)
+            fault_start = injected[0]
             if recovery_s is not None:
                 fault_end = fault_start + recovery_s
             else:
-                fault_end = max((f.reverted_at or f.injected_at or fault_start) for f in injected)
+                fault_end = max(injected[-1], *(f.reverted_at for f in faults if f.reverted_at is not None))
         windows = Windows(start, end, fault_start, fault_end)
         query: RangeQuery | None = self.prometheus.values if self.prometheus else None
-        verdict = evaluate(self.spec.objectives, records, windows, recovery_s, self.lost_writes, query)
+        verdict = evaluate(
+            self.spec.objectives, records, windows, recovery_s, self.lost_writes, query, stream.shortfall
+        )
         return ExperimentResult(
             name=self.spec.name,
             group=self.group,
@@ -222,7 +236,7 @@ class Experiment:
             faults=list(faults),
             events=self._events(faults, recovery_s),
             series=Series.from_records(records, start, end),
-            load={"spec": asdict(self.spec.load), "requests": len(records)},
+            load=_load_summary(self.spec.load, len(records), stream),
             error=None if error is None else f"{type(error).__name__}: {error}",
             skipped=str(error) if isinstance(error, self.skip_exceptions) else None,
         )
@@ -238,10 +252,47 @@ class Experiment:
             if f.reverted_at is not None:
                 events.append(TimelineEvent(f.reverted_at, "undo", f"{f.kind} undone"))
         if self._watch is not None:
+            last: tuple[int, int] | None = None
             for ev in self._watch.events:
-                if ev.source == "deployment":
+                # The watch records every sighting of a short workload; the timeline shows changes.
+                if ev.source == "deployment" and (ev.ready, ev.desired) != last:
+                    last = (ev.ready, ev.desired)
                     label = f"{ev.ready}/{ev.desired} ready"
                     events.append(TimelineEvent(ev.at + self._offset, "ready", label, ready=ev.ready))
-        if recovery_s is not None and faults and faults[0].injected_at is not None:
-            events.append(TimelineEvent(faults[0].injected_at + recovery_s, "recovered", "whole again"))
+        injected = injection_times(faults)
+        if recovery_s is not None and injected:
+            events.append(TimelineEvent(injected[0] + recovery_s, "recovered", "whole again"))
         return sorted(events, key=lambda e: e.at)
+
+
+def injection_times(faults: Sequence[FaultRecord]) -> list[float]:
+    """Every injection of the faults, in Unix time, ascending: each round of a repeated fault counts."""
+    times = set()
+    for f in faults:
+        if f.injected_at is not None:
+            times.add(f.injected_at)
+        times.update(r.injected_at for r in f.rounds)
+    return sorted(times)
+
+
+def injection_span(faults: Sequence[FaultRecord], offset: float) -> tuple[float, float] | None:
+    """(first, last) injection of the faults on the monotonic clock; None when none was injected.
+
+    The first is the fault's own monotonic stamp; a later round carries Unix
+    time only, converted with ``offset`` (``time.time() - time.monotonic()``,
+    taken once when the experiment started).
+    """
+    monotonic = [f.injected_mono for f in faults if f.injected_mono is not None]
+    if not monotonic:
+        return None
+    rounds = [r.injected_at - offset for f in faults if f.injected_mono is not None for r in f.rounds]
+    return min(monotonic), max([*monotonic, *rounds])
+
+
+def _load_summary(spec: LoadSpec, requests: int, stream: StreamStats) -> dict[str, Any]:
+    """The load's spec and totals for the journal, with how its record stream did."""
+    return {
+        "spec": asdict(spec),
+        "requests": requests,
+        "stream": {**asdict(stream), "complete": stream.complete, "shortfall": stream.shortfall},
+    }

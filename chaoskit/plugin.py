@@ -3,8 +3,9 @@
 Registered through the ``pytest11`` entry point. It stays thin: the work is in
 :mod:`chaoskit.cluster`. Fixtures:
 
-* ``cluster`` (session): a ready cluster. A running one is reused; one this
-  session created is deleted at the end unless ``--keep-cluster`` is given.
+* ``cluster`` (session): a ready cluster. A running one is used as it is, never
+  deleted or recreated; one this session created is deleted at the end unless
+  ``--keep-cluster`` is given.
 * ``kube`` (session): API clients bound to that cluster.
 * ``namespace`` (function): a fresh namespace for one test, deleted on
   teardown. Namespaces left by a killed session are deleted when the next one
@@ -33,7 +34,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,11 @@ import pytest
 from chaoskit.adapters.kube import Kube
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
-from chaoskit.errors import ChaoskitError, FaultUnsupported
+from chaoskit.errors import ChaoskitError, FaultUndoFailed, FaultUnsupported
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults import signals
-from chaoskit.faults.base import Fault, FaultRecord, Safety
-from chaoskit.faults.ledger import Ledger, current_boot_id, process_alive
+from chaoskit.faults.base import Fault, FaultRecord, Safety, undo_and_prove
+from chaoskit.faults.ledger import Ledger, current_boot_id, process_alive, process_started_at
 from chaoskit.faults.sweeper import sweep
 from chaoskit.load import LoadSpec
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
@@ -56,6 +57,7 @@ from chaoskit.slo import Objective
 NAMESPACE_LABEL = "chaoskit.io/test-namespace"
 OWNER_PID = "chaoskit.io/owner-pid"
 OWNER_BOOT = "chaoskit.io/owner-boot-id"
+OWNER_STARTED = "chaoskit.io/owner-started-at"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -166,13 +168,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
-    """A ready cluster for the whole session."""
+    """A ready cluster for the whole session.
+
+    A running cluster is used as it is, never deleted or recreated: it is not this
+    session's. One that differs from the options says so in one line; an unhealthy
+    one fails the session with the ``chaoskit cluster up`` command that fixes it.
+    """
     spec = pytestconfig.stash[_SPEC]
-    provider = get_provider(spec.provider, provision=False)
+    provider = get_provider(spec.provider, provision=False, recreate=False)
+    # Progress lines (and how a reused cluster differs from the options) reach the terminal,
+    # not the capture of whichever test happens to set the session up.
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     try:
-        handle = provider.up(spec)
+        with capture.global_and_fixture_disabled() if capture else nullcontext():
+            handle = provider.up(spec)
     except ChaoskitError as exc:
-        pytest.fail(f"no cluster: {exc}", pytrace=False)
+        raise pytest.fail.Exception(f"no cluster: {exc}", pytrace=False) from None  # one line, no chain
     with handle.kube() as kube:
         sweep_namespaces(kube)
         result = sweep(handle, kube)
@@ -181,6 +192,7 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
     yield handle
     if handle.created and not pytestconfig.getoption("--keep-cluster"):
         provider.down(spec)
+        Ledger(handle.name).clear()  # its faults went with it
 
 
 @pytest.fixture(scope="session")
@@ -195,11 +207,15 @@ def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     """A namespace of this test's own, deleted when the test ends."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-") or "test"
     name = f"ck-{base}-{uuid.uuid4().hex[:5]}"
+    annotations = {OWNER_BOOT: current_boot_id()}
+    started_at = process_started_at(os.getpid())
+    if started_at is not None:
+        annotations[OWNER_STARTED] = repr(started_at)
     body: Any = {
         "metadata": {
             "name": name,
             "labels": {NAMESPACE_LABEL: "true", OWNER_PID: str(os.getpid())},
-            "annotations": {OWNER_BOOT: current_boot_id()},
+            "annotations": annotations,
         }
     }
     kube.core.create_namespace(body)
@@ -212,9 +228,9 @@ class PytestChaos(Chaos):
     """Chaos for tests: a fault this cluster cannot run skips the test with the reason."""
 
     @contextmanager
-    def _active(self, fault: Fault) -> Iterator[FaultRecord]:
+    def _active(self, fault: Fault, max_share: float | None = None) -> Iterator[FaultRecord]:
         try:
-            with super()._active(fault) as record:
+            with super()._active(fault, max_share) as record:
                 yield record
         except FaultUnsupported as exc:  # raised while planning, before anything is injected
             pytest.skip(str(exc))
@@ -222,15 +238,43 @@ class PytestChaos(Chaos):
 
 @pytest.fixture
 def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator[Chaos]:
-    """Faults and recovery watches for one test; fails the test if it leaves a fault injected."""
+    """Faults and recovery watches for one test.
+
+    When the test ends, its own faults (by id, whatever process runs it) that
+    are still in the ledger are undone and proven undone: one the test left
+    injected fails it; one whose undo could not be proven (during the test or
+    now) is an error of the test, naming what is left for ``chaoskit cleanup``.
+    """
     handle = PytestChaos(cluster, kube, pytestconfig.stash[_SAFETY])
     yield handle
-    mine = [e for e in Ledger(cluster.name).unsettled() if e.pid == os.getpid()]
+    ledger = Ledger(cluster.name)
+    mine = [e for e in ledger.unsettled() if e.fault_id in handle.fault_ids]
+    unproven = {r.fault_id: r.undo_error for r in handle.records if r.undo_error}
+    left: list[str] = []
+    still: list[str] = []
     for entry in mine:
-        Fault.registry[entry.kind].revert(cluster, kube, entry.undo)
-        Ledger(cluster.name).settle(entry.fault_id)
-    if mine:
-        pytest.fail(f"the test left faults injected (now undone): {', '.join(e.fault_id for e in mine)}")
+        try:
+            undo_and_prove(Fault.registry[entry.kind], cluster, kube, entry.fault_id, entry.undo)
+        except FaultUndoFailed as exc:
+            still.append(str(exc))
+            continue
+        ledger.settle(entry.fault_id)
+        if entry.fault_id not in unproven:
+            left.append(entry.fault_id)
+    if still:
+        pytest.fail(
+            f"faults of this test are NOT undone: {'; '.join(still)}; run 'chaoskit cleanup --name {cluster.name}' "
+            "once the cause is fixed",
+            pytrace=False,
+        )
+    if unproven:
+        pytest.fail(
+            f"the undo of this test's faults could not be proven when they ended (undone since): "
+            f"{'; '.join(unproven.values())}",
+            pytrace=False,
+        )
+    if left:
+        pytest.fail(f"the test left faults injected (now undone): {', '.join(left)}")
 
 
 @pytest.fixture(scope="session")
@@ -308,10 +352,19 @@ def sweep_namespaces(kube: Kube) -> list[str]:
     deleted = []
     for ns in leftovers:
         pid = (ns.metadata.labels or {}).get(OWNER_PID, "")
-        boot = (ns.metadata.annotations or {}).get(OWNER_BOOT, "")
-        if pid.isdigit() and process_alive(int(pid), boot):
+        annotations = ns.metadata.annotations or {}
+        boot = annotations.get(OWNER_BOOT, "")
+        if pid.isdigit() and process_alive(int(pid), boot, _started_at(annotations.get(OWNER_STARTED))):
             continue
         if ns.status.phase != "Terminating":
             kube.core.delete_namespace(ns.metadata.name, propagation_policy="Background")
             deleted.append(ns.metadata.name)
     return deleted
+
+
+def _started_at(text: str | None) -> float | None:
+    """The owner's start time from a namespace annotation; None when absent (older sessions) or unreadable."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None

@@ -105,7 +105,8 @@ class ExperimentResult:
     events: list[TimelineEvent] = field(default_factory=list)
     series: Series | None = None
     load: dict[str, Any] = field(default_factory=dict)
-    """The load's spec and totals."""
+    """The load's spec and totals; under ``stream``, how its record stream did (records received, Locust's
+    own count, unreadable lines, ``complete``, and the ``shortfall`` in words when it is not)."""
     error: str | None = None
     """Why the experiment could not reach a verdict, if it could not."""
     timings: Timings = field(default_factory=Timings)
@@ -128,6 +129,8 @@ class ExperimentResult:
         parts = [f"{self.outcome.upper()} {self.name}"]
         if self.skipped:
             return f"{parts[0]}: {self.skipped}"
+        if self.verdict.partial_data:
+            parts.append(f"NO VERDICT: {self.verdict.partial_data}")
         whole = next((s for s in self.verdict.stats if s.window == "whole"), None)
         if whole is not None and whole.availability is not None:
             parts.append(f"availability {whole.availability:.2%} of {whole.requests} requests")
@@ -144,6 +147,8 @@ class ExperimentResult:
         """Headline numbers as flat strings, for JUnit XML properties."""
         props = {"chaoskit_objectives_met": str(self.verdict.met)}
         props["chaoskit_objectives"] = str(len(self.verdict.measurements))
+        if self.verdict.partial_data:
+            props["chaoskit_partial_data"] = self.verdict.partial_data
         if self.verdict.recovery_s is not None:
             props["chaoskit_recovery_s"] = f"{self.verdict.recovery_s:.3f}"
         for s in self.verdict.stats:
@@ -325,6 +330,11 @@ def _experiment_html(result: ExperimentResult) -> str:
         for s in result.verdict.stats
     )
     error = f"<p class='error'>{e(result.error)}</p>" if result.error else ""
+    if result.verdict.partial_data:
+        error += (
+            f"<p class='failed partial-data'>No verdict: {e(result.verdict.partial_data)}; "
+            "a verdict over partial data is not a verdict, so every objective failed.</p>"
+        )
     return f"""
 <section class='experiment'>
 <h2 class='{result.outcome}'>{e(result.outcome.upper())}: {e(result.name)}</h2>
@@ -334,7 +344,22 @@ def _experiment_html(result: ExperimentResult) -> str:
 <table><tr><th>window</th><th>requests</th><th>errors</th><th>availability</th><th>p50</th><th>p95</th><th>p99</th>
 <th>longest error burst</th></tr>{stats}</table>
 <table><tr><th>fault</th><th>targets</th><th>effect</th><th>inject to effect</th><th>undone</th></tr>{faults}</table>
+{_stream_html(result.load.get("stream"))}
 </section>"""
+
+
+def _stream_html(stream: dict[str, Any] | None) -> str:
+    """The load's record stream: what arrived against what Locust counted."""
+    if not stream:
+        return ""
+    counted = stream.get("locust_requests")
+    state = "complete" if stream.get("complete") else "INCOMPLETE"
+    return (
+        "<table class='stream'><tr><th>load stream</th><th>records received</th><th>Locust counted</th>"
+        f"<th>unreadable lines</th><th>max lag</th></tr><tr class='{'passed' if stream.get('complete') else 'failed'}'>"
+        f"<td>{state}</td><td>{stream.get('received', 0)}</td><td>{'' if counted is None else counted}</td>"
+        f"<td>{stream.get('bad_lines', 0)}</td><td>{_ms(stream.get('max_lag_ms'))}</td></tr></table>"
+    )
 
 
 def _plot(result: ExperimentResult) -> str:

@@ -4,7 +4,9 @@ An SLO is a list of objectives, each checked over a window of the run:
 
 * ``whole``: the measured run, after the load's warm-up;
 * ``fault``: from the first fault's injection until the system is whole again
-  (the recovery watch's time when there is one, else the fault's undo);
+  after the *last* injection of any fault of the run (the last round of a
+  repeated pod kill included): the recovery watch's time when there is one,
+  else the last fault's undo;
 * ``after``: from then until the load ends.
 
 The records are the source of truth, not Locust's rounded statistics: a
@@ -15,9 +17,12 @@ would flatter them; an error burst is a run of consecutive failed requests
 (by start time) with no success between them, lasting from the first one's
 start to the last one's end.
 
-A window with no request proves nothing: its objectives fail and say so. Each
-:class:`Measurement` carries target, measured value and window, and a failed
-:class:`SloVerdict` explains itself one line per objective.
+A window with no request proves nothing: its objectives fail and say so. Nor
+do records known to be incomplete (the load stream lost some, or sent lines
+that could not be read): a verdict over partial data is not a verdict, so
+every objective fails, naming what is missing. Each :class:`Measurement`
+carries target, measured value and window, and a failed :class:`SloVerdict`
+explains itself one line per objective.
 """
 
 from __future__ import annotations
@@ -95,7 +100,13 @@ class ErrorBurst:
 
 @dataclass(frozen=True)
 class RecoveryTime:
-    """From the fault's injection until the workload is whole again (watch timeline) takes at most this."""
+    """From the first fault's injection until the workload is whole again takes at most this.
+
+    "Whole again" is on the recovery watch's timeline: the Deployment's ready
+    count and the Service's endpoints both back, after a loss seen after the
+    last injection of any fault of the run (the last round of a repeated kill
+    included). It is also where the ``fault`` window ends.
+    """
 
     at_most_s: float
 
@@ -145,8 +156,10 @@ class Windows:
     """The measured run's start (after warm-up)."""
     end: float
     fault_start: float | None = None
+    """The first injection of any fault."""
     fault_end: float | None = None
-    """When the system was whole again (or the fault undone, if no recovery was watched)."""
+    """When the system was whole again after the last injection (or the last fault undone, if no recovery
+    was watched)."""
 
     def bounds(self, window: str) -> tuple[float, float] | None:
         if window == "whole":
@@ -202,6 +215,9 @@ class SloVerdict:
     measurements: tuple[Measurement, ...]
     stats: tuple[WindowStats, ...] = field(default=())
     recovery_s: float | None = None
+    partial_data: str | None = None
+    """What the records are missing (such as "the load stream lost 12 of 10,400 records"), when they are
+    known to be incomplete: then every objective failed, whatever the records at hand say."""
 
     @property
     def passed(self) -> bool:
@@ -222,6 +238,8 @@ class SloVerdict:
             if self.passed
             else f"SLO violated: {len(self.failures)} of {len(self.measurements)} objectives failed"
         )
+        if self.partial_data:
+            head += f" ({self.partial_data}: no verdict over partial data)"
         return "\n".join([head, *(m.line() for m in self.measurements)])
 
     def check(self) -> None:
@@ -317,8 +335,15 @@ def evaluate(
     recovery_s: float | None = None,
     lost_writes: int | None = None,
     prometheus: RangeQuery | None = None,
+    partial_data: str | None = None,
 ) -> SloVerdict:
-    """Check every objective; a number that could not be measured fails its objective, saying why."""
+    """Check every objective; a number that could not be measured fails its objective, saying why.
+
+    ``partial_data`` says what the records are missing when they are known to
+    be incomplete (see :attr:`chaoskit.load.StreamStats.shortfall`): every
+    objective then fails with it, the numbers of the records at hand kept in
+    words only.
+    """
     sorted_windows = {}
     for name in WINDOWS:
         bounds = windows.bounds(name)
@@ -326,7 +351,15 @@ def evaluate(
             sorted_windows[name] = _WindowRecords.of(records, name, *bounds)
     checker = _Checker(sorted_windows, windows, recovery_s, lost_writes, prometheus)
     stats = tuple(w.stats() for w in sorted_windows.values())
-    return SloVerdict(tuple(checker.measure(o) for o in objectives), stats, recovery_s)
+    measurements = tuple(checker.measure(o) for o in objectives)
+    if partial_data:
+        measurements = tuple(_no_verdict(m, partial_data) for m in measurements)
+    return SloVerdict(measurements, stats, recovery_s, partial_data)
+
+
+def _no_verdict(measurement: Measurement, partial_data: str) -> Measurement:
+    measured = f"{partial_data}: no verdict over partial data (the records at hand gave {measurement.measured})"
+    return Measurement(measurement.objective, measurement.window, measurement.target, measured, False)
 
 
 @dataclass

@@ -1,18 +1,40 @@
-"""The Docker CLI, as chaoskit uses it: node containers of kind clusters."""
+"""Docker, as chaoskit uses it: the node containers of kind clusters, through the Docker SDK.
+
+Faults act on kind nodes many times a second (locate a pod's process, insert a
+rule, read it back, probe), so this adapter talks to the daemon over its socket
+with the Docker SDK instead of starting a ``docker`` CLI process per step: an
+exec costs a few HTTP requests on a kept-alive connection, not a Go binary's
+start-up. Image builds and the provisioning pipeline still use the CLI
+(:mod:`chaoskit.provision`).
+
+Every call is bounded: the client's socket timeout is stated by each caller,
+and an exec runs under the node's own ``timeout`` as well, so a hung command is
+killed on the node rather than left running. A timeout, or a daemon that does
+not answer, is a :class:`~chaoskit.errors.ClusterError` naming what hung.
+"""
 
 from __future__ import annotations
 
-import json
+import math
+import os
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chaoskit.adapters.shell import run
-from chaoskit.errors import UsageError
+import docker
+import docker.errors
+import requests.exceptions
+
+from chaoskit.errors import ClusterError, UsageError
 
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 KIND_ROLE_LABEL = "io.x-k8s.kind.role"
+API_TIMEOUT = 30.0
+"""Socket timeout of plain API calls (inspect, list, pause); stop and start add their own wait."""
+API_VERSION = "1.41"
+"""Docker Engine 20.10 (Debian bookworm's) and every later engine serve this version."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +57,60 @@ class Container:
     """When its process last started (Unix time; 0 if never)."""
 
 
-def daemon_answers() -> bool:
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run in a container left."""
+
+    code: int
+    """Its exit status (124 when the node's ``timeout`` killed it)."""
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+_clients: dict[float, docker.APIClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _api(timeout: float = API_TIMEOUT) -> docker.APIClient:
+    """A low-level client with this socket timeout, kept for the process (its connections are pooled and
+    thread-safe: faults exec on several nodes at once)."""
+    key = timeout
+    with _clients_lock:
+        api = _clients.get(key)
+        if api is None:
+            api = docker.APIClient(base_url=_base_url(), version=API_VERSION, timeout=math.ceil(timeout))
+            _clients[key] = api
+    return api
+
+
+def _base_url() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def _call(what: str, limit: float, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """One API call; Docker's own failures become ClusterError naming ``what``."""
+    try:
+        return call(*args, **kwargs)
+    except docker.errors.NotFound:
+        raise
+    except requests.exceptions.ReadTimeout:
+        raise ClusterError(f"Docker did not answer {what} within {limit:.0f} s") from None
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+        raise ClusterError(f"Docker failed {what}: {exc}") from None
+
+
+def daemon_answers(timeout: float = 20) -> bool:
     """Whether a Docker daemon answers on this machine."""
     if shutil.which("docker") is None:
         return False
-    return run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, timeout=20).returncode == 0
+    try:
+        return bool(_api(timeout).ping())
+    except (requests.exceptions.RequestException, docker.errors.DockerException):
+        return False
 
 
 def require_daemon() -> None:
@@ -53,23 +124,27 @@ def require_daemon() -> None:
         )
 
 
-def containers(label: str) -> list[Container]:
+def containers(label: str, timeout: float = API_TIMEOUT) -> list[Container]:
     """All containers (running or not) carrying ``label`` (``key`` or ``key=value``)."""
-    names = run(["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"]).stdout.split()
-    return [inspect(name) for name in names]
+    api = _api(timeout)
+    listed = _call(f"listing containers labelled {label}", timeout, api.containers, all=True, filters={"label": label})
+    names = [c["Names"][0].lstrip("/") for c in listed]
+    return [c for c in (find(name, timeout) for name in names) if c is not None]
 
 
-def inspect(name: str) -> Container:
-    """Inspect one container."""
-    data: dict[str, Any] = json.loads(run(["docker", "inspect", name]).stdout)[0]
+def find(name: str, timeout: float = API_TIMEOUT) -> Container | None:
+    """Inspect one container; None if there is no such container."""
+    try:
+        data: dict[str, Any] = _call(f"inspecting {name}", timeout, _api(timeout).inspect_container, name)
+    except docker.errors.NotFound:
+        return None
     state = data["State"]
     status = "paused" if state.get("Paused") else state["Status"]
     volumes = tuple(m["Name"] for m in data.get("Mounts", []) if m.get("Type") == "volume")
     networks = tuple((data.get("NetworkSettings", {}).get("Networks") or {}).keys())
     started = state.get("StartedAt") or ""
-    started_at = 0.0 if started.startswith("0001-") or not started else datetime.fromisoformat(started).timestamp()
     return Container(
-        started_at=started_at,
+        started_at=_timestamp(started),
         name=data["Name"].lstrip("/"),
         image=data["Config"]["Image"],
         state=status,
@@ -79,35 +154,99 @@ def inspect(name: str) -> Container:
     )
 
 
-def start(name: str) -> None:
-    run(["docker", "start", name])
+def inspect(name: str, timeout: float = API_TIMEOUT) -> Container:
+    """Inspect one container that must exist."""
+    container = find(name, timeout)
+    if container is None:
+        raise ClusterError(f"there is no container named {name}")
+    return container
 
 
-def stop(name: str, timeout: int = 10) -> None:
-    run(["docker", "stop", "-t", str(timeout), name])
+def state(name: str, timeout: float = API_TIMEOUT) -> str:
+    """The container's state, or ``missing`` when there is no such container."""
+    container = find(name, timeout)
+    return "missing" if container is None else container.state
 
 
-def pause(name: str) -> None:
-    run(["docker", "pause", name])
+def _timestamp(text: str) -> float:
+    if not text or text.startswith("0001-"):
+        return 0.0
+    # Docker gives nanoseconds (2026-12-01T08:45:24.123456789Z); Python parses up to microseconds.
+    head, dot, rest = text.rstrip("Z").partition(".")
+    fraction = rest[:6] if dot else "0"
+    return datetime.fromisoformat(f"{head}.{fraction}+00:00").timestamp()
 
 
-def unpause(name: str) -> None:
-    run(["docker", "unpause", name])
+def start(name: str, timeout: float = API_TIMEOUT) -> None:
+    _call(f"starting {name}", timeout, _api(timeout).start, name)
 
 
-def volume_exists(name: str) -> bool:
-    return run(["docker", "volume", "inspect", name], check=False).returncode == 0
+def stop(name: str, grace: int = 10, timeout: float = API_TIMEOUT) -> None:
+    """Stop a container: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    _call(f"stopping {name}", timeout + grace, _api(timeout + grace).stop, name, timeout=grace)
 
 
-def network_exists(name: str) -> bool:
-    return run(["docker", "network", "inspect", name], check=False).returncode == 0
+def pause(name: str, timeout: float = API_TIMEOUT) -> None:
+    _call(f"pausing {name}", timeout, _api(timeout).pause, name)
 
 
-def remove_network(name: str) -> None:
-    run(["docker", "network", "rm", name], check=False)
+def unpause(name: str, timeout: float = API_TIMEOUT) -> None:
+    _call(f"unpausing {name}", timeout, _api(timeout).unpause, name)
 
 
-def exec_in(name: str, *command: str, input: str | None = None) -> str:
-    """Run a command in a container and return its output."""
-    args = ["docker", "exec"] + (["-i"] if input is not None else []) + [name, *command]
-    return run(args, input=input).stdout
+def volume_exists(name: str, timeout: float = API_TIMEOUT) -> bool:
+    try:
+        _call(f"inspecting volume {name}", timeout, _api(timeout).inspect_volume, name)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+def network_exists(name: str, timeout: float = API_TIMEOUT) -> bool:
+    try:
+        _call(f"inspecting network {name}", timeout, _api(timeout).inspect_network, name)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+def remove_network(name: str, timeout: float = API_TIMEOUT) -> None:
+    try:
+        _call(f"removing network {name}", timeout, _api(timeout).remove_network, name)
+    except docker.errors.NotFound:
+        pass
+
+
+def run_in(name: str, command: list[str], timeout: float) -> ExecResult:
+    """Run ``command`` in a running container, killed by the container's ``timeout`` after ``timeout`` s.
+
+    Raises ClusterError when the container is missing, not running (a paused
+    node cannot exec) or Docker does not answer; a command that ran and failed
+    is returned with its exit status, for the caller to judge.
+    """
+    api = _api(timeout + 10)
+    bounded = ["timeout", "-k", "2", f"{timeout:g}", *command]
+    what = f"'{' '.join(command)[:80]}' in {name}"
+    try:
+        created = _call(f"starting {what}", timeout, api.exec_create, name, bounded)
+        out, err = _call(f"running {what}", timeout + 10, api.exec_start, created["Id"], demux=True)
+        code = _call(f"reading the status of {what}", timeout, api.exec_inspect, created["Id"])["ExitCode"]
+    except docker.errors.NotFound:
+        raise ClusterError(f"there is no container {name} to run {what}") from None
+    except docker.errors.APIError as exc:  # 409: the container is paused or stopped
+        raise ClusterError(f"cannot run {what}: {exc.explanation or exc}") from None
+    return ExecResult(
+        code if code is not None else -1,
+        (out or b"").decode(errors="replace"),
+        (err or b"").decode(errors="replace"),
+    )
+
+
+def exec_in(name: str, *command: str, timeout: float = 60) -> str:
+    """Run a command in a container and return its output; a non-zero exit is a ClusterError."""
+    result = run_in(name, list(command), timeout)
+    if result.code != 0:
+        detail = " | ".join(result.output.strip().splitlines()[-5:])
+        reason = f"ran over {timeout:g} s" if result.code == 124 else f"failed (exit {result.code})"
+        raise ClusterError(f"'{' '.join(command)[:120]}' in {name} {reason}: {detail}")
+    return result.stdout

@@ -11,7 +11,7 @@ NETWORK_ENV = "KIND_EXPERIMENTAL_DOCKER_NETWORK"
 
 def clusters() -> list[str]:
     """Names of the kind clusters on this machine."""
-    return run(["kind", "get", "clusters"]).stdout.split()
+    return run(["kind", "get", "clusters"], timeout=60).stdout.split()
 
 
 def create(name: str, image: str | None, config: Path, kubeconfig: Path, network: str, log: Path) -> None:
@@ -26,12 +26,12 @@ def delete(name: str, kubeconfig: Path | None) -> None:
     args = ["kind", "delete", "cluster", "--name", name]
     if kubeconfig is not None:
         args += ["--kubeconfig", str(kubeconfig)]
-    run(args)
+    run(args, timeout=180)
 
 
 def write_kubeconfig(name: str, kubeconfig: Path) -> None:
     """Write the cluster's (host-side) kubeconfig to ``kubeconfig``."""
-    text = run(["kind", "get", "kubeconfig", "--name", name]).stdout
+    text = run(["kind", "get", "kubeconfig", "--name", name], timeout=60).stdout
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     kubeconfig.write_text(text)
     kubeconfig.chmod(0o600)
@@ -47,8 +47,8 @@ def images_on_nodes(name: str) -> set[str]:
 
     common: set[str] | None = None
     for node in docker.containers(f"{docker.KIND_CLUSTER_LABEL}={name}"):
-        listing = run(["docker", "exec", node.name, "ctr", "-n", "k8s.io", "images", "ls", "-q"], check=False)
-        names = {_short(line) for line in listing.stdout.split()}
+        listing = docker.run_in(node.name, ["ctr", "-n", "k8s.io", "images", "ls", "-q"], timeout=60)
+        names = {_short(line) for line in listing.stdout.split()} if listing.code == 0 else set()
         common = names if common is None else common & names
     return common or set()
 

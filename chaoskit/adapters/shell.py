@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaoskit.errors import ProvisionError
+from chaoskit.errors import CommandTimedOut, ProvisionError
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,12 @@ def run(
     input: str | bytes | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
-    timeout: float | None = None,
+    timeout: float,
 ) -> Completed:
-    """Run a short command and capture its output."""
+    """Run a short command and capture its output; past ``timeout`` seconds it is killed.
+
+    The timeout has no default: every caller states how long its command may take.
+    """
     full_env = {**os.environ, **env} if env else None
     text = not isinstance(input, bytes)
     try:
@@ -76,7 +79,7 @@ def run(
     except FileNotFoundError as exc:
         raise ProvisionError(f"'{args[0]}' is not installed ({exc.strerror})") from None
     except subprocess.TimeoutExpired:
-        raise ProvisionError(f"'{' '.join(args)}' did not finish within {timeout:.0f} s") from None
+        raise CommandTimedOut(f"'{' '.join(args)}' did not finish within {timeout:g} s and was killed") from None
     out = proc.stdout if text else proc.stdout.decode(errors="replace")
     err = proc.stderr if text else proc.stderr.decode(errors="replace")
     result = Completed(tuple(args), proc.returncode, out, err)

@@ -104,7 +104,15 @@ class ClusterProvider(Protocol):
     """Makes, finds and removes clusters."""
 
     def up(self, spec: ClusterSpec) -> Cluster:
-        """Return a ready cluster, reusing a running one where it can."""
+        """Return a ready cluster, reusing a running one where it can.
+
+        Whether a running cluster that differs from ``spec`` or is unhealthy may be
+        deleted and created anew is the provider's setting (``recreate`` of
+        :func:`chaoskit.cluster.get_provider`); without it, ``up`` uses a running
+        cluster as it is or fails saying how to fix it, and ``Cluster.created`` is
+        True only for a cluster this call made. No provider deletes one it did not
+        create unless told to.
+        """
         ...
 
     def attach(self, spec: ClusterSpec) -> Cluster:

@@ -13,9 +13,13 @@ can be pulled; otherwise chaoskit builds its own from Debian packages
 so chaoskit installs its own add-ons (:mod:`chaoskit.cluster.addons`).
 
 A cluster that already runs is reused. One whose containers are stopped (the
-machine restarted, or a test stopped a node and died) is started again; one
-that cannot be made healthy, or whose node image is out of date, is deleted
-and created anew.
+machine restarted, or a test stopped a node and died) is started again. What
+happens to one that differs from the spec (another node count, an out-of-date
+node image) or cannot be made healthy depends on who asks: ``chaoskit cluster
+up`` (``recreate=True``) deletes it and creates it anew, as its user asked for
+that cluster; the pytest plugin (``recreate=False``) never deletes a cluster it
+did not create: it uses one that differs as it is, saying how in one line, and
+fails on an unhealthy one with the ``chaoskit cluster up`` command that fixes it.
 """
 
 from __future__ import annotations
@@ -80,22 +84,27 @@ def is_airgap_image(image: str) -> bool:
 class KindProvider:
     """Creates, reuses and deletes kind clusters."""
 
-    def __init__(self, provision: bool = True) -> None:
+    def __init__(self, provision: bool = True, recreate: bool = True) -> None:
         # provision: whether up() may install packages and start Docker (the CLI does;
         # the pytest plugin does not, it asks the user to run 'chaoskit cluster up').
+        # recreate: whether up() may delete a running cluster that differs from the spec or
+        # is unhealthy and create it anew (the CLI does; the pytest plugin does not).
         self.provision = provision
+        self.recreate = recreate
 
     # --- up --------------------------------------------------------------------
 
     def up(self, spec: ClusterSpec) -> Cluster:
         started = time.monotonic()
         self._ensure_docker()
-        image = self._choose_image(spec)
-        cluster = None
-        if spec.name in kind.clusters():
-            cluster = self._reuse(spec, image)
-        if cluster is None:
-            cluster = self._create(spec, image)
+        running = spec.name in kind.clusters()
+        if running and not self.recreate:
+            # Nothing is pulled or built for a cluster that is used as it is.
+            cluster = self._use_as_is(spec, self._local_image(spec))
+        else:
+            image = self._choose_image(spec)
+            reused = self._reuse(spec, image) if running else None
+            cluster = reused or self._create(spec, image)
         say(f"cluster {spec.name} ready in {time.monotonic() - started:.0f} s (KUBECONFIG={cluster.kubeconfig})")
         return cluster
 
@@ -110,7 +119,8 @@ class KindProvider:
         if not _have("kind"):
             raise UsageError("the kind CLI is not installed: run 'chaoskit cluster up', which installs it")
 
-    def _choose_image(self, spec: ClusterSpec) -> str:
+    def _local_image(self, spec: ClusterSpec) -> str | None:
+        """The node image a new cluster would get, without pulling or building (None: none is here)."""
         from chaoskit.provision import images
 
         if spec.node_image:
@@ -120,6 +130,12 @@ class KindProvider:
             return airgap
         if images.image_exists(STOCK_NODE_IMAGE):
             return STOCK_NODE_IMAGE
+        return None
+
+    def _choose_image(self, spec: ClusterSpec) -> str:
+        local = self._local_image(spec)
+        if local:
+            return local
         say(f"trying to pull kind's node image {STOCK_NODE_IMAGE}")
         pulled = run(["docker", "pull", STOCK_NODE_IMAGE], check=False, timeout=PULL_TIMEOUT)
         if pulled.returncode == 0:
@@ -135,6 +151,7 @@ class KindProvider:
         )
 
     def _reuse(self, spec: ClusterSpec, image: str) -> Cluster | None:
+        """Reuse the running cluster if it fits ``spec``; else delete it and return None (the CLI)."""
         nodes = docker.containers(f"{docker.KIND_CLUSTER_LABEL}={spec.name}")
         stale = sorted({n.image for n in nodes} - {image})
         if stale:
@@ -145,6 +162,42 @@ class KindProvider:
             say(f"cluster {spec.name} has {len(nodes)} nodes, not {spec.workers + 1}: recreating it")
             self._delete(spec.name)
             return None
+        try:
+            return self._restart_and_finish(spec, nodes)
+        except ChaoskitError as exc:
+            say(f"cluster {spec.name} did not become healthy ({exc}): recreating it")
+            self._delete(spec.name)
+            return None
+
+    def _use_as_is(self, spec: ClusterSpec, image: str | None) -> Cluster:
+        """Use the running cluster whatever its shape, never deleting it (the pytest plugin).
+
+        ``image`` is the node image a new cluster would get (None if none is on the machine).
+        """
+        nodes = docker.containers(f"{docker.KIND_CLUSTER_LABEL}={spec.name}")
+        fix = f"run 'chaoskit cluster up {_up_options(spec)}', which repairs or recreates it"
+        if not nodes:
+            raise ClusterError(f"kind lists cluster {spec.name} but it has no node containers: {fix}")
+        stale = sorted({n.image for n in nodes} - {image}) if image else []
+        differences = []
+        if stale:
+            differences.append(f"runs node image {', '.join(stale)}, not {image}")
+        if len(nodes) != spec.workers + 1:
+            asked = f"1 control plane + {spec.workers} workers"
+            differences.append(f"has {len(nodes)} nodes, not the {spec.workers + 1} asked for ({asked})")
+        if differences:
+            say(
+                f"{'warning: ' if stale else ''}cluster {spec.name} {' and '.join(differences)}: "
+                f"using it as it is ('chaoskit cluster up {_up_options(spec)}' recreates it to fit)"
+            )
+        try:
+            return self._restart_and_finish(spec, nodes)
+        except ChaoskitError as exc:
+            reason = " ".join(str(exc).split())
+            raise ClusterError(f"cluster {spec.name} is not healthy ({reason}): {fix}") from None
+
+    def _restart_and_finish(self, spec: ClusterSpec, nodes: list[docker.Container]) -> Cluster:
+        """Start or unpause the nodes of a running cluster and wait until it is healthy."""
         # Each node must post a Ready heartbeat newer than its last (re)start, and its pods must
         # have turned Ready since: a node that Docker or we just started still shows the Ready
         # it posted before it stopped. Heartbeats are whole seconds: allow one of rounding.
@@ -159,12 +212,8 @@ class KindProvider:
                 docker.start(node.name)
         node_since = {n.name: max(unpaused_at.get(n.name, 0.0), docker.inspect(n.name).started_at) - 1 for n in nodes}
         say(f"reusing cluster {spec.name}")
-        try:
-            return self._finish(spec, image, created=False, node_since=node_since)
-        except ChaoskitError as exc:
-            say(f"cluster {spec.name} did not become healthy ({exc}): recreating it")
-            self._delete(spec.name)
-            return None
+        airgap = any(is_airgap_image(n.image) for n in nodes)
+        return self._finish(spec, airgap, created=False, node_count=len(nodes), node_since=node_since)
 
     def _create(self, spec: ClusterSpec, image: str) -> Cluster:
         airgap = is_airgap_image(image)
@@ -175,10 +224,15 @@ class KindProvider:
         kubeconfig.unlink(missing_ok=True)
         say(f"creating kind cluster {spec.name}: 1 control plane + {spec.workers} workers, image {image}")
         kind.create(spec.name, image, config, kubeconfig, network_name(spec.name), workdir / "create.log")
-        return self._finish(spec, image, created=True)
+        return self._finish(spec, airgap, created=True, node_count=spec.workers + 1)
 
     def _finish(
-        self, spec: ClusterSpec, image: str, created: bool, node_since: dict[str, float] | None = None
+        self,
+        spec: ClusterSpec,
+        airgap: bool,
+        created: bool,
+        node_count: int,
+        node_since: dict[str, float] | None = None,
     ) -> Cluster:
         kubeconfig = kubeconfig_path(spec.name)
         kind.write_kubeconfig(spec.name, kubeconfig)
@@ -187,7 +241,7 @@ class KindProvider:
             provider="kind",
             kubeconfig=kubeconfig,
             context=f"kind-{spec.name}",
-            flavor="airgap" if is_airgap_image(image) else "stock",
+            flavor="airgap" if airgap else "stock",
             node_ports=spec.node_ports,
             created=created,
         )
@@ -199,7 +253,7 @@ class KindProvider:
                 kube.apply(addons.manifests(images.agent_image()))
                 if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
                     say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
-            wait_healthy(kube, cluster.flavor, spec.workers + 1, node_since=node_since)
+            wait_healthy(kube, cluster.flavor, node_count, node_since=node_since)
         return cluster
 
     def attach(self, spec: ClusterSpec) -> Cluster:
@@ -277,6 +331,14 @@ class KindProvider:
             context=f"kind-{spec.name}",
             problem=problem,
         )
+
+
+def _up_options(spec: ClusterSpec) -> str:
+    """The ``chaoskit cluster up`` options that make the cluster ``spec`` describes."""
+    options = f"--name {spec.name} --workers {spec.workers}"
+    if spec.node_image:
+        options += f" --node-image {spec.node_image}"
+    return options
 
 
 def _have(tool: str) -> bool:

@@ -10,27 +10,39 @@ A fault runs as a context manager (:meth:`Fault.active`), in this order:
    gone, the node NotReady) and time it. A fault whose effect cannot be seen
    raises :class:`FaultNotEffective`; a test never trusts an unproven fault.
 4. **undo** on the way out, whatever happened: success, failure, exception,
-   Ctrl-C, SIGTERM (see :mod:`.signals`); then settle the ledger entry.
+   Ctrl-C, SIGTERM (see :mod:`.signals`; a signal that arrives while the undo
+   runs waits until it is done), then **prove the undo** by reading the state
+   again (no rule with the fault's comment, the root qdisc not ours, the node
+   Ready and schedulable), and only then settle the ledger entry. An undo that
+   cannot be proven raises :class:`FaultUndoFailed` and leaves the entry
+   unsettled, so ``chaoskit cleanup`` tries again; a read that fails is never
+   taken for "nothing there".
 
 In dry-run mode only step 1 runs, and the record says what would have happened.
-Undo is a class method working from the recorded data alone, so the sweeper
-can call it in another process, long after the injecting one died.
+Undo (``revert``) and its proof (``check_undone``) are class methods working
+from the recorded data alone, so the sweeper can call them in another process,
+long after the injecting one died; ``moot`` says when a fault's targets are
+gone altogether (a deleted node), so its entry is settled instead of blocking
+every later sweep.
 """
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from dataclasses import replace as replace_spec
 from typing import Any, ClassVar
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import ClusterError, FaultNotEffective, SafetyError, SpecError
+from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
+from chaoskit.faults import signals
 from chaoskit.faults.ledger import Ledger, LedgerEntry
 
 PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage", "chaoskit-monitoring")
@@ -80,8 +92,15 @@ class Safety:
         if total and chosen / total > self.max_share + 1e-9:
             raise SafetyError(
                 f"the fault would touch {chosen} of {total} {what} ({chosen / total:.0%}), over the "
-                f"blast-radius cap of {self.max_share:.0%}; lower the count or raise max_share"
+                f"blast-radius cap of {self.max_share:.0%}; lower the count, or raise the cap for this "
+                f"fault with max_share={chosen / total:.2g} (or --chaos-max-share for the session)"
             )
+
+    def with_max_share(self, max_share: float | None) -> Safety:
+        """These rules with the cap raised (or lowered) for one fault; ``None`` keeps the session's."""
+        if max_share is None:
+            return self
+        return replace_spec(self, max_share=max_share)
 
 
 @dataclass(frozen=True)
@@ -118,6 +137,14 @@ class FaultRecord:
     error: str | None = None
     rounds: list[FaultRound] = field(default_factory=list)
     """Every round of a repeated fault, the first included; empty for a one-shot fault."""
+    max_share: float = 0.5
+    """The blast-radius cap this fault was checked against."""
+    max_share_raised: bool = False
+    """Whether the fault set its own cap (``max_share=``) rather than the session's."""
+    undo_proof: str | None = None
+    """What the state read after the undo showed (the proof that it was undone)."""
+    undo_error: str | None = None
+    """Why the undo could not be proven; what it left may still be in place."""
 
     @property
     def inject_to_effect(self) -> float | None:
@@ -149,8 +176,17 @@ class Fault(ABC):
         self.spec = spec
         """The fault's frozen spec dataclass."""
         self.safety = safety or Safety()
+        self.max_share_raised = False
+        """Whether :meth:`with_max_share` set this fault's own cap."""
         self.fault_id = ""
         """Set when the fault starts; marks every rule and object it touches."""
+
+    def with_max_share(self, max_share: float | None) -> Fault:
+        """Check this fault against its own blast-radius cap instead of the session's (shown in its record)."""
+        if max_share is not None:
+            self.safety = self.safety.with_max_share(max_share)
+            self.max_share_raised = True
+        return self
 
     @abstractmethod
     def plan(self) -> list[str]:
@@ -181,6 +217,26 @@ class Fault(ABC):
             raise SpecError(f"selector {selector!r} matches no pod in namespace {namespace!r}")
         return pods
 
+    def choose(self, pods: list[Any], count: int | None, seed: int | None, what: str) -> list[Any]:
+        """``count`` of ``pods`` (all when None), checked against the blast-radius cap; chosen by ``seed``."""
+        wanted = len(pods) if count is None else count
+        if wanted > len(pods):
+            raise SpecError(f"count {wanted} is more than the {len(pods)} {what}")
+        self.safety.check_share(wanted, len(pods), what)
+        ordered = sorted(pods, key=lambda p: p.metadata.name)
+        return ordered if wanted == len(pods) else random.Random(seed).sample(ordered, wanted)
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        """Read the state again after :meth:`revert` and describe it; raise FaultUndoFailed if the fault
+        is still (or may still be) in place. Faults with nothing to undo never get here."""
+        raise NotImplementedError(f"{cls.__name__} does not prove its undo")
+
+    @classmethod
+    def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:
+        """Why nothing is left to undo because the targets themselves are gone (a deleted node), or None."""
+        return None
+
     def await_effect(
         self, record: FaultRecord, list_call: Any, done: Any, timeout: float, what: str, **kwargs: Any
     ) -> None:
@@ -207,6 +263,8 @@ class Fault(ABC):
             cluster=self.cluster.name,
             spec=asdict(self.spec),
             dry_run=self.safety.dry_run,
+            max_share=self.safety.max_share,
+            max_share_raised=self.max_share_raised,
         )
         self.fault_id = record.fault_id
         record.targets = self.plan()
@@ -231,8 +289,29 @@ class Fault(ABC):
             raise
         finally:
             if undo is not None:
-                self.revert(self.cluster, self.kube, undo)
-                ledger.settle(record.fault_id)
-                record.reverted = True
-                record.reverted_mono = time.monotonic()
-                record.reverted_at = time.time()
+                with signals.deferred(f"undoing {record.fault_id}"):
+                    try:
+                        record.undo_proof = undo_and_prove(type(self), self.cluster, self.kube, record.fault_id, undo)
+                    except FaultUndoFailed as failed:
+                        record.undo_error = str(failed)
+                        raise
+                    ledger.settle(record.fault_id)
+                    record.reverted = True
+                    record.reverted_mono = time.monotonic()
+                    record.reverted_at = time.time()
+
+
+def undo_and_prove(kind: type[Fault], cluster: Cluster, kube: Kube, fault_id: str, undo: dict[str, Any]) -> str:
+    """Undo a fault from its recorded data and prove it by reading the state again; return the proof.
+
+    Whatever goes wrong (the undo itself failing, a read that cannot see, a
+    state that still shows the fault) is a FaultUndoFailed naming the fault and
+    what may be left: the caller must not settle its ledger entry.
+    """
+    try:
+        kind.revert(cluster, kube, undo)
+        return kind.check_undone(cluster, kube, undo)
+    except FaultUndoFailed as exc:
+        raise FaultUndoFailed(f"undo of {fault_id} not proven: {exc}") from None
+    except Exception as exc:
+        raise FaultUndoFailed(f"undo of {fault_id} not proven: {type(exc).__name__}: {exc}") from exc

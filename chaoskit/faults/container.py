@@ -13,11 +13,10 @@ from typing import Any
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube
-from chaoskit.adapters.shell import run
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
-from chaoskit.faults.netns import PodProcess, locate
+from chaoskit.faults.netns import PodProcess, locate_all
 
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT")
 
@@ -61,7 +60,7 @@ class ContainerKill(Fault):
             raise SpecError(f"count {spec.count} is more than the {len(pods)} pods matching {spec.selector!r}")
         self.safety.check_share(spec.count, len(pods), f"pods matching {spec.selector!r}")
         chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), spec.count)
-        self._processes = [locate(p, spec.container) for p in chosen]
+        self._processes = locate_all(chosen, spec.container)
         self._restarts = {p.metadata.name: self._restart_count(p) for p in chosen}
         return [f"{p.pod}/{spec.container or 'first container'}@{p.node}" for p in self._processes]
 
@@ -76,18 +75,18 @@ class ContainerKill(Fault):
 
     def inject(self, targets: list[str]) -> None:
         for process in self._processes:
-            docker.exec_in(process.node, "kill", "-s", self.spec.signal.removeprefix("SIG"), str(process.pid))
+            docker.exec_in(
+                process.node, "kill", "-s", self.spec.signal.removeprefix("SIG"), str(process.pid), timeout=10
+            )
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         # The kill takes effect when the process is gone (seen on the node); the restart count
         # going up, which can lag by the kubelet's back-off, confirms it from the API.
         for process in self._processes:
-            gone = run(
-                ["docker", "exec", process.node, "timeout", "10", "sh", "-c",
-                 f"while [ -d /proc/{process.pid} ]; do sleep 0.02; done"],
-                check=False,
-            )  # fmt: skip
-            if gone.returncode != 0:
+            gone = docker.run_in(
+                process.node, ["sh", "-c", f"while [ -d /proc/{process.pid} ]; do sleep 0.02; done"], timeout=10
+            )
+            if gone.code != 0:
                 raise FaultNotEffective(f"process {process.pid} of {process.pod} still runs 10 s after the signal")
         record.effect_mono = time.monotonic()
 

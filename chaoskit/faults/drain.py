@@ -23,11 +23,13 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import ClusterError, FaultNotEffective, SafetyError, SpecError
+from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
 from chaoskit.faults.node import CONTROL_PLANE_LABELS
 
 MARK = "chaoskit.io/cordoned-by"
+API_TIMEOUT = 30
+"""Seconds any one API request of a drain may take."""
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,13 @@ class NodeDrain(Fault):
     def inject(self, targets: list[str]) -> None:
         node = targets[0]
         self.kube.core.patch_node(
-            node, {"spec": {"unschedulable": True}, "metadata": {"annotations": {MARK: self.fault_id}}}
+            node,
+            {"spec": {"unschedulable": True}, "metadata": {"annotations": {MARK: self.fault_id}}},
+            _request_timeout=API_TIMEOUT,
         )
-        pods: list[Any] = self.kube.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+        pods: list[Any] = self.kube.core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={node}", _request_timeout=API_TIMEOUT
+        ).items
         deadline = time.monotonic() + self.spec.timeout
         for pod in pods:
             if not _evictable(pod):
@@ -117,7 +123,9 @@ class NodeDrain(Fault):
         body = client.V1Eviction(api_version=self._policy_version, kind="Eviction", metadata=metadata)
         body.delete_options = options
         try:
-            self.kube.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
+            self.kube.core.create_namespaced_pod_eviction(
+                pod.metadata.name, pod.metadata.namespace, body, _request_timeout=API_TIMEOUT
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return  # already gone
@@ -135,7 +143,7 @@ class NodeDrain(Fault):
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         node = targets[0]
-        current: Any = self.kube.core.read_node(node)
+        current: Any = self.kube.core.read_node(node, _request_timeout=API_TIMEOUT)
         if not current.spec.unschedulable:
             raise FaultNotEffective(f"node {node} is not cordoned")
         uids = set(self._evicted.values())
@@ -151,9 +159,32 @@ class NodeDrain(Fault):
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        node: Any = kube.core.read_node(str(undo["node"]))
+        node: Any = kube.core.read_node(str(undo["node"]), _request_timeout=API_TIMEOUT)
         if (node.metadata.annotations or {}).get(MARK) != undo["mark"]:
             return  # not cordoned by this fault (already undone, or someone else's cordon)
         kube.core.patch_node(
-            node.metadata.name, {"spec": {"unschedulable": False}, "metadata": {"annotations": {MARK: None}}}
+            node.metadata.name,
+            {"spec": {"unschedulable": False}, "metadata": {"annotations": {MARK: None}}},
+            _request_timeout=API_TIMEOUT,
         )
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        name = str(undo["node"])
+        node: Any = kube.core.read_node(name, _request_timeout=API_TIMEOUT)
+        if (node.metadata.annotations or {}).get(MARK) == undo["mark"]:
+            raise FaultUndoFailed(f"node {name} still carries this fault's cordon ({MARK}={undo['mark']})")
+        if node.spec.unschedulable:
+            # Someone else cordoned it since (their mark, or none): not this fault's to lift.
+            return f"node {name} no longer carries this fault's cordon (it is cordoned by someone else)"
+        return f"node {name} schedulable; this fault's mark gone"
+
+    @classmethod
+    def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:
+        try:
+            kube.core.read_node(str(undo["node"]), _request_timeout=API_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return f"node {undo['node']} no longer exists"
+            raise
+        return None

@@ -1,27 +1,46 @@
 """The fault ledger: a write-ahead record of every fault, so none is ever left behind.
 
 Before a fault acts, it appends an ``inject`` line holding everything needed to
-undo it (which node to start, which rule to delete) and the id of the process
-that injected it. After it is undone, it appends a ``settle`` line. A process
+undo it (which node to start, which rule to delete) and the process that
+injected it. After it is undone, it appends a ``settle`` line. A process
 that dies between the two (SIGKILL, a power cut) leaves an unsettled entry;
 :func:`chaoskit.faults.sweeper.sweep` finds it at the next start, or when a user
 runs ``chaoskit cleanup``, and undoes it from the recorded data alone.
 
 The file is JSON lines, appended with ``O_APPEND`` and fsynced, one file per
-cluster under ``$CHAOSKIT_CACHE/ledger/``. Entries of processes that are still
-alive are never swept: they belong to a run in progress.
+cluster under ``$CHAOSKIT_CACHE/ledger/`` (see :func:`ledger_file_name`: a kind
+name as it is, any other context name as a slug plus a hash). Entries of
+processes that are still alive are never swept: they belong to a run in
+progress.
+
+A process is known by its boot id, pid and start time (:func:`process_alive`).
+A pid alone is not enough: pids are reused, and containers (CI jobs) share the
+host's boot id while each numbers its processes from 1, so the pid of a run
+killed in one container is soon another, unrelated process. A process with the
+recorded pid but another start time is that unrelated process: the owner is
+dead. Lines written before the start time was recorded are judged by boot id
+and pid alone, as they were then.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from chaoskit.provision import cache
+
+START_TIME_TOLERANCE = 2.0
+"""Seconds two readings of one process's start time may differ by. psutil derives it from
+the boot time, which the kernel reports in whole seconds and which moves when the clock is
+adjusted; another process started within this of the recorded one is taken for the owner."""
 
 
 @dataclass(frozen=True)
@@ -42,10 +61,13 @@ class LedgerEntry:
     """The machine boot it happened in (a pid from an earlier boot is dead)."""
     at: float = field(default_factory=time.time)
     """When it was recorded (Unix time)."""
+    started_at: float | None = field(default_factory=lambda: process_started_at(os.getpid()))
+    """When process ``pid`` started (Unix time; the default is this process's, like ``pid``'s);
+    None in lines written before it was recorded."""
 
     def owner_alive(self) -> bool:
         """Whether the process that injected it still runs (then it is not residue)."""
-        return process_alive(self.pid, self.boot_id)
+        return process_alive(self.pid, self.boot_id, self.started_at)
 
 
 class Ledger:
@@ -55,15 +77,16 @@ class Ledger:
         self.cluster = cluster
         base = directory or cache.root() / "ledger"
         base.mkdir(parents=True, exist_ok=True)
-        self.path = base / f"{cluster}.jsonl"
+        self.path = base / ledger_file_name(cluster)
+        _adopt_legacy_file(base, cluster, self.path)
 
     def record(self, entry: LedgerEntry) -> None:
         """Write-ahead: call before the fault acts."""
         self._append({"op": "inject", **asdict(entry)})
 
-    def settle(self, fault_id: str) -> None:
-        """Mark a fault undone."""
-        self._append({"op": "settle", "fault_id": fault_id, "at": time.time()})
+    def settle(self, fault_id: str, how: str = "undone") -> None:
+        """Mark a fault undone (``how``: ``undone``, proven; ``moot``, its targets are gone)."""
+        self._append({"op": "settle", "fault_id": fault_id, "at": time.time(), "how": how})
 
     def unsettled(self) -> list[LedgerEntry]:
         """Entries injected and not yet undone, oldest first."""
@@ -77,10 +100,20 @@ class Ledger:
                 continue  # a line torn by a crash mid-write; its fault never acted
             if data.get("op") == "inject":
                 data.pop("op")
+                data.setdefault("started_at", None)  # an older line: not this process's start time
                 open_entries[data["fault_id"]] = LedgerEntry(**data)
             elif data.get("op") == "settle":
                 open_entries.pop(data["fault_id"], None)
         return list(open_entries.values())
+
+    def clear(self) -> list[LedgerEntry]:
+        """Delete the ledger file, when its cluster is gone (its faults went with it).
+
+        Returns the entries that were still unsettled, for the caller to report.
+        """
+        dropped = self.unsettled()
+        self.path.unlink(missing_ok=True)
+        return dropped
 
     def _append(self, data: dict[str, Any]) -> None:
         line = (json.dumps(data, sort_keys=True) + "\n").encode()
@@ -92,17 +125,68 @@ class Ledger:
             os.close(fd)
 
 
-def process_alive(pid: int, boot_id: str) -> bool:
-    """Whether process ``pid`` of machine boot ``boot_id`` still runs."""
-    if boot_id != _boot_id():
+_PLAIN_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
+
+
+def ledger_file_name(cluster: str) -> str:
+    """The ledger's file name for a cluster name, safe for any kubeconfig context name.
+
+    A kind cluster's name (lower-case letters, digits, ``-``) is used as it is, so
+    ``chaoskit`` keeps ``chaoskit.jsonl``. Any other name (an EKS ARN with ``:`` and
+    ``/``, a GKE ``gke_project_zone_name``) becomes a readable slug plus a hash of the
+    whole name, joined by a ``.`` that no kind name holds: two names never share a file.
+    """
+    if _PLAIN_NAME.fullmatch(cluster):
+        return f"{cluster}.jsonl"
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", cluster).strip("_-")[:80] or "context"
+    digest = hashlib.sha256(cluster.encode()).hexdigest()[:12]
+    return f"{slug}.{digest}.jsonl"
+
+
+def _adopt_legacy_file(base: Path, cluster: str, path: Path) -> None:
+    """Move a ledger that chaoskit named ``<cluster>.jsonl`` before names were made safe to its new name.
+
+    Only a name without ``/`` can have one (with a ``/``, writing it failed); its
+    unsettled entries may be faults a killed run left, still to be undone.
+    """
+    legacy = base / f"{cluster}.jsonl"
+    if legacy == path or "/" in cluster or "\0" in cluster or path.exists():
+        return
+    try:
+        legacy.rename(path)
+    except OSError:
+        pass  # none (or another process moved it first), or a name no file could ever have had
+
+
+def process_alive(pid: int, boot_id: str, started_at: float | None = None) -> bool:
+    """Whether process ``pid`` of machine boot ``boot_id``, started at ``started_at``, still runs.
+
+    The one liveness check of chaoskit, for ledger entries and test namespaces alike. A
+    zombie is dead. A process with this pid and another start time (beyond
+    :data:`START_TIME_TOLERANCE`) is an unrelated one that reused the pid: the owner is
+    dead. ``started_at=None`` (records made before it was kept) checks boot and pid only.
+    """
+    if boot_id != _boot_id() or pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if started_at is not None and abs(process.create_time() - started_at) > START_TIME_TOLERANCE:
+            return False
+    except psutil.NoSuchProcess:  # also psutil.ZombieProcess
         return False
-    except PermissionError:
-        return True
-    return _not_zombie(pid)
+    except psutil.AccessDenied:
+        return True  # it exists; whose it is cannot be told, so it is not swept
+    return True
+
+
+def process_started_at(pid: int) -> float | None:
+    """When process ``pid`` started (Unix time), or None if it cannot be read."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def current_boot_id() -> str:
@@ -115,11 +199,3 @@ def _boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return "unknown"
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -1,24 +1,79 @@
-"""Reaching a pod's processes and network namespace from its kind node, with no helper pod.
+"""Reaching pods' processes and network namespaces from their kind node, with no helper pod.
 
-A kind node is a Docker container whose containerd runs the pod, so
-``docker exec NODE ctr -n k8s.io task ls`` gives the PID of each container
-(in the node's PID namespace) and ``docker exec NODE nsenter -t PID -n CMD``
-runs CMD, with the node's own tools (iptables, tc), inside the pod's network
-namespace. The peers start a privileged helper pod per run for this, which
-costs tens of seconds; here it costs one ``docker exec``.
+A kind node is a Docker container whose containerd runs the pods, so ``ctr -n
+k8s.io task ls`` on the node gives the PID of each container (in the node's PID
+namespace) and ``nsenter -t PID -n CMD`` runs CMD, with the node's own tools
+(iptables, tc), inside the pod's network namespace. The peers start a
+privileged helper pod per run for this, which costs tens of seconds.
+
+Speed: a fault touches several pods on several nodes, and each step used to be
+a ``docker exec`` process of its own. Here each step is **one exec per node**
+(a shell script that does the step for every namespace on that node and reports
+each namespace's result between markers), over the Docker SDK, with the nodes
+in parallel threads.
+
+Trust: a namespace is recorded as (node, pid, netns inode). Before acting on
+it, the script checks that ``/proc/PID/ns/net`` still is that inode: a pod
+that restarted, or a PID reused by another process, is reported *gone* (its
+namespace, and every rule in it, went with the pod), never mistaken for the
+original. A read that fails (a paused node, a failing ``iptables-save``, Docker
+not answering) raises :class:`NamespaceUnreadable`; it is never taken for
+"nothing there".
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
+import shlex
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.shell import run
 from chaoskit.errors import ClusterError, SpecError
 
 COMMENT_PREFIX = "chaoskit:"
+STEP_TIMEOUT = 30.0
+"""How long one step's script may run on one node."""
+GONE_STATES = ("exited", "missing", "created", "dead", "removing")
+"""Node container states in which every pod namespace of the node is gone."""
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class NamespaceUnreadable(ClusterError):
+    """A pod's network namespace could not be read or changed: what is in it is unknown."""
+
+
+@dataclass(frozen=True)
+class Netns:
+    """One pod's network namespace, as seen from its kind node."""
+
+    node: str
+    """The kind node (and its container's name)."""
+    pid: int
+    """A process of the pod (its container's main process), in the node's PID namespace."""
+    inode: int
+    """The namespace's inode (``stat -L /proc/PID/ns/net``); 0 if unknown (ledgers before it was recorded)."""
+    pod: str = ""
+    """``namespace/name`` of the pod, for messages."""
+
+    def to_undo(self) -> list[Any]:
+        return [self.node, self.pid, self.inode, self.pod]
+
+    @classmethod
+    def from_undo(cls, item: list[Any]) -> Netns:
+        node, pid, *rest = item
+        inode = int(rest[0]) if rest else 0
+        pod = str(rest[1]) if len(rest) > 1 else ""
+        return cls(str(node), int(pid), inode, pod)
+
+    def __str__(self) -> str:
+        return f"{self.pod or 'pid ' + str(self.pid)} on {self.node}"
 
 
 @dataclass(frozen=True)
@@ -34,67 +89,210 @@ class PodProcess:
     """The container's main process, in the node's PID namespace."""
     ip: str
     """The pod's IP address."""
+    inode: int = 0
+    """The inode of the pod's network namespace."""
+
+    @property
+    def netns(self) -> Netns:
+        return Netns(self.node, self.pid, self.inode, f"{self.namespace}/{self.pod}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a snippet did in one namespace."""
+
+    gone: bool
+    """The namespace no longer exists (its pod restarted or its node stopped): nothing ran."""
+    code: int
+    """The snippet's exit status (-1 when gone)."""
+    output: str
+    """Its standard output and error."""
+
+
+def on_nodes(groups: dict[str, T], work: Callable[[str, T], R]) -> dict[str, R]:
+    """Run ``work(node, items)`` for every node at once; the first error is raised."""
+    if len(groups) <= 1:
+        return {node: work(node, items) for node, items in groups.items()}
+    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="chaoskit-node") as pool:
+        futures = {node: pool.submit(work, node, items) for node, items in groups.items()}
+        return {node: future.result() for node, future in futures.items()}
+
+
+def by_node(namespaces: Iterable[Netns]) -> dict[str, list[Netns]]:
+    groups: dict[str, list[Netns]] = {}
+    for ns in namespaces:
+        groups.setdefault(ns.node, []).append(ns)
+    return groups
 
 
 def locate(pod: Any, container: str | None = None) -> PodProcess:
     """Find a running pod's container (the first one unless named) on its node."""
-    name = pod.metadata.name
-    statuses = pod.status.container_statuses or []
-    if container:
-        statuses = [s for s in statuses if s.name == container]
-    running = [s for s in statuses if s.container_id and s.state and s.state.running]
-    if not running or not pod.spec.node_name or not pod.status.pod_ip:
-        which = f"container {container}" if container else "container"
-        raise SpecError(f"pod {pod.metadata.namespace}/{name} has no running {which}")
-    container_id = running[0].container_id.split("://", 1)[1]
-    node = pod.spec.node_name
-    tasks = docker.exec_in(node, "ctr", "-n", "k8s.io", "task", "ls")
-    for line in tasks.splitlines()[1:]:
-        words = line.split()
-        if len(words) >= 3 and words[0] == container_id and words[2] == "RUNNING":
-            return PodProcess(pod.metadata.namespace, name, node, container_id, int(words[1]), pod.status.pod_ip)
-    raise SpecError(f"container {container_id[:12]} of pod {name} is not running on node {node}")
+    return locate_all([pod], container)[0]
 
 
-def in_netns(node: str, pid: int, *command: str, check: bool = True) -> tuple[int, str]:
-    """Run a command of the node inside the network namespace of process ``pid``."""
-    result = run(["docker", "exec", node, "nsenter", "-t", str(pid), "-n", *command], check=check)
-    return result.returncode, result.stdout + result.stderr
+def locate_all(pods: list[Any], container: str | None = None) -> list[PodProcess]:
+    """Find every pod's running container: one exec per node, the nodes in parallel."""
+    wanted: dict[str, list[tuple[Any, str]]] = {}
+    for pod in pods:
+        name = pod.metadata.name
+        statuses = pod.status.container_statuses or []
+        if container:
+            statuses = [s for s in statuses if s.name == container]
+        running = [s for s in statuses if s.container_id and s.state and s.state.running]
+        if not running or not pod.spec.node_name or not pod.status.pod_ip:
+            which = f"container {container}" if container else "container"
+            raise SpecError(f"pod {pod.metadata.namespace}/{name} has no running {which}")
+        wanted.setdefault(pod.spec.node_name, []).append((pod, running[0].container_id.split("://", 1)[1]))
+
+    def find(node: str, items: list[tuple[Any, str]]) -> list[PodProcess]:
+        ids = "|".join(cid for _, cid in items)
+        script = (
+            'set -e; tasks=$(ctr -n k8s.io task ls); echo "$tasks" | while read -r id pid status; do '
+            f'case "$id" in {ids}) echo "$id $pid $status $(stat -L -c %i /proc/$pid/ns/net 2>/dev/null || echo 0)";; '
+            "esac; done"
+        )
+        listing = docker.exec_in(node, "bash", "-c", script, timeout=STEP_TIMEOUT)
+        found = {words[0]: words for words in (line.split() for line in listing.splitlines()) if len(words) == 4}
+        located = []
+        for pod, cid in items:
+            words = found.get(cid)
+            if words is None or words[2] != "RUNNING" or words[3] == "0":
+                raise SpecError(f"container {cid[:12]} of pod {pod.metadata.name} is not running on node {node}")
+            located.append(
+                PodProcess(pod.metadata.namespace, pod.metadata.name, node, cid, int(words[1]), pod.status.pod_ip,
+                           int(words[3]))
+            )  # fmt: skip
+        return located
+
+    found_by_node = on_nodes(wanted, find)
+    by_name = {(p.namespace, p.pod): p for located in found_by_node.values() for p in located}
+    return [by_name[(p.metadata.namespace, p.metadata.name)] for p in pods]
 
 
-def tcp_blocked(node: str, pid: int, ip: str, port: int, timeout: float = 2.0) -> bool:
-    """Whether a TCP connection from the namespace of ``pid`` to ip:port fails (bounded by ``timeout``)."""
-    code, _ = in_netns(node, pid, "timeout", str(timeout), "bash", "-c", f"echo > /dev/tcp/{ip}/{port}", check=False)
-    return code != 0
+def in_namespaces(node: str, work: list[tuple[Netns, str]], timeout: float = STEP_TIMEOUT) -> list[Outcome]:
+    """Run each (namespace, shell snippet) on ``node`` with one exec; return each namespace's outcome.
+
+    A namespace whose inode changed (its pod restarted, its PID reused) or whose
+    node container is stopped is ``gone``. A node that cannot be reached for
+    another reason (paused, Docker not answering) raises NamespaceUnreadable.
+    """
+    token = secrets.token_hex(4)
+    lines = ['ck_same() { if [ "$2" = 0 ]; then [ -e /proc/$1/ns/net ]; '
+             'else [ "$(stat -L -c %i /proc/$1/ns/net 2>/dev/null)" = "$2" ]; fi; }']  # fmt: skip
+    for i, (ns, snippet) in enumerate(work):
+        lines.append(
+            f'echo "@@{token} begin {i}"; if ck_same {ns.pid} {ns.inode}; then '
+            f"nsenter -t {ns.pid} -n sh -c {shlex.quote(snippet)} 2>&1; "
+            f'echo "@@{token} end {i} $?"; else echo "@@{token} end {i} gone"; fi'
+        )
+    try:
+        result = docker.run_in(node, ["bash", "-c", "\n".join(lines)], timeout=timeout)
+    except ClusterError as exc:
+        state = docker.state(node)
+        if state in GONE_STATES:
+            return [Outcome(True, -1, "") for _ in work]
+        raise NamespaceUnreadable(f"cannot reach the pods' namespaces on node {node} ({state}): {exc}") from None
+    outcomes = _sections(result.stdout, token, len(work))
+    if outcomes is None:
+        raise NamespaceUnreadable(
+            f"the script on node {node} ended early (exit {result.code}): {result.output.strip()[-300:]}"
+        )
+    return outcomes
 
 
-def rules_with(node: str, pid: int, comment: str) -> list[str]:
-    """The iptables rules (``-A ...`` lines) in the namespace that carry ``comment``."""
-    code, output = in_netns(node, pid, "iptables-save", check=False)
-    if code != 0:
-        return []
+def _sections(text: str, token: str, count: int) -> list[Outcome] | None:
+    begin = f"@@{token} begin "
+    end = f"@@{token} end "
+    outcomes: dict[int, Outcome] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(begin):
+            current = []
+        elif line.startswith(end):
+            index, status = line[len(end) :].split()
+            if status == "gone":
+                outcomes[int(index)] = Outcome(True, -1, "")
+            else:
+                outcomes[int(index)] = Outcome(False, int(status), "\n".join(current))
+        else:
+            current.append(line)
+    if len(outcomes) != count:
+        return None
+    return [outcomes[i] for i in range(count)]
+
+
+def run_everywhere(work: list[tuple[Netns, str]], timeout: float = STEP_TIMEOUT) -> dict[Netns, Outcome]:
+    """Run each (namespace, snippet): one exec per node, the nodes in parallel."""
+    groups: dict[str, list[tuple[Netns, str]]] = {}
+    for ns, snippet in work:
+        groups.setdefault(ns.node, []).append((ns, snippet))
+    results = on_nodes(groups, lambda node, items: in_namespaces(node, items, timeout))
+    return {
+        ns: outcome for node, items in groups.items() for (ns, _), outcome in zip(items, results[node], strict=True)
+    }
+
+
+# --- iptables -----------------------------------------------------------------------------------
+
+READ_RULES = "iptables-save -t filter"
+
+
+def comment_rules(output: str, comment: str) -> list[str]:
+    """The ``-A ...`` lines of an ``iptables-save`` listing that carry ``comment``."""
     return [line for line in output.splitlines() if line.startswith("-A ") and comment in _unquote(line.split())]
 
 
-def delete_rules(node: str, pid: int, comment: str) -> int:
-    """Delete every rule carrying ``comment``; return how many. Idempotent."""
-    removed = 0
-    for line in rules_with(node, pid, comment):
-        words = line.split()
-        spec = ["-D", *_unquote(words[1:])]
-        code, _ = in_netns(node, pid, "iptables", "-w", *spec, check=False)
-        removed += code == 0
-    return removed
+def insert_snippet(rules: list[list[str]], comment: str) -> str:
+    """Insert rules (each marked with ``comment``), then list the table so the caller can count them."""
+    inserts = [shlex.join(["iptables", "-w", "-I", *r, "-m", "comment", "--comment", comment]) for r in rules]
+    return "set -e; " + "; ".join([*inserts, READ_RULES])
 
 
-def netem_available(node: str) -> tuple[bool, str]:
-    """Whether the kernel has the netem qdisc, tried in a throwaway network namespace of the node."""
-    result = run(
-        ["docker", "exec", node, "unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
-        check=False,
+def rules_in(namespaces: Iterable[Netns], comment: str) -> dict[Netns, list[str] | None]:
+    """The rules carrying ``comment`` in each namespace; None where the namespace is gone.
+
+    A listing that fails raises NamespaceUnreadable: an unreadable table is not an empty one.
+    """
+    outcomes = run_everywhere([(ns, READ_RULES) for ns in namespaces])
+    found: dict[Netns, list[str] | None] = {}
+    for ns, outcome in outcomes.items():
+        if outcome.gone:
+            found[ns] = None
+        elif outcome.code != 0:
+            raise NamespaceUnreadable(f"'{READ_RULES}' failed in {ns} (exit {outcome.code}): {_tail(outcome.output)}")
+        else:
+            found[ns] = comment_rules(outcome.output, comment)
+    return found
+
+
+def delete_rules(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int | None]:
+    """Delete every rule carrying ``comment``; how many per namespace (None: gone). Idempotent.
+
+    A listing or a delete that fails raises NamespaceUnreadable naming the namespace.
+    """
+    present = rules_in(namespaces, comment)
+    work = []
+    for ns, rules in present.items():
+        if rules:
+            deletes = [shlex.join(["iptables", "-w", "-D", *_unquote(line.split()[1:])]) for line in rules]
+            work.append((ns, "set -e; " + "; ".join(deletes)))
+    for ns, outcome in run_everywhere(work).items():
+        if not outcome.gone and outcome.code != 0:
+            raise NamespaceUnreadable(f"deleting rules in {ns} failed (exit {outcome.code}): {_tail(outcome.output)}")
+    return {ns: (None if rules is None else len(rules)) for ns, rules in present.items()}
+
+
+def dropped_snippet(comment: str) -> str:
+    """Print the packets dropped so far by the INPUT rules carrying ``comment``."""
+    return (
+        "iptables -w -L INPUT -v -n -x | "
+        f"awk -v c={shlex.quote(comment)} 'index($0, c) {{ s += $1 }} END {{ print s + 0 }}'"
     )
-    detail = (result.stderr or result.stdout).strip()
-    return result.returncode == 0, detail
+
+
+# --- qdiscs --------------------------------------------------------------------------------------
+
+SHOW_ROOT = "tc qdisc show dev eth0 root"
 
 
 def qdisc_handle(fault_id: str) -> str:
@@ -103,13 +301,93 @@ def qdisc_handle(fault_id: str) -> str:
     return f"{0x100 + digest % 0x7E00:x}:"
 
 
-def root_qdisc(node: str, pid: int, device: str = "eth0") -> tuple[str, str] | None:
-    """The kind and handle of the root qdisc on ``device`` in the namespace (None if unreadable)."""
-    code, output = in_netns(node, pid, "tc", "qdisc", "show", "dev", device, "root", check=False)
+def parse_root_qdisc(output: str) -> tuple[str, str] | None:
+    """The kind and handle from ``tc qdisc show dev eth0 root``; None if it shows no qdisc line."""
     words = output.split()
-    if code != 0 or len(words) < 3 or words[0] != "qdisc":
+    if len(words) < 3 or words[0] != "qdisc":
         return None
     return words[1], words[2]
+
+
+def root_qdiscs(namespaces: Iterable[Netns]) -> dict[Netns, tuple[str, str] | None]:
+    """The root qdisc of eth0 in each namespace; None where the namespace is gone.
+
+    A listing that fails raises NamespaceUnreadable.
+    """
+    found: dict[Netns, tuple[str, str] | None] = {}
+    for ns, outcome in run_everywhere([(ns, SHOW_ROOT) for ns in namespaces]).items():
+        if outcome.gone:
+            found[ns] = None
+            continue
+        qdisc = parse_root_qdisc(outcome.output)
+        if outcome.code != 0 or qdisc is None:
+            raise NamespaceUnreadable(f"'{SHOW_ROOT}' failed in {ns} (exit {outcome.code}): {_tail(outcome.output)}")
+        found[ns] = qdisc
+    return found
+
+
+def delete_qdisc_snippet(handle: str) -> str:
+    """Delete eth0's root qdisc only while it bears ``handle``, then show what is there now."""
+    return f'cur=$({SHOW_ROOT}); case "$cur" in "qdisc "*" {handle} "*) tc qdisc del dev eth0 root;; esac; {SHOW_ROOT}'
+
+
+def netem_available(node: str) -> tuple[bool, str]:
+    """Whether the kernel has the netem qdisc, tried in a throwaway network namespace of the node."""
+    command = ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
+    result = docker.run_in(node, command, timeout=STEP_TIMEOUT)
+    return result.code == 0, result.output.strip()
+
+
+# --- probes --------------------------------------------------------------------------------------
+
+PROBE_SECONDS = 1.0
+"""How long a TCP probe waits for its connection."""
+
+
+def tcp_snippet(ip: str, port: int, timeout: float = PROBE_SECONDS) -> str:
+    """Try one TCP connection; print ``probe=<rc>`` after the connection's own error, if any."""
+    inner = shlex.quote(f"exec 3<>/dev/tcp/{ip}/{port}")
+    return f"timeout {timeout:g} bash -c {inner} 2>&1; echo probe=$?"
+
+
+def probe_verdict(outcome: Outcome, where: str, target: str) -> str:
+    """``open``, ``blocked`` or ``refused`` from a :func:`tcp_snippet` outcome; anything else is an error.
+
+    Blocked is a connection that timed out (its packets dropped on the way) or
+    that the namespace's own OUTPUT chain refused (``Operation not permitted``).
+    A probe that did not run, or failed some other way, raises: an error of the
+    probe is not a blocked connection.
+    """
+    if outcome.gone:
+        raise NamespaceUnreadable(f"the probe from {where} could not run: its namespace is gone")
+    match = re.search(r"probe=(\d+)\s*$", outcome.output)
+    if match is None:
+        raise NamespaceUnreadable(f"the probe from {where} to {target} did not run: {_tail(outcome.output)}")
+    code = int(match.group(1))
+    if code == 0:
+        return "open"
+    if code == 124 or "Operation not permitted" in outcome.output:
+        return "blocked"
+    if "Connection refused" in outcome.output:
+        return "refused"
+    raise NamespaceUnreadable(f"the probe from {where} to {target} failed (exit {code}): {_tail(outcome.output)}")
+
+
+def probe_from_pod(ns: Netns, ip: str, port: int) -> str:
+    """A TCP probe from inside a pod's namespace: ``open``, ``blocked`` or ``refused``."""
+    (outcome,) = in_namespaces(ns.node, [(ns, tcp_snippet(ip, port))])
+    return probe_verdict(outcome, str(ns), f"{ip}:{port}")
+
+
+def probe_from_node(node: str, ip: str, port: int) -> str:
+    """A TCP probe from a node's own namespace (outside every pod): ``open``, ``blocked`` or ``refused``."""
+    result = docker.run_in(node, ["bash", "-c", tcp_snippet(ip, port)], timeout=STEP_TIMEOUT)
+    return probe_verdict(Outcome(False, result.code, result.output), f"node {node}", f"{ip}:{port}")
+
+
+def on_node(node: str, script: str, timeout: float) -> str:
+    """A bash script in the node's own namespace (outside every pod); its output. A failure is a ClusterError."""
+    return docker.exec_in(node, "bash", "-c", script, timeout=timeout)
 
 
 def timed_send(process: PodProcess, size: int, timeout: float) -> float:
@@ -117,31 +395,30 @@ def timed_send(process: PodProcess, size: int, timeout: float) -> float:
 
     The listener binds the pod's default gateway (the node's bridge address) in
     the node's own namespace; the clock stops when the listener has read
-    everything, so bytes still queued in the pod count against the time.
+    everything, so bytes still queued in the pod count against the time. One
+    exec does it all: find the gateway, listen, send, time.
     """
-    code, gateway = in_netns(process.node, process.pid, "ip", "-4", "route", "show", "default")
-    words = gateway.split()
-    if code != 0 or "via" not in words:
-        raise ClusterError(f"pod {process.pod} has no default route to send a probe along: {gateway.strip()}")
-    via = words[words.index("via") + 1]
     limit = f"{timeout:.1f}"
+    pid = process.pid
     script = f"""
+        via=$(nsenter -t {pid} -n ip -4 route show default | awk '{{for (i = 1; i < NF; i++) if ($i == "via") print $(i + 1)}}')
+        [ -n "$via" ] || {{ echo "no default route in the pod's namespace" >&2; exit 3; }}
         port=$((40000 + RANDOM % 20000))
-        timeout {limit} socat -u TCP-LISTEN:$port,bind={via},reuseaddr OPEN:/dev/null & listener=$!
+        timeout {limit} socat -u TCP-LISTEN:$port,bind=$via,reuseaddr OPEN:/dev/null & listener=$!
         for i in $(seq 200); do ss -Hltn "sport = :$port" | grep -q . && break; sleep 0.01; done
         start=$(date +%s%N)
-        head -c {size} /dev/zero | timeout {limit} nsenter -t {process.pid} -n socat -u - TCP:{via}:$port
+        head -c {size} /dev/zero | timeout {limit} nsenter -t {pid} -n socat -u - TCP:$via:$port
         wait $listener
         echo $(( $(date +%s%N) - start ))
-    """
-    result = run(["docker", "exec", process.node, "bash", "-ec", script], check=False)
-    if result.returncode != 0:
-        raise ClusterError(f"the probe transfer from {process.pod} failed: {(result.stderr or result.stdout).strip()}")
+    """  # noqa: E501
+    result = docker.run_in(process.node, ["bash", "-ec", script], timeout=timeout + 5)
+    if result.code != 0:
+        raise ClusterError(f"the probe transfer from {process.pod} failed: {_tail(result.output)}")
     return int(result.stdout.split()[-1]) / 1e9
 
 
-def pid_alive(node: str, pid: int) -> bool:
-    return run(["docker", "exec", node, "test", "-d", f"/proc/{pid}"], check=False).returncode == 0
+def _tail(output: str) -> str:
+    return " | ".join(output.strip().splitlines()[-3:]) or "no output"
 
 
 def _unquote(words: list[str]) -> list[str]:

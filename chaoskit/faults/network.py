@@ -6,8 +6,22 @@ how undo, and the sweeper after a killed run, find exactly these rules and
 nothing else. A pod that restarts gets a fresh namespace without them.
 
 Proof of effect: the rules are present in every target namespace, and a probe
-shows the traffic really is affected (a TCP connection across the partition
-fails; dropped packets counted by the loss rule).
+shows the traffic really is affected. A partition probes a connection that
+must cross the cut (to the peer's port, to the pod's own port from its node,
+or to the ``kubernetes`` Service as the cluster serves it): it must be open
+before the rules go in (else there is nothing to prove against, and the fault
+refuses) and blocked after; a probe that fails for another reason is an
+error, not "blocked". Packet loss counts the packets its rule dropped while
+probe connections ran.
+
+Undo deletes the rules by their comment and is proven by listing every
+recorded namespace again: none may still hold a rule with the comment. A
+namespace that is gone (the pod restarted, its node stopped) took its rules
+with it. Each step is one exec per node, the nodes in parallel (:mod:`.netns`).
+
+Which pods: every pod the selector matches, or ``count`` of them; either way
+the share of the matching pods is checked against the blast-radius cap, which
+a fault may raise for itself (``max_share=``).
 
 Bandwidth and latency are queueing disciplines on the pod's ``eth0`` instead of
 rules. A qdisc carries no comment, so each fault installs its root qdisc under
@@ -26,32 +40,35 @@ from __future__ import annotations
 import math
 import shlex
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import FaultNotEffective, FaultUnsupported, SpecError
+from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import (
     COMMENT_PREFIX,
+    Netns,
     PodProcess,
+    comment_rules,
+    delete_qdisc_snippet,
     delete_rules,
-    in_netns,
-    locate,
+    dropped_snippet,
+    insert_snippet,
+    locate_all,
     netem_available,
-    pid_alive,
+    on_node,
+    parse_root_qdisc,
+    probe_from_node,
+    probe_from_pod,
     qdisc_handle,
-    root_qdisc,
-    rules_with,
-    tcp_blocked,
+    root_qdiscs,
+    rules_in,
+    run_everywhere,
+    tcp_snippet,
     timed_send,
 )
-
-API_SERVICE = ("10.96.0.1", 443)
-"""The kubernetes Service every kubeadm cluster has: the probe target of a partition from everything."""
 
 
 def _check_port(port: int | None) -> None:
@@ -59,56 +76,90 @@ def _check_port(port: int | None) -> None:
         raise SpecError(f"port must be in 1-65535, not {port}")
 
 
+def _check_count(count: int | None) -> None:
+    if count is not None and count < 1:
+        raise SpecError(f"count must be at least 1 (or None for every matching pod), not {count}")
+
+
 class _PodNetworkFault(Fault):
-    """Shared parts: locating the pods, recording where the rules are, undoing them."""
+    """Shared parts: choosing and locating the pods, recording where the rules are, undoing them."""
 
     kind_only = "enters pods' network namespaces from their kind node"
 
-    def _locate(self, namespace: str, selector: str) -> list[PodProcess]:
-        return [locate(p) for p in self.live_pods(namespace, selector)]
+    def _locate(
+        self, namespace: str, selector: str, count: int | None = None, seed: int | None = None
+    ) -> list[PodProcess]:
+        pods = self.live_pods(namespace, selector)
+        chosen = self.choose(pods, count, seed, f"pods matching {selector!r} in {namespace!r}")
+        return locate_all(chosen)
 
     @property
     def comment(self) -> str:
         return f"{COMMENT_PREFIX}{self.fault_id}"
 
     def _undo(self, processes: list[PodProcess]) -> dict[str, Any]:
-        return {"comment": self.comment, "namespaces": [[p.node, p.pid] for p in processes]}
+        return {"comment": self.comment, "namespaces": [p.netns.to_undo() for p in processes]}
 
-    def _insert(self, process: PodProcess, rules: list[list[str]]) -> None:
-        """Insert rules into one namespace with a single ``docker exec`` (one per rule costs ~0.1 s each)."""
-        commands = [
-            shlex.join(["iptables", "-w", "-I", *rule, "-m", "comment", "--comment", self.comment]) for rule in rules
-        ]
-        in_netns(process.node, process.pid, "sh", "-ec", "; ".join(commands))
+    def _insert(self, rules: dict[PodProcess, list[list[str]]]) -> None:
+        """Insert each pod's rules and read them back: one exec per node, the nodes in parallel.
 
-    def _require_rules(self, processes: list[PodProcess], record: FaultRecord) -> None:
-        for p in processes:
-            if not rules_with(p.node, p.pid, self.comment):
-                raise FaultNotEffective(f"no {self.kind} rule found in the network namespace of {p.pod}")
-        # The fault takes effect when its rules are in place; the probe that follows confirms it.
-        record.effect_mono = time.monotonic()
+        The fault takes effect when every rule is in place (stamped here, used by
+        :meth:`verify`); the probe that follows confirms it.
+        """
+        outcomes = run_everywhere([(p.netns, insert_snippet(r, self.comment)) for p, r in rules.items()])
+        for p, wanted in rules.items():
+            outcome = outcomes[p.netns]
+            if outcome.gone or outcome.code != 0:
+                why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {outcome.output[-300:]}"
+                raise FaultNotEffective(f"{self.kind}: inserting rules into {p.netns} failed ({why})")
+            found = len(comment_rules(outcome.output, self.comment))
+            if found != len(wanted):
+                raise FaultNotEffective(f"{self.kind}: {found} of {len(wanted)} rules found in {p.netns}")
+        self._in_place_mono = time.monotonic()
+
+    @classmethod
+    def _namespaces(cls, undo: dict[str, Any]) -> list[Netns]:
+        return [Netns.from_undo(item) for item in undo["namespaces"]]
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        for node, pid in _live_namespaces(undo):
-            delete_rules(node, pid, str(undo["comment"]))
+        delete_rules(cls._namespaces(undo), str(undo["comment"]))
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        comment = str(undo["comment"])
+        present = rules_in(cls._namespaces(undo), comment)
+        left = {ns: rules for ns, rules in present.items() if rules}
+        if left:
+            where = "; ".join(f"{len(rules)} rule(s) in {ns}" for ns, rules in left.items())
+            raise FaultUndoFailed(f"rules with comment {comment} are still in place: {where}")
+        return _describe_checked(present.values(), f"no rule with comment {comment}")
 
 
-def _live_namespaces(undo: dict[str, Any]) -> Iterator[tuple[str, int]]:
-    """The recorded (node, pid) namespaces that still exist: a stopped node or a restarted pod took
-    its namespace, and the fault with it."""
-    for node, pid in undo["namespaces"]:
-        if docker.inspect(node).state == "running" and pid_alive(node, int(pid)):
-            yield node, int(pid)
+def _describe_checked(values: Any, what: str) -> str:
+    values = list(values)
+    gone = sum(v is None for v in values)
+    read = len(values) - gone
+    tail = f"; {gone} namespace(s) gone with their pods" if gone else ""
+    return f"{what} in the {read} namespace(s) read again{tail}"
 
 
 def _first_port(kube: Kube, process: PodProcess) -> int | None:
-    pod: Any = kube.core.read_namespaced_pod(process.pod, process.namespace)
+    pod: Any = kube.core.read_namespaced_pod(process.pod, process.namespace, _request_timeout=10)
     for container in pod.spec.containers:
         for port in container.ports or []:
             if (port.protocol or "TCP") == "TCP":
                 return int(port.container_port)
     return None
+
+
+def api_service(kube: Kube) -> tuple[str, int]:
+    """The ``kubernetes`` Service's ClusterIP and port, as this cluster serves them."""
+    service: Any = kube.core.read_namespaced_service("kubernetes", "default", _request_timeout=10)
+    ports = [p for p in service.spec.ports or [] if (p.protocol or "TCP") == "TCP"]
+    if not service.spec.cluster_ip or not ports:
+        raise SpecError("the kubernetes Service has no ClusterIP and TCP port to probe a partition against")
+    return str(service.spec.cluster_ip), int(ports[0].port)
 
 
 @dataclass(frozen=True)
@@ -125,12 +176,34 @@ class PartitionSpec:
     """Namespace of side B (default: side A's)."""
     port: int | None = None
     """Cut only TCP traffic to this port (in both directions); None cuts all traffic."""
+    count: int | None = None
+    """How many of side A's matching pods to cut off (default: all of them)."""
+    seed: int | None = None
+    """Seed of the pick when ``count`` is given."""
 
     def __post_init__(self) -> None:
         check_selector(self.selector)
         if self.peer_selector is not None:
             check_selector(self.peer_selector, "peer selector")
         _check_port(self.port)
+        _check_count(self.count)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """A connection that must cross the cut: from a pod's namespace, or from a node."""
+
+    ip: str
+    port: int
+    source: Netns | None
+    """From inside this namespace; None: from ``node``'s own namespace."""
+    node: str
+    what: str
+
+    def run(self) -> str:
+        if self.source is not None:
+            return probe_from_pod(self.source, self.ip, self.port)
+        return probe_from_node(self.node, self.ip, self.port)
 
 
 class Partition(_PodNetworkFault):
@@ -138,56 +211,79 @@ class Partition(_PodNetworkFault):
     spec: PartitionSpec
     _a: list[PodProcess]
     _b: list[PodProcess]
+    _probe: _Probe
 
     def plan(self) -> list[str]:
         spec = self.spec
-        self._a = self._locate(spec.namespace, spec.selector)
+        self._a = self._locate(spec.namespace, spec.selector, spec.count, spec.seed)
         self._b = []
         if spec.peer_selector:
-            self._b = self._locate(spec.peer_namespace or spec.namespace, spec.peer_selector)
+            self._b = locate_all(self.live_pods(spec.peer_namespace or spec.namespace, spec.peer_selector))
             overlap = {p.pod for p in self._a} & {p.pod for p in self._b}
             if overlap and (spec.peer_namespace or spec.namespace) == spec.namespace:
                 raise SpecError(f"pods {', '.join(sorted(overlap))} are on both sides of the partition")
+        self._probe = self._choose_probe()
+        before = self._probe.run()
+        if before != "open":
+            raise SpecError(
+                f"nothing to prove the partition against: {self._probe.what} is {before} before any rule is in "
+                "place; cut a port that answers (port=) or choose pods that talk"
+            )
         side_a = [p.pod for p in self._a]
         return side_a + [f"<-> {p.pod}" for p in self._b]
+
+    def _choose_probe(self) -> _Probe:
+        spec = self.spec
+        a = self._a[0]
+        if self._b:
+            b = self._b[0]
+            port = spec.port or _first_port(self.kube, b)
+            if port is not None:
+                return _Probe(b.ip, port, a.netns, a.node, f"{a.pod} -> {b.pod}:{port}")
+            port = _first_port(self.kube, a)
+            if port is not None:
+                return _Probe(a.ip, port, b.netns, b.node, f"{b.pod} -> {a.pod}:{port}")
+            raise SpecError(
+                "nothing to prove the partition against: neither side declares a TCP port; give port= "
+                "(a port one side listens on)"
+            )
+        ip, port = api_service(self.kube)
+        if spec.port is None or spec.port == port:
+            return _Probe(ip, port, a.netns, a.node, f"{a.pod} -> the kubernetes Service {ip}:{port}")
+        # Only one port is cut: probe it where it is served, the pod itself, from its node.
+        return _Probe(a.ip, spec.port, None, a.node, f"node {a.node} -> {a.pod}:{spec.port}")
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
         return self._undo(self._a + self._b)
 
     def inject(self, targets: list[str]) -> None:
+        self._insert(self._rules())
+
+    def _rules(self) -> dict[PodProcess, list[list[str]]]:
         port = ["-p", "tcp", "--dport", str(self.spec.port)] if self.spec.port else []
         if not self._b:
-            for a in self._a:
-                self._insert(
-                    a,
-                    [["INPUT", "!", "-i", "lo", *port, "-j", "DROP"], ["OUTPUT", "!", "-o", "lo", *port, "-j", "DROP"]],
-                )
-            return
+            cut = [["INPUT", "!", "-i", "lo", *port, "-j", "DROP"], ["OUTPUT", "!", "-o", "lo", *port, "-j", "DROP"]]
+            return {a: cut for a in self._a}
+        rules: dict[PodProcess, list[list[str]]] = {}
         for side, others in ((self._a, self._b), (self._b, self._a)):
             for proc in side:
-                rules = []
-                for other in others:
-                    rules.append(["INPUT", "-s", other.ip, *port, "-j", "DROP"])
-                    rules.append(["OUTPUT", "-d", other.ip, *port, "-j", "DROP"])
-                self._insert(proc, rules)
+                rules[proc] = [
+                    rule
+                    for other in others
+                    for rule in (
+                        ["INPUT", "-s", other.ip, *port, "-j", "DROP"],
+                        ["OUTPUT", "-d", other.ip, *port, "-j", "DROP"],
+                    )
+                ]
+        return rules
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
-        self._require_rules(self._a + self._b, record)
-        a = self._a[0]
-        if self._b:
-            b = self._b[0]
-            port = self.spec.port or _first_port(self.kube, b)
-            if port is None:
-                return "rules present on both sides (side B declares no TCP port to probe)"
-            if not tcp_blocked(a.node, a.pid, b.ip, port):
-                raise FaultNotEffective(f"{a.pod} still reaches {b.pod} at {b.ip}:{port}")
-            return f"rules present on both sides; {a.pod} -> {b.pod}:{port} blocked"
-        ip, port = API_SERVICE
-        if self.spec.port:
-            port = self.spec.port
-        if not tcp_blocked(a.node, a.pid, ip, port):
-            raise FaultNotEffective(f"{a.pod} still reaches {ip}:{port}")
-        return f"rules present; {a.pod} -> {ip}:{port} blocked"
+        record.effect_mono = self._in_place_mono
+        after = self._probe.run()
+        if after != "blocked":
+            raise FaultNotEffective(f"{self._probe.what} is {after} with the partition's rules in place")
+        side = "on both sides" if self._b else f"in {len(self._a)} pod(s)"
+        return f"rules present {side}; {self._probe.what} open before, blocked after"
 
 
 @dataclass(frozen=True)
@@ -200,12 +296,21 @@ class PacketLossSpec:
     """Share of incoming packets dropped, in (0, 100]."""
     port: int | None = None
     """Only TCP packets to this port; None: every packet but loopback."""
+    count: int | None = None
+    """How many of the matching pods (default: all of them)."""
+    seed: int | None = None
+    """Seed of the pick when ``count`` is given."""
 
     def __post_init__(self) -> None:
         check_selector(self.selector)
         if not 0 < self.percent <= 100:
             raise SpecError(f"percent must be in (0, 100], not {self.percent}")
         _check_port(self.port)
+        _check_count(self.count)
+
+
+MAX_LOSS_PROBES = 500
+"""Most probe connections the packet-loss proof makes before it gives up."""
 
 
 class PacketLoss(_PodNetworkFault):
@@ -214,7 +319,7 @@ class PacketLoss(_PodNetworkFault):
     _pods: list[PodProcess]
 
     def plan(self) -> list[str]:
-        self._pods = self._locate(self.spec.namespace, self.spec.selector)
+        self._pods = self._locate(self.spec.namespace, self.spec.selector, self.spec.count, self.spec.seed)
         return [p.pod for p in self._pods]
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
@@ -224,31 +329,32 @@ class PacketLoss(_PodNetworkFault):
         port = ["-p", "tcp", "--dport", str(self.spec.port)] if self.spec.port else []
         probability = f"{self.spec.percent / 100:.4f}"
         rule = ["INPUT", "!", "-i", "lo", *port, "-m", "statistic", "--mode", "random"]
-        for proc in self._pods:
-            self._insert(proc, [[*rule, "--probability", probability, "-j", "DROP"]])
+        self._insert({p: [[*rule, "--probability", probability, "-j", "DROP"]] for p in self._pods})
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
-        self._require_rules(self._pods, record)
+        record.effect_mono = self._in_place_mono
         target = self._pods[0]
-        port = self.spec.port or _first_port(self.kube, target)
-        if port is None:
-            return "rules present (the pod declares no TCP port to probe)"
-        # Enough connection attempts from the node that about ten are expected to be dropped.
-        attempts = min(500, math.ceil(10 / (self.spec.percent / 100)))
-        docker.exec_in(
-            target.node, "bash", "-c",
-            f"for i in $(seq {attempts}); do timeout 0.3 bash -c 'echo > /dev/tcp/{target.ip}/{port}' "
-            "2>/dev/null; done; true",
-        )  # fmt: skip
-        dropped = _dropped(target, self.comment)
+        # Any TCP port will do without a port filter: a SYN to a closed port crosses INPUT all the same.
+        port = self.spec.port or _first_port(self.kube, target) or 9
+        # Connections from the node until the rule has dropped something, reading its counter every
+        # 5 attempts: about 10/percent attempts are expected, bounded by MAX_LOSS_PROBES.
+        attempts = min(MAX_LOSS_PROBES, max(20, math.ceil(50 / (self.spec.percent / 100))))
+        probe = tcp_snippet(target.ip, port, timeout=0.3)
+        count = shlex.quote(dropped_snippet(self.comment))
+        script = (
+            f"d=0; for i in $(seq {attempts}); do {probe} >/dev/null; "
+            f"if [ $((i % 5)) = 0 ]; then d=$(nsenter -t {target.pid} -n sh -c {count}); "
+            '[ "$d" -gt 0 ] && break; fi; done; echo "dropped=$d attempts=$i"'
+        )
+        outcome = on_node(target.node, script, timeout=attempts * 0.4 + 10)
+        words = dict(w.split("=", 1) for w in outcome.split() if "=" in w)
+        dropped, tried = int(words.get("dropped", "0")), int(words.get("attempts", "0"))
         if dropped == 0:
-            raise FaultNotEffective(f"{attempts} connection attempts to {target.pod}:{port}: no packet dropped")
-        return f"rules present; the loss rule dropped {dropped} packets while {attempts} probe connections ran"
-
-
-def _dropped(proc: PodProcess, comment: str) -> int:
-    _, output = in_netns(proc.node, proc.pid, "iptables", "-w", "-L", "INPUT", "-v", "-n", "-x")
-    return sum(int(line.split()[0]) for line in output.splitlines() if comment in line)
+            raise FaultNotEffective(f"{tried} connection attempts to {target.pod}:{port}: no packet dropped")
+        return (
+            f"rules present in {len(self._pods)} pod(s); the loss rule dropped {dropped} packets "
+            f"while {tried} probe connections ran"
+        )
 
 
 class _QdiscFault(_PodNetworkFault):
@@ -262,30 +368,41 @@ class _QdiscFault(_PodNetworkFault):
         return qdisc_handle(self.fault_id)
 
     def plan(self) -> list[str]:
-        self._pods = self._locate(self.spec.namespace, self.spec.selector)
+        self._pods = self._locate(self.spec.namespace, self.spec.selector, self.spec.count, self.spec.seed)
         return [p.pod for p in self._pods]
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
         return {**self._undo(self._pods), "handle": self.handle}
 
     def _add(self, *parameters: str) -> None:
-        for proc in self._pods:
-            in_netns(
-                proc.node, proc.pid, "tc", "qdisc", "add", "dev", "eth0", "root", "handle", self.handle, *parameters
-            )
-
-    def _require_qdisc(self, record: FaultRecord) -> None:
-        for proc in self._pods:
-            if root_qdisc(proc.node, proc.pid) != (self.qdisc, self.handle):
-                raise FaultNotEffective(f"no {self.qdisc} qdisc {self.handle} on {proc.pod}'s eth0")
-        record.effect_mono = time.monotonic()
+        """Add the qdisc and show it back in every pod: one exec per node, the nodes in parallel."""
+        add = " ".join(["tc", "qdisc", "add", "dev", "eth0", "root", "handle", self.handle, *parameters])
+        outcomes = run_everywhere([(p.netns, f"set -e; {add}; tc qdisc show dev eth0 root") for p in self._pods])
+        for p in self._pods:
+            outcome = outcomes[p.netns]
+            if outcome.gone or outcome.code != 0:
+                why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {outcome.output[-300:]}"
+                raise FaultNotEffective(f"{self.kind}: adding the {self.qdisc} qdisc to {p.netns} failed ({why})")
+            if parse_root_qdisc(outcome.output) != (self.qdisc, self.handle):
+                raise FaultNotEffective(f"no {self.qdisc} qdisc {self.handle} on {p.netns}'s eth0")
+        self._in_place_mono = time.monotonic()
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        for node, pid in _live_namespaces(undo):
-            current = root_qdisc(node, pid)
-            if current is not None and current[1] == undo["handle"]:
-                in_netns(node, pid, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+        handle = str(undo["handle"])
+        outcomes = run_everywhere([(ns, delete_qdisc_snippet(handle)) for ns in cls._namespaces(undo)])
+        failed = [f"{ns} (exit {o.code}: {o.output.strip()[-200:]})" for ns, o in outcomes.items() if o.code > 0]
+        if failed:
+            raise FaultUndoFailed(f"deleting the qdisc {handle} failed in {'; '.join(failed)}")
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        handle = str(undo["handle"])
+        current = root_qdiscs(cls._namespaces(undo))
+        left = [str(ns) for ns, qdisc in current.items() if qdisc is not None and qdisc[1] == handle]
+        if left:
+            raise FaultUndoFailed(f"the root qdisc of eth0 still bears handle {handle} in {', '.join(left)}")
+        return _describe_checked(current.values(), f"no root qdisc {handle}")
 
 
 @dataclass(frozen=True)
@@ -300,6 +417,10 @@ class BandwidthSpec:
     """Bytes that may pass at full speed before the limit applies (default: 1/50 s worth, at least 4 KiB)."""
     queue_ms: int = 200
     """How long a packet may wait in the bucket's queue before it is dropped."""
+    count: int | None = None
+    """How many of the matching pods (default: all of them)."""
+    seed: int | None = None
+    """Seed of the pick when ``count`` is given."""
 
     def __post_init__(self) -> None:
         check_selector(self.selector)
@@ -309,6 +430,7 @@ class BandwidthSpec:
             raise SpecError(f"burst_bytes must be at least one packet ({MTU}), not {self.burst_bytes}")
         if self.queue_ms <= 0:
             raise SpecError(f"queue_ms must be positive, not {self.queue_ms}")
+        _check_count(self.count)
 
     @property
     def rate_bytes(self) -> float:
@@ -336,7 +458,7 @@ class Bandwidth(_QdiscFault):
         self._add("tbf", "rate", f"{spec.rate_kbit}kbit", "burst", str(spec.burst), "latency", f"{spec.queue_ms}ms")
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
-        self._require_qdisc(record)
+        record.effect_mono = self._in_place_mono
         spec = self.spec
         size = max(math.ceil(spec.rate_bytes * PROBE_SECONDS), 2 * spec.burst)
         target = self._pods[0]
@@ -364,9 +486,14 @@ class LatencySpec:
     selector: str
     delay_ms: int
     jitter_ms: int = 0
+    count: int | None = None
+    """How many of the matching pods (default: all of them)."""
+    seed: int | None = None
+    """Seed of the pick when ``count`` is given."""
 
     def __post_init__(self) -> None:
         check_selector(self.selector)
+        _check_count(self.count)
         if self.delay_ms <= 0:
             raise SpecError(f"delay_ms must be positive, not {self.delay_ms}")
         if not 0 <= self.jitter_ms <= self.delay_ms:
@@ -392,5 +519,5 @@ class Latency(_QdiscFault):
         self._add("netem", "delay", f"{self.spec.delay_ms}ms", *jitter)
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
-        self._require_qdisc(record)
+        record.effect_mono = self._in_place_mono
         return f"netem delay {self.spec.delay_ms}ms on eth0 of {', '.join(targets)}"

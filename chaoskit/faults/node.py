@@ -20,7 +20,7 @@ from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube, node_ready, pod_ready
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import FaultNotEffective, SpecError
+from chaoskit.errors import FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
 
 MODES = ("stop", "pause")
@@ -61,11 +61,9 @@ class NodeFailure(Fault):
             raise SpecError(f"no node named {spec.node!r}; nodes: {', '.join(sorted(nodes))}")
         labels = nodes[spec.node].metadata.labels or {}
         if not self.safety.allow_control_plane and any(k in labels for k in CONTROL_PLANE_LABELS):
-            from chaoskit.errors import SafetyError
-
             raise SafetyError(f"{spec.node} is a control-plane node: refused unless allow_control_plane is set")
         self.safety.check_share(1, len(nodes), "nodes")
-        if docker.inspect(spec.node).state != "running":
+        if docker.state(spec.node) != "running":
             raise SpecError(f"node container {spec.node} is not running; fix the cluster first")
         return [spec.node]
 
@@ -74,7 +72,7 @@ class NodeFailure(Fault):
 
     def inject(self, targets: list[str]) -> None:
         if self.spec.mode == "stop":
-            docker.stop(targets[0])
+            docker.stop(targets[0], grace=10)
         else:
             docker.pause(targets[0])
 
@@ -99,7 +97,9 @@ class NodeFailure(Fault):
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         node = str(undo["node"])
-        state = docker.inspect(node).state
+        state = docker.state(node)
+        if state == "missing":
+            raise FaultUndoFailed(f"node container {node} no longer exists: nothing to start")
         # After a pause the node's processes simply go on; after a stop they start afresh,
         # so their Ready transitions must be newer than the restart.
         pods_since: float | None = None
@@ -128,3 +128,21 @@ class NodeFailure(Fault):
                 namespace="kube-system",
                 label_selector="app=chaoskit-netd",
             )
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        node = str(undo["node"])
+        state = docker.state(node)
+        if state != "running":
+            raise FaultUndoFailed(f"node container {node} is {state}, not running")
+        current: Any = kube.core.read_node(node, _request_timeout=10)
+        if not node_ready(current):
+            raise FaultUndoFailed(f"node {node} is not Ready")
+        return f"node container {node} running; node {node} Ready"
+
+    @classmethod
+    def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:
+        node = str(undo["node"])
+        if docker.state(node) == "missing":
+            return f"node container {node} no longer exists (its cluster was deleted or recreated)"
+        return None

@@ -1,4 +1,4 @@
-"""SIGTERM unwinds like Ctrl-C, so every fault's ``finally`` runs.
+"""SIGTERM unwinds like Ctrl-C, so every fault's ``finally`` runs; no signal cuts an undo short.
 
 By default SIGTERM kills a Python process on the spot: no ``finally``, no
 fixture teardown, the fault stays injected. CI runners and ``timeout`` send
@@ -6,15 +6,29 @@ SIGTERM. While :func:`sigterm_unwinds` is active, SIGTERM raises
 KeyboardInterrupt in the main thread instead, which pytest and the command
 line already handle by unwinding (fixtures torn down, context managers
 exited). SIGKILL cannot be caught; the ledger and the sweeper cover it.
+
+An undo must not be interrupted half-way (rules deleted on one node, not on
+the other), yet runners often send SIGTERM twice. Inside :func:`deferred`,
+SIGINT and SIGTERM are noted, not raised; when the block ends, the first one
+is raised as KeyboardInterrupt. A third signal within
+:data:`FORCE_WINDOW_S` of the one before forces the exit at once, saying what
+is left for ``chaoskit cleanup`` (the ledger entry is still unsettled).
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+
+FORCE_WINDOW_S = 2.0
+"""A third signal within this many seconds of the previous one forces the exit during an undo."""
+FORCED_EXIT_STATUS = 130
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -38,3 +52,50 @@ def install() -> None:
     """Make SIGTERM raise KeyboardInterrupt for the rest of the process (pytest sessions)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+class _Deferral:
+    def __init__(self, doing: str, exit: Callable[[int], object]) -> None:
+        self.doing = doing
+        self.exit = exit
+        self.received: list[tuple[float, int]] = []
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        name = signal.Signals(signum).name
+        self.received.append((now, signum))
+        if len(self.received) >= 3 and now - self.received[-2][0] <= FORCE_WINDOW_S:
+            print(
+                f"[chaoskit] {name} again while {self.doing}: exiting now; what is left is in the ledger, "
+                "undo it with 'chaoskit cleanup'",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.exit(FORCED_EXIT_STATUS)
+            return
+        print(f"[chaoskit] {name} received while {self.doing}: finishing the undo first", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def deferred(doing: str, exit: Callable[[int], object] = os._exit) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM wait until it ends (main thread only); see the module docstring.
+
+    ``doing`` says what the block does, for the lines printed when a signal arrives.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    deferral = _Deferral(doing, exit)
+    previous = {sig: signal.signal(sig, deferral.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    failure: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if deferral.received:
+            # The signal wins over a failure of the block: the run was asked to stop, and stops.
+            raise KeyboardInterrupt(f"received signal {signal.Signals(deferral.received[0][1]).name}") from failure

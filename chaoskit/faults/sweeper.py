@@ -2,9 +2,14 @@
 
 Reads the cluster's ledger and undoes every entry whose injecting process is
 dead, with the fault kind's own ``revert`` and the data recorded before the
-fault acted. Runs at the start of every pytest session that uses the cluster
-and from ``chaoskit cleanup``. An entry whose undo fails stays unsettled, so
-the next sweep tries again, and the failure is reported.
+fault acted, then proves the undo the same way a fault's own exit does
+(:func:`~chaoskit.faults.base.undo_and_prove`). Runs at the start of every
+pytest session that uses the cluster and from ``chaoskit cleanup``.
+
+An entry whose undo cannot be proven stays unsettled, so the next sweep tries
+again, and the failure names what is left and where. An entry whose targets no
+longer exist at all (a node deleted with its cluster) is settled as *moot*,
+with a line saying so, so that one stale entry never blocks every later session.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from dataclasses import dataclass
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
+from chaoskit.errors import FaultUndoFailed
 from chaoskit.faults import container, drain, network, node, pod  # noqa: F401  (registers the fault kinds)
-from chaoskit.faults.base import Fault
+from chaoskit.faults.base import Fault, undo_and_prove
 from chaoskit.faults.ledger import Ledger
 
 
@@ -24,19 +30,22 @@ class SweepResult:
     """What a sweep did."""
 
     undone: tuple[str, ...]
-    """Fault ids undone."""
+    """Fault ids undone, each with the proof (``id: proof``)."""
     failed: tuple[str, ...]
-    """Fault ids whose undo failed, with the reason."""
+    """Fault ids whose undo failed or could not be proven, with what is left and where."""
     skipped_live: tuple[str, ...]
     """Fault ids of runs still in progress, left alone."""
+    moot: tuple[str, ...] = ()
+    """Fault ids settled because their targets no longer exist, with the reason."""
 
 
 def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
-    """Undo every fault a dead process left in ``cluster``."""
+    """Undo, and prove undone, every fault a dead process left in ``cluster``."""
     ledger = Ledger(cluster.name)
     undone: list[str] = []
     failed: list[str] = []
     live: list[str] = []
+    moot: list[str] = []
     for entry in ledger.unsettled():
         if entry.owner_alive():
             live.append(entry.fault_id)
@@ -45,12 +54,22 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
         if fault is None:
             failed.append(f"{entry.fault_id}: unknown fault kind {entry.kind!r}")
             continue
+        try:
+            reason = fault.moot(cluster, kube, entry.undo)
+        except Exception as exc:
+            failed.append(f"{entry.fault_id}: cannot tell whether its targets still exist: {exc}")
+            continue
+        if reason is not None:
+            say(f"sweeper: {entry.fault_id} settled as moot: {reason}")
+            ledger.settle(entry.fault_id, how="moot")
+            moot.append(f"{entry.fault_id}: {reason}")
+            continue
         say(f"sweeper: undoing {entry.fault_id} left by process {entry.pid} ({entry.undo})")
         try:
-            fault.revert(cluster, kube, entry.undo)
-        except Exception as exc:
-            failed.append(f"{entry.fault_id}: {exc}")
+            proof = undo_and_prove(fault, cluster, kube, entry.fault_id, entry.undo)
+        except FaultUndoFailed as exc:
+            failed.append(str(exc))
             continue
         ledger.settle(entry.fault_id)
-        undone.append(entry.fault_id)
-    return SweepResult(tuple(undone), tuple(failed), tuple(live))
+        undone.append(f"{entry.fault_id}: {proof}")
+    return SweepResult(tuple(undone), tuple(failed), tuple(live), tuple(moot))

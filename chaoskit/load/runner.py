@@ -62,6 +62,9 @@ class Load:
         self._events: dict[str, WorkerEvent] = {}
         self._eof = False
         self._bad_line: str | None = None
+        """The first line the worker sent that could not be read, with why."""
+        self._bad_lines = 0
+        """How many such lines, a cut-off last line included."""
         self._lag_sum_s = 0.0
         self._lag_max_s = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -141,17 +144,29 @@ class Load:
         with self._changed:
             records = tuple(self._records)
             stopped = self._events.get("stopped")
-            lag_max_s, lag_sum_s = self._lag_max_s, self._lag_sum_s
-        stream = StreamStats(
-            received=len(records),
-            locust_requests=None if stopped is None else stopped.requests,
-            locust_failures=None if stopped is None else stopped.failures,
-            max_lag_ms=lag_max_s * 1000,
-            mean_lag_ms=lag_sum_s / len(records) * 1000 if records else 0.0,
-        )
+            stream = self._stream_stats()
         ended_at = stopped.at if stopped is not None else self._closed_at or time.time()
         return LoadResult(
             self.spec, records, tuple(self.marks), self.started_at, self.warmup_ended_at, ended_at, stream
+        )
+
+    def stream_stats(self) -> StreamStats:
+        """How the record stream did so far: records received, Locust's own count once it stopped, unreadable
+        lines. Once the block has ended, :attr:`StreamStats.complete` says whether the records are the whole run."""
+        with self._changed:
+            return self._stream_stats()
+
+    def _stream_stats(self) -> StreamStats:
+        stopped = self._events.get("stopped")
+        received = len(self._records)
+        return StreamStats(
+            received=received,
+            locust_requests=None if stopped is None else stopped.requests,
+            locust_failures=None if stopped is None else stopped.failures,
+            max_lag_ms=self._lag_max_s * 1000,
+            mean_lag_ms=self._lag_sum_s / received * 1000 if received else 0.0,
+            bad_lines=self._bad_lines,
+            first_bad_line=self._bad_line,
         )
 
     def close(self) -> None:
@@ -227,11 +242,14 @@ class Load:
                 records: list[RequestRecord] = []
                 events: list[WorkerEvent] = []
                 lag_sum = lag_max = 0.0
+                bad: list[str] = []
                 for line in lines:
+                    if not line.strip():
+                        continue
                     try:
                         item = decoder.decode(line)
                     except (ValueError, TypeError) as exc:
-                        self._bad_line = self._bad_line or f"{exc}: {line[:200]!r}"
+                        bad.append(f"{exc}: {line[:200]!r}")
                         continue
                     if isinstance(item, RequestRecord):
                         lag = now - item.ended
@@ -241,6 +259,7 @@ class Load:
                     else:
                         events.append(item)
                 with self._changed:
+                    self._note_bad(bad)
                     self._records.extend(records)
                     self._lag_sum_s += lag_sum
                     self._lag_max_s = max(self._lag_max_s, lag_max)
@@ -250,8 +269,16 @@ class Load:
                         self._changed.notify_all()
         finally:
             with self._changed:
+                if rest.strip():  # the worker died mid-line
+                    self._note_bad([f"cut off at the end of the stream: {rest[:200]!r}"])
                 self._eof = True
                 self._changed.notify_all()
+
+    def _note_bad(self, lines: list[str]) -> None:
+        """Count unreadable lines (under ``_changed``): a record among them is lost to the verdict."""
+        if lines:
+            self._bad_lines += len(lines)
+            self._bad_line = self._bad_line or lines[0]
 
     def _await_warmup(self) -> None:
         spec = self.spec

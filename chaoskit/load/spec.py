@@ -175,11 +175,42 @@ class StreamStats:
     """The longest time from a request's completion to its record reaching the parent."""
     mean_lag_ms: float
     """The mean of the same."""
+    bad_lines: int = 0
+    """Lines from the worker that could not be read (each may have been a record), a cut-off last line included."""
+    first_bad_line: str | None = None
+    """The first of them, with why it could not be read."""
 
     @property
     def kept_up(self) -> bool:
         """Whether every request Locust counted arrived as a record."""
         return self.locust_requests is not None and self.locust_requests == self.received
+
+    @property
+    def complete(self) -> bool:
+        """Whether the records are the whole run: every request Locust counted arrived and every line was read."""
+        return self.kept_up and not self.bad_lines
+
+    @property
+    def shortfall(self) -> str | None:
+        """What the records are missing, in words, such as "the load stream lost 12 of 10,400 records";
+        None when they are complete."""
+        if self.complete:
+            return None
+        unreadable = f"sent {self.bad_lines:,} unreadable line{'s' if self.bad_lines != 1 else ''}"
+        if self.locust_requests is None:
+            text = (
+                f"the load worker ended without its own request count, so records lost from the "
+                f"{self.received:,} received cannot be ruled out"
+            )
+            return f"{text}, and the load stream {unreadable}" if self.bad_lines else text
+        clauses = []
+        if self.locust_requests > self.received:
+            clauses.append(f"lost {self.locust_requests - self.received:,} of {self.locust_requests:,} records")
+        elif self.locust_requests < self.received:
+            clauses.append(f"carried {self.received:,} records where Locust counted {self.locust_requests:,}")
+        if self.bad_lines:
+            clauses.append(unreadable)
+        return "the load stream " + " and ".join(clauses)
 
 
 @dataclass(frozen=True)

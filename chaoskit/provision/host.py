@@ -179,14 +179,14 @@ def _start_dockerd() -> None:
 def _probe_image() -> str:
     """A tiny image holding one static binary, to test privileged containers."""
     name = "chaoskit/probe:1"
-    if run(["docker", "image", "inspect", name], check=False).returncode == 0:
+    if run(["docker", "image", "inspect", name], check=False, timeout=120).returncode == 0:
         return name
     work = cache.entry("probe")
     cache.reset(work)
     (work / "true.c").write_text("int main(void) { return 0; }\n")
-    run(["gcc", "-static", "-O2", "-o", str(work / "true"), str(work / "true.c")])
-    run(["tar", "-C", str(work), "-cf", str(work / "probe.tar"), "true"])
-    run(["docker", "import", "-c", 'ENTRYPOINT ["/true"]', str(work / "probe.tar"), name])
+    run(["gcc", "-static", "-O2", "-o", str(work / "true"), str(work / "true.c")], timeout=120)
+    run(["tar", "-C", str(work), "-cf", str(work / "probe.tar"), "true"], timeout=120)
+    run(["docker", "import", "-c", 'ENTRYPOINT ["/true"]', str(work / "probe.tar"), name], timeout=120)
     return name
 
 

@@ -90,7 +90,7 @@ def preload_images() -> list[str]:
 
 def image_exists(name: str) -> bool:
     """Whether the local Docker daemon has an image by that name."""
-    return run(["docker", "image", "inspect", name], check=False).returncode == 0
+    return run(["docker", "image", "inspect", name], check=False, timeout=600).returncode == 0
 
 
 BUILD_LABEL = "io.chaoskit.kubernetes-build"
@@ -100,7 +100,9 @@ BUILD_LABEL = "io.chaoskit.kubernetes-build"
 def _current_build(name: str) -> bool:
     """Whether the image exists and holds this Kubernetes build's binaries."""
     result = run(
-        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{BUILD_LABEL}"}}}}', name], check=False
+        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{BUILD_LABEL}"}}}}', name],
+        check=False,
+        timeout=600,
     )
     return result.returncode == 0 and result.stdout.strip() == KUBERNETES_BUILD
 
@@ -159,14 +161,14 @@ def _kind_base_files() -> Path:
         return files
     cache.reset(out)
     # The .dsc and debian.tar may be gone from the archive; the orig tarball is what matters.
-    run(["apt-get", "source", "--download-only", KIND_BASE_SOURCE], cwd=out, check=False)
+    run(["apt-get", "source", "--download-only", KIND_BASE_SOURCE], cwd=out, check=False, timeout=600)
     tarballs = sorted(out.glob("kind_*.orig.tar.gz"))
     if not tarballs:
         raise ProvisionError(
             f"could not download the Debian source of {KIND_BASE_SOURCE} "
             "(needs a deb-src line for trixie; 'chaoskit cluster up' adds it)"
         )
-    run(["tar", "-xzf", str(tarballs[0]), "-C", str(out), "--strip-components=1"])
+    run(["tar", "-xzf", str(tarballs[0]), "-C", str(out), "--strip-components=1"], timeout=600)
     if not (files / "usr" / "local" / "bin" / "entrypoint").is_file():
         raise ProvisionError(f"{tarballs[0]} has no images/base/files/usr/local/bin/entrypoint")
     cache.mark_done(out)
@@ -227,12 +229,13 @@ def _prepare_node_tree(tree: Path) -> None:
             "kubelet.service",
             "containerd.service",
             "undo-mount-hacks.service",
-        ]
+        ],
+        timeout=600,
     )
-    run(["chroot", str(tree), "systemctl", "mask", "systemd-binfmt.service"])
+    run(["chroot", str(tree), "systemctl", "mask", "systemd-binfmt.service"], timeout=600)
     (tree / "etc" / "kubernetes" / "manifests").mkdir(parents=True, exist_ok=True)
 
-    spec = json.loads(run(["ctr", "oci", "spec"]).stdout)
+    spec = json.loads(run(["ctr", "oci", "spec"], timeout=600).stdout)
     spec.setdefault("hooks", {}).setdefault("createContainer", []).append({"path": "/kind/bin/mount-product-files.sh"})
     spec["process"].pop("rlimits", None)
     _write(tree / "etc" / "containerd" / "cri-base.json", json.dumps(spec, indent=2) + "\n", 0o644)
@@ -347,7 +350,12 @@ def _etcd_binary() -> Path:
 
 def _deb_version(package: str, release: str) -> str:
     """The version of ``package`` in Debian ``release`` (``bookworm``, ``trixie``) as apt knows it."""
-    shown = run(["apt-cache", "show", "--no-all-versions", f"{package}/{release}"], env={"LC_ALL": "C"}, check=False)
+    shown = run(
+        ["apt-cache", "show", "--no-all-versions", f"{package}/{release}"],
+        env={"LC_ALL": "C"},
+        check=False,
+        timeout=600,
+    )
     for line in shown.stdout.splitlines():
         if line.startswith("Version:"):
             return line.split(":", 1)[1].strip()
@@ -370,11 +378,11 @@ def _deb_binary(package: str, release: str, binary: str) -> tuple[Path, str]:
     if cache.is_done(out):
         return path, version
     cache.reset(out)
-    run(["apt-get", "download", f"{package}={version}"], cwd=out)
+    run(["apt-get", "download", f"{package}={version}"], cwd=out, timeout=600)
     debs = sorted(out.glob(f"{package}_*.deb"))
     if not debs:
         raise ProvisionError(f"apt-get download {package}={version} gave no package")
-    run(["dpkg-deb", "-x", str(debs[0]), str(out / "root")])
+    run(["dpkg-deb", "-x", str(debs[0]), str(out / "root")], timeout=600)
     if not path.is_file():
         raise ProvisionError(f"{debs[0].name} holds no {binary}")
     for deb in debs:  # only the extracted file is used; the .deb is 10-20 MB
@@ -412,9 +420,9 @@ def build_prometheus_image() -> str:
         return tag
     build_base_image()
     _docker_build(tag, dockerfile, {"prometheus": binary})
-    check = run(["docker", "run", "--rm", tag, "--version"], check=False)
+    check = run(["docker", "run", "--rm", tag, "--version"], check=False, timeout=600)
     if check.returncode != 0 or "prometheus, version" not in check.stdout + check.stderr:
-        run(["docker", "rmi", tag], check=False)
+        run(["docker", "rmi", tag], check=False, timeout=600)
         raise ProvisionError(
             f"Debian's prometheus {version} does not run on {BASE_IMAGE}: {(check.stderr or check.stdout).strip()}"
         )
@@ -433,7 +441,7 @@ def build_node_image() -> str:
     if not image_exists(staging):
         _import(tarball, staging)
     container = "chaoskit-node-build"
-    run(["docker", "rm", "-f", container], check=False)
+    run(["docker", "rm", "-f", container], check=False, timeout=600)
     run(
         [
             "docker",
@@ -445,12 +453,13 @@ def build_node_image() -> str:
             "--entrypoint",
             "/usr/local/bin/containerd",
             staging,
-        ]
+        ],
+        timeout=600,
     )
     try:
         bins = kubernetes.binaries_dir()
         for binary in ("kubelet", "kubeadm", "kubectl"):
-            run(["docker", "cp", str(bins / binary), f"{container}:/usr/bin/{binary}"])
+            run(["docker", "cp", str(bins / binary), f"{container}:/usr/bin/{binary}"], timeout=600)
         for image in preload_images():
             say(f"preloading {image} into the node image")
             run(
@@ -459,9 +468,10 @@ def build_node_image() -> str:
                     "-c",
                     f"set -o pipefail; docker save {image} | docker exec -i {container} "
                     "ctr -n k8s.io images import --no-unpack --all-platforms -",
-                ]
+                ],
+                timeout=600,
             )
-        run(["docker", "stop", container])
+        run(["docker", "stop", container], timeout=600)
         run(
             [
                 "docker",
@@ -472,13 +482,14 @@ def build_node_image() -> str:
                 "ENV container=docker",
                 container,
                 f"{name}-unsigned",
-            ]
+            ],
+            timeout=600,
         )
     finally:
-        run(["docker", "rm", "-f", container], check=False)
+        run(["docker", "rm", "-f", container], check=False, timeout=600)
     # docker commit cannot set a stop signal; systemd as PID 1 shuts down cleanly on SIGRTMIN+3.
     _docker_build(name, f"FROM {name}-unsigned\nSTOPSIGNAL SIGRTMIN+3\n", {})
-    run(["docker", "rmi", f"{name}-unsigned"], check=False)
+    run(["docker", "rmi", f"{name}-unsigned"], check=False, timeout=600)
     say(f"node image {name}: built")
     _prune_superseded("chaoskit/node", name)
     _prune_superseded("chaoskit/agent", agent_image())
@@ -487,9 +498,9 @@ def build_node_image() -> str:
 
 def _prune_superseded(repository: str, keep: str) -> None:
     """Remove older tags of ``repository`` (about 1 GB each for nodes); images in use stay."""
-    tags = run(["docker", "images", repository, "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
+    tags = run(["docker", "images", repository, "--format", "{{.Repository}}:{{.Tag}}"], timeout=600).stdout.split()
     for tag in tags:
-        if tag != keep and run(["docker", "rmi", tag], check=False).returncode == 0:
+        if tag != keep and run(["docker", "rmi", tag], check=False, timeout=600).returncode == 0:
             say(f"removed superseded image {tag}")
 
 

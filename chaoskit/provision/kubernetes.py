@@ -102,8 +102,8 @@ def build() -> Path:
         if not (built / name).is_file():
             raise ProvisionError(f"the Kubernetes build did not produce {name}; see {log}")
         shutil.copy2(built / name, bin_dir / name)
-    run(["gcc", "-static", "-O2", "-o", str(bin_dir / "pause"), str(src / "build/pause/linux/pause.c")])
-    version = run([str(bin_dir / "kubeadm"), "version", "-o", "short"]).stdout.strip()
+    run(["gcc", "-static", "-O2", "-o", str(bin_dir / "pause"), str(src / "build/pause/linux/pause.c")], timeout=120)
+    version = run([str(bin_dir / "kubeadm"), "version", "-o", "short"], timeout=120).stdout.strip()
     if version != KUBERNETES_VERSION:
         raise ProvisionError(f"built kubeadm reports {version!r}, expected {KUBERNETES_VERSION}")
     for leftover in ("src", "gocache", "download"):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from residue import scan
 from workloads import WEB_LABELS, Web, download_from_host, get_from_host, pdb, probe, probe_eventually, wait_web
 
 from chaoskit.chaos import Chaos
-from chaoskit.faults.netns import locate, netem_available, qdisc_handle, root_qdisc, rules_with
+from chaoskit.errors import SafetyError, SpecError
+from chaoskit.faults.netns import netem_available, qdisc_handle
 
 pytest_plugins = ["pytester"]
 
@@ -29,51 +31,76 @@ def test_container_kill_restarts_the_container_in_place(chaos: Chaos, kube, web:
     print(f"container kill {signal}: restart seen {record.inject_to_effect:.2f} s after the signal")
 
 
-def test_partition_cuts_both_directions_and_heals(chaos: Chaos, kube, web: Web, client: str) -> None:
+def test_partition_cuts_both_directions_and_heals(cluster, chaos: Chaos, kube, web: Web, client: str) -> None:
     url = f"http://web.{web.namespace}/"
     probe_eventually(kube, web.namespace, client, url)
-    with chaos.partition(web.namespace, "role=client", peer_selector="app=web") as record:
-        assert "blocked" in record.effect, record.effect
+    with chaos.partition(web.namespace, "role=client", peer_selector="app=web", max_share=1.0) as record:
+        assert "open before, blocked after" in record.effect, record.effect
+        assert record.max_share == 1.0 and record.max_share_raised
         code, results = probe(kube, web.namespace, client, url)
         assert code != 0 and "error" in results[0], results
         # Traffic that does not cross the partition still flows: the host reaches web.
         assert get_from_host(web.node_port)["pod"].startswith("web-")
-        client_ns = locate(kube.core.read_namespaced_pod(client, web.namespace))
-        assert rules_with(client_ns.node, client_ns.pid, f"chaoskit:{record.fault_id}")
-    assert rules_with(client_ns.node, client_ns.pid, f"chaoskit:{record.fault_id}") == []
+        # Counted independently: 2 rules in the client for each of the 3 web pods, 2 in each web pod.
+        assert len(scan(cluster.name, str(cluster.kubeconfig)).of(record.fault_id)) == 6 + 3 * 2
+    assert scan(cluster.name, str(cluster.kubeconfig)).of(record.fault_id) == []
+    assert record.reverted and "no rule with comment" in (record.undo_proof or "")
     probe_eventually(kube, web.namespace, client, url, within=30)
     print(f"partition: blocked {record.inject_to_effect:.3f} s after injection")
 
 
-def test_partition_from_everything(chaos: Chaos, kube, web: Web, client: str) -> None:
-    with chaos.partition(web.namespace, "role=client") as record:
-        assert "10.96.0.1:443 blocked" in record.effect
+def test_partition_from_everything_probes_the_api_service_the_cluster_serves(
+    cluster, chaos: Chaos, kube, web: Web, client: str
+) -> None:
+    service = kube.core.read_namespaced_service("kubernetes", "default")
+    target = f"{service.spec.cluster_ip}:{service.spec.ports[0].port}"
+    with chaos.partition(web.namespace, "role=client", max_share=1.0) as record:
+        assert f"the kubernetes Service {target} open before, blocked after" in record.effect, record.effect
         code, _ = probe(kube, web.namespace, client, f"http://web.{web.namespace}/")
         assert code != 0
+    assert scan(cluster.name, str(cluster.kubeconfig)).of(record.fault_id) == []
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 
 
-def test_packet_loss_drops_packets_and_heals(chaos: Chaos, kube, web: Web) -> None:
-    with chaos.packet_loss(web.namespace, "app=web", percent=50) as record:
+def test_partition_refuses_when_there_is_nothing_to_prove_against(chaos: Chaos, web: Web) -> None:
+    # The web pods listen on their port only: nothing answers on 9 before the cut, so no probe could prove it.
+    with pytest.raises(SpecError, match=r"nothing to prove the partition against.*9.*refused"):
+        with chaos.partition(web.namespace, "app=web", port=9, count=1):
+            pass
+
+
+def test_network_faults_go_through_the_blast_radius_cap(chaos: Chaos, web: Web) -> None:
+    for fault in (
+        lambda: chaos.partition(web.namespace, "app=web"),
+        lambda: chaos.packet_loss(web.namespace, "app=web", percent=10),
+        lambda: chaos.bandwidth(web.namespace, "app=web", rate_kbit=1000),
+    ):
+        with pytest.raises(SafetyError, match=r"3 of 3 pods .*over the blast-radius cap of 50%.*max_share"):
+            with fault():
+                pass
+    assert chaos.records == []
+
+
+def test_packet_loss_drops_packets_and_heals(cluster, chaos: Chaos, kube, web: Web) -> None:
+    with chaos.packet_loss(web.namespace, "app=web", percent=50, max_share=1.0) as record:
         assert "the loss rule dropped" in record.effect, record.effect
-        processes = [locate(p) for p in web_pods(kube, web.namespace).values()]
-        assert all(rules_with(p.node, p.pid, f"chaoskit:{record.fault_id}") for p in processes)
-    assert not any(rules_with(p.node, p.pid, f"chaoskit:{record.fault_id}") for p in processes)
+        assert len(scan(cluster.name, str(cluster.kubeconfig)).of(record.fault_id)) == 3
+    assert scan(cluster.name, str(cluster.kubeconfig)).of(record.fault_id) == []
     print(f"packet loss: {record.effect}; effect after {record.inject_to_effect:.2f} s")
 
 
-def test_bandwidth_limit_slows_what_the_pods_send_and_heals(chaos: Chaos, kube, web: Web) -> None:
+def test_bandwidth_limit_slows_what_the_pods_send_and_heals(cluster, chaos: Chaos, kube, web: Web) -> None:
     size = 400_000  # 1.6 s at the limit below; milliseconds without it
     unlimited = download_from_host(web.node_port, size)
-    with chaos.bandwidth(web.namespace, "app=web", rate_kbit=2000) as record:
+    with chaos.bandwidth(web.namespace, "app=web", rate_kbit=2000, max_share=1.0) as record:
         assert "measured at" in record.effect, record.effect
         handle = qdisc_handle(record.fault_id)
-        processes = [locate(p) for p in web_pods(kube, web.namespace).values()]
-        assert all(root_qdisc(p.node, p.pid) == ("tbf", handle) for p in processes)
+        shaped = scan(cluster.name, str(cluster.kubeconfig)).qdiscs
+        assert len([q for q in shaped if f"qdisc tbf {handle} " in q]) == 3, shaped
         # Seen from the host: whichever pod answers, its response comes at no more than the limit.
         limited = download_from_host(web.node_port, size)
         assert limited > size / (2000 * 1000 / 8) * 0.8, (limited, unlimited)
-    assert not any(root_qdisc(p.node, p.pid) == ("tbf", handle) for p in processes)
+    assert not [q for q in scan(cluster.name, str(cluster.kubeconfig)).qdiscs if f" {handle} " in q]
     after = download_from_host(web.node_port, size)
     assert after < limited / 4, (after, limited)
     print(
@@ -90,7 +117,7 @@ def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(
     pytester.makepyfile(
         f"""
         def test_latency(chaos):
-            with chaos.latency("{web.namespace}", "app=web", delay_ms=50) as record:
+            with chaos.latency("{web.namespace}", "app=web", delay_ms=50, max_share=1.0) as record:
                 assert record.verified
         """
     )

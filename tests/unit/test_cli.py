@@ -4,6 +4,9 @@ import os
 import subprocess
 import sys
 
+from chaoskit import cli
+from chaoskit.faults.ledger import Ledger, LedgerEntry
+
 
 def chaoskit(*args, env=None):
     return subprocess.run(
@@ -50,3 +53,45 @@ def test_docker_daemon_not_running(tmp_path):
 def test_bad_node_ports():
     line = one_line_error(chaoskit("cluster", "up", "--node-ports", "lots", "--no-provision"))
     assert "--node-ports 'lots' is not FIRST-LAST" in line
+
+
+class _DeletedCluster:
+    """A provider whose ``down`` deletes nothing real: the ledger is what is under test."""
+
+    def __init__(self):
+        self.downed = []
+
+    def down(self, spec):
+        self.downed.append(spec.name)
+
+
+def test_cluster_down_clears_that_clusters_ledger_and_says_what_it_dropped(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CHAOSKIT_CACHE", str(tmp_path))
+    provider = _DeletedCluster()
+    monkeypatch.setattr(cli, "get_provider", lambda name, **options: provider)
+    ledger, other = Ledger("ck-unit", tmp_path / "ledger"), Ledger("ck-other", tmp_path / "ledger")
+    for fault_id in ("f-1", "f-2"):
+        ledger.record(LedgerEntry(fault_id, "node-failure", "ck-unit", {"node": "ck-unit-worker"}))
+    ledger.settle("f-1")
+    other.record(LedgerEntry("f-3", "node-failure", "ck-other", {}))
+
+    assert cli.main(["cluster", "down", "--name", "ck-unit"]) == 0
+    assert provider.downed == ["ck-unit"]
+    assert not ledger.path.exists()
+    assert [e.fault_id for e in other.unsettled()] == ["f-3"]  # another cluster's ledger is left alone
+    captured = capsys.readouterr()
+    assert captured.out == "cluster ck-unit deleted\n"
+    assert captured.err == (
+        f"[chaoskit] dropped 1 unsettled fault(s) from the ledger {ledger.path}: they went with the cluster (f-2)\n"
+    )
+
+
+def test_cluster_down_of_a_cluster_with_every_fault_settled_drops_its_ledger_quietly(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CHAOSKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(cli, "get_provider", lambda name, **options: _DeletedCluster())
+    ledger = Ledger("ck-unit", tmp_path / "ledger")
+    ledger.record(LedgerEntry("f-1", "pod-kill", "ck-unit", {}))
+    ledger.settle("f-1")
+    assert cli.main(["cluster", "down", "--name", "ck-unit"]) == 0
+    assert not ledger.path.exists()
+    assert capsys.readouterr().err == ""

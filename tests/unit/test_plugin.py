@@ -1,5 +1,13 @@
 """The pytest plugin as a user meets it, through pytester."""
 
+import os
+from types import SimpleNamespace
+
+import psutil
+
+from chaoskit.faults.ledger import current_boot_id
+from chaoskit.plugin import NAMESPACE_LABEL, OWNER_BOOT, OWNER_PID, OWNER_STARTED, sweep_namespaces
+
 pytest_plugins = ["pytester"]
 
 
@@ -49,3 +57,80 @@ def test_chaos_repeat_runs_each_experiment_n_times(pytester):
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*test_experiment_like[[]run1of3[]]*", "*test_experiment_like[[]run3of3[]]*"])
     assert pytester.runpytest("--chaos-repeat=0").ret == 4
+
+
+def test_the_namespace_fixture_marks_its_owner_by_pid_boot_and_start_time(pytester):
+    # The kube fixture is replaced by one that records what the namespace fixture creates.
+    pytester.makepyfile(
+        """
+        import os
+        from types import SimpleNamespace
+
+        import psutil
+        import pytest
+
+        from chaoskit.faults.ledger import current_boot_id
+
+
+        class Core:
+            def __init__(self):
+                self.created = []
+
+            def create_namespace(self, body):
+                self.created.append(body)
+
+            def delete_namespace(self, name, **options):
+                pass
+
+
+        @pytest.fixture
+        def kube():
+            return SimpleNamespace(core=Core(), wait_for_default_service_account=lambda name: None)
+
+
+        def test_marks(kube, namespace):
+            (body,) = kube.core.created
+            meta = body["metadata"]
+            assert meta["labels"]["chaoskit.io/owner-pid"] == str(os.getpid())
+            assert meta["annotations"]["chaoskit.io/owner-boot-id"] == current_boot_id()
+            started = float(meta["annotations"]["chaoskit.io/owner-started-at"])
+            assert started == psutil.Process(os.getpid()).create_time()
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def _namespace(name, pid, boot, started=None, phase="Active"):
+    annotations = {OWNER_BOOT: boot} | ({OWNER_STARTED: started} if started is not None else {})
+    metadata = SimpleNamespace(
+        name=name, labels={NAMESPACE_LABEL: "true", OWNER_PID: str(pid)}, annotations=annotations
+    )
+    return SimpleNamespace(metadata=metadata, status=SimpleNamespace(phase=phase))
+
+
+class _Core:
+    def __init__(self, namespaces):
+        self.namespaces = namespaces
+        self.deleted = []
+
+    def list_namespace(self, label_selector):
+        assert label_selector == NAMESPACE_LABEL
+        return SimpleNamespace(items=self.namespaces)
+
+    def delete_namespace(self, name, **options):
+        self.deleted.append(name)
+
+
+def test_sweep_namespaces_judges_owners_by_start_time_too():
+    pid, boot, started = os.getpid(), current_boot_id(), psutil.Process(os.getpid()).create_time()
+    core = _Core(
+        [
+            _namespace("ck-mine", pid, boot, repr(started)),
+            _namespace("ck-pid-reused", pid, boot, repr(started - 3600)),  # same pid and boot, another process
+            _namespace("ck-older-session", pid, boot),  # marked before start times were: pid and boot decide
+            _namespace("ck-other-boot", pid, "another-boot", repr(started)),
+            _namespace("ck-going", pid, boot, repr(started - 3600), phase="Terminating"),
+        ]
+    )
+    assert sweep_namespaces(SimpleNamespace(core=core)) == ["ck-pid-reused", "ck-other-boot"]
+    assert core.deleted == ["ck-pid-reused", "ck-other-boot"]

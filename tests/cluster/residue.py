@@ -1,0 +1,78 @@
+"""An independent count of what faults can leave behind, for tests to assert on.
+
+Nothing here uses chaoskit's own fault code (no ``netns``, no ``revert``): it
+runs the Docker CLI and the official Kubernetes client by itself, so a bug in the
+code under test cannot hide its own residue. It scans, on every node of the
+cluster, every running container's network namespace (deduplicated by inode):
+iptables rules whose comment starts with ``chaoskit:`` and root qdiscs of
+``eth0`` that are ``tbf`` or ``netem``; and nodes that are unschedulable or
+whose container is not running.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+
+from kubernetes import client, config
+
+SCAN = r"""
+seen=" "
+for pid in $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" {print $2}'); do
+    ino=$(stat -L -c %i /proc/$pid/ns/net 2>/dev/null) || continue
+    case "$seen" in *" $ino "*) continue;; esac
+    seen="$seen$ino "
+    nsenter -t $pid -n iptables-save -t filter 2>/dev/null | grep -e '--comment "\?chaoskit:' | sed "s|^|rule $ino |"
+    nsenter -t $pid -n tc qdisc show dev eth0 root 2>/dev/null | grep -E '^qdisc (tbf|netem)' | sed "s|^|qdisc $ino |"
+done
+echo scanned
+"""
+
+
+@dataclass
+class Residue:
+    rules: list[str] = field(default_factory=list)
+    """``node inode rule`` for every chaoskit-commented iptables rule."""
+    qdiscs: list[str] = field(default_factory=list)
+    """``node inode qdisc ...`` for every tbf/netem root qdisc."""
+    unschedulable: list[str] = field(default_factory=list)
+    not_running: list[str] = field(default_factory=list)
+    """Node containers that are not running (``name: state``)."""
+
+    def empty(self) -> bool:
+        return not (self.rules or self.qdiscs or self.unschedulable or self.not_running)
+
+    def of(self, fault_id: str) -> list[str]:
+        """The rules carrying this fault's comment."""
+        return [r for r in self.rules if f"chaoskit:{fault_id}" in r]
+
+
+def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def scan(cluster_name: str, kubeconfig: str | None = None) -> Residue:
+    """Scan the whole kind cluster ``cluster_name``."""
+    residue = Residue()
+    listed = _docker("ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={cluster_name}", "--format", "{{.Names}}")
+    for node in listed.stdout.split():
+        state = _docker("inspect", "-f", "{{.State.Status}}{{if .State.Paused}}/paused{{end}}", node).stdout.strip()
+        if state != "running":
+            residue.not_running.append(f"{node}: {state}")
+            continue
+        result = _docker("exec", node, "bash", "-c", SCAN, timeout=120)
+        assert result.returncode == 0 and "scanned" in result.stdout, f"scan of {node} failed: {result.stderr}"
+        for line in result.stdout.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "rule":
+                residue.rules.append(f"{node} {rest}")
+            elif kind == "qdisc":
+                residue.qdiscs.append(f"{node} {rest}")
+    api = config.new_client_from_config(config_file=kubeconfig)
+    try:
+        for node in client.CoreV1Api(api).list_node(_request_timeout=30).items:
+            if node.spec.unschedulable:
+                residue.unschedulable.append(node.metadata.name)
+    finally:
+        api.close()
+    return residue
