@@ -98,11 +98,7 @@ class Chaos:
     def _active(self, fault: Fault, max_share: float | None = None) -> Iterator[FaultRecord]:
         """Run ``fault`` (under its own blast-radius cap if ``max_share`` is given), keeping its record."""
         fault.with_max_share(max_share)
-        active = fault.active()
-        try:
-            with active as record:
-                self.records.append(record)
-                yield record
-        finally:
-            if fault.fault_id:
-                self.fault_ids.append(fault.fault_id)
+        self.fault_ids.append(fault.fault_id)  # before it acts: a block never left is still this handle's
+        with fault.active() as record:
+            self.records.append(record)
+            yield record

@@ -217,7 +217,8 @@ class RecoveryWatch:
 
     def _note_failure(self, source: _Source, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        self._failures[source.kind] = f"{type(exc).__name__}: {exc}" if exc else "no answer"
+        if exc is not None:
+            self._failures[source.kind] = _describe(exc)
 
     def _list_and_watch(self, source: _Source) -> None:
         """List the object, then watch it until the server ends the watch (or the watch is left)."""
@@ -316,6 +317,19 @@ class RecoveryWatch:
     def _if_recovered(self, since: float, last_injection: float | None) -> Recovery | None:
         recovery = self.recovery(since, last_injection)
         return recovery if recovery.recovered else None
+
+
+def _describe(exc: BaseException) -> str:
+    """An error of a list or watch call on one line: an API error's status and message, else its first line."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status:
+        message = ""
+        with contextlib.suppress(Exception):
+            message = json.loads(getattr(exc, "body", None) or "{}").get("message") or ""
+        reason = getattr(exc, "reason", None) or ""
+        return f"HTTP {status} {reason}{': ' + message if message else ''}".strip()
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0]}" if first else type(exc).__name__
 
 
 def _lines(response: Any) -> Iterator[bytes]:

@@ -131,6 +131,7 @@ class ExperimentResult:
             return f"{parts[0]}: {self.skipped}"
         if self.verdict.partial_data:
             parts.append(f"NO VERDICT: {self.verdict.partial_data}")
+        parts += [f"UNDO NOT PROVEN: {f.undo_error}" for f in self.faults if f.undo_error]
         whole = next((s for s in self.verdict.stats if s.window == "whole"), None)
         if whole is not None and whole.availability is not None:
             parts.append(f"availability {whole.availability:.2%} of {whole.requests} requests")
@@ -320,7 +321,7 @@ def _experiment_html(result: ExperimentResult) -> str:
     )
     faults = "".join(
         f"<tr><td>{e(f.kind)}</td><td>{e(', '.join(f.targets))}</td><td>{e(f.effect or f.error or '')}</td>"
-        f"<td>{_seconds(f.inject_to_effect)}</td><td>{_undone(f)}</td></tr>"
+        f"<td>{_seconds(f.inject_to_effect)}</td><td>{_cap(f)}</td><td class='undo'>{e(_undone(f))}</td></tr>"
         for f in result.faults
     )
     stats = "".join(
@@ -343,7 +344,8 @@ def _experiment_html(result: ExperimentResult) -> str:
 <table><tr><th>verdict</th><th>objective</th><th>window</th><th>target</th><th>measured</th></tr>{rows}</table>
 <table><tr><th>window</th><th>requests</th><th>errors</th><th>availability</th><th>p50</th><th>p95</th><th>p99</th>
 <th>longest error burst</th></tr>{stats}</table>
-<table><tr><th>fault</th><th>targets</th><th>effect</th><th>inject to effect</th><th>undone</th></tr>{faults}</table>
+<table><tr><th>fault</th><th>targets</th><th>effect</th><th>inject to effect</th><th>blast-radius cap</th>
+<th>undone (proof)</th></tr>{faults}</table>
 {_stream_html(result.load.get("stream"))}
 </section>"""
 
@@ -460,4 +462,13 @@ def _ratio(value: float | None) -> str:
 def _undone(fault: FaultRecord) -> str:
     if not fault.undoable:
         return "nothing to undo"
-    return "yes" if fault.reverted else "NO"
+    if fault.undo_error:
+        return f"NO: {fault.undo_error}"
+    if fault.reverted:
+        return f"yes: {fault.undo_proof}" if fault.undo_proof else "yes"
+    return "NO"
+
+
+def _cap(fault: FaultRecord) -> str:
+    """The blast-radius cap the fault was checked against, and whether it set its own."""
+    return f"{fault.max_share:.0%}" + (" (raised for this fault)" if fault.max_share_raised else "")

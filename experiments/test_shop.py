@@ -68,8 +68,12 @@ def test_partition_between_shop_and_leader_degrades_and_heals(experiment, chaos,
     slo = [Availability(0.99, window="after"), LatencyPercentile(95, 100, window="after")]
     with experiment(reads(shop, 90), slo, settle_seconds=10) as run:
         time.sleep(2)
+        # Every shop pod is cut off from the master (the whole tier, so the cap is raised for it).
         with chaos.partition(
-            shop.namespace, "app=shop", peer_selector=f"statefulset.kubernetes.io/pod-name={leader}"
+            shop.namespace,
+            "app=shop",
+            peer_selector=f"statefulset.kubernetes.io/pod-name={leader}",
+            max_share=1.0,
         ) as cut:
             assert "blocked" in (cut.effect or ""), cut.effect
             time.sleep(15)
@@ -89,7 +93,7 @@ def test_bandwidth_limit_on_the_backend_keeps_latency_within_its_slo(experiment,
     slo = [LatencyPercentile(95, 2000, window="fault"), Availability(0.99)]
     with experiment(reads(shop, 60, key="large", users=4), slo, settle_seconds=5) as run:
         time.sleep(5)
-        with chaos.bandwidth(shop.namespace, "app=redis", rate_kbit=512):
+        with chaos.bandwidth(shop.namespace, "app=redis", rate_kbit=512, max_share=1.0):  # every Redis pod
             time.sleep(15)
     assert run.result is not None
     stats = {s.window: s for s in run.result.verdict.stats}

@@ -178,8 +178,9 @@ class Fault(ABC):
         self.safety = safety or Safety()
         self.max_share_raised = False
         """Whether :meth:`with_max_share` set this fault's own cap."""
-        self.fault_id = ""
-        """Set when the fault starts; marks every rule and object it touches."""
+        self.fault_id = f"{self.kind}-{uuid.uuid4().hex[:8]}"
+        """Known before the fault starts (so a caller can look for it in the ledger whatever happens);
+        marks every rule and object it touches."""
 
     def with_max_share(self, max_share: float | None) -> Fault:
         """Check this fault against its own blast-radius cap instead of the session's (shown in its record)."""
@@ -258,7 +259,7 @@ class Fault(ABC):
         if self.kind_only and not self.cluster.is_kind:
             raise SpecError(f"{self.kind} {self.kind_only}: it needs a kind cluster")
         record = FaultRecord(
-            fault_id=f"{self.kind}-{uuid.uuid4().hex[:8]}",
+            fault_id=self.fault_id,
             kind=self.kind,
             cluster=self.cluster.name,
             spec=asdict(self.spec),
@@ -266,7 +267,6 @@ class Fault(ABC):
             max_share=self.safety.max_share,
             max_share_raised=self.max_share_raised,
         )
-        self.fault_id = record.fault_id
         record.targets = self.plan()
         if self.safety.dry_run:
             say(f"dry run: {self.kind} would hit {', '.join(record.targets)}")

@@ -29,7 +29,7 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,9 @@ class LedgerEntry:
         return process_alive(self.pid, self.boot_id, self.started_at)
 
 
+_ENTRY_FIELDS = frozenset(f.name for f in fields(LedgerEntry))
+
+
 class Ledger:
     """The ledger file of one cluster."""
 
@@ -99,9 +102,10 @@ class Ledger:
             except json.JSONDecodeError:
                 continue  # a line torn by a crash mid-write; its fault never acted
             if data.get("op") == "inject":
-                data.pop("op")
-                data.setdefault("started_at", None)  # an older line: not this process's start time
-                open_entries[data["fault_id"]] = LedgerEntry(**data)
+                # A field a newer chaoskit added is ignored: its entry must still be swept here.
+                known = {key: value for key, value in data.items() if key in _ENTRY_FIELDS}
+                known.setdefault("started_at", None)  # an older line: not this process's start time
+                open_entries[data["fault_id"]] = LedgerEntry(**known)
             elif data.get("op") == "settle":
                 open_entries.pop(data["fault_id"], None)
         return list(open_entries.values())

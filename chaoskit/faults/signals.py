@@ -82,11 +82,16 @@ def deferred(doing: str, exit: Callable[[int], object] = os._exit) -> Iterator[N
 
     ``doing`` says what the block does, for the lines printed when a signal arrives.
     """
-    if threading.current_thread() is not threading.main_thread():
+    deferral = _Deferral(doing, exit)
+    try:
+        if threading.current_thread() is not threading.main_thread():
+            raise ValueError("signal handlers can only be set in the main thread")
+        previous = {sig: signal.signal(sig, deferral.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except (ValueError, TypeError):
+        # Another thread, or the interpreter shutting down (a fault block never left, closed by the
+        # garbage collector): the undo runs without deferral.
         yield
         return
-    deferral = _Deferral(doing, exit)
-    previous = {sig: signal.signal(sig, deferral.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     failure: BaseException | None = None
     try:
         yield

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 
 from kubernetes import client, config
 
+# iptables -S, not iptables-save: a test shadows iptables-save to make chaoskit's own undo fail.
 SCAN = r"""
 seen=" "
 for pid in $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" {print $2}'); do
     ino=$(stat -L -c %i /proc/$pid/ns/net 2>/dev/null) || continue
     case "$seen" in *" $ino "*) continue;; esac
     seen="$seen$ino "
-    nsenter -t $pid -n iptables-save -t filter 2>/dev/null | grep -e '--comment "\?chaoskit:' | sed "s|^|rule $ino |"
+    nsenter -t $pid -n iptables -w -S 2>/dev/null | grep -e '--comment "\?chaoskit:' | sed "s|^|rule $ino |"
     nsenter -t $pid -n tc qdisc show dev eth0 root 2>/dev/null | grep -E '^qdisc (tbf|netem)' | sed "s|^|qdisc $ino |"
 done
 echo scanned
@@ -38,9 +39,11 @@ class Residue:
     unschedulable: list[str] = field(default_factory=list)
     not_running: list[str] = field(default_factory=list)
     """Node containers that are not running (``name: state``)."""
+    not_ready: list[str] = field(default_factory=list)
+    """Nodes whose Ready condition is not True."""
 
     def empty(self) -> bool:
-        return not (self.rules or self.qdiscs or self.unschedulable or self.not_running)
+        return not (self.rules or self.qdiscs or self.unschedulable or self.not_running or self.not_ready)
 
     def of(self, fault_id: str) -> list[str]:
         """The rules carrying this fault's comment."""
@@ -73,6 +76,9 @@ def scan(cluster_name: str, kubeconfig: str | None = None) -> Residue:
         for node in client.CoreV1Api(api).list_node(_request_timeout=30).items:
             if node.spec.unschedulable:
                 residue.unschedulable.append(node.metadata.name)
+            ready = [c.status for c in node.status.conditions or [] if c.type == "Ready"]
+            if ready != ["True"]:
+                residue.not_ready.append(node.metadata.name)
     finally:
         api.close()
     return residue

@@ -118,3 +118,31 @@ def test_an_experiment_as_a_user_writes_reports_and_fails_a_too_tight_slo(pytest
     assert properties[("test_generous", "chaoskit_outcome")] == "passed"
     assert float(properties[("test_generous", "chaoskit_recovery_s")]) > 0
     assert properties[("test_too_tight", "chaoskit_outcome")] == "failed"
+
+
+def test_a_repeated_pod_kill_ends_the_fault_window_at_the_recovery_after_its_last_round(
+    experiment, chaos: Chaos, web: Web
+) -> None:
+    objectives = [Availability(0.80), Availability(0.99, window="after"), RecoveryTime(60)]
+    with experiment(load_on(web, run_seconds=45), objectives, Workload(web.namespace, "web", "web")) as run:
+        time.sleep(2)
+        with chaos.pod_kill(web.namespace, "app=web", grace_seconds=0, rounds=2, interval_seconds=4) as fault:
+            time.sleep(5)  # the second round comes 4 s after the first
+    result = run.result
+    assert result is not None and result.verdict.passed, result.verdict.explain()
+    assert len(fault.rounds) == 2, fault.rounds
+    last = fault.rounds[-1].injected_at
+    (_, during, after) = result.verdict.stats
+
+    # The window runs from the first round's kill until the Deployment is whole again after the last round's.
+    ready = [e for e in result.events if e.kind == "ready" and e.at >= last]
+    lost = next(e for e in ready if e.ready < 3)
+    whole_again = next(e for e in ready if e.at > lost.at and e.ready == 3)
+    assert during.start == fault.injected_at
+    assert during.end >= whole_again.at - 0.05 and during.end > last
+    assert result.verdict.recovery_s == pytest.approx(during.end - fault.injected_at)
+    assert after.start == during.end
+    print(
+        f"{result.headline()}; rounds at +0 and +{last - fault.injected_at:.2f} s; fault window "
+        f"{during.end - during.start:.2f} s, whole {during.end - last:.2f} s after the last round"
+    )

@@ -10,7 +10,7 @@ from workloads import Web, probe_eventually
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.faults.ledger import Ledger
-from chaoskit.faults.netns import locate, rules_with
+from chaoskit.faults.netns import locate, rules_in
 
 pytest_plugins = ["pytester"]
 
@@ -47,7 +47,7 @@ def test_a_test_that_leaves_a_fault_injected_fails_and_the_fault_is_undone(
         HELD = []  # keeps the fault's context manager alive, so nothing but the guard can undo it
 
         def test_leaves_a_partition(chaos):
-            fault = chaos.partition("{web.namespace}", "role=client")
+            fault = chaos.partition("{web.namespace}", "role=client", max_share=1)  # the one client pod
             HELD.append(fault)
             record = fault.__enter__()
             print("FAULT=" + record.fault_id)
@@ -60,6 +60,6 @@ def test_a_test_that_leaves_a_fault_injected_fails_and_the_fault_is_undone(
     fault_id = match.group(1)
     result.stdout.fnmatch_lines([f"*the test left faults injected (now undone): {fault_id}*"])
     process = locate(kube.core.read_namespaced_pod(client, web.namespace))
-    assert rules_with(process.node, process.pid, f"chaoskit:{fault_id}") == []
+    assert rules_in([process.netns], f"chaoskit:{fault_id}") == {process.netns: []}
     assert [e.fault_id for e in Ledger(cluster.name).unsettled()] == []
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from residue import scan
 from workloads import WEB_LABELS, Web, download_from_host, get_from_host, pdb, probe, probe_eventually, wait_web
@@ -148,3 +150,28 @@ def test_node_drain_evicts_under_the_budget_and_uncordons(cluster, chaos: Chaos,
     assert not after.spec.unschedulable
     assert "chaoskit.io/cordoned-by" not in (after.metadata.annotations or {})
     print(f"node drain of {node}: {record.effect}; {record.inject_to_effect:.1f} s")
+
+
+def test_a_pod_kill_cycle_ends_when_the_workload_is_whole_and_the_watch_is_left_at_once(
+    chaos: Chaos, kube, web: Web
+) -> None:
+    with chaos.recovery_watch(web.namespace, "web", service="web") as watch:
+        with chaos.pod_kill(web.namespace, "app=web", grace_seconds=0) as record:
+            pass
+        assert record.injected_mono is not None
+        recovery = watch.wait_recovered(record.injected_mono, timeout=120)
+        seen = time.monotonic()
+        # Whole when the watch says so: the Deployment and the Service both back, as read afresh.
+        assert kube.apps.read_namespaced_deployment_status("web", web.namespace).status.ready_replicas == 3
+        endpoints = kube.core.read_namespaced_endpoints("web", web.namespace)
+        assert sum(len(s.addresses or []) for s in endpoints.subsets or []) == 3
+        leaving = time.monotonic()
+    left = time.monotonic() - leaving
+    assert recovery.recovered and recovery.loss_seen is not None, (recovery, watch.events)
+    assert recovery.endpoints_loss_seen is not None and recovery.endpoints_whole is not None
+    assert left < 0.1, f"leaving the watch took {left:.3f} s"
+    print(
+        f"pod kill: whole again {recovery.seconds:.2f} s after the kill (Deployment {recovery.whole:.2f} s, "
+        f"endpoints {recovery.endpoints_whole:.2f} s), seen {seen - record.injected_mono:.2f} s after it; "
+        f"watch left in {left * 1000:.1f} ms"
+    )

@@ -1,16 +1,23 @@
-"""An experiment checks what it can before any load or fault starts."""
+"""An experiment checks what it can before any load or fault starts, and judges from what it was given:
+the fault window after every injection, and no verdict over a load stream that lost records."""
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 
 import pytest
 
+import chaoskit.experiment
 from chaoskit.errors import SpecError
-from chaoskit.experiment import Experiment, ExperimentSpec
-from chaoskit.load import LoadSpec
+from chaoskit.experiment import Experiment, ExperimentSpec, Workload
+from chaoskit.faults.base import FaultRecord, FaultRound
+from chaoskit.load import LoadSpec, RequestRecord, StreamStats
+from chaoskit.observe import Event, RecoveryWatch
 from chaoskit.prometheus import PrometheusClient, PrometheusUnreachable
-from chaoskit.slo import Availability, PromQL
+from chaoskit.report import write_reports
+from chaoskit.slo import Availability, PromQL, RecoveryTime, SloViolation
 
 
 class NoChaos:
@@ -57,3 +64,134 @@ def test_promql_objectives_need_a_prometheus():
 def test_bad_experiment_specs(kwargs, message):
     with pytest.raises(SpecError, match=message):
         ExperimentSpec(**{"name": "x", "load": LOAD, "objectives": (Availability(0.9),), **kwargs})
+
+
+# --- Judging a run from fabricated parts: the fault window, and the load stream's completeness ------------
+
+T0 = 1_800_000_000.0
+"""Unix time of the first injection."""
+M0 = 5_000.0
+"""The same moment on the monotonic clock."""
+OFFSET = T0 - M0
+
+
+class FakeLoad:
+    """What judging reads of a finished Load: the warm-up's end, the records, the marks, the stream."""
+
+    def __init__(self, records: list[RequestRecord], stream: StreamStats) -> None:
+        self.warmup_ended_at = T0 - 10
+        self.marks: list[tuple[float, str]] = []
+        self._records = records
+        self._stream = stream
+
+    def records(self) -> list[RequestRecord]:
+        return list(self._records)
+
+    def stream_stats(self) -> StreamStats:
+        return self._stream
+
+
+def steady_records(start: float, end: float) -> list[RequestRecord]:
+    return [RequestRecord(start + i / 10, "/", 5.0, True, None, 3) for i in range(round((end - start) * 10))]
+
+
+def complete_stream(records: list[RequestRecord]) -> StreamStats:
+    return StreamStats(len(records), len(records), 0, 20.0, 5.0)
+
+
+def repeated_kill() -> FaultRecord:
+    """A pod kill of three rounds, 3 s apart, as PodKill records it."""
+    fault = FaultRecord("pod-kill-1", "pod-kill", "chaoskit", {"rounds": 3}, targets=["web-1"], undoable=False)
+    fault.injected_at, fault.injected_mono, fault.effect_mono, fault.verified = T0, M0, M0 + 0.05, True
+    fault.rounds = [FaultRound([f"web-{i + 1}"], T0 + 3 * i, 0.05) for i in range(3)]
+    return fault
+
+
+def three_recoveries() -> list[Event]:
+    """Lost and whole after each round (monotonic): whole at +1.5, +4.4 and +7.8 s."""
+    timeline = [(0.1, 2), (1.5, 3), (3.1, 2), (4.4, 3), (6.2, 2), (7.8, 3)]
+    return [Event(M0 + at, source, ready, 3) for at, ready in timeline for source in ("deployment", "endpoints")]
+
+
+def judged(
+    records: list[RequestRecord], stream: StreamStats, events: list[Event], faults: list[FaultRecord]
+) -> Experiment:
+    objectives = (Availability(0.9), Availability(0.5, window="fault"), RecoveryTime(30))
+    spec = ExperimentSpec("judged", LOAD, objectives, Workload("shop", "web", "web"))
+    run = Experiment(spec, NoChaos())  # type: ignore[arg-type]
+    run._load = FakeLoad(records, stream)  # type: ignore[assignment]
+    run._watch = RecoveryWatch(None, "shop", "web", "web", events=events)  # type: ignore[arg-type]
+    run._offset = OFFSET
+    run.result = run._judge(faults, run._recovery_s(faults), T0 + 20, error=None)
+    return run
+
+
+def test_injection_span_counts_every_round_of_a_repeated_kill():
+    one_shot = FaultRecord("node-1", "node-failure", "chaoskit", {}, targets=["w"])
+    one_shot.injected_at, one_shot.injected_mono = T0 + 1, M0 + 1
+    assert chaoskit.experiment.injection_span([repeated_kill(), one_shot], OFFSET) == pytest.approx((M0, M0 + 6))
+    assert chaoskit.experiment.injection_times([repeated_kill(), one_shot]) == [T0, T0 + 1, T0 + 3, T0 + 6]
+    assert (
+        chaoskit.experiment.injection_span([FaultRecord("x", "pod-kill", "chaoskit", {})], OFFSET) is None
+    )  # a dry run
+
+
+def test_the_fault_window_ends_at_the_recovery_after_the_last_round():
+    records = steady_records(T0 - 10, T0 + 20)
+    faults = [repeated_kill()]
+    run = judged(records, complete_stream(records), three_recoveries(), faults)
+    assert run.result is not None
+    verdict = run.result.verdict
+    assert verdict.recovery_s == pytest.approx(7.8)  # from the first round's injection, whole after the last
+    during = next(s for s in verdict.stats if s.window == "fault")
+    assert (during.start, during.end) == pytest.approx((T0, T0 + 7.8))
+    assert [e.at for e in run.result.events if e.kind == "recovered"] == pytest.approx([T0 + 7.8])
+    assert verdict.passed, verdict.explain()
+
+    # Before the last round's recovery shows, there is none, whatever the first rounds did.
+    assert run._recovery_s(faults) == pytest.approx(7.8)
+    run._watch = RecoveryWatch(None, "shop", "web", "web", events=three_recoveries()[:-2])  # type: ignore[arg-type]
+    assert run._recovery_s(faults) is None
+
+
+def test_records_the_stream_lost_fail_every_objective_and_show_everywhere(tmp_path: Path):
+    records = steady_records(T0 - 10, T0 + 20)
+    lost = StreamStats(len(records), len(records) + 12, 0, 20.0, 5.0)
+    run = judged(records, lost, three_recoveries(), [repeated_kill()])
+    result = run.result
+    assert result is not None
+    verdict = result.verdict
+    shortfall = f"the load stream lost 12 of {len(records) + 12:,} records"
+    assert verdict.partial_data == shortfall
+    assert not verdict.passed and verdict.met == 0 and len(verdict.measurements) == 3
+    assert all(f"{shortfall}: no verdict over partial data" in m.measured for m in verdict.measurements)
+    assert result.outcome == "failed"
+    assert f"NO VERDICT: {shortfall}" in result.headline()
+    assert result.properties()["chaoskit_partial_data"] == shortfall
+    with pytest.raises(SloViolation, match="no verdict over partial data"):
+        verdict.check()
+
+    journal, report = write_reports([result], tmp_path)
+    (entry,) = json.loads(journal.read_text())["experiments"]
+    assert entry["verdict"]["partial_data"] == shortfall
+    stream = entry["load"]["stream"]
+    assert (stream["received"], stream["locust_requests"], stream["bad_lines"]) == (300, 312, 0)
+    assert stream["complete"] is False and stream["shortfall"] == shortfall
+    page = report.read_text()
+    assert f"No verdict: {shortfall}" in page and "INCOMPLETE" in page
+
+
+def test_unreadable_lines_fail_the_verdict_too():
+    records = steady_records(T0 - 10, T0 + 20)
+    garbled = StreamStats(len(records), len(records), 0, 20.0, 5.0, bad_lines=3, first_bad_line="b'[1.0,'")
+    run = judged(records, garbled, three_recoveries(), [repeated_kill()])
+    assert run.result is not None
+    assert run.result.verdict.partial_data == "the load stream sent 3 unreadable lines"
+    assert not any(m.passed for m in run.result.verdict.measurements)
+
+
+def test_a_complete_stream_leaves_the_verdict_to_the_records():
+    records = steady_records(T0 - 10, T0 + 20)
+    run = judged(records, complete_stream(records), three_recoveries(), [repeated_kill()])
+    assert run.result is not None and run.result.verdict.partial_data is None
+    assert run.result.load["stream"]["complete"] is True

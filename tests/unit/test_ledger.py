@@ -80,6 +80,14 @@ def test_lines_written_before_start_times_were_recorded_are_judged_by_pid_and_bo
     assert not other_boot.owner_alive()
 
 
+def test_a_field_added_by_a_newer_chaoskit_does_not_stop_the_entry_being_read(tmp_path):
+    ledger = Ledger("c1", tmp_path)
+    line = {"op": "inject", "fault_id": "f-1", "kind": "pod-kill", "cluster": "c1", "undo": {}, "pid": 1}
+    ledger.path.write_text(json.dumps({**line, "boot_id": "b", "at": 1.0, "started_at": 2.0, "later": "x"}) + "\n")
+    (entry,) = ledger.unsettled()
+    assert (entry.fault_id, entry.started_at) == ("f-1", 2.0)
+
+
 def test_kind_cluster_names_keep_their_ledger_file(tmp_path):
     assert Ledger("chaoskit", tmp_path).path == tmp_path / "chaoskit.jsonl"
     assert Ledger("my-cluster-2", tmp_path).path == tmp_path / "my-cluster-2.jsonl"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from chaoskit.errors import SpecError
-from chaoskit.load import Load, LoadError, LoadSpec, RequestRecord, WarmupFailed, run_load
+from chaoskit.load import Load, LoadError, LoadSpec, RequestRecord, StreamStats, WarmupFailed, run_load
 from chaoskit.load.wire import LineDecoder, RecordEncoder, WorkerEvent
 from chaoskit.load.worker import error_kind
 
@@ -274,3 +274,55 @@ def test_the_load_package_never_imports_locust_or_gevent() -> None:
     script = "import sys, chaoskit.load, chaoskit.load.worker; print(sorted({'locust', 'gevent'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("received", "counted", "bad_lines", "shortfall"),
+    [
+        (10_400, 10_400, 0, None),
+        (10_388, 10_400, 0, "the load stream lost 12 of 10,400 records"),
+        (10_400, 10_400, 1, "the load stream sent 1 unreadable line"),
+        (10_388, 10_400, 2, "the load stream lost 12 of 10,400 records and sent 2 unreadable lines"),
+        (10_401, 10_400, 0, "the load stream carried 10,401 records where Locust counted 10,400"),
+        (
+            500,
+            None,
+            0,
+            "the load worker ended without its own request count, so records lost from the 500 received "
+            "cannot be ruled out",
+        ),
+    ],
+)
+def test_stream_shortfall_says_what_the_records_miss(
+    received: int, counted: int | None, bad_lines: int, shortfall: str | None
+) -> None:
+    stats = StreamStats(received, counted, 3 if counted else None, 10.0, 2.0, bad_lines=bad_lines)
+    assert stats.shortfall == shortfall
+    assert stats.complete is (shortfall is None)
+
+
+def test_unreadable_lines_from_the_worker_are_counted(tmp_path: Path) -> None:
+    # The reader thread's loop, fed by hand: two records, an event, two bad lines and a line cut off at EOF.
+    encoder = RecordEncoder()
+    lines = [
+        encoder.encode(1718000000.0, "/", 1.5, True, None, 3).encode(),
+        b'[1718000000.1, "/", 1.5]\n',  # too short for a record
+        WorkerEvent("stopped", 1718000001.0, "run time over", 4, 0).encode(),
+        b"\n",  # blank: nothing lost
+        b"garbage\n",
+        encoder.encode(1718000000.2, "/", 1.5, True, None, 3).encode(),
+        b'[1718000000.3, "/"',  # the worker died mid-line
+    ]
+    load = Load(LoadSpec("http://127.0.0.1:8080", run_seconds=1))
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"".join(lines))
+    os.close(write_fd)
+    load._read_fd = read_fd
+    try:
+        load._read()
+    finally:
+        os.close(read_fd)
+    stats = load.stream_stats()
+    assert (stats.received, stats.locust_requests, stats.bad_lines) == (2, 4, 3)
+    assert stats.first_bad_line is not None and "[1718000000.1" in stats.first_bad_line
+    assert stats.shortfall == "the load stream lost 2 of 4 records and sent 3 unreadable lines"

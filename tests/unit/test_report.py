@@ -118,3 +118,18 @@ def test_repeated_experiments_report_the_spread_of_recovery(tmp_path: Path):
     journal, report = write_reports([*runs, once], tmp_path)
     assert json.loads(journal.read_text())["repeats"][0]["recovery_median"] == 2.0
     assert "Repeated experiments" in report.read_text()
+
+
+def test_an_unproven_undo_and_a_raised_cap_show_in_the_headline_journal_and_html(tmp_path):
+    result = synthetic_result()
+    fault = FaultRecord("network-partition-1a2b", "network-partition", "chaoskit", {}, targets=["shop-0"])
+    fault.injected_at, fault.max_share, fault.max_share_raised = T0 + 8, 1.0, True
+    fault.undo_error = "undo of network-partition-1a2b not proven: 'iptables-save -t filter' failed in shop/shop-0"
+    result.faults.append(fault)
+    assert "UNDO NOT PROVEN: undo of network-partition-1a2b not proven" in result.headline()
+    journal, html = write_reports([result], tmp_path)
+    (recorded,) = [f for f in json.loads(journal.read_text())["experiments"][0]["faults"] if f["undo_error"]]
+    assert recorded["max_share"] == 1.0 and recorded["max_share_raised"] is True
+    page = html.read_text()
+    assert "NO: undo of network-partition-1a2b not proven" in page
+    assert "100% (raised for this fault)" in page

@@ -151,3 +151,25 @@ def test_a_failed_verdict_names_target_measured_value_and_window_in_one_line_eac
 def test_bad_objectives_are_refused(make, message):
     with pytest.raises(SpecError, match=message):
         make()
+
+
+def test_records_known_to_be_partial_fail_every_objective():
+    records = steady(0, 30)  # every request succeeded, as far as the records at hand go
+    objectives = [Availability(0.5), LatencyPercentile(95, 100, window="fault"), RecoveryTime(10), LostWrites()]
+    partial = "the load stream lost 12 of 10,400 records"
+    verdict = evaluate(objectives, records, WHOLE, recovery_s=1.0, lost_writes=0, partial_data=partial)
+    assert verdict.partial_data == partial
+    assert not verdict.passed and verdict.met == 0
+    assert all(m.value is None for m in verdict.measurements)
+    first = verdict.measurements[0]
+    assert first.line() == (
+        "FAILED availability (whole run): target >= 50.00%, measured the load stream lost 12 of 10,400 records: "
+        "no verdict over partial data (the records at hand gave 100.00% (300 of 300 requests succeeded))"
+    )
+    assert verdict.explain().splitlines()[0] == (
+        "SLO violated: 4 of 4 objectives failed "
+        "(the load stream lost 12 of 10,400 records: no verdict over partial data)"
+    )
+    # The numbers behind it are still reported, for whoever reads the journal.
+    assert [s.requests for s in verdict.stats] == [300, 100, 100]
+    assert evaluate(objectives, records, WHOLE, recovery_s=1.0, lost_writes=0).passed
