@@ -98,7 +98,7 @@ def _print_status(status: ClusterStatus) -> None:
 
 def _cleanup(args: argparse.Namespace) -> int:
     from chaoskit.faults.sweeper import sweep
-    from chaoskit.plugin import sweep_namespaces
+    from chaoskit.namespaces import sweep_namespaces
 
     spec = _spec(args)
     cluster = get_provider(args.provider, provision=False).attach(spec)

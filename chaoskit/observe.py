@@ -225,7 +225,7 @@ class RecoveryWatch:
         if self._stop.is_set():
             return
         selector = f"metadata.name={source.name}"
-        listing = source.list_call(
+        listing = source.list_call(  # at most 10 s, connection and answer
             self.namespace, field_selector=selector, _request_timeout=LIST_TIMEOUT_S, _preload_content=False
         )
         try:
@@ -240,9 +240,9 @@ class RecoveryWatch:
             field_selector=selector,
             resource_version=body["metadata"]["resourceVersion"],
             watch=True,
-            timeout_seconds=WATCH_SECONDS,
-            _request_timeout=WATCH_TIMEOUT_S,
-            _preload_content=False,
+            timeout_seconds=WATCH_SECONDS,  # the server ends the watch after 30 s
+            _request_timeout=WATCH_TIMEOUT_S,  # 5 s to connect, 35 s for any one read: a silent server is hung
+            _preload_content=False,  # the response itself, so leaving can shut its socket
         )
         with self._lock:
             stopped = self._stop.is_set()

@@ -30,7 +30,6 @@ Tests that use ``cluster`` are marked ``cluster`` automatically, so
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -47,17 +46,13 @@ from chaoskit.errors import ChaoskitError, FaultUndoFailed, FaultUnsupported
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults import signals
 from chaoskit.faults.base import Fault, FaultRecord, Safety, undo_and_prove
-from chaoskit.faults.ledger import Ledger, current_boot_id, process_alive, process_started_at
+from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.sweeper import sweep
 from chaoskit.load import LoadSpec
+from chaoskit.namespaces import owned_namespace, sweep_namespaces
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
 from chaoskit.report import ExperimentResult, repeat_stats, write_reports
 from chaoskit.slo import Objective
-
-NAMESPACE_LABEL = "chaoskit.io/test-namespace"
-OWNER_PID = "chaoskit.io/owner-pid"
-OWNER_BOOT = "chaoskit.io/owner-boot-id"
-OWNER_STARTED = "chaoskit.io/owner-started-at"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -207,17 +202,7 @@ def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     """A namespace of this test's own, deleted when the test ends."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-") or "test"
     name = f"ck-{base}-{uuid.uuid4().hex[:5]}"
-    annotations = {OWNER_BOOT: current_boot_id()}
-    started_at = process_started_at(os.getpid())
-    if started_at is not None:
-        annotations[OWNER_STARTED] = repr(started_at)
-    body: Any = {
-        "metadata": {
-            "name": name,
-            "labels": {NAMESPACE_LABEL: "true", OWNER_PID: str(os.getpid())},
-            "annotations": annotations,
-        }
-    }
+    body: Any = owned_namespace(name)
     kube.core.create_namespace(body)
     kube.wait_for_default_service_account(name)
     yield name
@@ -344,27 +329,3 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.line(stats.line())
     directory = Path(config.getoption("--chaos-report-dir"))
     terminalreporter.line(f"reports: {directory / 'chaoskit-report.html'}, {directory / 'chaoskit-journal.json'}")
-
-
-def sweep_namespaces(kube: Kube) -> list[str]:
-    """Delete test namespaces whose session died; return their names. Live sessions' are left alone."""
-    leftovers: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
-    deleted = []
-    for ns in leftovers:
-        pid = (ns.metadata.labels or {}).get(OWNER_PID, "")
-        annotations = ns.metadata.annotations or {}
-        boot = annotations.get(OWNER_BOOT, "")
-        if pid.isdigit() and process_alive(int(pid), boot, _started_at(annotations.get(OWNER_STARTED))):
-            continue
-        if ns.status.phase != "Terminating":
-            kube.core.delete_namespace(ns.metadata.name, propagation_policy="Background")
-            deleted.append(ns.metadata.name)
-    return deleted
-
-
-def _started_at(text: str | None) -> float | None:
-    """The owner's start time from a namespace annotation; None when absent (older sessions) or unreadable."""
-    try:
-        return float(text) if text else None
-    except ValueError:
-        return None

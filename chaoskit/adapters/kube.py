@@ -3,6 +3,13 @@
 Waiting for cluster state uses the watch API: a list gives the current state
 and a resource version, then a watch from that version delivers every change,
 so a condition is seen the moment it becomes true, with no polling interval.
+
+Every request is bounded. The official client waits forever unless a call
+passes ``_request_timeout``, and one forgotten argument is enough to hang a
+fault's undo on a dead API server; so :class:`Kube` gives every request that
+states none :data:`REQUEST_TIMEOUT` seconds (calls that know better, such as
+watches, state their own). A request that runs out is a
+:class:`~chaoskit.errors.ClusterError` at the caller's level, naming the call.
 """
 
 from __future__ import annotations
@@ -12,13 +19,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from chaoskit.errors import ClusterError, UsageError
+from chaoskit.errors import ClusterError, CommandTimedOut, UsageError
 
 Obj = Any
+REQUEST_TIMEOUT = 30.0
+"""Seconds any API request may take unless its call states otherwise."""
+EXEC_CONNECT_TIMEOUT = 30.0
+"""Seconds to open an exec stream to a pod (and for any one read from it)."""
 
 
 class Kube:
@@ -38,8 +50,10 @@ class Kube:
             ) from None
         except FileNotFoundError:
             raise UsageError(f"kubeconfig {kubeconfig} does not exist") from None
+        _bound_requests(self.api_client, REQUEST_TIMEOUT)
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
+        self.coordination = client.CoordinationV1Api(self.api_client)
         self.version = client.VersionApi(self.api_client)
 
     def close(self) -> None:
@@ -67,7 +81,7 @@ class Kube:
         Before Kubernetes 1.24 a pod cannot be admitted until the token
         controller has given the ``default`` service account its token secret.
         """
-        minor = int("".join(c for c in self.version.get_code().minor if c.isdigit()) or 0)
+        minor = int("".join(c for c in self.version.get_code(_request_timeout=10).minor if c.isdigit()) or 0)
 
         def usable(accounts: dict[str, Any]) -> bool:
             default = accounts.get("default")
@@ -194,8 +208,11 @@ class Kube:
 
     def exec(self, namespace: str, pod: str, command: list[str], timeout: float = 60) -> tuple[int, str]:
         """Run ``command`` in a pod's first container; return (exit status, combined output)."""
+        import websocket
         from kubernetes.stream import stream
 
+        # The client opens the exec websocket with no timeout of its own: bound its connect and reads.
+        websocket.setdefaulttimeout(EXEC_CONNECT_TIMEOUT)
         resp = stream(
             self.core.connect_get_namespaced_pod_exec,
             pod,
@@ -240,6 +257,18 @@ def node_ready(node: Obj, since: float | None = None) -> bool:
     return False
 
 
+def lease_renewed(lease: Obj, since: float) -> bool:
+    """Whether a V1Lease was renewed at or after ``since`` (a Unix time).
+
+    A node's kubelet renews its Lease in ``kube-node-lease`` every 10 s or so,
+    while it posts its Ready condition only when something changed or every few
+    minutes: a renewal newer than a restart is the quick proof that the kubelet
+    runs again.
+    """
+    renewed = lease.spec.renew_time if lease.spec else None
+    return renewed is not None and renewed.timestamp() >= since
+
+
 def pod_ready(pod: Obj, since: float | None = None) -> bool:
     """Whether a V1Pod is Ready (and became so after ``since``, a Unix time, if given)."""
     if pod.metadata.deletion_timestamp is not None:
@@ -261,6 +290,27 @@ def deployment_available(dep: Obj) -> bool:
         and (status.updated_replicas or 0) == want
         and (status.replicas or 0) == want
     )
+
+
+def _bound_requests(api_client: Any, timeout: float) -> None:
+    """Give every request of ``api_client`` that states no ``_request_timeout`` this one."""
+    rest = api_client.rest_client
+    unbounded = rest.request
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("_request_timeout"):
+            kwargs["_request_timeout"] = timeout
+        try:
+            return unbounded(*args, **kwargs)
+        except (urllib3.exceptions.MaxRetryError, urllib3.exceptions.TimeoutError) as exc:
+            cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+            if not isinstance(cause, urllib3.exceptions.TimeoutError):
+                raise
+            what = f"{args[0]} {args[1]}" if len(args) >= 2 else "an API request"
+            limit = kwargs["_request_timeout"]
+            raise CommandTimedOut(f"the API server did not answer {what} within {limit} s") from None
+
+    rest.request = request
 
 
 def _dynamic(api_client: Any) -> Any:

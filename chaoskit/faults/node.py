@@ -6,8 +6,11 @@ hang (processes frozen, TCP connections open but silent). The proof is the
 container's state and, unless told not to wait, the node turning NotReady in
 the API (after the controller's grace period, 40 s by default).
 
-Undo starts or unpauses the container and waits until the node posts a Ready
-heartbeat newer than its restart, and its pod-network agent runs again.
+Undo starts or unpauses the container and waits until the node's kubelet has
+renewed its Lease since then (the kubelet runs again: it renews every 10 s or
+so, while the Ready condition itself may be posted only every few minutes when
+nothing changed), the node is Ready, and after a stop its pod-network agent
+runs again. The proof of the undo reads all of that once more.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.kube import Kube, node_ready, pod_ready
+from chaoskit.adapters.kube import Kube, lease_renewed, node_ready, pod_ready
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
 
 MODES = ("stop", "pause")
+NODE_LEASES = "kube-node-lease"
+LEASE_FRESH_S = 40.0
+"""A kubelet whose lease is older than this (the node-monitor grace period) is not known to run."""
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/master", "node-role.kubernetes.io/control-plane")
 
 
@@ -111,11 +117,19 @@ class NodeFailure(Fault):
             since = pods_since = docker.inspect(node).started_at - 1
         else:
             since = min(time.time(), docker.inspect(node).started_at) - 1
-        say(f"node {node}: container running again, waiting for it to be Ready")
+        say(f"node {node}: container running again, waiting for its kubelet and for it to be Ready")
         timeout = float(undo.get("timeout", 120.0)) + 60
         kube.wait_for(
+            kube.coordination.list_namespaced_lease,
+            lambda leases: node in leases and lease_renewed(leases[node], since),
+            timeout,
+            f"the kubelet of {node} to renew its lease after the restart",
+            namespace=NODE_LEASES,
+            field_selector=f"metadata.name={node}",
+        )
+        kube.wait_for(
             kube.core.list_node,
-            lambda nodes: node in nodes and node_ready(nodes[node], since),
+            lambda nodes: node in nodes and node_ready(nodes[node]),
             timeout,
             f"node {node} Ready after its restart",
         )
@@ -138,7 +152,10 @@ class NodeFailure(Fault):
         current: Any = kube.core.read_node(node, _request_timeout=10)
         if not node_ready(current):
             raise FaultUndoFailed(f"node {node} is not Ready")
-        return f"node container {node} running; node {node} Ready"
+        lease: Any = kube.coordination.read_namespaced_lease(node, NODE_LEASES, _request_timeout=10)
+        if not lease_renewed(lease, time.time() - LEASE_FRESH_S):
+            raise FaultUndoFailed(f"the kubelet of {node} has not renewed its lease in the last {LEASE_FRESH_S:g} s")
+        return f"node container {node} running; node {node} Ready; its kubelet renewed its lease"
 
     @classmethod
     def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import psutil
 
 from chaoskit.faults.ledger import current_boot_id
-from chaoskit.plugin import NAMESPACE_LABEL, OWNER_BOOT, OWNER_PID, OWNER_STARTED, sweep_namespaces
+from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_BOOT, OWNER_PID, OWNER_STARTED, sweep_namespaces
 
 pytest_plugins = ["pytester"]
 

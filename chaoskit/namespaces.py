@@ -1,0 +1,56 @@
+"""Test namespaces and their owners: made by the pytest fixture and by scripts, swept when the owner died.
+
+A test namespace carries the label :data:`NAMESPACE_LABEL` and its owner: the
+pid (a label, so it can be read at a glance), the machine's boot id and the
+process's start time (annotations). The sweep at the start of every pytest
+session and ``chaoskit cleanup`` delete those whose owner is dead, judged by
+:func:`~chaoskit.faults.ledger.process_alive`, the same check as the fault
+ledger's; namespaces of runs still going are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from chaoskit.adapters.kube import Kube
+from chaoskit.faults.ledger import current_boot_id, process_alive, process_started_at
+
+NAMESPACE_LABEL = "chaoskit.io/test-namespace"
+OWNER_PID = "chaoskit.io/owner-pid"
+OWNER_BOOT = "chaoskit.io/owner-boot-id"
+OWNER_STARTED = "chaoskit.io/owner-started-at"
+
+
+def owned_namespace(name: str) -> dict[str, Any]:
+    """The body of a test namespace owned by this process."""
+    annotations = {OWNER_BOOT: current_boot_id()}
+    started_at = process_started_at(os.getpid())
+    if started_at is not None:
+        annotations[OWNER_STARTED] = repr(started_at)
+    labels = {NAMESPACE_LABEL: "true", OWNER_PID: str(os.getpid())}
+    return {"metadata": {"name": name, "labels": labels, "annotations": annotations}}
+
+
+def sweep_namespaces(kube: Kube) -> list[str]:
+    """Delete test namespaces whose owner died; return their names. Live owners' are left alone."""
+    leftovers: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+    deleted = []
+    for ns in leftovers:
+        pid = (ns.metadata.labels or {}).get(OWNER_PID, "")
+        annotations = ns.metadata.annotations or {}
+        boot = annotations.get(OWNER_BOOT, "")
+        if pid.isdigit() and process_alive(int(pid), boot, _started_at(annotations.get(OWNER_STARTED))):
+            continue
+        if ns.status.phase != "Terminating":
+            kube.core.delete_namespace(ns.metadata.name, propagation_policy="Background")
+            deleted.append(ns.metadata.name)
+    return deleted
+
+
+def _started_at(text: str | None) -> float | None:
+    """The owner's start time from a namespace annotation; None when absent (older sessions) or unreadable."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
