@@ -9,8 +9,8 @@ the API (after the controller's grace period, 40 s by default).
 Undo starts or unpauses the container and waits until the node's kubelet has
 renewed its Lease since then (the kubelet runs again: it renews every 10 s or
 so, while the Ready condition itself may be posted only every few minutes when
-nothing changed), the node is Ready, and after a stop its pod-network agent
-runs again. The proof of the undo reads all of that once more.
+nothing changed) and the node is Ready; after a stop, Ready as posted since the
+restart, and its pod-network agent running again. The proof of the undo reads all of that once more.
 """
 
 from __future__ import annotations
@@ -127,9 +127,12 @@ class NodeFailure(Fault):
             namespace=NODE_LEASES,
             field_selector=f"metadata.name={node}",
         )
+        # A restarted kubelet posts its status as it starts (NotReady while its runtime and network
+        # come up, then Ready): only a Ready posted since the restart counts. After a pause it goes on
+        # where it was and may not post again for minutes: its renewed lease and Ready suffice.
         kube.wait_for(
             kube.core.list_node,
-            lambda nodes: node in nodes and node_ready(nodes[node]),
+            lambda nodes: node in nodes and node_ready(nodes[node], pods_since),
             timeout,
             f"node {node} Ready after its restart",
         )
