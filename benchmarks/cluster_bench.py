@@ -83,14 +83,9 @@ def cold() -> None:
 
 
 def pod_recovery(runs: int) -> None:
-    from workloads import WEB_LABELS, free_node_port, scratch_namespace, wait_web, web_objects
+    from workloads import WEB_LABELS, bench_cluster, free_node_port, scratch_namespace, wait_web, web_objects
 
-    from chaoskit.cluster import ClusterSpec, get_provider
-    from chaoskit.provision.images import build_fixture_image
-
-    cluster = get_provider("kind", provision=False).up(ClusterSpec())
-    image = build_fixture_image(ROOT / "fixtures" / "web")
-    cluster.load_image(image)
+    cluster, image = bench_cluster()
     namespace = f"ck-bench-{os.getpid()}"
     with cluster.kube() as kube, scratch_namespace(kube, namespace):
         kube.apply(web_objects(namespace, image, free_node_port(kube, cluster.node_ports)))

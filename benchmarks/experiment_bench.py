@@ -23,13 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fixtures"))
 
-from workloads import deploy_web, free_node_port, scratch_namespace, wait_web  # noqa: E402
+from workloads import bench_cluster, deploy_web, free_node_port, scratch_namespace, wait_web  # noqa: E402
 
 from chaoskit.chaos import Chaos  # noqa: E402
-from chaoskit.cluster import ClusterSpec, get_provider  # noqa: E402
 from chaoskit.experiment import Experiment, ExperimentSpec, Workload  # noqa: E402
 from chaoskit.load import LoadSpec  # noqa: E402
-from chaoskit.provision.images import build_fixture_image  # noqa: E402
 from chaoskit.report import write_reports  # noqa: E402
 from chaoskit.slo import Availability, LatencyPercentile, RecoveryTime  # noqa: E402
 
@@ -38,9 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     runs = parser.parse_args().runs
-    cluster = get_provider("kind", provision=False).up(ClusterSpec())
-    image = build_fixture_image(ROOT / "fixtures" / "web")
-    cluster.load_image(image)
+    cluster, image = bench_cluster()
     ns = f"ck-experiment-bench-{os.getpid()}"
     overheads, totals, recoveries = [], [], []
     with cluster.kube() as kube, tempfile.TemporaryDirectory() as reports, scratch_namespace(kube, ns):

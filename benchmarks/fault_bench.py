@@ -39,6 +39,7 @@ def main() -> None:
 
     from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
     from workloads import (
+        bench_cluster,
         client_pod,
         free_node_port,
         scratch_namespace,
@@ -49,12 +50,8 @@ def main() -> None:
     )
 
     from chaoskit.chaos import Chaos
-    from chaoskit.cluster import ClusterSpec, get_provider
-    from chaoskit.provision.images import build_fixture_image
 
-    cluster = get_provider("kind", provision=False).up(ClusterSpec())
-    image = build_fixture_image(ROOT / "fixtures" / "web")
-    cluster.load_image(image)
+    cluster, image = bench_cluster()
     ns = f"ck-fault-bench-{os.getpid()}"
     effects: dict[str, list[float]] = {
         "pod kill": [],

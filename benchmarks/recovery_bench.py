@@ -30,12 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fixtures"))
 
-from workloads import deploy_web, free_node_port, scratch_namespace, wait_endpoints, wait_web  # noqa: E402
+from workloads import bench_cluster, deploy_web, free_node_port, scratch_namespace, wait_endpoints, wait_web  # noqa: E402
 
 from chaoskit.adapters.kube import Kube  # noqa: E402
 from chaoskit.chaos import Chaos  # noqa: E402
-from chaoskit.cluster import ClusterSpec, get_provider  # noqa: E402
-from chaoskit.provision.images import build_fixture_image  # noqa: E402
 
 POLL_S = 0.05
 REPLICAS = 3
@@ -85,9 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
     runs = parser.parse_args().runs
-    cluster = get_provider("kind", provision=False).up(ClusterSpec())
-    image = build_fixture_image(ROOT / "fixtures" / "web")
-    cluster.load_image(image)
+    cluster, image = bench_cluster()
     ns = f"ck-recovery-bench-{os.getpid()}"
     cycles: list[float] = []
     truths: list[float] = []

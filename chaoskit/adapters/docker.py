@@ -195,16 +195,16 @@ def unpause(name: str, timeout: float = API_TIMEOUT) -> None:
 
 
 def volume_exists(name: str, timeout: float = API_TIMEOUT) -> bool:
-    try:
-        _call(f"inspecting volume {name}", timeout, _api(timeout).inspect_volume, name)
-    except docker.errors.NotFound:
-        return False
-    return True
+    return _exists(f"volume {name}", timeout, _api(timeout).inspect_volume, name)
 
 
 def network_exists(name: str, timeout: float = API_TIMEOUT) -> bool:
+    return _exists(f"network {name}", timeout, _api(timeout).inspect_network, name)
+
+
+def _exists(what: str, timeout: float, inspect_call: Any, name: str) -> bool:
     try:
-        _call(f"inspecting network {name}", timeout, _api(timeout).inspect_network, name)
+        _call(f"inspecting {what}", timeout, inspect_call, name)
     except docker.errors.NotFound:
         return False
     return True
