@@ -138,6 +138,9 @@ def _clear_ledger(name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from chaoskit.faults import signals
+
+    signals.install()  # SIGTERM unwinds like Ctrl-C: an undo under way finishes, nothing is cut half-way
     try:
         if args.command == "cleanup":
             return _cleanup(args)

@@ -238,12 +238,13 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
     left: list[str] = []
     still: list[str] = []
     for entry in mine:
-        try:
-            undo_and_prove(Fault.registry[entry.kind], cluster, kube, entry.fault_id, entry.undo)
-        except FaultUndoFailed as exc:
-            still.append(str(exc))
-            continue
-        ledger.settle(entry.fault_id)
+        with signals.deferred(f"undoing {entry.fault_id}"):
+            try:
+                undo_and_prove(Fault.registry[entry.kind], cluster, kube, entry.fault_id, entry.undo)
+            except FaultUndoFailed as exc:
+                still.append(str(exc))
+                continue
+            ledger.settle(entry.fault_id)
         if entry.fault_id not in unproven:
             left.append(entry.fault_id)
     if still:

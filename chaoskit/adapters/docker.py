@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +28,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from chaoskit.errors import ClusterError, UsageError
 
@@ -220,26 +223,70 @@ def remove_network(name: str, timeout: float = API_TIMEOUT) -> None:
 def run_in(name: str, command: list[str], timeout: float) -> ExecResult:
     """Run ``command`` in a running container, killed by the container's ``timeout`` after ``timeout`` s.
 
-    Raises ClusterError when the container is missing, not running (a paused
-    node cannot exec) or Docker does not answer; a command that ran and failed
-    is returned with its exit status, for the caller to judge.
+    The output is read from the exec's socket against a deadline of our own
+    (the SDK's reader polls without one: a node paused while the command runs
+    would hang it forever, freezing the node's ``timeout`` too). Raises
+    ClusterError when the container is missing, not running (a paused node
+    cannot exec), Docker does not answer, or the deadline passes; a command that
+    ran and failed is returned with its exit status, for the caller to judge.
     """
     api = _api(timeout + 10)
     bounded = ["timeout", "-k", "2", f"{timeout:g}", *command]
     what = f"'{' '.join(command)[:80]}' in {name}"
     try:
         created = _call(f"starting {what}", timeout, api.exec_create, name, bounded)
-        out, err = _call(f"running {what}", timeout + 10, api.exec_start, created["Id"], demux=True)
-        code = _call(f"reading the status of {what}", timeout, api.exec_inspect, created["Id"])["ExitCode"]
+        raw = _call(f"running {what}", timeout, api.exec_start, created["Id"], socket=True)
+        out, err = _demux(_read_until_eof(raw, time.monotonic() + timeout + 3, what))
+        code = _exit_code(api, created["Id"], what)
     except docker.errors.NotFound:
         raise ClusterError(f"there is no container {name} to run {what}") from None
     except docker.errors.APIError as exc:  # 409: the container is paused or stopped
         raise ClusterError(f"cannot run {what}: {exc.explanation or exc}") from None
-    return ExecResult(
-        code if code is not None else -1,
-        (out or b"").decode(errors="replace"),
-        (err or b"").decode(errors="replace"),
+    return ExecResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+def _read_until_eof(raw: Any, deadline: float, what: str) -> bytes:
+    sock = getattr(raw, "_sock", raw)
+    data = bytearray()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            ready = select.select([sock], [], [], max(0.0, remaining))[0] if remaining > 0 else []
+            if not ready:
+                raise ClusterError(f"{what} did not finish within its deadline (is the node paused or hung?)")
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                return bytes(data)
+            data += chunk
+    finally:
+        raw.close()
+        sock.close()  # an upgraded connection is never reused: close it, not just its file object
+
+
+def _demux(stream: bytes) -> tuple[bytes, bytes]:
+    """Split Docker's multiplexed exec stream (8-byte frame headers: stream, 0, 0, 0, size) into stdout, stderr."""
+    out, err = bytearray(), bytearray()
+    at = 0
+    while at + 8 <= len(stream):
+        size = int.from_bytes(stream[at + 4 : at + 8], "big")
+        (err if stream[at] == 2 else out).extend(stream[at + 8 : at + 8 + size])
+        at += 8 + size
+    return bytes(out), bytes(err)
+
+
+def _exit_code(api: docker.APIClient, exec_id: str, what: str) -> int:
+    """The exec's exit status; Docker may report it a moment after the stream ended, so ask until it has."""
+    retrying = Retrying(
+        stop=stop_after_delay(5),
+        wait=wait_fixed(0.02),
+        retry=retry_if_result(lambda state: state.get("Running") or state.get("ExitCode") is None),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else {},
     )
+    state: dict[str, Any] = retrying(_call, f"reading the status of {what}", API_TIMEOUT, api.exec_inspect, exec_id)
+    code = state.get("ExitCode")
+    if code is None:
+        raise ClusterError(f"Docker gave no exit status for {what}")
+    return int(code)
 
 
 def exec_in(name: str, *command: str, timeout: float = 60) -> str:

@@ -19,7 +19,7 @@ def create(name: str, image: str | None, config: Path, kubeconfig: Path, network
     args = ["kind", "create", "cluster", "--name", name, "--config", str(config), "--kubeconfig", str(kubeconfig)]
     if image:
         args += ["--image", image]
-    run_logged(args, log, what=f"kind create cluster {name}", env={NETWORK_ENV: network}, heartbeat=15)
+    run_logged(args, log, what=f"kind create cluster {name}", env={NETWORK_ENV: network}, heartbeat=15, timeout=600)
 
 
 def delete(name: str, kubeconfig: Path | None) -> None:
@@ -38,7 +38,9 @@ def write_kubeconfig(name: str, kubeconfig: Path) -> None:
 
 
 def load_image(name: str, image: str, log: Path) -> None:
-    run_logged(["kind", "load", "docker-image", "--name", name, image], log, what=f"loading {image} into {name}")
+    run_logged(
+        ["kind", "load", "docker-image", "--name", name, image], log, what=f"loading {image} into {name}", timeout=600
+    )
 
 
 def images_on_nodes(name: str) -> set[str]:

@@ -97,10 +97,13 @@ def run_logged(
     cwd: str | Path | None = None,
     heartbeat: float = 30.0,
     stdin: int | None = subprocess.DEVNULL,
+    timeout: float,
 ) -> None:
     """Run a long command, its output appended to ``log``, printing a heartbeat.
 
     ``what`` names the step for the progress lines ("building Kubernetes").
+    Past ``timeout`` seconds (no default: each step says how long it may take)
+    the command is stopped and CommandTimedOut names the step and its log.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **env} if env else None
@@ -124,10 +127,14 @@ def run_logged(
         ticker = threading.Thread(target=beat, daemon=True)
         ticker.start()
         try:
-            code = proc.wait()
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            raise CommandTimedOut(
+                f"{what} did not finish within {timeout:g} s and was stopped; its log: {log}"
+            ) from None
         except BaseException:
-            proc.terminate()
-            proc.wait()
+            _stop(proc)
             raise
         finally:
             done.set()
@@ -136,6 +143,16 @@ def run_logged(
         tail = _tail(log, 25)
         raise ProvisionError(f"{what} failed (exit {code}) after {elapsed:.0f} s; last lines of {log}:\n{tail}")
     say(f"{what}: done in {elapsed:.0f} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _tail(path: Path, lines: int) -> str:

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
+from chaoskit.errors import ClusterError, CommandTimedOut, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
 from chaoskit.faults import signals
 from chaoskit.faults.ledger import Ledger, LedgerEntry
 
@@ -247,6 +247,8 @@ class Fault(ABC):
         """
         try:
             self.kube.wait_for(list_call, done, timeout, what, **kwargs)
+        except CommandTimedOut:
+            raise  # the API server hung: that says nothing about the fault's effect
         except ClusterError as exc:
             raise FaultNotEffective(f"{self.kind}: {exc}") from None
         if record.effect_mono is None:
@@ -306,7 +308,9 @@ def undo_and_prove(kind: type[Fault], cluster: Cluster, kube: Kube, fault_id: st
 
     Whatever goes wrong (the undo itself failing, a read that cannot see, a
     state that still shows the fault) is a FaultUndoFailed naming the fault and
-    what may be left: the caller must not settle its ledger entry.
+    what may be left: the caller must not settle its ledger entry. Callers run
+    it and the settling inside :func:`.signals.deferred`, so that no signal cuts
+    either short.
     """
     try:
         kind.revert(cluster, kube, undo)

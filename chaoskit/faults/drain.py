@@ -25,7 +25,7 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
-from chaoskit.faults.node import CONTROL_PLANE_LABELS
+from chaoskit.faults.node import CONTROL_PLANE_LABELS, eligible_nodes
 
 MARK = "chaoskit.io/cordoned-by"
 API_TIMEOUT = 30
@@ -83,7 +83,7 @@ class NodeDrain(Fault):
             raise SafetyError(f"{spec.node} is a control-plane node: refused unless allow_control_plane is set")
         if node.spec.unschedulable:
             raise SpecError(f"node {spec.node} is already cordoned; uncordon it first")
-        self.safety.check_share(1, len(nodes), "nodes")
+        self.safety.check_share(1, len(eligible_nodes(nodes.values(), self.safety)), "nodes it may touch")
         return [spec.node]
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:

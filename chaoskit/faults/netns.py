@@ -12,11 +12,15 @@ a ``docker exec`` process of its own. Here each step is **one exec per node**
 each namespace's result between markers), over the Docker SDK, with the nodes
 in parallel threads.
 
-Trust: a namespace is recorded as (node, pid, netns inode). Before acting on
-it, the script checks that ``/proc/PID/ns/net`` still is that inode: a pod
-that restarted, or a PID reused by another process, is reported *gone* (its
-namespace, and every rule in it, went with the pod), never mistaken for the
-original. A read that fails (a paused node, a failing ``iptables-save``, Docker
+Trust: a namespace is recorded as (node, pid, netns inode), and the inode is
+what counts. The namespace belongs to the pod's sandbox, not to the container
+whose pid was recorded: a container that restarts (killed, OOM, a failed
+liveness probe) leaves the namespace, and every rule in it, in place under a
+new pid. So when ``/proc/PID/ns/net`` is no longer the recorded inode, the
+script looks for any process on the node still in that namespace and acts
+through it; only when none is left is the namespace *gone* (the pod itself was
+deleted or its node stopped, and the rules with it). A reused pid is never
+mistaken for the original. A read that fails (a paused node, a failing ``iptables-save``, Docker
 not answering) raises :class:`NamespaceUnreadable`; it is never taken for
 "nothing there".
 """
@@ -169,20 +173,30 @@ def locate_all(pods: list[Any], container: str | None = None) -> list[PodProcess
     return [by_name[(p.metadata.namespace, p.metadata.name)] for p in pods]
 
 
+FIND_NAMESPACE = r"""ck_pid() {
+    if [ "$2" = 0 ]; then [ -e /proc/$1/ns/net ] && echo $1; return; fi
+    [ "$(stat -L -c %i /proc/$1/ns/net 2>/dev/null)" = "$2" ] && { echo $1; return; }
+    find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/net' -lname "net:\[$2\]" -print -quit 2>/dev/null \
+        | cut -d/ -f3
+}"""
+"""Shell: ``ck_pid PID INODE`` prints a pid in the namespace with that inode (PID itself, or any
+process still in it), or nothing when the namespace is gone. Inode 0 (an old ledger): PID alone."""
+
+
 def in_namespaces(node: str, work: list[tuple[Netns, str]], timeout: float = STEP_TIMEOUT) -> list[Outcome]:
     """Run each (namespace, shell snippet) on ``node`` with one exec; return each namespace's outcome.
 
-    A namespace whose inode changed (its pod restarted, its PID reused) or whose
-    node container is stopped is ``gone``. A node that cannot be reached for
+    A namespace that no process on the node is in any more (its pod deleted) or
+    whose node container is stopped is ``gone``; one whose recorded process
+    restarted is reached through another process still in it. A node that cannot be reached for
     another reason (paused, Docker not answering) raises NamespaceUnreadable.
     """
     token = secrets.token_hex(4)
-    lines = ['ck_same() { if [ "$2" = 0 ]; then [ -e /proc/$1/ns/net ]; '
-             'else [ "$(stat -L -c %i /proc/$1/ns/net 2>/dev/null)" = "$2" ]; fi; }']  # fmt: skip
+    lines = [FIND_NAMESPACE]
     for i, (ns, snippet) in enumerate(work):
         lines.append(
-            f'echo "@@{token} begin {i}"; if ck_same {ns.pid} {ns.inode}; then '
-            f"nsenter -t {ns.pid} -n sh -c {shlex.quote(snippet)} 2>&1; "
+            f'echo "@@{token} begin {i}"; p=$(ck_pid {ns.pid} {ns.inode}); if [ -n "$p" ]; then '
+            f'nsenter -t "$p" -n sh -c {shlex.quote(snippet)} 2>&1; '
             f'echo "@@{token} end {i} $?"; else echo "@@{token} end {i} gone"; fi'
         )
     try:
@@ -283,11 +297,25 @@ def delete_rules(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int |
 
 
 def dropped_snippet(comment: str) -> str:
-    """Print the packets dropped so far by the INPUT rules carrying ``comment``."""
+    """Print the packets dropped so far by the rules carrying ``comment`` (every chain of the filter table).
+
+    Exits non-zero when the table cannot be listed: a count that cannot be read is not zero."""
     return (
-        "iptables -w -L INPUT -v -n -x | "
+        'out=$(iptables -w -L -v -n -x) || exit 3; echo "$out" | '
         f"awk -v c={shlex.quote(comment)} 'index($0, c) {{ s += $1 }} END {{ print s + 0 }}'"
     )
+
+
+def dropped(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int]:
+    """Packets dropped so far by the rules carrying ``comment``, per namespace; unreadable or gone raises."""
+    counts: dict[Netns, int] = {}
+    for ns, outcome in run_everywhere([(ns, dropped_snippet(comment)) for ns in namespaces]).items():
+        words = outcome.output.split()
+        if outcome.gone or outcome.code != 0 or not words or not words[-1].isdigit():
+            why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {_tail(outcome.output)}"
+            raise NamespaceUnreadable(f"the drop counters in {ns} could not be read ({why})")
+        counts[ns] = int(words[-1])
+    return counts
 
 
 # --- qdiscs --------------------------------------------------------------------------------------
@@ -331,11 +359,23 @@ def delete_qdisc_snippet(handle: str) -> str:
     return f'cur=$({SHOW_ROOT}); case "$cur" in "qdisc "*" {handle} "*) tc qdisc del dev eth0 root;; esac; {SHOW_ROOT}'
 
 
+NETEM_MISSING = ("Specified qdisc kind is unknown", "Unknown qdisc", "No such file or directory")
+"""What tc says when the kernel has no netem (``sch_netem`` neither built in nor loadable)."""
+
+
 def netem_available(node: str) -> tuple[bool, str]:
-    """Whether the kernel has the netem qdisc, tried in a throwaway network namespace of the node."""
+    """Whether the kernel has the netem qdisc, tried in a throwaway network namespace of the node.
+
+    Only tc's own "unknown qdisc" answer means no; any other failure of the try
+    is an error, not a reason to skip."""
     command = ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
     result = docker.run_in(node, command, timeout=STEP_TIMEOUT)
-    return result.code == 0, result.output.strip()
+    detail = result.output.strip()
+    if result.code == 0:
+        return True, detail
+    if any(text in detail for text in NETEM_MISSING):
+        return False, detail
+    raise ClusterError(f"could not tell whether node {node}'s kernel has netem (exit {result.code}): {_tail(detail)}")
 
 
 # --- probes --------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ injected, and the pytest plugin turns that into a skip with the reason.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from typing import Any, ClassVar
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SpecError
+from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import (
     COMMENT_PREFIX,
@@ -54,6 +55,7 @@ from chaoskit.faults.netns import (
     comment_rules,
     delete_qdisc_snippet,
     delete_rules,
+    dropped,
     dropped_snippet,
     insert_snippet,
     locate_all,
@@ -91,7 +93,17 @@ class _PodNetworkFault(Fault):
     ) -> list[PodProcess]:
         pods = self.live_pods(namespace, selector)
         chosen = self.choose(pods, count, seed, f"pods matching {selector!r} in {namespace!r}")
-        return locate_all(chosen)
+        return self._own_namespaces(chosen)
+
+    def _own_namespaces(self, pods: list[Any]) -> list[PodProcess]:
+        """Locate the pods, refusing any on the host's network: its "namespace" is the whole node's."""
+        shared = [p.metadata.name for p in pods if p.spec.host_network]
+        if shared:
+            raise SafetyError(
+                f"pods {', '.join(shared)} use the host's network (hostNetwork): a network fault there would "
+                "hit the whole node, not the pod; choose pods with a network of their own"
+            )
+        return locate_all(pods)
 
     @property
     def comment(self) -> str:
@@ -199,6 +211,8 @@ class _Probe:
     """From inside this namespace; None: from ``node``'s own namespace."""
     node: str
     what: str
+    counted: Netns
+    """The namespace whose rules must drop the probe's packets (its source's, or the pod probed)."""
 
     def run(self) -> str:
         if self.source is not None:
@@ -218,40 +232,47 @@ class Partition(_PodNetworkFault):
         self._a = self._locate(spec.namespace, spec.selector, spec.count, spec.seed)
         self._b = []
         if spec.peer_selector:
-            self._b = locate_all(self.live_pods(spec.peer_namespace or spec.namespace, spec.peer_selector))
+            self._b = self._own_namespaces(self.live_pods(spec.peer_namespace or spec.namespace, spec.peer_selector))
             overlap = {p.pod for p in self._a} & {p.pod for p in self._b}
             if overlap and (spec.peer_namespace or spec.namespace) == spec.namespace:
                 raise SpecError(f"pods {', '.join(sorted(overlap))} are on both sides of the partition")
-        self._probe = self._choose_probe()
-        before = self._probe.run()
-        if before != "open":
-            raise SpecError(
-                f"nothing to prove the partition against: {self._probe.what} is {before} before any rule is in "
-                "place; cut a port that answers (port=) or choose pods that talk"
-            )
+        self._probe = self._open_probe()
         side_a = [p.pod for p in self._a]
         return side_a + [f"<-> {p.pod}" for p in self._b]
 
-    def _choose_probe(self) -> _Probe:
+    def _candidates(self) -> list[_Probe]:
+        """Connections the cut must block, in order of preference."""
         spec = self.spec
         a = self._a[0]
         if self._b:
             b = self._b[0]
-            port = spec.port or _first_port(self.kube, b)
-            if port is not None:
-                return _Probe(b.ip, port, a.netns, a.node, f"{a.pod} -> {b.pod}:{port}")
-            port = _first_port(self.kube, a)
-            if port is not None:
-                return _Probe(a.ip, port, b.netns, b.node, f"{b.pod} -> {a.pod}:{port}")
-            raise SpecError(
-                "nothing to prove the partition against: neither side declares a TCP port; give port= "
-                "(a port one side listens on)"
-            )
+            candidates = []
+            for src, dst in ((a, b), (b, a)):
+                port = spec.port or _first_port(self.kube, dst)
+                if port is not None:
+                    candidates.append(
+                        _Probe(dst.ip, port, src.netns, src.node, f"{src.pod} -> {dst.pod}:{port}", src.netns)
+                    )
+            return candidates
         ip, port = api_service(self.kube)
         if spec.port is None or spec.port == port:
-            return _Probe(ip, port, a.netns, a.node, f"{a.pod} -> the kubernetes Service {ip}:{port}")
+            return [_Probe(ip, port, a.netns, a.node, f"{a.pod} -> the kubernetes Service {ip}:{port}", a.netns)]
         # Only one port is cut: probe it where it is served, the pod itself, from its node.
-        return _Probe(a.ip, spec.port, None, a.node, f"node {a.node} -> {a.pod}:{spec.port}")
+        return [_Probe(a.ip, spec.port, None, a.node, f"node {a.node} -> {a.pod}:{spec.port}", a.netns)]
+
+    def _open_probe(self) -> _Probe:
+        """The first candidate that connects before any rule is in place; none is a refusal."""
+        tried = []
+        for probe in self._candidates():
+            state = probe.run()
+            if state == "open":
+                return probe
+            tried.append(f"{probe.what} is {state}")
+        why = "; ".join(tried) or "neither side declares a TCP port"
+        raise SpecError(
+            f"nothing to prove the partition against: {why} before any rule is in place; "
+            "cut a port that answers (port=) or choose pods that talk"
+        )
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
         return self._undo(self._a + self._b)
@@ -279,11 +300,17 @@ class Partition(_PodNetworkFault):
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         record.effect_mono = self._in_place_mono
-        after = self._probe.run()
+        probe = self._probe
+        before = dropped([probe.counted], self.comment)[probe.counted]
+        after = probe.run()
         if after != "blocked":
-            raise FaultNotEffective(f"{self._probe.what} is {after} with the partition's rules in place")
+            raise FaultNotEffective(f"{probe.what} is {after} with the partition's rules in place")
+        # Blocked by these rules, not by something else (a full listen backlog, a slow node): they dropped it.
+        drops = dropped([probe.counted], self.comment)[probe.counted] - before
+        if drops <= 0:
+            raise FaultNotEffective(f"{probe.what} failed, but the partition's rules dropped none of its packets")
         side = "on both sides" if self._b else f"in {len(self._a)} pod(s)"
-        return f"rules present {side}; {self._probe.what} open before, blocked after"
+        return f"rules present {side}; {probe.what} open before, blocked after ({drops} packet(s) dropped by them)"
 
 
 @dataclass(frozen=True)
@@ -342,17 +369,20 @@ class PacketLoss(_PodNetworkFault):
         probe = tcp_snippet(target.ip, port, timeout=0.3)
         count = shlex.quote(dropped_snippet(self.comment))
         script = (
-            f"d=0; for i in $(seq {attempts}); do {probe} >/dev/null; "
-            f"if [ $((i % 5)) = 0 ]; then d=$(nsenter -t {target.pid} -n sh -c {count}); "
-            '[ "$d" -gt 0 ] && break; fi; done; echo "dropped=$d attempts=$i"'
+            f"count() {{ nsenter -t {target.pid} -n sh -c {count}; }}; d=0; i=0; "
+            f"while [ $i -lt {attempts} ]; do i=$((i + 1)); ( {probe} ) >/dev/null 2>&1; "
+            'if [ $((i % 5)) = 0 ]; then d=$(count) || exit 3; [ "$d" -gt 0 ] && break; fi; done; '
+            'd=$(count) || exit 3; echo "dropped=$d attempts=$i"'
         )
-        outcome = on_node(target.node, script, timeout=attempts * 0.4 + 10)
-        words = dict(w.split("=", 1) for w in outcome.split() if "=" in w)
-        dropped, tried = int(words.get("dropped", "0")), int(words.get("attempts", "0"))
-        if dropped == 0:
+        output = on_node(target.node, script, timeout=attempts * 0.4 + 10)
+        found = re.search(r"dropped=(\d+) attempts=(\d+)", output)
+        if found is None:
+            raise FaultNotEffective(f"the packet-loss probe from {target.node} gave no count: {output.strip()[-200:]}")
+        lost, tried = int(found.group(1)), int(found.group(2))
+        if lost == 0:
             raise FaultNotEffective(f"{tried} connection attempts to {target.pod}:{port}: no packet dropped")
         return (
-            f"rules present in {len(self._pods)} pod(s); the loss rule dropped {dropped} packets "
+            f"rules present in {len(self._pods)} pod(s); the loss rule dropped {lost} packets "
             f"while {tried} probe connections ran"
         )
 

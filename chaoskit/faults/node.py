@@ -33,6 +33,19 @@ LEASE_FRESH_S = 40.0
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/master", "node-role.kubernetes.io/control-plane")
 
 
+def eligible_nodes(nodes: Any, safety: Any) -> list[Any]:
+    """The nodes a node fault may touch: the workers, and the control plane only where it is allowed.
+
+    The blast-radius cap counts the share of these, not of every node: with one
+    control plane and one worker, the worker is all a fault may take down.
+    """
+    return [
+        n
+        for n in nodes
+        if safety.allow_control_plane or not any(k in (n.metadata.labels or {}) for k in CONTROL_PLANE_LABELS)
+    ]
+
+
 @dataclass(frozen=True)
 class NodeFailureSpec:
     """Which node fails and how."""
@@ -68,7 +81,7 @@ class NodeFailure(Fault):
         labels = nodes[spec.node].metadata.labels or {}
         if not self.safety.allow_control_plane and any(k in labels for k in CONTROL_PLANE_LABELS):
             raise SafetyError(f"{spec.node} is a control-plane node: refused unless allow_control_plane is set")
-        self.safety.check_share(1, len(nodes), "nodes")
+        self.safety.check_share(1, len(eligible_nodes(nodes.values(), self.safety)), "nodes it may touch")
         if docker.state(spec.node) != "running":
             raise SpecError(f"node container {spec.node} is not running; fix the cluster first")
         return [spec.node]

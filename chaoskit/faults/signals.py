@@ -10,21 +10,25 @@ exited). SIGKILL cannot be caught; the ledger and the sweeper cover it.
 An undo must not be interrupted half-way (rules deleted on one node, not on
 the other), yet runners often send SIGTERM twice. Inside :func:`deferred`,
 SIGINT and SIGTERM are noted, not raised; when the block ends, the first one
-is raised as KeyboardInterrupt. A third signal within
-:data:`FORCE_WINDOW_S` of the one before forces the exit at once, saying what
-is left for ``chaoskit cleanup`` (the ledger entry is still unsettled).
+is raised as KeyboardInterrupt. The signal that started the unwind is the
+first; the second waits for the undo; a third, within :data:`FORCE_WINDOW_S`
+of the second, forces the exit at once, saying what is left for ``chaoskit
+cleanup`` (the ledger entry is still unsettled). The handlers are swapped
+with both signals blocked, so none slips between the two swaps, and they
+write with ``os.write``: a handler that printed while the undo itself was
+printing would raise "reentrant call" inside the undo.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 FORCE_WINDOW_S = 2.0
 """A third signal within this many seconds of the previous one forces the exit during an undo."""
@@ -64,16 +68,18 @@ class _Deferral:
         now = time.monotonic()
         name = signal.Signals(signum).name
         self.received.append((now, signum))
-        if len(self.received) >= 3 and now - self.received[-2][0] <= FORCE_WINDOW_S:
-            print(
-                f"[chaoskit] {name} again while {self.doing}: exiting now; what is left is in the ledger, "
-                "undo it with 'chaoskit cleanup'",
-                file=sys.stderr,
-                flush=True,
+        if len(self.received) >= 2 and now - self.received[-2][0] <= FORCE_WINDOW_S:
+            _say(
+                f"{name} again while {self.doing}: exiting now; what is left is in the ledger, "
+                "undo it with 'chaoskit cleanup'"
             )
             self.exit(FORCED_EXIT_STATUS)
             return
-        print(f"[chaoskit] {name} received while {self.doing}: finishing the undo first", file=sys.stderr, flush=True)
+        _say(f"{name} received while {self.doing}: finishing the undo first (again within 2 s to force the exit)")
+
+
+def _say(line: str) -> None:
+    os.write(2, f"[chaoskit] {line}\n".encode())
 
 
 @contextmanager
@@ -83,10 +89,11 @@ def deferred(doing: str, exit: Callable[[int], object] = os._exit) -> Iterator[N
     ``doing`` says what the block does, for the lines printed when a signal arrives.
     """
     deferral = _Deferral(doing, exit)
+    signals = {signal.SIGINT, signal.SIGTERM}
     try:
         if threading.current_thread() is not threading.main_thread():
             raise ValueError("signal handlers can only be set in the main thread")
-        previous = {sig: signal.signal(sig, deferral.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = _swap(signals, deferral.handle)
     except (ValueError, TypeError):
         # Another thread, or the interpreter shutting down (a fault block never left, closed by the
         # garbage collector): the undo runs without deferral.
@@ -99,8 +106,16 @@ def deferred(doing: str, exit: Callable[[int], object] = os._exit) -> Iterator[N
         failure = exc
         raise
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        _swap(signals, previous)
         if deferral.received:
             # The signal wins over a failure of the block: the run was asked to stop, and stops.
             raise KeyboardInterrupt(f"received signal {signal.Signals(deferral.received[0][1]).name}") from failure
+
+
+def _swap(signals: set[signal.Signals], handler: Any) -> Any:
+    """Set ``handler`` (one, or one per signal) with the signals blocked; return the handlers it replaced."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        return {sig: signal.signal(sig, handler[sig] if isinstance(handler, dict) else handler) for sig in signals}
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

@@ -7,7 +7,9 @@ fault acted, then proves the undo the same way a fault's own exit does
 pytest session that uses the cluster and from ``chaoskit cleanup``.
 
 An entry whose undo cannot be proven stays unsettled, so the next sweep tries
-again, and the failure names what is left and where. An entry whose targets no
+again, and the failure names what is left and where. Failed entries are tried
+once more after the others: undoing one fault can be what another needed (a
+partition's rules on a node that a later entry of the same run had paused). An entry whose targets no
 longer exist at all (a node deleted with its cluster) is settled as *moot*,
 with a line saying so, so that one stale entry never blocks every later session.
 """
@@ -20,9 +22,9 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultUndoFailed
-from chaoskit.faults import container, drain, network, node, pod  # noqa: F401  (registers the fault kinds)
+from chaoskit.faults import container, drain, network, node, pod, signals  # noqa: F401  (registers the fault kinds)
 from chaoskit.faults.base import Fault, undo_and_prove
-from chaoskit.faults.ledger import Ledger
+from chaoskit.faults.ledger import Ledger, LedgerEntry
 
 
 @dataclass(frozen=True)
@@ -43,33 +45,49 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
     """Undo, and prove undone, every fault a dead process left in ``cluster``."""
     ledger = Ledger(cluster.name)
     undone: list[str] = []
-    failed: list[str] = []
     live: list[str] = []
     moot: list[str] = []
-    for entry in ledger.unsettled():
-        if entry.owner_alive():
-            live.append(entry.fault_id)
-            continue
-        fault = Fault.registry.get(entry.kind)
-        if fault is None:
-            failed.append(f"{entry.fault_id}: unknown fault kind {entry.kind!r}")
-            continue
-        try:
-            reason = fault.moot(cluster, kube, entry.undo)
-        except Exception as exc:
-            failed.append(f"{entry.fault_id}: cannot tell whether its targets still exist: {exc}")
-            continue
-        if reason is not None:
-            say(f"sweeper: {entry.fault_id} settled as moot: {reason}")
-            ledger.settle(entry.fault_id, how="moot")
-            moot.append(f"{entry.fault_id}: {reason}")
-            continue
-        say(f"sweeper: undoing {entry.fault_id} left by process {entry.pid} ({entry.undo})")
+    failed: dict[str, str] = {}
+    pending = ledger.unsettled()
+    for attempt in range(2):
+        retry = []
+        for entry in pending:
+            if attempt == 0 and entry.owner_alive():
+                live.append(entry.fault_id)
+                continue
+            outcome = _sweep_one(cluster, kube, ledger, entry)
+            if outcome.startswith("moot: "):
+                moot.append(f"{entry.fault_id}: {outcome.removeprefix('moot: ')}")
+            elif outcome.startswith("undone: "):
+                undone.append(f"{entry.fault_id}: {outcome.removeprefix('undone: ')}")
+                failed.pop(entry.fault_id, None)
+            else:
+                failed[entry.fault_id] = outcome
+                retry.append(entry)
+        if not retry or len(retry) == len(pending):
+            break  # nothing failed, or nothing else changed that a second try could benefit from
+        pending = retry
+    return SweepResult(tuple(undone), tuple(failed.values()), tuple(live), tuple(moot))
+
+
+def _sweep_one(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry) -> str:
+    """Settle one dead run's entry: ``undone: <proof>``, ``moot: <reason>`` or why it failed."""
+    fault = Fault.registry.get(entry.kind)
+    if fault is None:
+        return f"{entry.fault_id}: unknown fault kind {entry.kind!r}"
+    try:
+        reason = fault.moot(cluster, kube, entry.undo)
+    except Exception as exc:
+        return f"{entry.fault_id}: cannot tell whether its targets still exist: {exc}"
+    if reason is not None:
+        say(f"sweeper: {entry.fault_id} settled as moot: {reason}")
+        ledger.settle(entry.fault_id, how="moot")
+        return f"moot: {reason}"
+    say(f"sweeper: undoing {entry.fault_id} left by process {entry.pid} ({entry.undo})")
+    with signals.deferred(f"undoing {entry.fault_id}"):
         try:
             proof = undo_and_prove(fault, cluster, kube, entry.fault_id, entry.undo)
         except FaultUndoFailed as exc:
-            failed.append(str(exc))
-            continue
+            return str(exc)
         ledger.settle(entry.fault_id)
-        undone.append(f"{entry.fault_id}: {proof}")
-    return SweepResult(tuple(undone), tuple(failed), tuple(live), tuple(moot))
+    return f"undone: {proof}"

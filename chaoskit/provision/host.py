@@ -113,7 +113,7 @@ def ensure_packages() -> None:
     missing = sorted({pkg for probe, pkg in HOST_PACKAGES.items() if not _present(probe)})
     kind_missing = shutil.which("kind") is None
     if changed or missing or kind_missing:
-        run_logged(["apt-get", "update"], _apt_log(), what="apt-get update")
+        run_logged(["apt-get", "update"], _apt_log(), what="apt-get update", timeout=1800)
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     if missing:
         run_logged(
@@ -121,6 +121,7 @@ def ensure_packages() -> None:
             _apt_log(),
             what=f"installing {', '.join(missing)}",
             env=env,
+            timeout=1800,
         )
     if kind_missing:
         run_logged(
@@ -128,6 +129,7 @@ def ensure_packages() -> None:
             _apt_log(),
             what="installing kind from Debian sid",
             env=env,
+            timeout=1800,
         )
     need("kind", "the Debian sid package 'kind' did not install; see " + str(_apt_log()))
 

@@ -131,6 +131,7 @@ def rootfs(kind: str, packages: list[str], prepare: bool = False) -> Path:
         ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(tree), MIRROR],
         out / "debootstrap.log",
         what=f"bootstrapping the {kind} rootfs from Debian {SUITE} (about 2 min)",
+        timeout=1800,
     )
     if prepare:
         _prepare_node_tree(tree)
@@ -139,6 +140,7 @@ def rootfs(kind: str, packages: list[str], prepare: bool = False) -> Path:
         ["tar", "--numeric-owner", "--xattrs", "-C", str(tree), "-cf", str(tarball), "."],
         _log(),
         what=f"packing the {kind} rootfs",
+        timeout=600,
     )
     shutil.rmtree(tree)
     cache.mark_done(out)
@@ -280,6 +282,7 @@ def _docker_build(tag: str, dockerfile: str, context_files: dict[str, Path | str
             _log(),
             what=f"building image {tag}",
             env={"DOCKER_BUILDKIT": "0"},
+            timeout=600,
         )
 
 
@@ -287,7 +290,7 @@ def _import(tarball: Path, tag: str, *changes: str) -> None:
     args = ["docker", "import"]
     for change in changes:
         args += ["-c", change]
-    run_logged([*args, str(tarball), tag], _log(), what=f"importing {tag}")
+    run_logged([*args, str(tarball), tag], _log(), what=f"importing {tag}", timeout=600)
 
 
 def build_base_image() -> None:
@@ -527,5 +530,6 @@ def build_fixture_image(directory: Path) -> str:
         _log(),
         what=f"building image {tag}",
         env={"DOCKER_BUILDKIT": "0"},
+        timeout=600,
     )
     return tag

@@ -68,6 +68,7 @@ def build() -> Path:
         log,
         what=f"downloading the Debian source of Kubernetes {KUBERNETES_VERSION}",
         cwd=download,
+        timeout=1800,
     )
     tarballs = sorted(download.glob("kubernetes_*.orig.tar.gz"))
     if not tarballs:
@@ -78,6 +79,7 @@ def build() -> Path:
         ["tar", "-xzf", str(tarballs[0]), "-C", str(src), "--strip-components=1"],
         log,
         what="unpacking the Kubernetes source",
+        timeout=3600,
     )
     _replace_reflect2(src)
     _fix_noexecute_taint_queue(src)
@@ -94,6 +96,7 @@ def build() -> Path:
         what=f"building Kubernetes {KUBERNETES_VERSION} (about 10 min on 2 cores)",
         env=env,
         cwd=src,
+        timeout=3600,
     )
     bin_dir = out / "bin"
     bin_dir.mkdir()

@@ -51,6 +51,19 @@ def test_partition_cuts_both_directions_and_heals(cluster, chaos: Chaos, kube, w
     print(f"partition: blocked {record.inject_to_effect:.3f} s after injection")
 
 
+def test_a_container_restarted_inside_a_partition_still_has_its_rules_undone(
+    cluster, chaos: Chaos, kube, web: Web, client: str
+) -> None:
+    """The rules live in the pod's namespace, which outlives a restart of its container (a new pid)."""
+    with chaos.partition(web.namespace, "role=client", peer_selector="app=web", max_share=1.0) as cut:
+        with chaos.container_kill(web.namespace, "role=client", max_share=1.0) as killed:
+            assert "restart count up" in (killed.effect or "")
+        assert len(scan(cluster.name, str(cluster.kubeconfig)).of(cut.fault_id)) == 12
+    assert scan(cluster.name, str(cluster.kubeconfig)).of(cut.fault_id) == []
+    assert "no rule with comment" in (cut.undo_proof or "") and "gone" not in (cut.undo_proof or ""), cut.undo_proof
+    probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=60)
+
+
 def test_partition_from_everything_probes_the_api_service_the_cluster_serves(
     cluster, chaos: Chaos, kube, web: Web, client: str
 ) -> None:

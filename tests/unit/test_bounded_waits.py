@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from chaoskit.adapters import docker, shell
 from chaoskit.adapters import kube as kube_adapter
-from chaoskit.adapters import shell
 from chaoskit.adapters.kube import Kube
 from chaoskit.errors import ClusterError, CommandTimedOut
 
@@ -74,3 +75,56 @@ def test_a_host_command_states_its_timeout_and_is_killed_past_it():
     assert time.monotonic() - started < 5
     with pytest.raises(TypeError):
         shell.run(["true"])  # type: ignore[call-arg]  # no default: every caller says how long
+
+
+@pytest.fixture
+def stalling_docker(tmp_path, monkeypatch) -> Iterator[None]:
+    """A Docker daemon on a unix socket that creates an exec, starts it, and then never sends a byte
+    (as a node paused while its command runs would)."""
+    path = tmp_path / "docker.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(8)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    def answer(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while request := conn.recv(65536):
+                head = request.split(b"\r\n", 1)[0]
+                if b"/exec/e1/start" in head:
+                    conn.sendall(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+                                 b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")  # fmt: skip
+                    return  # and then silence, the connection held open
+                body = b'{"Id": "e1"}'
+                conn.sendall(
+                    b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    monkeypatch.setattr(docker, "_clients", {})
+    yield
+    for api in docker._clients.values():
+        api.close()
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_an_exec_whose_output_never_comes_is_bounded(stalling_docker):
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match=r"'iptables-save' in chaoskit-worker did not finish within its deadline"):
+        docker.run_in("chaoskit-worker", ["iptables-save"], timeout=0.5)
+    assert time.monotonic() - started < 10

@@ -275,19 +275,26 @@ def test_a_second_sigterm_waits_until_the_undo_is_done():
 
 
 def test_a_third_signal_in_quick_succession_forces_the_exit_naming_cleanup():
+    # The first signal started the unwind (here: the interrupt raised in the block); the second, during
+    # the undo, waits for it; the third, within 2 s of the second, forces the exit.
     result = run_script(
         """
         import os, signal, time
         from chaoskit.faults.signals import deferred
-        with deferred("undoing unit-2"):
-            for _ in range(3):
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.05)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)
-            print("not reached")
+        except KeyboardInterrupt:
+            with deferred("undoing unit-2"):
+                for _ in range(2):
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.05)
+                time.sleep(5)
+                print("not reached")
         """
     )
     assert result.returncode == 130 and "not reached" not in result.stdout
+    assert "SIGINT received while undoing unit-2: finishing the undo first" in result.stderr
     assert "exiting now; what is left is in the ledger, undo it with 'chaoskit cleanup'" in result.stderr
 
 
@@ -299,3 +306,43 @@ def test_signals_go_back_to_their_handlers_after_the_undo():
         pass
     assert signal.getsignal(signal.SIGINT) is before
     assert os.getpid() > 0
+
+
+class NeedsTheOther(Fault):
+    """A fault whose undo can only be proven once another entry of the same run is undone."""
+
+    kind = "unit-needs-the-other"
+    unblocked: ClassVar[bool] = False
+
+    def plan(self) -> list[str]:
+        return []
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return {}
+
+    def inject(self, targets: list[str]) -> None:
+        pass
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        return ""
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Any, undo: dict[str, Any]) -> None:
+        if undo.get("unblocks"):
+            cls.unblocked = True
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Any, undo: dict[str, Any]) -> str:
+        if not undo.get("unblocks") and not cls.unblocked:
+            raise FaultUndoFailed("its node is paused")
+        return "clean"
+
+
+def test_the_sweeper_tries_a_failed_entry_again_after_the_others():
+    ledger = Ledger("unit")
+    dead = {"pid": 1, "boot_id": "an-earlier-boot"}
+    ledger.record(LedgerEntry("first", "unit-needs-the-other", "unit", {}, **dead))
+    ledger.record(LedgerEntry("second", "unit-needs-the-other", "unit", {"unblocks": True}, **dead))
+    result = sweep(CLUSTER, None)  # type: ignore[arg-type]
+    assert result.failed == () and sorted(result.undone) == ["first: clean", "second: clean"]
+    assert ledger.unsettled() == []
