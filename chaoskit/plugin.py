@@ -77,6 +77,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="allow faults in this non-kind context (repeatable)",
     )
     group.addoption(
+        "--chaos-allow-namespace",
+        action="append",
+        default=[],
+        metavar="NAMESPACE",
+        help="allow faults in this protected namespace, such as kube-system (repeatable)",
+    )
+    group.addoption(
+        "--chaos-allow-control-plane",
+        action="store_true",
+        help="allow node faults (drain, failure) on control-plane nodes",
+    )
+    group.addoption(
         "--chaos-repeat",
         type=int,
         default=1,
@@ -114,6 +126,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_SPEC] = _spec(config)
         config.stash[_SAFETY] = Safety(
             allowed_contexts=tuple(config.getoption("--chaos-allow-context")),
+            allowed_namespaces=tuple(config.getoption("--chaos-allow-namespace")),
+            allow_control_plane=config.getoption("--chaos-allow-control-plane"),
             max_share=config.getoption("--chaos-max-share"),
             dry_run=config.getoption("--chaos-dry-run"),
         )

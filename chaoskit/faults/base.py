@@ -85,7 +85,7 @@ class Safety:
         if namespace in PROTECTED_NAMESPACES and namespace not in self.allowed_namespaces:
             raise SafetyError(
                 f"namespace {namespace!r} is protected: faults there are refused unless it is allowed "
-                "explicitly (Safety(allowed_namespaces=...))"
+                f"explicitly with --chaos-allow-namespace={namespace} (Safety(allowed_namespaces=...) outside pytest)"
             )
 
     def check_share(self, chosen: int, total: int, what: str) -> None:

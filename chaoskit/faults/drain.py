@@ -80,7 +80,10 @@ class NodeDrain(Fault):
             raise SpecError(f"no node named {spec.node!r}; nodes: {', '.join(sorted(nodes))}")
         node = nodes[spec.node]
         if not self.safety.allow_control_plane and any(k in (node.metadata.labels or {}) for k in CONTROL_PLANE_LABELS):
-            raise SafetyError(f"{spec.node} is a control-plane node: refused unless allow_control_plane is set")
+            raise SafetyError(
+                f"{spec.node} is a control-plane node: refused unless allowed with --chaos-allow-control-plane "
+                "(Safety(allow_control_plane=True) outside pytest)"
+            )
         if node.spec.unschedulable:
             raise SpecError(f"node {spec.node} is already cordoned; uncordon it first")
         self.safety.check_share(1, len(eligible_nodes(nodes.values(), self.safety)), "nodes it may touch")

@@ -80,7 +80,10 @@ class NodeFailure(Fault):
             raise SpecError(f"no node named {spec.node!r}; nodes: {', '.join(sorted(nodes))}")
         labels = nodes[spec.node].metadata.labels or {}
         if not self.safety.allow_control_plane and any(k in labels for k in CONTROL_PLANE_LABELS):
-            raise SafetyError(f"{spec.node} is a control-plane node: refused unless allow_control_plane is set")
+            raise SafetyError(
+                f"{spec.node} is a control-plane node: refused unless allowed with --chaos-allow-control-plane "
+                "(Safety(allow_control_plane=True) outside pytest)"
+            )
         self.safety.check_share(1, len(eligible_nodes(nodes.values(), self.safety)), "nodes it may touch")
         if docker.state(spec.node) != "running":
             raise SpecError(f"node container {spec.node} is not running; fix the cluster first")

@@ -134,3 +134,36 @@ def test_sweep_namespaces_judges_owners_by_start_time_too():
     )
     assert sweep_namespaces(SimpleNamespace(core=core)) == ["ck-pid-reused", "ck-other-boot"]
     assert core.deleted == ["ck-pid-reused", "ck-other-boot"]
+
+
+def test_the_options_the_safety_messages_name_exist_and_lift_exactly_those_rules(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        from types import SimpleNamespace
+        from chaoskit.cluster.base import Cluster
+        from chaoskit.errors import SafetyError
+        from chaoskit.faults import NodeDrain, NodeDrainSpec
+        from chaoskit.faults.base import Safety
+
+        def control_plane_kube():
+            node = SimpleNamespace(
+                metadata=SimpleNamespace(name="cp", labels={"node-role.kubernetes.io/control-plane": ""}),
+                spec=SimpleNamespace(unschedulable=False),
+            )
+            return SimpleNamespace(nodes=lambda: [node])
+
+        def test_rules(pytestconfig):
+            from chaoskit.plugin import _SAFETY
+            safety = pytestconfig.stash[_SAFETY]
+            safety.check_namespace("kube-system")
+            with pytest.raises(SafetyError, match="--chaos-allow-namespace=kube-public"):
+                safety.check_namespace("kube-public")
+            cluster = Cluster("unit", "kind", None, None, "airgap")
+            assert NodeDrain(cluster, control_plane_kube(), NodeDrainSpec("cp"), safety.with_max_share(1.0)).plan() == ["cp"]
+            with pytest.raises(SafetyError, match="--chaos-allow-control-plane"):
+                NodeDrain(cluster, control_plane_kube(), NodeDrainSpec("cp"), Safety()).plan()
+        """
+    )
+    result = pytester.runpytest("--chaos-allow-namespace=kube-system", "--chaos-allow-control-plane")
+    result.assert_outcomes(passed=1)
