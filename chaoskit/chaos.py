@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import cast
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
@@ -42,52 +42,159 @@ class Chaos:
         self.fault_ids: list[str] = []
         """Every fault this handle started, in order, whether or not it got as far as a record."""
 
-    def pod_kill(self, namespace: str, selector: str, *, max_share: float | None = None, **options: Any) -> Any:
-        """Kill pods matching ``selector`` (see :class:`PodKillSpec` for options)."""
-        return self._active(
-            PodKill(self.cluster, self.kube, PodKillSpec(namespace, selector, **options), safety=self.safety), max_share
+    def pod_kill(
+        self,
+        namespace: str,
+        selector: str,
+        *,
+        count: int | None = None,
+        percent: float | None = None,
+        grace_seconds: int = 0,
+        pick: str = "random",
+        seed: int | None = None,
+        names: Sequence[str] = (),
+        rounds: int = 1,
+        interval_seconds: float = 0,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Kill pods matching ``selector``: ``count`` of them (default 1) or ``percent``, or exactly ``names``;
+        with ``rounds`` > 1, again every ``interval_seconds`` while the block runs (see :class:`PodKillSpec`)."""
+        spec = PodKillSpec(
+            namespace=namespace,
+            selector=selector,
+            count=count,
+            percent=percent,
+            grace_seconds=grace_seconds,
+            pick=pick,
+            seed=seed,
+            names=cast(tuple[str, ...], names),  # the spec makes it a tuple, refusing a bare string
+            rounds=rounds,
+            interval_seconds=interval_seconds,
         )
+        return self._active(PodKill(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
-    def node_failure(self, node: str, *, max_share: float | None = None, **options: Any) -> Any:
-        """Stop or pause a kind node's container (see :class:`NodeFailureSpec`)."""
-        spec = NodeFailureSpec(node, **options)
+    def node_failure(
+        self,
+        node: str,
+        *,
+        mode: str = "stop",
+        wait_not_ready: bool = True,
+        timeout: float = 120.0,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Stop (``mode="stop"``) or pause (``"pause"``) a kind node's container (see :class:`NodeFailureSpec`)."""
+        spec = NodeFailureSpec(node=node, mode=mode, wait_not_ready=wait_not_ready, timeout=timeout)
         return self._active(NodeFailure(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
-    def node_drain(self, node: str, *, max_share: float | None = None, **options: Any) -> Any:
+    def node_drain(
+        self,
+        node: str,
+        *,
+        timeout: float = 120.0,
+        grace_seconds: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
         """Cordon a node and evict its pods, honouring PodDisruptionBudgets (see :class:`NodeDrainSpec`)."""
-        return self._active(
-            NodeDrain(self.cluster, self.kube, NodeDrainSpec(node, **options), safety=self.safety), max_share
-        )
+        spec = NodeDrainSpec(node=node, timeout=timeout, grace_seconds=grace_seconds)
+        return self._active(NodeDrain(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
-    def container_kill(self, namespace: str, selector: str, *, max_share: float | None = None, **options: Any) -> Any:
-        """Signal the main process of pods' containers (see :class:`ContainerKillSpec`)."""
-        spec = ContainerKillSpec(namespace, selector, **options)
+    def container_kill(
+        self,
+        namespace: str,
+        selector: str,
+        *,
+        container: str | None = None,
+        signal: str = "SIGKILL",
+        count: int = 1,
+        seed: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Signal the main process of ``count`` pods' containers (see :class:`ContainerKillSpec`)."""
+        spec = ContainerKillSpec(
+            namespace=namespace, selector=selector, container=container, signal=signal, count=count, seed=seed
+        )
         return self._active(ContainerKill(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
-    def partition(self, namespace: str, selector: str, *, max_share: float | None = None, **options: Any) -> Any:
-        """Cut pods off from other pods or from everything (see :class:`PartitionSpec`)."""
-        spec = PartitionSpec(namespace, selector, **options)
+    def partition(
+        self,
+        namespace: str,
+        selector: str,
+        *,
+        peer_selector: str | None = None,
+        peer_namespace: str | None = None,
+        port: int | None = None,
+        count: int | None = None,
+        seed: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Cut pods off from the ``peer_selector`` pods, or from everything (see :class:`PartitionSpec`)."""
+        spec = PartitionSpec(
+            namespace=namespace,
+            selector=selector,
+            peer_selector=peer_selector,
+            peer_namespace=peer_namespace,
+            port=port,
+            count=count,
+            seed=seed,
+        )
         return self._active(Partition(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def packet_loss(
-        self, namespace: str, selector: str, percent: float, *, max_share: float | None = None, **options: Any
-    ) -> Any:
-        """Drop a share of the packets arriving at pods (see :class:`PacketLossSpec`)."""
-        spec = PacketLossSpec(namespace, selector, percent, **options)
+        self,
+        namespace: str,
+        selector: str,
+        percent: float,
+        *,
+        port: int | None = None,
+        count: int | None = None,
+        seed: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Drop ``percent`` of the packets arriving at pods (see :class:`PacketLossSpec`)."""
+        spec = PacketLossSpec(
+            namespace=namespace, selector=selector, percent=percent, port=port, count=count, seed=seed
+        )
         return self._active(PacketLoss(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def bandwidth(
-        self, namespace: str, selector: str, rate_kbit: int, *, max_share: float | None = None, **options: Any
-    ) -> Any:
+        self,
+        namespace: str,
+        selector: str,
+        rate_kbit: int,
+        *,
+        burst_bytes: int | None = None,
+        queue_ms: int = 200,
+        count: int | None = None,
+        seed: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
         """Limit the rate at which pods send, proven by a timed transfer (see :class:`BandwidthSpec`)."""
-        spec = BandwidthSpec(namespace, selector, rate_kbit, **options)
+        spec = BandwidthSpec(
+            namespace=namespace,
+            selector=selector,
+            rate_kbit=rate_kbit,
+            burst_bytes=burst_bytes,
+            queue_ms=queue_ms,
+            count=count,
+            seed=seed,
+        )
         return self._active(Bandwidth(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def latency(
-        self, namespace: str, selector: str, delay_ms: int, *, max_share: float | None = None, **options: Any
-    ) -> Any:
+        self,
+        namespace: str,
+        selector: str,
+        delay_ms: int,
+        *,
+        jitter_ms: int = 0,
+        count: int | None = None,
+        seed: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
         """Delay packets leaving pods; raises FaultUnsupported where the kernel lacks netem."""
-        spec = LatencySpec(namespace, selector, delay_ms, **options)
+        spec = LatencySpec(
+            namespace=namespace, selector=selector, delay_ms=delay_ms, jitter_ms=jitter_ms, count=count, seed=seed
+        )
         return self._active(Latency(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def recovery_watch(self, namespace: str, deployment: str, service: str | None = None) -> RecoveryWatch:
