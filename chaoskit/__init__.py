@@ -16,21 +16,34 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "Availability": "chaoskit.slo",
+    "BandwidthSpec": "chaoskit.faults",
     "Chaos": "chaoskit.chaos",
     "ChaoskitError": "chaoskit.errors",
+    "Cluster": "chaoskit.cluster",
+    "ContainerKillSpec": "chaoskit.faults",
     "ErrorBurst": "chaoskit.slo",
     "Experiment": "chaoskit.experiment",
+    "ExperimentResult": "chaoskit.report",
     "ExperimentSpec": "chaoskit.experiment",
     "FaultNotEffective": "chaoskit.errors",
     "FaultRecord": "chaoskit.faults",
+    "FaultUndoFailed": "chaoskit.errors",
     "FaultUnsupported": "chaoskit.errors",
     "LatencyPercentile": "chaoskit.slo",
+    "LatencySpec": "chaoskit.faults",
     "Load": "chaoskit.load",
     "LoadSpec": "chaoskit.load",
     "LostWrites": "chaoskit.slo",
+    "NodeDrainSpec": "chaoskit.faults",
+    "NodeFailureSpec": "chaoskit.faults",
+    "PacketLossSpec": "chaoskit.faults",
+    "PartitionSpec": "chaoskit.faults",
+    "PodKillSpec": "chaoskit.faults",
     "PromQL": "chaoskit.slo",
     "PrometheusClient": "chaoskit.prometheus",
+    "Recovery": "chaoskit.observe",
     "RecoveryTime": "chaoskit.slo",
+    "RecoveryWatch": "chaoskit.observe",
     "RequestRecord": "chaoskit.load",
     "Safety": "chaoskit.faults",
     "SafetyError": "chaoskit.errors",
@@ -42,17 +55,32 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from chaoskit.chaos import Chaos
+    from chaoskit.cluster import Cluster
     from chaoskit.errors import (
         ChaoskitError,
         FaultNotEffective,
+        FaultUndoFailed,
         FaultUnsupported,
         SafetyError,
         SpecError,
     )
     from chaoskit.experiment import Experiment, ExperimentSpec, Workload
-    from chaoskit.faults import FaultRecord, Safety
+    from chaoskit.faults import (
+        BandwidthSpec,
+        ContainerKillSpec,
+        FaultRecord,
+        LatencySpec,
+        NodeDrainSpec,
+        NodeFailureSpec,
+        PacketLossSpec,
+        PartitionSpec,
+        PodKillSpec,
+        Safety,
+    )
     from chaoskit.load import Load, LoadSpec, RequestRecord
+    from chaoskit.observe import Recovery, RecoveryWatch
     from chaoskit.prometheus import PrometheusClient
+    from chaoskit.report import ExperimentResult
     from chaoskit.slo import (
         Availability,
         ErrorBurst,
@@ -74,21 +102,34 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Availability",
+    "BandwidthSpec",
     "Chaos",
     "ChaoskitError",
+    "Cluster",
+    "ContainerKillSpec",
     "ErrorBurst",
     "Experiment",
+    "ExperimentResult",
     "ExperimentSpec",
     "FaultNotEffective",
     "FaultRecord",
+    "FaultUndoFailed",
     "FaultUnsupported",
     "LatencyPercentile",
+    "LatencySpec",
     "Load",
     "LoadSpec",
     "LostWrites",
+    "NodeDrainSpec",
+    "NodeFailureSpec",
+    "PacketLossSpec",
+    "PartitionSpec",
+    "PodKillSpec",
     "PromQL",
     "PrometheusClient",
+    "Recovery",
     "RecoveryTime",
+    "RecoveryWatch",
     "RequestRecord",
     "Safety",
     "SafetyError",
