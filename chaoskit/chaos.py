@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import cast
 
-from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.kube import Kube, WorkloadKind
 from chaoskit.cluster.base import Cluster
 from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
@@ -197,9 +197,16 @@ class Chaos:
         )
         return self._active(Latency(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
-    def recovery_watch(self, namespace: str, deployment: str, service: str | None = None) -> RecoveryWatch:
-        """Watch a Deployment (and its Service's endpoints) to measure recovery."""
-        return RecoveryWatch(self.kube, namespace, deployment, service)
+    def recovery_watch(
+        self, namespace: str, name: str, service: str | None = None, kind: WorkloadKind = "Deployment"
+    ) -> RecoveryWatch:
+        """Watch a workload (and its Service's ready endpoints) to measure recovery.
+
+        ``kind`` is ``Deployment``, ``StatefulSet``, ``DaemonSet`` or
+        ``ReplicaSet`` (anything else is a SpecError naming them); each is
+        whole by its own status (see :func:`~chaoskit.adapters.kube.workload_counts`).
+        """
+        return RecoveryWatch(self.kube, namespace, name, service, kind)
 
     @contextmanager
     def _active(self, fault: Fault, max_share: float | None = None) -> Iterator[FaultRecord]:

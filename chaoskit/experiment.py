@@ -16,8 +16,9 @@ The fault window, and the recovery time, run from the *first* injection of
 any fault of the experiment until the workload is whole again after the
 *last* injection of any of them: every round of a repeated pod kill counts,
 so the window ends at the recovery after its last round. "Whole again" means
-a loss seen on the watch after that last injection, then the Deployment's
-ready count and the Service's endpoints both back. Without a watched workload
+a loss seen on the watch after that last injection, then the workload whole
+by its kind's own status (a Deployment, StatefulSet, DaemonSet or ReplicaSet)
+and the Service's ready endpoints (EndpointSlices) both back. Without a watched workload
 the window ends when the last fault is undone (or last injected, for a fault
 with nothing to undo).
 
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
+from chaoskit.adapters.kube import WorkloadKind, check_workload_kind
 from chaoskit.chaos import Chaos
 from chaoskit.errors import ClusterError, FaultUnsupported, SpecError
 from chaoskit.faults.base import FaultRecord
@@ -50,11 +52,24 @@ from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
 
 @dataclass(frozen=True)
 class Workload:
-    """The Deployment (and its Service) whose recovery an experiment measures."""
+    """The workload (and its Service) whose recovery an experiment measures."""
 
     namespace: str
-    deployment: str
+    """Its namespace."""
+    name: str
+    """Its name (the second argument, called ``deployment`` before other kinds could be watched)."""
     service: str | None = None
+    """The Service in front of it, whose ready endpoints must be back too (None: no Service watched)."""
+    kind: WorkloadKind = "Deployment"
+    """``Deployment``, ``StatefulSet``, ``DaemonSet`` or ``ReplicaSet``; each is whole by its own status."""
+
+    def __post_init__(self) -> None:
+        check_workload_kind(self.kind)
+
+    @property
+    def deployment(self) -> str:
+        """The workload's name, by its name from when only Deployments were watched."""
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -125,7 +140,7 @@ class Experiment:
         with ExitStack() as stack:
             if self.spec.workload is not None:
                 w = self.spec.workload
-                self._watch = stack.enter_context(self.chaos.recovery_watch(w.namespace, w.deployment, w.service))
+                self._watch = stack.enter_context(self.chaos.recovery_watch(w.namespace, w.name, w.service, w.kind))
             self._load = stack.enter_context(Load(self.spec.load))
             self._stack = stack.pop_all()
         self.timings.warmup = self._load.warmup_ended_at - self._load.started_at
@@ -255,7 +270,7 @@ class Experiment:
             last: tuple[int, int] | None = None
             for ev in self._watch.events:
                 # The watch records every sighting of a short workload; the timeline shows changes.
-                if ev.source == "deployment" and (ev.ready, ev.desired) != last:
+                if ev.source == self._watch.workload_source and (ev.ready, ev.desired) != last:
                     last = (ev.ready, ev.desired)
                     label = f"{ev.ready}/{ev.desired} ready"
                     events.append(TimelineEvent(ev.at + self._offset, "ready", label, ready=ev.ready))

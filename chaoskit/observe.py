@@ -1,24 +1,34 @@
 """Recovery measured from the watch API, with client-side monotonic timestamps.
 
-A :class:`RecoveryWatch` follows one Deployment's ready count, and the ready
-addresses of its Service, in a background thread each, from the moment it
-starts. Every change becomes a timeline event stamped with ``time.monotonic()``
-when it arrived, so it lines up with fault records and load samples.
+A :class:`RecoveryWatch` follows one workload (a Deployment, StatefulSet,
+DaemonSet or ReplicaSet), and the ready endpoints of its Service, in a
+background thread each, from the moment it starts. Every change becomes a
+timeline event stamped with ``time.monotonic()`` when it arrived, so it lines
+up with fault records and load samples.
 
-Recovery is only measured after the loss was *seen*: the ready count below
-the desired count after the fault (after its *last* injection, for a fault
-that repeats), then whole again. A check that reads the status right after a
-kill, before the controller noticed, would report a system that never broke (a
-peer tool does exactly that); here a loss that never shows is reported as
-such, not as an instant recovery. Recovery is the moment the Deployment *and*
-the Service's endpoints are both whole again: a Service without its endpoints
-back is not serving, whatever the Deployment's status says.
+Recovery is only measured after the loss was *seen*: the workload short of
+whole after the fault (after its *last* injection, for a fault that repeats),
+then whole again. A check that reads the status right after a kill, before the
+controller noticed, would report a system that never broke (a peer tool does
+exactly that); here a loss that never shows is reported as such, not as an
+instant recovery. Recovery is the moment the workload *and* the Service's
+endpoints are both whole again: a Service without its endpoints back is not
+serving, whatever the workload's status says.
 
-Each thread lists its object, then watches from the listing's version with the
-HTTP response in hand (``watch=True, _preload_content=False``), reading the
-event lines itself. Leaving the watch shuts down the socket of each response
-under way, so a reader blocked on the stream wakes at once instead of at the
-server-side timeout. Every list and watch request carries a client-side
+"Whole" is the workload kind's own notion (see
+:func:`~chaoskit.adapters.kube.workload_counts`): every desired replica ready
+and nothing left to roll out, so a StatefulSet whose pods are all ready but
+whose current and update revisions differ is still short. The Service's
+endpoints are counted over its EndpointSlices (``discovery.k8s.io/v1``, or
+``v1beta1`` on servers before 1.21, decided at the first listing), which is
+what current Kubernetes serves; a server that serves no EndpointSlices at all
+has the core ``Endpoints`` read instead, and says so once.
+
+Each thread lists its objects, then watches from the listing's version with
+the HTTP response in hand (``watch=True, _preload_content=False``), reading
+the event lines itself. Leaving the watch shuts down the socket of each
+response under way, so a reader blocked on the stream wakes at once instead of
+at the server-side timeout. Every list and watch request carries a client-side
 timeout, so an API server that stops answering costs a bounded wait and a
 retry, never a thread hung for good.
 """
@@ -36,7 +46,17 @@ from typing import Any, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
-from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.kube import (
+    SERVICE_NAME_LABEL,
+    Kube,
+    WorkloadKind,
+    check_workload_kind,
+    endpoint_slice_list_calls,
+    ready_addresses,
+    ready_endpoints,
+    workload_counts,
+)
+from chaoskit.adapters.shell import say
 from chaoskit.errors import ClusterError
 
 T = TypeVar("T")
@@ -53,6 +73,13 @@ JOIN_TIMEOUT_S = 1.0
 """How long leaving the watch waits for each thread once its stream is shut down."""
 RECHECK_S = 0.5
 """How often :meth:`RecoveryWatch.wait_until` re-evaluates without a new event (for what the watch cannot see)."""
+ENDPOINTS = "endpoints"
+"""The source of the Service's events, whichever API they were read from."""
+CORE_ENDPOINTS = "v1 Endpoints"
+"""The API of the last resort for a Service's endpoints, on servers that serve no EndpointSlices."""
+
+_told_no_slices: set[str] = set()
+"""API servers already said to serve no EndpointSlices (said once per server and process)."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +89,19 @@ class Event:
     at: float
     """``time.monotonic()`` when the watch delivered it."""
     source: str
-    """``deployment`` or ``endpoints``."""
+    """The workload's kind in lower case (``deployment``, ``statefulset``, ``daemonset``, ``replicaset``),
+    or ``endpoints`` (the Service's)."""
     ready: int
-    """Ready replicas (deployment) or ready addresses (endpoints)."""
+    """Ready replicas (the workload) or ready endpoints (the Service)."""
     desired: int
-    """Desired replicas."""
+    """Desired replicas (of the workload, for both)."""
+    whole: bool | None = None
+    """Whether the workload was whole by its kind's notion; None (the endpoints): ``ready >= desired`` decides."""
+
+    @property
+    def short(self) -> bool:
+        """Whether this sighting shows a loss: not whole."""
+        return not self.whole if self.whole is not None else self.ready < self.desired
 
 
 @dataclass(frozen=True)
@@ -78,13 +113,13 @@ class Recovery:
     """
 
     loss_seen: float | None
-    """When the ready count was first seen below desired after the last injection (None: never)."""
+    """When the workload was first seen short of whole after the last injection (None: never)."""
     whole: float | None
-    """When the ready count was whole again after that loss (None: not yet)."""
+    """When the workload was whole again after that loss (None: not yet)."""
     endpoints_loss_seen: float | None
-    """Likewise for the Service's ready addresses (None: never seen lost, or no Service watched)."""
+    """Likewise for the Service's ready endpoints (None: never seen lost, or no Service watched)."""
     endpoints_whole: float | None
-    """When the ready addresses were whole again after their loss (None: not yet)."""
+    """When the ready endpoints were whole again after their loss (None: not yet)."""
     last_injection: float = 0.0
     """The last injection, in seconds after the fault's start; losses are looked for from it on."""
 
@@ -95,11 +130,11 @@ class Recovery:
 
     @property
     def seconds(self) -> float | None:
-        """Fault start to the moment the ready count and the endpoints are both whole again.
+        """Fault start to the moment the workload and the endpoints are both whole again.
 
         None until both are: endpoints seen lost and not yet whole mean no
-        recovery, whatever the Deployment says. Endpoints never seen lost (or
-        not watched) leave the Deployment's time to stand alone.
+        recovery, whatever the workload says. Endpoints never seen lost (or
+        not watched) leave the workload's time to stand alone.
         """
         if self.whole is None:
             return None
@@ -110,39 +145,56 @@ class Recovery:
         return max(self.whole, self.endpoints_whole)
 
 
+Counts = tuple[int | None, int, bool | None]
+"""(desired or None, ready, whole or None) read from the objects a source follows."""
+
+
+@dataclass(frozen=True)
+class _Api:
+    """One way to list and watch what a source follows, and to read its counts from the objects' JSON."""
+
+    version: str
+    """The API it reads (``apps/v1``, ``discovery.k8s.io/v1``, ...), for messages."""
+    list_call: Callable[..., Any]
+    selector: dict[str, str]
+    """``field_selector=`` or ``label_selector=`` of the objects."""
+    read: Callable[[list[dict[str, Any]]], Counts | None]
+    """The counts over every object listed and watched (None: nothing to record)."""
+
+
 @dataclass(frozen=True)
 class _Source:
-    """One object a watch follows: how to list it and how to read its counts from its JSON."""
+    """What one thread of a watch follows."""
 
     kind: str
-    """``deployment`` or ``endpoints``."""
-    name: str
-    list_call: Callable[..., Any]
-    read: Callable[[dict[str, Any]], tuple[int | None, int]]
-    """(desired or None, ready) of one object as the API serves it."""
-
-
-def _deployment_counts(obj: dict[str, Any]) -> tuple[int | None, int]:
-    return (obj.get("spec") or {}).get("replicas") or 0, (obj.get("status") or {}).get("readyReplicas") or 0
-
-
-def _endpoint_counts(obj: dict[str, Any]) -> tuple[int | None, int]:
-    return None, sum(len(s.get("addresses") or []) for s in obj.get("subsets") or [])
+    """The events' source: the workload's kind in lower case, or ``endpoints``."""
+    what: str
+    """What it is, for messages: ``StatefulSet shop/web``, ``endpoints of Service shop/web``."""
+    apis: tuple[_Api, ...]
+    """Tried in this order at the first listing: one the server does not serve (404) gives way to the next."""
 
 
 @dataclass
 class RecoveryWatch:
-    """Watches a Deployment (and optionally its Service's endpoints) in the background."""
+    """Watches a workload (and optionally its Service's ready endpoints) in the background.
+
+    ``kind`` is ``Deployment``, ``StatefulSet``, ``DaemonSet`` or
+    ``ReplicaSet``; anything else is a SpecError naming them.
+    """
 
     kube: Kube
     namespace: str
-    deployment: str
+    name: str
+    """The workload's name."""
     service: str | None = None
+    """The Service whose ready endpoints must be back too (None: none watched)."""
+    kind: WorkloadKind = "Deployment"
     events: list[Event] = field(default_factory=list)
     prime_timeout_s: float = PRIME_TIMEOUT_S
     """How long entering waits for each object's first listing before raising ClusterError."""
 
     def __post_init__(self) -> None:
+        self.kind = check_workload_kind(self.kind)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._desired = 0
@@ -154,20 +206,51 @@ class RecoveryWatch:
         self._primed: dict[str, threading.Event] = {}
         self._failures: dict[str, str] = {}
         """The last error of each source, for the message when priming fails."""
+        self._served: dict[str, _Api] = {}
+        """The API each source reads, decided at its first listing."""
+
+    @property
+    def deployment(self) -> str:
+        """The workload's name, by the name it had when only Deployments were watched."""
+        return self.name
+
+    @property
+    def workload_source(self) -> str:
+        """The source of the workload's events: its kind in lower case."""
+        return self.kind.lower()
+
+    @property
+    def endpoints_api(self) -> str | None:
+        """The API the Service's endpoints are read from: ``discovery.k8s.io/v1``, ``discovery.k8s.io/v1beta1``,
+        or ``v1 Endpoints`` where the server serves no EndpointSlices (None: no Service, or not listed yet)."""
+        api = self._served.get(ENDPOINTS)
+        return api.version if api is not None else None
 
     def _sources(self) -> list[_Source]:
+        kind = self.kind
+
+        def read_workload(items: list[dict[str, Any]]) -> Counts | None:
+            return workload_counts(items[0], kind) if items else None
+
+        by_name = {"field_selector": f"metadata.name={self.name}"}
         sources = [
-            _Source("deployment", self.deployment, self.kube.apps.list_namespaced_deployment, _deployment_counts)
+            _Source(
+                self.workload_source,
+                f"{kind} {self.namespace}/{self.name}",
+                (_Api("apps/v1", _workload_list_call(self.kube, kind), by_name, read_workload),),
+            )
         ]
         if self.service:
-            sources.append(
-                _Source("endpoints", self.service, self.kube.core.list_namespaced_endpoints, _endpoint_counts)
-            )
+            slices = {"label_selector": f"{SERVICE_NAME_LABEL}={self.service}"}
+            apis = [_Api(v, call, slices, _slice_counts) for v, call in endpoint_slice_list_calls(self.kube.api_client)]
+            core = {"field_selector": f"metadata.name={self.service}"}
+            apis.append(_Api(CORE_ENDPOINTS, self.kube.core.list_namespaced_endpoints, core, _endpoint_counts))
+            sources.append(_Source(ENDPOINTS, f"endpoints of Service {self.namespace}/{self.service}", tuple(apis)))
         return sources
 
     def __enter__(self) -> RecoveryWatch:
         try:
-            # The Deployment first: the endpoints' events carry its desired count.
+            # The workload first: the endpoints' events carry its desired count.
             for source in self._sources():
                 self._start(source)
         except BaseException:
@@ -178,14 +261,14 @@ class RecoveryWatch:
     def _start(self, source: _Source) -> None:
         primed = self._primed[source.kind] = threading.Event()
         thread = threading.Thread(
-            target=self._follow, args=(source,), name=f"chaoskit-watch-{source.kind}-{source.name}", daemon=True
+            target=self._follow, args=(source,), name=f"chaoskit-watch-{source.what}", daemon=True
         )
         self._threads.append(thread)
         thread.start()
         if not primed.wait(timeout=self.prime_timeout_s):
             failure = self._failures.get(source.kind, "no answer")
             raise ClusterError(
-                f"the recovery watch got no listing of {source.kind} {self.namespace}/{source.name} within "
+                f"the recovery watch got no listing of the {source.what} within "
                 f"{self.prime_timeout_s:g} s ({failure}): is the API server answering?"
             )
 
@@ -220,24 +303,55 @@ class RecoveryWatch:
         if exc is not None:
             self._failures[source.kind] = _describe(exc)
 
+    def _list(self, source: _Source) -> tuple[_Api, dict[str, Any]]:
+        """List what ``source`` follows (at most 10 s, connection and answer); return the API used and the list.
+
+        At the first listing each of the source's APIs is tried in turn until
+        one is served; that one is kept for good. Only a 404 (the server does
+        not serve that version) moves on: any other error is retried as it is.
+        """
+        served = self._served.get(source.kind)
+        for api in (served,) if served is not None else source.apis:
+            try:
+                listing = api.list_call(
+                    self.namespace, **api.selector, _request_timeout=LIST_TIMEOUT_S, _preload_content=False
+                )
+            except Exception as exc:
+                if served is None and getattr(exc, "status", None) == 404 and api is not source.apis[-1]:
+                    continue
+                raise
+            try:
+                body: dict[str, Any] = json.loads(listing.data)
+            finally:
+                listing.release_conn()
+            if served is None:
+                self._served[source.kind] = api
+                if api.version == CORE_ENDPOINTS and len(source.apis) > 1:
+                    self._tell_no_slices(source)
+            return api, body
+        raise AssertionError("a source has at least one API")
+
+    def _tell_no_slices(self, source: _Source) -> None:
+        host = str(getattr(getattr(self.kube.api_client, "configuration", None), "host", ""))
+        if host not in _told_no_slices:
+            _told_no_slices.add(host)
+            tried = " or ".join(api.version for api in source.apis[:-1])
+            say(
+                f"the API server {host} serves no EndpointSlices ({tried}): the recovery watch reads Services' "
+                "ready endpoints from the core v1 Endpoints instead"
+            )
+
     def _list_and_watch(self, source: _Source) -> None:
-        """List the object, then watch it until the server ends the watch (or the watch is left)."""
+        """List the objects, then watch them until the server ends the watch (or the watch is left)."""
         if self._stop.is_set():
             return
-        selector = f"metadata.name={source.name}"
-        listing = source.list_call(  # at most 10 s, connection and answer
-            self.namespace, field_selector=selector, _request_timeout=LIST_TIMEOUT_S, _preload_content=False
-        )
-        try:
-            body = json.loads(listing.data)
-        finally:
-            listing.release_conn()
-        for item in body.get("items") or []:
-            self._observe(source.kind, source.read(item))
+        api, body = self._list(source)
+        objects = {_name(item): item for item in body.get("items") or []}
+        self._record(source, api, objects)
         self._primed[source.kind].set()
-        response = source.list_call(
+        response = api.list_call(
             self.namespace,
-            field_selector=selector,
+            **api.selector,
             resource_version=body["metadata"]["resourceVersion"],
             watch=True,
             timeout_seconds=WATCH_SECONDS,  # the server ends the watch after 30 s
@@ -253,27 +367,43 @@ class RecoveryWatch:
                 return
             for line in _lines(response):
                 event = json.loads(line)
-                if event.get("type") in ("ADDED", "MODIFIED"):
-                    self._observe(source.kind, source.read(event["object"]))
-                elif event.get("type") == "ERROR":
+                change = event.get("type")
+                if change in ("ADDED", "MODIFIED"):
+                    objects[_name(event["object"])] = event["object"]
+                elif change == "DELETED":
+                    objects.pop(_name(event["object"]), None)
+                elif change == "ERROR":
                     return  # 410 Gone (the listing's version expired): list again
+                else:
+                    continue  # a BOOKMARK: nothing changed
+                self._record(source, api, objects)
         finally:
             with self._lock:
                 self._responses.pop(source.kind, None)
             response.close()
             response.release_conn()
 
-    def _observe(self, source: str, values: tuple[int | None, int]) -> None:
-        desired, ready = values
+    def _record(self, source: _Source, api: _Api, objects: dict[str, dict[str, Any]]) -> None:
+        counts = api.read(list(objects.values()))
+        if counts is not None:
+            self._observe(source.kind, *counts)
+
+    def _observe(self, source: str, desired: int | None, ready: int, whole: bool | None = None) -> None:
         with self._changed:
             if desired is not None:
                 self._desired = desired
             last = next((e for e in reversed(self.events) if e.source == source), None)
-            changed = last is None or last.ready != ready or (desired is not None and last.desired != desired)
+            changed = (
+                last is None
+                or last.ready != ready
+                or last.whole != whole
+                or (desired is not None and last.desired != desired)
+            )
+            event = Event(time.monotonic(), source, ready, self._desired, whole)
             # A short workload is recorded every time it is seen so: each sighting after a fault is
             # evidence of its loss, even when the count did not move (a repeated kill of a pod not yet ready).
-            if changed or ready < self._desired:
-                self.events.append(Event(time.monotonic(), source, ready, self._desired))
+            if changed or event.short:
+                self.events.append(event)
                 self._changed.notify_all()
 
     def recovery(self, since: float, last_injection: float | None = None) -> Recovery:
@@ -286,9 +416,10 @@ class RecoveryWatch:
         after = since if last_injection is None else max(since, last_injection)
         with self._lock:
             events = list(self.events)
-        dep_loss, dep_whole = _loss_and_whole([e for e in events if e.source == "deployment"], since, after)
-        ep_loss, ep_whole = _loss_and_whole([e for e in events if e.source == "endpoints"], since, after)
-        return Recovery(dep_loss, dep_whole, ep_loss, ep_whole, after - since)
+        workload = self.workload_source
+        loss, whole = _loss_and_whole([e for e in events if e.source == workload], since, after)
+        ep_loss, ep_whole = _loss_and_whole([e for e in events if e.source == ENDPOINTS], since, after)
+        return Recovery(loss, whole, ep_loss, ep_whole, after - since)
 
     def wait_until(self, measure: Callable[[], T | None], timeout: float) -> T | None:
         """Evaluate ``measure`` now and after every new event until it gives a value; None after ``timeout``.
@@ -317,6 +448,34 @@ class RecoveryWatch:
     def _if_recovered(self, since: float, last_injection: float | None) -> Recovery | None:
         recovery = self.recovery(since, last_injection)
         return recovery if recovery.recovered else None
+
+
+_WORKLOAD_LISTS = {
+    "Deployment": "list_namespaced_deployment",
+    "StatefulSet": "list_namespaced_stateful_set",
+    "DaemonSet": "list_namespaced_daemon_set",
+    "ReplicaSet": "list_namespaced_replica_set",
+}
+"""The ``apps/v1`` list call of each kind of workload."""
+
+
+def _workload_list_call(kube: Kube, kind: WorkloadKind) -> Callable[..., Any]:
+    call: Callable[..., Any] = getattr(kube.apps, _WORKLOAD_LISTS[kind])
+    return call
+
+
+def _slice_counts(slices: list[dict[str, Any]]) -> Counts:
+    """The ready endpoints over every EndpointSlice of the Service (none: none ready)."""
+    return None, ready_endpoints(slices), None
+
+
+def _endpoint_counts(items: list[dict[str, Any]]) -> Counts | None:
+    """The ready addresses of the Service's core Endpoints object (none listed: nothing to record)."""
+    return (None, ready_addresses(items[0]), None) if items else None
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
 
 
 def _describe(exc: BaseException) -> str:
@@ -351,15 +510,19 @@ def _shut(response: Any) -> None:
 
 
 def _loss_and_whole(events: list[Event], since: float, after: float | None = None) -> tuple[float | None, float | None]:
-    """When the workload was first seen short at or after ``after``, and whole after that; seconds after ``since``."""
+    """When the workload was first seen short at or after ``after``, and whole after that; seconds after ``since``.
+
+    Short and whole are each event's own (:attr:`Event.short`): the workload
+    kind's notion of whole, or ready against desired for the endpoints.
+    """
     start = since if after is None else after
     loss = whole = None
     for event in events:
         if event.at < start:
             continue
-        if loss is None and event.ready < event.desired:
+        if loss is None and event.short:
             loss = event.at - since
-        elif loss is not None and event.ready >= event.desired:
+        elif loss is not None and not event.short:
             whole = event.at - since
             break
     return loss, whole

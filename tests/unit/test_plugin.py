@@ -160,7 +160,8 @@ def test_the_options_the_safety_messages_name_exist_and_lift_exactly_those_rules
             with pytest.raises(SafetyError, match="--chaos-allow-namespace=kube-public"):
                 safety.check_namespace("kube-public")
             cluster = Cluster("unit", "kind", None, None, "airgap")
-            assert NodeDrain(cluster, control_plane_kube(), NodeDrainSpec("cp"), safety.with_max_share(1.0)).plan() == ["cp"]
+            allowed = safety.with_max_share(1.0)
+            assert NodeDrain(cluster, control_plane_kube(), NodeDrainSpec("cp"), allowed).plan() == ["cp"]
             with pytest.raises(SafetyError, match="--chaos-allow-control-plane"):
                 NodeDrain(cluster, control_plane_kube(), NodeDrainSpec("cp"), Safety()).plan()
         """

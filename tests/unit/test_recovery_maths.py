@@ -1,5 +1,6 @@
 """Recovery is measured only after the loss was seen (synthetic timelines), and the watch's lifetime
-(against a fake API server on 127.0.0.1: leaving at once, bounded priming)."""
+(against a fake API server on 127.0.0.1: every kind of workload, the Service's endpoints from whichever API
+the server serves, leaving at once, bounded priming)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.kube import SERVICE_NAME_LABEL, Kube, WorkloadKind
 from chaoskit.errors import ClusterError
 from chaoskit.observe import Event, Recovery, RecoveryWatch, _loss_and_whole
 
@@ -97,10 +98,10 @@ def test_every_sighting_of_a_short_workload_is_kept():
     # A later round that kills a pod not yet ready leaves the count where it was: the sighting after it
     # is still the loss seen after the last injection.
     watch = watch_with()
-    watch._observe("deployment", (3, 2))
-    watch._observe("deployment", (3, 2))
-    watch._observe("deployment", (3, 3))
-    watch._observe("deployment", (3, 3))
+    watch._observe("deployment", 3, 2)
+    watch._observe("deployment", 3, 2)
+    watch._observe("deployment", 3, 3)
+    watch._observe("deployment", 3, 3)
     assert [(e.ready, e.desired) for e in watch.events] == [(2, 3), (2, 3), (3, 3)]
     first, second, whole = (e.at for e in watch.events)
     recovery = watch.recovery(first - 1.0, last_injection=(first + second) / 2)
@@ -108,16 +109,51 @@ def test_every_sighting_of_a_short_workload_is_kept():
     assert recovery.seconds == pytest.approx(whole - first + 1.0)
 
 
+def test_a_workload_all_ready_but_not_whole_is_a_loss_until_whole():
+    # A StatefulSet mid-rollout: every pod ready, revisions apart. Short at each sighting, whole only when
+    # the status says so, whatever the ready count said before.
+    watch = watch_with()
+    watch.kind = "StatefulSet"
+    watch._observe("statefulset", 3, 3, True)
+    watch._observe("statefulset", 3, 3, False)
+    watch._observe("statefulset", 3, 3, False)
+    watch._observe("statefulset", 3, 3, True)
+    assert [e.whole for e in watch.events] == [True, False, False, True]
+    whole_at, lost_at, _, back_at = (e.at for e in watch.events)
+    recovery = watch.recovery(whole_at)
+    assert recovery.loss_seen == pytest.approx(lost_at - whole_at)
+    assert recovery.seconds == pytest.approx(back_at - whole_at)
+    # The watch reads its own kind's events only.
+    assert watch_with(*watch.events).recovery(whole_at).loss_seen is None
+
+
 # --- The watch's lifetime, against a fake API server on 127.0.0.1 ----------------------------------------
 
 NAMESPACE = "shop"
+PLURALS = {
+    "deployments": "Deployment",
+    "statefulsets": "StatefulSet",
+    "daemonsets": "DaemonSet",
+    "replicasets": "ReplicaSet",
+}
 
 
-def deployment_json(ready: int) -> dict[str, Any]:
-    meta = {"name": "web", "namespace": NAMESPACE, "resourceVersion": "7"}
+def workload_json(kind: str, ready: int) -> dict[str, Any]:
+    """A workload of 3 replicas (a DaemonSet on 3 nodes), ``ready`` of them ready, nothing left to roll out."""
+    meta = {"name": "web", "namespace": NAMESPACE, "resourceVersion": "7", "generation": 2}
     template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web"}]}}
-    spec = {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template}
-    return {"metadata": meta, "spec": spec, "status": {"readyReplicas": ready}}
+    spec: dict[str, Any] = {"selector": {"matchLabels": {"app": "web"}}, "template": template}
+    status: dict[str, Any] = {"observedGeneration": 2}
+    if kind == "DaemonSet":
+        status |= {"desiredNumberScheduled": 3, "numberReady": ready, "updatedNumberScheduled": 3}
+    else:
+        spec["replicas"] = 3
+        status["readyReplicas"] = ready
+    if kind == "Deployment":
+        status["updatedReplicas"] = 3
+    if kind == "StatefulSet":
+        status |= {"currentReplicas": 3, "updatedReplicas": 3, "currentRevision": "web-1", "updateRevision": "web-1"}
+    return {"metadata": meta, "spec": spec, "status": status}
 
 
 def endpoints_json(ready: int) -> dict[str, Any]:
@@ -125,9 +161,27 @@ def endpoints_json(ready: int) -> dict[str, Any]:
     return {"metadata": meta, "subsets": [{"addresses": [{"ip": f"10.0.0.{i}"} for i in range(ready)]}]}
 
 
+def endpoint_slice_json(ready: int) -> dict[str, Any]:
+    """One slice of the Service's 3 pods, ``ready`` of them ready (the others say so)."""
+    meta = {"name": "web-x1", "namespace": NAMESPACE, "resourceVersion": "7", "labels": {SERVICE_NAME_LABEL: "web"}}
+    endpoints = [
+        {
+            "addresses": [f"10.0.0.{i}"],
+            "conditions": {"ready": i < ready},
+            "targetRef": {"kind": "Pod", "namespace": NAMESPACE, "name": f"web-{i}"},
+        }
+        for i in range(3)
+    ]
+    return {"metadata": meta, "addressType": "IPv4", "endpoints": endpoints}
+
+
+NOT_FOUND = {"kind": "Status", "status": "Failure", "message": "the server could not find the requested resource"}
+
+
 class FakeApi(ThreadingHTTPServer):
-    """Lists a Deployment and an Endpoints object, and holds every watch open (after one MODIFIED event)
-    until its timeoutSeconds, as an API server does. ``endpoints_list`` can be made to hang or fail."""
+    """Lists a workload and the Service's endpoints, and holds every watch open (after one MODIFIED event)
+    until its timeoutSeconds, as an API server does. ``slices`` are the EndpointSlice versions it serves
+    (404 for the others); ``endpoints_list`` can be made to hang or fail."""
 
     daemon_threads = True
 
@@ -135,7 +189,9 @@ class FakeApi(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), FakeApiHandler)
         self.closing = threading.Event()
         self.endpoints_list = "ok"
+        self.slices: set[str] = {"v1"}
         self.watch_timeouts: list[int] = []
+        self.requests: list[str] = []
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hangs up mid-watch is what the tests do
@@ -151,8 +207,20 @@ class FakeApiHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        endpoints = url.path.endswith("/endpoints")
-        make = endpoints_json if endpoints else deployment_json
+        self.server.requests.append(self.path)
+        plural = url.path.rsplit("/", 1)[-1]
+        make: Callable[[int], dict[str, Any]]
+        if plural in PLURALS:
+            kind = PLURALS[plural]
+            make = lambda ready: workload_json(kind, ready)  # noqa: E731
+        elif plural == "endpointslices":
+            if url.path.split("/")[3] not in self.server.slices:
+                self.answer(404, {**NOT_FOUND, "code": 404})
+                return
+            make = endpoint_slice_json
+        else:
+            make = endpoints_json
+        endpoints = plural in ("endpoints", "endpointslices")
         if query.get("watch") == ["true"]:
             self.watch(make(2), int(query["timeoutSeconds"][0]))
             return
@@ -214,37 +282,100 @@ def api(tmp_path: Path) -> Iterator[tuple[FakeApi, Kube]]:
         kube.close()
 
 
-def test_leaving_a_watch_takes_under_100_ms_while_the_server_holds_it_open(api: tuple[FakeApi, Kube]) -> None:
+@pytest.mark.parametrize("kind", list(PLURALS.values()))
+def test_leaving_a_watch_takes_under_100_ms_while_the_server_holds_it_open(
+    api: tuple[FakeApi, Kube], kind: WorkloadKind
+) -> None:
     server, kube = api
-    watch = RecoveryWatch(kube, NAMESPACE, "web", "web")
+    watch = RecoveryWatch(kube, NAMESPACE, "web", "web", kind)
+    source = kind.lower()
     with watch:
-        wait_until_true(lambda: {(e.source, e.ready) for e in watch.events} >= {("deployment", 2), ("endpoints", 2)})
+        wait_until_true(lambda: {(e.source, e.ready) for e in watch.events} >= {(source, 2), ("endpoints", 2)})
         leaving = time.monotonic()
     left = time.monotonic() - leaving
     assert left < 0.1, f"leaving the watch took {left:.3f} s"
     assert not any(t.is_alive() for t in watch._threads)
     # What the streams said: listed whole, then one short sighting each, the endpoints against the desired 3.
-    assert sorted((e.source, e.ready, e.desired) for e in watch.events) == [
-        ("deployment", 2, 3),
-        ("deployment", 3, 3),
-        ("endpoints", 2, 3),
-        ("endpoints", 3, 3),
-    ]
+    assert sorted((e.source, e.ready, e.desired) for e in watch.events) == sorted(
+        [(source, 2, 3), (source, 3, 3), ("endpoints", 2, 3), ("endpoints", 3, 3)]
+    )
+    assert [e.whole for e in watch.events if e.source == source] == [True, False]
     assert server.watch_timeouts and all(t > 0 for t in server.watch_timeouts)
+    assert watch.endpoints_api == "discovery.k8s.io/v1"
+    slices = [parse_qs(urlsplit(r).query) for r in server.requests if "/endpointslices" in r]
+    assert slices and all(q["labelSelector"] == ["kubernetes.io/service-name=web"] for q in slices)
+
+
+ENDPOINT_APIS = ("/apis/discovery.k8s.io/v1/", "/apis/discovery.k8s.io/v1beta1/", "/api/v1/namespaces/shop/endpoints")
+"""Where the endpoints are read from, in the order the watch tries them."""
+
+
+def endpoint_requests(server: FakeApi) -> list[tuple[int, dict[str, list[str]]]]:
+    """(which of ENDPOINT_APIS, query) of every endpoints request the server got."""
+    found = []
+    for request in server.requests:
+        url = urlsplit(request)
+        found += [(i, parse_qs(url.query)) for i, api in enumerate(ENDPOINT_APIS) if url.path.startswith(api)]
+    return found
+
+
+def watch_endpoints_once(kube: Kube) -> RecoveryWatch:
+    watch = RecoveryWatch(kube, NAMESPACE, "web", "web")
+    with watch:
+        wait_until_true(lambda: ("endpoints", 2) in {(e.source, e.ready) for e in watch.events})
+    return watch
+
+
+@pytest.mark.parametrize(
+    ("served", "api_used", "index"),
+    [
+        ({"v1", "v1beta1"}, "discovery.k8s.io/v1", 0),
+        ({"v1beta1"}, "discovery.k8s.io/v1beta1", 1),
+        (set(), "v1 Endpoints", 2),
+    ],
+)
+def test_the_endpoints_come_from_the_newest_api_the_server_serves(
+    api: tuple[FakeApi, Kube], capsys: pytest.CaptureFixture[str], served: set[str], api_used: str, index: int
+) -> None:
+    server, kube = api
+    server.slices = served
+    for _ in range(2):  # a second watch on the same server: decided afresh, said no more than once
+        assert watch_endpoints_once(kube).endpoints_api == api_used
+        requests = endpoint_requests(server)
+        watches = [(i, q) for i, q in requests if q.get("watch") == ["true"]]
+        # Tried in order until one answered; watched there only.
+        assert [i for i, q in requests if "watch" not in q][: index + 1] == list(range(index + 1))
+        assert watches and {i for i, _ in watches} == {index}, server.requests
+        if served:
+            assert all(q["labelSelector"] == ["kubernetes.io/service-name=web"] for _, q in requests)
+        server.requests.clear()
+    said = capsys.readouterr().err
+    if served:
+        assert "EndpointSlices" not in said
+    else:
+        assert said.count("serves no EndpointSlices (discovery.k8s.io/v1 or discovery.k8s.io/v1beta1)") == 1
 
 
 @pytest.mark.parametrize(
     ("mode", "why"), [("hang", r"\(no answer\)"), ("fail", r"\(HTTP 500 Internal Server Error: etcd is unhappy\)")]
 )
-def test_a_watch_that_cannot_list_says_what_did_not_answer(api: tuple[FakeApi, Kube], mode: str, why: str) -> None:
+@pytest.mark.parametrize(("slices", "index"), [({"v1"}, 0), ({"v1beta1"}, 1), (set(), 2)])
+def test_a_watch_that_cannot_list_says_what_did_not_answer(
+    api: tuple[FakeApi, Kube], mode: str, why: str, slices: set[str], index: int
+) -> None:
     server, kube = api
     server.endpoints_list = mode
+    server.slices = slices
     watch = RecoveryWatch(kube, NAMESPACE, "web", "web", prime_timeout_s=1.0)
     started = time.monotonic()
-    with pytest.raises(ClusterError, match=rf"no listing of endpoints {NAMESPACE}/web within 1 s {why}"):
+    message = rf"no listing of the endpoints of Service {NAMESPACE}/web within 1 s {why}"
+    with pytest.raises(ClusterError, match=message):
         with watch:
             pytest.fail("the block must not run")
     assert time.monotonic() - started < 5
+    # An error is not "not served": nothing past the first API that is served was asked.
+    assert {i for i, _ in endpoint_requests(server)} == set(range(index + 1))
+    assert watch.endpoints_api is None
 
 
 def wait_until_true(condition: Callable[[], bool], timeout: float = 5.0) -> None:
