@@ -7,6 +7,9 @@ Registered through the ``pytest11`` entry point. It stays thin: the work is in
   deleted or recreated; one this session created is deleted at the end unless
   ``--keep-cluster`` is given.
 * ``kube`` (session): API clients bound to that cluster.
+* ``cluster_image`` (session): ``cluster_image(directory_or_image)`` builds a
+  directory with a Dockerfile (or takes a local image name), loads it into
+  every node once per session and returns the name to put in a manifest.
 * ``namespace`` (function): a fresh namespace for one test, deleted on
   teardown. Namespaces left by a killed session are deleted when the next one
   starts.
@@ -209,6 +212,33 @@ def kube(cluster: Cluster) -> Iterator[Kube]:
     """API clients (``.core``, ``.apps``, ``.api_client``) for the session's cluster."""
     with cluster.kube() as handle:
         yield handle
+
+
+@pytest.fixture(scope="session")
+def cluster_image(pytestconfig: pytest.Config, cluster: Cluster) -> Callable[[str | Path], str]:
+    """``cluster_image(source) -> image name``: your own image, on every node of the cluster.
+
+    ``source`` is a directory holding a Dockerfile (a ``Path``, or a string that
+    is a directory or is written as a path), built on chaoskit's base image
+    (``ARG BASE`` then ``FROM $BASE``), or the name of a local image. Each is
+    built and loaded once per session; pods use the returned name with
+    ``imagePullPolicy: IfNotPresent`` (or ``Never``). A failure fails the test
+    with one line.
+    """
+    from chaoskit.images import ClusterImages
+
+    images = ClusterImages(cluster)
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+
+    def image(source: str | Path) -> str:
+        try:
+            # A build can take a minute: its progress lines reach the terminal, as the cluster's do.
+            with capture.global_and_fixture_disabled() if capture else nullcontext():
+                return images(source)
+        except ChaoskitError as exc:
+            raise pytest.fail.Exception(f"cluster_image({str(source)!r}): {exc}", pytrace=False) from None
+
+    return image
 
 
 @pytest.fixture

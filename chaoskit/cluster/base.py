@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from chaoskit.adapters.kube import Kube
-from chaoskit.errors import UsageError
+from chaoskit.errors import ClusterError, UsageError
 
 DEFAULT_NODE_PORTS = tuple(range(30080, 30090))
 
@@ -68,15 +68,46 @@ class Cluster:
     def is_kind(self) -> bool:
         return self.provider == "kind"
 
-    def load_image(self, image: str) -> None:
-        """Make a locally built image available on every node (kind only)."""
+    def load_image(self, image: str) -> tuple[str, ...]:
+        """Make a local Docker image available on every node (kind only); return the nodes it was loaded into.
+
+        A node that holds an image by that name *and* with the local image's ID
+        is skipped, so an unchanged image is loaded once and one rebuilt under
+        the same name is loaded again; an empty result means every node had it.
+        Pods use it with ``imagePullPolicy: IfNotPresent`` (or ``Never``).
+        Raises UsageError for a cluster whose nodes cannot be loaded into (not
+        kind: push the image to a registry it pulls from) or an image Docker
+        does not have, ClusterError for a node that is not running.
+        """
         if not self.is_kind:
-            raise UsageError(f"cannot load {image} into a {self.provider} cluster: push it to a registry it pulls from")
+            raise UsageError(
+                f"cannot load {image} into the {self.provider} cluster {self.name}: chaoskit can load images only "
+                "into kind clusters; push it to a registry the cluster pulls from and use that name"
+            )
         from chaoskit.adapters import kind
         from chaoskit.provision import cache
 
-        if image not in kind.images_on_nodes(self.name):
-            kind.load_image(self.name, image, cache.root() / "logs" / f"load-{self.name}.log")
+        image_id = kind.local_image_id(image)
+        if image_id is None:
+            raise UsageError(
+                f"there is no local image {image}: build it with 'chaoskit image build DIR' "
+                f"or 'docker pull {image}' first"
+            )
+        nodes = kind.nodes(self.name)
+        if not nodes:
+            raise ClusterError(
+                f"cluster {self.name} has no node containers: run 'chaoskit cluster up --name {self.name}'"
+            )
+        stopped = [f"{n.name} is {n.state}" for n in nodes if n.state != "running"]
+        if stopped:
+            raise ClusterError(
+                f"cannot load {image} into cluster {self.name}: node {', '.join(stopped)}; "
+                f"run 'chaoskit cluster up --name {self.name}', which starts it"
+            )
+        missing = tuple(sorted(n.name for n in nodes if kind.node_image_id(n.name, image) != image_id))
+        if missing:
+            kind.load_image(self.name, image, cache.root() / "logs" / f"load-{self.name}.log", missing)
+        return missing
 
 
 @dataclass(frozen=True)

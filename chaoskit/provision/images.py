@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 from importlib import resources
@@ -509,27 +510,76 @@ def _prune_superseded(repository: str, keep: str) -> None:
 
 # --- images of the systems under test -----------------------------------------------
 
+BUILD_TIMEOUT = 900.0
+"""How long one ``docker build`` of a system under test may take."""
 
-def build_fixture_image(directory: Path) -> str:
-    """Build the image of a system under test from ``directory`` (a Dockerfile on ``ARG BASE``).
 
-    The tag is a digest of the directory's files, so an unchanged fixture is
-    never rebuilt and a changed one always is.
+def image_tag(directory: Path) -> str:
+    """The default name of the image built from ``directory``: ``chaoskit/<dirname>:<digest of its files>``.
+
+    The tag is a digest of every file under the directory (``__pycache__`` aside),
+    so an unchanged directory is never rebuilt and a changed one always is. A
+    directory name Docker would refuse as a repository (upper case, spaces) is
+    lower-cased and its other characters become ``-``.
     """
-    if not (directory / "Dockerfile").is_file():
-        raise ProvisionError(f"{directory} has no Dockerfile")
+    directory = directory.resolve()
     digest = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(path.relative_to(directory)).encode() + b"\0" + path.read_bytes() + b"\0")
-    tag = f"chaoskit/{directory.name}:{digest.hexdigest()[:12]}"
-    if image_exists(tag):
-        return tag
+    repository = re.sub(r"[^a-z0-9._-]+", "-", directory.name.lower()).strip("._-") or "image"
+    return f"chaoskit/{repository}:{digest.hexdigest()[:12]}"
+
+
+def build_image(directory: Path, tag: str | None = None) -> str:
+    """Build the image of ``directory`` on chaoskit's base image; return its name.
+
+    The directory holds a Dockerfile that starts with ``ARG BASE`` and ``FROM
+    $BASE``: the build passes ``--build-arg BASE=`` :data:`BASE_IMAGE`, a
+    minimal Debian with python3, so it needs no registry. Without ``tag`` the
+    name is :func:`image_tag` and an image already built from the same files
+    is used as it is; with one, the image is built every time (Docker's layer
+    cache makes an unchanged build quick). The build's output goes to its own
+    log under the cache's ``logs/``; a failed build raises ProvisionError on
+    one line with the log's last lines and its path.
+    """
+    dockerfile = directory / "Dockerfile"
+    if not dockerfile.is_file():
+        raise ProvisionError(f"{directory} has no Dockerfile")
+    name = tag or image_tag(directory)
+    if tag is None and image_exists(name):
+        say(f"image {name}: present (built from the same files)")
+        return name
     build_base_image()
-    run_logged(
-        ["docker", "build", "-q", "--build-arg", f"BASE={BASE_IMAGE}", "-t", tag, str(directory)],
-        _log(),
-        what=f"building image {tag}",
-        env={"DOCKER_BUILDKIT": "0"},
-        timeout=600,
-    )
-    return tag
+    log = cache.root() / "logs" / f"build-{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}.log"
+    log.unlink(missing_ok=True)  # the log holds this build alone, so its tail is this build's
+    try:
+        run_logged(  # --force-rm: a failed step's container goes too, not only those of steps that passed
+            ["docker", "build", "--force-rm", "--build-arg", f"BASE={BASE_IMAGE}", "-t", name, str(directory)],
+            log,
+            what=f"building image {name} from {directory}",
+            env={"DOCKER_BUILDKIT": "0"},
+            timeout=BUILD_TIMEOUT,
+        )
+    except ProvisionError:  # a timeout is a CommandTimedOut, which names the log already
+        tail = " | ".join(line.strip()[:200] for line in _tail_lines(log, 3))
+        hint = ""
+        if not re.search(r"^\s*ARG\s+BASE\b", dockerfile.read_text(errors="replace"), re.MULTILINE | re.IGNORECASE):
+            hint = (
+                " (where no registry can be reached, start the Dockerfile with 'ARG BASE' and 'FROM $BASE', "
+                "chaoskit's base image)"
+            )
+        raise ProvisionError(f"docker build of {directory} failed: {tail}; full log: {log}{hint}") from None
+    return name
+
+
+def _tail_lines(log: Path, count: int) -> list[str]:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return []
+    return lines[-count:]
+
+
+def build_fixture_image(directory: Path) -> str:
+    """Build the image of a system under test in ``fixtures/`` (see :func:`build_image`)."""
+    return build_image(directory)

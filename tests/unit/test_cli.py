@@ -95,3 +95,196 @@ def test_cluster_down_of_a_cluster_with_every_fault_settled_drops_its_ledger_qui
     assert cli.main(["cluster", "down", "--name", "ck-unit"]) == 0
     assert not ledger.path.exists()
     assert capsys.readouterr().err == ""
+
+
+# --- chaoskit image build / load ----------------------------------------------------------
+
+
+def test_argument_errors_are_one_line_naming_the_help_that_shows_the_usage():
+    line = one_line_error(chaoskit("image", "build"))
+    assert line == "chaoskit: error: the following arguments are required: DIR (see 'chaoskit image build --help')"
+    line = one_line_error(chaoskit("image", "load"))
+    assert line == "chaoskit: error: the following arguments are required: IMAGE (see 'chaoskit image load --help')"
+    line = one_line_error(chaoskit("image", "push", "x"))
+    assert line.startswith("chaoskit: error: argument ACTION: invalid choice: 'push'"), line
+    assert line.endswith("(see 'chaoskit image --help')")
+
+
+def test_image_help_shows_the_base_image_rule_and_examples():
+    build = chaoskit("image", "build", "--help")
+    assert build.returncode == 0
+    assert "    ARG BASE\n    FROM $BASE\n" in build.stdout  # the epilog keeps its layout
+    assert "chaoskit image build ./myapp --tag myapp:dev" in build.stdout
+    assert "python3" in build.stdout and "bookworm" in build.stdout
+    load = chaoskit("image", "load", "--help")
+    assert load.returncode == 0
+    assert "chaoskit image load myapp:dev redis:7 --name chaoskit" in load.stdout
+    assert "imagePullPolicy: IfNotPresent" in load.stdout
+
+
+def test_image_build_of_a_directory_that_does_not_exist(tmp_path):
+    line = one_line_error(chaoskit("image", "build", str(tmp_path / "nope")))
+    assert (
+        line
+        == f"chaoskit: error: there is no directory {tmp_path / 'nope'}: give the directory that holds your Dockerfile"
+    )
+
+
+def test_image_build_of_a_file_or_a_directory_without_a_dockerfile(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    line = one_line_error(chaoskit("image", "build", str(tmp_path / "notes.txt")))
+    assert "is not a directory: give the directory that holds your Dockerfile" in line
+    line = one_line_error(chaoskit("image", "build", str(tmp_path)))
+    assert line == (
+        f"chaoskit: error: {tmp_path} has no Dockerfile: write one that starts with 'ARG BASE' and 'FROM $BASE' "
+        "(chaoskit's base image, a minimal Debian with python3)"
+    )
+
+
+def test_image_build_with_a_tag_docker_would_refuse(tmp_path):
+    (tmp_path / "Dockerfile").write_text("ARG BASE\nFROM $BASE\n")
+    line = one_line_error(chaoskit("image", "build", str(tmp_path), "--tag", "My App"))
+    assert "'My App' is not an image name" in line and "myapp:1" in line
+
+
+def test_image_build_and_load_without_a_docker_daemon(tmp_path):
+    (tmp_path / "Dockerfile").write_text("ARG BASE\nFROM $BASE\n")
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}
+    for args in (("image", "build", str(tmp_path)), ("image", "load", "myapp:1")):
+        line = one_line_error(chaoskit(*args, env=env))
+        assert "the Docker daemon is not running" in line, line
+
+
+def test_image_load_into_an_existing_cluster_says_to_push_it_to_a_registry():
+    line = one_line_error(chaoskit("image", "load", "myapp", "--provider", "existing", "--context", "prod"))
+    assert line == (
+        "chaoskit: error: cannot load myapp:latest into an existing cluster: chaoskit loads images only into kind "
+        "clusters; push it to a registry the cluster pulls from and use that name in your manifests"
+    )
+
+
+class FakeKind:
+    """The Docker images and kind nodes the image commands see; only the adapters' functions are replaced."""
+
+    NAME = "ck-unit"
+
+    def __init__(self, monkeypatch, tmp_path, nodes=("ck-unit-control-plane", "ck-unit-worker", "ck-unit-worker2")):
+        from chaoskit.adapters import docker, kind
+
+        monkeypatch.setenv("CHAOSKIT_CACHE", str(tmp_path))
+        self.local: dict[str, str] = {}
+        self.on_node: dict[str, dict[str, str]] = {node: {} for node in nodes}
+        self.states = dict.fromkeys(nodes, "running")
+        self.clusters = [self.NAME]
+        self.loads: list[tuple[str, tuple[str, ...]]] = []
+        monkeypatch.setattr(docker, "require_daemon", lambda: None)
+        monkeypatch.setattr(docker, "containers", self._containers)
+        monkeypatch.setattr(kind, "clusters", lambda: list(self.clusters))
+        monkeypatch.setattr(kind, "write_kubeconfig", lambda name, path: path.write_text("unit"))
+        monkeypatch.setattr(kind, "local_image_id", self.local.get)
+        monkeypatch.setattr(kind, "node_image_id", lambda node, image: self.on_node[node].get(image))
+        monkeypatch.setattr(kind, "load_image", self._load)
+
+    def _containers(self, label, timeout=30):
+        from chaoskit.adapters import docker
+
+        role = {True: "control-plane", False: "worker"}
+        return [
+            docker.Container(
+                name=node,
+                image="chaoskit/node:unit",
+                state=self.states[node],
+                labels={docker.KIND_CLUSTER_LABEL: self.NAME, docker.KIND_ROLE_LABEL: role[node.endswith("plane")]},
+                volumes=(),
+                networks=(),
+                started_at=1000.0,
+            )
+            for node in self.on_node
+        ]
+
+    def _load(self, name, image, log, nodes=()):
+        assert name == self.NAME
+        self.loads.append((image, tuple(nodes)))
+        for node in nodes or self.on_node:
+            self.on_node[node][image] = self.local[image]
+
+
+def test_image_load_copies_each_image_to_the_nodes_that_lack_it_and_skips_the_rest(monkeypatch, tmp_path, capsys):
+    world = FakeKind(monkeypatch, tmp_path)
+    world.local |= {"chaoskit/app:1": "sha256:a1", "redis:7": "sha256:r7", "myapp:latest": "sha256:m2"}
+    for node in world.on_node:
+        world.on_node[node]["redis:7"] = "sha256:r7"  # on every node: skipped
+        world.on_node[node]["myapp:latest"] = "sha256:m1"  # rebuilt under the same name since: loaded again
+    world.on_node["ck-unit-worker"]["chaoskit/app:1"] = "sha256:a1"
+
+    assert cli.main(["image", "load", "chaoskit/app:1", "redis:7", "myapp", "--name", "ck-unit"]) == 0
+    assert world.loads == [
+        ("chaoskit/app:1", ("ck-unit-control-plane", "ck-unit-worker2")),
+        ("myapp:latest", ("ck-unit-control-plane", "ck-unit-worker", "ck-unit-worker2")),
+    ]
+    captured = capsys.readouterr()
+    assert captured.out == "3 image(s) on every node of ck-unit: chaoskit/app:1, redis:7, myapp:latest\n"
+    assert captured.err.splitlines() == [
+        "[chaoskit] image chaoskit/app:1: loaded into 2 node(s) of ck-unit (ck-unit-control-plane, ck-unit-worker2)",
+        "[chaoskit] image redis:7: already on every node of ck-unit, skipped",
+        "[chaoskit] image myapp:latest: loaded into 3 node(s) of ck-unit "
+        "(ck-unit-control-plane, ck-unit-worker, ck-unit-worker2)",
+    ]
+
+
+def test_image_load_of_an_image_docker_lacks_loads_nothing(monkeypatch, tmp_path, capsys):
+    world = FakeKind(monkeypatch, tmp_path)
+    world.local["chaoskit/app:1"] = "sha256:a1"
+    assert cli.main(["image", "load", "chaoskit/app:1", "chaoskit/typo:1", "--name", "ck-unit"]) == 2
+    assert world.loads == []  # not even the image that exists: a typo must not leave half a load
+    assert capsys.readouterr().err == (
+        "chaoskit: error: there is no local image chaoskit/typo:1: build it with 'chaoskit image build DIR' "
+        "or 'docker pull chaoskit/typo:1' first\n"
+    )
+
+
+def test_image_load_into_a_cluster_that_does_not_exist(monkeypatch, tmp_path, capsys):
+    world = FakeKind(monkeypatch, tmp_path)
+    world.local["chaoskit/app:1"] = "sha256:a1"
+    world.clusters = []
+    assert cli.main(["image", "load", "chaoskit/app:1", "--name", "ck-unit"]) == 2
+    assert capsys.readouterr().err == (
+        "chaoskit: error: there is no kind cluster named ck-unit: create it with 'chaoskit cluster up --name ck-unit'\n"
+    )
+    assert cli.main(["image", "load", "chaoskit/app:1"]) == 2
+    assert "create it with 'chaoskit cluster up'\n" in capsys.readouterr().err
+
+
+def test_image_load_into_a_cluster_with_a_stopped_node(monkeypatch, tmp_path, capsys):
+    world = FakeKind(monkeypatch, tmp_path)
+    world.local["chaoskit/app:1"] = "sha256:a1"
+    world.states["ck-unit-worker2"] = "exited"
+    assert cli.main(["image", "load", "chaoskit/app:1", "--name", "ck-unit"]) == 2
+    assert world.loads == []
+    assert capsys.readouterr().err == (
+        "chaoskit: error: cannot load chaoskit/app:1 into cluster ck-unit: node ck-unit-worker2 is exited; "
+        "run 'chaoskit cluster up --name ck-unit', which starts it\n"
+    )
+
+
+def test_image_build_prints_the_image_name_alone_on_stdout(monkeypatch, tmp_path, capsys):
+    from chaoskit.adapters import docker
+    from chaoskit.provision import images
+
+    built = []
+    monkeypatch.setenv("CHAOSKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(docker, "require_daemon", lambda: None)
+    monkeypatch.setattr(images, "image_exists", lambda name: False)
+    monkeypatch.setattr(images, "build_base_image", lambda: None)
+    monkeypatch.setattr(images, "run_logged", lambda args, log, **options: built.append(args))
+    app = tmp_path / "My App"
+    app.mkdir()
+    (app / "Dockerfile").write_text("ARG BASE\nFROM $BASE\n")
+
+    assert cli.main(["image", "build", str(app)]) == 0
+    name = capsys.readouterr().out.strip()
+    assert name.startswith("chaoskit/my-app:") and len(name.split(":")[1]) == 12
+    assert cli.main(["image", "build", str(app), "--tag", "registry.local:5000/team/app"]) == 0
+    assert capsys.readouterr().out == "registry.local:5000/team/app:latest\n"
+    assert [args[args.index("-t") + 1] for args in built] == [name, "registry.local:5000/team/app:latest"]
+    assert all(f"BASE={images.BASE_IMAGE}" in args for args in built)
