@@ -37,6 +37,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,81 +59,141 @@ from chaoskit.report import ExperimentResult, repeat_stats, write_reports
 from chaoskit.slo import Objective
 
 
+@dataclass(frozen=True)
+class _Setting:
+    """One option of the plugin: ``--chaos-<name>`` on the command line, ``chaos_<name>`` in the ini file."""
+
+    name: str
+    help: str
+    kind: str = "string"
+    """``string``, ``int``, ``float``, ``bool`` or ``list`` (repeatable)."""
+    default: Any = None
+    old: str | None = None
+    """The spelling before the ``--chaos-`` prefix, accepted with a deprecation warning for one release."""
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return f"--chaos-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return f"chaos_{self.name.replace('-', '_')}"
+
+
+_SETTINGS = (
+    _Setting("provider", f"cluster provider: {', '.join(PROVIDERS)} (default: kind)", default="kind"),
+    _Setting("cluster-name", "kind cluster name (default: chaoskit)", default="chaoskit", old="--cluster-name"),
+    _Setting("workers", "kind worker nodes (default: 2)", "int", 2, old="--workers"),
+    _Setting("node-image", "force a kind node image", old="--node-image"),
+    _Setting("kube-context", "kubeconfig context (existing provider)", old="--kube-context"),
+    _Setting("kubeconfig", "kubeconfig file (existing provider)", old="--kubeconfig"),
+    _Setting(
+        "keep-cluster", "keep a cluster this session created (default: delete it)", "bool", False, "--keep-cluster"
+    ),
+    _Setting("dry-run", "plan faults and report them; inject nothing", "bool", False),
+    _Setting("allow-context", "allow faults in this non-kind context (repeatable)", "list", (), metavar="CONTEXT"),
+    _Setting(
+        "allow-namespace",
+        "allow faults in this protected namespace, such as kube-system (repeatable)",
+        "list",
+        (),
+        metavar="NAMESPACE",
+    ),
+    _Setting("allow-control-plane", "allow node faults (drain, failure) on control-plane nodes", "bool", False),
+    _Setting(
+        "repeat",
+        "run each experiment N times and report the spread of its recovery times (default: 1)",
+        "int",
+        1,
+        metavar="N",
+    ),
+    _Setting(
+        "report-dir",
+        "where experiments write chaoskit-journal.json and chaoskit-report.html (default: reports)",
+        default="reports",
+    ),
+    _Setting("max-share", "largest share of matching pods or nodes one fault may touch (default: 0.5)", "float", 0.5),
+)
+_BY_NAME = {s.name: s for s in _SETTINGS}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chaoskit", "chaos and resilience testing")
-    group.addoption(
-        "--chaos-provider", default="kind", help=f"cluster provider: {', '.join(PROVIDERS)} (default: kind)"
-    )
-    group.addoption("--cluster-name", default="chaoskit", help="kind cluster name (default: chaoskit)")
-    group.addoption("--workers", type=int, default=2, help="kind worker nodes (default: 2)")
-    group.addoption("--node-image", default=None, help="force a kind node image")
-    group.addoption("--kube-context", default=None, help="kubeconfig context (existing provider)")
-    group.addoption("--kubeconfig", default=None, help="kubeconfig file (existing provider)")
-    group.addoption(
-        "--keep-cluster", action="store_true", help="keep a cluster this session created (default: delete it)"
-    )
-    group.addoption("--chaos-dry-run", action="store_true", help="plan faults and report them; inject nothing")
-    group.addoption(
-        "--chaos-allow-context",
-        action="append",
-        default=[],
-        metavar="CONTEXT",
-        help="allow faults in this non-kind context (repeatable)",
-    )
-    group.addoption(
-        "--chaos-allow-namespace",
-        action="append",
-        default=[],
-        metavar="NAMESPACE",
-        help="allow faults in this protected namespace, such as kube-system (repeatable)",
-    )
-    group.addoption(
-        "--chaos-allow-control-plane",
-        action="store_true",
-        help="allow node faults (drain, failure) on control-plane nodes",
-    )
-    group.addoption(
-        "--chaos-repeat",
-        type=int,
-        default=1,
-        metavar="N",
-        help="run each experiment N times and report the spread of its recovery times (default: 1)",
-    )
-    group.addoption(
-        "--chaos-report-dir",
-        default="reports",
-        help="where experiments write chaoskit-journal.json and chaoskit-report.html (default: reports)",
-    )
-    group.addoption(
-        "--chaos-max-share",
-        type=float,
-        default=0.5,
-        help="largest share of matching pods or nodes one fault may touch (default: 0.5)",
-    )
+    for setting in _SETTINGS:
+        names = [setting.flag, *([setting.old] if setting.old else [])]
+        ini_help = f"{setting.help} (the ini twin of {setting.flag})"
+        if setting.kind == "bool":
+            group.addoption(*names, dest=setting.dest, action="store_true", default=None, help=setting.help)
+            parser.addini(setting.dest, ini_help, type="bool", default=setting.default)
+        elif setting.kind == "list":
+            group.addoption(
+                *names, dest=setting.dest, action="append", default=None, metavar=setting.metavar, help=setting.help
+            )
+            parser.addini(setting.dest, ini_help, type="linelist", default=list(setting.default))
+        else:
+            convert = {"int": int, "float": float}.get(setting.kind, str)
+            group.addoption(
+                *names, dest=setting.dest, type=convert, default=None, metavar=setting.metavar, help=setting.help
+            )
+            parser.addini(setting.dest, ini_help, type="string", default="")
+
+
+def setting(config: pytest.Config, name: str) -> Any:
+    """An option's value: the command line's, else the ini file's (``chaos_<name>``), else its default."""
+    spec = _BY_NAME[name]
+    given = config.getoption(spec.dest)
+    if given is not None:
+        return tuple(given) if spec.kind == "list" else given
+    ini = config.getini(spec.dest)
+    if spec.kind == "bool":
+        return bool(ini)
+    if spec.kind == "list":
+        return tuple(ini)
+    if ini in ("", None):
+        return spec.default
+    try:
+        return {"int": int, "float": float}.get(spec.kind, str)(ini)
+    except ValueError:
+        raise pytest.UsageError(
+            f"ini option {spec.dest} = {ini!r} is not a{'n' if spec.kind == 'int' else ''} {spec.kind}"
+        ) from None
+
+
+def _warn_old_spellings(config: pytest.Config) -> None:
+    for spec in _SETTINGS:
+        if spec.old and any(arg == spec.old or arg.startswith(f"{spec.old}=") for arg in config.invocation_params.args):
+            config.issue_config_time_warning(
+                pytest.PytestDeprecationWarning(
+                    f"{spec.old} is now {spec.flag}; the old spelling goes in the next release"
+                ),
+                stacklevel=2,
+            )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs a real Kubernetes cluster")
-    provider = config.getoption("--chaos-provider")
+    _warn_old_spellings(config)
+    provider = setting(config, "provider")
     if provider not in PROVIDERS:
         raise pytest.UsageError(
             f"--chaos-provider={provider!r} is unknown: use one of {', '.join(PROVIDERS)} "
             "(for example --chaos-provider=kind)"
         )
-    if provider == "existing" and config.getoption("--kube-context") is None:
+    if provider == "existing" and setting(config, "kube-context") is None:
         raise pytest.UsageError(
-            "--chaos-provider=existing needs --kube-context=NAME (see 'kubectl config get-contexts')"
+            "--chaos-provider=existing needs --chaos-kube-context=NAME (see 'kubectl config get-contexts')"
         )
-    if config.getoption("--chaos-repeat") < 1:
-        raise pytest.UsageError(f"--chaos-repeat must be 1 or more, not {config.getoption('--chaos-repeat')}")
+    if setting(config, "repeat") < 1:
+        raise pytest.UsageError(f"--chaos-repeat must be 1 or more, not {setting(config, 'repeat')}")
     try:
         config.stash[_SPEC] = _spec(config)
         config.stash[_SAFETY] = Safety(
-            allowed_contexts=tuple(config.getoption("--chaos-allow-context")),
-            allowed_namespaces=tuple(config.getoption("--chaos-allow-namespace")),
-            allow_control_plane=config.getoption("--chaos-allow-control-plane"),
-            max_share=config.getoption("--chaos-max-share"),
-            dry_run=config.getoption("--chaos-dry-run"),
+            allowed_contexts=setting(config, "allow-context"),
+            allowed_namespaces=setting(config, "allow-namespace"),
+            allow_control_plane=setting(config, "allow-control-plane"),
+            max_share=setting(config, "max-share"),
+            dry_run=setting(config, "dry-run"),
         )
     except ChaoskitError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -146,19 +207,19 @@ _RESULTS = pytest.StashKey[list[ExperimentResult]]()
 
 
 def _spec(config: pytest.Config) -> ClusterSpec:
-    kubeconfig = config.getoption("--kubeconfig")
+    kubeconfig = setting(config, "kubeconfig")
     return ClusterSpec(
-        provider=config.getoption("--chaos-provider"),
-        name=config.getoption("--cluster-name"),
-        workers=config.getoption("--workers"),
-        node_image=config.getoption("--node-image"),
+        provider=setting(config, "provider"),
+        name=setting(config, "cluster-name"),
+        workers=setting(config, "workers"),
+        node_image=setting(config, "node-image"),
         kubeconfig=Path(kubeconfig) if kubeconfig else None,
-        context=config.getoption("--kube-context"),
+        context=setting(config, "kube-context"),
     )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    repeat: int = metafunc.config.getoption("--chaos-repeat")
+    repeat: int = setting(metafunc.config, "repeat")
     if repeat > 1 and "chaos_repeat_index" in metafunc.fixturenames:
         metafunc.parametrize(
             "chaos_repeat_index", range(repeat), indirect=True, ids=[f"run{i + 1}of{repeat}" for i in range(repeat)]
@@ -202,7 +263,7 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
     if result.failed:
         pytest.fail(f"faults left by an earlier run could not be undone: {'; '.join(result.failed)}", pytrace=False)
     yield handle
-    if handle.created and not pytestconfig.getoption("--keep-cluster"):
+    if handle.created and not setting(pytestconfig, "keep-cluster"):
         provider.down(spec)
         Ledger(handle.name).clear()  # its faults went with it
 
@@ -329,7 +390,7 @@ def experiment(
 ) -> Callable[..., Experiment]:
     """Make an experiment bound to this test's ``chaos``; its result is reported when it ends."""
     results = pytestconfig.stash[_RESULTS]
-    directory = Path(pytestconfig.getoption("--chaos-report-dir"))
+    directory = Path(setting(pytestconfig, "report-dir"))
 
     def report(result: ExperimentResult) -> None:
         results.append(result)
@@ -372,5 +433,5 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
     for stats in repeat_stats(results):
         terminalreporter.line(stats.line())
-    directory = Path(config.getoption("--chaos-report-dir"))
+    directory = Path(setting(config, "report-dir"))
     terminalreporter.line(f"reports: {directory / 'chaoskit-report.html'}, {directory / 'chaoskit-journal.json'}")

@@ -171,7 +171,12 @@ def test_the_cluster_fixture_never_deletes_a_cluster_it_did_not_create(machine, 
         """
     )
     result = pytester.runpytest_inprocess(
-        "-s", "-p", "no:cacheprovider", f"--cluster-name={NAME}", "--workers=2", f"--node-image={IMAGE}"
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        f"--chaos-cluster-name={NAME}",
+        "--chaos-workers=2",
+        f"--chaos-node-image={IMAGE}",
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*CREATED=False*"])
@@ -183,7 +188,7 @@ def test_the_cluster_fixture_fails_in_one_line_on_an_unhealthy_cluster(machine, 
     machine.healthy = False
     pytester.makepyfile("def test_uses_it(cluster):\n    pass\n")
     result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", f"--cluster-name={NAME}", "--workers=2", f"--node-image={IMAGE}"
+        "-p", "no:cacheprovider", f"--chaos-cluster-name={NAME}", "--chaos-workers=2", f"--chaos-node-image={IMAGE}"
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(

@@ -21,7 +21,7 @@ def test_unknown_provider_is_a_usage_error_with_the_fix(pytester):
 def test_existing_provider_needs_a_context(pytester):
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest("--chaos-provider=existing")
-    result.stderr.fnmatch_lines(["*--chaos-provider=existing needs --kube-context=NAME*"])
+    result.stderr.fnmatch_lines(["*--chaos-provider=existing needs --chaos-kube-context=NAME*"])
 
 
 def test_cluster_tests_are_marked_and_can_be_deselected(pytester):
@@ -40,7 +40,7 @@ def test_cluster_tests_are_marked_and_can_be_deselected(pytester):
 
 def test_options_are_registered(pytester):
     result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines(["*chaos and resilience testing*", "*--chaos-provider*", "*--keep-cluster*"])
+    result.stdout.fnmatch_lines(["*chaos and resilience testing*", "*--chaos-provider*", "*--chaos-keep-cluster*"])
 
 
 def test_chaos_repeat_runs_each_experiment_n_times(pytester):
@@ -168,3 +168,47 @@ def test_the_options_the_safety_messages_name_exist_and_lift_exactly_those_rules
     )
     result = pytester.runpytest("--chaos-allow-namespace=kube-system", "--chaos-allow-control-plane")
     result.assert_outcomes(passed=1)
+
+
+def test_every_option_has_an_ini_twin_and_the_command_line_wins(pytester):
+    pytester.makeini(
+        """
+        [pytest]
+        chaos_workers = 4
+        chaos_report_dir = from-ini
+        chaos_allow_namespace =
+            kube-system
+            kube-public
+        chaos_dry_run = true
+        chaos_max_share = 0.25
+        """
+    )
+    pytester.makepyfile(
+        """
+        from chaoskit.plugin import setting
+
+        def test_settings(pytestconfig):
+            assert setting(pytestconfig, "workers") == 4
+            assert setting(pytestconfig, "allow-namespace") == ("kube-system", "kube-public")
+            assert setting(pytestconfig, "dry-run") is True
+            assert setting(pytestconfig, "max-share") == 0.25
+            assert setting(pytestconfig, "report-dir") == "from-cli"
+            assert setting(pytestconfig, "cluster-name") == "chaoskit"
+        """
+    )
+    pytester.runpytest("--chaos-report-dir=from-cli").assert_outcomes(passed=1)
+
+
+def test_old_spellings_still_work_for_one_release_with_a_warning(pytester):
+    pytester.makepyfile(
+        """
+        from chaoskit.plugin import setting
+
+        def test_settings(pytestconfig):
+            assert setting(pytestconfig, "workers") == 3 and setting(pytestconfig, "cluster-name") == "old"
+        """
+    )
+    result = pytester.runpytest("--workers=3", "--cluster-name", "old")
+    result.assert_outcomes(passed=1)
+    for line in ("*--workers is now --chaos-workers*", "*--cluster-name is now --chaos-cluster-name*"):
+        result.stdout.fnmatch_lines([line])
