@@ -23,54 +23,25 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fixtures"))
 
-from workloads import bench_cluster, deploy_web, free_node_port, scratch_namespace, wait_endpoints, wait_web  # noqa: E402
+from workloads import (  # noqa: E402
+    ReadyPoller,
+    bench_cluster,
+    deploy_web,
+    free_node_port,
+    scratch_namespace,
+    wait_endpoints,
+    wait_web,
+)
 
-from chaoskit.adapters.kube import Kube  # noqa: E402
 from chaoskit.chaos import Chaos  # noqa: E402
 
-POLL_S = 0.05
 REPLICAS = 3
-
-
-class ReadyPoller(threading.Thread):
-    """The ground truth: the Deployment's ready count, read every 50 ms, stamped when each answer arrived."""
-
-    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
-        super().__init__(name="ground-truth", daemon=True)
-        self.kube, self.namespace, self.name = kube, namespace, name
-        self.samples: list[tuple[float, int]] = []
-        self.stopping = threading.Event()
-        self.errors = 0
-
-    def run(self) -> None:
-        # A fixed-rate poll on purpose: it is the yardstick the watch is measured against.
-        while not self.stopping.wait(POLL_S):
-            try:
-                dep = self.kube.apps.read_namespaced_deployment_status(self.name, self.namespace, _request_timeout=2.0)
-            except Exception:
-                self.errors += 1
-                continue
-            ready = dep.status.ready_replicas if dep.status is not None else None
-            self.samples.append((time.monotonic(), ready or 0))
-
-    def whole_again(self, since: float) -> float | None:
-        """The first sample after ``since`` with every replica ready, after one with fewer."""
-        lost = False
-        for at, ready in self.samples:
-            if at < since:
-                continue
-            if ready < REPLICAS:
-                lost = True
-            elif lost:
-                return at
-        return None
 
 
 def line(name: str, values: list[float], unit: str = "s") -> str:
@@ -96,9 +67,7 @@ def main() -> None:
         for i in range(runs):
             wait_web(kube, ns)
             wait_endpoints(kube, ns, "web", REPLICAS)
-            poller = ReadyPoller(truth_kube, ns, "web")
-            poller.start()
-            try:
+            with ReadyPoller(truth_kube, ns, "web").running() as poller:
                 with chaos.recovery_watch(ns, "web", service="web") as watch:
                     with chaos.pod_kill(ns, "app=web", grace_seconds=0) as record:
                         pass
@@ -106,11 +75,7 @@ def main() -> None:
                     recovery = watch.wait_recovered(record.injected_mono, timeout=120)
                     leaving = time.monotonic()
                 closed = time.monotonic()
-            finally:
-                time.sleep(0.3)  # let the ground truth catch up past the recovery
-                poller.stopping.set()
-                poller.join()
-            truth_at = poller.whole_again(record.injected_mono)
+            truth_at = poller.lost_and_whole(record.injected_mono, REPLICAS)[1]
             if recovery.seconds is None or truth_at is None:
                 print(f"run {i + 1}: no recovery seen (watch {recovery}, ground truth {truth_at})", flush=True)
                 continue

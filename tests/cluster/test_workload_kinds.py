@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from workloads import spread, web_objects
+from workloads import ReadyPoller, spread, web_objects
 
 from chaoskit.adapters.kube import Kube, workload_counts
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import Cluster
 from chaoskit.observe import RecoveryWatch
 
-POLL_S = 0.05
 AGREEMENT_S = 0.5
 
 
@@ -116,52 +113,10 @@ def wait_whole(watch: RecoveryWatch, endpoints: int, timeout: float = 180) -> No
     assert watch.wait_until(whole, timeout), f"not whole within {timeout:g} s: {watch.events[-6:]}"
 
 
-class ReadyPoller(threading.Thread):
-    """The ground truth: the StatefulSet's readyReplicas, read every 50 ms through an API client of its own."""
-
-    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
-        super().__init__(name="ground-truth", daemon=True)
-        self.kube, self.namespace, self.name = kube, namespace, name
-        self.samples: list[tuple[float, int]] = []
-        self.stopping = threading.Event()
-        self.errors = 0
-
-    def run(self) -> None:
-        # A fixed-rate poll on purpose: it is the yardstick the watch is measured against.
-        while not self.stopping.wait(POLL_S):
-            try:
-                sts = self.kube.apps.read_namespaced_stateful_set_status(
-                    self.name, self.namespace, _request_timeout=2.0
-                )
-            except Exception:
-                self.errors += 1
-                continue
-            self.samples.append((time.monotonic(), (sts.status.ready_replicas if sts.status else 0) or 0))
-
-    def lost_and_whole(self, since: float, replicas: int) -> tuple[float | None, float | None]:
-        """The first sample after ``since`` with fewer ready, and the first with all ready after it."""
-        lost = None
-        for at, ready in self.samples:
-            if at < since:
-                continue
-            if lost is None and ready < replicas:
-                lost = at
-            elif lost is not None and ready >= replicas:
-                return lost, at
-        return lost, None
-
-
 @contextmanager
 def polling(cluster: Cluster, namespace: str, name: str) -> Iterator[ReadyPoller]:
-    with cluster.kube() as kube:
-        poller = ReadyPoller(kube, namespace, name)
-        poller.start()
-        try:
-            yield poller
-        finally:
-            time.sleep(0.3)  # let the ground truth catch up past the recovery
-            poller.stopping.set()
-            poller.join()
+    with cluster.kube() as kube, ReadyPoller(kube, namespace, name, kind="StatefulSet").running() as poller:
+        yield poller
 
 
 def test_a_statefulset_pod_kill_is_measured_from_the_statefulset_and_its_endpoint_slices(
