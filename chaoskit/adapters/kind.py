@@ -100,23 +100,3 @@ def containerd_ref(image: str) -> str:
     if rest and ("." in first or ":" in first or first == "localhost"):
         return image  # it names its registry
     return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
-
-
-def images_on_nodes(name: str) -> set[str]:
-    """Images present on every node of the cluster (by ``repo:tag``)."""
-    from chaoskit.adapters import docker
-
-    common: set[str] | None = None
-    for node in docker.containers(f"{docker.KIND_CLUSTER_LABEL}={name}"):
-        listing = docker.run_in(node.name, ["ctr", "-n", "k8s.io", "images", "ls", "-q"], timeout=60)
-        names = {_short(line) for line in listing.stdout.split()} if listing.code == 0 else set()
-        common = names if common is None else common & names
-    return common or set()
-
-
-def _short(ref: str) -> str:
-    # ctr lists docker.io/library/x:tag and docker.io/chaoskit/x:tag; docker names them without the registry.
-    for prefix in ("docker.io/library/", "docker.io/"):
-        if ref.startswith(prefix):
-            return ref[len(prefix) :]
-    return ref

@@ -122,13 +122,6 @@ def on_nodes(groups: dict[str, T], work: Callable[[str, T], R]) -> dict[str, R]:
         return {node: future.result() for node, future in futures.items()}
 
 
-def by_node(namespaces: Iterable[Netns]) -> dict[str, list[Netns]]:
-    groups: dict[str, list[Netns]] = {}
-    for ns in namespaces:
-        groups.setdefault(ns.node, []).append(ns)
-    return groups
-
-
 def locate(pod: Any, container: str | None = None) -> PodProcess:
     """Find a running pod's container (the first one unless named) on its node."""
     return locate_all([pod], container)[0]
