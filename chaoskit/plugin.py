@@ -46,12 +46,12 @@ import pytest
 from chaoskit.adapters.kube import Kube
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
-from chaoskit.errors import ChaoskitError, FaultUndoFailed, FaultUnsupported
+from chaoskit.errors import ChaoskitError, FaultUnsupported
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults import signals
-from chaoskit.faults.base import Fault, FaultRecord, Safety, undo_and_prove
+from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.ledger import Ledger
-from chaoskit.faults.sweeper import sweep
+from chaoskit.faults.sweeper import sweep, undo_entry
 from chaoskit.load import LoadSpec
 from chaoskit.namespaces import owned_namespace, sweep_namespaces
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
@@ -343,14 +343,10 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
     left: list[str] = []
     still: list[str] = []
     for entry in mine:
-        with signals.deferred(f"undoing {entry.fault_id}"):
-            try:
-                undo_and_prove(Fault.registry[entry.kind], cluster, kube, entry.fault_id, entry.undo)
-            except FaultUndoFailed as exc:
-                still.append(str(exc))
-                continue
-            ledger.settle(entry.fault_id)
-        if entry.fault_id not in unproven:
+        how, text = undo_entry(cluster, kube, ledger, entry)
+        if how == "failed":
+            still.append(text)
+        elif entry.fault_id not in unproven:
             left.append(entry.fault_id)
     if still:
         pytest.fail(

@@ -50,6 +50,7 @@ from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import (
     COMMENT_PREFIX,
+    SHOW_ROOT,
     Netns,
     PodProcess,
     comment_rules,
@@ -118,16 +119,25 @@ class _PodNetworkFault(Fault):
         The fault takes effect when every rule is in place (stamped here, used by
         :meth:`verify`); the probe that follows confirms it.
         """
-        outcomes = run_everywhere([(p.netns, insert_snippet(r, self.comment)) for p, r in rules.items()])
+        outputs = self._apply({p: insert_snippet(r, self.comment) for p, r in rules.items()}, "inserting rules into")
         for p, wanted in rules.items():
-            outcome = outcomes[p.netns]
-            if outcome.gone or outcome.code != 0:
-                why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {outcome.output[-300:]}"
-                raise FaultNotEffective(f"{self.kind}: inserting rules into {p.netns} failed ({why})")
-            found = len(comment_rules(outcome.output, self.comment))
+            found = len(comment_rules(outputs[p], self.comment))
             if found != len(wanted):
                 raise FaultNotEffective(f"{self.kind}: {found} of {len(wanted)} rules found in {p.netns}")
         self._in_place_mono = time.monotonic()
+
+    def _apply(self, snippets: dict[PodProcess, str], doing: str) -> dict[PodProcess, str]:
+        """Run each pod's snippet (one exec per node, the nodes in parallel); each one's output.
+
+        A namespace that is gone, or a snippet that fails, means the fault is not in place there.
+        """
+        outcomes = run_everywhere([(p.netns, snippet) for p, snippet in snippets.items()])
+        for p in snippets:
+            outcome = outcomes[p.netns]
+            if outcome.gone or outcome.code != 0:
+                why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {outcome.output[-300:]}"
+                raise FaultNotEffective(f"{self.kind}: {doing} {p.netns} failed ({why})")
+        return {p: outcomes[p.netns].output for p in snippets}
 
     @classmethod
     def _namespaces(cls, undo: dict[str, Any]) -> list[Netns]:
@@ -407,13 +417,11 @@ class _QdiscFault(_PodNetworkFault):
     def _add(self, *parameters: str) -> None:
         """Add the qdisc and show it back in every pod: one exec per node, the nodes in parallel."""
         add = " ".join(["tc", "qdisc", "add", "dev", "eth0", "root", "handle", self.handle, *parameters])
-        outcomes = run_everywhere([(p.netns, f"set -e; {add}; tc qdisc show dev eth0 root") for p in self._pods])
-        for p in self._pods:
-            outcome = outcomes[p.netns]
-            if outcome.gone or outcome.code != 0:
-                why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {outcome.output[-300:]}"
-                raise FaultNotEffective(f"{self.kind}: adding the {self.qdisc} qdisc to {p.netns} failed ({why})")
-            if parse_root_qdisc(outcome.output) != (self.qdisc, self.handle):
+        outputs = self._apply(
+            {p: f"set -e; {add}; {SHOW_ROOT}" for p in self._pods}, f"adding the {self.qdisc} qdisc to"
+        )
+        for p, output in outputs.items():
+            if parse_root_qdisc(output) != (self.qdisc, self.handle):
                 raise FaultNotEffective(f"no {self.qdisc} qdisc {self.handle} on {p.netns}'s eth0")
         self._in_place_mono = time.monotonic()
 

@@ -55,14 +55,14 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
             if attempt == 0 and entry.owner_alive():
                 live.append(entry.fault_id)
                 continue
-            outcome = _sweep_one(cluster, kube, ledger, entry)
-            if outcome.startswith("moot: "):
-                moot.append(f"{entry.fault_id}: {outcome.removeprefix('moot: ')}")
-            elif outcome.startswith("undone: "):
-                undone.append(f"{entry.fault_id}: {outcome.removeprefix('undone: ')}")
+            how, text = undo_entry(cluster, kube, ledger, entry)
+            if how == "moot":
+                moot.append(f"{entry.fault_id}: {text}")
+            elif how == "undone":
+                undone.append(f"{entry.fault_id}: {text}")
                 failed.pop(entry.fault_id, None)
             else:
-                failed[entry.fault_id] = outcome
+                failed[entry.fault_id] = text
                 retry.append(entry)
         if not retry or len(retry) == len(pending):
             break  # nothing failed, or nothing else changed that a second try could benefit from
@@ -70,24 +70,25 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
     return SweepResult(tuple(undone), tuple(failed.values()), tuple(live), tuple(moot))
 
 
-def _sweep_one(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry) -> str:
-    """Settle one dead run's entry: ``undone: <proof>``, ``moot: <reason>`` or why it failed."""
+def undo_entry(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry) -> tuple[str, str]:
+    """Undo and settle one ledger entry, signals deferred: (``undone``, the proof), (``moot``, the reason)
+    or (``failed``, why). The sweep uses it for dead runs' entries, the ``chaos`` fixture for a test's own."""
     fault = Fault.registry.get(entry.kind)
     if fault is None:
-        return f"{entry.fault_id}: unknown fault kind {entry.kind!r}"
+        return "failed", f"{entry.fault_id}: unknown fault kind {entry.kind!r}"
     try:
         reason = fault.moot(cluster, kube, entry.undo)
     except Exception as exc:
-        return f"{entry.fault_id}: cannot tell whether its targets still exist: {exc}"
+        return "failed", f"{entry.fault_id}: cannot tell whether its targets still exist: {exc}"
     if reason is not None:
-        say(f"sweeper: {entry.fault_id} settled as moot: {reason}")
+        say(f"{entry.fault_id} settled as moot: {reason}")
         ledger.settle(entry.fault_id, how="moot")
-        return f"moot: {reason}"
-    say(f"sweeper: undoing {entry.fault_id} left by process {entry.pid} ({entry.undo})")
+        return "moot", reason
+    say(f"undoing {entry.fault_id}, recorded by process {entry.pid} ({entry.undo})")
     with signals.deferred(f"undoing {entry.fault_id}"):
         try:
             proof = undo_and_prove(fault, cluster, kube, entry.fault_id, entry.undo)
         except FaultUndoFailed as exc:
-            return str(exc)
+            return "failed", str(exc)
         ledger.settle(entry.fault_id)
-    return f"undone: {proof}"
+    return "undone", proof
