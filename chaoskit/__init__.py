@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "AckedWriter": "chaoskit.writes",
     "Availability": "chaoskit.slo",
     "BandwidthSpec": "chaoskit.faults",
     "Chaos": "chaoskit.chaos",
@@ -25,10 +26,13 @@ _EXPORTS = {
     "Experiment": "chaoskit.experiment",
     "ExperimentResult": "chaoskit.report",
     "ExperimentSpec": "chaoskit.experiment",
+    "FaultHooks": "chaoskit.faults",
     "FaultNotEffective": "chaoskit.errors",
     "FaultRecord": "chaoskit.faults",
     "FaultUndoFailed": "chaoskit.errors",
     "FaultUnsupported": "chaoskit.errors",
+    "FaultVetoed": "chaoskit.errors",
+    "Kube": "chaoskit.adapters.kube",
     "LatencyPercentile": "chaoskit.slo",
     "LatencySpec": "chaoskit.faults",
     "Load": "chaoskit.load",
@@ -39,8 +43,11 @@ _EXPORTS = {
     "PacketLossSpec": "chaoskit.faults",
     "PartitionSpec": "chaoskit.faults",
     "PodKillSpec": "chaoskit.faults",
-    "PromQL": "chaoskit.slo",
     "PrometheusClient": "chaoskit.prometheus",
+    "PromQL": "chaoskit.slo",
+    "read_back": "chaoskit.writes",
+    "ReadBack": "chaoskit.writes",
+    "ReadBackFailed": "chaoskit.writes",
     "Recovery": "chaoskit.observe",
     "RecoveryTime": "chaoskit.slo",
     "RecoveryWatch": "chaoskit.observe",
@@ -51,9 +58,11 @@ _EXPORTS = {
     "SloViolation": "chaoskit.slo",
     "SpecError": "chaoskit.errors",
     "Workload": "chaoskit.experiment",
+    "WriteLog": "chaoskit.writes",
 }
 
 if TYPE_CHECKING:
+    from chaoskit.adapters.kube import Kube
     from chaoskit.chaos import Chaos
     from chaoskit.cluster import Cluster
     from chaoskit.errors import (
@@ -61,6 +70,7 @@ if TYPE_CHECKING:
         FaultNotEffective,
         FaultUndoFailed,
         FaultUnsupported,
+        FaultVetoed,
         SafetyError,
         SpecError,
     )
@@ -68,6 +78,7 @@ if TYPE_CHECKING:
     from chaoskit.faults import (
         BandwidthSpec,
         ContainerKillSpec,
+        FaultHooks,
         FaultRecord,
         LatencySpec,
         NodeDrainSpec,
@@ -91,6 +102,7 @@ if TYPE_CHECKING:
         SloVerdict,
         SloViolation,
     )
+    from chaoskit.writes import AckedWriter, ReadBack, ReadBackFailed, WriteLog, read_back
 
 
 def __getattr__(name: str) -> Any:
@@ -101,6 +113,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AckedWriter",
     "Availability",
     "BandwidthSpec",
     "Chaos",
@@ -111,10 +124,13 @@ __all__ = [
     "Experiment",
     "ExperimentResult",
     "ExperimentSpec",
+    "FaultHooks",
     "FaultNotEffective",
     "FaultRecord",
     "FaultUndoFailed",
     "FaultUnsupported",
+    "FaultVetoed",
+    "Kube",
     "LatencyPercentile",
     "LatencySpec",
     "Load",
@@ -127,6 +143,8 @@ __all__ = [
     "PodKillSpec",
     "PromQL",
     "PrometheusClient",
+    "ReadBack",
+    "ReadBackFailed",
     "Recovery",
     "RecoveryTime",
     "RecoveryWatch",
@@ -137,4 +155,6 @@ __all__ = [
     "SloViolation",
     "SpecError",
     "Workload",
+    "WriteLog",
+    "read_back",
 ]

@@ -8,7 +8,8 @@ from typing import cast
 
 from chaoskit.adapters.kube import Kube, WorkloadKind
 from chaoskit.cluster.base import Cluster
-from chaoskit.faults.base import Fault, FaultRecord, Safety
+from chaoskit.errors import FaultVetoed
+from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.network import (
@@ -31,14 +32,20 @@ class Chaos:
 
     Every fault takes ``max_share=``: its own blast-radius cap (the largest share
     of the matching pods or nodes it may touch), instead of the session's; the
-    record and the report show it.
+    record and the report show it. ``hooks`` is called at each step of every
+    fault (:class:`~chaoskit.faults.FaultHooks`); its ``planned`` may veto one,
+    which then raises :class:`~chaoskit.FaultVetoed` before anything acts.
     """
 
-    def __init__(self, cluster: Cluster, kube: Kube, safety: Safety | None = None) -> None:
+    def __init__(
+        self, cluster: Cluster, kube: Kube, safety: Safety | None = None, hooks: FaultHooks | None = None
+    ) -> None:
         self.cluster = cluster
         self.kube = kube
         self.safety = safety or Safety()
+        self.hooks = hooks or FaultHooks()
         self.records: list[FaultRecord] = []
+        """The record of every fault this handle ran (a vetoed one's included), in order."""
         self.fault_ids: list[str] = []
         """Every fault this handle started, in order, whether or not it got as far as a record."""
 
@@ -212,7 +219,13 @@ class Chaos:
     def _active(self, fault: Fault, max_share: float | None = None) -> Iterator[FaultRecord]:
         """Run ``fault`` (under its own blast-radius cap if ``max_share`` is given), keeping its record."""
         fault.with_max_share(max_share)
+        fault.hooks = self.hooks
         self.fault_ids.append(fault.fault_id)  # before it acts: a block never left is still this handle's
-        with fault.active() as record:
-            self.records.append(record)
-            yield record
+        try:
+            with fault.active() as record:
+                self.records.append(record)
+                yield record
+        except FaultVetoed:
+            if fault.record is not None:
+                self.records.append(fault.record)  # nothing acted, but the report says who refused and why
+            raise

@@ -64,3 +64,8 @@ class FaultNotEffective(ChaoskitError):
 
 class FaultUnsupported(ChaoskitError):
     """A fault this cluster or kernel cannot run (netem missing): a test skips with this reason."""
+
+
+class FaultVetoed(ChaoskitError):
+    """A fault refused by a hook before it acted (``pytest_chaoskit_fault_planned`` returned False or a
+    reason, or :class:`~chaoskit.faults.FaultHooks.planned` did): nothing was injected; a test skips."""

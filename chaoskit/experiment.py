@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 from chaoskit.adapters.kube import WorkloadKind, check_workload_kind
 from chaoskit.chaos import Chaos
-from chaoskit.errors import ClusterError, FaultUnsupported, SpecError
+from chaoskit.errors import ClusterError, FaultUnsupported, FaultVetoed, SpecError
 from chaoskit.faults.base import FaultRecord
 from chaoskit.load import Load, LoadSpec, RequestRecord, StreamStats
 from chaoskit.observe import RecoveryWatch
@@ -101,6 +101,14 @@ class Prometheus(Protocol):
 
 @dataclass
 class Experiment:
+    """Load, faults and one verdict: ``with Experiment(spec, chaos) as run:`` (see the module's text).
+
+    Inside the block, :meth:`record` states what only the experiment can
+    measure (a recovery it saw itself, lost writes), :meth:`wait_recovered`
+    waits for the watched workload, :meth:`mark` marks the timeline. After it,
+    :attr:`result` holds the verdict and :attr:`records` the load's requests.
+    """
+
     spec: ExperimentSpec
     chaos: Chaos
     prometheus: Prometheus | None = None
@@ -108,25 +116,26 @@ class Experiment:
     """Called with the result as soon as it exists (the pytest plugin writes the reports)."""
     check: bool = True
     """Raise SloViolation on exit when the SLO is violated."""
-    lost_writes: int | None = None
-    """Set by a stateful check before the block ends, for a LostWrites objective."""
-    recovered_after: float | None = None
-    """Set by a check that measures recovery itself (a new leader elected), in seconds after the first
-    fault's injection; it then stands for the watch's recovery time (and ends the fault window)."""
-    skip_exceptions: tuple[type[BaseException], ...] = (FaultUnsupported,)
+    skip_exceptions: tuple[type[BaseException], ...] = (FaultUnsupported, FaultVetoed)
     """Exceptions that mean "cannot run here" rather than "broke": the result is a skip, with the reason."""
     group: str = ""
     """What repeated runs of one experiment share (default: its name), for the spread of their figures."""
-    result: ExperimentResult | None = None
-    records: list[RequestRecord] = field(default_factory=list)
+    result: ExperimentResult | None = field(default=None, init=False)
+    """The verdict and everything behind it, once the experiment has ended."""
+    records: list[RequestRecord] = field(default_factory=list, init=False)
     """The measured run's request records, once the experiment has ended."""
-    _stack: ExitStack = field(default_factory=ExitStack)
-    _load: Load | None = None
-    _watch: RecoveryWatch | None = None
-    timings: Timings = field(default_factory=Timings)
-    _first_fault: int = 0
-    _offset: float = 0.0
-    _block_started: float = 0.0
+    lost_writes: int | None = field(default=None, init=False)
+    """Lost writes stated with :meth:`record`, for a LostWrites objective."""
+    recovered_after: float | None = field(default=None, init=False)
+    """A recovery time stated with :meth:`record`, in seconds after the first fault's injection."""
+    timings: Timings = field(default_factory=Timings, init=False)
+    """Where the run's wall time went (setup, warm-up, block, recovery wait, settle, teardown)."""
+    _stack: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
+    _load: Load | None = field(default=None, init=False, repr=False)
+    _watch: RecoveryWatch | None = field(default=None, init=False, repr=False)
+    _first_fault: int = field(default=0, init=False, repr=False)
+    _offset: float = field(default=0.0, init=False, repr=False)
+    _block_started: float = field(default=0.0, init=False, repr=False)
 
     def __enter__(self) -> Experiment:
         needs_prometheus = any(isinstance(o, PromQL) for o in self.spec.objectives)
@@ -165,6 +174,43 @@ class Experiment:
             watched = f"{self._watch.namespace}/{self._watch.deployment}"
             raise ClusterError(f"{watched} was not whole again within {timeout:g} s of the fault")
         return seconds
+
+    def record(self, *, recovery_seconds: float | None = None, lost_writes: int | None = None) -> None:
+        """Inside the block: state what the experiment measured itself.
+
+        ``recovery_seconds``: how long after the first fault's injection the
+        system was whole again by your own measure (a new leader elected); it
+        then stands for the watch's recovery time, for
+        :class:`~chaoskit.slo.RecoveryTime` and the end of the fault window.
+        :meth:`seconds_since_first_fault` gives it at the moment you see it.
+        ``lost_writes``: acknowledged writes missing or wrong when read back
+        (``len(read_back(...).lost)``), for :class:`~chaoskit.slo.LostWrites`,
+        which fails without it. A value given again replaces the earlier one.
+        """
+        assert self._load is not None, "record() is for inside the experiment's block"
+        if recovery_seconds is not None:
+            if isinstance(recovery_seconds, bool) or not isinstance(recovery_seconds, int | float):
+                raise SpecError(f"recovery_seconds must be a number of seconds, not {recovery_seconds!r}")
+            if not 0 <= recovery_seconds < float("inf"):
+                raise SpecError(f"recovery_seconds must be 0 or more and finite, not {recovery_seconds!r}")
+            if self._first_injection() is None:
+                raise SpecError("recovery_seconds counts from the first fault's injection, and none was injected yet")
+            self.recovered_after = float(recovery_seconds)
+        if lost_writes is not None:
+            if isinstance(lost_writes, bool) or not isinstance(lost_writes, int) or lost_writes < 0:
+                raise SpecError(f"lost_writes must be a whole number, 0 or more, not {lost_writes!r}")
+            self.lost_writes = lost_writes
+
+    def seconds_since_first_fault(self) -> float:
+        """Seconds from the first injection of a fault of this experiment until now (SpecError before one)."""
+        first = self._first_injection()
+        if first is None:
+            raise SpecError("no fault of this experiment has been injected yet")
+        return time.monotonic() - first
+
+    def _first_injection(self) -> float | None:
+        span = injection_span(self.chaos.records[self._first_fault :], self._offset)
+        return None if span is None else span[0]
 
     def _deadline(self) -> float:
         assert self._load is not None, "the experiment has not started"

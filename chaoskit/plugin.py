@@ -46,10 +46,10 @@ import pytest
 from chaoskit.adapters.kube import Kube
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
-from chaoskit.errors import ChaoskitError, FaultUnsupported
+from chaoskit.errors import ChaoskitError, FaultUnsupported, FaultVetoed
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults import signals
-from chaoskit.faults.base import Fault, FaultRecord, Safety
+from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.sweeper import sweep, undo_entry
 from chaoskit.load import LoadSpec
@@ -116,6 +116,12 @@ _SETTINGS = (
     _Setting("max-share", "largest share of matching pods or nodes one fault may touch (default: 0.5)", "float", 0.5),
 )
 _BY_NAME = {s.name: s for s in _SETTINGS}
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from chaoskit import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -314,15 +320,37 @@ def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     kube.core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
 
 
+class PluginHooks(FaultHooks):
+    """Each step of every fault, as the ``pytest_chaoskit_fault_*`` hooks (:mod:`chaoskit.hookspecs`)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.hook = config.hook
+
+    def planned(self, record: FaultRecord) -> str | None:
+        answers = self.hook.pytest_chaoskit_fault_planned(record=record)
+        reasons = [a for a in answers if isinstance(a, str) and a]
+        if reasons:
+            return "; ".join(reasons)
+        if any(a is False for a in answers):
+            return "a pytest_chaoskit_fault_planned hook returned False (return a string to say why)"
+        return None
+
+    def injected(self, record: FaultRecord) -> None:
+        self.hook.pytest_chaoskit_fault_injected(record=record)
+
+    def undone(self, record: FaultRecord) -> None:
+        self.hook.pytest_chaoskit_fault_undone(record=record)
+
+
 class PytestChaos(Chaos):
-    """Chaos for tests: a fault this cluster cannot run skips the test with the reason."""
+    """Chaos for tests: a fault this cluster cannot run, or one a hook vetoed, skips the test with the reason."""
 
     @contextmanager
     def _active(self, fault: Fault, max_share: float | None = None) -> Iterator[FaultRecord]:
         try:
             with super()._active(fault, max_share) as record:
                 yield record
-        except FaultUnsupported as exc:  # raised while planning, before anything is injected
+        except (FaultUnsupported, FaultVetoed) as exc:  # raised while planning, before anything is injected
             pytest.skip(str(exc))
 
 
@@ -335,7 +363,7 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
     injected fails it; one whose undo could not be proven (during the test or
     now) is an error of the test, naming what is left for ``chaoskit cleanup``.
     """
-    handle = PytestChaos(cluster, kube, pytestconfig.stash[_SAFETY])
+    handle = PytestChaos(cluster, kube, pytestconfig.stash[_SAFETY], PluginHooks(pytestconfig))
     yield handle
     ledger = Ledger(cluster.name)
     mine = [e for e in ledger.unsettled() if e.fault_id in handle.fault_ids]
@@ -390,6 +418,7 @@ def experiment(
 
     def report(result: ExperimentResult) -> None:
         results.append(result)
+        pytestconfig.hook.pytest_chaoskit_experiment_result(result=result)
         journal, html = write_reports(results, directory)
         # What record_property does, without its warning under junit_family xunit2: the XML writer
         # puts a test's user_properties into its <properties> whatever the family.
@@ -411,7 +440,7 @@ def experiment(
             chaos,
             prometheus=prometheus,
             on_result=[report],
-            skip_exceptions=(FaultUnsupported, pytest.skip.Exception),
+            skip_exceptions=(FaultUnsupported, FaultVetoed, pytest.skip.Exception),
             group=name or getattr(request.node, "originalname", request.node.name),
         )
 

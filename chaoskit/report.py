@@ -320,7 +320,7 @@ def _experiment_html(result: ExperimentResult) -> str:
         for m in result.verdict.measurements
     )
     faults = "".join(
-        f"<tr><td>{e(f.kind)}</td><td>{e(', '.join(f.targets))}</td><td>{e(f.effect or f.error or '')}</td>"
+        f"<tr><td>{e(f.kind)}</td><td>{e(', '.join(f.targets))}</td><td>{e(_effect(f))}</td>"
         f"<td>{_seconds(f.inject_to_effect)}</td><td>{_cap(f)}</td><td class='undo'>{e(_undone(f))}</td></tr>"
         for f in result.faults
     )
@@ -459,7 +459,15 @@ def _ratio(value: float | None) -> str:
     return "" if value is None else f"{value:.2%}"
 
 
+def _effect(fault: FaultRecord) -> str:
+    if fault.vetoed:
+        return f"VETOED before it acted: {fault.vetoed}"
+    return fault.effect or fault.error or ""
+
+
 def _undone(fault: FaultRecord) -> str:
+    if fault.vetoed:
+        return "nothing injected"
     if not fault.undoable:
         return "nothing to undo"
     if fault.undo_error:

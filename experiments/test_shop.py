@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import time
 
-from systems import ShopSystem, Writer, call, master_pod, read_back, wait_new_master
+from systems import ShopSystem, call, master_pod, shop_read, shop_write, wait_new_master
 
-from chaoskit.experiment import Workload
-from chaoskit.load import LoadSpec
-from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, LostWrites, RecoveryTime
+from chaoskit import (
+    AckedWriter,
+    Availability,
+    ErrorBurst,
+    LatencyPercentile,
+    LoadSpec,
+    LostWrites,
+    RecoveryTime,
+    Workload,
+    read_back,
+)
 
 FAILOVER_TARGET_SECONDS = 15
 """Sentinel: 2 s to call the master down, about a second to agree and elect, then the promotion."""
@@ -43,18 +51,18 @@ def test_leader_failover_under_writes_loses_no_acknowledged_write(experiment, ch
     old = master_pod(kube, shop.namespace)
     slo = [Availability(0.98), ErrorBurst(15), RecoveryTime(FAILOVER_TARGET_SECONDS), LostWrites(0)]
     with experiment(reads(shop, 90), slo, Workload(shop.namespace, "shop", "shop")) as run:
-        with Writer(shop.node_port, max_writes=3000, max_seconds=60) as writer:
+        with AckedWriter(shop_write(shop.node_port), max_writes=3000, max_seconds=60) as writer:
             writer.wait_for_acks(50)
-            with chaos.pod_kill(shop.namespace, "app=redis", names=[old], grace_seconds=0) as kill:
+            with chaos.pod_kill(shop.namespace, "app=redis", names=[old], grace_seconds=0):
                 pass
-            assert kill.injected_mono is not None
             new = wait_new_master(shop.node_port, old, within=FAILOVER_TARGET_SECONDS + 15)
-            run.recovered_after = time.monotonic() - kill.injected_mono
+            elected = run.seconds_since_first_fault()
+            run.record(recovery_seconds=elected)
             writer.wait_for_acks(writer.acknowledged() + 100)  # writes flow again through the new master
-        checked = read_back(shop.node_port, writer.log.acknowledged)
-        run.lost_writes = len(checked.lost)
+        checked = read_back(shop_read(shop.node_port), writer.log.acknowledged)
+        run.record(lost_writes=len(checked.lost))
     print(
-        f"master {old} killed: {new} elected after {run.recovered_after:.1f} s; "
+        f"master {old} killed: {new} elected after {elected:.1f} s; "
         f"{checked.checked} acknowledged writes read back, {len(checked.lost)} lost, "
         f"{len(writer.log.failed)} not acknowledged"
     )

@@ -1,6 +1,6 @@
 """The fault library: every fault injected for real, proven, and always undone."""
 
-from chaoskit.faults.base import Fault, FaultRecord, Safety
+from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.network import (
@@ -22,6 +22,7 @@ __all__ = [
     "ContainerKill",
     "ContainerKillSpec",
     "Fault",
+    "FaultHooks",
     "FaultRecord",
     "Latency",
     "LatencySpec",

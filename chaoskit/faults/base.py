@@ -41,7 +41,15 @@ from typing import Any, ClassVar
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import ClusterError, CommandTimedOut, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
+from chaoskit.errors import (
+    ClusterError,
+    CommandTimedOut,
+    FaultNotEffective,
+    FaultUndoFailed,
+    FaultVetoed,
+    SafetyError,
+    SpecError,
+)
 from chaoskit.faults import signals
 from chaoskit.faults.ledger import Ledger, LedgerEntry
 
@@ -145,6 +153,8 @@ class FaultRecord:
     """What the state read after the undo showed (the proof that it was undone)."""
     undo_error: str | None = None
     """Why the undo could not be proven; what it left may still be in place."""
+    vetoed: str | None = None
+    """Why a hook refused the fault before it acted (nothing was injected), if one did."""
 
     @property
     def inject_to_effect(self) -> float | None:
@@ -155,6 +165,27 @@ class FaultRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "inject_to_effect": self.inject_to_effect}
+
+
+class FaultHooks:
+    """Called at each step of every fault; subclass it and override what you need.
+
+    The pytest plugin calls the ``pytest_chaoskit_fault_*`` hooks through one
+    of these (see :mod:`chaoskit.hookspecs`); scripts pass their own to
+    :class:`~chaoskit.Chaos`. An exception raised by a hook after the fault
+    acted still undoes the fault.
+    """
+
+    def planned(self, record: FaultRecord) -> str | None:
+        """The targets are chosen and nothing has acted yet: return a reason to veto the fault, or None."""
+        return None
+
+    def injected(self, record: FaultRecord) -> None:
+        """The fault acted and its effect was seen (``record.effect``)."""
+
+    def undone(self, record: FaultRecord) -> None:
+        """The fault's undo is over: ``record.reverted`` when it was proven, else ``record.undo_error``
+        says what may be left. Faults with nothing to undo (a killed pod) get it when their block ends."""
 
 
 class Fault(ABC):
@@ -181,6 +212,10 @@ class Fault(ABC):
         self.fault_id = f"{self.kind}-{uuid.uuid4().hex[:8]}"
         """Known before the fault starts (so a caller can look for it in the ledger whatever happens);
         marks every rule and object it touches."""
+        self.hooks = FaultHooks()
+        """Called at each step (:class:`FaultHooks`); :class:`~chaoskit.Chaos` sets its own."""
+        self.record: FaultRecord | None = None
+        """The fault's record, once it has been planned (a vetoed fault's included)."""
 
     def with_max_share(self, max_share: float | None) -> Fault:
         """Check this fault against its own blast-radius cap instead of the session's (shown in its record)."""
@@ -270,6 +305,11 @@ class Fault(ABC):
             max_share_raised=self.max_share_raised,
         )
         record.targets = self.plan()
+        self.record = record
+        veto = self.hooks.planned(record)
+        if veto:
+            record.vetoed = veto
+            raise FaultVetoed(f"{self.kind} of {', '.join(record.targets)} vetoed before it acted: {veto}")
         if self.safety.dry_run:
             say(f"dry run: {self.kind} would hit {', '.join(record.targets)}")
             yield record
@@ -285,22 +325,28 @@ class Fault(ABC):
             self.inject(record.targets)
             record.effect = self.verify(record.targets, record)
             record.verified = True
+            self.hooks.injected(record)
             yield record
         except BaseException as exc:
             record.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            if undo is not None:
-                with signals.deferred(f"undoing {record.fault_id}"):
-                    try:
-                        record.undo_proof = undo_and_prove(type(self), self.cluster, self.kube, record.fault_id, undo)
-                    except FaultUndoFailed as failed:
-                        record.undo_error = str(failed)
-                        raise
-                    ledger.settle(record.fault_id)
-                    record.reverted = True
-                    record.reverted_mono = time.monotonic()
-                    record.reverted_at = time.time()
+            try:
+                if undo is not None:
+                    with signals.deferred(f"undoing {record.fault_id}"):
+                        try:
+                            record.undo_proof = undo_and_prove(
+                                type(self), self.cluster, self.kube, record.fault_id, undo
+                            )
+                        except FaultUndoFailed as failed:
+                            record.undo_error = str(failed)
+                            raise
+                        ledger.settle(record.fault_id)
+                        record.reverted = True
+                        record.reverted_mono = time.monotonic()
+                        record.reverted_at = time.time()
+            finally:
+                self.hooks.undone(record)
 
 
 def undo_and_prove(kind: type[Fault], cluster: Cluster, kube: Kube, fault_id: str, undo: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import string
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,6 +26,10 @@ MAX_RUN_SECONDS = 3600.0
 MAX_WARMUP_SECONDS = 600.0
 MAX_WAIT_SECONDS = 60.0
 MAX_TIMEOUT_SECONDS = 60.0
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+BODY_FIELDS = ("seq", "user", "uuid")
+"""What a body template may hold: ``$seq`` (the user's request number, from 1), ``$user`` (the user's
+number, from 1) and ``$uuid`` (a fresh random hex); ``$$`` is a dollar sign."""
 
 
 class LoadError(ChaoskitError):
@@ -95,9 +100,18 @@ class LoadSpec:
     run_seconds: float
     """How long the measured run lasts after the warm-up, in (0, 3600]; the worker stops by itself then."""
     paths: tuple[str, ...] = ("/",)
-    """URL paths the built-in user GETs in turn; each request is named by its path."""
+    """URL paths the built-in user requests in turn; each request is named by its path (``POST /path``
+    for a method other than GET)."""
+    method: str = "GET"
+    """The built-in user's HTTP method: GET, POST, PUT, PATCH or DELETE."""
+    body: str | None = None
+    """The built-in user's request body, a template: ``$seq``, ``$user`` and ``$uuid`` are filled in per
+    request (``'{"key": "k-$user-$seq"}'``); not with GET."""
+    content_type: str = "application/json"
+    """The body's Content-Type."""
     locustfile: str | None = None
-    """A user's locustfile to take the user class from, instead of the built-in user."""
+    """A user's locustfile to take the user class from, instead of the built-in user. Its users are
+    paced by ``rate_per_user`` or ``wait_seconds`` when given (replacing the class's own ``wait_time``)."""
     user_class: str | None = None
     """The class to run from ``locustfile``; may be left out when it defines exactly one."""
     users: int = 10
@@ -107,9 +121,11 @@ class LoadSpec:
     warmup_seconds: float = 2.0
     """Load before the measured run starts, in [0, 600]; at least one request must succeed in it."""
     wait_seconds: float = 0.0
-    """Think time of the built-in user between requests; 0 sends as fast as the target answers."""
+    """Think time of each user between requests (a locustfile's users too); 0 sends as fast as the target
+    answers, or as the locustfile's own wait_time says."""
     rate_per_user: float | None = None
-    """Requests per second per built-in user (Locust's constant_throughput), instead of ``wait_seconds``."""
+    """Requests per second per user (Locust's constant_throughput), instead of ``wait_seconds``; a
+    locustfile's users get it too, in place of their own wait_time."""
     timeout_seconds: float = 2.0
     """Connect and read timeout per request, in (0, 60]; applies to the built-in user and to
     FastHttpUser classes that set none of their own."""
@@ -126,6 +142,7 @@ class LoadSpec:
         for path in self.paths:
             if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path):
                 raise SpecError(f"each path must start with / and hold no whitespace, not {path!r}")
+        self._check_request()
         if self.user_class is not None and self.locustfile is None:
             raise SpecError(f"user_class={self.user_class!r} needs locustfile=...: the class is looked up in it")
         if self.user_class is not None and not self.user_class.isidentifier():
@@ -154,6 +171,39 @@ class LoadSpec:
             )
             if self.wait_seconds:
                 raise SpecError("give wait_seconds or rate_per_user, not both: each sets the pace between requests")
+
+    def _check_request(self) -> None:
+        """The built-in user's method and body; a locustfile's user makes its own requests."""
+        if self.method not in METHODS:
+            raise SpecError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.body is not None:
+            if not isinstance(self.body, str):
+                raise SpecError(f"body must be a string template, not {self.body!r}; json.dumps(...) a dict first")
+            if self.method == "GET":
+                raise SpecError("a body needs a method that sends one: give method='POST' (or PUT, PATCH)")
+            template = string.Template(self.body)
+            if not template.is_valid():
+                raise SpecError(f"body template {self.body!r} has a bad $ placeholder; write $$ for a dollar sign")
+            unknown = sorted(set(template.get_identifiers()) - set(BODY_FIELDS))
+            if unknown:
+                raise SpecError(
+                    f"body template {self.body!r} uses ${unknown[0]}; it may use only "
+                    f"{', '.join('$' + f for f in BODY_FIELDS)} (and $$ for a dollar sign)"
+                )
+        if self.locustfile is not None:
+            builtin = {"paths": self.paths != ("/",), "method": self.method != "GET", "body": self.body is not None}
+            given = [name for name, set_ in builtin.items() if set_]
+            if given:
+                raise SpecError(
+                    f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the built-in user, and a "
+                    f"locustfile's user makes its own requests: drop {' and '.join(given)}, or the locustfile"
+                )
+
+    def render_body(self, seq: int, user: int, uuid_hex: str) -> str | None:
+        """The body of one request of the built-in user, or None when it sends none."""
+        if self.body is None:
+            return None
+        return string.Template(self.body).substitute(seq=seq, user=user, uuid=uuid_hex)
 
     @property
     def warmup_grace_seconds(self) -> float:

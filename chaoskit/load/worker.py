@@ -138,24 +138,48 @@ class RecordStream:
         return f"{sum(self.failures.values())} failed ({counts})"
 
 
+def pacing(spec: LoadSpec) -> Any:
+    """The spec's wait_time for a user, or None when it sets none (``wait_seconds`` 0, no ``rate_per_user``)."""
+    from locust import constant, constant_throughput
+
+    if spec.rate_per_user:
+        return constant_throughput(spec.rate_per_user)
+    if spec.wait_seconds:
+        return constant(spec.wait_seconds)
+    return None
+
+
 def builtin_user(spec: LoadSpec) -> type[User]:
-    """A FastHttpUser that GETs each of the spec's paths in turn, naming each request by its path."""
-    from locust import FastHttpUser, constant, constant_throughput, task
+    """A FastHttpUser that requests each of the spec's paths in turn, naming each request by its path."""
+    import itertools
+    import uuid
+
+    from locust import FastHttpUser, constant, task
 
     paths = spec.paths
+    method = spec.method
+    headers = {"Content-Type": spec.content_type} if spec.body is not None else None
+    numbers = itertools.count(1)
 
     class PathsUser(FastHttpUser):
         host = spec.host
-        wait_time = constant_throughput(spec.rate_per_user) if spec.rate_per_user else constant(spec.wait_seconds)
+        wait_time = pacing(spec) or constant(0)
         network_timeout = spec.timeout_seconds
         connection_timeout = spec.timeout_seconds
-        next_path = 0
+
+        def on_start(self) -> None:
+            self.user_number = next(numbers)
+            self.sent = 0
 
         @task
-        def get_next_path(self) -> None:
-            path = paths[self.next_path % len(paths)]
-            self.next_path += 1
-            self.client.get(path, name=path)
+        def request_next_path(self) -> None:
+            path = paths[self.sent % len(paths)]
+            self.sent += 1
+            if method == "GET":
+                self.client.get(path, name=path)
+                return
+            body = spec.render_body(self.sent, self.user_number, uuid.uuid4().hex)
+            self.client.request(method, path, name=f"{method} {path}", data=body, headers=headers)
 
     return PathsUser
 
@@ -185,6 +209,9 @@ def user_from_locustfile(spec: LoadSpec) -> type[User]:
         own = user.__mro__[: user.__mro__.index(FastHttpUser)]
         if not any("network_timeout" in c.__dict__ or "connection_timeout" in c.__dict__ for c in own):
             user.network_timeout = user.connection_timeout = spec.timeout_seconds
+    paced = pacing(spec)
+    if paced is not None:
+        user.wait_time = paced  # the spec's pace replaces the class's own: what the experiment asked for
     return user
 
 

@@ -12,18 +12,20 @@ import time
 
 from systems import (
     ShopSystem,
-    Writer,
     call,
     fqdn,
     master_pod,
     metrics,
-    read_back,
+    on_one_replica,
     replication,
+    shop_read,
+    shop_write,
     wait_group_healthy,
     wait_new_master,
 )
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from chaoskit import AckedWriter, read_back
 from chaoskit.chaos import Chaos
 
 # Sentinel: 2 s to call the master down, about 1 s to agree and elect, then the promotion.
@@ -51,11 +53,11 @@ def test_shop_writes_and_reads_through_sentinel(kube, shop: ShopSystem) -> None:
     pod_ip = kube.core.read_namespaced_pod(master, ns).status.pod_ip
     assert code == 0 and out.split()[0] == pod_ip, out
 
-    with Writer(shop.node_port, max_writes=200, max_seconds=30) as writer:
+    with AckedWriter(shop_write(shop.node_port), max_writes=200, max_seconds=30) as writer:
         writer.wait_for_acks(200)
     log = writer.log
     assert len(log.acknowledged) == 200 and not log.failed, log.failed
-    verdict = read_back(shop.node_port, log.acknowledged)
+    verdict = read_back(shop_read(shop.node_port), log.acknowledged)
     assert verdict.checked == 200 and verdict.lost == [], verdict
 
     assert call(shop.node_port, "/write?key=only-a-key")[0] == 400
@@ -70,7 +72,7 @@ def test_shop_writes_and_reads_through_sentinel(kube, shop: ShopSystem) -> None:
 def test_shop_pod_deleted_gracefully_drops_no_request(chaos: Chaos, kube, shop: ShopSystem) -> None:
     # A graceful delete: the pod fails readiness, keeps serving while kube-proxy moves
     # traffic away, then finishes what is in flight. No write may fail meanwhile.
-    with Writer(shop.node_port, max_writes=20_000, max_seconds=90, pause=0.05) as writer:
+    with AckedWriter(shop_write(shop.node_port), max_writes=20_000, max_seconds=90, pause=0.05) as writer:
         writer.wait_for_acks(50)
         # Returns once the pod has left the API: the container exits about 4 s after
         # SIGTERM, but the kubelet may take many seconds more to let the pod go.
@@ -79,7 +81,7 @@ def test_shop_pod_deleted_gracefully_drops_no_request(chaos: Chaos, kube, shop: 
         writer.wait_for_acks(writer.acknowledged() + 50)
     log = writer.log
     assert not log.failed, sorted(set(log.failed.values()))[:5]
-    assert read_back(shop.node_port, log.acknowledged).lost == []
+    assert read_back(shop_read(shop.node_port), log.acknowledged).lost == []
     print(
         f"shop pod {record.targets[0]} deleted gracefully (gone after {record.inject_to_effect:.1f} s): "
         f"{len(log.acknowledged)} writes, none failed; longest gap {log.longest_gap():.2f} s"
@@ -90,7 +92,7 @@ def test_master_kill_fails_over_without_losing_acknowledged_writes(chaos: Chaos,
     ns = shop.namespace
     old = master_pod(kube, ns)
     old_ip = kube.core.read_namespaced_pod(old, ns).status.pod_ip
-    with Writer(shop.node_port, max_writes=3000, max_seconds=60) as writer:
+    with AckedWriter(shop_write(shop.node_port), max_writes=3000, max_seconds=60) as writer:
         writer.wait_for_acks(50)
         with chaos.pod_kill(ns, "app=redis", names=[old]) as record:
             assert record.verified, record
@@ -104,7 +106,7 @@ def test_master_kill_fails_over_without_losing_acknowledged_writes(chaos: Chaos,
 
     assert new != old
     assert elected < FAILOVER_TARGET_SECONDS, f"new master {new} after {elected:.1f} s"
-    verdict = read_back(shop.node_port, log.acknowledged)
+    verdict = read_back(shop_read(shop.node_port), log.acknowledged)
     assert verdict.lost == [], f"{len(verdict.lost)} acknowledged writes lost: {verdict.lost[:10]}"
 
     # The old master came back (new pod, new IP) as a replica of the new one, and only one master exists.
@@ -122,7 +124,7 @@ def test_master_kill_fails_over_without_losing_acknowledged_writes(chaos: Chaos,
     new_ip = kube.core.read_namespaced_pod(old, ns).status.pod_ip
     print(
         f"master {old} killed: {new} elected after {elected:.1f} s (target {FAILOVER_TARGET_SECONDS} s); "
-        f"writes: {len(log.acknowledged)} acknowledged ({log.on_one_replica} on one replica only), "
+        f"writes: {len(log.acknowledged)} acknowledged ({on_one_replica(log)} on one replica only), "
         f"{len(log.failed)} not, {len(verdict.lost)} lost; "
         f"longest gap between acknowledgements {log.longest_gap():.1f} s; "
         f"{old} back as replica after {rejoined:.1f} s ({old_ip} -> {new_ip}); "

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from chaoskit import (
+    AckedWriter,
     Availability,
     Chaos,
     Cluster,
@@ -17,9 +18,12 @@ from chaoskit import (
     FaultRecord,
     LatencyPercentile,
     LoadSpec,
+    LostWrites,
+    ReadBack,
     Recovery,
     RecoveryTime,
     Workload,
+    read_back,
 )
 
 
@@ -47,6 +51,25 @@ def test_recovery_from_a_watch(chaos: Chaos) -> None:
     recovery: Recovery = watch.recovery(loss.injected_mono or 0.0)
     seconds: float | None = recovery.seconds
     assert seconds is None or seconds >= 0
+
+
+def test_a_stated_recovery_and_lost_writes(experiment: Callable[..., Experiment], chaos: Chaos) -> None:
+    store: dict[str, str] = {}
+
+    def write(key: str, value: str) -> None:
+        store[key] = value
+
+    def read(key: str) -> str | None:
+        return store.get(key)
+
+    load = LoadSpec(host="http://127.0.0.1:30081", run_seconds=30, method="POST", body='{"n": {seq}}')
+    with experiment(load, [RecoveryTime(15), LostWrites(0)], Workload("db", "etcd", "etcd", kind="StatefulSet")) as run:
+        with AckedWriter(write, max_writes=100, max_seconds=10) as writer:
+            with chaos.pod_kill("db", "app=etcd", grace_seconds=0):
+                pass
+            run.record(recovery_seconds=run.seconds_since_first_fault())
+        checked: ReadBack = read_back(read, writer.log.acknowledged)
+        run.record(lost_writes=len(checked.lost))
 
 
 def summarise(result: ExperimentResult) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -40,6 +40,19 @@ class Handler(BaseHTTPRequestHandler):
 
 class KeepAliveHandler(Handler):
     protocol_version = "HTTP/1.1"
+
+
+class BodyHandler(KeepAliveHandler):
+    """Keeps every POST's path, Content-Type and body."""
+
+    seen: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        BodyHandler.seen.append((self.path, self.headers.get("Content-Type", ""), body))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -222,6 +235,11 @@ def test_missing_user_class_lists_the_candidates(server: QuietServer, tmp_path: 
         ({"paths": ("health",)}, "each path must start with /"),
         ({"user_class": "Web"}, "user_class='Web' needs locustfile"),
         ({"locustfile": "/nonexistent/locustfile.py"}, "does not exist"),
+        ({"method": "post"}, "method must be one of GET, POST, PUT, PATCH, DELETE, not 'post'"),
+        ({"body": "{}"}, "a body needs a method that sends one: give method='POST'"),
+        ({"method": "POST", "body": '{"k": "$key"}'}, r"uses \$key; it may use only \$seq, \$user, \$uuid"),
+        ({"method": "POST", "body": "cost: $5"}, r"has a bad \$ placeholder; write \$\$ for a dollar sign"),
+        ({"method": "POST", "body": {"k": 1}}, "body must be a string template"),
     ],
 )
 def test_bad_specs_are_refused_with_the_fix(options: dict[str, Any], match: str) -> None:
@@ -326,3 +344,54 @@ def test_unreadable_lines_from_the_worker_are_counted(tmp_path: Path) -> None:
     assert (stats.received, stats.locust_requests, stats.bad_lines) == (2, 4, 3)
     assert stats.first_bad_line is not None and "[1718000000.1" in stats.first_bad_line
     assert stats.shortfall == "the load stream lost 2 of 4 records and sent 3 unreadable lines"
+
+
+def test_the_builtin_user_posts_a_body_filled_in_per_request(tmp_path: Path) -> None:
+    BodyHandler.seen.clear()
+    with serving(BodyHandler) as server:
+        spec = quick(
+            url(server),
+            paths=("/put",),
+            method="POST",
+            body='{"key": "k-$user-$seq", "id": "$uuid"}',
+            rate_per_user=50,
+        )
+        result = run_load(spec)
+    assert result.records and all(r.ok and r.name == "POST /put" for r in result.records)
+    # Each record is one request the server saw; a request in flight when the run ended has none.
+    assert 0 <= len(BodyHandler.seen) - len(result.records) <= spec.users
+    import json
+
+    bodies = [json.loads(body) for _, _, body in BodyHandler.seen]
+    assert all(path == "/put" and kind == "application/json" for path, kind, _ in BodyHandler.seen)
+    keys = [b["key"] for b in bodies]
+    assert len(set(keys)) == len(keys), "each request's $user-$seq is its own"
+    assert {k.split("-")[1] for k in keys} == {"1", "2"}, "two users, numbered from 1"
+    assert "k-1-1" in keys and len({b["id"] for b in bodies}) == len(bodies)
+
+
+def test_a_locustfile_user_is_paced_by_the_spec(server: QuietServer, tmp_path: Path) -> None:
+    locustfile = tmp_path / "fast.py"
+    locustfile.write_text(
+        "from locust import FastHttpUser, constant, task\n\n"
+        "class Fast(FastHttpUser):\n    wait_time = constant(0)\n\n"
+        "    @task\n    def home(self):\n        self.client.get('/', name='home')\n"
+    )
+    unpaced = run_load(quick(url(server), locustfile=str(locustfile), users=1, run_seconds=1))
+    paced = run_load(quick(url(server), locustfile=str(locustfile), users=1, run_seconds=2, rate_per_user=5))
+    rate = len(paced.measured()) / 2
+    assert 4 <= rate <= 6.5, f"{rate:.1f} requests/s with rate_per_user=5"
+    assert len(unpaced.measured()) > 2 * rate, "without pacing the class's own wait_time (none) runs"
+    thinking = run_load(quick(url(server), locustfile=str(locustfile), users=1, run_seconds=1.5, wait_seconds=0.5))
+    assert 2 <= len(thinking.measured()) <= 4, [r.started for r in thinking.measured()]
+
+
+@pytest.mark.parametrize(
+    ("options", "given"),
+    [({"paths": ("/a",)}, "paths is"), ({"method": "POST", "body": "x"}, "method, body are")],
+)
+def test_builtin_user_options_with_a_locustfile_are_refused(tmp_path: Path, options: dict[str, Any], given: str):
+    locustfile = tmp_path / "users.py"
+    locustfile.write_text("")
+    with pytest.raises(SpecError, match=f"{given} for the built-in user, and a locustfile's user makes its own"):
+        LoadSpec("http://127.0.0.1:8080", run_seconds=5, locustfile=str(locustfile), **options)
