@@ -15,7 +15,6 @@ from workloads import (
     Web,
     client_pod,
     deploy_web,
-    free_node_port,
     wait_pod_running,
 )
 
@@ -40,7 +39,7 @@ def web_image(cluster: Cluster) -> str:
 @pytest.fixture
 def web(cluster: Cluster, kube, namespace: str, web_image: str) -> Iterator[Web]:  # type: ignore[no-untyped-def]
     """The web tier: 3 replicas behind a NodePort Service published on 127.0.0.1, at least 2 kept by a PDB."""
-    yield deploy_web(kube, namespace, web_image, free_node_port(kube, cluster.node_ports), min_available=2)
+    yield deploy_web(kube, namespace, web_image, cluster.free_node_port(kube), min_available=2)
 
 
 @pytest.fixture
@@ -66,4 +65,4 @@ def shop(cluster: Cluster, kube, namespace: str, redis_image: str, shop_image: s
     """The stateful system: Redis (1 master, 2 replicas) with 3 Sentinels, and 3 shop pods writing to it,
     the shop on a 127.0.0.1 NodePort (see fixtures/systems.py)."""
     deploy_redis(kube, namespace, redis_image)
-    yield deploy_shop(kube, namespace, shop_image, free_node_port(kube, cluster.node_ports))
+    yield deploy_shop(kube, namespace, shop_image, cluster.free_node_port(kube))

@@ -83,12 +83,12 @@ def cold() -> None:
 
 
 def pod_recovery(runs: int) -> None:
-    from workloads import WEB_LABELS, bench_cluster, free_node_port, scratch_namespace, wait_web, web_objects
+    from workloads import WEB_LABELS, bench_cluster, scratch_namespace, wait_web, web_objects
 
     cluster, image = bench_cluster()
     namespace = f"ck-bench-{os.getpid()}"
     with cluster.kube() as kube, scratch_namespace(kube, namespace):
-        kube.apply(web_objects(namespace, image, free_node_port(kube, cluster.node_ports)))
+        kube.apply(web_objects(namespace, image, cluster.free_node_port(kube)))
         wait_web(kube, namespace)
         times = []
         for _ in range(runs):

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fixtures"))
 
-from workloads import bench_cluster, deploy_web, free_node_port, scratch_namespace, wait_web  # noqa: E402
+from workloads import bench_cluster, deploy_web, scratch_namespace, wait_web  # noqa: E402
 
 from chaoskit.chaos import Chaos  # noqa: E402
 from chaoskit.experiment import Experiment, ExperimentSpec, Workload  # noqa: E402
@@ -40,7 +40,7 @@ def main() -> None:
     ns = f"ck-experiment-bench-{os.getpid()}"
     overheads, totals, recoveries = [], [], []
     with cluster.kube() as kube, tempfile.TemporaryDirectory() as reports, scratch_namespace(kube, ns):
-        port = deploy_web(kube, ns, image, free_node_port(kube, cluster.node_ports)).node_port
+        port = deploy_web(kube, ns, image, cluster.free_node_port(kube)).node_port
         chaos = Chaos(cluster, kube)
         for i in range(runs):
             spec = ExperimentSpec(

@@ -41,7 +41,6 @@ def main() -> None:
     from workloads import (
         bench_cluster,
         client_pod,
-        free_node_port,
         scratch_namespace,
         wait_endpoints,
         wait_pod_running,
@@ -65,7 +64,7 @@ def main() -> None:
     endpoints_seen: list[float] = []
     deployment_seen: list[float] = []
     with cluster.kube() as kube, scratch_namespace(kube, ns):
-        kube.apply([*web_objects(ns, image, free_node_port(kube, cluster.node_ports)), client_pod(ns, image)])
+        kube.apply([*web_objects(ns, image, cluster.free_node_port(kube)), client_pod(ns, image)])
         wait_web(kube, ns)
         wait_pod_running(kube, ns, "client")
         chaos = Chaos(cluster, kube)

@@ -33,7 +33,6 @@ from workloads import (  # noqa: E402
     ReadyPoller,
     bench_cluster,
     deploy_web,
-    free_node_port,
     scratch_namespace,
     wait_endpoints,
     wait_web,
@@ -62,7 +61,7 @@ def main() -> None:
     watched: list[float] = []
     leaves: list[float] = []
     with cluster.kube() as kube, cluster.kube() as truth_kube, scratch_namespace(kube, ns):
-        deploy_web(kube, ns, image, free_node_port(kube, cluster.node_ports))
+        deploy_web(kube, ns, image, cluster.free_node_port(kube))
         chaos = Chaos(cluster, kube)
         for i in range(runs):
             wait_web(kube, ns)

@@ -58,6 +58,9 @@ class Container:
     """Names of the Docker networks it is attached to."""
     started_at: float
     """When its process last started (Unix time; 0 if never)."""
+    published: tuple[tuple[str, int, int], ...] = ()
+    """Its published TCP ports as (host address, host port, container port), from its configuration
+    (so a stopped container has them too)."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,15 @@ def find(name: str, timeout: float = API_TIMEOUT) -> Container | None:
     volumes = tuple(m["Name"] for m in data.get("Mounts", []) if m.get("Type") == "volume")
     networks = tuple((data.get("NetworkSettings", {}).get("Networks") or {}).keys())
     started = state.get("StartedAt") or ""
+    published = []
+    for key, bindings in ((data.get("HostConfig") or {}).get("PortBindings") or {}).items():
+        port, _, protocol = key.partition("/")
+        if protocol == "tcp" and port.isdigit():
+            for binding in bindings or []:
+                if str(binding.get("HostPort", "")).isdigit():
+                    published.append((binding.get("HostIp") or "0.0.0.0", int(binding["HostPort"]), int(port)))
     return Container(
+        published=tuple(sorted(published)),
         started_at=_timestamp(started),
         name=data["Name"].lstrip("/"),
         image=data["Config"]["Image"],

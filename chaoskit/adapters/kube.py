@@ -142,6 +142,28 @@ class Kube:
         resource.replace(body=body, namespace=namespace)
         return True
 
+    def get(self, kind: str, name: str, namespace: str | None = None, api_version: str = "v1") -> dict[str, Any] | None:
+        """An object as a plain dict (as the API serves it), or None when it does not exist."""
+        resource = _dynamic(self.api_client).resources.get(api_version=api_version, kind=kind)
+        try:
+            found = resource.get(name=name, namespace=namespace)
+        except Exception as exc:  # the dynamic client's errors carry the HTTP status
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+        result: dict[str, Any] = found.to_dict()
+        return result
+
+    def node_ports_in_use(self) -> dict[int, str]:
+        """Every NodePort a Service holds, with the Service's ``namespace/name``."""
+        used: dict[int, str] = {}
+        for service in self.core.list_service_for_all_namespaces().items:
+            for port in (service.spec.ports if service.spec else None) or []:
+                if port.node_port:
+                    meta: Any = service.metadata
+                    used[int(port.node_port)] = f"{meta.namespace}/{meta.name}"
+        return used
+
     def delete(self, kind: str, name: str, namespace: str | None = None, api_version: str = "v1") -> bool:
         """Delete an object; return whether it existed."""
         resource = _dynamic(self.api_client).resources.get(api_version=api_version, kind=kind)

@@ -10,6 +10,7 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.errors import ClusterError, UsageError
 
 DEFAULT_NODE_PORTS = tuple(range(30080, 30090))
+NODE_PORT_RANGE = (30000, 32767)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class ClusterSpec:
         if not self.name or not self.name.replace("-", "").isalnum() or self.name != self.name.lower():
             raise UsageError(f"cluster name {self.name!r} must be lower-case letters, digits and '-'")
         for port in self.node_ports:
-            if not 30000 <= port <= 32767:
+            if not NODE_PORT_RANGE[0] <= port <= NODE_PORT_RANGE[1]:
                 raise UsageError(f"node port {port} is outside the NodePort range 30000-32767")
 
 
@@ -56,7 +57,8 @@ class Cluster:
     flavor: str
     """``airgap`` (chaoskit's node image and agents), ``stock`` (kind's own) or ``existing``."""
     node_ports: tuple[int, ...] = ()
-    """NodePorts reachable on 127.0.0.1 of the host."""
+    """NodePorts reachable on 127.0.0.1 of the host, as the running cluster publishes them (for kind,
+    read from its control-plane container); empty for a cluster that publishes none."""
     created: bool = False
     """Whether this call created the cluster (rather than reusing one)."""
 
@@ -67,6 +69,30 @@ class Cluster:
     @property
     def is_kind(self) -> bool:
         return self.provider == "kind"
+
+    def free_node_port(self, kube: Kube | None = None, *, highest: bool = False) -> int:
+        """A NodePort this cluster publishes on 127.0.0.1 that no Service uses yet: the lowest (or the
+        ``highest``), for a Service of type NodePort the host must reach (``http://127.0.0.1:PORT``).
+
+        Free when asked: a Service created later by someone else may take it.
+        Raises UsageError for a cluster that publishes none, ClusterError when
+        every published one is taken.
+        """
+        if not self.node_ports:
+            raise UsageError(
+                f"cluster {self.name!r} publishes no NodePort on 127.0.0.1, so the host cannot reach a Service "
+                "of it; a kind cluster made by 'chaoskit cluster up' publishes 30080-30089"
+            )
+        if kube is None:
+            with self.kube() as own:
+                used = own.node_ports_in_use()
+        else:
+            used = kube.node_ports_in_use()
+        free = [p for p in sorted(self.node_ports, reverse=highest) if p not in used]
+        if not free:
+            taken = ", ".join(f"{p} ({used[p]})" for p in self.node_ports)
+            raise ClusterError(f"every NodePort cluster {self.name!r} publishes on 127.0.0.1 is taken: {taken}")
+        return free[0]
 
     def load_image(self, image: str) -> tuple[str, ...]:
         """Make a local Docker image available on every node (kind only); return the nodes it was loaded into.

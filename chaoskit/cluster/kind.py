@@ -34,7 +34,7 @@ from chaoskit.adapters import docker, kind
 from chaoskit.adapters.kube import Kube, node_ready, pod_ready
 from chaoskit.adapters.shell import run, say
 from chaoskit.cluster import addons
-from chaoskit.cluster.base import Cluster, ClusterSpec, ClusterStatus, NodeStatus
+from chaoskit.cluster.base import NODE_PORT_RANGE, Cluster, ClusterSpec, ClusterStatus, NodeStatus
 from chaoskit.errors import ChaoskitError, ClusterError, UsageError
 from chaoskit.provision import cache
 from chaoskit.provision.versions import STOCK_NODE_IMAGE
@@ -75,6 +75,25 @@ def kind_config(spec: ClusterSpec, airgap: bool) -> dict[str, Any]:
         # No kindnetd image exists here; chaoskit-netd configures pod networking instead.
         config["networking"] = {"disableDefaultCNI": True}
     return config
+
+
+def published_node_ports(name: str) -> tuple[int, ...]:
+    """The NodePorts cluster ``name`` publishes on 127.0.0.1, read from its control-plane container:
+    what the running cluster serves, whatever a spec of today asks for."""
+    control_plane = docker.find(f"{name}-control-plane")
+    if control_plane is None:
+        return ()
+    return tuple(
+        sorted(
+            {
+                host_port
+                for address, host_port, container_port in control_plane.published
+                if address in ("127.0.0.1", "0.0.0.0")
+                and host_port == container_port
+                and NODE_PORT_RANGE[0] <= host_port <= NODE_PORT_RANGE[1]
+            }
+        )
+    )
 
 
 def is_airgap_image(image: str) -> bool:
@@ -242,7 +261,7 @@ class KindProvider:
             kubeconfig=kubeconfig,
             context=f"kind-{spec.name}",
             flavor="airgap" if airgap else "stock",
-            node_ports=spec.node_ports,
+            node_ports=published_node_ports(spec.name),
             created=created,
         )
         with cluster.kube() as kube:
@@ -274,7 +293,7 @@ class KindProvider:
             kubeconfig=kubeconfig,
             context=f"kind-{spec.name}",
             flavor="airgap" if airgap else "stock",
-            node_ports=spec.node_ports,
+            node_ports=published_node_ports(spec.name),
         )
 
     # --- down / status ------------------------------------------------------------

@@ -38,7 +38,7 @@ import yaml
 
 from chaoskit.adapters.kube import Kube, deployment_available
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import ClusterError, UsageError
+from chaoskit.errors import UsageError
 from chaoskit.prometheus.client import PrometheusClient
 
 NAMESPACE = "chaoskit-monitoring"
@@ -271,7 +271,7 @@ def deploy_prometheus(
     started = time.monotonic()
     if scrape_interval <= 0 or node_scrape_interval <= 0:
         raise UsageError("Prometheus scrape intervals must be positive")
-    port = node_port or _current_node_port(kube, namespace) or _free_node_port(kube, cluster)
+    port = node_port or _current_node_port(kube, namespace) or cluster.free_node_port(kube, highest=True)
     if port not in cluster.node_ports:
         published = ", ".join(map(str, cluster.node_ports)) or "none"
         raise UsageError(
@@ -318,19 +318,6 @@ def _current_node_port(kube: Kube, namespace: str) -> int | None:
         if port.node_port:
             return int(port.node_port)
     return None
-
-
-def _free_node_port(kube: Kube, cluster: Cluster) -> int:
-    services = kube.core.list_service_for_all_namespaces().items
-    used = {p.node_port for s in services for p in (s.spec.ports if s.spec else None) or []}
-    for port in sorted(cluster.node_ports, reverse=True):
-        if port not in used:
-            return port
-    if not cluster.node_ports:
-        raise UsageError(
-            f"cluster {cluster.name!r} publishes no NodePort on 127.0.0.1, so the host cannot reach Prometheus"
-        )
-    raise ClusterError(f"every NodePort published on 127.0.0.1 ({cluster.node_ports}) is taken; free one first")
 
 
 def _wait_namespace_gone_if_terminating(kube: Kube, namespace: str, timeout: float) -> None:

@@ -5,6 +5,8 @@ Everything here runs against the real kind cluster; nothing is mocked.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 from workloads import WEB_LABELS, Web, get_from_host, get_from_host_eventually, probe_eventually, wait_web
@@ -26,6 +28,34 @@ def test_one_control_plane_and_two_workers_all_ready(cluster: Cluster, kube) -> 
     assert all(node_ready(n) for n in nodes), [(n.metadata.name, node_ready(n)) for n in nodes]
     if cluster.flavor == "airgap":
         assert {n.status.node_info.kubelet_version for n in nodes} == {"v1.20.2"}
+
+
+def test_node_ports_are_what_the_running_cluster_publishes_and_the_free_one_is_free(cluster: Cluster, kube) -> None:
+    # Read independently of chaoskit: the Docker CLI's view of the control plane's published ports.
+    out = subprocess.run(
+        ["docker", "port", f"{cluster.name}-control-plane"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    published = set()
+    for line in out.splitlines():  # "30080/tcp -> 127.0.0.1:30080"
+        inside, _, outside = line.partition(" -> ")
+        port, _, host_port = outside.rpartition(":")
+        if inside.endswith("/tcp") and port == "127.0.0.1" and inside.split("/")[0] == host_port:
+            published.add(int(host_port))
+    published = {p for p in published if 30000 <= p <= 32767}
+    assert published and set(cluster.node_ports) == published, (cluster.node_ports, out)
+    services = json.loads(
+        subprocess.run(
+            ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "svc", "-A", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    )
+    used = {p.get("nodePort") for s in services["items"] for p in s["spec"].get("ports", [])}
+    low, high = cluster.free_node_port(kube), cluster.free_node_port(highest=True)
+    assert low not in used and high not in used and low <= high
+    assert low == min(published - used) and high == max(published - used)
 
 
 def test_service_answers_on_a_loopback_node_port_from_every_replica(kube, web: Web) -> None:

@@ -7,7 +7,7 @@ network namespace (its routes are gone) and may have a new address.
 from __future__ import annotations
 
 import pytest
-from workloads import free_node_port, get_from_host_eventually, probe_eventually, wait_pod_running
+from workloads import get_from_host_eventually, probe_eventually, wait_pod_running
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube, node_ready
@@ -78,7 +78,7 @@ def test_worker_stopped_and_started_comes_back_ready_and_serves(
         if "node-role.kubernetes.io/master" not in (n.metadata.labels or {})
     )
     victim, other = workers[0], workers[1]
-    port = free_node_port(kube, cluster.node_ports)
+    port = cluster.free_node_port(kube)
     kube.apply(
         [
             pinned_web_pod(namespace, "on-worker", victim, web_image),
