@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -63,3 +64,74 @@ def test_a_test_that_leaves_a_fault_injected_fails_and_the_fault_is_undone(
     assert rules_in([process.netns], f"chaoskit:{fault_id}") == {process.netns: []}
     assert [e.fault_id for e in Ledger(cluster.name).unsettled()] == []
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
+
+
+def test_a_hook_vetoes_a_fault_before_it_acts_and_the_report_says_why(
+    pytester: pytest.Pytester, kube: Kube, web: Web
+) -> None:
+    before = {p.metadata.name: p.metadata.uid for p in kube.pods(web.namespace, "app=web")}
+    calls = pytester.path / "calls.txt"
+    pytester.makeconftest(
+        f"""
+        CALLS = {str(calls)!r}
+
+        def note(line):
+            with open(CALLS, "a") as out:
+                out.write(line + "\\n")
+
+        def pytest_chaoskit_fault_planned(record):
+            note("planned " + record.kind + " " + ",".join(record.targets))
+            if record.spec.get("names"):
+                return "change freeze: no pod kills by name until Friday"
+            return None
+
+        def pytest_chaoskit_fault_injected(record):
+            note("injected " + record.fault_id)
+
+        def pytest_chaoskit_fault_undone(record):
+            note("undone " + record.fault_id + " reverted=" + str(record.reverted))
+
+        def pytest_chaoskit_experiment_result(result):
+            note("result " + result.outcome + " faults=" + str(len(result.faults)))
+        """
+    )
+    victim = sorted(before)[0]
+    pytester.makepyfile(
+        f"""
+        import time
+        from chaoskit import Availability, LoadSpec
+
+        LOAD = LoadSpec(host="http://127.0.0.1:{web.node_port}", run_seconds=20, warmup_seconds=1, users=2)
+
+        def test_vetoed(experiment, chaos):
+            with experiment(LOAD, [Availability(0.5)]):
+                with chaos.pod_kill("{web.namespace}", "app=web", names=["{victim}"]):
+                    raise AssertionError("a vetoed fault's block must not run")
+
+        def test_allowed(chaos):
+            with chaos.partition("{web.namespace}", "app=web", count=1) as cut:
+                print("CUT=" + cut.fault_id)
+        """
+    )
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-rs", f"--chaos-report-dir={pytester.path}")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*pod-kill of * vetoed before it acted: change freeze: no pod kills*"])
+    cut = re.search(r"CUT=(\S+)", result.stdout.str())
+    assert cut, result.stdout.str()
+    lines = calls.read_text().splitlines()
+    assert lines[0] == f"planned pod-kill {victim}", lines
+    assert lines[1] == "result skipped faults=1", lines  # the vetoed fault is in the result, nothing else ran
+    assert lines[2].startswith("planned network-partition ") and lines[3:] == [
+        f"injected {cut.group(1)}",
+        f"undone {cut.group(1)} reverted=True",
+    ], lines
+    # Nothing was killed: the same pods, by UID, read from the cluster.
+    after = {p.metadata.name: p.metadata.uid for p in kube.pods(web.namespace, "app=web")}
+    assert after == before
+    journal = json.loads((pytester.path / "chaoskit-journal.json").read_text())
+    (experiment,) = journal["experiments"]
+    assert experiment["skipped"].startswith("pod-kill of") and "change freeze" in experiment["skipped"]
+    (fault,) = experiment["faults"]
+    assert fault["vetoed"] == "change freeze: no pod kills by name until Friday" and fault["injected_at"] is None
+    html = (pytester.path / "chaoskit-report.html").read_text()
+    assert "VETOED before it acted: change freeze" in html
