@@ -154,6 +154,28 @@ class Kube:
         result: dict[str, Any] = found.to_dict()
         return result
 
+    def wait_whole(self, namespace: str, name: str, kind: str = "Deployment", timeout: float = 120) -> float:
+        """Wait until a workload (``Deployment``, ``StatefulSet``, ``DaemonSet`` or ``ReplicaSet``) is whole
+        by its kind's own status (:func:`workload_counts`); return the seconds it took.
+
+        For a test's own system after it applied it (``kube.apply(objects)``).
+        Raises ClusterError naming the last counts seen when it is not whole
+        within ``timeout`` seconds.
+        """
+        kind = check_workload_kind(kind)
+        started = time.monotonic()
+        seen = "not found"
+        while True:
+            obj = self.get(kind, name, namespace, api_version="apps/v1")
+            if obj is not None:
+                desired, ready, whole = workload_counts(obj, kind)
+                if whole:
+                    return time.monotonic() - started
+                seen = f"{ready}/{desired} ready"
+            if time.monotonic() - started > timeout:
+                raise ClusterError(f"{kind} {namespace}/{name} was not whole within {timeout:g} s ({seen})")
+            time.sleep(0.25)
+
     def node_ports_in_use(self) -> dict[int, str]:
         """Every NodePort a Service holds, with the Service's ``namespace/name``."""
         used: dict[int, str] = {}

@@ -10,6 +10,7 @@ removed from the nodes and from Docker afterwards.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -177,3 +178,80 @@ def test_cluster_image_fixture_builds_loads_and_a_pod_runs_the_image(
     assert match and match.group(1).startswith("chaoskit/app:"), result.stdout.str()
     for node in node_names(cluster):
         assert ref(match.group(1)) in images_on(node), node
+
+
+USER_EXPERIMENT = """
+from pathlib import Path
+
+from chaoskit import Availability, Cluster, Kube, LoadSpec, RecoveryTime, Workload
+
+APP = Path(__file__).parent / "app"
+
+
+def my_app(namespace, image, node_port):
+    labels = {"app": "mine"}
+    container = {
+        "name": "app",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "readinessProbe": {"httpGet": {"path": "/", "port": 8000}, "periodSeconds": 1},
+    }
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "mine", "namespace": namespace},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "mine", "namespace": namespace},
+            "spec": {"type": "NodePort", "selector": labels, "ports": [{"port": 8000, "nodePort": node_port}]},
+        },
+    ]
+
+
+def test_my_service_survives_a_pod_kill(cluster: Cluster, kube: Kube, namespace, cluster_image, experiment, chaos):
+    image = cluster_image(APP)
+    print("IMAGE=" + image)
+    port = cluster.free_node_port(kube)
+    kube.apply(my_app(namespace, image, port))
+    kube.wait_whole(namespace, "mine", timeout=120)
+    load = LoadSpec(host=f"http://127.0.0.1:{port}", run_seconds=30, users=4, rate_per_user=10, warmup_seconds=2)
+    slo = [Availability(0.9), RecoveryTime(30)]
+    with experiment(load, slo, Workload(namespace, "mine", "mine")) as run:
+        with chaos.pod_kill(namespace, "app=mine", grace_seconds=0) as kill:
+            print("KILLED=" + ",".join(kill.targets))
+    print("VERDICT=" + run.result.outcome + " RECOVERY=" + str(run.result.verdict.recovery_s))
+"""
+
+
+def test_a_users_own_experiment_outside_the_repository_builds_deploys_kills_and_gets_a_verdict(
+    pytester: pytest.Pytester, cluster: Cluster, remove_afterwards: list[str]
+) -> None:
+    write_app(pytester.path / "app")
+    pytester.makepyfile(test_mine=USER_EXPERIMENT)
+    assert not (pytester.path / "conftest.py").exists()
+    result = pytester.runpytest_subprocess(
+        "-s", "-p", "no:cacheprovider", f"--chaos-report-dir={pytester.path / 'reports'}", timeout=600
+    )
+    image = re.search(r"IMAGE=(\S+)", result.stdout.str())
+    if image:
+        remove_afterwards.append(image.group(1))
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    verdict = re.search(r"VERDICT=(\S+) RECOVERY=(\S+)", out)
+    assert verdict and verdict.group(1) == "passed", out
+    assert 0 < float(verdict.group(2)) < 30, out
+    killed = re.search(r"KILLED=(\S+)", out)
+    assert killed and killed.group(1).startswith("mine-"), out
+    result.stdout.fnmatch_lines(["*PASSED test_my_service_survives_a_pod_kill; availability *; 2/2 objectives met"])
+    journal = json.loads((pytester.path / "reports" / "chaoskit-journal.json").read_text())
+    (run,) = journal["experiments"]
+    assert [f["kind"] for f in run["faults"]] == ["pod-kill"] and run["faults"][0]["targets"] == [killed.group(1)]
+    assert run["verdict"]["passed"] is True, run["verdict"]
