@@ -1,8 +1,11 @@
 """A minimal in-cluster Kubernetes API client, standard library only.
 
 The agents run in a small Debian image with nothing but python3, so they
-cannot use the official client. They need three verbs: list a collection,
-watch it from a resource version, and nothing else.
+cannot use the official client. They need a few verbs: list a collection,
+watch it from a resource version, and get, create and delete one object.
+Every request is bounded by a timeout; an answer outside 2xx raises
+:class:`ApiError` carrying the HTTP status, so callers can tell "already
+exists" (409) and "already gone" (404) from a real failure.
 """
 
 from __future__ import annotations
@@ -10,13 +13,24 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+REQUEST_TIMEOUT = 15.0
+"""Seconds a single get, create or delete may take."""
 
 Obj = dict[str, Any]
+
+
+class ApiError(Exception):
+    """The API server answered with a status outside 2xx."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status}: {reason}")
+        self.status = status
 
 
 class KubeApi:
@@ -28,11 +42,30 @@ class KubeApi:
         self.base = f"https://{host}:{port}"
         self.context = ssl.create_default_context(cafile=f"{SERVICE_ACCOUNT}/ca.crt")
 
-    def _request(self, path: str, timeout: float) -> Any:
+    def _request(self, path: str, timeout: float, method: str = "GET", body: Obj | None = None) -> Any:
         with open(f"{SERVICE_ACCOUNT}/token") as handle:
             token = handle.read().strip()
-        request = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {token}"})
-        return urllib.request.urlopen(request, context=self.context, timeout=timeout)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            return urllib.request.urlopen(request, context=self.context, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            try:
+                reason = json.loads(exc.read()).get("message", exc.reason)
+            except ValueError:
+                reason = exc.reason
+            finally:
+                exc.close()
+            raise ApiError(exc.code, f"{method} {path}: {reason}") from None
+
+    def _call(self, path: str, method: str = "GET", body: Obj | None = None) -> Obj:
+        with self._request(path, REQUEST_TIMEOUT, method, body) as response:
+            result: Obj = json.load(response)
+            return result
 
     def list(self, path: str) -> Obj:
         """GET a collection, e.g. ``/api/v1/nodes``."""
@@ -47,3 +80,18 @@ class KubeApi:
             for line in response:
                 if line.strip():
                     yield json.loads(line)
+
+    def get(self, path: str) -> Obj:
+        """GET one object, e.g. ``/api/v1/persistentvolumes/pvc-1``."""
+        return self._call(path)
+
+    def create(self, path: str, body: Obj) -> Obj:
+        """POST ``body`` to a collection; returns the object as created."""
+        return self._call(path, "POST", body)
+
+    def delete(self, path: str, uid: str | None = None) -> Obj:
+        """DELETE one object; with ``uid``, only if it is still that object (else ApiError 409)."""
+        options: Obj = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        return self._call(path, "DELETE", options)

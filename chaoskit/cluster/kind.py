@@ -270,6 +270,7 @@ class KindProvider:
                 from chaoskit.provision import images
 
                 kube.apply(addons.manifests(images.agent_image()))
+                addons.install_storage_class(kube)
                 if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
                     say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
             wait_healthy(kube, cluster.flavor, node_count, node_since=node_since)
@@ -404,6 +405,7 @@ def wait_healthy(
         checks = [
             ("app=chaoskit-netd", node_count, "chaoskit-netd"),
             ("app=chaoskit-dns", 1, "cluster DNS (chaoskit-dns)"),
+            ("app=chaoskit-volumes", node_count, "local volumes (chaoskit-volumes)"),
         ]
     else:
         checks = [("k8s-app=kube-dns", 1, "cluster DNS (coredns)")]
