@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "AckedWriter": "chaoskit.writes",
     "Availability": "chaoskit.slo",
+    "AvailabilityBelow": "chaoskit.stops",
     "BandwidthSpec": "chaoskit.faults",
     "Chaos": "chaoskit.chaos",
     "ChaoskitError": "chaoskit.errors",
     "Cluster": "chaoskit.cluster",
     "ContainerKillSpec": "chaoskit.faults",
     "ErrorBurst": "chaoskit.slo",
+    "ErrorBurstOver": "chaoskit.stops",
     "Experiment": "chaoskit.experiment",
     "ExperimentResult": "chaoskit.report",
     "ExperimentSpec": "chaoskit.experiment",
@@ -33,6 +35,7 @@ _EXPORTS = {
     "FaultUnsupported": "chaoskit.errors",
     "FaultVetoed": "chaoskit.errors",
     "Kube": "chaoskit.adapters.kube",
+    "LatencyAbove": "chaoskit.stops",
     "LatencyPercentile": "chaoskit.slo",
     "LatencySpec": "chaoskit.faults",
     "Load": "chaoskit.load",
@@ -45,6 +48,7 @@ _EXPORTS = {
     "PodKillSpec": "chaoskit.faults",
     "PrometheusClient": "chaoskit.prometheus",
     "PromQL": "chaoskit.slo",
+    "PromQLAbove": "chaoskit.stops",
     "read_back": "chaoskit.writes",
     "ReadBack": "chaoskit.writes",
     "ReadBackFailed": "chaoskit.writes",
@@ -52,6 +56,7 @@ _EXPORTS = {
     "RecoveryTime": "chaoskit.slo",
     "RecoveryWatch": "chaoskit.observe",
     "RequestRecord": "chaoskit.load",
+    "RunAborted": "chaoskit.errors",
     "Safety": "chaoskit.faults",
     "SafetyError": "chaoskit.errors",
     "SloVerdict": "chaoskit.slo",
@@ -71,6 +76,7 @@ if TYPE_CHECKING:
         FaultUndoFailed,
         FaultUnsupported,
         FaultVetoed,
+        RunAborted,
         SafetyError,
         SpecError,
     )
@@ -102,6 +108,7 @@ if TYPE_CHECKING:
         SloVerdict,
         SloViolation,
     )
+    from chaoskit.stops import AvailabilityBelow, ErrorBurstOver, LatencyAbove, PromQLAbove
     from chaoskit.writes import AckedWriter, ReadBack, ReadBackFailed, WriteLog, read_back
 
 
@@ -115,12 +122,14 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AckedWriter",
     "Availability",
+    "AvailabilityBelow",
     "BandwidthSpec",
     "Chaos",
     "ChaoskitError",
     "Cluster",
     "ContainerKillSpec",
     "ErrorBurst",
+    "ErrorBurstOver",
     "Experiment",
     "ExperimentResult",
     "ExperimentSpec",
@@ -131,6 +140,7 @@ __all__ = [
     "FaultUnsupported",
     "FaultVetoed",
     "Kube",
+    "LatencyAbove",
     "LatencyPercentile",
     "LatencySpec",
     "Load",
@@ -142,6 +152,7 @@ __all__ = [
     "PartitionSpec",
     "PodKillSpec",
     "PromQL",
+    "PromQLAbove",
     "PrometheusClient",
     "ReadBack",
     "ReadBackFailed",
@@ -149,6 +160,7 @@ __all__ = [
     "RecoveryTime",
     "RecoveryWatch",
     "RequestRecord",
+    "RunAborted",
     "Safety",
     "SafetyError",
     "SloVerdict",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import cast
 
 from chaoskit.adapters.kube import Kube, WorkloadKind
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import FaultVetoed
+from chaoskit.errors import FaultVetoed, RunAborted
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
+from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.network import (
     Bandwidth,
     BandwidthSpec,
@@ -48,6 +50,29 @@ class Chaos:
         """The record of every fault this handle ran (a vetoed one's included), in order."""
         self.fault_ids: list[str] = []
         """Every fault this handle started, in order, whether or not it got as far as a record."""
+        self.created_at = time.time()
+        self.stop_reason: str | None = None
+        """Why this handle was stopped (:meth:`stop`); no fault may start after it."""
+
+    def stop(self, reason: str) -> None:
+        """Refuse every fault from now on (RunAborted, saying ``reason``): the run was aborted."""
+        self.stop_reason = self.stop_reason or reason
+
+    def stopped(self) -> str | None:
+        """Why no fault may start: this handle was stopped, or ``chaoskit abort`` ran since it was made."""
+        if self.stop_reason is None:
+            aborts = Ledger(self.cluster.name).aborts(self.created_at)
+            if aborts:
+                self.stop(external_abort_reason(aborts[0], self.created_at))
+        return self.stop_reason
+
+    def active_records(self, since: int = 0) -> list[FaultRecord]:
+        """Records from index ``since`` of the faults that acted and are not undone yet."""
+        return [
+            r
+            for r in self.records[since:]
+            if r.injected_at is not None and r.undoable and not r.reverted and not r.vetoed
+        ]
 
     def pod_kill(
         self,
@@ -218,14 +243,25 @@ class Chaos:
     @contextmanager
     def _active(self, fault: Fault, max_share: float | None = None) -> Iterator[FaultRecord]:
         """Run ``fault`` (under its own blast-radius cap if ``max_share`` is given), keeping its record."""
+        reason = self.stopped()
+        if reason is not None:
+            raise RunAborted(f"{fault.kind} refused: {reason}")
         fault.with_max_share(max_share)
         fault.hooks = self.hooks
         self.fault_ids.append(fault.fault_id)  # before it acts: a block never left is still this handle's
         try:
             with fault.active() as record:
                 self.records.append(record)
+                if self.stop_reason is not None:  # aborted while this fault was being injected: undo it now
+                    raise RunAborted(f"{fault.kind} undone at once: {self.stop_reason}")
                 yield record
         except FaultVetoed:
             if fault.record is not None:
                 self.records.append(fault.record)  # nothing acted, but the report says who refused and why
             raise
+
+
+def external_abort_reason(line: dict[str, object], since: float) -> str:
+    """The words for an abort line of the ledger: "aborted externally by chaoskit abort (pid 1234 on host)"."""
+    at = float(str(line.get("at", since)))
+    return f"aborted externally by {line.get('by', 'another process')} at t={at - since:.1f} s"

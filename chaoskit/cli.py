@@ -4,6 +4,8 @@
     chaoskit cluster down     delete it and everything it left on the machine
     chaoskit cluster status   show its nodes without changing anything
     chaoskit cleanup          undo faults a killed run left behind, delete leftover test namespaces
+    chaoskit status           the faults in place now (who injected them, since when) and test namespaces
+    chaoskit abort            undo every fault in place now, live runs' included: the big red button
     chaoskit image build      build the image of a directory with a Dockerfile, on chaoskit's base image
     chaoskit image load       load local images into every node of a kind cluster
 
@@ -76,6 +78,25 @@ def _parser() -> argparse.ArgumentParser:
         description="undo faults a killed run left behind and delete leftover test namespaces",
     )
     _cluster_options(cleanup, creating=False)
+    status = commands.add_parser(
+        "status",
+        help="the faults in place now, who injected them and since when, and the test namespaces",
+        description="Show the faults in place in the cluster now (from its fault ledger): which, since when, "
+        "and which process injected them (running, or dead and so residue); and the test namespaces.",
+        epilog="examples:\n  chaoskit status\n  chaoskit status --name chaoskit",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _cluster_options(status, creating=False)
+    abort = commands.add_parser(
+        "abort",
+        help="undo every fault in place now, live runs' included (the big red button)",
+        description="Undo and prove the undo of every fault in place in the cluster now, whoever injected it. "
+        "Live runs (a pytest experiment, 'chaoskit run') see the abort within a second: they refuse new faults, "
+        "keep their load running to watch the recovery, and fail with 'aborted externally by chaoskit abort'.",
+        epilog="examples:\n  chaoskit abort\n  chaoskit abort --name staging",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _cluster_options(abort, creating=False)
     for action, text in (
         ("up", "create or reuse a cluster; installs Docker and kind and builds the node image if needed"),
         ("down", "delete the cluster, its containers, volumes and network"),
@@ -186,6 +207,35 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from chaoskit import control
+
+    cluster = get_provider(args.provider, provision=False).attach(_spec(args))
+    with cluster.kube() as kube:
+        report = control.status(cluster, kube)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _abort(args: argparse.Namespace) -> int:
+    from chaoskit import control
+
+    cluster = get_provider(args.provider, provision=False).attach(_spec(args))
+    with cluster.kube() as kube:
+        result = control.abort(cluster, kube)
+    print(
+        f"abort of {cluster.name}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "
+        f"{len(result.moot)} moot, {len(result.failed)} NOT undone"
+    )
+    for line in result.undone:
+        print(f"  undone: {line}")
+    for line in result.moot:
+        print(f"  moot (its targets are gone): {line}")
+    for line in result.failed:
+        print(f"  NOT UNDONE: {line}")
+    return 1 if result.failed else 0
+
+
 def _clear_ledger(name: str) -> None:
     """Delete a deleted cluster's fault ledger: the faults it records went with the cluster."""
     from chaoskit.adapters.shell import say
@@ -226,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "cleanup":
             return _cleanup(args)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "abort":
+            return _abort(args)
         if args.command == "image":
             return _image(args)
         if args.command == "cluster":

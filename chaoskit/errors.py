@@ -69,3 +69,8 @@ class FaultUnsupported(ChaoskitError):
 class FaultVetoed(ChaoskitError):
     """A fault refused by a hook before it acted (``pytest_chaoskit_fault_planned`` returned False or a
     reason, or :class:`~chaoskit.faults.FaultHooks.planned` did): nothing was injected; a test skips."""
+
+
+class RunAborted(ChaoskitError):
+    """The run was aborted (a stop condition tripped, or ``chaoskit abort`` from another terminal): its
+    faults were undone, and no new fault may start."""

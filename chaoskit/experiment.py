@@ -33,6 +33,7 @@ taken when the experiment starts, so every line of the timeline shares one axis.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -41,13 +42,15 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from chaoskit.adapters.kube import WorkloadKind, check_workload_kind
-from chaoskit.chaos import Chaos
+from chaoskit.chaos import Chaos, external_abort_reason
 from chaoskit.errors import ClusterError, FaultUnsupported, FaultVetoed, SpecError
 from chaoskit.faults.base import FaultRecord
+from chaoskit.faults.ledger import Ledger
 from chaoskit.load import Load, LoadSpec, RequestRecord, StreamStats
 from chaoskit.observe import RecoveryWatch
 from chaoskit.report import ExperimentResult, Series, TimelineEvent, Timings
 from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
+from chaoskit.stops import PromQLAbove, Reading, StopCondition, first_trip
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,12 @@ class ExperimentSpec:
     """Watched for the recovery time; without it, the fault window ends when the fault is undone."""
     settle_seconds: float = 5.0
     """Load kept on after recovery: the "after recovery" window."""
+    stop_conditions: tuple[StopCondition, ...] = ()
+    """Checked every second on the load's records (see :mod:`chaoskit.stops`): when one trips, the
+    experiment's faults are undone at once, no new one may start, and the run fails saying which."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stop_conditions", tuple(self.stop_conditions))
         if not self.name.strip():
             raise SpecError("an experiment needs a name")
         if self.settle_seconds < 0:
@@ -130,10 +137,21 @@ class Experiment:
     """A recovery time stated with :meth:`record`, in seconds after the first fault's injection."""
     timings: Timings = field(default_factory=Timings, init=False)
     """Where the run's wall time went (setup, warm-up, block, recovery wait, settle, teardown)."""
+    aborted: str | None = field(default=None, init=False)
+    """Why the run was aborted (a stop condition tripped, or ``chaoskit abort``), once it was."""
+    aborted_at: float | None = field(default=None, init=False)
+    """Unix time of the trip (or of the abort seen)."""
+    abort_undone_at: float | None = field(default=None, init=False)
+    """Unix time by which every fault in place at the trip was undone and proven."""
+    readings: list[Reading] = field(default_factory=list, init=False)
+    """The stop conditions' latest readings, in the spec's order."""
+    _guard: _Guard | None = field(default=None, init=False, repr=False)
+    _abort_seen: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _stack: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
     _load: Load | None = field(default=None, init=False, repr=False)
     _watch: RecoveryWatch | None = field(default=None, init=False, repr=False)
     _first_fault: int = field(default=0, init=False, repr=False)
+    _first_fault_id: int = field(default=0, init=False, repr=False)
     _offset: float = field(default=0.0, init=False, repr=False)
     _block_started: float = field(default=0.0, init=False, repr=False)
 
@@ -145,12 +163,16 @@ class Experiment:
             self.prometheus.check_reachable()  # before any load or fault
         self._offset = time.time() - time.monotonic()
         self._first_fault = len(self.chaos.records)
+        self._first_fault_id = len(self.chaos.fault_ids)
         started = time.monotonic()
         with ExitStack() as stack:
             if self.spec.workload is not None:
                 w = self.spec.workload
                 self._watch = stack.enter_context(self.chaos.recovery_watch(w.namespace, w.name, w.service, w.kind))
             self._load = stack.enter_context(Load(self.spec.load))
+            self._guard = _Guard(self)
+            self._guard.start()
+            stack.callback(self._guard.stop)  # closed first: no trip while the load winds down
             self._stack = stack.pop_all()
         self.timings.warmup = self._load.warmup_ended_at - self._load.started_at
         self.timings.setup = time.monotonic() - started - self.timings.warmup
@@ -207,6 +229,11 @@ class Experiment:
         if first is None:
             raise SpecError("no fault of this experiment has been injected yet")
         return time.monotonic() - first
+
+    def hold(self, seconds: float) -> bool:
+        """Inside the block: wait ``seconds`` with the faults in place, or less if the run is aborted
+        meanwhile (a stop condition, ``chaoskit abort``). Returns whether the whole time passed."""
+        return not self._abort_seen.wait(seconds)
 
     def _first_injection(self) -> float | None:
         span = injection_span(self.chaos.records[self._first_fault :], self._offset)
@@ -282,11 +309,18 @@ class Experiment:
             if recovery_s is not None:
                 fault_end = fault_start + recovery_s
             else:
-                fault_end = max(injected[-1], *(f.reverted_at for f in faults if f.reverted_at is not None))
+                fault_end = max([injected[-1], *(f.reverted_at for f in faults if f.reverted_at is not None)])
         windows = Windows(start, end, fault_start, fault_end)
         query: RangeQuery | None = self.prometheus.values if self.prometheus else None
         verdict = evaluate(
-            self.spec.objectives, records, windows, recovery_s, self.lost_writes, query, stream.shortfall
+            self.spec.objectives,
+            records,
+            windows,
+            recovery_s,
+            self.lost_writes,
+            query,
+            stream.shortfall,
+            aborted=self.aborted,
         )
         return ExperimentResult(
             name=self.spec.name,
@@ -323,7 +357,33 @@ class Experiment:
         injected = injection_times(faults)
         if recovery_s is not None and injected:
             events.append(TimelineEvent(injected[0] + recovery_s, "recovered", "whole again"))
+        if self.aborted is not None and self.aborted_at is not None:
+            events.append(TimelineEvent(self.aborted_at, "aborted", self.aborted))
         return sorted(events, key=lambda e: e.at)
+
+    def abort(self, reason: str) -> None:
+        """Abort the run now: refuse new faults, undo (and prove) every fault of it still in place, and
+        fail the verdict with ``reason``. The load keeps running, so the recovery is seen. Called by the
+        stop conditions and on ``chaoskit abort``; a second call does nothing."""
+        if self.aborted is not None:
+            return
+        self.aborted, self.aborted_at = reason, time.time()
+        self.chaos.stop(reason)
+        self._abort_seen.set()
+        if self._load is not None:
+            self._load.mark(reason)
+        from chaoskit.faults.sweeper import undo_entry
+
+        ledger = Ledger(self.chaos.cluster.name)
+        # Every fault this run started (by id, so one still being injected is included): the ledger says
+        # which of them are in place.
+        active = set(self.chaos.fault_ids[self._first_fault_id :])
+        for entry in ledger.unsettled():
+            if entry.fault_id in active:
+                how, text = undo_entry(self.chaos.cluster, self.chaos.kube, ledger, entry)
+                if how == "failed":
+                    self.aborted = f"{reason}; and the undo of {entry.fault_id} is NOT proven: {text}"
+        self.abort_undone_at = time.time()
 
 
 def injection_times(faults: Sequence[FaultRecord]) -> list[float]:
@@ -357,3 +417,67 @@ def _load_summary(spec: LoadSpec, requests: int, stream: StreamStats) -> dict[st
         "requests": requests,
         "stream": {**asdict(stream), "complete": stream.complete, "shortfall": stream.shortfall},
     }
+
+
+class _Guard(threading.Thread):
+    """Watches a running experiment: its stop conditions every second, ``chaoskit abort`` every 0.2 s."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, run: Experiment) -> None:
+        super().__init__(name=f"guard-{run.spec.name}", daemon=True)
+        self.run_ = run
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(30)
+
+    def run(self) -> None:
+        try:
+            self._watch()
+        except BaseException as exc:  # reported with the result, never lost in a thread
+            self.error = exc
+            self.run_.aborted = self.run_.aborted or f"the stop-condition guard failed: {type(exc).__name__}: {exc}"
+
+    def _watch(self) -> None:
+        run = self.run_
+        assert run._load is not None
+        load = run._load
+        ledger = Ledger(run.chaos.cluster.name)
+        since = run.chaos.created_at
+        conditions = run.spec.stop_conditions
+        query = _instant_query(run.prometheus) if any(isinstance(c, PromQLAbove) for c in conditions) else None
+        start = load.warmup_ended_at
+        records: list[RequestRecord] = []
+        size = -1
+        next_check = time.monotonic()
+        while not self.stopping.wait(self.POLL_SECONDS) and run.aborted is None:
+            if ledger.size() != size:
+                size = ledger.size()
+                aborts = ledger.aborts(since)
+                if aborts:
+                    run.abort(external_abort_reason(aborts[0], start))
+                    return
+            if conditions and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 1.0
+                records.extend(load.records_from(len(records)))
+                now = time.time()
+                recent = [r for r in records if r.started >= start]
+                run.readings, trip = first_trip(conditions, recent, now, start, query)
+                if trip is not None:
+                    run.abort(trip.reason())
+                    return
+
+
+def _instant_query(prometheus: Prometheus | None) -> Callable[[str], float | None] | None:
+    if prometheus is None:
+        return None
+
+    def query(expression: str) -> float | None:
+        now = time.time()
+        values = prometheus.values(expression, now - 5, now)
+        return values[-1] if values else None
+
+    return query

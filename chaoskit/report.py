@@ -129,6 +129,8 @@ class ExperimentResult:
         parts = [f"{self.outcome.upper()} {self.name}"]
         if self.skipped:
             return f"{parts[0]}: {self.skipped}"
+        if self.verdict.aborted:
+            parts.append(f"ABORTED: {self.verdict.aborted}")
         if self.verdict.partial_data:
             parts.append(f"NO VERDICT: {self.verdict.partial_data}")
         parts += [f"UNDO NOT PROVEN: {f.undo_error}" for f in self.faults if f.undo_error]

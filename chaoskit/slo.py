@@ -218,10 +218,13 @@ class SloVerdict:
     partial_data: str | None = None
     """What the records are missing (such as "the load stream lost 12 of 10,400 records"), when they are
     known to be incomplete: then every objective failed, whatever the records at hand say."""
+    aborted: str | None = None
+    """Why the run was aborted (a stop condition tripped, or ``chaoskit abort``), if it was: an aborted run
+    fails, whatever its objectives say."""
 
     @property
     def passed(self) -> bool:
-        return all(m.passed for m in self.measurements)
+        return self.aborted is None and all(m.passed for m in self.measurements)
 
     @property
     def failures(self) -> list[Measurement]:
@@ -240,6 +243,8 @@ class SloVerdict:
         )
         if self.partial_data:
             head += f" ({self.partial_data}: no verdict over partial data)"
+        if self.aborted:
+            head = f"{head}; {self.aborted}" if self.failures else f"run failed: {self.aborted}"
         return "\n".join([head, *(m.line() for m in self.measurements)])
 
     def check(self) -> None:
@@ -250,7 +255,8 @@ class SloVerdict:
 
 class SloViolation(AssertionError):
     def __init__(self, verdict: SloVerdict) -> None:
-        super().__init__("SLO violated:\n" + "\n".join(m.line() for m in verdict.failures))
+        lines = [verdict.aborted] if verdict.aborted else []
+        super().__init__("SLO violated:\n" + "\n".join(lines + [m.line() for m in verdict.failures]))
         self.verdict = verdict
 
 
@@ -336,6 +342,7 @@ def evaluate(
     lost_writes: int | None = None,
     prometheus: RangeQuery | None = None,
     partial_data: str | None = None,
+    aborted: str | None = None,
 ) -> SloVerdict:
     """Check every objective; a number that could not be measured fails its objective, saying why.
 
@@ -354,7 +361,7 @@ def evaluate(
     measurements = tuple(checker.measure(o) for o in objectives)
     if partial_data:
         measurements = tuple(_no_verdict(m, partial_data) for m in measurements)
-    return SloVerdict(measurements, stats, recovery_s, partial_data)
+    return SloVerdict(measurements, stats, recovery_s, partial_data, aborted)
 
 
 def _no_verdict(measurement: Measurement, partial_data: str) -> Measurement:

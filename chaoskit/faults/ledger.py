@@ -28,6 +28,8 @@ import hashlib
 import json
 import os
 import re
+import socket
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -65,6 +67,11 @@ class LedgerEntry:
     """When process ``pid`` started (Unix time; the default is this process's, like ``pid``'s);
     None in lines written before it was recorded."""
 
+    host: str = field(default_factory=socket.gethostname)
+    """The machine the injecting process ran on."""
+    command: str = field(default_factory=lambda: _command_line())
+    """Its command line, shortened (``pytest experiments/``, ``chaoskit run web.chaos.yaml``)."""
+
     def owner_alive(self) -> bool:
         """Whether the process that injected it still runs (then it is not residue)."""
         return process_alive(self.pid, self.boot_id, self.started_at)
@@ -90,6 +97,36 @@ class Ledger:
     def settle(self, fault_id: str, how: str = "undone") -> None:
         """Mark a fault undone (``how``: ``undone``, proven; ``moot``, its targets are gone)."""
         self._append({"op": "settle", "fault_id": fault_id, "at": time.time(), "how": how})
+
+    def abort(self, fault_ids: list[str], by: str) -> float:
+        """Record that ``by`` (``chaoskit abort``, say) aborted every fault of the cluster: the runs that
+        own ``fault_ids`` see it and stop (:meth:`aborts`). Returns the time recorded."""
+        at = time.time()
+        self._append({"op": "abort", "fault_ids": fault_ids, "at": at, "by": by, "pid": os.getpid()})
+        return at
+
+    def aborts(self, since: float) -> list[dict[str, Any]]:
+        """The abort lines recorded at or after ``since`` (Unix time), oldest first."""
+        if not self.path.exists():
+            return []
+        found = []
+        for line in self.path.read_text().splitlines():
+            if '"abort"' not in line:
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if data.get("op") == "abort" and float(data.get("at", 0)) >= since:
+                found.append(data)
+        return found
+
+    def size(self) -> int:
+        """The file's size in bytes (0 when there is none): a cheap test of whether anything was appended."""
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def unsettled(self) -> list[LedgerEntry]:
         """Entries injected and not yet undone, oldest first."""
@@ -203,3 +240,12 @@ def _boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return "unknown"
+
+
+def _command_line(limit: int = 120) -> str:
+    """This process's command line as a person would recognise it, at most ``limit`` characters."""
+    words = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    if (words and words[0] in ("__main__.py", "-c", "-m")) or words[0].endswith("pytest/__main__.py"):
+        words[0] = "python"
+    text = " ".join(words)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -281,7 +281,15 @@ def delete_rules(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int |
     work = []
     for ns, rules in present.items():
         if rules:
-            deletes = [shlex.join(["iptables", "-w", "-D", *_unquote(line.split()[1:])]) for line in rules]
+            # Another undo of the same fault may run at once (``chaoskit abort`` beside the run's own): a
+            # delete that fails because the rule is already gone (``-C`` finds no such rule) is done. The
+            # proof (check_undone) lists the rules again either way. (``! check``, not a brace group: under
+            # ``set -e`` a failing command inside the group would end the script.)
+            deletes = []
+            for line in rules:
+                rule = _unquote(line.split()[1:])
+                delete, check = shlex.join(["iptables", "-w", "-D", *rule]), shlex.join(["iptables", "-w", "-C", *rule])
+                deletes.append(f"{delete} || ! {check} 2>/dev/null")
             work.append((ns, "set -e; " + "; ".join(deletes)))
     for ns, outcome in run_everywhere(work).items():
         if not outcome.gone and outcome.code != 0:

@@ -128,6 +128,11 @@ class Load:
         with self._changed:
             return list(self._records)
 
+    def records_from(self, index: int) -> list[RequestRecord]:
+        """The records received after the first ``index`` of them: what is new since a reader's last call."""
+        with self._changed:
+            return self._records[index:]
+
     def wait(self) -> LoadResult:
         """Block until the run time is over and the worker has stopped; return the whole run."""
         if not self._entered or self._proc is None:

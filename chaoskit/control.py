@@ -1,0 +1,125 @@
+"""What is broken right now, and the big red button: ``chaoskit status`` and ``chaoskit abort``.
+
+Both read the cluster's fault ledger (:mod:`chaoskit.faults.ledger`), which
+every run of every kind (pytest, ``chaoskit run``, a script) writes before a
+fault acts, so they see every fault of this machine's runs, live or dead.
+
+``abort`` records an abort line in the ledger, then undoes and proves the undo
+of every fault still in place, whoever injected it. A live run sees the line
+within a fraction of a second: its experiment refuses new faults, undoes its
+own (again, idempotently) and fails with "aborted externally by chaoskit
+abort". A fault that was being injected at that moment is undone by its own
+run as soon as its injection returns; ``abort`` reads the ledger again for
+``settle_seconds`` and undoes anything that appeared meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaoskit.adapters.kube import Kube
+from chaoskit.cluster.base import Cluster
+from chaoskit.faults.ledger import Ledger, LedgerEntry, process_alive
+from chaoskit.faults.signals import deferred
+from chaoskit.faults.sweeper import undo_entry
+from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_BOOT, OWNER_PID, OWNER_STARTED
+
+
+@dataclass(frozen=True)
+class ActiveFault:
+    entry: LedgerEntry
+    alive: bool
+    """Whether the process that injected it still runs (its run is going on)."""
+
+    def line(self, now: float) -> str:
+        e = self.entry
+        since = time.strftime("%H:%M:%S", time.localtime(e.at))
+        owner = f"pid {e.pid} on {e.host or 'this machine'}, {'running' if self.alive else 'DEAD (residue)'}"
+        return f"{e.fault_id}  {e.kind}  since {since} ({now - e.at:.0f} s)  by {owner}: {e.command or '?'}"
+
+
+@dataclass(frozen=True)
+class TestNamespace:
+    name: str
+    owner_pid: str
+    alive: bool
+    phase: str
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class Status:
+    cluster: str
+    faults: list[ActiveFault]
+    namespaces: list[TestNamespace]
+
+    def lines(self, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        out = [f"cluster {self.cluster}: {len(self.faults)} fault(s) in place"]
+        out += [f"  {f.line(now)}" for f in self.faults]
+        out.append(f"test namespaces: {len(self.namespaces)}")
+        for ns in self.namespaces:
+            owner = f"owner pid {ns.owner_pid or '?'} {'running' if ns.alive else 'dead'}"
+            out.append(f"  {ns.name}  {ns.phase}  {owner}  age {ns.age_seconds:.0f} s")
+        if any(not f.alive for f in self.faults):
+            out.append(f"faults of dead runs are residue: 'chaoskit cleanup --name {self.cluster}' undoes them")
+        if self.faults:
+            out.append(f"'chaoskit abort --name {self.cluster}' undoes every fault now, live runs' included")
+        return out
+
+
+def status(cluster: Cluster, kube: Kube) -> Status:
+    """The faults in place (from the ledger) and the test namespaces of the cluster."""
+    faults = [ActiveFault(e, e.owner_alive()) for e in Ledger(cluster.name).unsettled()]
+    namespaces = []
+    now = time.time()
+    listed: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+    for ns in listed:
+        labels = ns.metadata.labels or {}
+        annotations = ns.metadata.annotations or {}
+        pid = labels.get(OWNER_PID, "")
+        started = annotations.get(OWNER_STARTED)
+        alive = pid.isdigit() and process_alive(
+            int(pid), annotations.get(OWNER_BOOT, ""), float(started) if started else None
+        )
+        created = ns.metadata.creation_timestamp
+        phase = (ns.status.phase if ns.status else None) or "?"
+        age = now - created.timestamp() if created else 0.0
+        namespaces.append(TestNamespace(ns.metadata.name, pid, alive, phase, age))
+    return Status(cluster.name, faults, sorted(namespaces, key=lambda n: n.name))
+
+
+@dataclass
+class AbortResult:
+    undone: list[str] = field(default_factory=list)
+    moot: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    """From the abort line until the last fault was undone and proven."""
+
+
+def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0) -> AbortResult:
+    """Undo every fault of the cluster in place now, live runs' included, after telling them to stop."""
+    ledger = Ledger(cluster.name)
+    by = f"chaoskit abort (pid {os.getpid()} on {socket.gethostname()})"
+    started = time.monotonic()
+    ledger.abort([e.fault_id for e in ledger.unsettled()], by)
+    result = AbortResult()
+    seen: set[str] = set()
+    until = time.monotonic() + settle_seconds
+    while True:
+        pending = [e for e in ledger.unsettled() if e.fault_id not in seen]
+        for entry in pending:
+            seen.add(entry.fault_id)
+            with deferred(f"aborting {entry.fault_id}"):
+                how, text = undo_entry(cluster, kube, ledger, entry)
+            {"undone": result.undone, "moot": result.moot}.get(how, result.failed).append(f"{entry.fault_id}: {text}")
+        if pending:
+            result.seconds = time.monotonic() - started
+        if time.monotonic() >= until:
+            return result
+        time.sleep(0.2)
