@@ -66,3 +66,7 @@ def shop(cluster: Cluster, kube, namespace: str, redis_image: str, shop_image: s
     the shop on a 127.0.0.1 NodePort (see fixtures/systems.py)."""
     deploy_redis(kube, namespace, redis_image)
     yield deploy_shop(kube, namespace, shop_image, cluster.free_node_port(kube))
+
+
+# The experiment files under tests/unit/data are inputs of the loader's unit tests, not experiments to run.
+collect_ignore_glob = ["tests/unit/data/*"]

@@ -6,6 +6,7 @@
     chaoskit cleanup          undo faults a killed run left behind, delete leftover test namespaces
     chaoskit status           the faults in place now (who injected them, since when) and test namespaces
     chaoskit abort            undo every fault in place now, live runs' included: the big red button
+    chaoskit run FILE         run an experiment file (*.chaos.yaml) as a game day, with a live view
     chaoskit image build      build the image of a directory with a Dockerfile, on chaoskit's base image
     chaoskit image load       load local images into every node of a kind cluster
 
@@ -97,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(abort, creating=False)
+    from chaoskit.gameday import command as run_command
+
+    run_command.add_parser(commands)
     for action, text in (
         ("up", "create or reuse a cluster; installs Docker and kind and builds the node image if needed"),
         ("down", "delete the cluster, its containers, volumes and network"),
@@ -280,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "abort":
             return _abort(args)
+        if args.command == "run":
+            from chaoskit.gameday import command as run_command
+
+            return run_command.main(args)
         if args.command == "image":
             return _image(args)
         if args.command == "cluster":

@@ -147,6 +147,7 @@ class Experiment:
     """The stop conditions' latest readings, in the spec's order."""
     _guard: _Guard | None = field(default=None, init=False, repr=False)
     _abort_seen: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _end_now: bool = field(default=False, init=False, repr=False)
     _stack: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
     _load: Load | None = field(default=None, init=False, repr=False)
     _watch: RecoveryWatch | None = field(default=None, init=False, repr=False)
@@ -230,6 +231,27 @@ class Experiment:
             raise SpecError("no fault of this experiment has been injected yet")
         return time.monotonic() - first
 
+    @property
+    def load(self) -> Load | None:
+        """The running load (its records so far: ``run.load.records()``), once the experiment started."""
+        return self._load
+
+    @property
+    def watch(self) -> RecoveryWatch | None:
+        """The recovery watch of the spec's workload, if it has one."""
+        return self._watch
+
+    def recovered_now(self) -> bool:
+        """Whether the watched workload is whole again after the last injection so far (False without
+        a watched workload or before any fault)."""
+        faults = self.chaos.records[self._first_fault :]
+        return bool(faults) and self._watch is not None and self._recovery_s(faults) is not None
+
+    def end_now(self) -> None:
+        """Leave the block without waiting for recovery or settling (an operator's abort): the verdict is
+        judged on what was seen so far."""
+        self._end_now = True
+
     def hold(self, seconds: float) -> bool:
         """Inside the block: wait ``seconds`` with the faults in place, or less if the run is aborted
         meanwhile (a stop condition, ``chaoskit abort``). Returns whether the whole time passed."""
@@ -254,7 +276,7 @@ class Experiment:
         timings = self.timings
         timings.block = time.monotonic() - self._block_started
         try:
-            if kind is None:
+            if kind is None and not self._end_now:
                 mark = time.monotonic()
                 recovery_s = self._await_recovery(faults, deadline)
                 timings.recovery_wait = time.monotonic() - mark
@@ -265,7 +287,7 @@ class Experiment:
             teardown = time.monotonic()
         finally:
             self._stack.close()  # stops the load, then the watch
-        if kind is not None:
+        if kind is not None or self._end_now:
             recovery_s = self._recovery_s(faults)
         self.result = self._judge(faults, recovery_s, min(end, deadline), error=exc)
         timings.teardown = time.monotonic() - teardown
@@ -359,6 +381,8 @@ class Experiment:
             events.append(TimelineEvent(injected[0] + recovery_s, "recovered", "whole again"))
         if self.aborted is not None and self.aborted_at is not None:
             events.append(TimelineEvent(self.aborted_at, "aborted", self.aborted))
+        if self.abort_undone_at is not None:
+            events.append(TimelineEvent(self.abort_undone_at, "abort-undone", "every fault in place undone and proven"))
         return sorted(events, key=lambda e: e.at)
 
     def abort(self, reason: str) -> None:

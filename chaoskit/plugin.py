@@ -245,19 +245,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
-@pytest.fixture(scope="session")
-def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
-    """A ready cluster for the whole session.
+_CLUSTER = pytest.StashKey[Cluster]()
 
-    A running cluster is used as it is, never deleted or recreated: it is not this
-    session's. One that differs from the options says so in one line; an unhealthy
-    one fails the session with the ``chaoskit cluster up`` command that fixes it.
-    """
-    spec = pytestconfig.stash[_SPEC]
+
+def session_cluster(config: pytest.Config) -> Cluster:
+    """The session's cluster, brought up (and swept) on first use: the ``cluster`` fixture and the items
+    of ``*.chaos.yaml`` files share it. One this session created is deleted when the session ends."""
+    if _CLUSTER in config.stash:
+        return config.stash[_CLUSTER]
+    spec = config.stash[_SPEC]
     provider = get_provider(spec.provider, provision=False, recreate=False)
     # Progress lines (and how a reused cluster differs from the options) reach the terminal,
     # not the capture of whichever test happens to set the session up.
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    capture = config.pluginmanager.getplugin("capturemanager")
     try:
         with capture.global_and_fixture_disabled() if capture else nullcontext():
             handle = provider.up(spec)
@@ -268,10 +268,26 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
         result = sweep(handle, kube)
     if result.failed:
         pytest.fail(f"faults left by an earlier run could not be undone: {'; '.join(result.failed)}", pytrace=False)
-    yield handle
-    if handle.created and not setting(pytestconfig, "keep-cluster"):
-        provider.down(spec)
-        Ledger(handle.name).clear()  # its faults went with it
+    config.stash[_CLUSTER] = handle
+    if handle.created and not setting(config, "keep-cluster"):
+
+        def remove() -> None:
+            provider.down(spec)
+            Ledger(handle.name).clear()  # its faults went with it
+
+        config.add_cleanup(remove)
+    return handle
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config) -> Cluster:
+    """A ready cluster for the whole session.
+
+    A running cluster is used as it is, never deleted or recreated: it is not this
+    session's. One that differs from the options says so in one line; an unhealthy
+    one fails the session with the ``chaoskit cluster up`` command that fixes it.
+    """
+    return session_cluster(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -365,6 +381,12 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
     """
     handle = PytestChaos(cluster, kube, pytestconfig.stash[_SAFETY], PluginHooks(pytestconfig))
     yield handle
+    check_faults_undone(cluster, kube, handle)
+
+
+def check_faults_undone(cluster: Cluster, kube: Kube, handle: Chaos) -> None:
+    """At the end of a test: undo (and prove) its own faults still in the ledger; fail the test for one it
+    left injected, or whose undo was not proven."""
     ledger = Ledger(cluster.name)
     mine = [e for e in ledger.unsettled() if e.fault_id in handle.fault_ids]
     unproven = {r.fault_id: r.undo_error for r in handle.records if r.undo_error}
@@ -385,7 +407,7 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
     if unproven:
         pytest.fail(
             f"the undo of this test's faults could not be proven when they ended (undone since): "
-            f"{'; '.join(unproven.values())}",
+            f"{'; '.join(str(u) for u in unproven.values())}",
             pytrace=False,
         )
     if left:
@@ -405,6 +427,25 @@ def prometheus(cluster: Cluster, kube: Kube) -> Iterator[PrometheusClient]:
     remove_prometheus(kube, deployment.namespace)
 
 
+def reporter(config: pytest.Config, item: pytest.Item) -> Callable[[ExperimentResult], None]:
+    """What happens to an experiment's result in a session: the hook, the session's reports, and the
+    headline numbers as the test's JUnit properties."""
+    results = config.stash[_RESULTS]
+    directory = Path(setting(config, "report-dir"))
+
+    def report(result: ExperimentResult) -> None:
+        results.append(result)
+        config.hook.pytest_chaoskit_experiment_result(result=result)
+        journal, html = write_reports(results, directory)
+        # What record_property does, without its warning under junit_family xunit2: the XML writer
+        # puts a test's user_properties into its <properties> whatever the family.
+        properties = {"chaoskit_outcome": result.outcome, **result.properties()}
+        properties |= {"chaoskit_journal": str(journal), "chaoskit_report": str(html)}
+        item.user_properties.extend(properties.items())
+
+    return report
+
+
 @pytest.fixture
 def experiment(
     request: pytest.FixtureRequest,
@@ -413,18 +454,7 @@ def experiment(
     chaos_repeat_index: int,
 ) -> Callable[..., Experiment]:
     """Make an experiment bound to this test's ``chaos``; its result is reported when it ends."""
-    results = pytestconfig.stash[_RESULTS]
-    directory = Path(setting(pytestconfig, "report-dir"))
-
-    def report(result: ExperimentResult) -> None:
-        results.append(result)
-        pytestconfig.hook.pytest_chaoskit_experiment_result(result=result)
-        journal, html = write_reports(results, directory)
-        # What record_property does, without its warning under junit_family xunit2: the XML writer
-        # puts a test's user_properties into its <properties> whatever the family.
-        properties = {"chaoskit_outcome": result.outcome, **result.properties()}
-        properties |= {"chaoskit_journal": str(journal), "chaoskit_report": str(html)}
-        request.node.user_properties.extend(properties.items())
+    report = reporter(pytestconfig, request.node)
 
     def make(
         load: LoadSpec,
@@ -460,3 +490,67 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.line(stats.line())
     directory = Path(setting(config, "report-dir"))
     terminalreporter.line(f"reports: {directory / 'chaoskit-report.html'}, {directory / 'chaoskit-journal.json'}")
+
+
+# --- experiment files (*.chaos.yaml) as test items ------------------------------------------------------
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name.endswith(".chaos.yaml"):
+        return ChaosFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ChaosFile(pytest.File):
+    """An experiment file: one test item, checked when collected (a bad file is a collection error)."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from chaoskit.gameday.spec import load_experiment
+
+        try:
+            experiment = load_experiment(self.path)
+        except ChaoskitError as exc:
+            raise self.CollectError(str(exc)) from None
+        yield ChaosItem.from_parent(self, name=experiment.name, experiment=experiment)
+
+
+class ExperimentFailed(AssertionError):
+    """An experiment file's run did not pass: the verdict says why."""
+
+
+class ChaosItem(pytest.Item):
+    """One experiment file run as a test: the same runner as ``chaoskit run``, the session's cluster,
+    safety rules, hooks and reports."""
+
+    def __init__(self, *, experiment: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.experiment = experiment
+        self.add_marker(pytest.mark.cluster)
+
+    def runtest(self) -> None:
+        from chaoskit.gameday.runner import GameDay
+        from chaoskit.gameday.view import LineView
+
+        config = self.config
+        cluster = session_cluster(config)
+        with cluster.kube() as kube:
+            chaos = PytestChaos(cluster, kube, config.stash[_SAFETY], PluginHooks(config))
+            game = GameDay(self.experiment, cluster, kube, chaos, on_result=[reporter(config, self)])
+            try:
+                result = game.run(LineView())
+            finally:
+                check_faults_undone(cluster, kube, chaos)
+        if result.outcome == "skipped":
+            pytest.skip(result.skipped or "skipped")
+        if result.outcome != "passed":
+            raise ExperimentFailed(
+                f"{result.headline()}\n{result.verdict.explain()}" + (f"\n{result.error}" if result.error else "")
+            )
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ExperimentFailed | ChaoskitError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"experiment file {self.path.name}: {self.name}"

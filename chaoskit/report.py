@@ -255,6 +255,38 @@ def write_reports(results: Sequence[ExperimentResult], directory: Path, stem: st
     return journal, report
 
 
+def write_junit(results: Sequence[ExperimentResult], path: Path, suite: str = "chaoskit") -> Path:
+    """A JUnit XML file of the results (for CI that reads JUnit), one test case each: the headline as the
+    failure message, the verdict's lines as its text, the headline numbers as properties."""
+    from xml.etree import ElementTree as ET
+
+    failures = sum(1 for r in results if r.outcome == "failed")
+    errors = sum(1 for r in results if r.outcome == "error")
+    skipped = sum(1 for r in results if r.outcome == "skipped")
+    root = ET.Element(
+        "testsuite",
+        name=suite,
+        tests=str(len(results)),
+        failures=str(failures),
+        errors=str(errors),
+        skipped=str(skipped),
+        time=f"{sum(r.ended - r.started for r in results):.3f}",
+    )
+    for r in results:
+        case = ET.SubElement(root, "testcase", classname=suite, name=r.name, time=f"{r.ended - r.started:.3f}")
+        properties = ET.SubElement(case, "properties")
+        for key, value in {"chaoskit_outcome": r.outcome, **r.properties()}.items():
+            ET.SubElement(properties, "property", name=key, value=value)
+        if r.outcome in ("failed", "error"):
+            element = ET.SubElement(case, "failure" if r.outcome == "failed" else "error", message=r.headline())
+            element.text = r.verdict.explain() + (f"\n{r.error}" if r.error else "")
+        elif r.outcome == "skipped":
+            ET.SubElement(case, "skipped", message=r.skipped or "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _replace(path, ET.tostring(root, encoding="unicode") + "\n")
+    return path
+
+
 def _replace(path: Path, text: str) -> None:
     # Written whole, then renamed: a reader (or a killed run) never sees half a report.
     partial = path.with_suffix(path.suffix + ".part")

@@ -50,6 +50,8 @@ HOST_PACKAGES = {
     "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",
     # The HTML report's check renders it in a headless browser.
     "chromium": "chromium",
+    # The live view of 'chaoskit run' is tested as a person meets it, in a terminal multiplexer.
+    "tmux": "tmux",
 }
 
 _SOURCES = """\

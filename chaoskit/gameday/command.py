@@ -1,0 +1,149 @@
+"""``chaoskit run FILE``: an experiment file as a game day, with a live view, or a line a second in CI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from chaoskit.adapters.shell import say
+from chaoskit.chaos import Chaos
+from chaoskit.cluster import ClusterSpec, get_provider
+from chaoskit.cluster.base import Cluster
+from chaoskit.faults.base import Safety
+from chaoskit.faults.sweeper import sweep
+from chaoskit.gameday.runner import GameDay, SteadyStateFailed, result_exit_code
+from chaoskit.gameday.spec import ExperimentFile, load_experiment
+from chaoskit.gameday.view import Keys, LineView, LiveView
+from chaoskit.report import ExperimentResult, write_junit, write_reports
+
+RUN_HELP = """\
+The file describes the system (a namespace, or one deployed for the run), the
+load, an optional steady state, the timeline of faults, stop conditions and
+objectives; 'chaoskit run' checks all of it before anything runs (errors name
+file:line, the field and the fix; the JSON Schema for editors is
+schema/chaoskit-experiment.schema.json).
+
+On a terminal it shows a live view: phase, each fault's state, requests/s,
+error rate, p95, ready replicas, each stop condition against its threshold,
+time elapsed and left. Keys: p pauses (undoes the faults, keeps the load), r
+resumes the timeline, a (or Ctrl-C) aborts: every fault undone, the load
+stopped, the reports written. SIGTERM aborts too. Without a terminal it prints
+one progress line a second. It ends with the verdict line and writes
+chaoskit-journal.json, chaoskit-report.html and chaoskit-junit.xml.
+
+Exit status: 0 the experiment passed, 1 it failed or was aborted, 2 the file or
+the command line is wrong.
+
+examples:
+  chaoskit run experiments/web-pod-kill.chaos.yaml
+  chaoskit run experiments/web-pod-kill.chaos.yaml --dry-run
+  chaoskit run staging.chaos.yaml --provider existing --context staging --allow-context staging
+"""
+
+
+def add_parser(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run an experiment file (*.chaos.yaml) as a game day, with a live view",
+        description="Run an experiment file: its faults under load, live, to one verdict.",
+        epilog=RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("file", type=Path, metavar="FILE", help="the experiment file (*.chaos.yaml)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan with the resolved targets; inject nothing")
+    run.add_argument("--report-dir", type=Path, default=Path("reports"), help="where the reports go (default: reports)")
+    run.add_argument("--no-live", action="store_true", help="one progress line a second even on a terminal")
+    run.add_argument("--provider", help="kind or existing (default: the file's, else kind)")
+    run.add_argument("--name", help="kind cluster name (default: the file's, else chaoskit)")
+    run.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
+    run.add_argument("--context", help="kubeconfig context (existing provider)")
+    run.add_argument(
+        "--allow-context", action="append", default=[], metavar="CTX", help="allow faults in this non-kind context"
+    )
+    run.add_argument(
+        "--allow-namespace", action="append", default=[], metavar="NS", help="allow faults in this protected namespace"
+    )
+    run.add_argument("--allow-control-plane", action="store_true", help="allow node faults on control-plane nodes")
+    run.add_argument("--max-share", type=float, default=0.5, help="blast-radius cap per fault (default: 0.5)")
+
+
+def cluster_for(args: argparse.Namespace, experiment: ExperimentFile) -> Cluster:
+    choice = experiment.cluster
+    provider = args.provider or (choice.provider if choice else "kind")
+    spec = ClusterSpec(
+        provider=provider,
+        name=args.name or (choice.name if choice and choice.name else "chaoskit"),
+        kubeconfig=args.kubeconfig,
+        context=args.context or (choice.context if choice else None),
+    )
+    return get_provider(provider, provision=False, recreate=False).up(spec)
+
+
+def main(args: argparse.Namespace) -> int:
+    experiment = load_experiment(args.file)
+    safety = Safety(
+        allowed_contexts=tuple(args.allow_context),
+        allowed_namespaces=tuple(args.allow_namespace),
+        allow_control_plane=args.allow_control_plane,
+        max_share=args.max_share,
+        dry_run=args.dry_run,
+    )
+    cluster = cluster_for(args, experiment)
+    with cluster.kube() as kube:
+        swept = sweep(cluster, kube)
+        if swept.failed:
+            say(f"faults left by an earlier run could not be undone: {'; '.join(swept.failed)}")
+            return 1
+        chaos = Chaos(cluster, kube, safety)
+        game = GameDay(experiment, cluster, kube, chaos)
+        if args.dry_run:
+            return dry_run(game)
+        live = not args.no_live and sys.stdout.isatty() and Keys.available()
+        try:
+            if live:
+                with Keys(game.on_key):
+                    result = game.run(LiveView())
+            else:
+                result = game.run(LineView())
+        except SteadyStateFailed as exc:
+            print(f"FAILED {experiment.name}: {exc}")
+            return 1
+    report(result, args.report_dir)
+    return result_exit_code(result)
+
+
+def dry_run(game: GameDay) -> int:
+    """Print the plan with each fault's targets resolved now; inject nothing, start no load."""
+    file = game.file
+    prepared = game.prepare()
+    try:
+        experiment = file.with_namespace(prepared.namespace) if file.namespace == "auto" else file
+        print(f"plan of {experiment.name} ({experiment.path}), in namespace {prepared.namespace}:")
+        print(f"  load: {experiment.load_spec(prepared.node_port)}")
+        for fault in sorted(experiment.faults, key=lambda f: f.at):
+            with fault.enter(game.chaos) as record:
+                hold = (
+                    "until recovered"
+                    if fault.until_recovered
+                    else f"for {fault.duration:g} s"
+                    if fault.duration
+                    else "once"
+                )
+                print(f"  at {fault.at:g} s, {hold}: {fault.kind} would hit {', '.join(record.targets)}")
+        for stop in experiment.stop_conditions:
+            print(f"  stop condition: {stop.name}")
+        for objective in experiment.objectives:
+            print(f"  objective: {objective}")
+        print("dry run: nothing was injected")
+    finally:
+        game.teardown(prepared)
+    return 0
+
+
+def report(result: ExperimentResult, directory: Path) -> None:
+    journal, html = write_reports([result], directory)
+    junit = write_junit([result], directory / "chaoskit-junit.xml")
+    print(result.headline())
+    print(f"reports: {html}, {journal}, {junit}")

@@ -1,0 +1,274 @@
+"""Game days as a person runs them: ``chaoskit run FILE`` in a terminal (tmux), in CI (no terminal),
+aborted by a stop condition, by a key and by ``chaoskit abort`` from another terminal.
+
+What is on screen is read with ``tmux capture-pane``; what is left in the cluster is counted by
+:mod:`residue`, the independent scan (Docker CLI and the official client).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from residue import Residue, scan
+
+from chaoskit.faults.ledger import Ledger
+
+REPO = Path(__file__).resolve().parents[2]
+CHAOSKIT = [sys.executable, "-m", "chaoskit.cli"]
+
+EXPERIMENT = """\
+name: {name}
+namespace: auto
+deploy:
+  images: {{web: {repo}/fixtures/web}}
+  manifests: [{repo}/experiments/systems/web-tier.yaml]
+  wait: [Deployment/web]
+workloads:
+  - {{kind: Deployment, name: web, service: web}}
+load:
+  paths: [/]
+  users: 4
+  rate_per_user: 10
+  run_seconds: {run_seconds}
+  warmup_seconds: 2
+  timeout_seconds: 1
+faults:
+{faults}
+stop_conditions:
+{stops}
+objectives:
+  - availability: 0.5
+settle_seconds: 2
+"""
+
+HELD_PARTITION = """\
+  - kind: partition
+    at: 2s
+    duration: {duration}
+    selector: app=web
+    count: 1
+"""
+
+
+def write(tmp_path: Path, faults: str, stops: str = "  - error_burst_over_seconds: 30", run_seconds: int = 60) -> Path:
+    path = tmp_path / "game.chaos.yaml"
+    name = f"game day {uuid.uuid4().hex[:6]}"
+    path.write_text(EXPERIMENT.format(name=name, repo=REPO, faults=faults, stops=stops, run_seconds=run_seconds))
+    return path
+
+
+def chaoskit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CHAOSKIT, *args], capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO)
+
+
+def residue(cluster) -> Residue:
+    return scan(cluster.name, str(cluster.kubeconfig))
+
+
+def journal(directory: Path) -> dict:
+    (experiment,) = json.loads((directory / "chaoskit-journal.json").read_text())["experiments"]
+    return experiment
+
+
+def wait_for(what: str, check: Callable[[], object], within: float = 120, every: float = 0.2) -> object:
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(every)
+
+
+def unsettled(cluster, path: Path) -> list[str]:
+    """Faults in place that the run of ``path`` injected (the ledger records each injector's command line)."""
+    return [e.fault_id for e in Ledger(cluster.name).unsettled() if str(path) in e.command]
+
+
+def ledger_lines_since(cluster, offset: int) -> str:
+    with open(Ledger(cluster.name).path, "rb") as ledger:
+        ledger.seek(offset)
+        return ledger.read().decode()
+
+
+# --- bad files ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "expected"),
+    [
+        (lambda t: t.replace("objectives:\n  - availability: 0.5\n", ""), "name:", "objectives: is missing; add "),
+        (lambda t: t.replace("kind: partition", "kind: partishun"), "kind: partishun", "faults[0].kind: unknown fault"),
+        (lambda t: t.replace("duration: 5s", 'duration: "-5s"'), "duration:", 'faults[0].duration: "-5s" is not a'),
+        (lambda t: t.replace("selector: app=web", "selector: app=none"), "kind: partition", "matches no pod"),
+    ],
+    ids=["missing-field", "unknown-kind", "negative-duration", "selector-matches-nothing"],
+)
+def test_a_bad_file_is_refused_before_anything_is_injected(
+    cluster, tmp_path: Path, change: Callable[[str], str], where: str, expected: str
+) -> None:
+    path = write(tmp_path, HELD_PARTITION.format(duration="5s"))
+    path.write_text(change(path.read_text()))
+    line = 1 + next(i for i, text in enumerate(path.read_text().splitlines()) if where in text)
+    before = Ledger(cluster.name).size()
+    result = chaoskit("run", str(path), "--report-dir", str(tmp_path))
+    namespaces = [w for w in result.stderr.split() if w.startswith("ck-game-day-")]
+    assert result.returncode == 2, result
+    errors = [text for text in result.stderr.splitlines() if text.startswith("chaoskit: error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"chaoskit: error: {path}:{line}: "), result.stderr
+    assert expected in errors[0] and "; " in errors[0], errors  # the problem, then the fix
+    written = ledger_lines_since(cluster, before)
+    assert str(path) not in written and not any(ns in written for ns in namespaces), "nothing was injected"
+    assert not (tmp_path / "chaoskit-journal.json").exists()
+
+
+# --- without a terminal (CI) --------------------------------------------------------------------------
+
+
+def test_a_stop_condition_trips_undoes_the_faults_within_a_second_and_fails_the_run(cluster, tmp_path: Path) -> None:
+    faults = """\
+  - kind: partition
+    at: 2s
+    duration: 30s
+    selector: app=web
+    max_share: 1.0
+"""
+    path = write(tmp_path, faults, stops="  - availability_below: 0.8\n    over_seconds: 3")
+    result = chaoskit("run", str(path), "--report-dir", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "aborted by stop condition availability below 80% over 3 s at t=" in result.stdout, result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[chaoskit] game day")]
+    assert len(lines) >= 5 and all(" | faults: " in line for line in lines), "one progress line a second"
+    run = journal(tmp_path)
+    assert run["verdict"]["aborted"].startswith("aborted by stop condition")
+    events = {e["kind"]: e["at"] for e in run["events"]}
+    took = events["abort-undone"] - events["aborted"]
+    assert 0 <= took < 1.0, f"faults undone {took:.2f} s after the trip"
+    assert (tmp_path / "chaoskit-junit.xml").read_text().count("<failure") == 1
+    assert residue(cluster).empty() and unsettled(cluster, path) == []
+    tripped_at = events["aborted"] - run["started"]
+    print(f"stop condition tripped at t={tripped_at:.1f} s; faults undone {took * 1000:.0f} ms later")
+
+
+def test_chaoskit_abort_from_another_terminal_undoes_a_live_run(cluster, tmp_path: Path) -> None:
+    path = write(tmp_path, HELD_PARTITION.format(duration="40s"))
+    run = subprocess.Popen(
+        [*CHAOSKIT, "run", str(path), "--report-dir", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        (fault_id,) = wait_for("the partition to be injected", lambda: unsettled(cluster, path))
+        wait_for("the rules to be in place", lambda: residue(cluster).of(fault_id), within=30)
+        started = time.monotonic()
+        aborted = chaoskit("abort", "--name", cluster.name)
+        undone_after = time.monotonic() - started
+        assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+        assert residue(cluster).of(fault_id) == []
+        output, _ = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert undone_after < 4.0 and "1 fault(s) undone in 0." in aborted.stdout, aborted.stdout
+    assert run.returncode == 1, output
+    assert "ABORTED: aborted externally by chaoskit abort (pid " in output, output
+    assert residue(cluster).empty() and unsettled(cluster, path) == []
+
+
+# --- in a terminal, as a person ----------------------------------------------------------------------
+
+
+class Terminal:
+    """A tmux session running one command; the pane stays after the command ends, for reading."""
+
+    def __init__(self, command: list[str], tmp_path: Path) -> None:
+        self.name = f"ck-{uuid.uuid4().hex[:8]}"
+        self.done = tmp_path / "exit-status"
+        script = f"cd {REPO} && {' '.join(command)}; echo $? > {self.done}; sleep 600"
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", "200", "-y", "50", script], check=True, timeout=30
+        )
+
+    def screen(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+
+    def press(self, key: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True, timeout=30)
+
+    def wait_screen(self, *texts: str, within: float = 120) -> str:
+        found = wait_for(
+            f"{texts} on screen", lambda: (s := self.screen()) and all(t in s for t in texts) and s, within, 0.3
+        )
+        return str(found)
+
+    def exit_status(self, within: float = 120) -> int:
+        wait_for("the command to end", lambda: self.done.exists() and self.done.read_text().strip(), within)
+        return int(self.done.read_text())
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Callable[[list[str]], Terminal]]:
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is missing: 'chaoskit cluster up' installs it (Debian's tmux) with the other host packages")
+    opened: list[Terminal] = []
+
+    def open_(command: list[str]) -> Terminal:
+        opened.append(Terminal(command, tmp_path))
+        return opened[-1]
+
+    yield open_
+    for t in opened:
+        t.close()
+
+
+def test_the_live_view_shows_the_fault_and_the_numbers_and_a_aborts(cluster, tmp_path: Path, terminal) -> None:
+    path = write(tmp_path, HELD_PARTITION.format(duration="40s"))
+    term = terminal([*CHAOSKIT, "run", str(path), "--report-dir", str(tmp_path)])
+    screen = term.wait_screen("injected, proven", "req/s", "keys: p pause")
+    (fault_id,) = unsettled(cluster, path)
+    assert residue(cluster).of(fault_id), "the fault on screen is in the cluster"
+    assert "partition web-" in screen and "RUNNING" in screen and "web " in screen and " ready" in screen, screen
+    assert "error burst" in screen and "(stop over 30 s)" in screen, screen
+    term.press("a")
+    assert term.exit_status() == 1
+    final = term.screen()
+    assert "FAILED game day" in final and "ABORTED: aborted by the operator" in final, final
+    assert residue(cluster).empty() and unsettled(cluster, path) == []
+    print("on screen while injected:\n" + screen)
+
+
+def test_p_pauses_undoing_the_fault_and_r_injects_it_again(cluster, tmp_path: Path, terminal) -> None:
+    path = write(tmp_path, HELD_PARTITION.format(duration="20s"), run_seconds=90)
+    term = terminal([*CHAOSKIT, "run", str(path), "--report-dir", str(tmp_path)])
+    term.wait_screen("injected, proven")
+    (first,) = unsettled(cluster, path)
+    assert residue(cluster).of(first)
+    term.press("p")
+    term.wait_screen("PAUSED", "undone for the pause")
+    assert residue(cluster).of(first) == [] and unsettled(cluster, path) == [], "a pause undoes the fault"
+    term.press("r")
+    screen = term.wait_screen("RUNNING", "injected, proven")
+    (second,) = unsettled(cluster, path)
+    assert second != first and residue(cluster).of(second), "resume injects it again, as a new fault"
+    assert "resumed: 1 fault(s) injected again" in screen, screen
+    assert term.exit_status(within=180) == 0, term.screen()
+    assert "PASSED game day" in term.screen()
+    assert residue(cluster).empty() and unsettled(cluster, path) == []
+    run = journal(tmp_path)
+    assert [f["kind"] for f in run["faults"]] == ["network-partition", "network-partition"]
+    assert {"paused", "resumed"} <= {e["label"] for e in run["events"] if e["kind"] == "mark"}
