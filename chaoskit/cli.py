@@ -7,6 +7,7 @@
     chaoskit status           the faults in place now (who injected them, since when) and test namespaces
     chaoskit abort            undo every fault in place now, live runs' included: the big red button
     chaoskit run FILE         run an experiment file (*.chaos.yaml) as a game day, with a live view
+    chaoskit inject KIND      one fault by hand: proven, held for --duration, undone at the end or on Ctrl-C
     chaoskit image build      build the image of a directory with a Dockerfile, on chaoskit's base image
     chaoskit image load       load local images into every node of a kind cluster
 
@@ -101,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     from chaoskit.gameday import command as run_command
 
     run_command.add_parser(commands)
+    from chaoskit.gameday import inject as inject_command
+
+    inject_command.add_parser(commands)
     for action, text in (
         ("up", "create or reuse a cluster; installs Docker and kind and builds the node image if needed"),
         ("down", "delete the cluster, its containers, volumes and network"),
@@ -273,7 +277,10 @@ def _image(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)  # a fault's own options follow 'inject KIND'
+    if extra and args.command != "inject":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from chaoskit.faults import signals
 
     signals.install()  # SIGTERM unwinds like Ctrl-C: an undo under way finishes, nothing is cut half-way
@@ -284,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "abort":
             return _abort(args)
+        if args.command == "inject":
+            from chaoskit.gameday import inject as inject_command
+
+            return inject_command.main(args, extra)
         if args.command == "run":
             from chaoskit.gameday import command as run_command
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -272,3 +273,42 @@ def test_p_pauses_undoing_the_fault_and_r_injects_it_again(cluster, tmp_path: Pa
     run = journal(tmp_path)
     assert [f["kind"] for f in run["faults"]] == ["network-partition", "network-partition"]
     assert {"paused", "resumed"} <= {e["label"] for e in run["events"] if e["kind"] == "mark"}
+
+
+# --- one fault by hand --------------------------------------------------------------------------------
+
+
+def test_inject_holds_one_fault_with_a_countdown_and_undoes_it(cluster, web) -> None:
+    result = chaoskit(
+        "inject", "partition", "--namespace", web.namespace, "--selector", "app=web", "--count", "1",
+        "--duration", "3s", "--watch", f"{web.namespace}/web",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    injected = next(line for line in result.stdout.splitlines() if " injected and proven: " in line)
+    fault_id = injected.split(":")[0]
+    assert f"{fault_id}: undone and proven: " in result.stdout, result.stdout
+    countdown = [line for line in result.stderr.splitlines() if line.startswith("[chaoskit] held: ")]
+    assert len(countdown) >= 3 and "s left" in countdown[0] and " ready" in countdown[0], result.stderr
+    assert residue(cluster).empty() and fault_id not in [e.fault_id for e in Ledger(cluster.name).unsettled()]
+
+
+def test_ctrl_c_during_inject_undoes_the_fault(cluster, web) -> None:
+    proc = subprocess.Popen(
+        [*CHAOSKIT, "inject", "partition", "--namespace", web.namespace, "--selector", "app=web", "--count", "1",
+         "--duration", "5m"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        injected = proc.stdout.readline()
+        assert " injected and proven: " in injected, injected
+        fault_id = injected.split(":")[0]
+        assert residue(cluster).of(fault_id)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, rest
+    assert f"{fault_id}: interrupted after " in rest and f"{fault_id}: undone and proven: " in rest, rest
+    assert residue(cluster).empty()
