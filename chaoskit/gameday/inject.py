@@ -74,8 +74,9 @@ def fault_arguments(kind: str, words: Sequence[str]) -> dict[str, Any]:
             raise UsageError(f"{kind} takes no option {word!r}; its options: {', '.join('--' + k for k in known)}")
         hint = options.hints[name]
         if inline == "" and "=" not in word:
-            if _is_bool(hint):
-                result[name] = True
+            if _is_bool(hint):  # --flag alone is true; --flag false (or no, 0) says otherwise
+                boolean = rest and rest[0].lower() in ("true", "false", "yes", "no", "1", "0")
+                result[name] = _convert(rest.pop(0), hint, flag) if boolean else True
                 continue
             if not rest:
                 raise UsageError(f"--{flag.removeprefix('--')} needs a value")

@@ -1,0 +1,37 @@
+"""``chaoskit inject KIND --option value``: the fault's own options, typed from its chaos method's signature."""
+
+from __future__ import annotations
+
+import pytest
+
+from chaoskit.errors import UsageError
+from chaoskit.gameday.inject import fault_arguments
+
+
+def test_options_take_the_types_of_the_method():
+    args = fault_arguments(
+        "pod-kill",
+        ["--namespace", "shop", "--selector=app=web", "--count", "2", "--grace-seconds", "0", "--names", "a,b"],
+    )
+    assert args == {"namespace": "shop", "selector": "app=web", "count": 2, "grace_seconds": 0, "names": ("a", "b")}
+    loss = fault_arguments("packet-loss", ["--namespace", "s", "--selector", "app=web", "--percent", "12.5"])
+    assert loss["percent"] == 12.5
+    words = ["--node", "chaoskit-worker", "--mode", "pause", "--wait-not-ready", "false"]
+    node = fault_arguments("node-failure", words)
+    assert node == {"node": "chaoskit-worker", "mode": "pause", "wait_not_ready": False}
+
+
+@pytest.mark.parametrize(
+    ("kind", "words", "message"),
+    [
+        ("pod-kil", [], "unknown fault kind 'pod-kil': choose one of pod-kill, "),
+        ("pod-kill", ["--namespace", "s", "--selector", "a=b", "--bogus", "1"], "pod-kill takes no option '--bogus'"),
+        ("pod-kill", ["--selector", "a=b"], r"pod-kill needs --namespace \(see 'chaoskit inject --help'\)"),
+        ("bandwidth", ["--namespace", "s", "--selector", "a=b"], "bandwidth needs --rate-kbit"),
+        ("pod-kill", ["--namespace", "s", "--selector", "a=b", "--count", "two"], "--count takes int, not 'two'"),
+        ("pod-kill", ["--namespace", "s", "--selector"], "--selector needs a value"),
+    ],
+)
+def test_bad_options_are_one_line_with_the_fix(kind, words, message):
+    with pytest.raises(UsageError, match=message):
+        fault_arguments(kind, words)
