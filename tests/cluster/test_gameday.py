@@ -312,3 +312,14 @@ def test_ctrl_c_during_inject_undoes_the_fault(cluster, web) -> None:
     assert proc.returncode == 130, rest
     assert f"{fault_id}: interrupted after " in rest and f"{fault_id}: undone and proven: " in rest, rest
     assert residue(cluster).empty()
+
+
+def test_dry_run_prints_the_plan_with_resolved_targets_and_injects_nothing(cluster, tmp_path: Path) -> None:
+    path = write(tmp_path, HELD_PARTITION.format(duration="5s"))
+    before = Ledger(cluster.name).size()
+    result = chaoskit("run", str(path), "--dry-run", "--report-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "at 2 s, for 5 s: partition would hit web-" in result.stdout, result.stdout
+    assert "stop condition: error burst over 30 s" in result.stdout and "dry run: nothing was injected" in result.stdout
+    assert str(path) not in ledger_lines_since(cluster, before), "a dry run writes no fault to the ledger"
+    assert not (tmp_path / "chaoskit-journal.json").exists() and residue(cluster).empty()
