@@ -13,6 +13,7 @@ from chaoskit.errors import FaultVetoed, RunAborted
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
+from chaoskit.faults.freeze import Freeze, FreezeSpec
 from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.network import (
     Bandwidth,
@@ -146,6 +147,25 @@ class Chaos:
             namespace=namespace, selector=selector, container=container, signal=signal, count=count, seed=seed
         )
         return self._active(ContainerKill(self.cluster, self.kube, spec, safety=self.safety), max_share)
+
+    def process_freeze(
+        self,
+        namespace: str,
+        selector: str,
+        *,
+        container: str | None = None,
+        count: int | None = 1,
+        seed: int | None = None,
+        port: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Stop (SIGSTOP) every process of ``count`` pods' container for the block, SIGCONT on undo: a hung
+        dependency, proven by the processes' state and, with ``port``, a request that no longer gets an
+        answer (see :class:`FreezeSpec`)."""
+        spec = FreezeSpec(
+            namespace=namespace, selector=selector, container=container, count=count, seed=seed, port=port
+        )
+        return self._active(Freeze(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def partition(
         self,

@@ -3,6 +3,7 @@
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
+from chaoskit.faults.freeze import Freeze, FreezeSpec
 from chaoskit.faults.network import (
     Bandwidth,
     BandwidthSpec,
@@ -24,6 +25,8 @@ __all__ = [
     "Fault",
     "FaultHooks",
     "FaultRecord",
+    "Freeze",
+    "FreezeSpec",
     "Latency",
     "LatencySpec",
     "NodeDrain",

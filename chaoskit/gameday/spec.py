@@ -67,6 +67,7 @@ from chaoskit.faults import (
     BandwidthSpec,
     ContainerKillSpec,
     FaultRecord,
+    FreezeSpec,
     LatencySpec,
     NodeDrainSpec,
     NodeFailureSpec,
@@ -108,6 +109,7 @@ FAULT_KINDS: Mapping[str, str] = MappingProxyType(
         "packet-loss": "packet_loss",
         "bandwidth": "bandwidth",
         "latency": "latency",
+        "process-freeze": "process_freeze",
     }
 )
 """A fault's ``kind`` in a file, and the :class:`~chaoskit.chaos.Chaos` method that injects it."""
@@ -122,6 +124,7 @@ _FAULT_SPECS: Mapping[str, type] = MappingProxyType(
         "packet-loss": PacketLossSpec,
         "bandwidth": BandwidthSpec,
         "latency": LatencySpec,
+        "process-freeze": FreezeSpec,
     }
 )
 """The spec each method builds from its arguments (every argument but ``max_share``): built here to check them."""

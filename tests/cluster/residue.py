@@ -5,8 +5,9 @@ runs the Docker CLI and the official Kubernetes client by itself, so a bug in th
 code under test cannot hide its own residue. It scans, on every node of the
 cluster, every running container's network namespace (deduplicated by inode):
 iptables rules whose comment starts with ``chaoskit:`` and root qdiscs of
-``eth0`` that are ``tbf`` or ``netem``; and nodes that are unschedulable or
-whose container is not running.
+``eth0`` that are ``tbf`` or ``netem``; processes stopped by a signal (state
+``T``, what a process freeze leaves); and nodes that are unschedulable or whose
+container is not running.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ for pid in $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" 
     nsenter -t $pid -n iptables -w -S 2>/dev/null | grep -e '--comment "\?chaoskit:' | sed "s|^|rule $ino |"
     nsenter -t $pid -n tc qdisc show dev eth0 root 2>/dev/null | grep -E '^qdisc (tbf|netem)' | sed "s|^|qdisc $ino |"
 done
+ps -eo stat=,pid=,comm= | awk '$1 ~ /^T/ {print "stopped " $2 " " $3}'
 echo scanned
 """
 
@@ -41,9 +43,13 @@ class Residue:
     """Node containers that are not running (``name: state``)."""
     not_ready: list[str] = field(default_factory=list)
     """Nodes whose Ready condition is not True."""
+    stopped: list[str] = field(default_factory=list)
+    """``node pid command`` of every process stopped by a signal (state T)."""
 
     def empty(self) -> bool:
-        return not (self.rules or self.qdiscs or self.unschedulable or self.not_running or self.not_ready)
+        return not (
+            self.rules or self.qdiscs or self.unschedulable or self.not_running or self.not_ready or self.stopped
+        )
 
     def of(self, fault_id: str) -> list[str]:
         """The rules carrying this fault's comment."""
@@ -71,6 +77,8 @@ def scan(cluster_name: str, kubeconfig: str | None = None) -> Residue:
                 residue.rules.append(f"{node} {rest}")
             elif kind == "qdisc":
                 residue.qdiscs.append(f"{node} {rest}")
+            elif kind == "stopped":
+                residue.stopped.append(f"{node} {rest}")
     api = config.new_client_from_config(config_file=kubeconfig)
     try:
         for node in client.CoreV1Api(api).list_node(_request_timeout=30).items:

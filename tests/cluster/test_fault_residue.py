@@ -94,6 +94,7 @@ def worker(kube) -> str:
 
 FAULTS = {
     "partition": 'chaos.partition("{ns}", "role=client", peer_selector="app=web", max_share=1.0)',
+    "process-freeze": 'chaos.process_freeze("{ns}", "app=web", port=8080)',
     "packet-loss": 'chaos.packet_loss("{ns}", "app=web", percent=30, max_share=1.0)',
     "bandwidth": 'chaos.bandwidth("{ns}", "app=web", rate_kbit=1000, max_share=1.0)',
     "node-drain": 'chaos.node_drain("{node}")',
@@ -109,6 +110,8 @@ def held_residue(kind: str, fault_id: str, residue: Residue, node: str) -> bool:
         return bool(residue.of(fault_id))
     if kind == "bandwidth":
         return bool(residue.qdiscs)
+    if kind == "process-freeze":
+        return bool(residue.stopped)
     if kind == "node-drain":
         return node in residue.unschedulable
     return any(line.startswith(f"{node}:") for line in residue.not_running)
