@@ -50,7 +50,8 @@ from chaoskit.load import Load, RequestRecord
 from chaoskit.namespaces import owned_namespace
 from chaoskit.observe import RecoveryWatch
 from chaoskit.report import ExperimentResult
-from chaoskit.slo import Windows, evaluate, percentile
+from chaoskit.slo import PromQL, Windows, evaluate, percentile
+from chaoskit.stops import PromQLAbove
 
 TICK_SECONDS = 0.1
 OPERATOR_ABORT = "aborted by the operator"
@@ -122,6 +123,8 @@ class GameDay:
     def run(self, view: View) -> ExperimentResult:
         """Prepare, check the steady state, play the timeline under load, and judge; always tear down."""
         with ExitStack() as stack:
+            if self.prometheus is None and self._needs_prometheus():
+                stack.enter_context(self._own_prometheus())
             prepared = self.prepare()
             stack.callback(self.teardown, prepared)
             experiment = self.file.with_namespace(prepared.namespace) if self.file.namespace == "auto" else self.file
@@ -132,6 +135,26 @@ class GameDay:
                     self.steady_state(experiment, prepared)
                 return self.execute(experiment, prepared)
         raise AssertionError("unreachable")
+
+    def _needs_prometheus(self) -> bool:
+        steady = self.file.steady_state.objectives if self.file.steady_state else ()
+        wanted = (*self.file.objectives, *steady, *self.file.stop_conditions)
+        return any(isinstance(o, PromQL | PromQLAbove) for o in wanted)
+
+    @contextmanager
+    def _own_prometheus(self) -> Iterator[None]:
+        """Prometheus for the file's PromQL objectives and stop conditions, deployed for this run."""
+        from chaoskit.prometheus import deploy_prometheus, remove_prometheus
+
+        self.message = "deploying Prometheus for the PromQL objectives"
+        deployment = deploy_prometheus(self.kube, self.cluster)
+        with deployment.client() as client:
+            self.prometheus = client
+            try:
+                yield
+            finally:
+                self.prometheus = None
+                remove_prometheus(self.kube, deployment.namespace)
 
     def prepare(self) -> Prepared:
         file = self.file
@@ -208,6 +231,7 @@ class GameDay:
             steady.objectives,
             records,
             Windows(result.warmup_ended_at, result.ended_at, None, None),
+            prometheus=self.prometheus.values if self.prometheus is not None else None,
             partial_data=result.stream.shortfall,
         )
         if not verdict.passed:
