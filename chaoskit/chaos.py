@@ -268,6 +268,7 @@ class Chaos:
             raise RunAborted(f"{fault.kind} refused: {reason}")
         fault.with_max_share(max_share)
         fault.hooks = self.hooks
+        fault.halted = lambda: self.stop_reason is not None
         self.fault_ids.append(fault.fault_id)  # before it acts: a block never left is still this handle's
         try:
             with fault.active() as record:

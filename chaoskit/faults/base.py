@@ -32,7 +32,7 @@ import random
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from dataclasses import replace as replace_spec
@@ -216,6 +216,9 @@ class Fault(ABC):
         """Called at each step (:class:`FaultHooks`); :class:`~chaoskit.Chaos` sets its own."""
         self.record: FaultRecord | None = None
         """The fault's record, once it has been planned (a vetoed fault's included)."""
+        self.halted: Callable[[], bool] = lambda: False
+        """Whether the run this fault belongs to was aborted: a repeated fault starts no further round.
+        :class:`~chaoskit.Chaos` sets it."""
 
     def with_max_share(self, max_share: float | None) -> Fault:
         """Check this fault against its own blast-radius cap instead of the session's (shown in its record)."""

@@ -184,6 +184,8 @@ class _Rounds(threading.Thread):
         for _ in range(spec.rounds - 1):
             if self.stopping.wait(spec.interval_seconds):
                 return
+            if self.fault.halted():  # the run was aborted (a stop condition, chaoskit abort): no more rounds
+                return
             try:
                 self.record.rounds.append(self.fault.kill_once())
             except Exception as exc:  # handed to the test's thread when the block ends

@@ -127,3 +127,15 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chaoskit.cli", *args], capture_output=True, text=True, timeout=300, check=False
     )
+
+
+def test_an_abort_stops_the_rounds_of_a_repeated_pod_kill(chaos, web: Web) -> None:
+    load = LoadSpec(host=f"http://127.0.0.1:{web.node_port}", run_seconds=30, users=2, rate_per_user=5)
+    spec = ExperimentSpec("rounds then abort", load, (Availability(0.5),), settle_seconds=0)
+    run = Experiment(spec, chaos, check=False)
+    with run:
+        with chaos.pod_kill(web.namespace, "app=web", rounds=10, interval_seconds=1, grace_seconds=0) as kill:
+            run.abort("aborted by the test")
+            time.sleep(4)  # four more rounds were due in this time
+    assert len(kill.rounds) == 1, [r.targets for r in kill.rounds]
+    assert run.result is not None and run.result.verdict.aborted == "aborted by the test"
