@@ -23,10 +23,12 @@ from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube, lease_renewed, node_ready, pod_ready
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
+from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
 
 MODES = ("stop", "pause")
+PAUSE_ATTEMPTS = 3
+"""Tries of a pause whose freezer gives up (see NodeFailure.inject)."""
 NODE_LEASES = "kube-node-lease"
 LEASE_FRESH_S = 40.0
 """A kubelet whose lease is older than this (the node-monitor grace period) is not known to run."""
@@ -95,8 +97,18 @@ class NodeFailure(Fault):
     def inject(self, targets: list[str]) -> None:
         if self.spec.mode == "stop":
             docker.stop(targets[0], grace=10)
-        else:
-            docker.pause(targets[0])
+            return
+        for attempt in range(PAUSE_ATTEMPTS):
+            try:
+                docker.pause(targets[0])
+                return
+            except ClusterError as exc:
+                # The cgroup freezer gives up ("unable to freeze") when a task of the node is mid-change, such
+                # as a container being started there: a moment later it freezes. Any other failure is final.
+                if "unable to freeze" not in str(exc) or attempt == PAUSE_ATTEMPTS - 1:
+                    raise
+                say(f"pausing {targets[0]}: the freezer gave up ({exc}); trying again in 1 s")
+                time.sleep(1)
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         node = targets[0]
