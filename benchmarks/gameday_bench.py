@@ -43,7 +43,6 @@ def main() -> None:
     undo_ms, trip_s, abort_s = [], [], []
     with cluster.kube() as kube, scratch_namespace(kube, ns):
         port = deploy_web(kube, ns, image, cluster.free_node_port(kube)).node_port
-        chaos = Chaos(cluster, kube)
         for i in range(runs):
             load = LoadSpec(
                 host=f"http://127.0.0.1:{port}", users=4, rate_per_user=10, run_seconds=60, warmup_seconds=2,
@@ -53,6 +52,7 @@ def main() -> None:
                 f"trip {i + 1}", load, (Availability(0.5),), stop_conditions=(AvailabilityBelow(0.8, 3),),
                 settle_seconds=0,
             )  # fmt: skip
+            chaos = Chaos(cluster, kube)  # a tripped run stops its handle: each run gets its own
             run = Experiment(spec, chaos, check=False)
             with run:
                 with chaos.partition(ns, "app=web", max_share=1.0) as cut:
