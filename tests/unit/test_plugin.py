@@ -1,9 +1,11 @@
 """The pytest plugin as a user meets it, through pytester."""
 
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
+import pytest
 
 from chaoskit.faults.ledger import current_boot_id
 from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_BOOT, OWNER_PID, OWNER_STARTED, sweep_namespaces
@@ -212,3 +214,16 @@ def test_old_spellings_still_work_for_one_release_with_a_warning(pytester):
     result.assert_outcomes(passed=1)
     for line in ("*--workers is now --chaos-workers*", "*--cluster-name is now --chaos-cluster-name*"):
         result.stdout.fnmatch_lines([line])
+
+
+def test_an_experiment_file_is_collected_as_an_item_and_a_bad_one_is_a_collection_error(pytester):
+    good = (Path(__file__).parent / "data" / "web-pod-kill.chaos.yaml").read_text()
+    data = Path(__file__).parent / "data"
+    fixture = str(data.parents[2] / "fixtures" / "web")
+    pytester.makefile(".chaos.yaml", good=good.replace("../../../fixtures/web", fixture))
+    (pytester.path / "web-tier.yaml").write_text((data / "web-tier.yaml").read_text())
+    pytester.makefile(".chaos.yaml", bad=good.replace("kind: pod-kill", "kind: pod-kil", 1))
+    result = pytester.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["good.chaos.yaml::web pod kill under load"])
+    result.stdout.fnmatch_lines(['*bad.chaos.yaml:*: faults[[]0[]].kind: unknown fault kind "pod-kil"; did you mean*'])
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error stops the run before anything starts
