@@ -13,7 +13,7 @@ from chaoskit.cluster import ClusterSpec, get_provider
 from chaoskit.cluster.base import Cluster
 from chaoskit.faults.base import Safety
 from chaoskit.faults.sweeper import sweep
-from chaoskit.gameday.runner import GameDay, SteadyStateFailed, result_exit_code
+from chaoskit.gameday.runner import GameDay, result_exit_code
 from chaoskit.gameday.spec import ExperimentFile, load_experiment
 from chaoskit.gameday.view import Keys, LineView, LiveView
 from chaoskit.report import ExperimentResult, write_junit, write_reports
@@ -101,15 +101,11 @@ def main(args: argparse.Namespace) -> int:
         if args.dry_run:
             return dry_run(game)
         live = not args.no_live and sys.stdout.isatty() and Keys.available()
-        try:
-            if live:
-                with Keys(game.on_key):
-                    result = game.run(LiveView())
-            else:
-                result = game.run(LineView())
-        except SteadyStateFailed as exc:
-            print(f"FAILED {experiment.name}: {exc}")
-            return 1
+        if live:
+            with Keys(game.on_key):
+                result = game.run(LiveView())
+        else:
+            result = game.run(LineView())
     report(result, args.report_dir)
     return result_exit_code(result)
 

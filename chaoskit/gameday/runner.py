@@ -8,7 +8,8 @@
    manifests applied with their placeholders filled in, the listed workloads
    waited for;
 2. **steady state** (optional): a short load whose objectives must hold before
-   any fault, else the run fails without injecting anything;
+   any fault, else the run fails without injecting anything (its result, with
+   the steady state's numbers, is reported like any other);
 3. **the experiment**: the load, the recovery watch of the first workload, the
    stop conditions (:mod:`chaoskit.stops`), and the timeline of faults
    (:mod:`.timeline`) played from the main thread; commands (``pause``,
@@ -41,7 +42,7 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.chaos import Chaos
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import ChaoskitError, SafetyError, SpecError
+from chaoskit.errors import SafetyError, SpecError
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus
 from chaoskit.gameday.spec import ExperimentFile, fill_placeholders
 from chaoskit.gameday.timeline import PlayedFault, Timeline
@@ -49,16 +50,12 @@ from chaoskit.gameday.view import WINDOW_SECONDS, Snapshot
 from chaoskit.load import Load, RequestRecord
 from chaoskit.namespaces import owned_namespace
 from chaoskit.observe import RecoveryWatch
-from chaoskit.report import ExperimentResult
+from chaoskit.report import ExperimentResult, Series
 from chaoskit.slo import PromQL, Windows, evaluate, percentile
 from chaoskit.stops import PromQLAbove
 
 TICK_SECONDS = 0.1
 OPERATOR_ABORT = "aborted by the operator"
-
-
-class SteadyStateFailed(ChaoskitError):
-    """The system was not in its steady state before any fault: nothing was injected."""
 
 
 class View(Protocol):
@@ -132,7 +129,9 @@ class GameDay:
                 stack.enter_context(self._showing(view))
                 self.preflight(experiment)
                 if experiment.steady_state is not None:
-                    self.steady_state(experiment, prepared)
+                    failed = self.steady_state(experiment, prepared)
+                    if failed is not None:
+                        return failed
                 return self.execute(experiment, prepared)
         raise AssertionError("unreachable")
 
@@ -219,7 +218,9 @@ class GameDay:
             took = self.kube.wait_whole(prepared.namespace, name, kind, timeout=180)
             say(f"{kind} {prepared.namespace}/{name} whole in {took:.1f} s")
 
-    def steady_state(self, experiment: ExperimentFile, prepared: Prepared) -> None:
+    def steady_state(self, experiment: ExperimentFile, prepared: Prepared) -> ExperimentResult | None:
+        """Run the steady state's short load and judge it; None when it holds, else the run's result: a
+        failure saying so, with the steady state's numbers, and no fault injected (it is reported too)."""
         steady = experiment.steady_state
         assert steady is not None
         self.phase, self.message = "steady state", f"checking the steady state for {steady.seconds:g} s"
@@ -227,6 +228,7 @@ class GameDay:
         with Load(spec) as load:
             result = load.wait()
         records = result.measured()
+        reason = "the steady state does not hold before any fault, so nothing was injected"
         verdict = evaluate(
             steady.objectives,
             records,
@@ -234,12 +236,21 @@ class GameDay:
             prometheus=self.prometheus.values if self.prometheus is not None else None,
             partial_data=result.stream.shortfall,
         )
-        if not verdict.passed:
-            raise SteadyStateFailed(
-                f"{experiment.path.name}: the steady state does not hold before any fault, so nothing was "
-                f"injected: {'; '.join(m.line() for m in verdict.failures)}"
-            )
-        say(f"steady state holds: {', '.join(m.line() for m in verdict.measurements)}")
+        if verdict.passed:
+            say(f"steady state holds: {', '.join(m.line() for m in verdict.measurements)}")
+            return None
+        self.phase, self.message = "done", reason
+        failed = ExperimentResult(
+            name=experiment.name,
+            started=result.warmup_ended_at,
+            ended=result.ended_at,
+            verdict=dataclasses.replace(verdict, aborted=reason),
+            series=Series.from_records(records, result.warmup_ended_at, result.ended_at),
+            load={"spec": dataclasses.asdict(spec), "requests": len(records), "phase": "steady state"},
+        )
+        for callback in self.on_result:
+            callback(failed)
+        return failed
 
     def preflight(self, experiment: ExperimentFile) -> None:
         """Plan every fault now, injecting nothing: a selector that matches nothing, a safety rule that

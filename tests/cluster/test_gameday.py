@@ -323,3 +323,22 @@ def test_dry_run_prints_the_plan_with_resolved_targets_and_injects_nothing(clust
     assert "stop condition: error burst over 30 s" in result.stdout and "dry run: nothing was injected" in result.stdout
     assert str(path) not in ledger_lines_since(cluster, before), "a dry run writes no fault to the ledger"
     assert not (tmp_path / "chaoskit-journal.json").exists() and residue(cluster).empty()
+
+
+def test_a_steady_state_that_does_not_hold_fails_the_run_before_any_fault_and_is_reported(
+    cluster, tmp_path: Path
+) -> None:
+    path = write(tmp_path, HELD_PARTITION.format(duration="5s"))
+    text = path.read_text().replace(
+        "faults:\n",
+        "steady_state:\n  seconds: 3\n  objectives:\n    - latency: {percentile: 50, at_most_ms: 0.001}\nfaults:\n",
+    )
+    path.write_text(text)
+    before = Ledger(cluster.name).size()
+    result = chaoskit("run", str(path), "--report-dir", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ABORTED: the steady state does not hold before any fault, so nothing was injected" in result.stdout
+    run = journal(tmp_path)
+    assert run["faults"] == [] and run["verdict"]["measurements"][0]["objective"] == "p50 latency"
+    assert not run["verdict"]["measurements"][0]["passed"] and run["load"]["phase"] == "steady state"
+    assert str(path) not in ledger_lines_since(cluster, before), "nothing was injected"
