@@ -59,14 +59,30 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--name", help="kind cluster name (default: the file's, else chaoskit)")
     run.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
     run.add_argument("--context", help="kubeconfig context (existing provider)")
-    run.add_argument(
+    safety_options(run)
+    run.add_argument("--max-share", type=float, default=0.5, help="blast-radius cap per fault (default: 0.5)")
+
+
+def safety_options(parser: argparse.ArgumentParser) -> None:
+    """The safety rules' options, as pytest's ``--chaos-allow-*`` (``run`` and ``inject``)."""
+    parser.add_argument(
         "--allow-context", action="append", default=[], metavar="CTX", help="allow faults in this non-kind context"
     )
-    run.add_argument(
+    parser.add_argument(
         "--allow-namespace", action="append", default=[], metavar="NS", help="allow faults in this protected namespace"
     )
-    run.add_argument("--allow-control-plane", action="store_true", help="allow node faults on control-plane nodes")
-    run.add_argument("--max-share", type=float, default=0.5, help="blast-radius cap per fault (default: 0.5)")
+    parser.add_argument("--allow-control-plane", action="store_true", help="allow node faults on control-plane nodes")
+
+
+def safety_from(args: argparse.Namespace, max_share: float = 0.5) -> Safety:
+    """The safety rules the options of :func:`safety_options` (and ``--dry-run``) ask for."""
+    return Safety(
+        allowed_contexts=tuple(args.allow_context),
+        allowed_namespaces=tuple(args.allow_namespace),
+        allow_control_plane=args.allow_control_plane,
+        max_share=max_share,
+        dry_run=args.dry_run,
+    )
 
 
 def cluster_for(args: argparse.Namespace, experiment: ExperimentFile) -> Cluster:
@@ -83,13 +99,7 @@ def cluster_for(args: argparse.Namespace, experiment: ExperimentFile) -> Cluster
 
 def main(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.file)
-    safety = Safety(
-        allowed_contexts=tuple(args.allow_context),
-        allowed_namespaces=tuple(args.allow_namespace),
-        allow_control_plane=args.allow_control_plane,
-        max_share=args.max_share,
-        dry_run=args.dry_run,
-    )
+    safety = safety_from(args, args.max_share)
     cluster = cluster_for(args, experiment)
     with cluster.kube() as kube:
         swept = sweep(cluster, kube)

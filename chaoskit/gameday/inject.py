@@ -20,7 +20,7 @@ from typing import Any
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import ClusterSpec, get_provider
 from chaoskit.errors import UsageError
-from chaoskit.faults.base import Safety
+from chaoskit.gameday.command import safety_from, safety_options
 from chaoskit.gameday.spec import FAULT_KINDS, fault_options, parse_duration
 from chaoskit.observe import RecoveryWatch
 
@@ -52,9 +52,7 @@ def add_parser(commands: Any) -> None:
     inject.add_argument("--provider", default="kind", help="kind or existing (default: kind)")
     inject.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
     inject.add_argument("--context", help="kubeconfig context (existing provider)")
-    inject.add_argument("--allow-context", action="append", default=[], metavar="CTX")
-    inject.add_argument("--allow-namespace", action="append", default=[], metavar="NS")
-    inject.add_argument("--allow-control-plane", action="store_true")
+    safety_options(inject)
     inject.add_argument("--dry-run", action="store_true", help="print the targets; inject nothing")
 
 
@@ -130,12 +128,7 @@ def main(args: argparse.Namespace, extra: Sequence[str]) -> int:
     duration = parse_duration(args.duration, allow_zero=True)
     spec = ClusterSpec(provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context)
     cluster = get_provider(args.provider, provision=False, recreate=False).up(spec)
-    safety = Safety(
-        allowed_contexts=tuple(args.allow_context),
-        allowed_namespaces=tuple(args.allow_namespace),
-        allow_control_plane=args.allow_control_plane,
-        dry_run=args.dry_run,
-    )
+    safety = safety_from(args)  # a fault's own cap is its --max-share option
     method = fault_options(args.kind).method
     with cluster.kube() as kube:
         chaos = Chaos(cluster, kube, safety)
