@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from chaoskit.adapters.nodes import INJECTOR_NAMESPACE, INJECTOR_SELECTOR, INJECTORS
 from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, get_provider
 from chaoskit.cluster.base import DEFAULT_NODE_PORTS
 from chaoskit.errors import ChaoskitError, UsageError
@@ -62,6 +63,22 @@ examples:
 """
 
 
+AGENT_HELP = """\
+On kind, 'install' builds the injector image and loads it into the nodes. On
+any other cluster, build it with 'chaoskit agent image', push it to a registry
+the cluster pulls from, and pass --image. pytest installs it by itself with
+--chaos-injector agent (the default outside kind).
+
+Who may exec into its pods or write ConfigMaps in chaoskit-system is root on
+every node: grant those rights as such.
+
+examples:
+  chaoskit agent install
+  chaoskit agent status
+  chaoskit agent install --provider existing --context staging --image registry.example/chaoskit/injector:r3-...
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, like every other error of the command line."""
 
@@ -80,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         description="undo faults a killed run left behind and delete leftover test namespaces",
     )
     _cluster_options(cleanup, creating=False)
+    _injector_option(cleanup)
     status = commands.add_parser(
         "status",
         help="the faults in place now, who injected them and since when, and the test namespaces",
@@ -99,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(abort, creating=False)
+    _injector_option(abort)
     from chaoskit.gameday import command as run_command
 
     run_command.add_parser(commands)
@@ -112,6 +131,27 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = actions.add_parser(action, help=text, description=text)
         _cluster_options(sub, creating=action == "up")
+    agent = commands.add_parser(
+        "agent",
+        help="the injector agent: faults on any cluster, undone by the cluster itself when a run dies",
+        description="The injector agent: a privileged DaemonSet (chaoskit-injector in chaoskit-system) through "
+        "which faults reach nodes on any cluster, and which undoes the faults of a run whose owner lease expired.",
+        epilog=AGENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    agent_actions = agent.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("install", "install or update the injector and wait until it runs on every node"),
+        ("status", "the injector's pods, and the faults the cluster records with their owners"),
+        ("remove", "delete the injector (the fault records and their namespace stay)"),
+    ):
+        sub = agent_actions.add_parser(action, help=text, description=text)
+        _cluster_options(sub, creating=False)
+        if action == "install":
+            sub.add_argument("--image", help="the injector image to pull (needed outside kind)")
+    agent_actions.add_parser(
+        "image", help="build the injector image locally and print its name (to push to a registry)"
+    )
     image = commands.add_parser("image", help="build your own images and load them into a cluster")
     image_actions = image.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = image_actions.add_parser(
@@ -155,6 +195,49 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
         )
 
 
+def _injector_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--injector",
+        choices=INJECTORS,
+        help="how undos reach nodes: docker (kind only) or agent (default: docker on kind, agent elsewhere)",
+    )
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from chaoskit.cluster import injector
+    from chaoskit.faults import objects
+
+    if args.action == "image":
+        from chaoskit.provision import images
+
+        print(images.build_injector_image())
+        return 0
+    cluster = get_provider(args.provider, provision=False).attach(_spec(args))
+    with cluster.kube() as kube:
+        if args.action == "install":
+            image = injector.install(cluster, kube, args.image)
+            print(f"injector {image} runs on every node of {cluster.name}")
+        elif args.action == "remove":
+            found = injector.remove(kube)
+            print(f"injector {'removed from' if found else 'was not installed in'} {cluster.name}")
+        else:
+            current = injector.installed_image(kube)
+            print(f"injector of {cluster.name}: {current or 'not installed'}")
+            for pod in kube.pods(INJECTOR_NAMESPACE, INJECTOR_SELECTOR):
+                print(f"  {pod.metadata.name:32} {pod.spec.node_name or '-':28} {pod.status.phase}")
+            recorded = objects.listed(kube)
+            print(f"faults recorded in the cluster: {len(recorded)}")
+            for found_fault in recorded:
+                owner = found_fault.owner
+                state = "owner alive" if found_fault.owner_alive else "OWNER GONE"
+                undone = f", undone by the agent on {', '.join(found_fault.undone_on)}" if found_fault.undone_on else ""
+                print(
+                    f"  {found_fault.fault_id}: {found_fault.kind}, {state} ({owner.get('host', '?')} pid "
+                    f"{owner.get('pid', '?')}: {owner.get('command', '?')}){undone}"
+                )
+    return 0
+
+
 def _ports(text: str) -> tuple[int, ...]:
     try:
         first, _, last = text.partition("-")
@@ -190,12 +273,14 @@ def _print_status(status: ClusterStatus) -> None:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
+    from chaoskit.cluster import injector
     from chaoskit.faults.sweeper import sweep
     from chaoskit.namespaces import sweep_namespaces
 
     spec = _spec(args)
     cluster = get_provider(args.provider, provision=False).attach(spec)
     with cluster.kube() as kube:
+        injector.select(cluster, kube, args.injector)
         result = sweep(cluster, kube)
         namespaces = sweep_namespaces(kube)
     print(
@@ -227,9 +312,11 @@ def _status(args: argparse.Namespace) -> int:
 
 def _abort(args: argparse.Namespace) -> int:
     from chaoskit import control
+    from chaoskit.cluster import injector
 
     cluster = get_provider(args.provider, provision=False).attach(_spec(args))
     with cluster.kube() as kube:
+        injector.select(cluster, kube, args.injector)
         result = control.abort(cluster, kube)
     print(
         f"abort of {cluster.name}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "
@@ -301,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_command.main(args)
         if args.command == "image":
             return _image(args)
+        if args.command == "agent":
+            return _agent(args)
         if args.command == "cluster":
             provision = args.action == "up" and not args.no_provision
             provider = get_provider(args.provider, provision=provision)

@@ -1,11 +1,14 @@
 """Test namespaces and their owners: made by the pytest fixture and by scripts, swept when the owner died.
 
 A test namespace carries the label :data:`NAMESPACE_LABEL` and its owner: the
-pid (a label, so it can be read at a glance), the machine's boot id and the
+name of the owner's Lease in the cluster (:mod:`chaoskit.faults.objects`), and
+for reading at a glance its pid (a label), the machine's boot id and the
 process's start time (annotations). The sweep at the start of every pytest
-session and ``chaoskit cleanup`` delete those whose owner is dead, judged by
-:func:`~chaoskit.faults.ledger.process_alive`, the same check as the fault
-ledger's; namespaces of runs still going are left alone.
+session and ``chaoskit cleanup`` delete those whose owner is dead: by its
+Lease, expired or gone, which any machine can judge (two runners sharing a
+cluster never delete each other's namespaces); for namespaces made before
+owners had Leases, by :func:`~chaoskit.faults.ledger.process_alive`, the
+ledger's check. Namespaces of runs still going are left alone.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.faults.ledger import current_boot_id, process_alive, process_started_at
+from chaoskit.faults.objects import OWNER_LABEL, live_owners
 
 NAMESPACE_LABEL = "chaoskit.io/test-namespace"
 OWNER_PID = "chaoskit.io/owner-pid"
@@ -22,26 +26,34 @@ OWNER_BOOT = "chaoskit.io/owner-boot-id"
 OWNER_STARTED = "chaoskit.io/owner-started-at"
 
 
-def owned_namespace(name: str) -> dict[str, Any]:
-    """The body of a test namespace owned by this process."""
+def owned_namespace(name: str, owner_lease: str | None = None) -> dict[str, Any]:
+    """The body of a test namespace owned by this process (and by its owner Lease, when given)."""
     annotations = {OWNER_BOOT: current_boot_id()}
     started_at = process_started_at(os.getpid())
     if started_at is not None:
         annotations[OWNER_STARTED] = repr(started_at)
     labels = {NAMESPACE_LABEL: "true", OWNER_PID: str(os.getpid())}
+    if owner_lease:
+        labels[OWNER_LABEL] = owner_lease
     return {"metadata": {"name": name, "labels": labels, "annotations": annotations}}
 
 
 def sweep_namespaces(kube: Kube) -> list[str]:
     """Delete test namespaces whose owner died; return their names. Live owners' are left alone."""
     leftovers: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+    live = live_owners(kube) if any(OWNER_LABEL in (ns.metadata.labels or {}) for ns in leftovers) else set()
     deleted = []
     for ns in leftovers:
-        pid = (ns.metadata.labels or {}).get(OWNER_PID, "")
-        annotations = ns.metadata.annotations or {}
-        boot = annotations.get(OWNER_BOOT, "")
-        if pid.isdigit() and process_alive(int(pid), boot, _started_at(annotations.get(OWNER_STARTED))):
-            continue
+        labels = ns.metadata.labels or {}
+        if OWNER_LABEL in labels:
+            if live is None or labels[OWNER_LABEL] in live:  # unreadable leases: never guess "dead"
+                continue
+        else:
+            pid = labels.get(OWNER_PID, "")
+            annotations = ns.metadata.annotations or {}
+            boot = annotations.get(OWNER_BOOT, "")
+            if pid.isdigit() and process_alive(int(pid), boot, _started_at(annotations.get(OWNER_STARTED))):
+                continue
         if ns.status.phase != "Terminating":
             kube.core.delete_namespace(ns.metadata.name, propagation_policy="Background")
             deleted.append(ns.metadata.name)

@@ -45,10 +45,10 @@ import pytest
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.chaos import Chaos
-from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
+from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider, injector
 from chaoskit.errors import ChaoskitError, FaultUnsupported, FaultVetoed
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
-from chaoskit.faults import signals
+from chaoskit.faults import objects, signals
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.sweeper import sweep, undo_entry
@@ -92,6 +92,17 @@ _SETTINGS = (
         "keep-cluster", "keep a cluster this session created (default: delete it)", "bool", False, "--keep-cluster"
     ),
     _Setting("dry-run", "plan faults and report them; inject nothing", "bool", False),
+    _Setting(
+        "injector",
+        "how faults reach nodes: docker (kind only) or agent, the in-cluster injector, installed if needed "
+        "(default: docker on kind, agent elsewhere)",
+        metavar="docker|agent",
+    ),
+    _Setting(
+        "agent-image",
+        "the injector agent's image for a cluster that is not kind (pushed to a registry it pulls from)",
+        metavar="IMAGE",
+    ),
     _Setting("allow-context", "allow faults in this non-kind context (repeatable)", "list", (), metavar="CONTEXT"),
     _Setting(
         "allow-namespace",
@@ -263,6 +274,18 @@ def session_cluster(config: pytest.Config) -> Cluster:
             handle = provider.up(spec)
     except ChaoskitError as exc:
         raise pytest.fail.Exception(f"no cluster: {exc}", pytrace=False) from None  # one line, no chain
+    chosen = setting(config, "injector") or injector.default_injector(handle)
+    try:
+        with capture.global_and_fixture_disabled() if capture else nullcontext():
+            if chosen == "agent":
+                shell_kube = handle.kube()  # the agent's exec client lives as long as the session
+                config.add_cleanup(shell_kube.close)
+                injector.select(handle, shell_kube, chosen, setting(config, "agent-image"))
+            else:
+                with handle.kube() as kube:
+                    injector.select(handle, kube, chosen)
+    except ChaoskitError as exc:
+        raise pytest.fail.Exception(f"no injector: {exc}", pytrace=False) from None
     with handle.kube() as kube:
         sweep_namespaces(kube)
         result = sweep(handle, kube)
@@ -325,11 +348,11 @@ def cluster_image(pytestconfig: pytest.Config, cluster: Cluster) -> Callable[[st
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
+def namespace(request: pytest.FixtureRequest, cluster: Cluster, kube: Kube) -> Iterator[str]:
     """A namespace of this test's own, deleted when the test ends."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-") or "test"
     name = f"ck-{base}-{uuid.uuid4().hex[:5]}"
-    body: Any = owned_namespace(name)
+    body: Any = owned_namespace(name, objects.owner(cluster).ensure(kube))
     kube.core.create_namespace(body)
     kube.wait_for_default_service_account(name)
     yield name

@@ -252,38 +252,58 @@ class Kube:
 
     def exec(self, namespace: str, pod: str, command: list[str], timeout: float = 60) -> tuple[int, str]:
         """Run ``command`` in a pod's first container; return (exit status, combined output)."""
+        code, out, err = self.exec_streams(namespace, pod, command, timeout)
+        return code, out + err
+
+    def exec_streams(
+        self, namespace: str, pod: str, command: list[str], timeout: float = 60, container: str | None = None
+    ) -> tuple[int, str, str]:
+        """Run ``command`` in a pod's container (the first unless named); return (exit status, stdout, stderr).
+
+        Raises ClusterError when the stream cannot be opened or the command runs over ``timeout``.
+        """
         import websocket
         from kubernetes.stream import stream
 
         # The client opens the exec websocket with no timeout of its own: bound its connect and reads.
         websocket.setdefaulttimeout(EXEC_CONNECT_TIMEOUT)
-        resp = stream(
-            self.core.connect_get_namespaced_pod_exec,
-            pod,
-            namespace,
-            command=command,
-            stderr=True,
-            stdin=False,
-            stdout=True,
-            tty=False,
-            _preload_content=False,
-        )
-        output: list[str] = []
+        extra = {"container": container} if container else {}
+        try:
+            resp = stream(
+                self.core.connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                command=command,
+                stderr=True,
+                stdin=False,
+                stdout=True,
+                tty=False,
+                _preload_content=False,
+                **extra,
+            )
+        except (ApiException, websocket.WebSocketException, OSError) as exc:
+            raise ClusterError(f"cannot exec in pod {namespace}/{pod}: {exc}") from None
+        out: list[str] = []
+        err: list[str] = []
         deadline = time.monotonic() + timeout
         try:
             while resp.is_open():
                 if time.monotonic() > deadline:
-                    raise ClusterError(f"{' '.join(command)!r} in pod {namespace}/{pod} ran over {timeout:.0f} s")
+                    raise ClusterError(f"{' '.join(command)[:80]!r} in pod {namespace}/{pod} ran over {timeout:.0f} s")
                 resp.update(timeout=1)
-                output.append(resp.read_stdout() if resp.peek_stdout() else "")
-                output.append(resp.read_stderr() if resp.peek_stderr() else "")
+                if resp.peek_stdout():
+                    out.append(resp.read_stdout())
+                if resp.peek_stderr():
+                    err.append(resp.read_stderr())
             code = resp.returncode
+        except (websocket.WebSocketException, OSError) as exc:
+            raise ClusterError(f"the exec stream of pod {namespace}/{pod} broke: {exc}") from None
         finally:
             resp.close()
             # websocket-client's close() does nothing once the server has hung up,
             # leaving the TLS socket open; shutdown() closes it in every case.
             resp.sock.shutdown()
-        return (code if code is not None else -1), "".join(output)
+        return (code if code is not None else -1), "".join(out), "".join(err)
 
 
 def node_ready(node: Obj, since: float | None = None) -> bool:

@@ -2,7 +2,7 @@
 
 The agents run in a small Debian image with nothing but python3, so they
 cannot use the official client. They need a few verbs: list a collection,
-watch it from a resource version, and get, create and delete one object.
+watch it from a resource version, and get, create, patch and delete one object.
 Every request is bounded by a timeout; an answer outside 2xx raises
 :class:`ApiError` carrying the HTTP status, so callers can tell "already
 exists" (409) and "already gone" (404) from a real failure.
@@ -42,14 +42,16 @@ class KubeApi:
         self.base = f"https://{host}:{port}"
         self.context = ssl.create_default_context(cafile=f"{SERVICE_ACCOUNT}/ca.crt")
 
-    def _request(self, path: str, timeout: float, method: str = "GET", body: Obj | None = None) -> Any:
+    def _request(
+        self, path: str, timeout: float, method: str = "GET", body: Obj | None = None, content_type: str = ""
+    ) -> Any:
         with open(f"{SERVICE_ACCOUNT}/token") as handle:
             token = handle.read().strip()
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type or "application/json"
         request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
         try:
             return urllib.request.urlopen(request, context=self.context, timeout=timeout)
@@ -62,8 +64,8 @@ class KubeApi:
                 exc.close()
             raise ApiError(exc.code, f"{method} {path}: {reason}") from None
 
-    def _call(self, path: str, method: str = "GET", body: Obj | None = None) -> Obj:
-        with self._request(path, REQUEST_TIMEOUT, method, body) as response:
+    def _call(self, path: str, method: str = "GET", body: Obj | None = None, content_type: str = "") -> Obj:
+        with self._request(path, REQUEST_TIMEOUT, method, body, content_type) as response:
             result: Obj = json.load(response)
             return result
 
@@ -88,6 +90,10 @@ class KubeApi:
     def create(self, path: str, body: Obj) -> Obj:
         """POST ``body`` to a collection; returns the object as created."""
         return self._call(path, "POST", body)
+
+    def patch(self, path: str, body: Obj) -> Obj:
+        """Merge-patch one object (RFC 7386: maps are merged, a null removes a key)."""
+        return self._call(path, "PATCH", body, "application/merge-patch+json")
 
     def delete(self, path: str, uid: str | None = None) -> Obj:
         """DELETE one object; with ``uid``, only if it is still that object (else ApiError 409)."""

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from dataclasses import replace as replace_spec
 from typing import Any, ClassVar
 
+from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
@@ -50,10 +51,17 @@ from chaoskit.errors import (
     SafetyError,
     SpecError,
 )
-from chaoskit.faults import signals
+from chaoskit.faults import objects, signals
 from chaoskit.faults.ledger import Ledger, LedgerEntry
 
-PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage", "chaoskit-monitoring")
+PROTECTED_NAMESPACES = (
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+    "chaoskit-monitoring",
+    "chaoskit-system",
+)
 
 
 def check_selector(selector: str, what: str = "selector") -> None:
@@ -195,6 +203,9 @@ class Fault(ABC):
     registry: ClassVar[dict[str, type[Fault]]] = {}
     kind_only: ClassVar[str | None] = None
     """Why this fault needs a kind cluster, if it does (it acts through the node containers)."""
+    node_access: ClassVar[str | None] = None
+    """Why this fault runs commands on nodes, if it does: on kind Docker reaches them, anywhere else only
+    the injector agent (:mod:`chaoskit.adapters.nodes`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -276,6 +287,14 @@ class Fault(ABC):
         """Why nothing is left to undo because the targets themselves are gone (a deleted node), or None."""
         return None
 
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        """Per node, a bash script that undoes this fault there with nothing but the node's tools (no chaoskit
+        code): the injector agent runs it when the fault's owner is gone (:mod:`.objects`). Idempotent, like
+        :meth:`revert`. Empty for faults the agent cannot undo on a node (an API change such as a cordon:
+        ``chaoskit cleanup`` undoes those from the cluster's record)."""
+        return {}
+
     def await_effect(
         self, record: FaultRecord, list_call: Any, done: Any, timeout: float, what: str, **kwargs: Any
     ) -> None:
@@ -298,6 +317,11 @@ class Fault(ABC):
         self.safety.check_cluster(self.cluster)
         if self.kind_only and not self.cluster.is_kind:
             raise SpecError(f"{self.kind} {self.kind_only}: it needs a kind cluster")
+        if self.node_access and nodes.current().name == "docker" and not self.cluster.is_kind:
+            raise SpecError(
+                f"{self.kind} {self.node_access}: on a cluster that is not kind only the injector agent reaches "
+                "nodes; install it ('chaoskit agent install') and use --chaos-injector agent"
+            )
         record = FaultRecord(
             fault_id=self.fault_id,
             kind=self.kind,
@@ -322,6 +346,7 @@ class Fault(ABC):
         ledger = Ledger(self.cluster.name)
         if undo is not None:
             ledger.record(LedgerEntry(record.fault_id, self.kind, self.cluster.name, undo))
+            objects.record(self.cluster, self.kube, record.fault_id, self.kind, undo, type(self).agent_undo(undo))
         try:
             record.injected_at = time.time()
             record.injected_mono = time.monotonic()
@@ -345,6 +370,7 @@ class Fault(ABC):
                             record.undo_error = str(failed)
                             raise
                         ledger.settle(record.fault_id)
+                        objects.settle(self.kube, record.fault_id)
                         record.reverted = True
                         record.reverted_mono = time.monotonic()
                         record.reverted_at = time.time()

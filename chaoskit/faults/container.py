@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chaoskit.adapters import docker
+from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
@@ -48,7 +48,7 @@ class ContainerKillSpec:
 
 class ContainerKill(Fault):
     kind = "container-kill"
-    kind_only = "signals the process from its kind node"
+    node_access = "signals the process from its node"
     spec: ContainerKillSpec
     _processes: list[PodProcess]
     _restarts: dict[str, int]
@@ -75,17 +75,13 @@ class ContainerKill(Fault):
 
     def inject(self, targets: list[str]) -> None:
         for process in self._processes:
-            docker.exec_in(
-                process.node, "kill", "-s", self.spec.signal.removeprefix("SIG"), str(process.pid), timeout=10
-            )
+            nodes.check(process.node, ["kill", "-s", self.spec.signal.removeprefix("SIG"), str(process.pid)], 10)
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         # The kill takes effect when the process is gone (seen on the node); the restart count
         # going up, which can lag by the kubelet's back-off, confirms it from the API.
         for process in self._processes:
-            gone = docker.run_in(
-                process.node, ["sh", "-c", f"while [ -d /proc/{process.pid} ]; do sleep 0.02; done"], timeout=10
-            )
+            gone = nodes.run(process.node, ["sh", "-c", f"while [ -d /proc/{process.pid} ]; do sleep 0.02; done"], 10)
             if gone.code != 0:
                 raise FaultNotEffective(f"process {process.pid} of {process.pod} still runs 10 s after the signal")
         record.effect_mono = time.monotonic()

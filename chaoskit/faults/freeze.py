@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chaoskit.adapters import docker
+from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SpecError
@@ -77,7 +77,7 @@ def probe_snippet(ip: str, port: int, seconds: float = PROBE_SECONDS) -> str:
 
 class Freeze(Fault):
     kind = "process-freeze"
-    kind_only = "stops the processes from their kind node"
+    node_access = "stops the processes from their node"
     spec: FreezeSpec
     _processes: list[PodProcess]
     _undo: dict[str, Any]
@@ -89,7 +89,7 @@ class Freeze(Fault):
         self._processes = locate_all(chosen, spec.container)
         if spec.port is not None:
             for process in self._processes:
-                answered = docker.run_in(process.node, ["bash", "-c", probe_snippet(process.ip, spec.port)], 10)
+                answered = nodes.run(process.node, ["bash", "-c", probe_snippet(process.ip, spec.port)], 10)
                 if answered.code != 0:
                     raise SpecError(
                         f"{process.pod} does not answer on port {spec.port} before the freeze (exit {answered.code}), "
@@ -100,7 +100,7 @@ class Freeze(Fault):
     def undo_data(self, targets: list[str]) -> dict[str, Any]:
         frozen = []
         for process, target in zip(self._processes, targets, strict=True):
-            ns = docker.exec_in(process.node, "readlink", f"/proc/{process.pid}/ns/pid", timeout=STEP_TIMEOUT).strip()
+            ns = nodes.check(process.node, ["readlink", f"/proc/{process.pid}/ns/pid"], STEP_TIMEOUT).strip()
             if not ns.startswith("pid:["):
                 raise ClusterError(f"cannot read the PID namespace of {process.pod} on {process.node}: {ns!r}")
             frozen.append({"node": process.node, "pid_ns": ns, "target": target, "ip": process.ip})
@@ -112,7 +112,7 @@ class Freeze(Fault):
             script = (
                 PIDS_IN + f'\npids=$(ck_pids {shlex.quote(item["pid_ns"])}); [ -n "$pids" ] || exit 3; kill -STOP $pids'
             )
-            result = docker.run_in(item["node"], ["bash", "-c", script], STEP_TIMEOUT)
+            result = nodes.run(item["node"], ["bash", "-c", script], STEP_TIMEOUT)
             if result.code != 0:
                 raise FaultNotEffective(f"could not stop the processes of {item['target']}: {result.output}")
 
@@ -133,7 +133,7 @@ class Freeze(Fault):
         probed = ""
         if self.spec.port is not None:
             for item in self._undo_items():
-                answer = docker.run_in(item["node"], ["bash", "-c", probe_snippet(item["ip"], self.spec.port)], 10)
+                answer = nodes.run(item["node"], ["bash", "-c", probe_snippet(item["ip"], self.spec.port)], 10)
                 if answer.code != 124:
                     raise FaultNotEffective(
                         f"{item['target']} still answers on port {self.spec.port} while its processes are stopped "
@@ -146,9 +146,18 @@ class Freeze(Fault):
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         for item in undo["containers"]:
             script = PIDS_IN + f'\npids=$(ck_pids {shlex.quote(item["pid_ns"])}); [ -z "$pids" ] || kill -CONT $pids'
-            result = docker.run_in(item["node"], ["bash", "-c", script], STEP_TIMEOUT)
+            result = nodes.run(item["node"], ["bash", "-c", script], STEP_TIMEOUT)
             if result.code != 0:
                 raise FaultUndoFailed(f"SIGCONT to {item['target']} failed (exit {result.code}): {result.output}")
+
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        scripts: dict[str, list[str]] = {}
+        for item in undo["containers"]:
+            scripts.setdefault(item["node"], [PIDS_IN]).append(
+                f'pids=$(ck_pids {shlex.quote(item["pid_ns"])}); [ -z "$pids" ] || kill -CONT $pids'
+            )
+        return {node: "\n".join(lines) for node, lines in scripts.items()}
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
@@ -165,7 +174,7 @@ class Freeze(Fault):
 
     @classmethod
     def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:
-        gone = [item["node"] for item in undo["containers"] if docker.find(item["node"]) is None]
+        gone = [item["node"] for item in undo["containers"] if nodes.state(item["node"]) == "missing"]
         if len(gone) == len(undo["containers"]):
             return f"node container(s) {', '.join(sorted(set(gone)))} no longer exist"
         return None
@@ -173,7 +182,7 @@ class Freeze(Fault):
 
 def _states(item: dict[str, str]) -> list[tuple[str, str]]:
     """(pid, state) of every process of the recorded container; a read that fails raises."""
-    result = docker.run_in(item["node"], ["bash", "-c", STATES, "states", item["pid_ns"]], STEP_TIMEOUT)
+    result = nodes.run(item["node"], ["bash", "-c", STATES, "states", item["pid_ns"]], STEP_TIMEOUT)
     lines = result.stdout.splitlines()
     if result.code != 0 or "end" not in [line.strip() for line in lines]:
         raise ClusterError(f"cannot read the process states of {item['target']} on {item['node']}: {result.output}")

@@ -69,7 +69,7 @@ class LedgerEntry:
 
     host: str = field(default_factory=socket.gethostname)
     """The machine the injecting process ran on."""
-    command: str = field(default_factory=lambda: _command_line())
+    command: str = field(default_factory=lambda: command_line())
     """Its command line, shortened (``pytest experiments/``, ``chaoskit run web.chaos.yaml``)."""
 
     def owner_alive(self) -> bool:
@@ -242,7 +242,7 @@ def _boot_id() -> str:
         return "unknown"
 
 
-def _command_line(limit: int = 120) -> str:
+def command_line(limit: int = 120) -> str:
     """This process's command line as a person would recognise it, at most ``limit`` characters."""
     words = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
     if (words and words[0] in ("__main__.py", "-c", "-m")) or words[0].endswith("pytest/__main__.py"):

@@ -1,15 +1,17 @@
-"""Reaching pods' processes and network namespaces from their kind node, with no helper pod.
+"""Reaching pods' processes and network namespaces from their node, with no helper pod per run.
 
-A kind node is a Docker container whose containerd runs the pods, so ``ctr -n
-k8s.io task ls`` on the node gives the PID of each container (in the node's PID
-namespace) and ``nsenter -t PID -n CMD`` runs CMD, with the node's own tools
-(iptables, tc), inside the pod's network namespace. The peers start a
-privileged helper pod per run for this, which costs tens of seconds.
+Every step runs as a bash script on the pod's node (:mod:`chaoskit.adapters.nodes`:
+``docker exec`` into a kind node, or an exec into the injector agent's pod on
+any cluster). The script finds a container's processes by the container's ID
+in their cgroup path, in ``/proc``, and ``nsenter -t PID -n CMD`` runs CMD,
+with the node's (or agent's) own tools (iptables, tc), inside the pod's network
+namespace. The peers start a privileged helper pod per run for this, which
+costs tens of seconds.
 
 Speed: a fault touches several pods on several nodes, and each step used to be
-a ``docker exec`` process of its own. Here each step is **one exec per node**
+an exec of its own. Here each step is **one exec per node**
 (a shell script that does the step for every namespace on that node and reports
-each namespace's result between markers), over the Docker SDK, with the nodes
+each namespace's result between markers), with the nodes
 in parallel threads.
 
 Trust: a namespace is recorded as (node, pid, netns inode), and the inode is
@@ -36,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from chaoskit.adapters import docker
+from chaoskit.adapters import nodes
 from chaoskit.errors import ClusterError, SpecError
 
 COMMENT_PREFIX = "chaoskit:"
@@ -142,28 +144,59 @@ def locate_all(pods: list[Any], container: str | None = None) -> list[PodProcess
         wanted.setdefault(pod.spec.node_name, []).append((pod, running[0].container_id.split("://", 1)[1]))
 
     def find(node: str, items: list[tuple[Any, str]]) -> list[PodProcess]:
-        ids = "|".join(cid for _, cid in items)
-        script = (
-            'set -e; tasks=$(ctr -n k8s.io task ls); echo "$tasks" | while read -r id pid status; do '
-            f'case "$id" in {ids}) echo "$id $pid $status $(stat -L -c %i /proc/$pid/ns/net 2>/dev/null || echo 0)";; '
-            "esac; done"
-        )
-        listing = docker.exec_in(node, "bash", "-c", script, timeout=STEP_TIMEOUT)
-        found = {words[0]: words for words in (line.split() for line in listing.splitlines()) if len(words) == 4}
+        listing = nodes.check(node, ["bash", "-c", find_containers_script([cid for _, cid in items])], STEP_TIMEOUT)
+        found = main_processes(listing)
         located = []
         for pod, cid in items:
             words = found.get(cid)
-            if words is None or words[2] != "RUNNING" or words[3] == "0":
+            if words is None or words[1] == 0:
                 raise SpecError(f"container {cid[:12]} of pod {pod.metadata.name} is not running on node {node}")
             located.append(
-                PodProcess(pod.metadata.namespace, pod.metadata.name, node, cid, int(words[1]), pod.status.pod_ip,
-                           int(words[3]))
-            )  # fmt: skip
+                PodProcess(pod.metadata.namespace, pod.metadata.name, node, cid, words[0], pod.status.pod_ip, words[1])
+            )
         return located
 
     found_by_node = on_nodes(wanted, find)
     by_name = {(p.namespace, p.pod): p for located in found_by_node.values() for p in located}
     return [by_name[(p.metadata.namespace, p.metadata.name)] for p in pods]
+
+
+def find_containers_script(container_ids: list[str]) -> str:
+    """Bash: print ``CID PID NSPID INODE`` for every process of the named containers on this node.
+
+    A container's processes are found by its ID in their cgroup path, which
+    every runtime (containerd, CRI-O, Docker) and both cgroup versions put
+    there; so no runtime client is needed on the node. NSPID is the process's
+    pid inside its own PID namespace (1 for the container's main process),
+    INODE that of its network namespace.
+    """
+    pattern = "|".join(re.escape(cid) for cid in container_ids)
+    return (
+        f"grep -l -E {shlex.quote(pattern)} /proc/[0-9]*/cgroup 2>/dev/null | while read -r f; do "
+        "pid=${f#/proc/}; pid=${pid%/cgroup}; "
+        f'cid=$(grep -o -m1 -E {shlex.quote(pattern)} "$f" 2>/dev/null) || continue; '
+        "nspid=$(awk '/^NSpid:/ {print $NF}' /proc/$pid/status 2>/dev/null); "
+        "ino=$(stat -L -c %i /proc/$pid/ns/net 2>/dev/null || echo 0); "
+        'echo "$cid $pid ${nspid:-0} $ino"; done; true'
+    )
+
+
+def main_processes(listing: str) -> dict[str, tuple[int, int]]:
+    """From :func:`find_containers_script`'s output: each container's main process and netns inode.
+
+    The main process is pid 1 of the container's own PID namespace; in a pod
+    sharing one PID namespace (or the host's), the oldest (lowest) pid.
+    """
+    found: dict[str, list[tuple[int, int, int]]] = {}
+    for line in listing.splitlines():
+        words = line.split()
+        if len(words) == 4 and all(w.isdigit() for w in words[1:]):
+            found.setdefault(words[0], []).append((int(words[1]), int(words[2]), int(words[3])))
+    chosen: dict[str, tuple[int, int]] = {}
+    for cid, processes in found.items():
+        pid, _, inode = min(processes, key=lambda p: (p[1] != 1, p[0]))
+        chosen[cid] = (pid, inode)
+    return chosen
 
 
 FIND_NAMESPACE = r"""ck_pid() {
@@ -185,17 +218,10 @@ def in_namespaces(node: str, work: list[tuple[Netns, str]], timeout: float = STE
     another reason (paused, Docker not answering) raises NamespaceUnreadable.
     """
     token = secrets.token_hex(4)
-    lines = [FIND_NAMESPACE]
-    for i, (ns, snippet) in enumerate(work):
-        lines.append(
-            f'echo "@@{token} begin {i}"; p=$(ck_pid {ns.pid} {ns.inode}); if [ -n "$p" ]; then '
-            f'nsenter -t "$p" -n sh -c {shlex.quote(snippet)} 2>&1; '
-            f'echo "@@{token} end {i} $?"; else echo "@@{token} end {i} gone"; fi'
-        )
     try:
-        result = docker.run_in(node, ["bash", "-c", "\n".join(lines)], timeout=timeout)
+        result = nodes.run(node, ["bash", "-c", namespaces_script(work, token)], timeout=timeout)
     except ClusterError as exc:
-        state = docker.state(node)
+        state = nodes.state(node)
         if state in GONE_STATES:
             return [Outcome(True, -1, "") for _ in work]
         raise NamespaceUnreadable(f"cannot reach the pods' namespaces on node {node} ({state}): {exc}") from None
@@ -205,6 +231,34 @@ def in_namespaces(node: str, work: list[tuple[Netns, str]], timeout: float = STE
             f"the script on node {node} ended early (exit {result.code}): {result.output.strip()[-300:]}"
         )
     return outcomes
+
+
+def namespaces_script(work: list[tuple[Netns, str]], token: str = "") -> str:
+    """Bash that runs each (namespace, snippet) of one node, each namespace's output between markers.
+
+    With no ``token`` the script ends with the status of the first snippet that
+    failed (0 when all succeeded or their namespaces are gone): what the
+    injector agent runs as a fault's undo, with no reader of the markers.
+    """
+    lines = [FIND_NAMESPACE, "ck_status=0"]
+    mark = token or "ck"
+    for i, (ns, snippet) in enumerate(work):
+        lines.append(
+            f'echo "@@{mark} begin {i}"; p=$(ck_pid {ns.pid} {ns.inode}); if [ -n "$p" ]; then '
+            f'nsenter -t "$p" -n sh -c {shlex.quote(snippet)} 2>&1; rc=$?; [ $rc = 0 ] || ck_status=$rc; '
+            f'echo "@@{mark} end {i} $rc"; else echo "@@{mark} end {i} gone"; fi'
+        )
+    if not token:
+        lines.append("exit $ck_status")
+    return "\n".join(lines)
+
+
+def scripts_by_node(work: list[tuple[Netns, str]]) -> dict[str, str]:
+    """:func:`namespaces_script` for each node of ``work`` (for :meth:`~chaoskit.faults.base.Fault.agent_undo`)."""
+    groups: dict[str, list[tuple[Netns, str]]] = {}
+    for ns, snippet in work:
+        groups.setdefault(ns.node, []).append((ns, snippet))
+    return {node: namespaces_script(items) for node, items in groups.items()}
 
 
 def _sections(text: str, token: str, count: int) -> list[Outcome] | None:
@@ -297,6 +351,17 @@ def delete_rules(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int |
     return {ns: (None if rules is None else len(rules)) for ns, rules in present.items()}
 
 
+def delete_rules_snippet(comment: str) -> str:
+    """Shell, for inside one namespace: delete every filter rule carrying ``comment``, then fail if one is
+    left. Needs only iptables (the injector agent runs it when a fault's owner is gone)."""
+    match = shlex.quote(f'--comment "?{re.escape(comment)}"?( |$)')
+    return (
+        f"iptables-save -t filter | grep '^-A ' | grep -E -- {match} | sed 's/^-A /-D /' "
+        '| while read -r rule; do eval "iptables -w -t filter $rule" || exit 1; done; '
+        f"! iptables-save -t filter | grep -qE -- {match}"
+    )
+
+
 def dropped_snippet(comment: str) -> str:
     """Print the packets dropped so far by the rules carrying ``comment`` (every chain of the filter table).
 
@@ -370,7 +435,7 @@ def netem_available(node: str) -> tuple[bool, str]:
     Only tc's own "unknown qdisc" answer means no; any other failure of the try
     is an error, not a reason to skip."""
     command = ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
-    result = docker.run_in(node, command, timeout=STEP_TIMEOUT)
+    result = nodes.run(node, command, timeout=STEP_TIMEOUT)
     detail = result.output.strip()
     if result.code == 0:
         return True, detail
@@ -422,13 +487,13 @@ def probe_from_pod(ns: Netns, ip: str, port: int) -> str:
 
 def probe_from_node(node: str, ip: str, port: int) -> str:
     """A TCP probe from a node's own namespace (outside every pod): ``open``, ``blocked`` or ``refused``."""
-    result = docker.run_in(node, ["bash", "-c", tcp_snippet(ip, port)], timeout=STEP_TIMEOUT)
+    result = nodes.run(node, ["bash", "-c", tcp_snippet(ip, port)], timeout=STEP_TIMEOUT)
     return probe_verdict(Outcome(False, result.code, result.output), f"node {node}", f"{ip}:{port}")
 
 
 def on_node(node: str, script: str, timeout: float) -> str:
     """A bash script in the node's own namespace (outside every pod); its output. A failure is a ClusterError."""
-    return docker.exec_in(node, "bash", "-c", script, timeout=timeout)
+    return nodes.check(node, ["bash", "-c", script], timeout)
 
 
 def timed_send(process: PodProcess, size: int, timeout: float) -> float:
@@ -452,7 +517,7 @@ def timed_send(process: PodProcess, size: int, timeout: float) -> float:
         wait $listener
         echo $(( $(date +%s%N) - start ))
     """  # noqa: E501
-    result = docker.run_in(process.node, ["bash", "-ec", script], timeout=timeout + 5)
+    result = nodes.run(process.node, ["bash", "-ec", script], timeout=timeout + 5)
     if result.code != 0:
         raise ClusterError(f"the probe transfer from {process.pod} failed: {_tail(result.output)}")
     return int(result.stdout.split()[-1]) / 1e9

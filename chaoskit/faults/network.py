@@ -56,6 +56,7 @@ from chaoskit.faults.netns import (
     comment_rules,
     delete_qdisc_snippet,
     delete_rules,
+    delete_rules_snippet,
     dropped,
     dropped_snippet,
     insert_snippet,
@@ -69,6 +70,7 @@ from chaoskit.faults.netns import (
     root_qdiscs,
     rules_in,
     run_everywhere,
+    scripts_by_node,
     tcp_snippet,
     timed_send,
 )
@@ -87,7 +89,7 @@ def _check_count(count: int | None) -> None:
 class _PodNetworkFault(Fault):
     """Shared parts: choosing and locating the pods, recording where the rules are, undoing them."""
 
-    kind_only = "enters pods' network namespaces from their kind node"
+    node_access = "enters pods' network namespaces from their node"
 
     def _locate(
         self, namespace: str, selector: str, count: int | None = None, seed: int | None = None
@@ -146,6 +148,11 @@ class _PodNetworkFault(Fault):
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         delete_rules(cls._namespaces(undo), str(undo["comment"]))
+
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        snippet = delete_rules_snippet(str(undo["comment"]))
+        return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
@@ -432,6 +439,11 @@ class _QdiscFault(_PodNetworkFault):
         failed = [f"{ns} (exit {o.code}: {o.output.strip()[-200:]})" for ns, o in outcomes.items() if o.code > 0]
         if failed:
             raise FaultUndoFailed(f"deleting the qdisc {handle} failed in {'; '.join(failed)}")
+
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        snippet = delete_qdisc_snippet(str(undo["handle"]))
+        return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:

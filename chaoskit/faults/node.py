@@ -1,4 +1,4 @@
-"""Node failure on kind: the node's container stopped or paused, for real.
+"""Node failure: a kind node's container stopped or paused, or any node's kubelet stopped, for real.
 
 A kind node is a Docker container, so stopping it is a real machine going
 away (kubelet, containerd and every pod on it stop) and pausing it is a real
@@ -11,6 +11,15 @@ renewed its Lease since then (the kubelet runs again: it renews every 10 s or
 so, while the Ready condition itself may be posted only every few minutes when
 nothing changed) and the node is Ready; after a stop, Ready as posted since the
 restart, and its pod-network agent running again. The proof of the undo reads all of that once more.
+
+On any cluster, mode ``kubelet`` has the injector agent on the node stop its
+kubelet (``systemctl stop kubelet`` in the host's namespaces): the control
+plane loses the node (NotReady after its grace period) while its containers run
+on unmanaged, as when a kubelet crashes or a node is cut off from the API
+server. The runner asks through the fault's object in the cluster
+(:mod:`.objects`), since the kubelet's stop would break an exec that asked for
+it; the agent restarts the kubelet when asked, or by itself when the runner's
+owner Lease expires.
 """
 
 from __future__ import annotations
@@ -21,12 +30,21 @@ from typing import Any
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.kube import Kube, lease_renewed, node_ready, pod_ready
+from chaoskit.adapters.nodes import AgentShell
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
+from chaoskit.faults import objects
 from chaoskit.faults.base import Fault, FaultRecord
 
-MODES = ("stop", "pause")
+MODES = ("stop", "pause", "kubelet")
+DOCKER_MODES = ("stop", "pause")
+HOST = "nsenter -t 1 -m -u -i -n -p --"
+"""Runs a command in the node's own namespaces from the injector's pod (host PID namespace)."""
+KUBELET_STOP = f"{HOST} systemctl stop kubelet && ! {HOST} systemctl is-active --quiet kubelet"
+KUBELET_START = f"{HOST} systemctl start kubelet && {HOST} systemctl is-active --quiet kubelet"
+AGENT_TIMEOUT = 60.0
+"""How long the injector on the node may take to act on a request."""
 PAUSE_ATTEMPTS = 3
 """Tries of a pause whose freezer gives up (see NodeFailure.inject)."""
 NODE_LEASES = "kube-node-lease"
@@ -55,7 +73,9 @@ class NodeFailureSpec:
     node: str
     """The node's name (on kind, also its container's name)."""
     mode: str = "stop"
-    """``stop`` (the machine goes away) or ``pause`` (the machine hangs)."""
+    """``stop`` (the machine goes away) or ``pause`` (the machine hangs), both kind only; ``kubelet`` (the
+    node's kubelet stopped by the injector agent: the control plane loses the node, its pods run on), any
+    cluster."""
     wait_not_ready: bool = True
     """Prove the failure by waiting for the API to mark the node NotReady."""
     timeout: float = 120.0
@@ -72,7 +92,6 @@ class NodeFailureSpec:
 
 class NodeFailure(Fault):
     kind = "node-failure"
-    kind_only = "stops or pauses the node's container"
     spec: NodeFailureSpec
 
     def plan(self) -> list[str]:
@@ -87,14 +106,37 @@ class NodeFailure(Fault):
                 "(Safety(allow_control_plane=True) outside pytest)"
             )
         self.safety.check_share(1, len(eligible_nodes(nodes.values(), self.safety)), "nodes it may touch")
+        if spec.mode == "kubelet":
+            if AgentShell(self.kube).pod_on(spec.node, refresh=True) is None:
+                raise SpecError(
+                    f"mode kubelet needs the injector agent on {spec.node}, and it has none running: "
+                    "install it with 'chaoskit agent install'"
+                )
+            return [spec.node]
+        if not self.cluster.is_kind:
+            raise SpecError(
+                f"mode {spec.mode} stops or pauses a kind node's container, and {self.cluster.name} is not kind: "
+                "use mode kubelet (with the injector agent)"
+            )
         if docker.state(spec.node) != "running":
             raise SpecError(f"node container {spec.node} is not running; fix the cluster first")
         return [spec.node]
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
-        return {"node": targets[0], "mode": self.spec.mode, "timeout": self.spec.timeout}
+        undo: dict[str, Any] = {"node": targets[0], "mode": self.spec.mode, "timeout": self.spec.timeout}
+        if self.spec.mode == "kubelet":
+            undo["fault_id"] = self.fault_id
+        return undo
+
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        return {str(undo["node"]): KUBELET_START} if undo.get("mode") == "kubelet" else {}
 
     def inject(self, targets: list[str]) -> None:
+        if self.spec.mode == "kubelet":
+            objects.ask(self.kube, self.fault_id, f"inject.{targets[0]}", KUBELET_STOP)
+            objects.await_mark(self.kube, self.fault_id, targets[0], "injected", AGENT_TIMEOUT)
+            return
         if self.spec.mode == "stop":
             docker.stop(targets[0], grace=10)
             return
@@ -112,25 +154,49 @@ class NodeFailure(Fault):
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         node = targets[0]
-        want = "exited" if self.spec.mode == "stop" else "paused"
-        state = docker.inspect(node).state
-        if state != want:
-            raise FaultNotEffective(f"node container {node} is {state}, not {want}")
+        if self.spec.mode == "kubelet":
+            # The agent's mark says the kubelet is inactive by systemd's own account; the API's NotReady,
+            # after the grace period, is the view from outside.
+            what = f"kubelet of {node} stopped (systemd: inactive)"
+        else:
+            want = "exited" if self.spec.mode == "stop" else "paused"
+            state = docker.inspect(node).state
+            if state != want:
+                raise FaultNotEffective(f"node container {node} is {state}, not {want}")
+            what = f"node container {node} {want}"
         record.effect_mono = time.monotonic()
         if not self.spec.wait_not_ready:
-            return f"node container {node} {want}"
+            return what
         self.await_effect(
             record,
             self.kube.core.list_node,
             lambda nodes: node in nodes and not node_ready(nodes[node]),
             self.spec.timeout,
-            f"node {node} NotReady after its container was {want}",
+            f"node {node} NotReady after: {what}",
         )
-        return f"node container {node} {want}; node NotReady"
+        return f"{what}; node NotReady"
+
+    @classmethod
+    def _restart_kubelet(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> float:
+        """Have the node's injector start the kubelet again (through the fault's object, recreated if it is
+        gone); return the Unix time from which the kubelet's signs of life count."""
+        node, fault_id = str(undo["node"]), str(undo["fault_id"])
+        since = time.time() - 1
+        if not any(found.fault_id == fault_id for found in objects.listed(kube)):
+            objects.record(cluster, kube, fault_id, cls.kind, undo, cls.agent_undo(undo))
+        objects.ask(kube, fault_id, "undo-requested", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        mark = objects.await_mark(kube, fault_id, node, "undone", AGENT_TIMEOUT)
+        say(f"node {node}: the injector started its kubelet ({mark.get('why')})")
+        return since
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         node = str(undo["node"])
+        timeout = float(undo.get("timeout", 120.0)) + 60
+        if undo.get("mode") == "kubelet":
+            since = cls._restart_kubelet(cluster, kube, undo)
+            cls._await_back(cluster, kube, node, since, None, timeout)
+            return
         state = docker.state(node)
         if state == "missing":
             raise FaultUndoFailed(f"node container {node} no longer exists: nothing to start")
@@ -146,7 +212,14 @@ class NodeFailure(Fault):
         else:
             since = min(time.time(), docker.inspect(node).started_at) - 1
         say(f"node {node}: container running again, waiting for its kubelet and for it to be Ready")
-        timeout = float(undo.get("timeout", 120.0)) + 60
+        cls._await_back(cluster, kube, node, since, pods_since, timeout)
+
+    @classmethod
+    def _await_back(
+        cls, cluster: Cluster, kube: Kube, node: str, since: float, pods_since: float | None, timeout: float
+    ) -> None:
+        """Wait for the node's kubelet to renew its lease after ``since``, the node to be Ready, and (air-gapped
+        clusters) its pod-network agent to be ready (since ``pods_since``, after a restart)."""
         kube.wait_for(
             kube.coordination.list_namespaced_lease,
             lambda leases: node in leases and lease_renewed(leases[node], since),
@@ -177,7 +250,8 @@ class NodeFailure(Fault):
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         node = str(undo["node"])
-        state = docker.state(node)
+        kubelet_mode = undo.get("mode") == "kubelet"
+        state = "running" if kubelet_mode else docker.state(node)
         if state != "running":
             raise FaultUndoFailed(f"node container {node} is {state}, not running")
         current: Any = kube.core.read_node(node, _request_timeout=10)
@@ -186,11 +260,16 @@ class NodeFailure(Fault):
         lease: Any = kube.coordination.read_namespaced_lease(node, NODE_LEASES, _request_timeout=10)
         if not lease_renewed(lease, time.time() - LEASE_FRESH_S):
             raise FaultUndoFailed(f"the kubelet of {node} has not renewed its lease in the last {LEASE_FRESH_S:g} s")
-        return f"node container {node} running; node {node} Ready; its kubelet renewed its lease"
+        where = f"kubelet of {node} started by the injector" if kubelet_mode else f"node container {node} running"
+        return f"{where}; node {node} Ready; its kubelet renewed its lease"
 
     @classmethod
     def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:
         node = str(undo["node"])
+        if undo.get("mode") == "kubelet":
+            if node not in {n.metadata.name for n in kube.nodes()}:
+                return f"node {node} no longer exists"
+            return None
         if docker.state(node) == "missing":
             return f"node container {node} no longer exists (its cluster was deleted or recreated)"
         return None

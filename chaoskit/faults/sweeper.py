@@ -1,6 +1,8 @@
 """Undo what a killed run left behind.
 
-Reads the cluster's ledger and undoes every entry whose injecting process is
+Reads the cluster's ledger, then the faults the cluster itself records
+(:mod:`.objects`) for owners whose Lease expired and that the ledger does not
+know (another machine's runs), and undoes every entry whose injecting process is
 dead, with the fault kind's own ``revert`` and the data recorded before the
 fault acted, then proves the undo the same way a fault's own exit does
 (:func:`~chaoskit.faults.base.undo_and_prove`). Runs at the start of every
@@ -22,7 +24,7 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultUndoFailed
-from chaoskit.faults import container, drain, network, node, pod, signals  # noqa: F401  (registers the fault kinds)
+from chaoskit.faults import container, drain, freeze, network, node, objects, pod, signals  # noqa: F401
 from chaoskit.faults.base import Fault, undo_and_prove
 from chaoskit.faults.ledger import Ledger, LedgerEntry
 
@@ -67,7 +69,50 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
         if not retry or len(retry) == len(pending):
             break  # nothing failed, or nothing else changed that a second try could benefit from
         pending = retry
+    known = {e.fault_id for e in ledger.unsettled()} | set(live)
+    for found in objects.listed(kube):
+        if found.fault_id in known:
+            continue
+        if found.owner_alive:
+            live.append(found.fault_id)
+            continue
+        how, text = undo_object(cluster, kube, found)
+        if how == "undone":
+            undone.append(f"{found.fault_id}: {text}")
+        elif how == "moot":
+            moot.append(f"{found.fault_id}: {text}")
+        else:
+            failed[found.fault_id] = text
+    objects.sweep_leases(kube)
     return SweepResult(tuple(undone), tuple(failed.values()), tuple(live), tuple(moot))
+
+
+def undo_object(cluster: Cluster, kube: Kube, found: objects.FaultObject) -> tuple[str, str]:
+    """Undo, prove and remove a fault the cluster records for a dead owner that this machine's ledger does not
+    know (another machine's run, or a ledger file that is gone); returns as :func:`undo_entry` does."""
+    fault = Fault.registry.get(found.kind)
+    if fault is None:
+        return "failed", f"{found.fault_id}: unknown fault kind {found.kind!r}"
+    who = found.owner
+    agents = f"; the agents had undone it on {', '.join(found.undone_on)}" if found.undone_on else ""
+    say(
+        f"undoing {found.fault_id} from its record in the cluster, left by {who.get('host', '?')} "
+        f"pid {who.get('pid', '?')} ({who.get('command', '?')}){agents}"
+    )
+    try:
+        reason = fault.moot(cluster, kube, found.undo)
+    except Exception as exc:
+        return "failed", f"{found.fault_id}: cannot tell whether its targets still exist: {exc}"
+    if reason is not None:
+        objects.settle(kube, found.fault_id)
+        return "moot", reason
+    with signals.deferred(f"undoing {found.fault_id}"):
+        try:
+            proof = undo_and_prove(fault, cluster, kube, found.fault_id, found.undo)
+        except FaultUndoFailed as exc:
+            return "failed", str(exc)
+        objects.settle(kube, found.fault_id)
+    return "undone", proof
 
 
 def undo_entry(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry) -> tuple[str, str]:
@@ -83,6 +128,7 @@ def undo_entry(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry)
     if reason is not None:
         say(f"{entry.fault_id} settled as moot: {reason}")
         ledger.settle(entry.fault_id, how="moot")
+        objects.settle(kube, entry.fault_id)
         return "moot", reason
     say(f"undoing {entry.fault_id}, recorded by process {entry.pid} ({entry.undo})")
     with signals.deferred(f"undoing {entry.fault_id}"):
@@ -91,4 +137,5 @@ def undo_entry(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry)
         except FaultUndoFailed as exc:
             return "failed", str(exc)
         ledger.settle(entry.fault_id)
+        objects.settle(kube, entry.fault_id)
     return "undone", proof

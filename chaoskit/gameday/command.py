@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.adapters.shell import say
 from chaoskit.chaos import Chaos
-from chaoskit.cluster import ClusterSpec, get_provider
+from chaoskit.cluster import ClusterSpec, get_provider, injector
 from chaoskit.cluster.base import Cluster
 from chaoskit.faults.base import Safety
 from chaoskit.faults.sweeper import sweep
@@ -60,6 +61,7 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
     run.add_argument("--context", help="kubeconfig context (existing provider)")
     safety_options(run)
+    injector_options(run)
     run.add_argument("--max-share", type=float, default=0.5, help="blast-radius cap per fault (default: 0.5)")
 
 
@@ -72,6 +74,19 @@ def safety_options(parser: argparse.ArgumentParser) -> None:
         "--allow-namespace", action="append", default=[], metavar="NS", help="allow faults in this protected namespace"
     )
     parser.add_argument("--allow-control-plane", action="store_true", help="allow node faults on control-plane nodes")
+
+
+def injector_options(parser: argparse.ArgumentParser) -> None:
+    """How faults reach nodes, as pytest's ``--chaos-injector`` and ``--chaos-agent-image``."""
+    parser.add_argument(
+        "--injector",
+        choices=INJECTORS,
+        help="docker (kind only) or agent, the in-cluster injector, installed if needed "
+        "(default: docker on kind, agent elsewhere)",
+    )
+    parser.add_argument(
+        "--agent-image", metavar="IMAGE", help="the injector's image for a cluster that is not kind (from a registry)"
+    )
 
 
 def safety_from(args: argparse.Namespace, max_share: float = 0.5) -> Safety:
@@ -102,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
     safety = safety_from(args, args.max_share)
     cluster = cluster_for(args, experiment)
     with cluster.kube() as kube:
+        injector.select(cluster, kube, args.injector, args.agent_image)
         swept = sweep(cluster, kube)
         if swept.failed:
             say(f"faults left by an earlier run could not be undone: {'; '.join(swept.failed)}")

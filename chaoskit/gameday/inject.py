@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from chaoskit.chaos import Chaos
-from chaoskit.cluster import ClusterSpec, get_provider
+from chaoskit.cluster import ClusterSpec, get_provider, injector
 from chaoskit.errors import UsageError
-from chaoskit.gameday.command import safety_from, safety_options
+from chaoskit.gameday.command import injector_options, safety_from, safety_options
 from chaoskit.gameday.spec import FAULT_KINDS, fault_options, parse_duration
 from chaoskit.observe import RecoveryWatch
 
@@ -53,6 +53,7 @@ def add_parser(commands: Any) -> None:
     inject.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
     inject.add_argument("--context", help="kubeconfig context (existing provider)")
     safety_options(inject)
+    injector_options(inject)
     inject.add_argument("--dry-run", action="store_true", help="print the targets; inject nothing")
 
 
@@ -131,6 +132,7 @@ def main(args: argparse.Namespace, extra: Sequence[str]) -> int:
     safety = safety_from(args)  # a fault's own cap is its --max-share option
     method = fault_options(args.kind).method
     with cluster.kube() as kube:
+        injector.select(cluster, kube, args.injector, args.agent_image)
         chaos = Chaos(cluster, kube, safety)
         watch = None
         if args.watch:

@@ -44,6 +44,7 @@ from chaoskit.chaos import Chaos
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import SafetyError, SpecError
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus
+from chaoskit.faults import objects
 from chaoskit.gameday.spec import ExperimentFile, fill_placeholders
 from chaoskit.gameday.timeline import PlayedFault, Timeline
 from chaoskit.gameday.view import WINDOW_SECONDS, Snapshot
@@ -163,7 +164,7 @@ class GameDay:
             base = "".join(c if c.isalnum() else "-" for c in file.name.lower()).strip("-")[:30].strip("-") or "run"
             namespace = f"ck-{base}-{uuid.uuid4().hex[:5]}"
             say(f"creating namespace {namespace}")
-            body: Any = owned_namespace(namespace)
+            body: Any = owned_namespace(namespace, objects.owner(self.cluster).ensure(self.kube))
             self.kube.core.create_namespace(body)
             self.kube.wait_for_default_service_account(namespace)
             created = True

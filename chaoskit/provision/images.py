@@ -60,9 +60,19 @@ PROMETHEUS_RELEASE = "trixie"
 """The Debian release whose ``prometheus`` package chaoskit runs (see :func:`build_prometheus_image`)."""
 
 
-def _agent_sources() -> dict[str, str]:
+INJECTOR_MODULES = ("injector.py",)
+"""Agent modules that run in the injector image only, not in the node image's agent image."""
+INJECTOR_PACKAGES = [*BASE_PACKAGES, "socat", "util-linux"]
+"""The injector's tools: those of the base image, and socat for the bandwidth probe."""
+
+
+def _agent_sources(injector: bool = False) -> dict[str, str]:
     agent = resources.files("chaoskit.agent")
-    return {f"chaoskit/agent/{p.name}": p.read_text() for p in agent.iterdir() if p.name.endswith(".py")}
+    return {
+        f"chaoskit/agent/{p.name}": p.read_text()
+        for p in agent.iterdir()
+        if p.name.endswith(".py") and (injector or p.name not in INJECTOR_MODULES)
+    }
 
 
 def agent_image() -> str:
@@ -345,6 +355,35 @@ def build_agent_image() -> str:
         f"FROM {BASE_IMAGE}\nCOPY chaoskit /opt/chaoskit/chaoskit\nENV PYTHONPATH=/opt/chaoskit PYTHONUNBUFFERED=1\n",
         {"chaoskit/__init__.py": "", **_agent_sources()},
     )
+    return tag
+
+
+def injector_image() -> str:
+    """The injector agent's image name; its tag is a digest of its recipe and code."""
+    digest = hashlib.sha256(" ".join(INJECTOR_PACKAGES).encode())
+    for name, text in sorted(_agent_sources(injector=True).items()):
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return f"chaoskit/injector:r{IMAGE_RECIPE}-{digest.hexdigest()[:12]}"
+
+
+def build_injector_image() -> str:
+    """The injector agent (:mod:`chaoskit.agent.injector`) on a Debian rootfs with its tools; return its name.
+
+    Not preloaded into the node image: ``chaoskit agent install`` loads it into
+    a kind cluster, and other clusters pull it from a registry it was pushed to.
+    """
+    tag = injector_image()
+    if image_exists(tag):
+        return tag
+    base = f"chaoskit/injector-base:{SUITE}-r{IMAGE_RECIPE}"
+    if not image_exists(base):
+        _import(rootfs("injector", INJECTOR_PACKAGES), base, f"ENV {PATH_ENV}")
+    _docker_build(
+        tag,
+        f"FROM {base}\nCOPY chaoskit /opt/chaoskit/chaoskit\nENV PYTHONPATH=/opt/chaoskit PYTHONUNBUFFERED=1\n",
+        {"chaoskit/__init__.py": "", **_agent_sources(injector=True)},
+    )
+    _prune_superseded("chaoskit/injector", tag)
     return tag
 
 

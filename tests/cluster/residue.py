@@ -6,8 +6,10 @@ code under test cannot hide its own residue. It scans, on every node of the
 cluster, every running container's network namespace (deduplicated by inode):
 iptables rules whose comment starts with ``chaoskit:`` and root qdiscs of
 ``eth0`` that are ``tbf`` or ``netem``; processes stopped by a signal (state
-``T``, what a process freeze leaves); and nodes that are unschedulable or whose
-container is not running.
+``T``, what a process freeze leaves); kubelets that systemd does not report
+active; and nodes that are unschedulable or whose container is not running.
+Apart from the state, it lists the fault records left in ``chaoskit-system``
+(ConfigMaps labelled ``chaoskit.io/fault``), which are bookkeeping, not faults.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ for pid in $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" 
     nsenter -t $pid -n tc qdisc show dev eth0 root 2>/dev/null | grep -E '^qdisc (tbf|netem)' | sed "s|^|qdisc $ino |"
 done
 ps -eo stat=,pid=,comm= | awk '$1 ~ /^T/ {print "stopped " $2 " " $3}'
+echo "kubelet $(systemctl is-active kubelet)"
 echo scanned
 """
 
@@ -45,10 +48,20 @@ class Residue:
     """Nodes whose Ready condition is not True."""
     stopped: list[str] = field(default_factory=list)
     """``node pid command`` of every process stopped by a signal (state T)."""
+    kubelets_down: list[str] = field(default_factory=list)
+    """``node: state`` of every running node whose kubelet systemd does not report active."""
+    fault_records: list[str] = field(default_factory=list)
+    """Names of the fault records (ConfigMaps) in chaoskit-system; not counted by :meth:`empty`."""
 
     def empty(self) -> bool:
         return not (
-            self.rules or self.qdiscs or self.unschedulable or self.not_running or self.not_ready or self.stopped
+            self.rules
+            or self.qdiscs
+            or self.unschedulable
+            or self.not_running
+            or self.not_ready
+            or self.stopped
+            or self.kubelets_down
         )
 
     def of(self, fault_id: str) -> list[str]:
@@ -79,9 +92,16 @@ def scan(cluster_name: str, kubeconfig: str | None = None) -> Residue:
                 residue.qdiscs.append(f"{node} {rest}")
             elif kind == "stopped":
                 residue.stopped.append(f"{node} {rest}")
+            elif kind == "kubelet" and rest != "active":
+                residue.kubelets_down.append(f"{node}: {rest}")
     api = config.new_client_from_config(config_file=kubeconfig)
     try:
-        for node in client.CoreV1Api(api).list_node(_request_timeout=30).items:
+        core = client.CoreV1Api(api)
+        records = core.list_namespaced_config_map(
+            "chaoskit-system", label_selector="chaoskit.io/fault", _request_timeout=30
+        ).items
+        residue.fault_records = [r.metadata.name for r in records]
+        for node in core.list_node(_request_timeout=30).items:
             if node.spec.unschedulable:
                 residue.unschedulable.append(node.metadata.name)
             ready = [c.status for c in node.status.conditions or [] if c.type == "Ready"]

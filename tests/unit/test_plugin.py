@@ -61,7 +61,7 @@ def test_chaos_repeat_runs_each_experiment_n_times(pytester):
     assert pytester.runpytest("--chaos-repeat=0").ret == 4
 
 
-def test_the_namespace_fixture_marks_its_owner_by_pid_boot_and_start_time(pytester):
+def test_the_namespace_fixture_marks_its_owner_by_lease_pid_boot_and_start_time(pytester):
     # The kube fixture is replaced by one that records what the namespace fixture creates.
     pytester.makepyfile(
         """
@@ -85,14 +85,30 @@ def test_the_namespace_fixture_marks_its_owner_by_pid_boot_and_start_time(pytest
                 pass
 
 
+        class Coordination:
+            def __init__(self):
+                self.leases = []
+
+            def create_namespaced_lease(self, namespace, body):
+                self.leases.append((namespace, body))
+
+
         @pytest.fixture
         def kube():
-            return SimpleNamespace(core=Core(), wait_for_default_service_account=lambda name: None)
+            return SimpleNamespace(
+                core=Core(), coordination=Coordination(), wait_for_default_service_account=lambda name: None
+            )
 
 
         def test_marks(kube, namespace):
-            (body,) = kube.core.created
+            system, body = kube.core.created  # chaoskit-system (for the owner lease), then the test's own
+            assert system["metadata"]["name"] == "chaoskit-system"
+            ((lease_namespace, lease),) = kube.coordination.leases
+            assert lease_namespace == "chaoskit-system"
+            assert lease["spec"]["leaseDurationSeconds"] == 15
             meta = body["metadata"]
+            assert meta["name"] == namespace
+            assert meta["labels"]["chaoskit.io/owner"] == lease["metadata"]["name"]
             assert meta["labels"]["chaoskit.io/owner-pid"] == str(os.getpid())
             assert meta["annotations"]["chaoskit.io/owner-boot-id"] == current_boot_id()
             started = float(meta["annotations"]["chaoskit.io/owner-started-at"])

@@ -21,7 +21,7 @@ import pytest
 from chaoskit.adapters import docker
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultUndoFailed, SafetyError
-from chaoskit.faults import netns, network
+from chaoskit.faults import netns, network, objects
 from chaoskit.faults.base import Fault, FaultRecord, Safety
 from chaoskit.faults.ledger import Ledger, LedgerEntry
 from chaoskit.faults.network import Bandwidth, BandwidthSpec, PacketLoss, PacketLossSpec, Partition, PartitionSpec
@@ -34,6 +34,21 @@ NS = netns.Netns("unit-worker", 4242, 4026532000, "shop/web-1")
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CHAOSKIT_CACHE", str(tmp_path))
+
+
+@pytest.fixture(autouse=True)
+def records(monkeypatch):
+    """The cluster's fault records (:mod:`chaoskit.faults.objects`), kept in memory: these faults have no cluster."""
+    kept: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def record(cluster, kube, fault_id, kind, undo, scripts):
+        kept[fault_id] = (kind, undo)
+
+    monkeypatch.setattr(objects, "record", record)
+    monkeypatch.setattr(objects, "settle", lambda kube, fault_id: kept.pop(fault_id, None))
+    monkeypatch.setattr(objects, "listed", lambda kube: [])
+    monkeypatch.setattr(objects, "sweep_leases", lambda kube: [])
+    return kept
 
 
 def exec_answers(monkeypatch, answer):
@@ -212,16 +227,17 @@ class Sticky(Fault):
         return "its thing was deleted" if undo.get("deleted") else None
 
 
-def test_an_unproven_undo_raises_and_leaves_the_entry_unsettled():
+def test_an_unproven_undo_raises_and_leaves_the_entry_unsettled(records):
     fault = Sticky(CLUSTER, None, StubSpec())  # type: ignore[arg-type]
     with pytest.raises(FaultUndoFailed, match=r"undo of unit-sticky-\w+ not proven: thing is still there") as raised:
         with fault.active() as record:
             pass
     assert not record.reverted and record.undo_error == str(raised.value)
     assert [e.fault_id for e in Ledger("unit").unsettled()] == [record.fault_id]
+    assert records == {record.fault_id: ("unit-sticky", {"thing": "thing"})}  # the cluster's record stays too
 
 
-def test_a_proven_undo_settles_and_says_how():
+def test_a_proven_undo_settles_and_says_how(records):
     Sticky.still_there = False
     try:
         with Sticky(CLUSTER, None, StubSpec()).active() as record:  # type: ignore[arg-type]
@@ -229,6 +245,7 @@ def test_a_proven_undo_settles_and_says_how():
     finally:
         Sticky.still_there = True
     assert record.reverted and record.undo_proof == "gone" and Ledger("unit").unsettled() == []
+    assert records == {}
 
 
 def test_the_sweeper_settles_entries_whose_targets_are_gone_and_keeps_unproven_ones():

@@ -1,0 +1,150 @@
+"""How chaoskit runs a command on a node: through Docker (kind) or through its injector agent (any cluster).
+
+Faults that act inside a node (a pod's network namespace, its processes, the
+kubelet) run small bash scripts there. Two ways reach a node:
+
+* ``docker``: ``docker exec`` into the kind node's container. Fast, and needs
+  nothing in the cluster, but only for kind clusters on this machine.
+* ``agent``: an exec, through the Kubernetes API, into the ``chaoskit-injector``
+  pod on that node (a privileged DaemonSet with the host's PID and network
+  namespaces; see :mod:`chaoskit.cluster.injector`). Works on any conformant
+  cluster the runner can reach by its API alone.
+
+The scripts are the same on both: they need bash, coreutils, ``nsenter``,
+``iptables``, ``tc`` and ``socat``, which the kind node image and the injector
+image both have, and they see the node's processes in ``/proc``. A process
+reaches nodes one way (:func:`use`), chosen once per session by the plugin or
+the CLI; the default is Docker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from chaoskit.adapters import docker
+from chaoskit.adapters.docker import ExecResult
+from chaoskit.errors import ClusterError
+
+if TYPE_CHECKING:
+    from chaoskit.adapters.kube import Kube
+
+INJECTORS = ("docker", "agent")
+INJECTOR_NAMESPACE = "chaoskit-system"
+INJECTOR_NAME = "chaoskit-injector"
+INJECTOR_SELECTOR = f"app={INJECTOR_NAME}"
+
+
+class NodeShell(Protocol):
+    """Runs a command on a node, in the node's own namespaces (PID and network)."""
+
+    name: str
+    """``docker`` or ``agent``."""
+
+    def run(self, node: str, command: list[str], timeout: float) -> ExecResult:
+        """Run ``command``, killed after ``timeout`` s; a command that ran and failed is returned with its status.
+        Raises ClusterError when the node cannot be reached."""
+
+    def state(self, node: str) -> str:
+        """``running`` when the node can be reached; a :data:`chaoskit.faults.netns.GONE_STATES` word when
+        the node (and every pod namespace on it) is gone; anything else when it is unreachable."""
+
+
+class DockerShell:
+    """``docker exec`` into a kind node's container."""
+
+    name = "docker"
+
+    def run(self, node: str, command: list[str], timeout: float) -> ExecResult:
+        return docker.run_in(node, command, timeout)
+
+    def state(self, node: str) -> str:
+        return docker.state(node)
+
+
+class AgentShell:
+    """An exec into the injector pod on the node, through the Kubernetes API."""
+
+    name = "agent"
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._pods: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def pod_on(self, node: str, refresh: bool = False) -> str | None:
+        """The running injector pod on ``node`` (cached), or None when there is none."""
+        with self._lock:
+            if refresh or node not in self._pods:
+                pods = self.kube.pods(INJECTOR_NAMESPACE, INJECTOR_SELECTOR)
+                self._pods = {
+                    p.spec.node_name: p.metadata.name
+                    for p in pods
+                    if p.spec.node_name and p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+                }
+            return self._pods.get(node)
+
+    def run(self, node: str, command: list[str], timeout: float) -> ExecResult:
+        pod = self.pod_on(node)
+        if pod is None:
+            pod = self.pod_on(node, refresh=True)
+        if pod is None:
+            raise ClusterError(
+                f"no running {INJECTOR_NAME} pod on node {node}: install the agent with 'chaoskit agent install'"
+            )
+        bounded = ["timeout", "-k", "2", f"{timeout:g}", *command]
+        try:
+            code, out, err = self.kube.exec_streams(INJECTOR_NAMESPACE, pod, bounded, timeout + 10)
+        except ClusterError:
+            self.pod_on(node, refresh=True)  # the pod may have been replaced: look again next time
+            raise
+        return ExecResult(code, out, err)
+
+    def state(self, node: str) -> str:
+        try:
+            names = {n.metadata.name for n in self.kube.nodes()}
+        except Exception as exc:
+            return f"unknown ({type(exc).__name__}: {exc})"
+        if node not in names:
+            return "missing"
+        return "running" if self.pod_on(node, refresh=True) else "without an injector pod"
+
+
+_current: NodeShell = DockerShell()
+_lock = threading.Lock()
+
+
+def use(shell: NodeShell) -> NodeShell:
+    """Reach nodes through ``shell`` from now on in this process; return the one used before."""
+    global _current
+    with _lock:
+        before, _current = _current, shell
+    return before
+
+
+def current() -> NodeShell:
+    """The way this process reaches nodes (Docker unless :func:`use` said otherwise)."""
+    return _current
+
+
+def run(node: str, command: list[str], timeout: float) -> ExecResult:
+    """Run ``command`` on ``node`` the current way (see :class:`NodeShell.run`)."""
+    return _current.run(node, command, timeout)
+
+
+def check(node: str, command: list[str], timeout: float) -> str:
+    """Run ``command`` on ``node`` and return its standard output; a non-zero exit is a ClusterError."""
+    started = time.monotonic()
+    result = run(node, command, timeout)
+    if result.code != 0:
+        detail = " | ".join(result.output.strip().splitlines()[-5:])
+        took = time.monotonic() - started
+        reason = f"ran over {timeout:g} s" if result.code == 124 else f"failed (exit {result.code}, {took:.1f} s)"
+        raise ClusterError(f"'{' '.join(command)[:120]}' on node {node} via {_current.name} {reason}: {detail}")
+    return result.stdout
+
+
+def state(node: str) -> str:
+    """The node's state as the current way sees it (see :class:`NodeShell.state`)."""
+    return _current.state(node)

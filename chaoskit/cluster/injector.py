@@ -1,0 +1,179 @@
+"""The injector agent's objects in a cluster: install, check and remove them.
+
+``chaoskit-injector`` is a DaemonSet in ``chaoskit-system``: one privileged
+pod per node, in the host's PID and network namespaces, tolerating every taint
+(a NotReady or cordoned node is exactly where a fault's undo must still run).
+See :mod:`chaoskit.agent.injector` for what it does. Its service account may
+read and mark the fault objects (ConfigMaps) and read the owner Leases of that
+namespace, nothing else: acting on a node needs no API rights, and a
+namespace-scoped Role keeps a compromised agent out of the rest of the API.
+
+Who may exec into these pods, or write ConfigMaps in ``chaoskit-system``, is
+root on every node: grant it as such.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chaoskit.adapters.nodes import (
+    INJECTOR_NAME,
+    INJECTOR_NAMESPACE,
+    INJECTORS,
+    AgentShell,
+    DockerShell,
+    NodeShell,
+    use,
+)
+from chaoskit.adapters.shell import say
+from chaoskit.errors import ClusterError, UsageError
+
+if TYPE_CHECKING:
+    from chaoskit.adapters.kube import Kube
+    from chaoskit.cluster.base import Cluster
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "chaoskit"}
+ROLLOUT_TIMEOUT = 180.0
+
+
+def manifests(image: str) -> list[dict[str, Any]]:
+    """Every object of the injector, for :meth:`Kube.apply`."""
+    labels = {"app": INJECTOR_NAME, **MANAGED_BY}
+    meta = {"name": INJECTOR_NAME, "namespace": INJECTOR_NAMESPACE, "labels": labels}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": INJECTOR_NAMESPACE, "labels": MANAGED_BY}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "patch"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": INJECTOR_NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": INJECTOR_NAME, "namespace": INJECTOR_NAMESPACE}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": meta,
+            "spec": {
+                "selector": {"matchLabels": {"app": INJECTOR_NAME}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": INJECTOR_NAME,
+                        "hostPID": True,
+                        "hostNetwork": True,
+                        "dnsPolicy": "ClusterFirstWithHostNet",
+                        "tolerations": [{"operator": "Exists"}],
+                        "terminationGracePeriodSeconds": 2,
+                        "containers": [
+                            {
+                                "name": "injector",
+                                "image": image,
+                                "imagePullPolicy": "IfNotPresent",
+                                "command": ["python3", "-m", "chaoskit.agent.injector"],
+                                "env": [
+                                    {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+                                ],
+                                "securityContext": {"privileged": True},
+                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+    ]
+
+
+def installed_image(kube: Kube) -> str | None:
+    """The image of the installed injector DaemonSet, or None when there is none."""
+    current = kube.get("DaemonSet", INJECTOR_NAME, INJECTOR_NAMESPACE, api_version="apps/v1")
+    if current is None:
+        return None
+    return str(current["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def install(cluster: Cluster, kube: Kube, image: str | None = None) -> str:
+    """Install (or update) the injector and wait until it runs on every node; return its image.
+
+    On kind the image is built here and loaded into the nodes; any other cluster
+    pulls ``image``, which must be given (built by ``chaoskit agent image`` and
+    pushed to a registry the cluster pulls from).
+    """
+    if image is None:
+        if not cluster.is_kind:
+            raise UsageError(
+                f"the {cluster.provider} cluster {cluster.name} cannot be loaded with a local image: build the "
+                "injector with 'chaoskit agent image', push it to a registry the cluster pulls from and pass "
+                "--image REGISTRY/NAME:TAG"
+            )
+        from chaoskit.provision import images
+
+        image = images.build_injector_image()
+        loaded = cluster.load_image(image)
+        if loaded:
+            say(f"injector image {image} loaded into {', '.join(loaded)}")
+    before = installed_image(kube)
+    kube.apply(manifests(image))
+    if before != image:
+        say(f"injector {image} {'installed' if before is None else 'updated'}; waiting for it on every node")
+    try:
+        took = kube.wait_whole(INJECTOR_NAMESPACE, INJECTOR_NAME, "DaemonSet", timeout=ROLLOUT_TIMEOUT)
+    except ClusterError as exc:
+        raise ClusterError(
+            f"the injector did not come up on every node: {exc}; see "
+            f"'kubectl -n {INJECTOR_NAMESPACE} describe daemonset {INJECTOR_NAME}'"
+        ) from None
+    if before != image:
+        say(f"injector running on every node ({took:.1f} s)")
+    return image
+
+
+def remove(kube: Kube) -> bool:
+    """Delete the injector's DaemonSet, Role and account (the namespace and its records stay); whether it was there."""
+    found = kube.delete("DaemonSet", INJECTOR_NAME, INJECTOR_NAMESPACE, api_version="apps/v1")
+    kube.delete("RoleBinding", INJECTOR_NAME, INJECTOR_NAMESPACE, api_version="rbac.authorization.k8s.io/v1")
+    kube.delete("Role", INJECTOR_NAME, INJECTOR_NAMESPACE, api_version="rbac.authorization.k8s.io/v1")
+    kube.delete("ServiceAccount", INJECTOR_NAME, INJECTOR_NAMESPACE)
+    return found
+
+
+def default_injector(cluster: Cluster) -> str:
+    """``docker`` on kind, ``agent`` anywhere else."""
+    return "docker" if cluster.is_kind else "agent"
+
+
+def select(cluster: Cluster, kube: Kube, injector: str | None = None, image: str | None = None) -> NodeShell:
+    """Make this process reach nodes by ``injector`` (default: :func:`default_injector`); return the shell.
+
+    ``agent`` installs (or updates) the injector first: on kind from a local
+    build, elsewhere from ``image``, or uses the one installed when no image is
+    given. ``docker`` is refused on a cluster that is not kind.
+    """
+    chosen = injector or default_injector(cluster)
+    if chosen not in INJECTORS:
+        raise UsageError(f"injector must be one of {', '.join(INJECTORS)}, not {chosen!r}")
+    if chosen == "docker":
+        if not cluster.is_kind:
+            raise UsageError(
+                f"injector docker reaches the nodes of kind clusters only, and {cluster.name} is a {cluster.provider} "
+                "cluster: use --chaos-injector agent (the default there)"
+            )
+        shell: NodeShell = DockerShell()
+    else:
+        current = installed_image(kube)
+        if cluster.is_kind or image is not None or current is None:
+            install(cluster, kube, image)
+        shell = AgentShell(kube)
+    use(shell)
+    return shell

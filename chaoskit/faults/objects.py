@@ -1,0 +1,322 @@
+"""Faults and owners recorded in the cluster itself, so residue is undone when nothing on the runner survives.
+
+The host ledger (:mod:`.ledger`) lives on the runner: a runner that dies with
+its machine takes the record of its faults with it, and a pid says nothing to
+a second machine. So every chaoskit process that touches a cluster also keeps
+an **owner Lease** there (``coordination.k8s.io/v1``, namespace
+``chaoskit-system``), renewed every :data:`RENEW_SECONDS` by a thread of its
+own and deleted when the process exits. Everything it leaves names that Lease:
+
+* every fault with something to undo is, before it acts, a **fault object**:
+  a ConfigMap labelled :data:`FAULT_LABEL` holding the fault's kind and undo
+  data (what its class's ``revert`` needs, as in the ledger), the owner's
+  host, pid and command, and per node a bash script that undoes it there
+  (``undo.NODE``, from the class's :meth:`~chaoskit.faults.base.Fault.agent_undo`);
+* every test namespace carries the Lease's name (see :mod:`chaoskit.namespaces`).
+
+The injector agent on each node (:mod:`chaoskit.agent.injector`) runs its
+node's undo script once the owner's Lease has gone unrenewed for its duration,
+and marks the object ``undone.NODE``. ``chaoskit cleanup``, from any machine,
+undoes and proves what the objects of expired owners record, and removes the
+objects. A fault's own exit removes its object once its undo is proven.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from kubernetes.client.exceptions import ApiException
+
+from chaoskit.adapters.nodes import INJECTOR_NAME, INJECTOR_NAMESPACE
+from chaoskit.adapters.shell import say
+from chaoskit.errors import ClusterError
+
+if TYPE_CHECKING:
+    from chaoskit.adapters.kube import Kube
+    from chaoskit.cluster.base import Cluster
+
+NAMESPACE = INJECTOR_NAMESPACE
+FAULT_LABEL = "chaoskit.io/fault"
+OWNER_LABEL = "chaoskit.io/owner"
+"""On fault objects and test namespaces: the name of the owner's Lease."""
+OWNER_LEASE_LABEL = "chaoskit.io/owner-lease"
+LEASE_SECONDS = 15
+"""How long an owner Lease lasts unrenewed: the agents undo an owner's faults this long after its last renewal."""
+RENEW_SECONDS = 5.0
+CLOCK_MARGIN = 10.0
+"""Seconds of clock difference between machines tolerated when a *runner* (not an agent, which uses its
+own clock) judges another owner's Lease expired."""
+
+
+def _micro_time(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease_expired(lease: Any, now: float | None = None) -> bool:
+    """Whether a (typed) owner Lease went unrenewed past its duration plus :data:`CLOCK_MARGIN`."""
+    renewed = lease.spec.renew_time or lease.spec.acquire_time
+    if renewed is None:
+        return True
+    duration = float(lease.spec.lease_duration_seconds or LEASE_SECONDS)
+    return bool((now or time.time()) > renewed.timestamp() + duration + CLOCK_MARGIN)
+
+
+def ensure_namespace(kube: Kube) -> None:
+    """Create ``chaoskit-system`` if it is not there."""
+    try:
+        body: Any = {"metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "chaoskit"}}}
+        kube.core.create_namespace(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise ClusterError(f"cannot create namespace {NAMESPACE}: {exc.reason}") from None
+
+
+class Owner:
+    """This process's owner Lease in one cluster, renewed by a daemon thread until :meth:`close`."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.name = f"chaoskit-owner-{uuid.uuid4().hex[:10]}"
+        self.holder = f"{socket.gethostname()}/{os.getpid()}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.renew_error: str | None = None
+        """The last renewal's failure, while renewals fail (the agents undo this owner's faults when they
+        go on failing for :data:`LEASE_SECONDS`)."""
+
+    def ensure(self, kube: Kube) -> str:
+        """Create the Lease (and ``chaoskit-system``) on first use and start renewing it; return its name."""
+        with self._lock:
+            if self._thread is not None:
+                return self.name
+            ensure_namespace(kube)
+            now = _micro_time(time.time())
+            body: Any = {
+                "metadata": {
+                    "name": self.name,
+                    "labels": {OWNER_LEASE_LABEL: "true"},
+                    "annotations": {"chaoskit.io/command": _command()},
+                },
+                "spec": {
+                    "holderIdentity": self.holder,
+                    "leaseDurationSeconds": LEASE_SECONDS,
+                    "acquireTime": now,
+                    "renewTime": now,
+                },
+            }
+            try:
+                kube.coordination.create_namespaced_lease(NAMESPACE, body)
+            except ApiException as exc:
+                raise ClusterError(f"cannot create owner lease {NAMESPACE}/{self.name}: {exc.reason}") from None
+            self._thread = threading.Thread(target=self._renew, name="chaoskit-owner-lease", daemon=True)
+            self._thread.start()
+            atexit.register(self.close)
+            return self.name
+
+    def _renew(self) -> None:
+        with self.cluster.kube() as kube:
+            while not self._stop.wait(RENEW_SECONDS):
+                try:
+                    kube.coordination.patch_namespaced_lease(
+                        self.name, NAMESPACE, {"spec": {"renewTime": _micro_time(time.time())}}, _request_timeout=5
+                    )
+                    self.renew_error = None
+                except Exception as exc:  # the API unreachable: go on trying; the agents judge the rest
+                    self.renew_error = f"{type(exc).__name__}: {exc}"
+
+    def close(self) -> None:
+        """Stop renewing and delete the Lease: whatever still names it counts as left by a dead owner."""
+        with self._lock:
+            if self._thread is None:
+                return
+            self._stop.set()
+            self._thread.join(timeout=10)
+            self._thread = None
+        try:
+            with self.cluster.kube() as kube:
+                kube.coordination.delete_namespaced_lease(self.name, NAMESPACE, _request_timeout=10)
+        except Exception:  # the cluster is gone, or the lease: either way it expires by itself
+            pass
+
+
+_owners: dict[str, Owner] = {}
+_owners_lock = threading.Lock()
+
+
+def owner(cluster: Cluster) -> Owner:
+    """This process's owner in ``cluster`` (one per cluster name, made on first use)."""
+    with _owners_lock:
+        if cluster.name not in _owners:
+            _owners[cluster.name] = Owner(cluster)
+        return _owners[cluster.name]
+
+
+def object_name(fault_id: str) -> str:
+    return f"chaoskit-fault-{fault_id}"
+
+
+def record(
+    cluster: Cluster, kube: Kube, fault_id: str, kind: str, undo: dict[str, Any], scripts: dict[str, str]
+) -> None:
+    """Write the fault object before the fault acts (write-ahead, like the ledger)."""
+    lease = owner(cluster).ensure(kube)
+    data = {"kind": kind, "undo": json.dumps(undo), "owner": json.dumps(_who())}
+    data.update({f"undo.{node}": script for node, script in scripts.items()})
+    body: Any = {
+        "metadata": {
+            "name": object_name(fault_id),
+            "labels": {FAULT_LABEL: fault_id, OWNER_LABEL: lease},
+        },
+        "data": data,
+    }
+    try:
+        kube.core.create_namespaced_config_map(NAMESPACE, body)
+    except ApiException as exc:
+        raise ClusterError(f"cannot record fault {fault_id} in the cluster: {exc.reason}") from None
+
+
+def settle(kube: Kube, fault_id: str) -> None:
+    """Remove a fault's object once its undo is proven (gone already is fine)."""
+    try:
+        kube.core.delete_namespaced_config_map(object_name(fault_id), NAMESPACE, _request_timeout=10)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise ClusterError(f"cannot remove the cluster record of fault {fault_id}: {exc.reason}") from None
+
+
+def ask(kube: Kube, fault_id: str, key: str, value: str) -> None:
+    """Add ``key`` to a fault object's data, for the agents to act on (``inject.NODE``, ``undo-requested``)."""
+    try:
+        kube.core.patch_namespaced_config_map(object_name(fault_id), NAMESPACE, {"data": {key: value}})
+    except ApiException as exc:
+        raise ClusterError(f"cannot ask the agents about fault {fault_id}: {exc.reason}") from None
+
+
+def await_mark(kube: Kube, fault_id: str, node: str, done: str, timeout: float) -> dict[str, Any]:
+    """Wait until the agent on ``node`` marks the fault ``done`` (``injected``, ``undone``); return its mark.
+
+    A mark of failure (``inject-failed.NODE``) raises at once with the agent's
+    output; no mark within ``timeout`` (no agent on the node, or one that is
+    stuck) raises too.
+    """
+    action = "inject" if done == "injected" else "undo"
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = kube.core.read_namespaced_config_map(object_name(fault_id), NAMESPACE, _request_timeout=10)
+        data = obj.data or {}
+        if f"{done}.{node}" in data:
+            mark: dict[str, Any] = json.loads(data[f"{done}.{node}"])
+            return mark
+        failed = data.get(f"{action}-failed.{node}")
+        if failed and action == "inject":
+            detail = json.loads(failed)
+            raise ClusterError(
+                f"the injector on {node} could not {action} {fault_id} (exit {detail['code']}): {detail['output']}"
+            )
+        if time.monotonic() > deadline:
+            extra = f"; its last try failed: {json.loads(failed)['output'][-300:]}" if failed else ""
+            raise ClusterError(
+                f"the injector on {node} did not {action} {fault_id} within {timeout:g} s "
+                f"(is {INJECTOR_NAME} running there?){extra}"
+            )
+        time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class FaultObject:
+    """A fault as the cluster records it."""
+
+    fault_id: str
+    kind: str
+    undo: dict[str, Any]
+    owner_lease: str
+    owner: dict[str, Any]
+    """``host``, ``pid`` and ``command`` of the process that injected it."""
+    nodes: tuple[str, ...]
+    """The nodes with an undo script."""
+    undone_on: tuple[str, ...]
+    """The nodes whose agent has run its undo script."""
+    owner_alive: bool
+    """Whether its owner's Lease is still renewed."""
+
+
+def listed(kube: Kube) -> list[FaultObject]:
+    """Every fault object in the cluster, with whether its owner is alive; none when ``chaoskit-system`` is absent."""
+    try:
+        items: list[Any] = kube.core.list_namespaced_config_map(NAMESPACE, label_selector=FAULT_LABEL).items
+        lease_items: list[Any] = kube.coordination.list_namespaced_lease(
+            NAMESPACE, label_selector=OWNER_LEASE_LABEL
+        ).items
+        leases = {lease.metadata.name: lease for lease in lease_items}
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise ClusterError(f"cannot read the faults recorded in the cluster: {exc.reason}") from None
+    found = []
+    for item in items:
+        data = item.data or {}
+        lease_name = (item.metadata.labels or {}).get(OWNER_LABEL, "")
+        lease = leases.get(lease_name)
+        nodes = tuple(sorted(k.removeprefix("undo.") for k in data if k.startswith("undo.")))
+        found.append(
+            FaultObject(
+                fault_id=(item.metadata.labels or {}).get(FAULT_LABEL, item.metadata.name),
+                kind=data.get("kind", "?"),
+                undo=json.loads(data.get("undo", "{}")),
+                owner_lease=lease_name,
+                owner=json.loads(data.get("owner", "{}")),
+                nodes=nodes,
+                undone_on=tuple(n for n in nodes if f"undone.{n}" in data),
+                owner_alive=lease is not None and not lease_expired(lease),
+            )
+        )
+    return found
+
+
+def live_owners(kube: Kube) -> set[str] | None:
+    """Names of the owner Leases still renewed; None when ``chaoskit-system`` cannot be read."""
+    try:
+        leases: list[Any] = kube.coordination.list_namespaced_lease(NAMESPACE, label_selector=OWNER_LEASE_LABEL).items
+    except ApiException:
+        return None
+    return {lease.metadata.name for lease in leases if not lease_expired(lease)}
+
+
+def sweep_leases(kube: Kube) -> list[str]:
+    """Delete owner Leases expired for good (nothing renews them); return their names."""
+    removed: list[str] = []
+    try:
+        leases: list[Any] = kube.coordination.list_namespaced_lease(NAMESPACE, label_selector=OWNER_LEASE_LABEL).items
+    except ApiException:
+        return removed
+    referenced = {f.owner_lease for f in listed(kube)}
+    for lease in leases:
+        if lease_expired(lease) and lease.metadata.name not in referenced:
+            try:
+                kube.coordination.delete_namespaced_lease(lease.metadata.name, NAMESPACE, _request_timeout=10)
+                removed.append(lease.metadata.name)
+            except ApiException:
+                pass
+    if removed:
+        say(f"removed {len(removed)} expired owner lease(s)")
+    return removed
+
+
+def _who() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "command": _command()}
+
+
+def _command() -> str:
+    from chaoskit.faults.ledger import command_line
+
+    return command_line()

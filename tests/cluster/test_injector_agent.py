@@ -1,0 +1,198 @@
+"""The injector agent: faults undone by the cluster itself when the run and its ledger are gone; owners
+judged by Leases, so two machines sharing a cluster never touch each other's namespaces or faults.
+
+Each "machine" is a pytest run in a subprocess with a cache directory of its
+own (``CHAOSKIT_CACHE``: its own ledger, no shared pid files). Residue is counted
+by :mod:`residue`, which uses none of chaoskit's fault code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from residue import Residue, scan
+from workloads import Web, probe_eventually
+
+from chaoskit.cluster import injector
+from chaoskit.faults.objects import LEASE_SECONDS, NAMESPACE
+
+pytestmark = pytest.mark.destructive
+
+HELD = """
+import pathlib, time
+
+def test_hold(chaos, kube):
+    with {faults}:
+        pathlib.Path("{marker}").write_text("held")
+        time.sleep(300)
+"""
+
+NAMESPACE_HELD = """
+import pathlib, time
+
+def test_own_namespace(namespace, chaos):
+    with chaos.partition("{web_ns}", "role=client", peer_selector="app=web", max_share=1.0) as record:
+        pathlib.Path("{marker}").write_text(namespace + " " + record.fault_id)
+        deadline = time.monotonic() + 240
+        while not pathlib.Path("{release}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+"""
+
+QUICK = """
+def test_quick(namespace):
+    assert namespace
+"""
+
+
+@pytest.fixture(scope="module")
+def agent(cluster, kube) -> str:
+    """The injector, installed (or updated) on every node."""
+    return injector.install(cluster, kube)
+
+
+def machine(tmp_path: Path, name: str, source: str, *options: str) -> tuple[subprocess.Popen[str], Path]:
+    """A pytest run of ``source`` standing for another machine: its own directory and cache."""
+    home = tmp_path / name
+    home.mkdir()
+    (home / f"test_{name}.py").write_text(textwrap.dedent(source))
+    env = {**os.environ, "CHAOSKIT_CACHE": str(home / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", str(home), "-p", "no:cacheprovider", "-q", "-s", *options],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, home
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[str], within: float = 240) -> str:
+    deadline = time.monotonic() + within
+    while not path.exists() or not path.read_text():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.1)
+    return path.read_text()
+
+
+def residue_now(cluster) -> Residue:
+    return scan(cluster.name, str(cluster.kubeconfig))
+
+
+def cleanup_elsewhere(cluster, tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """``chaoskit cleanup`` from a machine with an empty cache: it knows only what the cluster records."""
+    return subprocess.run(
+        [sys.executable, "-m", "chaoskit.cli", "cleanup", "--name", cluster.name],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "CHAOSKIT_CACHE": str(tmp_path / name)},
+    )
+
+
+def worker(kube) -> str:
+    return sorted(n.metadata.name for n in kube.nodes() if "worker" in n.metadata.name)[0]
+
+
+def test_a_killed_run_whose_ledger_is_deleted_is_undone_by_the_agent_when_its_lease_expires(
+    cluster, kube, agent: str, web: Web, client: str, tmp_path: Path
+) -> None:
+    node = worker(kube)
+    assert residue_now(cluster).empty(), "the cluster had residue before the test"
+    marker = tmp_path / "held"
+    faults = (
+        f'chaos.partition("{web.namespace}", "role=client", peer_selector="app=web", max_share=1.0), '
+        f'chaos.node_failure("{node}", mode="kubelet", wait_not_ready=False)'
+    )
+    proc, home = machine(tmp_path, "runner", HELD.format(faults=faults, marker=marker), "--chaos-injector", "agent")
+    wait_for_file(marker, proc)
+    held = residue_now(cluster)
+    assert held.rules and held.kubelets_down == [f"{node}: inactive"], held
+    assert len(held.fault_records) == 2, held
+
+    proc.kill()
+    killed = time.monotonic()
+    proc.communicate(timeout=60)
+    shutil.rmtree(home / "cache" / "ledger")  # nothing on the runner survives
+
+    while True:
+        now = residue_now(cluster)
+        if not now.rules and not now.kubelets_down:
+            undone_after = time.monotonic() - killed
+            break
+        assert time.monotonic() - killed < LEASE_SECONDS + 30, f"the agent did not undo: {now}"
+        time.sleep(0.5)
+    print(f"FIGURE agent undo after SIGKILL: {undone_after:.1f} s (lease {LEASE_SECONDS} s)")
+    # The lease was last renewed up to 5 s before the kill; the agent acts within 1 s of its expiry.
+    assert undone_after <= LEASE_SECONDS + 5, f"undone {undone_after:.1f} s after the kill"
+
+    # The records say who undid what and why; they stay until a cleanup proves and removes them.
+    records = kube.core.list_namespaced_config_map(NAMESPACE, label_selector="chaoskit.io/fault").items
+    marks = {r.metadata.name: {k: json.loads(v) for k, v in r.data.items() if k.startswith("undone.")} for r in records}
+    assert len(marks) == 2 and all(marks.values()), marks
+    assert all("not renewed" in m["why"] and m["code"] == 0 for ms in marks.values() for m in ms.values()), marks
+
+    deadline = time.monotonic() + 120
+    while not (now := residue_now(cluster)).empty():
+        assert time.monotonic() < deadline, f"not whole again: {now}"
+        time.sleep(1)
+    probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
+
+    # Another machine's cleanup finds both from the cluster alone, proves them undone and removes the records.
+    result = cleanup_elsewhere(cluster, tmp_path, "elsewhere")
+    assert result.returncode == 0 and "2 fault(s) undone" in result.stdout, result
+    assert residue_now(cluster).fault_records == []
+
+
+def test_two_machines_on_one_cluster_never_delete_each_others_namespaces_or_faults(
+    cluster, kube, agent: str, web: Web, client: str, tmp_path: Path
+) -> None:
+    marker, release = tmp_path / "first-held", tmp_path / "release"
+    first, _ = machine(tmp_path, "first", NAMESPACE_HELD.format(web_ns=web.namespace, marker=marker, release=release))
+    namespace, fault_id = wait_for_file(marker, first).split()
+
+    # A second machine starts a session (whose start sweeps the cluster) and ends it while the first holds on.
+    second, _ = machine(tmp_path, "second", QUICK)
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    assert kube.core.read_namespace(namespace).status.phase == "Active"
+    assert residue_now(cluster).of(fault_id), "the second machine undid the first one's fault"
+
+    release.write_text("go")
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output
+    assert residue_now(cluster).of(fault_id) == []
+    probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
+
+
+def test_kubelet_stop_turns_the_node_not_ready_and_the_agent_starts_it_again(
+    cluster, kube, agent: str, tmp_path: Path
+) -> None:
+    node = worker(kube)
+    proc, _ = machine(
+        tmp_path,
+        "kubelet",
+        f"""
+        def test_kubelet(chaos):
+            with chaos.node_failure("{node}", mode="kubelet") as record:
+                print("EFFECT", record.effect, round(record.inject_to_effect, 1))
+            print("PROOF", record.undo_proof)
+        """,
+        "--chaos-injector",
+        "agent",
+    )
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    assert f"EFFECT kubelet of {node} stopped (systemd: inactive); node NotReady" in output, output
+    assert f"PROOF kubelet of {node} started by the injector; node {node} Ready" in output, output
+    after = residue_now(cluster)
+    assert after.empty() and after.fault_records == [], after
