@@ -25,8 +25,8 @@ from typing import NoReturn
 
 from chaoskit.adapters.nodes import INJECTOR_NAMESPACE, INJECTOR_SELECTOR, INJECTORS
 from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, get_provider
-from chaoskit.cluster.base import DEFAULT_NODE_PORTS
-from chaoskit.errors import ChaoskitError, UsageError
+from chaoskit.cluster.base import DEFAULT_NODE_PORTS, parse_node_ports
+from chaoskit.errors import ChaoskitError
 
 IMAGE_BUILD_HELP = """\
 The directory holds a Dockerfile that starts on chaoskit's base image, which
@@ -238,21 +238,14 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ports(text: str) -> tuple[int, ...]:
-    try:
-        first, _, last = text.partition("-")
-        low, high = int(first), int(last or first)
-    except ValueError:
-        raise UsageError(f"--node-ports {text!r} is not FIRST-LAST, e.g. 30080-30089") from None
-    if high < low:
-        raise UsageError(f"--node-ports {text!r}: the last port is below the first")
-    return tuple(range(low, high + 1))
-
-
 def _spec(args: argparse.Namespace) -> ClusterSpec:
     extra = {}
     if getattr(args, "action", None) == "up":
-        extra = {"workers": args.workers, "node_image": args.node_image, "node_ports": _ports(args.node_ports)}
+        extra = {
+            "workers": args.workers,
+            "node_image": args.node_image,
+            "node_ports": parse_node_ports(args.node_ports),
+        }
     return ClusterSpec(
         provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, **extra
     )

@@ -43,9 +43,12 @@ from typing import Any
 
 import pytest
 
+from chaoskit import targets
 from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider, injector
+from chaoskit.cluster.base import parse_node_ports
 from chaoskit.errors import ChaoskitError, FaultUnsupported, FaultVetoed
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults import objects, signals
@@ -89,6 +92,12 @@ _SETTINGS = (
     _Setting("kube-context", "kubeconfig context (existing provider)", old="--kube-context"),
     _Setting("kubeconfig", "kubeconfig file (existing provider)", old="--kubeconfig"),
     _Setting(
+        "node-ports",
+        "existing provider: the cluster's NodePorts the host reaches on 127.0.0.1, as FIRST-LAST (a tunnel, or a "
+        "kind cluster's port mappings; default none)",
+        metavar="FIRST-LAST",
+    ),
+    _Setting(
         "keep-cluster", "keep a cluster this session created (default: delete it)", "bool", False, "--keep-cluster"
     ),
     _Setting("dry-run", "plan faults and report them; inject nothing", "bool", False),
@@ -112,6 +121,13 @@ _SETTINGS = (
         metavar="NAMESPACE",
     ),
     _Setting("allow-control-plane", "allow node faults (drain, failure) on control-plane nodes", "bool", False),
+    _Setting(
+        "allow-target",
+        "allow load and Prometheus queries to this host beyond 127.0.0.1 (HOST or HOST:PORT, repeatable)",
+        "list",
+        (),
+        metavar="HOST[:PORT]",
+    ),
     _Setting(
         "repeat",
         "run each experiment N times and report the spread of its recovery times (default: 1)",
@@ -203,7 +219,11 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if setting(config, "repeat") < 1:
         raise pytest.UsageError(f"--chaos-repeat must be 1 or more, not {setting(config, 'repeat')}")
+    injector_choice = setting(config, "injector")
+    if injector_choice is not None and injector_choice not in INJECTORS:
+        raise pytest.UsageError(f"--chaos-injector={injector_choice!r} is unknown: use docker or agent")
     try:
+        targets.allow(setting(config, "allow-target"))
         config.stash[_SPEC] = _spec(config)
         config.stash[_SAFETY] = Safety(
             allowed_contexts=setting(config, "allow-context"),
@@ -225,7 +245,9 @@ _RESULTS = pytest.StashKey[list[ExperimentResult]]()
 
 def _spec(config: pytest.Config) -> ClusterSpec:
     kubeconfig = setting(config, "kubeconfig")
+    ports = setting(config, "node-ports")
     return ClusterSpec(
+        reachable_node_ports=parse_node_ports(ports, "--chaos-node-ports") if ports else (),
         provider=setting(config, "provider"),
         name=setting(config, "cluster-name"),
         workers=setting(config, "workers"),

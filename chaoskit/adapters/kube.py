@@ -29,6 +29,8 @@ from chaoskit.errors import ClusterError, CommandTimedOut, SpecError, UsageError
 Obj = Any
 REQUEST_TIMEOUT = 30.0
 """Seconds any API request may take unless its call states otherwise."""
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+"""A control-plane node's role labels: ``control-plane`` since 1.20, ``master`` up to 1.23."""
 EXEC_CONNECT_TIMEOUT = 30.0
 """Seconds to open an exec stream to a pod (and for any one read from it)."""
 
@@ -74,6 +76,24 @@ class Kube:
         except Exception as exc:
             raise ClusterError(f"the API server of context {self.context!r} does not answer: {exc}") from None
         return str(info.git_version)
+
+    def served_version(self, group: str, versions: Iterable[str]) -> str:
+        """The first of ``versions`` of API ``group`` the server serves, as ``group/version`` (for example
+        ``served_version("policy", ("v1", "v1beta1"))``: ``policy/v1`` since 1.21, ``policy/v1beta1`` before,
+        and gone since 1.25). Raises ClusterError when it serves none of them."""
+        wanted = tuple(versions)
+        try:
+            groups: Any = client.ApisApi(self.api_client).get_api_versions()
+        except ApiException as exc:
+            raise ClusterError(f"cannot list the API groups the server serves: {exc.reason}") from None
+        served = {v.version for g in groups.groups if g.name == group for v in g.versions}
+        for version in wanted:
+            if version in served:
+                return f"{group}/{version}"
+        raise ClusterError(
+            f"the server serves none of {', '.join(f'{group}/{v}' for v in wanted)} "
+            f"(it serves {', '.join(sorted(served)) or 'no version of ' + group})"
+        )
 
     def wait_for_default_service_account(self, namespace: str, timeout: float = 30) -> None:
         """Wait until pods can be created in a new namespace.

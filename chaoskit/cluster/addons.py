@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chaoskit.adapters.kube import CONTROL_PLANE_LABELS
 from chaoskit.adapters.shell import say
 from chaoskit.agent.volumes import BASE_DIR as VOLUMES_DIR
 from chaoskit.agent.volumes import PROVISIONER as VOLUME_PROVISIONER
@@ -160,7 +161,17 @@ def _dns(image: str) -> dict[str, Any]:
                 "spec": {
                     "serviceAccountName": AGENT_ACCOUNT,
                     "priorityClassName": "system-cluster-critical",
-                    "nodeSelector": {"node-role.kubernetes.io/master": ""},
+                    # The control plane by either role label.
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {"matchExpressions": [{"key": label, "operator": "Exists"}]}
+                                    for label in CONTROL_PLANE_LABELS
+                                ]
+                            }
+                        }
+                    },
                     "tolerations": [{"operator": "Exists"}],
                     "terminationGracePeriodSeconds": 1,
                     "containers": [

@@ -13,6 +13,18 @@ DEFAULT_NODE_PORTS = tuple(range(30080, 30090))
 NODE_PORT_RANGE = (30000, 32767)
 
 
+def parse_node_ports(text: str, option: str = "--node-ports") -> tuple[int, ...]:
+    """``FIRST-LAST`` (or one port) as the ports it spans; a bad one is a UsageError naming ``option``."""
+    try:
+        first, _, last = text.partition("-")
+        low, high = int(first), int(last or first)
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not FIRST-LAST, e.g. 30080-30089") from None
+    if high < low:
+        raise UsageError(f"{option} {text!r}: the last port is below the first")
+    return tuple(range(low, high + 1))
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     """What the user asked for."""
@@ -27,6 +39,9 @@ class ClusterSpec:
     """Force a node image (kind only); by default the stock image where it can be pulled, else the air-gapped build."""
     node_ports: tuple[int, ...] = DEFAULT_NODE_PORTS
     """NodePorts published on 127.0.0.1 of the host (kind only)."""
+    reachable_node_ports: tuple[int, ...] = ()
+    """NodePorts of the cluster that the host reaches on 127.0.0.1 (existing only: through a tunnel, or a kind
+    cluster's port mappings); none unless stated."""
     kubeconfig: Path | None = None
     """The kubeconfig to use (existing only; kind writes its own)."""
     context: str | None = None
@@ -37,7 +52,7 @@ class ClusterSpec:
             raise UsageError(f"workers must be 0 or more, not {self.workers}")
         if not self.name or not self.name.replace("-", "").isalnum() or self.name != self.name.lower():
             raise UsageError(f"cluster name {self.name!r} must be lower-case letters, digits and '-'")
-        for port in self.node_ports:
+        for port in (*self.node_ports, *self.reachable_node_ports):
             if not NODE_PORT_RANGE[0] <= port <= NODE_PORT_RANGE[1]:
                 raise UsageError(f"node port {port} is outside the NodePort range 30000-32767")
 

@@ -1,6 +1,8 @@
 """The ``existing`` cluster provider: any cluster a kubeconfig context reaches.
 
-chaoskit neither creates nor deletes such a cluster.
+chaoskit neither creates nor deletes such a cluster. Its NodePorts reachable on
+127.0.0.1 of this machine (through a tunnel, or a kind cluster's port mappings)
+are the spec's ``reachable_node_ports``, which the caller states (none by default).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class ExistingProvider:
             kubeconfig=spec.kubeconfig,
             context=context,
             flavor="existing",
+            node_ports=spec.reachable_node_ports,
         )
 
     def attach(self, spec: ClusterSpec) -> Cluster:

@@ -21,11 +21,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
-from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
-from chaoskit.faults.node import CONTROL_PLANE_LABELS, eligible_nodes
+from chaoskit.faults.node import eligible_nodes
 
 MARK = "chaoskit.io/cordoned-by"
 API_TIMEOUT = 30

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.kube import Kube, lease_renewed, node_ready, pod_ready
+from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, Kube, lease_renewed, node_ready, pod_ready
 from chaoskit.adapters.nodes import AgentShell
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
@@ -50,7 +50,6 @@ PAUSE_ATTEMPTS = 3
 NODE_LEASES = "kube-node-lease"
 LEASE_FRESH_S = 40.0
 """A kubelet whose lease is older than this (the node-monitor grace period) is not known to run."""
-CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/master", "node-role.kubernetes.io/control-plane")
 
 
 def eligible_nodes(nodes: Any, safety: Any) -> list[Any]:

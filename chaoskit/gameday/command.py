@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chaoskit import targets
 from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.adapters.shell import say
 from chaoskit.chaos import Chaos
@@ -74,6 +75,13 @@ def safety_options(parser: argparse.ArgumentParser) -> None:
         "--allow-namespace", action="append", default=[], metavar="NS", help="allow faults in this protected namespace"
     )
     parser.add_argument("--allow-control-plane", action="store_true", help="allow node faults on control-plane nodes")
+    parser.add_argument(
+        "--allow-target",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow load and Prometheus queries to this host beyond 127.0.0.1",
+    )
 
 
 def injector_options(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +98,9 @@ def injector_options(parser: argparse.ArgumentParser) -> None:
 
 
 def safety_from(args: argparse.Namespace, max_share: float = 0.5) -> Safety:
-    """The safety rules the options of :func:`safety_options` (and ``--dry-run``) ask for."""
+    """The safety rules the options of :func:`safety_options` (and ``--dry-run``) ask for; the allowed
+    targets are allowed for the process (:func:`chaoskit.targets.allow`)."""
+    targets.allow(args.allow_target)
     return Safety(
         allowed_contexts=tuple(args.allow_context),
         allowed_namespaces=tuple(args.allow_namespace),

@@ -4,8 +4,11 @@ Everything here is plain data and importable anywhere: nothing imports Locust
 or gevent. The spec is checked in full when it is made, so a bad number fails
 at the line that wrote it, not in a worker process seconds later.
 
-Load only ever goes to this machine: the host must be ``http://127.0.0.1:PORT``
-or ``http://localhost:PORT`` (a kind NodePort, a port-forward, a test server).
+Load goes to this machine unless told otherwise: the host must be
+``http://127.0.0.1:PORT`` or ``http://localhost:PORT`` (a kind NodePort, a
+port-forward, a test server), or a host allowed on purpose (the spec's
+``allow_targets``, or ``--chaos-allow-target``; see :mod:`chaoskit.targets`),
+over HTTP or HTTPS.
 Every bound is finite, the run time included, so no spec can make a load that
 runs away.
 """
@@ -18,6 +21,7 @@ import string
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from chaoskit import targets
 from chaoskit.errors import ChaoskitError, SpecError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -73,9 +77,12 @@ def _check_number(name: str, value: float, low: float, high: float, *, low_open:
         raise SpecError(f"{name} must be in {bracket}{low:g}, {high:g}], not {value!r}; {fix}")
 
 
-def check_host(host: str) -> None:
-    """Refuse any target but a port on this machine, over plain HTTP."""
-    fix = "give http://127.0.0.1:PORT or http://localhost:PORT (chaoskit only sends load to this machine)"
+def check_host(host: str, allow_targets: tuple[str, ...] = ()) -> None:
+    """Refuse any target but a port on this machine over plain HTTP, or an allowed host over HTTP(S)."""
+    fix = (
+        "give http://127.0.0.1:PORT or http://localhost:PORT, or allow the host on purpose "
+        "(allow_targets HOST:PORT in the load spec, or --chaos-allow-target HOST:PORT)"
+    )
     if not isinstance(host, str):
         raise SpecError(f"host must be a string, not {host!r}; {fix}")
     try:
@@ -83,10 +90,14 @@ def check_host(host: str) -> None:
         port = parts.port
     except ValueError as exc:
         raise SpecError(f"host {host!r} is not a valid URL ({exc}); {fix}") from None
-    if parts.scheme != "http" or parts.hostname not in LOCAL_HOSTS or parts.username or parts.password:
+    local = parts.hostname in LOCAL_HOSTS
+    schemes = ("http",) if local else ("http", "https")
+    if parts.scheme not in schemes or parts.username or parts.password:
         raise SpecError(f"refusing to send load to {host!r}: {fix}")
     if port is None or port == 0:
         raise SpecError(f"host {host!r} has no port; {fix}")
+    if not local and not targets.allowed(parts.hostname, port, allow_targets):
+        raise SpecError(f"refusing to send load to {host!r}: {parts.hostname}:{port} is not allowed; {fix}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise SpecError(f"host {host!r} must be scheme, host and port only; put URL paths in paths=(...)")
 
@@ -96,7 +107,8 @@ class LoadSpec:
     """A bounded HTTP load on a local port: who sends what, how fast, for how long."""
 
     host: str
-    """Where the load goes: ``http://127.0.0.1:PORT`` or ``http://localhost:PORT``, nothing else."""
+    """Where the load goes: ``http://127.0.0.1:PORT`` or ``http://localhost:PORT``, or an allowed host
+    (``allow_targets``) over HTTP or HTTPS."""
     run_seconds: float
     """How long the measured run lasts after the warm-up, in (0, 3600]; the worker stops by itself then."""
     paths: tuple[str, ...] = ("/",)
@@ -129,9 +141,17 @@ class LoadSpec:
     timeout_seconds: float = 2.0
     """Connect and read timeout per request, in (0, 60]; applies to the built-in user and to
     FastHttpUser classes that set none of their own."""
+    allow_targets: tuple[str, ...] = ()
+    """Hosts beyond this machine the load may go to, each ``HOST`` or ``HOST:PORT``, allowed on purpose
+    (a staging ingress); names are matched as written, never resolved."""
 
     def __post_init__(self) -> None:
-        check_host(self.host)
+        if isinstance(self.allow_targets, str):
+            raise SpecError(f"allow_targets must be a tuple, not the string {self.allow_targets!r}")
+        object.__setattr__(self, "allow_targets", tuple(self.allow_targets))
+        for target in self.allow_targets:
+            targets.parse(target)
+        check_host(self.host, self.allow_targets)
         if isinstance(self.paths, str):
             raise SpecError(
                 f"paths must be a tuple of paths, not the string {self.paths!r}; write paths=({self.paths!r},)"

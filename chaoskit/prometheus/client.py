@@ -37,6 +37,7 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from tenacity import RetryError, Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 from urllib3.util.retry import Retry
 
+from chaoskit import targets
 from chaoskit.errors import ClusterError, PermanentError, UsageError
 
 TRANSIENT = (requests.ConnectionError, requests.Timeout)
@@ -103,24 +104,34 @@ class Target:
 
 
 def local_url(url: str) -> str:
-    """Check that ``url`` is ``http://127.0.0.1:PORT``; return it without a trailing slash.
+    """Check that ``url`` is ``http://127.0.0.1:PORT``, or a host allowed on purpose (``--chaos-allow-target``,
+    :mod:`chaoskit.targets`) over HTTP(S); return it without a trailing slash.
 
     Raises UsageError for anything else: the host reaches the cluster only
-    through ports published on 127.0.0.1.
+    through ports published on 127.0.0.1 unless told otherwise.
     """
-    hint = "chaoskit asks Prometheus only at http://127.0.0.1:PORT, a NodePort the cluster publishes on the host"
+    hint = (
+        "chaoskit asks Prometheus at http://127.0.0.1:PORT (a NodePort the cluster publishes on the host), or at "
+        "a host allowed with --chaos-allow-target HOST:PORT"
+    )
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise UsageError(f"Prometheus URL {url!r} is malformed ({exc}): {hint}") from None
-    if parts.scheme != "http" or parts.hostname != "127.0.0.1" or parts.username or parts.password:
+    local = parts.hostname == "127.0.0.1"
+    scheme_ok = parts.scheme == "http" if local else parts.scheme in ("http", "https")
+    if not scheme_ok or parts.username or parts.password:
         raise UsageError(f"Prometheus URL {url!r} is not allowed: {hint}")
     if port is None:
         raise UsageError(f"Prometheus URL {url!r} has no port: {hint}")
+    if not local and (parts.hostname in targets.LOOPBACK or not targets.allowed(parts.hostname, port)):
+        raise UsageError(f"Prometheus URL {url!r} is not allowed: {hint}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise UsageError(f"Prometheus URL {url!r} has a path or query: {hint}")
-    return f"http://127.0.0.1:{port}"
+    if local:
+        return f"http://127.0.0.1:{port}"
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def selector(labels: Mapping[str, str]) -> str:

@@ -74,10 +74,17 @@ def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 
 def scan(cluster_name: str, kubeconfig: str | None = None) -> Residue:
-    """Scan the whole kind cluster ``cluster_name``."""
+    """Scan the whole kind cluster ``cluster_name`` (or ``kind-NAME``, its context's name, as the ``existing``
+    provider names it)."""
     residue = Residue()
-    listed = _docker("ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={cluster_name}", "--format", "{{.Names}}")
-    for node in listed.stdout.split():
+    names: list[str] = []
+    for candidate in dict.fromkeys([cluster_name, cluster_name.removeprefix("kind-")]):
+        label = f"label=io.x-k8s.kind.cluster={candidate}"
+        names = _docker("ps", "-a", "--filter", label, "--format", "{{.Names}}").stdout.split()
+        if names:
+            break
+    assert names, f"no node containers of kind cluster {cluster_name}: nothing to scan"
+    for node in names:
         state = _docker("inspect", "-f", "{{.State.Status}}{{if .State.Paused}}/paused{{end}}", node).stdout.strip()
         if state != "running":
             residue.not_running.append(f"{node}: {state}")

@@ -6,7 +6,17 @@ import time
 
 import pytest
 from residue import scan
-from workloads import WEB_LABELS, Web, download_from_host, get_from_host, pdb, probe, probe_eventually, wait_web
+from workloads import (
+    WEB_LABELS,
+    Web,
+    download_from_host,
+    get_from_host,
+    pdb,
+    pdb_api_version,
+    probe,
+    probe_eventually,
+    wait_web,
+)
 
 from chaoskit.chaos import Chaos
 from chaoskit.errors import SafetyError, SpecError
@@ -146,7 +156,7 @@ def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(
 
 @pytest.mark.destructive
 def test_node_drain_evicts_under_the_budget_and_uncordons(cluster, chaos: Chaos, kube, web: Web) -> None:
-    kube.apply([pdb(web.namespace, "web", WEB_LABELS, minAvailable=2)])
+    kube.apply([pdb(web.namespace, "web", WEB_LABELS, pdb_api_version(kube), minAvailable=2)])
     pods = web_pods(kube, web.namespace)
     by_node: dict[str, int] = {}
     for pod in pods.values():

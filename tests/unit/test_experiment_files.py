@@ -337,8 +337,9 @@ def test_load_spec_refusals_are_located():
     ]
     remote = spoil("http://127.0.0.1:30080", "http://example.com:80")
     assert refusal(remote) == [
-        f"{SOURCE}:{line(remote, 'example.com')}: load.host: refusing to send load to 'http://example.com:80'; "
-        "give http://127.0.0.1:PORT or http://localhost:PORT (chaoskit only sends load to this machine)"
+        f"{SOURCE}:{line(remote, 'example.com')}: load.host: refusing to send load to 'http://example.com:80': "
+        "example.com:80 is not allowed; give http://127.0.0.1:PORT or http://localhost:PORT, or allow the host on "
+        "purpose (allow_targets HOST:PORT in the load spec, or --chaos-allow-target HOST:PORT)"
     ]
 
 

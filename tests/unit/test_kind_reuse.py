@@ -25,6 +25,7 @@ import chaoskit.plugin
 from chaoskit import cli
 from chaoskit.adapters import docker, kind
 from chaoskit.cluster import ClusterSpec, get_provider
+from chaoskit.cluster.kind import kind_config
 from chaoskit.errors import ClusterError
 from chaoskit.faults.sweeper import SweepResult
 
@@ -61,6 +62,8 @@ class FakeMachine:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     waited_for: list[str] = field(default_factory=list)
     healthy: bool = True
+    applied: list[str] = field(default_factory=list)
+    """``Kind/name`` of every object applied to the cluster (the add-ons)."""
 
     def delete(self, name: str, kubeconfig: Path | None) -> None:
         self.calls.append(("delete", name))
@@ -90,6 +93,16 @@ class FakeKube:
 
     def server_version(self, timeout: float = 10) -> str:
         return "v1.20.2"
+
+    def apply(self, objects: Any) -> None:
+        self.machine.applied += [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
+
+    def get(self, kind: str, name: str, namespace: str | None = None, api_version: str = "v1") -> Any:
+        return None
+
+    def delete(self, kind: str, name: str, namespace: str | None = None, api_version: str = "v1") -> bool:
+        self.machine.calls.append(("delete-object", kind, name))
+        return True
 
     def wait_for(self, list_call: Any, predicate: Any, timeout: float, what: str, **selector: Any) -> float:
         if not self.machine.healthy:
@@ -196,3 +209,23 @@ def test_the_cluster_fixture_fails_in_one_line_on_an_unhealthy_cluster(machine, 
     )
     assert "During handling" not in result.stdout.str()  # the one line, not a chain of two
     assert machine.calls == []
+
+
+def test_a_cluster_on_kinds_stock_image_keeps_kindnetd_and_coredns(machine):
+    """kindest/node brings kindnetd and CoreDNS: chaoskit's network and DNS agents must stay out of it."""
+    cluster = get_provider("kind", provision=False).up(ClusterSpec(name=NAME, workers=1, node_image=IMAGE))
+    assert cluster.flavor == "stock"
+    assert machine.applied == []
+    assert ("delete-object", "Deployment", "coredns") not in machine.calls
+    config = kind_config(ClusterSpec(name=NAME, workers=1), airgap=False)
+    assert "networking" not in config  # kind's default CNI (kindnetd) stays
+
+
+def test_a_cluster_on_the_airgap_image_gets_chaoskits_network_dns_and_volumes(machine):
+    airgap = "chaoskit/node:v1.20.2-b2-r3-unit"
+    machine.nodes = nodes_of(1, airgap)
+    cluster = get_provider("kind", provision=False).up(ClusterSpec(name=NAME, workers=1, node_image=airgap))
+    assert cluster.flavor == "airgap"
+    assert {"DaemonSet/chaoskit-netd", "Deployment/chaoskit-dns", "DaemonSet/chaoskit-volumes"} <= set(machine.applied)
+    assert ("delete-object", "Deployment", "coredns") in machine.calls  # kubeadm's, whose image is absent
+    assert kind_config(ClusterSpec(name=NAME, workers=1), airgap=True)["networking"] == {"disableDefaultCNI": True}
