@@ -1,6 +1,7 @@
 # The two commands a newcomer runs (see README.md):
 #   make experiments   cluster up, then pytest experiments/ with its reports in reports/
-#   make test          lint, cluster up, then the whole test suite (unit and real-cluster tests)
+#   make test          lint, cluster up, then the whole test suite (unit and real-cluster tests), then the
+#                      fault tests again through the injector agent and through the existing provider
 # Both install what they need on first use: a virtualenv here, and (as root) Docker,
 # kind and the air-gapped node image, cached under ~/.cache/chaoskit.
 
@@ -15,9 +16,18 @@ experiments: cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest experiments/ --junitxml=$(REPORTS)/experiments.xml --chaos-report-dir=$(REPORTS) $(PYTEST_ARGS)
 
+# The fault tests, run twice more: with faults through the injector agent instead of Docker, and with the
+# kind cluster taken as a foreign one (the existing provider: no Docker path at all).
+FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py
+KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/kubeconfig
+
 test: lint cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest tests/ --junitxml=$(REPORTS)/tests.xml
+	$(BIN)/pytest $(FAULT_TESTS) --chaos-injector agent --junitxml=$(REPORTS)/tests-agent.xml
+	$(BIN)/pytest $(FAULT_TESTS) --chaos-provider existing --chaos-kube-context kind-chaoskit \
+		--chaos-kubeconfig "$(KIND_KUBECONFIG)" --chaos-allow-context kind-chaoskit --chaos-node-ports 30080-30089 \
+		--junitxml=$(REPORTS)/tests-existing.xml
 
 lint: venv
 	$(BIN)/ruff check chaoskit tests fixtures experiments benchmarks conftest.py

@@ -1,6 +1,6 @@
 """Throughput of the load harness on this machine, printed, never asserted.
 
-    python benchmarks/load_bench.py [--users 20] [--seconds 10] [--server-processes 1]
+    python benchmarks/load_bench.py [--users 20] [--seconds 10] [--server-processes 1] [--load-processes 1,2]
 
 Runs the built-in FastHttpUser through :class:`chaoskit.load.Load` against a
 trivial responder on 127.0.0.1 and prints: requests a second over the measured
@@ -8,7 +8,10 @@ run; the worker's CPU (Locust is one gevent thread, so one core at most) and
 requests per worker CPU-second, which is the throughput per core; and whether
 the record stream kept up (records received equal to the requests Locust
 counted, and the lag from a request's end to its record reaching the test
-process). Target: at least 5,000 requests a second.
+process). Target: at least 5,000 requests a second. With ``--load-processes 1,2``
+it runs once per count of load worker processes (``LoadSpec.processes``) and
+prints each one's throughput against the first's: the target for 2 processes
+on a 2-core machine is at least 1.7x, with every record kept.
 
 The responder is raw asyncio in processes of its own (SO_REUSEPORT when more
 than one), writing one canned keep-alive response per request head, so it costs
@@ -87,35 +90,27 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--server-processes", type=int, default=1)
+    parser.add_argument("--load-processes", default="1", help="comma-separated load worker process counts to compare")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
 
-    from chaoskit.load import Load, LoadSpec
-
     port = free_port()
     command = [sys.executable, __file__, "--serve", str(port)]
     servers = [
         subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(args.server_processes)
     ]
+    rates: list[tuple[int, float]] = []
     try:
         for s in servers:
             assert s.stdout is not None
             if s.stdout.readline() != b"listening\n":
                 raise SystemExit("the responder did not start")
-        spec = LoadSpec(f"http://127.0.0.1:{port}", run_seconds=args.seconds, users=args.users, spawn_rate=1000)
-        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        parent_before = time.process_time()
-        with Load(spec) as load:
-            assert load.pid is not None
-            worker_at_warm, server_at_warm = cpu_seconds(load.pid), sum(cpu_seconds(s.pid) for s in servers)
-            result = load.wait()
-        parent_cpu = time.process_time() - parent_before
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        worker_total = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
-        server_cpu = sum(cpu_seconds(s.pid) for s in servers) - server_at_warm
+        print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable); python {sys.version.split()[0]}")
+        for processes in [int(n) for n in args.load_processes.split(",")]:
+            rates.append((processes, measure(port, servers, args, processes)))
     finally:
         for s in servers:
             assert s.stdin is not None and s.stdout is not None
@@ -123,28 +118,56 @@ def main() -> None:
             s.stdout.close()
         for s in servers:
             s.wait(timeout=10)
+    if len(rates) > 1:
+        base_processes, base = rates[0]
+        for processes, rate in rates[1:]:
+            print(
+                f"{processes} load processes: {rate / base:.2f}x the requests/s of {base_processes} "
+                f"(target >= 1.7x for 2 on 2 cores)"
+            )
+
+
+def measure(port: int, servers: list[subprocess.Popen[bytes]], args: argparse.Namespace, processes: int) -> float:
+    """One measured run with ``processes`` load workers; print its figures and return its requests/s."""
+    from chaoskit.load import Load, LoadSpec
+
+    spec = LoadSpec(
+        f"http://127.0.0.1:{port}", run_seconds=args.seconds, users=args.users, spawn_rate=1000, processes=processes
+    )
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parent_before = time.process_time()
+    with Load(spec) as load:
+        worker_at_warm = sum(cpu_seconds(pid) for pid in load.pids)
+        server_at_warm = sum(cpu_seconds(s.pid) for s in servers)
+        result = load.wait()
+    parent_cpu = time.process_time() - parent_before
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_total = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+    server_cpu = sum(cpu_seconds(s.pid) for s in servers) - server_at_warm
 
     measured = result.measured()
     wall = result.ended_at - result.warmup_ended_at
-    worker_cpu = worker_total - worker_at_warm  # the measured run (plus the worker's stop)
+    worker_cpu = worker_total - worker_at_warm  # the measured run (plus the workers' stop)
     rate = len(measured) / wall
     failed = sum(not r.ok for r in measured)
     stream = result.stream
-    print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable); python {sys.version.split()[0]}")
-    print(f"load: {args.users} FastHttpUser users, no think time, {wall:.1f} s measured after warm-up")
-    print(f"throughput: {rate:,.0f} requests/s ({len(measured):,} requests, {failed} failed) (target >= 5,000)")
+    print(f"load: {args.users} FastHttpUser users in {processes} process(es), no think time, {wall:.1f} s measured")
+    print(f"  throughput: {rate:,.0f} requests/s ({len(measured):,} requests, {failed} failed) (target >= 5,000)")
     print(
-        f"worker CPU: {worker_cpu / wall:.2f} cores -> {len(measured) / worker_cpu:,.0f} requests per worker CPU-second"
+        f"  worker CPU: {worker_cpu / wall:.2f} cores -> {len(measured) / worker_cpu:,.0f} requests per worker "
+        "CPU-second"
     )
     print(
-        f"responder CPU: {server_cpu / wall:.2f} cores over {args.server_processes} process(es); "
-        f"test process (reader thread): {parent_cpu / wall:.2f} cores over the whole run"
+        f"  responder CPU: {server_cpu / wall:.2f} cores over {args.server_processes} process(es); "
+        f"test process (reader threads): {parent_cpu / wall:.2f} cores over the whole run"
     )
     print(
-        f"record stream: {stream.received:,} records received, Locust counted {stream.locust_requests:,}: "
+        f"  record stream: {stream.received:,} records received, Locust counted {stream.locust_requests:,}: "
         f"{'kept up' if stream.kept_up else 'DID NOT keep up'}; "
-        f"lag mean {stream.mean_lag_ms:.1f} ms, max {stream.max_lag_ms:.1f} ms"
+        f"lag mean {stream.mean_lag_ms:.1f} ms, max {stream.max_lag_ms:.1f} ms",
+        flush=True,
     )
+    return rate
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.sweeper import sweep, undo_entry
 from chaoskit.load import LoadSpec
+from chaoskit.load.runner import set_default_processes
 from chaoskit.namespaces import owned_namespace, sweep_namespaces
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
 from chaoskit.report import ExperimentResult, repeat_stats, write_reports
@@ -140,6 +141,13 @@ _SETTINGS = (
         "where experiments write chaoskit-journal.json and chaoskit-report.html (default: reports)",
         default="reports",
     ),
+    _Setting(
+        "load-workers",
+        "load worker processes per load whose spec sets no processes (default: 1; one core each)",
+        "int",
+        1,
+        metavar="N",
+    ),
     _Setting("max-share", "largest share of matching pods or nodes one fault may touch (default: 0.5)", "float", 0.5),
 )
 _BY_NAME = {s.name: s for s in _SETTINGS}
@@ -222,6 +230,9 @@ def pytest_configure(config: pytest.Config) -> None:
     injector_choice = setting(config, "injector")
     if injector_choice is not None and injector_choice not in INJECTORS:
         raise pytest.UsageError(f"--chaos-injector={injector_choice!r} is unknown: use docker or agent")
+    if setting(config, "load-workers") < 1:
+        raise pytest.UsageError(f"--chaos-load-workers must be 1 or more, not {setting(config, 'load-workers')}")
+    set_default_processes(setting(config, "load-workers"))
     try:
         targets.allow(setting(config, "allow-target"))
         config.stash[_SPEC] = _spec(config)

@@ -18,6 +18,12 @@ order; and it stops by itself when its run time is over or its stdin closes.
 Every wait here is bounded: the worker's start by :data:`STARTUP_TIMEOUT_S`,
 the warm-up by the spec, :meth:`Load.wait` by the run's end plus the grace.
 
+With ``processes`` > 1 (or a session default, :func:`set_default_processes`)
+the users are shared among that many workers, each a process (and a core) of
+its own with its own pipe and reader; their records go into one list in the
+order they arrive. The warm-up ends when every worker's has; any worker that
+fails fails the load; leaving the block stops them all.
+
 Records are kept in memory, about 160 bytes each: an hour at 5,000 requests a
 second is some 3 GB, so long runs at full speed want a think time or a rate.
 """
@@ -33,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -48,6 +54,40 @@ STOP_GRACE_S = 5.0
 """How long the worker may take to stop once its run is over or it got SIGTERM, before SIGKILL."""
 STDERR_TAIL_BYTES = 4000
 READ_CHUNK = 1 << 16
+_default_processes = 1
+
+
+def set_default_processes(count: int) -> None:
+    """The worker processes of every load whose spec says none (the plugin's ``--chaos-load-workers``)."""
+    global _default_processes
+    if count < 1:
+        raise LoadError(f"load workers must be 1 or more, not {count}")
+    _default_processes = count
+
+
+def shares(spec: LoadSpec, processes: int) -> list[tuple[LoadSpec, int]]:
+    """Each worker's spec (its share of the users and of the spawn rate) and its first user's number."""
+    base, extra = divmod(spec.users, processes)
+    parts = []
+    first = 1
+    for index in range(processes):
+        users = base + (1 if index < extra else 0)
+        part = replace(spec, users=users, spawn_rate=spec.spawn_rate * users / spec.users, processes=1)
+        parts.append((part, first))
+        first += users
+    return parts
+
+
+@dataclass
+class _Worker:
+    """One worker process and what its reader thread has seen of it."""
+
+    proc: subprocess.Popen[bytes]
+    stderr: IO[bytes]
+    read_fd: int | None
+    reader: threading.Thread | None = None
+    events: dict[str, WorkerEvent] = field(default_factory=dict)
+    eof: bool = False
 
 
 class Load:
@@ -59,18 +99,13 @@ class Load:
         """Guards everything the reader thread writes; notified when an event line or EOF arrives."""
         self._records: list[RequestRecord] = []
         self._marks: list[tuple[float, str]] = []
-        self._events: dict[str, WorkerEvent] = {}
-        self._eof = False
         self._bad_line: str | None = None
-        """The first line the worker sent that could not be read, with why."""
+        """The first line a worker sent that could not be read, with why."""
         self._bad_lines = 0
         """How many such lines, a cut-off last line included."""
         self._lag_sum_s = 0.0
         self._lag_max_s = 0.0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
-        self._read_fd: int | None = None
-        self._reader: threading.Thread | None = None
+        self._workers: list[_Worker] = []
         self._run_deadline = 0.0
         """Monotonic time by which the worker must have stopped by itself."""
         self._entered = False
@@ -94,13 +129,18 @@ class Load:
 
     @property
     def pid(self) -> int | None:
-        """The worker's process ID, once started."""
-        return None if self._proc is None else self._proc.pid
+        """The (first) worker's process ID, once started."""
+        return self._workers[0].proc.pid if self._workers else None
+
+    @property
+    def pids(self) -> list[int]:
+        """Every worker's process ID, once started."""
+        return [w.proc.pid for w in self._workers]
 
     @property
     def running(self) -> bool:
-        """Whether the worker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+        """Whether any worker process is alive."""
+        return any(w.proc.poll() is None for w in self._workers)
 
     @property
     def started_at(self) -> float:
@@ -135,11 +175,12 @@ class Load:
 
     def wait(self) -> LoadResult:
         """Block until the run time is over and the worker has stopped; return the whole run."""
-        if not self._entered or self._proc is None:
+        if not self._entered or not self._workers:
             raise LoadError("the load has not started: use it as `with Load(spec) as load:`")
         with self._changed:
             self._changed.wait_for(
-                lambda: "stopped" in self._events or self._eof, max(0.0, self._run_deadline - time.monotonic())
+                lambda: all("stopped" in w.events or w.eof for w in self._workers),
+                max(0.0, self._run_deadline - time.monotonic()),
             )
         self.close()
         return self.result()
@@ -148,7 +189,7 @@ class Load:
         """The run so far (all of it, once the block has ended or :meth:`wait` returned)."""
         with self._changed:
             records = tuple(self._records)
-            stopped = self._events.get("stopped")
+            stopped = self._merged("stopped")
             stream = self._stream_stats()
         ended_at = stopped.at if stopped is not None else self._closed_at or time.time()
         return LoadResult(
@@ -161,8 +202,22 @@ class Load:
         with self._changed:
             return self._stream_stats()
 
+    def _merged(self, kind: str) -> WorkerEvent | None:
+        """One event for the whole load (under ``_changed``): once every worker sent ``kind``, the earliest
+        ``started``, or else the latest (the warm-up is over when every worker's is), with Locust's counts
+        summed; None until then."""
+        events = [w.events.get(kind) for w in self._workers]
+        if not events or any(e is None for e in events):
+            return None
+        sent = [e for e in events if e is not None]
+        at = min(e.at for e in sent) if kind == "started" else max(e.at for e in sent)
+        counted = [e for e in sent if e.requests is not None]
+        requests = sum(e.requests or 0 for e in counted) if counted else None
+        failures = sum(e.failures or 0 for e in counted) if counted else None
+        return WorkerEvent(kind, at, sent[-1].message, requests, failures)
+
     def _stream_stats(self) -> StreamStats:
-        stopped = self._events.get("stopped")
+        stopped = self._merged("stopped")
         received = len(self._records)
         return StreamStats(
             received=received,
@@ -180,63 +235,77 @@ class Load:
             return
         self._closed = True
         try:
-            self._stop_worker()
+            self._stop_workers()
         finally:
             self._closed_at = time.time()
-            if self._proc is not None and self._proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    self._proc.stdin.close()
-            if self._reader is not None:
-                self._reader.join(STOP_GRACE_S)
-            # Closing a descriptor a live thread still reads would let it read whatever reuses the number.
-            if self._read_fd is not None and (self._reader is None or not self._reader.is_alive()):
-                os.close(self._read_fd)
-                self._read_fd = None
-            if self._stderr is not None:
-                self._stderr.close()
+            for worker in self._workers:
+                if worker.proc.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        worker.proc.stdin.close()
+            for worker in self._workers:
+                if worker.reader is not None:
+                    worker.reader.join(STOP_GRACE_S)
+                # Closing a descriptor a live thread still reads would let it read whatever reuses the number.
+                if worker.read_fd is not None and (worker.reader is None or not worker.reader.is_alive()):
+                    os.close(worker.read_fd)
+                    worker.read_fd = None
+                worker.stderr.close()
 
     def _event(self, kind: str) -> WorkerEvent:
         with self._changed:
-            event = self._events.get(kind)
+            event = self._merged(kind)
         if event is None:
             raise LoadError(f"the load has no {kind.replace('_', ' ')} time yet: use it inside `with Load(spec):`")
         return event
 
     def _start(self) -> None:
-        read_fd, write_fd = os.pipe()
-        self._read_fd = read_fd
-        self._stderr = tempfile.TemporaryFile(prefix="chaoskit-load-")
-        spec = asdict(self.spec)
-        if self.spec.locustfile is not None:
-            spec["locustfile"] = os.path.abspath(self.spec.locustfile)
+        processes = self.spec.processes or min(_default_processes, self.spec.users)
         root = str(Path(chaoskit.__file__).resolve().parents[1])
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
         }
+        for part, first_user in shares(self.spec, processes):
+            self._start_worker(part, first_user, env)
+
+    def _start_worker(self, part: LoadSpec, first_user: int, env: dict[str, str]) -> None:
+        read_fd, write_fd = os.pipe()
+        stderr = tempfile.TemporaryFile(prefix="chaoskit-load-")
+        spec = asdict(part)
+        if part.locustfile is not None:
+            spec["locustfile"] = os.path.abspath(part.locustfile)
         try:
-            self._proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "chaoskit.load.worker"],
                 stdin=subprocess.PIPE,
-                stdout=self._stderr,
-                stderr=self._stderr,
+                stdout=stderr,
+                stderr=stderr,
                 pass_fds=(write_fd,),
                 start_new_session=True,
                 env=env,
             )
+        except BaseException:
+            os.close(read_fd)
+            stderr.close()
+            raise
         finally:
             os.close(write_fd)  # the worker holds the only write end, so its exit is our EOF
-        self._reader = threading.Thread(target=self._read, name=f"chaoskit-load-{self._proc.pid}", daemon=True)
-        self._reader.start()
-        assert self._proc.stdin is not None
+        worker = _Worker(proc, stderr, read_fd)
+        self._workers.append(worker)
+        worker.reader = threading.Thread(
+            target=self._read, args=(worker,), name=f"chaoskit-load-{proc.pid}", daemon=True
+        )
+        worker.reader.start()
+        assert proc.stdin is not None
+        message = {"spec": spec, "out_fd": write_fd, "first_user": first_user}
         with contextlib.suppress(BrokenPipeError):  # a worker dead on arrival shows as EOF and its stderr
-            self._proc.stdin.write(json.dumps({"spec": spec, "out_fd": write_fd}).encode() + b"\n")
-            self._proc.stdin.flush()
+            proc.stdin.write(json.dumps(message).encode() + b"\n")
+            proc.stdin.flush()
 
-    def _read(self) -> None:
-        assert self._read_fd is not None
-        fd = self._read_fd
+    def _read(self, worker: _Worker) -> None:
+        assert worker.read_fd is not None
+        fd = worker.read_fd
         decoder = LineDecoder()
         rest = b""
         try:
@@ -269,14 +338,14 @@ class Load:
                     self._lag_sum_s += lag_sum
                     self._lag_max_s = max(self._lag_max_s, lag_max)
                     for event in events:
-                        self._events.setdefault(event.kind, event)
+                        worker.events.setdefault(event.kind, event)
                     if events:
                         self._changed.notify_all()
         finally:
             with self._changed:
                 if rest.strip():  # the worker died mid-line
                     self._note_bad([f"cut off at the end of the stream: {rest[:200]!r}"])
-                self._eof = True
+                worker.eof = True
                 self._changed.notify_all()
 
     def _note_bad(self, lines: list[str]) -> None:
@@ -288,35 +357,43 @@ class Load:
     def _await_warmup(self) -> None:
         spec = self.spec
         timeout = STARTUP_TIMEOUT_S + spec.warmup_seconds + spec.warmup_grace_seconds + STOP_GRACE_S
-        ends = ("warmup_ended", "warmup_failed", "error")
+        failures = ("warmup_failed", "error")
+
+        def settled() -> bool:
+            return all("warmup_ended" in w.events for w in self._workers) or any(
+                w.eof or any(k in w.events for k in failures) for w in self._workers
+            )
+
         with self._changed:
-            self._changed.wait_for(lambda: self._eof or any(k in self._events for k in ends), timeout)
-            events = dict(self._events)
-        if "warmup_ended" in events:
-            left = events["warmup_ended"].at + spec.run_seconds - time.time()
+            self._changed.wait_for(settled, timeout)
+            ended = self._merged("warmup_ended")
+        if ended is not None:
+            left = ended.at + spec.run_seconds - time.time()
             self._run_deadline = time.monotonic() + left + STOP_GRACE_S
             return
-        if "warmup_failed" in events:
-            raise WarmupFailed(f"{events['warmup_failed'].message}{self._stderr_tail()}")
-        if "error" in events:
-            raise LoadError(f"the load worker could not start: {events['error'].message}{self._stderr_tail()}")
-        if self._eof:
-            status = self._exit_status()
-            raise LoadError(f"the load worker exited ({status}) before its warm-up ended{self._stderr_tail()}")
-        raise LoadError(f"the load worker did not finish its warm-up within {timeout:g} s{self._stderr_tail()}")
+        several = len(self._workers) > 1
+        for index, worker in enumerate(self._workers):
+            which = f"load worker {index + 1} of {len(self._workers)}" if several else "the load worker"
+            events = dict(worker.events)
+            if "warmup_failed" in events:
+                raise WarmupFailed(f"{events['warmup_failed'].message}{self._stderr_tail(worker)}")
+            if "error" in events:
+                raise LoadError(f"{which} could not start: {events['error'].message}{self._stderr_tail(worker)}")
+            if worker.eof and "warmup_ended" not in events:
+                status = self._exit_status(worker)
+                raise LoadError(f"{which} exited ({status}) before its warm-up ended{self._stderr_tail(worker)}")
+        late = next(w for w in self._workers if "warmup_ended" not in w.events)
+        raise LoadError(f"the load worker did not finish its warm-up within {timeout:g} s{self._stderr_tail(late)}")
 
-    def _exit_status(self) -> str:
-        assert self._proc is not None
+    def _exit_status(self, worker: _Worker) -> str:
         try:
-            code = self._proc.wait(timeout=STOP_GRACE_S)
+            code = worker.proc.wait(timeout=STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             return "its pipe closed but it still runs"
         return f"status {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
 
-    def _stderr_tail(self) -> str:
-        if self._stderr is None:
-            return ""
-        fd = self._stderr.fileno()
+    def _stderr_tail(self, worker: _Worker) -> str:
+        fd = worker.stderr.fileno()
         size = os.fstat(fd).st_size
         # pread leaves the shared file offset alone: the worker may still be writing at it.
         tail = os.pread(fd, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES)).decode(errors="replace").strip()
@@ -325,21 +402,23 @@ class Load:
             return f" (the worker wrote nothing to stderr{bad})"
         return f"{bad}\nthe worker's stderr ends with:\n{tail}"
 
-    def _stop_worker(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
+    def _stop_workers(self) -> None:
+        """SIGTERM to every worker still running its load, then SIGKILL to any left after the grace."""
+        with self._changed:
+            stopping = {id(w): "stopped" in w.events or "warmup_failed" in w.events for w in self._workers}
         try:
-            with self._changed:
-                stopping = "stopped" in self._events or "warmup_failed" in self._events
-            if proc.poll() is None and not stopping:
-                proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=STOP_GRACE_S)
+            for worker in self._workers:
+                if worker.proc.poll() is None and not stopping[id(worker)]:
+                    worker.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_S
+            for worker in self._workers:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            for worker in self._workers:
+                if worker.proc.poll() is None:
+                    worker.proc.kill()
+                    worker.proc.wait()
 
 
 def run_load(spec: LoadSpec) -> LoadResult:

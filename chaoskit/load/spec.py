@@ -26,6 +26,7 @@ from chaoskit.errors import ChaoskitError, SpecError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 MAX_USERS = 1000
+MAX_PROCESSES = 64
 MAX_RUN_SECONDS = 3600.0
 MAX_WARMUP_SECONDS = 600.0
 MAX_WAIT_SECONDS = 60.0
@@ -141,6 +142,10 @@ class LoadSpec:
     timeout_seconds: float = 2.0
     """Connect and read timeout per request, in (0, 60]; applies to the built-in user and to
     FastHttpUser classes that set none of their own."""
+    processes: int | None = None
+    """Worker processes the users are shared among, in [1, 64] and at most ``users``: each a Locust of its
+    own on a core of its own, every one's records merged (``$user`` numbers stay unique across them). None:
+    the session's ``--chaos-load-workers`` (see :func:`chaoskit.load.runner.set_default_processes`), else 1."""
     allow_targets: tuple[str, ...] = ()
     """Hosts beyond this machine the load may go to, each ``HOST`` or ``HOST:PORT``, allowed on purpose
     (a staging ingress); names are matched as written, never resolved."""
@@ -174,6 +179,14 @@ class LoadSpec:
                 raise SpecError(f"locustfile {self.locustfile!r} does not exist or is not a file")
         if isinstance(self.users, bool) or not isinstance(self.users, int) or not 1 <= self.users <= MAX_USERS:
             raise SpecError(f"users must be a whole number in [1, {MAX_USERS}], not {self.users!r}")
+        if self.processes is not None:
+            if isinstance(self.processes, bool) or not isinstance(self.processes, int):
+                raise SpecError(f"processes must be a whole number, not {self.processes!r}")
+            if not 1 <= self.processes <= min(MAX_PROCESSES, self.users):
+                raise SpecError(
+                    f"processes must be in [1, {MAX_PROCESSES}] and at most users ({self.users}), "
+                    f"not {self.processes}: each process runs at least one user"
+                )
         _check_number("spawn_rate", self.spawn_rate, 0, MAX_USERS, low_open=True, fix="give users started per second")
         _check_number(
             "run_seconds", self.run_seconds, 0, MAX_RUN_SECONDS, low_open=True, fix="every load run needs an end"

@@ -149,8 +149,9 @@ def pacing(spec: LoadSpec) -> Any:
     return None
 
 
-def builtin_user(spec: LoadSpec) -> type[User]:
-    """A FastHttpUser that requests each of the spec's paths in turn, naming each request by its path."""
+def builtin_user(spec: LoadSpec, first_user: int = 1) -> type[User]:
+    """A FastHttpUser that requests each of the spec's paths in turn, naming each request by its path; its
+    users are numbered from ``first_user`` (one worker of several continues where the one before ends)."""
     import itertools
     import uuid
 
@@ -159,7 +160,7 @@ def builtin_user(spec: LoadSpec) -> type[User]:
     paths = spec.paths
     method = spec.method
     headers = {"Content-Type": spec.content_type} if spec.body is not None else None
-    numbers = itertools.count(1)
+    numbers = itertools.count(first_user)
 
     class PathsUser(FastHttpUser):
         host = spec.host
@@ -215,7 +216,7 @@ def user_from_locustfile(spec: LoadSpec) -> type[User]:
     return user
 
 
-def run(spec: LoadSpec, out_fd: int, watch_stdin: bool) -> int:
+def run(spec: LoadSpec, out_fd: int, watch_stdin: bool, first_user: int = 1) -> int:
     """Run the load as the spec says, streaming to ``out_fd``; return the exit status."""
     import gevent  # type: ignore[import-untyped]
     import gevent.event  # type: ignore[import-untyped]
@@ -224,7 +225,7 @@ def run(spec: LoadSpec, out_fd: int, watch_stdin: bool) -> int:
 
     stream = RecordStream(out_fd)
     try:
-        user = builtin_user(spec) if spec.locustfile is None else user_from_locustfile(spec)
+        user = builtin_user(spec, first_user) if spec.locustfile is None else user_from_locustfile(spec)
     except Exception as exc:
         traceback.print_exc()
         stream.event(WorkerEvent("error", time.time(), f"{type(exc).__name__}: {exc}"))
@@ -297,13 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         config = json.loads(text)
         spec = LoadSpec(**config["spec"])
         out_fd = int(config.get("out_fd", 1))
+        first_user = int(config.get("first_user", 1))
     except (ValueError, KeyError, TypeError, ChaoskitError) as exc:
         print(f"chaoskit load worker: bad configuration: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     import locust  # noqa: F401  (patches the interpreter with gevent, before any user code)
 
     try:
-        return run(spec, out_fd, watch_stdin=not args)
+        return run(spec, out_fd, watch_stdin=not args, first_user=first_user)
     finally:
         if out_fd > 2:
             os.close(out_fd)

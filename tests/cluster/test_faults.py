@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
@@ -12,7 +13,6 @@ from chaoskit.adapters import docker
 from chaoskit.adapters.kube import node_ready
 from chaoskit.chaos import Chaos
 from chaoskit.errors import SafetyError, SpecError
-from chaoskit.faults import Safety
 from chaoskit.faults.ledger import Ledger
 
 
@@ -98,9 +98,9 @@ def test_bad_pod_kills_are_refused_before_anything_is_deleted(
     assert pod_uids(kube, web.namespace) == before
 
 
-def test_dry_run_reports_the_targets_and_changes_nothing(cluster, kube, web: Web) -> None:
+def test_dry_run_reports_the_targets_and_changes_nothing(cluster, chaos: Chaos, kube, web: Web) -> None:
     before = pod_uids(kube, web.namespace)
-    dry = Chaos(cluster, kube, Safety(dry_run=True))
+    dry = Chaos(cluster, kube, replace(chaos.safety, dry_run=True))  # the session's rules, dry
     with dry.pod_kill(web.namespace, "app=web", pick="oldest") as record:
         assert record.dry_run and len(record.targets) == 1 and record.targets[0] in before
         assert not record.verified and record.injected_at is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 import pytest
 
 from chaoskit.errors import SpecError
-from chaoskit.load import Load, LoadError, LoadSpec, RequestRecord, StreamStats, WarmupFailed, run_load
+from chaoskit.load import Load, LoadError, LoadSpec, RequestRecord, StreamStats, WarmupFailed, run_load, runner
 from chaoskit.load.wire import LineDecoder, RecordEncoder, WorkerEvent
 from chaoskit.load.worker import error_kind
 
@@ -335,9 +336,10 @@ def test_unreadable_lines_from_the_worker_are_counted(tmp_path: Path) -> None:
     read_fd, write_fd = os.pipe()
     os.write(write_fd, b"".join(lines))
     os.close(write_fd)
-    load._read_fd = read_fd
+    worker = runner._Worker(proc=None, stderr=None, read_fd=read_fd)  # type: ignore[arg-type]
+    load._workers.append(worker)
     try:
-        load._read()
+        load._read(worker)
     finally:
         os.close(read_fd)
     stats = load.stream_stats()
@@ -395,3 +397,45 @@ def test_builtin_user_options_with_a_locustfile_are_refused(tmp_path: Path, opti
     locustfile.write_text("")
     with pytest.raises(SpecError, match=f"{given} for the built-in user, and a locustfile's user makes its own"):
         LoadSpec("http://127.0.0.1:8080", run_seconds=5, locustfile=str(locustfile), **options)
+
+
+def test_users_are_shared_among_worker_processes_and_numbered_on():
+    spec = LoadSpec("http://127.0.0.1:8080", run_seconds=1, users=5, spawn_rate=10, processes=2)
+    parts = runner.shares(spec, 2)
+    assert [(p.users, p.spawn_rate, p.processes, first) for p, first in parts] == [(3, 6.0, 1, 1), (2, 4.0, 1, 4)]
+    with pytest.raises(SpecError, match=r"at most users \(2\)"):
+        LoadSpec("http://127.0.0.1:8080", run_seconds=1, users=2, processes=3)
+
+
+def test_two_worker_processes_keep_every_record_and_unique_users() -> None:
+    BodyHandler.seen.clear()
+    with serving(BodyHandler) as server:
+        spec = quick(
+            url(server),
+            paths=("/put",),
+            method="POST",
+            body='{"key": "k-$user-$seq"}',
+            users=4,
+            processes=2,
+            rate_per_user=40,
+        )
+        with Load(spec) as load:
+            pids = load.pids
+            assert len(set(pids)) == 2 and all(not gone(pid) for pid in pids)
+            result = load.wait()
+    assert all(gone(pid) for pid in pids), "every worker stopped by itself"
+    assert result.stream.complete, result.stream
+    assert result.stream.locust_requests == len(result.records)  # both workers' counts, summed
+    keys = [json.loads(body)["key"] for _, _, body in BodyHandler.seen]
+    assert len(set(keys)) == len(keys)
+    assert {k.split("-")[1] for k in keys} == {"1", "2", "3", "4"}, "users numbered on across the processes"
+    assert 0 <= len(BodyHandler.seen) - len(result.records) <= spec.users
+    assert result.started_at <= result.warmup_ended_at < result.ended_at
+
+
+def test_a_failing_worker_among_several_fails_the_load_and_stops_the_others(closed_port: int) -> None:
+    load = Load(quick(f"http://127.0.0.1:{closed_port}", users=2, processes=2, warmup_seconds=0.2))
+    with pytest.raises(WarmupFailed, match="no request to"):
+        with load:
+            pass
+    assert len(load.pids) == 2 and all(gone(pid) for pid in load.pids)
