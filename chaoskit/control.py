@@ -2,7 +2,9 @@
 
 Both read the cluster's fault ledger (:mod:`chaoskit.faults.ledger`), which
 every run of every kind (pytest, ``chaoskit run``, a script) writes before a
-fault acts, so they see every fault of this machine's runs, live or dead.
+fault acts, so they see every fault of this machine's runs, live or dead; and
+the faults the cluster itself records (:mod:`chaoskit.faults.objects`), which
+adds those of other machines' runs.
 
 ``abort`` records an abort line in the ledger, then undoes and proves the undo
 of every fault still in place, whoever injected it. A live run sees the line
@@ -10,7 +12,10 @@ within a fraction of a second: its experiment refuses new faults, undoes its
 own (again, idempotently) and fails with "aborted externally by chaoskit
 abort". A fault that was being injected at that moment is undone by its own
 run as soon as its injection returns; ``abort`` reads the ledger again for
-``settle_seconds`` and undoes anything that appeared meanwhile.
+``settle_seconds`` and undoes anything that appeared meanwhile. Faults other
+machines' runs recorded in the cluster are undone too; those runs do not read
+this machine's ledger, so they learn of it when their own undo finds nothing
+left to undo.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from typing import Any
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
+from chaoskit.faults import objects
 from chaoskit.faults.ledger import Ledger, LedgerEntry, process_alive
 from chaoskit.faults.signals import deferred
-from chaoskit.faults.sweeper import undo_entry
+from chaoskit.faults.sweeper import undo_entry, undo_object
 from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_BOOT, OWNER_PID, OWNER_STARTED
 
 
@@ -56,18 +62,30 @@ class Status:
     cluster: str
     faults: list[ActiveFault]
     namespaces: list[TestNamespace]
+    elsewhere: list[objects.FaultObject] = field(default_factory=list)
+    """Faults the cluster records that this machine's ledger does not know (other machines' runs)."""
 
     def lines(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         out = [f"cluster {self.cluster}: {len(self.faults)} fault(s) in place"]
         out += [f"  {f.line(now)}" for f in self.faults]
+        if self.elsewhere:
+            out.append(f"recorded in the cluster by other runs: {len(self.elsewhere)}")
+        for found in self.elsewhere:
+            who = found.owner
+            state = "running" if found.owner_alive else "OWNER GONE (residue)"
+            agents = f"; undone by the agent on {', '.join(found.undone_on)}" if found.undone_on else ""
+            out.append(
+                f"  {found.fault_id}  {found.kind}  by pid {who.get('pid', '?')} on {who.get('host', '?')}, "
+                f"{state}: {who.get('command', '?')}{agents}"
+            )
         out.append(f"test namespaces: {len(self.namespaces)}")
         for ns in self.namespaces:
             owner = f"owner pid {ns.owner_pid or '?'} {'running' if ns.alive else 'dead'}"
             out.append(f"  {ns.name}  {ns.phase}  {owner}  age {ns.age_seconds:.0f} s")
-        if any(not f.alive for f in self.faults):
+        if any(not f.alive for f in self.faults) or any(not f.owner_alive for f in self.elsewhere):
             out.append(f"faults of dead runs are residue: 'chaoskit cleanup --name {self.cluster}' undoes them")
-        if self.faults:
+        if self.faults or self.elsewhere:
             out.append(f"'chaoskit abort --name {self.cluster}' undoes every fault now, live runs' included")
         return out
 
@@ -75,22 +93,28 @@ class Status:
 def status(cluster: Cluster, kube: Kube) -> Status:
     """The faults in place (from the ledger) and the test namespaces of the cluster."""
     faults = [ActiveFault(e, e.owner_alive()) for e in Ledger(cluster.name).unsettled()]
+    known = {f.entry.fault_id for f in faults}
+    elsewhere = [found for found in objects.listed(kube) if found.fault_id not in known]
     namespaces = []
     now = time.time()
     listed: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+    live = objects.live_owners(kube) or set()
     for ns in listed:
         labels = ns.metadata.labels or {}
         annotations = ns.metadata.annotations or {}
         pid = labels.get(OWNER_PID, "")
         started = annotations.get(OWNER_STARTED)
-        alive = pid.isdigit() and process_alive(
-            int(pid), annotations.get(OWNER_BOOT, ""), float(started) if started else None
-        )
+        if objects.OWNER_LABEL in labels:
+            alive = labels[objects.OWNER_LABEL] in live
+        else:
+            alive = pid.isdigit() and process_alive(
+                int(pid), annotations.get(OWNER_BOOT, ""), float(started) if started else None
+            )
         created = ns.metadata.creation_timestamp
         phase = (ns.status.phase if ns.status else None) or "?"
         age = now - created.timestamp() if created else 0.0
         namespaces.append(TestNamespace(ns.metadata.name, pid, alive, phase, age))
-    return Status(cluster.name, faults, sorted(namespaces, key=lambda n: n.name))
+    return Status(cluster.name, faults, sorted(namespaces, key=lambda n: n.name), elsewhere)
 
 
 @dataclass
@@ -118,7 +142,14 @@ def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0) -> AbortRes
             with deferred(f"aborting {entry.fault_id}"):
                 how, text = undo_entry(cluster, kube, ledger, entry)
             {"undone": result.undone, "moot": result.moot}.get(how, result.failed).append(f"{entry.fault_id}: {text}")
-        if pending:
+        mine = {e.fault_id for e in ledger.unsettled()}
+        others = [f for f in objects.listed(kube) if f.fault_id not in seen and f.fault_id not in mine]
+        for found in others:  # other machines' runs: only the cluster records them
+            seen.add(found.fault_id)
+            with deferred(f"aborting {found.fault_id}"):
+                how, text = undo_object(cluster, kube, found)
+            {"undone": result.undone, "moot": result.moot}.get(how, result.failed).append(f"{found.fault_id}: {text}")
+        if pending or others:
             result.seconds = time.monotonic() - started
         if time.monotonic() >= until:
             return result

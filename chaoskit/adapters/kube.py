@@ -288,9 +288,13 @@ class Kube:
         # The client opens the exec websocket with no timeout of its own: bound its connect and reads.
         websocket.setdefaulttimeout(EXEC_CONNECT_TIMEOUT)
         extra = {"container": container} if container else {}
+        # stream() swaps the API client's call_api for a websocket one while it opens the stream, which is
+        # not thread-safe: every other request made on that client meanwhile (another thread's exec, a
+        # list) would go out as a websocket and fail. So each exec gets a client of its own.
+        private = client.ApiClient(self.api_client.configuration)
         try:
             resp = stream(
-                self.core.connect_get_namespaced_pod_exec,
+                client.CoreV1Api(private).connect_get_namespaced_pod_exec,
                 pod,
                 namespace,
                 command=command,
@@ -302,6 +306,7 @@ class Kube:
                 **extra,
             )
         except (ApiException, websocket.WebSocketException, OSError) as exc:
+            private.close()
             raise ClusterError(f"cannot exec in pod {namespace}/{pod}: {exc}") from None
         out: list[str] = []
         err: list[str] = []
@@ -323,6 +328,7 @@ class Kube:
             # websocket-client's close() does nothing once the server has hung up,
             # leaving the TLS socket open; shutdown() closes it in every case.
             resp.sock.shutdown()
+            private.close()
         return (code if code is not None else -1), "".join(out), "".join(err)
 
 

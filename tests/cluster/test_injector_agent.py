@@ -224,3 +224,20 @@ def test_agent_install_and_status_as_a_user_types_them(cluster, kube, agent: str
     listed = sorted(line.split()[1] for line in status.stdout.splitlines() if line.startswith("  chaoskit-injector-"))
     assert listed == nodes, status.stdout  # one injector pod on every node, the control plane's included
     assert f"injector of {cluster.name}: {agent}" in status.stdout
+
+
+def test_execs_through_the_agent_in_parallel_leave_the_shared_client_working(kube, agent: str) -> None:
+    """The official client's exec swaps its API client's transport while it opens a stream; chaoskit gives each
+    exec a client of its own, so parallel execs (one per node) and plain requests beside them all work."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chaoskit.adapters.nodes import AgentShell
+
+    shell = AgentShell(kube)
+    names = sorted(n.metadata.name for n in kube.nodes())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        execs = [pool.submit(shell.run, names[i % len(names)], ["echo", f"n{i}"], 30) for i in range(12)]
+        lists = [pool.submit(lambda: len(kube.nodes())) for _ in range(12)]
+        assert [f.result().stdout.strip() for f in execs] == [f"n{i}" for i in range(12)]
+        assert {f.result() for f in lists} == {len(names)}
+    assert len(kube.pods("chaoskit-system")) >= len(names)  # the shared client still makes plain requests
