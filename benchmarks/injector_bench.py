@@ -36,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="3,10,30")
+    parser.add_argument("--scaling-only", action="store_true", help="only the partition's growth with its pods")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
 
@@ -63,7 +64,7 @@ def main() -> None:
         }
         effect: dict[tuple[str, str], list[float]] = {}
         undo: dict[tuple[str, str], list[float]] = {}
-        for _ in range(args.runs):
+        for _ in range(0 if args.scaling_only else args.runs):
             for way, shell in shells.items():
                 nodes.use(shell)
                 for name, fault in faults.items():
@@ -73,7 +74,7 @@ def main() -> None:
                     if record.undoable:
                         undo.setdefault((name, way), []).append(time.monotonic() - leaving)
                     effect.setdefault((name, way), []).append(record.inject_to_effect or 0)
-        for name in faults:
+        for name in faults if not args.scaling_only else ():
             for way in shells:
                 undone = f"; undo + proof {ms(undo[(name, way)])}" if (name, way) in undo else ""
                 print(f"{name} via {way}: inject-to-effect {ms(effect[(name, way)])}{undone}", flush=True)

@@ -44,6 +44,8 @@ from chaoskit.errors import ClusterError, SpecError
 COMMENT_PREFIX = "chaoskit:"
 STEP_TIMEOUT = 30.0
 """How long one step's script may run on one node."""
+PARALLEL = 16
+"""How many of a node's pod namespaces one step works in at once."""
 GONE_STATES = ("exited", "missing", "created", "dead", "removing")
 """Node container states in which every pod namespace of the node is gone."""
 
@@ -240,16 +242,27 @@ def namespaces_script(work: list[tuple[Netns, str]], token: str = "") -> str:
     failed (0 when all succeeded or their namespaces are gone): what the
     injector agent runs as a fault's undo, with no reader of the markers.
     """
-    lines = [FIND_NAMESPACE, "ck_status=0"]
     mark = token or "ck"
-    for i, (ns, snippet) in enumerate(work):
-        lines.append(
-            f'echo "@@{mark} begin {i}"; p=$(ck_pid {ns.pid} {ns.inode}); if [ -n "$p" ]; then '
-            f'nsenter -t "$p" -n sh -c {shlex.quote(snippet)} 2>&1; rc=$?; [ $rc = 0 ] || ck_status=$rc; '
-            f'echo "@@{mark} end {i} $rc"; else echo "@@{mark} end {i} gone"; fi'
-        )
-    if not token:
-        lines.append("exit $ck_status")
+    sections = [
+        f'echo "@@{mark} begin {i}"; p=$(ck_pid {ns.pid} {ns.inode}); if [ -n "$p" ]; then '
+        f'nsenter -t "$p" -n sh -c {shlex.quote(snippet)} 2>&1; rc=$?; [ $rc = 0 ] || ck_status=$rc; '
+        f'echo "@@{mark} end {i} $rc"; else echo "@@{mark} end {i} gone"; fi'
+        for i, (ns, snippet) in enumerate(work)
+    ]
+    if not token or len(work) == 1:
+        lines = [FIND_NAMESPACE, "ck_status=0", *sections]
+        if not token:
+            lines.append("exit $ck_status")
+        return "\n".join(lines)
+    # For the runner: the namespaces at once (PARALLEL at a time), each into a file of its own, then printed
+    # in order, so a node's step costs about the same for 30 pods as for 3.
+    lines = [FIND_NAMESPACE, 'ck_dir=$(mktemp -d) || exit 3; trap \'rm -rf "$ck_dir"\' EXIT']
+    for i, section in enumerate(sections):
+        lines.append(f'( {section} ) > "$ck_dir/{i}" 2>&1 &')
+        if (i + 1) % PARALLEL == 0:
+            lines.append("wait")
+    lines.append("wait")
+    lines.append(f'for i in $(seq 0 {len(work) - 1}); do cat "$ck_dir/$i"; done')
     return "\n".join(lines)
 
 
@@ -303,9 +316,31 @@ def comment_rules(output: str, comment: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("-A ") and comment in _unquote(line.split())]
 
 
+RESTORE_SAFE = re.compile(r"^[A-Za-z0-9_.:/!-]+$")
+"""Words ``iptables-restore`` reads as they are (it knows double quotes only, and ours need none)."""
+
+
+def _restore(lines: list[list[str]]) -> str | None:
+    """Shell: apply iptables lines (``-I ...``/``-D ...``) to the filter table in one ``iptables-restore``
+    transaction, the table kept otherwise (``--noflush``); None when a word would need quoting."""
+    if not all(RESTORE_SAFE.match(word) for line in lines for word in line):
+        return None
+    body = "\n".join(["*filter", *(" ".join(line) for line in lines), "COMMIT", ""])
+    return f"printf %s {shlex.quote(body)} | iptables-restore -w --noflush"
+
+
 def insert_snippet(rules: list[list[str]], comment: str) -> str:
-    """Insert rules (each marked with ``comment``), then list the table so the caller can count them."""
-    inserts = [shlex.join(["iptables", "-w", "-I", *r, "-m", "comment", "--comment", comment]) for r in rules]
+    """Insert rules (each marked with ``comment``), then list the table so the caller can count them.
+
+    All of a namespace's rules go in as one ``iptables-restore`` transaction: one
+    process and one commit however many rules (a client cut from 30 pods has 60),
+    where an ``iptables`` process per rule made the cost grow with the pods.
+    """
+    marked = [["-I", *r, "-m", "comment", "--comment", comment] for r in rules]
+    batch = _restore(marked)
+    if batch is not None:
+        return f"set -e; {batch}; {READ_RULES}"
+    inserts = [shlex.join(["iptables", "-w", *r]) for r in marked]
     return "set -e; " + "; ".join([*inserts, READ_RULES])
 
 
@@ -340,11 +375,14 @@ def delete_rules(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int |
             # proof (check_undone) lists the rules again either way. (``! check``, not a brace group: under
             # ``set -e`` a failing command inside the group would end the script.)
             deletes = []
-            for line in rules:
-                rule = _unquote(line.split()[1:])
+            specs = [_unquote(line.split()[1:]) for line in rules]
+            for rule in specs:
                 delete, check = shlex.join(["iptables", "-w", "-D", *rule]), shlex.join(["iptables", "-w", "-C", *rule])
                 deletes.append(f"{delete} || ! {check} 2>/dev/null")
-            work.append((ns, "set -e; " + "; ".join(deletes)))
+            one_by_one = "set -e; " + "; ".join(deletes)
+            # All at once in one transaction; if any is gone already (the transaction then fails whole), one by one.
+            batch = _restore([["-D", *rule] for rule in specs])
+            work.append((ns, one_by_one if batch is None else f"{batch} 2>/dev/null || ( {one_by_one} )"))
     for ns, outcome in run_everywhere(work).items():
         if not outcome.gone and outcome.code != 0:
             raise NamespaceUnreadable(f"deleting rules in {ns} failed (exit {outcome.code}): {_tail(outcome.output)}")
