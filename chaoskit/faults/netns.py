@@ -256,7 +256,7 @@ def namespaces_script(work: list[tuple[Netns, str]], token: str = "") -> str:
         return "\n".join(lines)
     # For the runner: the namespaces at once (PARALLEL at a time), each into a file of its own, then printed
     # in order, so a node's step costs about the same for 30 pods as for 3.
-    lines = [FIND_NAMESPACE, 'ck_dir=$(mktemp -d) || exit 3; trap \'rm -rf "$ck_dir"\' EXIT']
+    lines = [FIND_NAMESPACE, "ck_dir=$(mktemp -d) || exit 3; trap 'rm -rf \"$ck_dir\"' EXIT"]
     for i, section in enumerate(sections):
         lines.append(f'( {section} ) > "$ck_dir/{i}" 2>&1 &')
         if (i + 1) % PARALLEL == 0:
