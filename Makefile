@@ -16,7 +16,8 @@ experiments: cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest experiments/ --junitxml=$(REPORTS)/experiments.xml --chaos-report-dir=$(REPORTS) $(PYTEST_ARGS)
 
-# The fault tests, run twice more: with faults through the injector agent instead of Docker, and with the
+# The fault tests (and the crash matrix of the faults that enter pods) run again with faults through the
+# injector agent instead of Docker; the fault tests once more with the
 # kind cluster taken as a foreign one (the existing provider: no Docker path at all).
 FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py
 KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/kubeconfig
@@ -25,6 +26,8 @@ test: lint cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest tests/ --junitxml=$(REPORTS)/tests.xml
 	$(BIN)/pytest $(FAULT_TESTS) --chaos-injector agent --junitxml=$(REPORTS)/tests-agent.xml
+	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent -k "zero_residue and not node" \
+		--junitxml=$(REPORTS)/tests-agent-crash.xml
 	$(BIN)/pytest $(FAULT_TESTS) --chaos-provider existing --chaos-kube-context kind-chaoskit \
 		--chaos-kubeconfig "$(KIND_KUBECONFIG)" --chaos-allow-context kind-chaoskit --chaos-node-ports 30080-30089 \
 		--junitxml=$(REPORTS)/tests-existing.xml

@@ -273,7 +273,7 @@ def _cleanup(args: argparse.Namespace) -> int:
     spec = _spec(args)
     cluster = get_provider(args.provider, provision=False).attach(spec)
     with cluster.kube() as kube:
-        injector.select(cluster, kube, args.injector)
+        injector.select(cluster, kube, args.injector, install_agent=False)
         result = sweep(cluster, kube)
         namespaces = sweep_namespaces(kube)
     print(
@@ -309,7 +309,7 @@ def _abort(args: argparse.Namespace) -> int:
 
     cluster = get_provider(args.provider, provision=False).attach(_spec(args))
     with cluster.kube() as kube:
-        injector.select(cluster, kube, args.injector)
+        injector.select(cluster, kube, args.injector, install_agent=False)
         result = control.abort(cluster, kube)
     print(
         f"abort of {cluster.name}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "

@@ -28,6 +28,7 @@ from typing import Any
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
+from chaoskit.errors import ClusterError
 from chaoskit.faults import objects
 from chaoskit.faults.ledger import Ledger, LedgerEntry, process_alive
 from chaoskit.faults.signals import deferred
@@ -64,11 +65,15 @@ class Status:
     namespaces: list[TestNamespace]
     elsewhere: list[objects.FaultObject] = field(default_factory=list)
     """Faults the cluster records that this machine's ledger does not know (other machines' runs)."""
+    records_unreadable: str | None = None
+    """Why the cluster's fault records could not be read, if they could not."""
 
     def lines(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         out = [f"cluster {self.cluster}: {len(self.faults)} fault(s) in place"]
         out += [f"  {f.line(now)}" for f in self.faults]
+        if self.records_unreadable:
+            out.append(f"the faults recorded in the cluster could not be read: {self.records_unreadable}")
         if self.elsewhere:
             out.append(f"recorded in the cluster by other runs: {len(self.elsewhere)}")
         for found in self.elsewhere:
@@ -94,18 +99,22 @@ def status(cluster: Cluster, kube: Kube) -> Status:
     """The faults in place (from the ledger) and the test namespaces of the cluster."""
     faults = [ActiveFault(e, e.owner_alive()) for e in Ledger(cluster.name).unsettled()]
     known = {f.entry.fault_id for f in faults}
-    elsewhere = [found for found in objects.listed(kube) if found.fault_id not in known]
+    try:
+        elsewhere = [found for found in objects.listed(kube) if found.fault_id not in known]
+        unreadable = None
+    except ClusterError as exc:  # no rights in chaoskit-system, say: the ledger's part still stands
+        elsewhere, unreadable = [], str(exc)
     namespaces = []
     now = time.time()
     listed: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
-    live = objects.live_owners(kube) or set()
+    live = objects.live_owners(kube)  # None: unreadable, and then no owner is called dead
     for ns in listed:
         labels = ns.metadata.labels or {}
         annotations = ns.metadata.annotations or {}
         pid = labels.get(OWNER_PID, "")
         started = annotations.get(OWNER_STARTED)
         if objects.OWNER_LABEL in labels:
-            alive = labels[objects.OWNER_LABEL] in live
+            alive = live is None or labels[objects.OWNER_LABEL] in live
         else:
             alive = pid.isdigit() and process_alive(
                 int(pid), annotations.get(OWNER_BOOT, ""), float(started) if started else None
@@ -114,7 +123,7 @@ def status(cluster: Cluster, kube: Kube) -> Status:
         phase = (ns.status.phase if ns.status else None) or "?"
         age = now - created.timestamp() if created else 0.0
         namespaces.append(TestNamespace(ns.metadata.name, pid, alive, phase, age))
-    return Status(cluster.name, faults, sorted(namespaces, key=lambda n: n.name), elsewhere)
+    return Status(cluster.name, faults, sorted(namespaces, key=lambda n: n.name), elsewhere, unreadable)
 
 
 @dataclass

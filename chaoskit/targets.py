@@ -54,6 +54,13 @@ def allow(targets: Iterable[str]) -> None:
         _allowed.update(parsed)
 
 
+def granted() -> list[str]:
+    """The targets :func:`allow` granted this process, as ``HOST[:PORT]`` (for a child process's spec)."""
+    with _lock:
+        parsed = sorted(_allowed, key=lambda t: (t[0], t[1] or 0))
+    return [(f"[{h}]" if ":" in h else h) + (f":{p}" if p else "") for h, p in parsed]
+
+
 def allowed(host: str | None, port: int | None, extra: Iterable[str] = ()) -> bool:
     """Whether traffic to ``host:port`` is allowed: loopback, or a target allowed for the process or in ``extra``."""
     if host is None:

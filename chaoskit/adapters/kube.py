@@ -320,7 +320,13 @@ class Kube:
                     out.append(resp.read_stdout())
                 if resp.peek_stderr():
                     err.append(resp.read_stderr())
-            code = resp.returncode
+            try:
+                code = resp.returncode
+            except (TypeError, KeyError, ValueError, AttributeError):  # an error channel cut short or odd
+                raise ClusterError(
+                    f"the exec stream of pod {namespace}/{pod} ended without an exit status (its pod replaced, or "
+                    "the API server restarting?)"
+                ) from None
         except (websocket.WebSocketException, OSError) as exc:
             raise ClusterError(f"the exec stream of pod {namespace}/{pod} broke: {exc}") from None
         finally:

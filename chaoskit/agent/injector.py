@@ -17,9 +17,10 @@ It has two jobs.
   (``undo-requested``), the agent runs the script and marks the object
   (``undone.NODE``: when, why, the exit status, the output's tail). A failing
   script is tried again every few seconds, its last failure kept in
-  ``undo-failed.NODE``. A fault can also ask the agent to act
-  (``inject.NODE``, answered in ``injected.NODE``), for what an exec cannot
-  do: stopping the kubelet breaks the very exec that asked for it.
+  ``undo-failed.NODE``. A fault can also ask the agent to act, once
+  (``inject.NODE``, answered in ``injected.NODE`` or ``inject-failed.NODE``),
+  for what an exec cannot do: stopping the kubelet breaks the very exec that
+  asked for it.
 
 A Lease counts as expired by this agent's own clock: its ``renewTime`` has
 not changed for longer than its duration since the agent first saw that
@@ -96,8 +97,9 @@ def due(obj: Obj, node: str, leases: dict[str, Obj], clock: LeaseClock, at: floa
             undo_reason = clock.expired(owner, leases, at)
     if undo_reason:
         return "undo", undo_reason
-    if f"inject.{node}" in data and f"injected.{node}" not in data and f"undone.{node}" not in data:
-        return "inject", "its owner asked"
+    tried = f"injected.{node}" in data or f"inject-failed.{node}" in data or f"undone.{node}" in data
+    if f"inject.{node}" in data and not tried:
+        return "inject", "its owner asked"  # once: a failed inject is reported, never tried again later
     return None
 
 
@@ -142,8 +144,9 @@ class Injector:
         name = obj["metadata"]["name"]
         script = obj["data"][f"{action}.{self.node}"]
         print(f"{name}: {action} on {self.node}: {why}", flush=True)
+        began = time.time()
         code, output = run_script(script)
-        mark = {"at": now_text(), "why": why, "code": code, "output": output}
+        mark = {"at": now_text(), "began": began, "why": why, "code": code, "output": output}
         done_key = "undone" if action == "undo" else "injected"
         key = f"{done_key}.{self.node}" if code == 0 else f"{action}-failed.{self.node}"
         if code != 0:

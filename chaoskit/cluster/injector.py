@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from chaoskit.cluster.base import Cluster
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "chaoskit"}
+PRIVILEGED = {f"pod-security.kubernetes.io/{mode}": "privileged" for mode in ("enforce", "audit", "warn")}
 ROLLOUT_TIMEOUT = 180.0
 
 
@@ -41,7 +42,12 @@ def manifests(image: str) -> list[dict[str, Any]]:
     labels = {"app": INJECTOR_NAME, **MANAGED_BY}
     meta = {"name": INJECTOR_NAME, "namespace": INJECTOR_NAMESPACE, "labels": labels}
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": INJECTOR_NAMESPACE, "labels": MANAGED_BY}},
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            # Pod Security admission (1.23+) would refuse privileged pods in a namespace labelled otherwise.
+            "metadata": {"name": INJECTOR_NAMESPACE, "labels": {**MANAGED_BY, **PRIVILEGED}},
+        },
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -70,6 +76,8 @@ def manifests(image: str) -> list[dict[str, Any]]:
                     "metadata": {"labels": labels},
                     "spec": {
                         "serviceAccountName": INJECTOR_NAME,
+                        # A full node must still run the agent that undoes faults there.
+                        "priorityClassName": "system-node-critical",
                         "hostPID": True,
                         "hostNetwork": True,
                         "dnsPolicy": "ClusterFirstWithHostNet",
@@ -153,26 +161,38 @@ def default_injector(cluster: Cluster) -> str:
     return "docker" if cluster.is_kind else "agent"
 
 
-def select(cluster: Cluster, kube: Kube, injector: str | None = None, image: str | None = None) -> NodeShell:
+def select(
+    cluster: Cluster, kube: Kube, injector: str | None = None, image: str | None = None, *, install_agent: bool = True
+) -> NodeShell:
     """Make this process reach nodes by ``injector`` (default: :func:`default_injector`); return the shell.
 
     ``agent`` installs (or updates) the injector first: on kind from a local
     build, elsewhere from ``image``, or uses the one installed when no image is
-    given. ``docker`` is refused on a cluster that is not kind.
+    given. With ``install_agent=False`` (``cleanup`` and ``abort``, which must
+    undo at once and never restart the agents under live runs) it only uses an
+    installed one: on kind without one, Docker; elsewhere the node-level undos
+    then fail one by one, naming the missing agent. ``docker`` is refused on a
+    cluster that is not kind.
     """
     chosen = injector or default_injector(cluster)
     if chosen not in INJECTORS:
         raise UsageError(f"injector must be one of {', '.join(INJECTORS)}, not {chosen!r}")
+    if chosen == "docker" and not cluster.is_kind:
+        raise UsageError(
+            f"injector docker reaches the nodes of kind clusters only, and {cluster.name} is a {cluster.provider} "
+            "cluster: use --chaos-injector agent (the default there)"
+        )
+    shell: NodeShell
     if chosen == "docker":
-        if not cluster.is_kind:
-            raise UsageError(
-                f"injector docker reaches the nodes of kind clusters only, and {cluster.name} is a {cluster.provider} "
-                "cluster: use --chaos-injector agent (the default there)"
-            )
-        shell: NodeShell = DockerShell()
+        shell = DockerShell()
+    elif not install_agent:
+        if installed_image(kube) is None and cluster.is_kind:
+            say(f"no injector agent in {cluster.name}: reaching its nodes through Docker")
+            shell = DockerShell()
+        else:
+            shell = AgentShell(kube)
     else:
-        current = installed_image(kube)
-        if cluster.is_kind or image is not None or current is None:
+        if cluster.is_kind or image is not None or installed_image(kube) is None:
             install(cluster, kube, image)
         shell = AgentShell(kube)
     use(shell)

@@ -345,8 +345,9 @@ class Fault(ABC):
         record.undoable = undo is not None
         ledger = Ledger(self.cluster.name)
         if undo is not None:
-            ledger.record(LedgerEntry(record.fault_id, self.kind, self.cluster.name, undo))
+            # The cluster's record first: if it cannot be written, nothing was recorded and nothing acts.
             objects.record(self.cluster, self.kube, record.fault_id, self.kind, undo, type(self).agent_undo(undo))
+            ledger.record(LedgerEntry(record.fault_id, self.kind, self.cluster.name, undo))
         try:
             record.injected_at = time.time()
             record.injected_mono = time.monotonic()
@@ -355,6 +356,13 @@ class Fault(ABC):
             record.verified = True
             self.hooks.injected(record)
             yield record
+            lapse = objects.owner(self.cluster).lapsed_since(record.injected_mono) if undo is not None else None
+            if lapse is not None:
+                raise FaultNotEffective(
+                    f"{self.kind}: this process's owner lease went unrenewed for {lapse:.0f} s while the fault was "
+                    f"held (it lasts {objects.LEASE_SECONDS} s), so the injector agents may have undone it early: "
+                    "what was measured meanwhile may not have had the fault"
+                )
         except BaseException as exc:
             record.error = f"{type(exc).__name__}: {exc}"
             raise
@@ -370,7 +378,7 @@ class Fault(ABC):
                             record.undo_error = str(failed)
                             raise
                         ledger.settle(record.fault_id)
-                        objects.settle(self.kube, record.fault_id)
+                        objects.settle_or_warn(self.kube, record.fault_id)
                         record.reverted = True
                         record.reverted_mono = time.monotonic()
                         record.reverted_at = time.time()

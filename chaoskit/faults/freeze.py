@@ -85,6 +85,12 @@ class Freeze(Fault):
     def plan(self) -> list[str]:
         spec = self.spec
         pods = self.live_pods(spec.namespace, spec.selector)
+        shared = [p.metadata.name for p in pods if p.spec.host_pid]
+        if shared:
+            raise SpecError(
+                f"pods {', '.join(shared)} share the node's PID namespace (hostPID): freezing them would stop "
+                "every process of their node, the kubelet and chaoskit's own agent included; choose pods of their own"
+            )
         chosen = self.choose(pods, spec.count, spec.seed, f"pods matching {spec.selector!r}")
         self._processes = locate_all(chosen, spec.container)
         if spec.port is not None:
@@ -100,9 +106,16 @@ class Freeze(Fault):
     def undo_data(self, targets: list[str]) -> dict[str, Any]:
         frozen = []
         for process, target in zip(self._processes, targets, strict=True):
-            ns = nodes.check(process.node, ["readlink", f"/proc/{process.pid}/ns/pid"], STEP_TIMEOUT).strip()
+            read = nodes.check(
+                process.node, ["readlink", f"/proc/{process.pid}/ns/pid", "/proc/1/ns/pid"], STEP_TIMEOUT
+            ).split()
+            ns = read[0] if read else ""
             if not ns.startswith("pid:["):
-                raise ClusterError(f"cannot read the PID namespace of {process.pod} on {process.node}: {ns!r}")
+                raise ClusterError(f"cannot read the PID namespace of {process.pod} on {process.node}: {read!r}")
+            if len(read) > 1 and ns == read[1]:
+                raise SpecError(
+                    f"{process.pod} runs in its node's own PID namespace: freezing it would stop the whole node"
+                )
             frozen.append({"node": process.node, "pid_ns": ns, "target": target, "ip": process.ip})
         self._undo = {"containers": frozen}
         return self._undo

@@ -391,12 +391,34 @@ def delete_rules(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int |
 
 def delete_rules_snippet(comment: str) -> str:
     """Shell, for inside one namespace: delete every filter rule carrying ``comment``, then fail if one is
-    left. Needs only iptables (the injector agent runs it when a fault's owner is gone)."""
-    match = shlex.quote(f'--comment "?{re.escape(comment)}"?( |$)')
+    left, or if a listing fails. Needs only iptables (the injector agent runs it when a fault's owner is gone).
+
+    The listed rules go back to ``iptables-restore`` as ``-D`` lines, one at a time: it parses the quoting
+    itself, so nothing from a rule (a comment a pod wrote into its own table) ever reaches a shell.
+    """
+    match = shlex.quote(f'--comment "?{_ere(comment)}"?( |$)')
     return (
-        f"iptables-save -t filter | grep '^-A ' | grep -E -- {match} | sed 's/^-A /-D /' "
-        '| while read -r rule; do eval "iptables -w -t filter $rule" || exit 1; done; '
-        f"! iptables-save -t filter | grep -qE -- {match}"
+        "rules=$(iptables-save -t filter) || exit 1; "
+        f"printf '%s\\n' \"$rules\" | grep '^-A ' | grep -E -- {match} | sed 's/^-A /-D /' "
+        "| while IFS= read -r rule; do "
+        "printf '*filter\\n%s\\nCOMMIT\\n' \"$rule\" | iptables-restore -w --noflush || exit 1; done || exit 1; "
+        "left=$(iptables-save -t filter) || exit 1; "
+        f"! printf '%s\\n' \"$left\" | grep -qE -- {match}"
+    )
+
+
+def _ere(text: str) -> str:
+    """``text`` as a POSIX extended regular expression matching it literally (``re.escape`` also escapes
+    ``-`` and ``:``, which grep warns about)."""
+    return "".join(f"\\{c}" if c in ".^$*+?()[]{}|\\" else c for c in text)
+
+
+def delete_qdisc_checked_snippet(handle: str) -> str:
+    """Shell: :func:`delete_qdisc_snippet`, then fail unless eth0's root qdisc no longer bears ``handle``
+    (for the injector agent, which reads only the exit status)."""
+    return (
+        f"{delete_qdisc_snippet(handle)} >/dev/null || exit 1; cur=$({SHOW_ROOT}) || exit 1; "
+        f'case "$cur" in *" {handle} "*) exit 1;; esac'
     )
 
 

@@ -54,6 +54,7 @@ from chaoskit.faults.netns import (
     Netns,
     PodProcess,
     comment_rules,
+    delete_qdisc_checked_snippet,
     delete_qdisc_snippet,
     delete_rules,
     delete_rules_snippet,
@@ -442,7 +443,7 @@ class _QdiscFault(_PodNetworkFault):
 
     @classmethod
     def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        snippet = delete_qdisc_snippet(str(undo["handle"]))
+        snippet = delete_qdisc_checked_snippet(str(undo["handle"]))
         return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
 
     @classmethod

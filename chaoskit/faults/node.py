@@ -180,13 +180,13 @@ class NodeFailure(Fault):
         """Have the node's injector start the kubelet again (through the fault's object, recreated if it is
         gone); return the Unix time from which the kubelet's signs of life count."""
         node, fault_id = str(undo["node"]), str(undo["fault_id"])
-        since = time.time() - 1
         if not any(found.fault_id == fault_id for found in objects.listed(kube)):
             objects.record(cluster, kube, fault_id, cls.kind, undo, cls.agent_undo(undo))
         objects.ask(kube, fault_id, "undo-requested", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         mark = objects.await_mark(kube, fault_id, node, "undone", AGENT_TIMEOUT)
         say(f"node {node}: the injector started its kubelet ({mark.get('why')})")
-        return since
+        # By the node's own clock, as the kubelet's lease and heartbeats are: this machine's may differ.
+        return float(mark.get("began", time.time())) - 1
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
@@ -270,5 +270,13 @@ class NodeFailure(Fault):
                 return f"node {node} no longer exists"
             return None
         if docker.state(node) == "missing":
+            # This machine's Docker does not have it: gone with its cluster, unless the cluster still lists the
+            # node (a kind cluster of another machine, cleaned up from here): then it is not ours to settle.
+            try:
+                listed = {n.metadata.name for n in kube.nodes()}
+            except Exception:
+                listed = set()
+            if node in listed:
+                return None
             return f"node container {node} no longer exists (its cluster was deleted or recreated)"
         return None

@@ -2,8 +2,8 @@
 
 The host ledger (:mod:`.ledger`) lives on the runner: a runner that dies with
 its machine takes the record of its faults with it, and a pid says nothing to
-a second machine. So every chaoskit process that touches a cluster also keeps
-an **owner Lease** there (``coordination.k8s.io/v1``, namespace
+a second machine. So every chaoskit process that records a fault or makes a
+test namespace in a cluster also keeps, from then on, an **owner Lease** there (``coordination.k8s.io/v1``, namespace
 ``chaoskit-system``), renewed every :data:`RENEW_SECONDS` by a thread of its
 own and deleted when the process exits. Everything it leaves names that Lease:
 
@@ -54,7 +54,8 @@ LEASE_SECONDS = 15
 RENEW_SECONDS = 5.0
 CLOCK_MARGIN = 10.0
 """Seconds of clock difference between machines tolerated when a *runner* (not an agent, which uses its
-own clock) judges another owner's Lease expired."""
+own clock) judges another owner's Lease expired: runners whose clocks differ by more could take a live
+owner for a dead one."""
 
 
 def _micro_time(at: float) -> str:
@@ -93,6 +94,10 @@ class Owner:
         self.renew_error: str | None = None
         """The last renewal's failure, while renewals fail (the agents undo this owner's faults when they
         go on failing for :data:`LEASE_SECONDS`)."""
+        self.renewed_mono = time.monotonic()
+        """When the Lease was last created or renewed (monotonic)."""
+        self.gaps: list[tuple[float, float]] = []
+        """(from, to), monotonic, of every span the Lease went unrenewed for longer than it lasts."""
 
     def ensure(self, kube: Kube) -> str:
         """Create the Lease (and ``chaoskit-system``) on first use and start renewing it; return its name."""
@@ -100,28 +105,39 @@ class Owner:
             if self._thread is not None:
                 return self.name
             ensure_namespace(kube)
-            now = _micro_time(time.time())
-            body: Any = {
-                "metadata": {
-                    "name": self.name,
-                    "labels": {OWNER_LEASE_LABEL: "true"},
-                    "annotations": {"chaoskit.io/command": _command()},
-                },
-                "spec": {
-                    "holderIdentity": self.holder,
-                    "leaseDurationSeconds": LEASE_SECONDS,
-                    "acquireTime": now,
-                    "renewTime": now,
-                },
-            }
-            try:
-                kube.coordination.create_namespaced_lease(NAMESPACE, body)
-            except ApiException as exc:
-                raise ClusterError(f"cannot create owner lease {NAMESPACE}/{self.name}: {exc.reason}") from None
+            self._create(kube)
             self._thread = threading.Thread(target=self._renew, name="chaoskit-owner-lease", daemon=True)
             self._thread.start()
             atexit.register(self.close)
             return self.name
+
+    def _create(self, kube: Kube) -> None:
+        now = _micro_time(time.time())
+        body: Any = {
+            "metadata": {
+                "name": self.name,
+                "labels": {OWNER_LEASE_LABEL: "true"},
+                "annotations": {"chaoskit.io/command": _command()},
+            },
+            "spec": {
+                "holderIdentity": self.holder,
+                "leaseDurationSeconds": LEASE_SECONDS,
+                "acquireTime": now,
+                "renewTime": now,
+            },
+        }
+        try:
+            kube.coordination.create_namespaced_lease(NAMESPACE, body)
+        except ApiException as exc:
+            raise ClusterError(f"cannot create owner lease {NAMESPACE}/{self.name}: {exc.reason}") from None
+        self._renewed()
+
+    def _renewed(self) -> None:
+        now = time.monotonic()
+        if now - self.renewed_mono > LEASE_SECONDS:
+            self.gaps.append((self.renewed_mono, now))
+        self.renewed_mono = now
+        self.renew_error = None
 
     def _renew(self) -> None:
         with self.cluster.kube() as kube:
@@ -130,9 +146,30 @@ class Owner:
                     kube.coordination.patch_namespaced_lease(
                         self.name, NAMESPACE, {"spec": {"renewTime": _micro_time(time.time())}}, _request_timeout=5
                     )
-                    self.renew_error = None
+                    self._renewed()
+                except ApiException as exc:
+                    if exc.status == 404:  # deleted under us (a sweep, by hand): whatever names it must keep an owner
+                        say(f"owner lease {self.name} was deleted; creating it again")
+                        try:
+                            self._create(kube)
+                        except ClusterError as again:
+                            self.renew_error = str(again)
+                    else:
+                        self.renew_error = f"{exc.status}: {exc.reason}"
                 except Exception as exc:  # the API unreachable: go on trying; the agents judge the rest
                     self.renew_error = f"{type(exc).__name__}: {exc}"
+
+    def lapsed_since(self, since_mono: float) -> float | None:
+        """The longest span since ``since_mono`` in which the Lease went unrenewed for longer than it lasts
+        (so the agents may have undone this owner's faults), in seconds; None when there was none, or when
+        there is no Lease (nothing was recorded in the cluster)."""
+        if self._thread is None:
+            return None
+        spans = [end - start for start, end in self.gaps if end > since_mono]
+        ongoing = time.monotonic() - self.renewed_mono
+        if ongoing > LEASE_SECONDS:
+            spans.append(ongoing)
+        return max(spans) if spans else None
 
     def close(self) -> None:
         """Stop renewing and delete the Lease: whatever still names it counts as left by a dead owner."""
@@ -192,6 +229,15 @@ def settle(kube: Kube, fault_id: str) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise ClusterError(f"cannot remove the cluster record of fault {fault_id}: {exc.reason}") from None
+
+
+def settle_or_warn(kube: Kube, fault_id: str) -> None:
+    """:func:`settle`, for a fault whose undo is proven already: a failure is a warning line, and the record
+    stays for ``chaoskit cleanup`` (which proves the undo again and removes it)."""
+    try:
+        settle(kube, fault_id)
+    except ClusterError as exc:
+        say(f"warning: {exc}; 'chaoskit cleanup' removes it")
 
 
 def ask(kube: Kube, fault_id: str, key: str, value: str) -> None:

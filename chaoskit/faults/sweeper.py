@@ -128,7 +128,7 @@ def undo_entry(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry)
     if reason is not None:
         say(f"{entry.fault_id} settled as moot: {reason}")
         ledger.settle(entry.fault_id, how="moot")
-        objects.settle(kube, entry.fault_id)
+        objects.settle_or_warn(kube, entry.fault_id)
         return "moot", reason
     say(f"undoing {entry.fault_id}, recorded by process {entry.pid} ({entry.undo})")
     with signals.deferred(f"undoing {entry.fault_id}"):
@@ -137,5 +137,5 @@ def undo_entry(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry)
         except FaultUndoFailed as exc:
             return "failed", str(exc)
         ledger.settle(entry.fault_id)
-        objects.settle(kube, entry.fault_id)
+        objects.settle_or_warn(kube, entry.fault_id)
     return "undone", proof

@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import IO
 
 import chaoskit
+from chaoskit import targets
 from chaoskit.load.spec import LoadError, LoadResult, LoadSpec, RequestRecord, StreamStats, WarmupFailed
 from chaoskit.load.wire import LineDecoder, WorkerEvent
 
@@ -275,6 +276,8 @@ class Load:
         spec = asdict(part)
         if part.locustfile is not None:
             spec["locustfile"] = os.path.abspath(part.locustfile)
+        # The worker checks its spec again, without this process's session allowances: hand them over.
+        spec["allow_targets"] = [*part.allow_targets, *targets.granted()]
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "chaoskit.load.worker"],

@@ -375,9 +375,10 @@ def build_injector_image() -> str:
     tag = injector_image()
     if image_exists(tag):
         return tag
-    base = f"chaoskit/injector-base:{SUITE}-r{IMAGE_RECIPE}"
+    packages = hashlib.sha256(" ".join(INJECTOR_PACKAGES).encode()).hexdigest()[:8]
+    base = f"chaoskit/injector-base:{SUITE}-r{IMAGE_RECIPE}-{packages}"
     if not image_exists(base):
-        _import(rootfs("injector", INJECTOR_PACKAGES), base, f"ENV {PATH_ENV}")
+        _import(rootfs(f"injector-{packages}", INJECTOR_PACKAGES), base, f"ENV {PATH_ENV}")
     _docker_build(
         tag,
         f"FROM {base}\nCOPY chaoskit /opt/chaoskit/chaoskit\nENV PYTHONPATH=/opt/chaoskit PYTHONUNBUFFERED=1\n",

@@ -41,16 +41,27 @@ HOLD = "time.sleep(300)"
 
 
 def start_inner_run(
-    tmp_path: Path, fault: str, during: str = HOLD, prelude: str = ""
+    tmp_path: Path, fault: str, during: str = HOLD, prelude: str = "", injector: str | None = None
 ) -> tuple[subprocess.Popen[str], str]:
-    """A pytest run in a subprocess that injects ``fault`` (code using ``chaos``), then runs ``during``.
+    """A pytest run in a subprocess that injects ``fault`` (code using ``chaos``), then runs ``during``;
+    through ``injector`` when given (the outer session's ``--chaos-injector``).
 
     Returns once the fault is injected and proven, with the fault's id."""
     marker = tmp_path / "injected"
     test_file = tmp_path / "test_inner.py"
     test_file.write_text(textwrap.dedent(INNER).format(fault=fault, marker=marker, during=during, prelude=prelude))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", str(test_file), "-p", "no:cacheprovider", "-q", "-s"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(test_file),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-s",
+            *(["--chaos-injector", injector] if injector else []),
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -64,9 +75,17 @@ def start_inner_run(
     return proc, marker.read_text()
 
 
-def cleanup(cluster) -> subprocess.CompletedProcess[str]:
+def cleanup(cluster, injector: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "chaoskit.cli", "cleanup", "--name", cluster.name],
+        [
+            sys.executable,
+            "-m",
+            "chaoskit.cli",
+            "cleanup",
+            "--name",
+            cluster.name,
+            *(["--injector", injector] if injector else []),
+        ],
         capture_output=True,
         text=True,
         timeout=400,
@@ -120,11 +139,13 @@ def held_residue(kind: str, fault_id: str, residue: Residue, node: str) -> bool:
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
 @pytest.mark.parametrize("kind", list(FAULTS))
 def test_a_run_stopped_mid_fault_leaves_zero_residue(
-    cluster, kube, web: Web, client: str, tmp_path: Path, kind: str, how: str
+    cluster, kube, web: Web, client: str, tmp_path: Path, kind: str, how: str, pytestconfig
 ) -> None:
+    """With ``--chaos-injector agent`` the inner run and the cleanup go through the agent too."""
     node = worker(kube)
+    injector = pytestconfig.getoption("chaos_injector")
     assert residue_now(cluster).empty(), "the cluster had residue before the test"
-    proc, fault_id = start_inner_run(tmp_path, FAULTS[kind].format(ns=web.namespace, node=node))
+    proc, fault_id = start_inner_run(tmp_path, FAULTS[kind].format(ns=web.namespace, node=node), injector=injector)
     assert held_residue(kind, fault_id, residue_now(cluster), node), f"{kind} left no trace while held"
 
     os.kill(proc.pid, getattr(signal, how))
@@ -133,7 +154,7 @@ def test_a_run_stopped_mid_fault_leaves_zero_residue(
         assert proc.returncode == -signal.SIGKILL
         assert held_residue(kind, fault_id, residue_now(cluster), node), "a SIGKILLed run leaves its fault behind"
         assert [e.fault_id for e in Ledger(cluster.name).unsettled()] == [fault_id]
-        result = cleanup(cluster)
+        result = cleanup(cluster, injector)
         assert result.returncode == 0 and "1 fault(s) undone" in result.stdout, result
         assert f"undone: {fault_id}: " in result.stdout, result.stdout
     else:

@@ -50,6 +50,8 @@ def test_due_undo_beats_inject_and_only_for_this_node_once():
     done = fault({f"undo.{NODE}": "u", "undo-requested": "now", f"undone.{NODE}": "{}"})
     assert due(done, NODE, live, clock, at=1.0) is None
     assert due(fault({"undo.other-node": "u"}), NODE, {}, clock, at=1.0) is None
+    failed = fault({f"undo.{NODE}": "u", f"inject.{NODE}": "i", f"inject-failed.{NODE}": "{}"})
+    assert due(failed, NODE, live, clock, at=1.0) is None  # an inject is tried once, never again later
 
 
 def test_every_agent_undo_is_grouped_by_node():
@@ -65,23 +67,61 @@ def test_every_agent_undo_is_grouped_by_node():
     assert NodeFailure.agent_undo({"node": NODE, "mode": "stop"}) == {}  # a stopped node has no agent to run it
 
 
-def test_the_delete_rules_snippet_matches_the_fault_and_not_a_longer_id(tmp_path):
+def run_undo(tmp_path, listing: str, save_fails: bool = False) -> tuple[subprocess.CompletedProcess[str], str]:
+    """The agent's rule undo (under sh, as the agent runs it) against a fake ``iptables-save`` printing
+    ``listing`` (nothing once a restore ran) and an ``iptables-restore`` that logs what it was given."""
+    saved, restored, bin_dir = tmp_path / "rules", tmp_path / "restored", tmp_path / "bin"
+    saved.write_text(listing + "\n")
+    bin_dir.mkdir()
+    save = "exit 1" if save_fails else f"[ -e {tmp_path}/done ] || cat {saved}"
+    for name, body in (("iptables-save", save), ("iptables-restore", f"cat >> {restored}; touch {tmp_path}/done")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    script = netns.delete_rules_snippet("chaoskit:partition-1")
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10, check=False, env=env)
+    return done, restored.read_text() if restored.exists() else ""
+
+
+def test_the_agents_rule_undo_deletes_the_faults_rules_only_and_checks_they_are_gone(tmp_path):
     listing = "\n".join(
         [
-            "-A INPUT -s 10.0.0.2/32 -m comment --comment chaoskit:partition-1 -j DROP",
-            "-A INPUT -s 10.0.0.3/32 -m comment --comment chaoskit:partition-12 -j DROP",
+            '-A INPUT -s 10.0.0.2/32 -m comment --comment "chaoskit:partition-1" -j DROP',
+            '-A INPUT -s 10.0.0.3/32 -m comment --comment "chaoskit:partition-12" -j DROP',
         ]
     )
-    saved = tmp_path / "rules"
-    saved.write_text(listing + "\n")
-    snippet = netns.delete_rules_snippet("chaoskit:partition-1")
-    fake = f'iptables-save() {{ cat {saved}; }}\niptables() {{ echo "iptables $*"; }}\n' + snippet.replace(
-        "! iptables-save", "true || ! iptables-save"
+    done, restored = run_undo(tmp_path, listing)
+    assert done.returncode == 0 and done.stderr == "", done
+    assert restored == '*filter\n-D INPUT -s 10.0.0.2/32 -m comment --comment "chaoskit:partition-1" -j DROP\nCOMMIT\n'
+
+
+def test_the_agents_rule_undo_never_runs_what_a_rule_says(tmp_path):
+    # A pod with NET_ADMIN can write its own rules; one carrying our comment and a command must stay text.
+    evil = '-A INPUT -m comment --comment "chaoskit:partition-1" -m comment --comment "x$(touch {0}/pwned)" -j DROP'
+    done, restored = run_undo(tmp_path, evil.format(tmp_path))
+    assert not (tmp_path / "pwned").exists()
+    assert f"$(touch {tmp_path}/pwned)" in restored  # handed to iptables-restore as it was, never to a shell
+    assert done.returncode == 0, done
+
+
+def test_the_agents_rule_undo_fails_when_it_cannot_read_the_rules(tmp_path):
+    done, restored = run_undo(tmp_path, "", save_fails=True)
+    assert done.returncode == 1 and restored == ""
+
+
+def test_the_agents_qdisc_undo_fails_while_the_qdisc_is_still_there(tmp_path):
+    script = netns.delete_qdisc_checked_snippet("1a2b:")
+    stuck = 'tc() { echo "qdisc tbf 1a2b: root refcnt 2 rate 1Mbit"; }\n' + script
+    gone = (
+        'tc() { if [ "$2" = del ]; then touch '
+        + f"{tmp_path}/del"
+        + "; fi; if [ -e "
+        + f"{tmp_path}/del"
+        + ' ]; then echo "qdisc noqueue 0: root"; else echo "qdisc tbf 1a2b: root"; fi; }\n'
+        + script
     )
-    done = subprocess.run(["bash", "-c", fake], capture_output=True, text=True, timeout=10, check=False)
-    assert done.stdout.splitlines() == [
-        "iptables -w -t filter -D INPUT -s 10.0.0.2/32 -m comment --comment chaoskit:partition-1 -j DROP"
-    ], done
+    assert subprocess.run(["sh", "-c", stuck], capture_output=True, timeout=10, check=False).returncode == 1
+    assert subprocess.run(["sh", "-c", gone], capture_output=True, timeout=10, check=False).returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -118,3 +158,40 @@ def test_served_version_picks_the_first_the_server_has():
             kube.served_version("policy", ("v2",))
     finally:
         module.client.ApisApi = original
+
+
+def test_an_owner_knows_when_its_lease_lapsed_while_a_fault_was_held(monkeypatch):
+    import threading
+    import time as clock
+
+    from chaoskit.cluster.base import Cluster
+    from chaoskit.faults import objects
+
+    owner = objects.Owner(Cluster("unit", "kind", None, None, "airgap"))
+    assert owner.lapsed_since(0.0) is None  # no Lease yet: nothing the agents could act on
+    owner._thread = threading.current_thread()  # as if renewing
+    now = clock.monotonic()
+    owner.renewed_mono = now - 3
+    assert owner.lapsed_since(now - 60) is None
+    owner.gaps = [(now - 50, now - 30)]  # 20 s unrenewed, over the 15 s a Lease lasts
+    assert owner.lapsed_since(now - 60) == pytest.approx(20)
+    assert owner.lapsed_since(now - 10) is None  # that gap ended before this fault was injected
+    owner.renewed_mono = now - 16  # going on now
+    assert owner.lapsed_since(now - 10) == pytest.approx(16, abs=1)
+
+
+def test_a_freeze_of_pods_in_the_nodes_pid_namespace_is_refused_before_anything_is_read():
+    from types import SimpleNamespace
+
+    from chaoskit.cluster.base import Cluster
+    from chaoskit.errors import SpecError
+    from chaoskit.faults.freeze import FreezeSpec
+
+    pod = SimpleNamespace(
+        metadata=SimpleNamespace(name="node-exporter-1", namespace="monitoring", deletion_timestamp=None),
+        spec=SimpleNamespace(host_pid=True),
+    )
+    kube = SimpleNamespace(pods=lambda namespace, selector: [pod])
+    fault = Freeze(Cluster("unit", "kind", None, None, "airgap"), kube, FreezeSpec("monitoring", "app=exporter"))  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match="share the node's PID namespace"):
+        fault.plan()

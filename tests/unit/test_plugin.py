@@ -94,7 +94,10 @@ def test_the_namespace_fixture_marks_its_owner_by_lease_pid_boot_and_start_time(
 
 
         @pytest.fixture
-        def kube():
+        def kube(monkeypatch):
+            from chaoskit.faults import objects
+
+            monkeypatch.setattr(objects, "_owners", {})  # an owner of an earlier in-process run is not this one's
             return SimpleNamespace(
                 core=Core(), coordination=Coordination(), wait_for_default_service_account=lambda name: None
             )

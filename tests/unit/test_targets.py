@@ -60,3 +60,34 @@ def test_loopback_stays_plain_http_and_addresses_are_not_names():
         LoadSpec(host="https://127.0.0.1:30080", run_seconds=5)
     with pytest.raises(SpecError, match="is not allowed"):  # allowing a name never allows an address
         LoadSpec(host="http://10.0.0.5:80", run_seconds=5, allow_targets=("staging.example",))
+
+
+def test_a_session_allowance_reaches_the_load_worker():
+    """The worker process checks its spec again: the session's allowed targets must go with it. 127.0.0.2 is
+    on this machine's loopback but not a name chaoskit takes for it, so it stands for a remote host here."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from chaoskit.load import run_load
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"http://127.0.0.2:{server.server_address[1]}"
+        with pytest.raises(SpecError, match="is not allowed"):
+            LoadSpec(host=host, run_seconds=1)
+        targets.allow(["127.0.0.2"])
+        result = run_load(LoadSpec(host=host, run_seconds=1, warmup_seconds=0.2, users=1))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.records and all(r.ok for r in result.records)
