@@ -5,7 +5,9 @@ It has two jobs.
 * **A shell on the node for the runner.** The runner execs bash scripts in
   this pod through the Kubernetes API (:mod:`chaoskit.adapters.nodes`); with
   the host's PID namespace they see every process of the node, and ``nsenter``
-  enters a pod's network namespace. The agent's own process takes no part.
+  enters a pod's network namespace. The agent's own process takes no part,
+  except that at start it switches the image's iptables to the backend
+  (legacy or nf_tables) the node's own rules use.
 * **Faults that undo themselves.** Every active fault is a ConfigMap in
   ``chaoskit-system`` (label ``chaoskit.io/fault``), naming the Lease of the
   process that owns it (label ``chaoskit.io/owner``) and holding, per node, a
@@ -161,8 +163,34 @@ class Injector:
                 raise
 
 
+def rule_count(command: str) -> int:
+    try:
+        done = subprocess.run([command], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("-A ") for line in done.stdout.splitlines()) if done.returncode == 0 else 0
+
+
+def match_node_iptables() -> str:
+    """Use the iptables backend the node itself uses (legacy or nf_tables), judged by which one holds the
+    host's rules (kube-proxy's, the CNI's), as kind's iptables wrapper does: rules written through one are
+    invisible to the other, and the undo and its proof must see what the node sees. Returns the backend."""
+    if rule_count("iptables-legacy-save") > rule_count("iptables-nft-save"):
+        for tool in ("iptables", "ip6tables"):
+            subprocess.run(
+                ["update-alternatives", "--set", tool, f"/usr/sbin/{tool}-legacy"],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        return "legacy"
+    return "nf_tables"
+
+
 def main() -> None:
     node = os.environ["NODE_NAME"]
+    backend = match_node_iptables()
+    print(f"iptables backend: {backend}, as the node's own rules", flush=True)
     api = KubeApi()
     injector = Injector(api, node)
     print(f"chaoskit injector on {node}: watching fault objects in {NAMESPACE}", flush=True)
