@@ -254,7 +254,8 @@ class Experiment:
 
     def hold(self, seconds: float) -> bool:
         """Inside the block: wait ``seconds`` with the faults in place, or less if the run is aborted
-        meanwhile (a stop condition, ``chaoskit abort``). Returns whether the whole time passed."""
+        meanwhile (a stop condition, ``chaoskit abort``): then it returns once the abort has undone (and
+        proven undone) every fault of the run. Returns whether the whole time passed."""
         return not self._abort_seen.wait(seconds)
 
     def _first_injection(self) -> float | None:
@@ -393,7 +394,6 @@ class Experiment:
             return
         self.aborted, self.aborted_at = reason, time.time()
         self.chaos.stop(reason)
-        self._abort_seen.set()
         if self._load is not None:
             self._load.mark(reason)
         from chaoskit.faults.sweeper import undo_entry
@@ -402,12 +402,16 @@ class Experiment:
         # Every fault this run started (by id, so one still being injected is included): the ledger says
         # which of them are in place.
         active = set(self.chaos.fault_ids[self._first_fault_id :])
-        for entry in ledger.unsettled():
-            if entry.fault_id in active:
-                how, text = undo_entry(self.chaos.cluster, self.chaos.kube, ledger, entry)
-                if how == "failed":
-                    self.aborted = f"{reason}; and the undo of {entry.fault_id} is NOT proven: {text}"
-        self.abort_undone_at = time.time()
+        try:
+            for entry in ledger.unsettled():
+                if entry.fault_id in active:
+                    how, text = undo_entry(self.chaos.cluster, self.chaos.kube, ledger, entry)
+                    if how == "failed":
+                        self.aborted = f"{reason}; and the undo of {entry.fault_id} is NOT proven: {text}"
+            self.abort_undone_at = time.time()
+        finally:
+            # Only now: a block waiting in hold() goes on with every fault of the run already undone.
+            self._abort_seen.set()
 
 
 def injection_times(faults: Sequence[FaultRecord]) -> list[float]:

@@ -219,8 +219,22 @@ def workers(kube) -> Iterator[list[str]]:
     heal_iptables_save(names)
 
 
+@pytest.fixture
+def blind_agents(kube) -> Iterator[None]:
+    """The injector agents, if installed, cannot read rules either (their own iptables-save fails), so they
+    cannot finish the undo themselves when the inner run exits; whole again whatever the test did."""
+    pods = [p.metadata.name for p in kube.pods("chaoskit-system", "app=chaoskit-injector")]
+    shadow = f"mv {SHADOW} {SHADOW}.real && printf '#!/bin/sh\\nexit 1\\n' > {SHADOW} && chmod +x {SHADOW}"
+    for pod in pods:
+        code, output = kube.exec("chaoskit-system", pod, ["sh", "-c", shadow])
+        assert code == 0, output
+    yield
+    for pod in pods:
+        kube.exec("chaoskit-system", pod, ["sh", "-c", f"[ ! -e {SHADOW}.real ] || mv -f {SHADOW}.real {SHADOW}"])
+
+
 def test_an_undo_that_cannot_see_fails_the_test_and_cleanup_finishes_it(
-    cluster, kube, web: Web, client: str, tmp_path: Path, workers: list[str]
+    cluster, kube, web: Web, client: str, tmp_path: Path, workers: list[str], blind_agents: None
 ) -> None:
     fault = FAULTS["partition"].format(ns=web.namespace)
     during = f"shadow({workers!r})"

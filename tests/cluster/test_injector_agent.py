@@ -21,6 +21,7 @@ import pytest
 from residue import Residue, scan
 from workloads import Web, probe_eventually
 
+from chaoskit.adapters.kube import lease_renewed
 from chaoskit.cluster import injector
 from chaoskit.faults.objects import LEASE_SECONDS, NAMESPACE
 
@@ -145,6 +146,15 @@ def test_a_killed_run_whose_ledger_is_deleted_is_undone_by_the_agent_when_its_le
     while not (now := residue_now(cluster)).empty():
         assert time.monotonic() < deadline, f"not whole again: {now}"
         time.sleep(1)
+    # systemd says the kubelet is active again; it serves (execs, the pods' probes) once it renews its lease.
+    restarted = time.time() - (time.monotonic() - killed) + undone_after - 2
+    kube.wait_for(
+        kube.coordination.list_namespaced_lease,
+        lambda leases: node in leases and lease_renewed(leases[node], restarted),
+        60,
+        f"the kubelet of {node} to renew its lease after the agent started it",
+        namespace="kube-node-lease",
+    )
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 
     # Another machine's cleanup finds both from the cluster alone, proves them undone and removes the records,
