@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from chaoskit.adapters.nodes import INJECTOR_NAMESPACE, INJECTOR_SELECTOR, INJECTORS
+from chaoskit.adapters.nodes import INJECTOR_NAMESPACE, INJECTOR_SELECTOR
 from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, get_provider
 from chaoskit.cluster.base import DEFAULT_NODE_PORTS, parse_node_ports
 from chaoskit.errors import ChaoskitError
@@ -87,6 +87,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from chaoskit.gameday.command import injector_options
+
     parser = _Parser(prog="chaoskit", description="Chaos and resilience testing for Kubernetes.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cluster = commands.add_parser("cluster", help="create, inspect and delete test clusters")
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         description="undo faults a killed run left behind and delete leftover test namespaces",
     )
     _cluster_options(cleanup, creating=False)
-    _injector_option(cleanup)
+    injector_options(cleanup, installs=False)
     status = commands.add_parser(
         "status",
         help="the faults in place now, who injected them and since when, and the test namespaces",
@@ -117,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(abort, creating=False)
-    _injector_option(abort)
+    injector_options(abort, installs=False)
     from chaoskit.gameday import command as run_command
 
     run_command.add_parser(commands)
@@ -193,14 +195,6 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
             action="store_true",
             help="do not install packages or start Docker; fail if they are missing",
         )
-
-
-def _injector_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--injector",
-        choices=INJECTORS,
-        help="how undos reach nodes: docker (kind only) or agent (default: docker on kind, agent elsewhere)",
-    )
 
 
 def _agent(args: argparse.Namespace) -> int:

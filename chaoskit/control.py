@@ -30,10 +30,10 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError
 from chaoskit.faults import objects
-from chaoskit.faults.ledger import Ledger, LedgerEntry, process_alive
+from chaoskit.faults.ledger import Ledger, LedgerEntry
 from chaoskit.faults.signals import deferred
 from chaoskit.faults.sweeper import undo_entry, undo_object
-from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_BOOT, OWNER_PID, OWNER_STARTED
+from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_PID, owner_alive
 
 
 @dataclass(frozen=True)
@@ -109,20 +109,11 @@ def status(cluster: Cluster, kube: Kube) -> Status:
     listed: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
     live = objects.live_owners(kube)  # None: unreadable, and then no owner is called dead
     for ns in listed:
-        labels = ns.metadata.labels or {}
-        annotations = ns.metadata.annotations or {}
-        pid = labels.get(OWNER_PID, "")
-        started = annotations.get(OWNER_STARTED)
-        if objects.OWNER_LABEL in labels:
-            alive = live is None or labels[objects.OWNER_LABEL] in live
-        else:
-            alive = pid.isdigit() and process_alive(
-                int(pid), annotations.get(OWNER_BOOT, ""), float(started) if started else None
-            )
+        pid = (ns.metadata.labels or {}).get(OWNER_PID, "")
         created = ns.metadata.creation_timestamp
         phase = (ns.status.phase if ns.status else None) or "?"
         age = now - created.timestamp() if created else 0.0
-        namespaces.append(TestNamespace(ns.metadata.name, pid, alive, phase, age))
+        namespaces.append(TestNamespace(ns.metadata.name, pid, owner_alive(ns, live), phase, age))
     return Status(cluster.name, faults, sorted(namespaces, key=lambda n: n.name), elsewhere, unreadable)
 
 
@@ -133,6 +124,10 @@ class AbortResult:
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     """From the abort line until the last fault was undone and proven."""
+
+    def file(self, fault_id: str, how: str, text: str) -> None:
+        """Note one fault's outcome (``undone``, ``moot`` or ``failed``, as the sweeper's undo returns it)."""
+        {"undone": self.undone, "moot": self.moot}.get(how, self.failed).append(f"{fault_id}: {text}")
 
 
 def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0) -> AbortResult:
@@ -149,15 +144,13 @@ def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0) -> AbortRes
         for entry in pending:
             seen.add(entry.fault_id)
             with deferred(f"aborting {entry.fault_id}"):
-                how, text = undo_entry(cluster, kube, ledger, entry)
-            {"undone": result.undone, "moot": result.moot}.get(how, result.failed).append(f"{entry.fault_id}: {text}")
+                result.file(entry.fault_id, *undo_entry(cluster, kube, ledger, entry))
         mine = {e.fault_id for e in ledger.unsettled()}
         others = [f for f in objects.listed(kube) if f.fault_id not in seen and f.fault_id not in mine]
         for found in others:  # other machines' runs: only the cluster records them
             seen.add(found.fault_id)
             with deferred(f"aborting {found.fault_id}"):
-                how, text = undo_object(cluster, kube, found)
-            {"undone": result.undone, "moot": result.moot}.get(how, result.failed).append(f"{found.fault_id}: {text}")
+                result.file(found.fault_id, *undo_object(cluster, kube, found))
         if pending or others:
             result.seconds = time.monotonic() - started
         if time.monotonic() >= until:

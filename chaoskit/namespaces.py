@@ -44,20 +44,25 @@ def sweep_namespaces(kube: Kube) -> list[str]:
     live = live_owners(kube) if any(OWNER_LABEL in (ns.metadata.labels or {}) for ns in leftovers) else set()
     deleted = []
     for ns in leftovers:
-        labels = ns.metadata.labels or {}
-        if OWNER_LABEL in labels:
-            if live is None or labels[OWNER_LABEL] in live:  # unreadable leases: never guess "dead"
-                continue
-        else:
-            pid = labels.get(OWNER_PID, "")
-            annotations = ns.metadata.annotations or {}
-            boot = annotations.get(OWNER_BOOT, "")
-            if pid.isdigit() and process_alive(int(pid), boot, _started_at(annotations.get(OWNER_STARTED))):
-                continue
+        if owner_alive(ns, live):
+            continue
         if ns.status.phase != "Terminating":
             kube.core.delete_namespace(ns.metadata.name, propagation_policy="Background")
             deleted.append(ns.metadata.name)
     return deleted
+
+
+def owner_alive(ns: Any, live: set[str] | None) -> bool:
+    """Whether a test namespace's owner still runs: by its owner Lease (among ``live``, the Leases still
+    renewed; None when they could not be read, and then no owner is taken for dead), or for a namespace
+    made before owners had Leases, by its pid, boot id and start time."""
+    labels = ns.metadata.labels or {}
+    if OWNER_LABEL in labels:
+        return live is None or labels[OWNER_LABEL] in live
+    pid = labels.get(OWNER_PID, "")
+    annotations = ns.metadata.annotations or {}
+    boot = annotations.get(OWNER_BOOT, "")
+    return pid.isdigit() and process_alive(int(pid), boot, _started_at(annotations.get(OWNER_STARTED)))
 
 
 def _started_at(text: str | None) -> float | None:

@@ -308,18 +308,17 @@ def session_cluster(config: pytest.Config) -> Cluster:
     except ChaoskitError as exc:
         raise pytest.fail.Exception(f"no cluster: {exc}", pytrace=False) from None  # one line, no chain
     chosen = setting(config, "injector") or injector.default_injector(handle)
-    try:
-        with capture.global_and_fixture_disabled() if capture else nullcontext():
-            if chosen == "agent":
-                shell_kube = handle.kube()  # the agent's exec client lives as long as the session
-                config.add_cleanup(shell_kube.close)
-                injector.select(handle, shell_kube, chosen, setting(config, "agent-image"))
-            else:
-                with handle.kube() as kube:
-                    injector.select(handle, kube, chosen)
-    except ChaoskitError as exc:
-        raise pytest.fail.Exception(f"no injector: {exc}", pytrace=False) from None
     with handle.kube() as kube:
+        try:
+            with capture.global_and_fixture_disabled() if capture else nullcontext():
+                if chosen == "agent":
+                    shell_kube = handle.kube()  # the agent's exec client lives as long as the session
+                    config.add_cleanup(shell_kube.close)
+                    injector.select(handle, shell_kube, chosen, setting(config, "agent-image"))
+                else:
+                    injector.select(handle, kube, chosen)
+        except ChaoskitError as exc:
+            raise pytest.fail.Exception(f"no injector: {exc}", pytrace=False) from None
         sweep_namespaces(kube)
         result = sweep(handle, kube)
     if result.failed:

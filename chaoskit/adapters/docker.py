@@ -298,13 +298,3 @@ def _exit_code(api: docker.APIClient, exec_id: str, what: str) -> int:
     if code is None:
         raise ClusterError(f"Docker gave no exit status for {what}")
     return int(code)
-
-
-def exec_in(name: str, *command: str, timeout: float = 60) -> str:
-    """Run a command in a container and return its output; a non-zero exit is a ClusterError."""
-    result = run_in(name, list(command), timeout)
-    if result.code != 0:
-        detail = " | ".join(result.output.strip().splitlines()[-5:])
-        reason = f"ran over {timeout:g} s" if result.code == 124 else f"failed (exit {result.code})"
-        raise ClusterError(f"'{' '.join(command)[:120]}' in {name} {reason}: {detail}")
-    return result.stdout

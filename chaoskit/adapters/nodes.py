@@ -86,9 +86,7 @@ class AgentShell:
             return self._pods.get(node)
 
     def run(self, node: str, command: list[str], timeout: float) -> ExecResult:
-        pod = self.pod_on(node)
-        if pod is None:
-            pod = self.pod_on(node, refresh=True)
+        pod = self.pod_on(node)  # a node missing from the cache is looked up afresh
         if pod is None:
             raise ClusterError(
                 f"no running {INJECTOR_NAME} pod on node {node}: install the agent with 'chaoskit agent install'"

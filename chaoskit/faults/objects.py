@@ -249,33 +249,49 @@ def ask(kube: Kube, fault_id: str, key: str, value: str) -> None:
 
 
 def await_mark(kube: Kube, fault_id: str, node: str, done: str, timeout: float) -> dict[str, Any]:
-    """Wait until the agent on ``node`` marks the fault ``done`` (``injected``, ``undone``); return its mark.
+    """Wait, on the watch API, until the agent on ``node`` marks the fault ``done`` (``injected``, ``undone``);
+    return its mark.
 
     A mark of failure (``inject-failed.NODE``) raises at once with the agent's
     output; no mark within ``timeout`` (no agent on the node, or one that is
-    stuck) raises too.
+    stuck) raises too, with the agent's last failed try if there was one.
     """
     action = "inject" if done == "injected" else "undo"
-    deadline = time.monotonic() + timeout
-    while True:
-        obj = kube.core.read_namespaced_config_map(object_name(fault_id), NAMESPACE, _request_timeout=10)
-        data = obj.data or {}
-        if f"{done}.{node}" in data:
-            mark: dict[str, Any] = json.loads(data[f"{done}.{node}"])
-            return mark
-        failed = data.get(f"{action}-failed.{node}")
-        if failed and action == "inject":
-            detail = json.loads(failed)
-            raise ClusterError(
-                f"the injector on {node} could not {action} {fault_id} (exit {detail['code']}): {detail['output']}"
-            )
-        if time.monotonic() > deadline:
-            extra = f"; its last try failed: {json.loads(failed)['output'][-300:]}" if failed else ""
-            raise ClusterError(
-                f"the injector on {node} did not {action} {fault_id} within {timeout:g} s "
-                f"(is {INJECTOR_NAME} running there?){extra}"
-            )
-        time.sleep(0.2)
+    name = object_name(fault_id)
+    done_key, failed_key = f"{done}.{node}", f"{action}-failed.{node}"
+    ends = (done_key, failed_key) if action == "inject" else (done_key,)
+
+    def marked(items: dict[str, Any]) -> bool:
+        record = items.get(name)  # gone: the read below says so at once
+        return record is None or any(key in (record.data or {}) for key in ends)
+
+    try:
+        kube.wait_for(
+            kube.core.list_namespaced_config_map,
+            marked,
+            timeout,
+            f"the injector on {node} to {action} {fault_id}",
+            namespace=NAMESPACE,
+            field_selector=f"metadata.name={name}",
+        )
+        waited = True
+    except ClusterError:
+        waited = False
+    data = kube.core.read_namespaced_config_map(name, NAMESPACE, _request_timeout=10).data or {}
+    if done_key in data:
+        mark: dict[str, Any] = json.loads(data[done_key])
+        return mark
+    failed = data.get(failed_key)
+    if waited and failed:  # only an inject ends the wait on a failure
+        detail = json.loads(failed)
+        raise ClusterError(
+            f"the injector on {node} could not {action} {fault_id} (exit {detail['code']}): {detail['output']}"
+        )
+    extra = f"; its last try failed: {json.loads(failed)['output'][-300:]}" if failed else ""
+    raise ClusterError(
+        f"the injector on {node} did not {action} {fault_id} within {timeout:g} s "
+        f"(is {INJECTOR_NAME} running there?){extra}"
+    )
 
 
 @dataclass(frozen=True)
@@ -296,13 +312,18 @@ class FaultObject:
     """Whether its owner's Lease is still renewed."""
 
 
-def listed(kube: Kube) -> list[FaultObject]:
-    """Every fault object in the cluster, with whether its owner is alive; none when ``chaoskit-system`` is absent."""
+def _owner_leases(kube: Kube) -> list[Any]:
+    """Every owner Lease (an ApiException when they cannot be read)."""
+    leases: list[Any] = kube.coordination.list_namespaced_lease(NAMESPACE, label_selector=OWNER_LEASE_LABEL).items
+    return leases
+
+
+def listed(kube: Kube, owner_leases: list[Any] | None = None) -> list[FaultObject]:
+    """Every fault object in the cluster, with whether its owner is alive (judged from ``owner_leases`` when
+    the caller has just read them); none when ``chaoskit-system`` is absent."""
     try:
         items: list[Any] = kube.core.list_namespaced_config_map(NAMESPACE, label_selector=FAULT_LABEL).items
-        lease_items: list[Any] = kube.coordination.list_namespaced_lease(
-            NAMESPACE, label_selector=OWNER_LEASE_LABEL
-        ).items
+        lease_items = _owner_leases(kube) if owner_leases is None else owner_leases
         leases = {lease.metadata.name: lease for lease in lease_items}
     except ApiException as exc:
         if exc.status == 404:
@@ -332,7 +353,7 @@ def listed(kube: Kube) -> list[FaultObject]:
 def live_owners(kube: Kube) -> set[str] | None:
     """Names of the owner Leases still renewed; None when ``chaoskit-system`` cannot be read."""
     try:
-        leases: list[Any] = kube.coordination.list_namespaced_lease(NAMESPACE, label_selector=OWNER_LEASE_LABEL).items
+        leases = _owner_leases(kube)
     except ApiException:
         return None
     return {lease.metadata.name for lease in leases if not lease_expired(lease)}
@@ -342,10 +363,10 @@ def sweep_leases(kube: Kube) -> list[str]:
     """Delete owner Leases expired for good (nothing renews them); return their names."""
     removed: list[str] = []
     try:
-        leases: list[Any] = kube.coordination.list_namespaced_lease(NAMESPACE, label_selector=OWNER_LEASE_LABEL).items
+        leases = _owner_leases(kube)
     except ApiException:
         return removed
-    referenced = {f.owner_lease for f in listed(kube)}
+    referenced = {f.owner_lease for f in listed(kube, leases)}
     for lease in leases:
         if lease_expired(lease) and lease.metadata.name not in referenced:
             try:

@@ -18,7 +18,9 @@ with a line saying so, so that one stale entry never blocks every later session.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
@@ -90,52 +92,53 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
 def undo_object(cluster: Cluster, kube: Kube, found: objects.FaultObject) -> tuple[str, str]:
     """Undo, prove and remove a fault the cluster records for a dead owner that this machine's ledger does not
     know (another machine's run, or a ledger file that is gone); returns as :func:`undo_entry` does."""
-    fault = Fault.registry.get(found.kind)
-    if fault is None:
-        return "failed", f"{found.fault_id}: unknown fault kind {found.kind!r}"
     who = found.owner
     agents = f"; the agents had undone it on {', '.join(found.undone_on)}" if found.undone_on else ""
-    say(
+    announce = (
         f"undoing {found.fault_id} from its record in the cluster, left by {who.get('host', '?')} "
         f"pid {who.get('pid', '?')} ({who.get('command', '?')}){agents}"
     )
-    try:
-        reason = fault.moot(cluster, kube, found.undo)
-    except Exception as exc:
-        return "failed", f"{found.fault_id}: cannot tell whether its targets still exist: {exc}"
-    if reason is not None:
-        objects.settle(kube, found.fault_id)
-        return "moot", reason
-    with signals.deferred(f"undoing {found.fault_id}"):
-        try:
-            proof = undo_and_prove(fault, cluster, kube, found.fault_id, found.undo)
-        except FaultUndoFailed as exc:
-            return "failed", str(exc)
-        objects.settle(kube, found.fault_id)
-    return "undone", proof
+    return _undo_recorded(cluster, kube, found.fault_id, found.kind, found.undo, announce, lambda how: None)
 
 
 def undo_entry(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry) -> tuple[str, str]:
     """Undo and settle one ledger entry, signals deferred: (``undone``, the proof), (``moot``, the reason)
     or (``failed``, why). The sweep uses it for dead runs' entries, the ``chaos`` fixture for a test's own."""
-    fault = Fault.registry.get(entry.kind)
+    announce = f"undoing {entry.fault_id}, recorded by process {entry.pid} ({entry.undo})"
+    return _undo_recorded(
+        cluster, kube, entry.fault_id, entry.kind, entry.undo, announce, lambda how: ledger.settle(entry.fault_id, how)
+    )
+
+
+def _undo_recorded(
+    cluster: Cluster,
+    kube: Kube,
+    fault_id: str,
+    kind: str,
+    undo: dict[str, Any],
+    announce: str,
+    settle_ledger: Callable[[str], None],
+) -> tuple[str, str]:
+    """Undo a recorded fault (ledger entry or cluster record) from its data, prove it, and settle it: in the
+    ledger by ``settle_ledger(how)``, then in the cluster. A moot fault (its targets gone) is settled as such."""
+    fault = Fault.registry.get(kind)
     if fault is None:
-        return "failed", f"{entry.fault_id}: unknown fault kind {entry.kind!r}"
+        return "failed", f"{fault_id}: unknown fault kind {kind!r}"
     try:
-        reason = fault.moot(cluster, kube, entry.undo)
+        reason = fault.moot(cluster, kube, undo)
     except Exception as exc:
-        return "failed", f"{entry.fault_id}: cannot tell whether its targets still exist: {exc}"
+        return "failed", f"{fault_id}: cannot tell whether its targets still exist: {exc}"
     if reason is not None:
-        say(f"{entry.fault_id} settled as moot: {reason}")
-        ledger.settle(entry.fault_id, how="moot")
-        objects.settle_or_warn(kube, entry.fault_id)
+        say(f"{fault_id} settled as moot: {reason}")
+        settle_ledger("moot")
+        objects.settle_or_warn(kube, fault_id)
         return "moot", reason
-    say(f"undoing {entry.fault_id}, recorded by process {entry.pid} ({entry.undo})")
-    with signals.deferred(f"undoing {entry.fault_id}"):
+    say(announce)
+    with signals.deferred(f"undoing {fault_id}"):
         try:
-            proof = undo_and_prove(fault, cluster, kube, entry.fault_id, entry.undo)
+            proof = undo_and_prove(fault, cluster, kube, fault_id, undo)
         except FaultUndoFailed as exc:
             return "failed", str(exc)
-        ledger.settle(entry.fault_id)
-        objects.settle_or_warn(kube, entry.fault_id)
+        settle_ledger("undone")
+        objects.settle_or_warn(kube, fault_id)
     return "undone", proof

@@ -84,17 +84,21 @@ def safety_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def injector_options(parser: argparse.ArgumentParser) -> None:
-    """How faults reach nodes, as pytest's ``--chaos-injector`` and ``--chaos-agent-image``."""
+def injector_options(parser: argparse.ArgumentParser, installs: bool = True) -> None:
+    """How faults reach nodes, as pytest's ``--chaos-injector`` and ``--chaos-agent-image``; for a command that
+    only undoes (``installs=False``: ``cleanup``, ``abort``), the choice alone, as it never installs the agent."""
+    how = "the in-cluster injector, installed if needed" if installs else "the injector installed in the cluster"
     parser.add_argument(
         "--injector",
         choices=INJECTORS,
-        help="docker (kind only) or agent, the in-cluster injector, installed if needed "
-        "(default: docker on kind, agent elsewhere)",
+        help=f"how faults reach nodes: docker (kind only) or agent, {how} (default: docker on kind, agent elsewhere)",
     )
-    parser.add_argument(
-        "--agent-image", metavar="IMAGE", help="the injector's image for a cluster that is not kind (from a registry)"
-    )
+    if installs:
+        parser.add_argument(
+            "--agent-image",
+            metavar="IMAGE",
+            help="the injector's image for a cluster that is not kind (from a registry)",
+        )
 
 
 def safety_from(args: argparse.Namespace, max_share: float = 0.5) -> Safety:

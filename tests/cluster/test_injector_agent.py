@@ -91,12 +91,14 @@ def residue_now(cluster) -> Residue:
 
 def cleanup_elsewhere(cluster, tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
     """``chaoskit cleanup`` from a machine with an empty cache: it knows only what the cluster records."""
+    return chaoskit("cleanup", "--name", cluster.name, timeout=400, cache=tmp_path / name)
+
+
+def chaoskit(*args: str, timeout: float, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The command line as a user types it (with a cache directory of its own, standing for another machine)."""
+    env = {**os.environ, "CHAOSKIT_CACHE": str(cache)} if cache else None
     return subprocess.run(
-        [sys.executable, "-m", "chaoskit.cli", "cleanup", "--name", cluster.name],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env={**os.environ, "CHAOSKIT_CACHE": str(tmp_path / name)},
+        [sys.executable, "-m", "chaoskit.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -216,19 +218,9 @@ def test_kubelet_stop_turns_the_node_not_ready_and_the_agent_starts_it_again(
 
 
 def test_agent_install_and_status_as_a_user_types_them(cluster, kube, agent: str) -> None:
-    installed = subprocess.run(
-        [sys.executable, "-m", "chaoskit.cli", "agent", "install", "--name", cluster.name],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    installed = chaoskit("agent", "install", "--name", cluster.name, timeout=600)
     assert installed.returncode == 0 and f"injector {agent} runs on every node of {cluster.name}" in installed.stdout
-    status = subprocess.run(
-        [sys.executable, "-m", "chaoskit.cli", "agent", "status", "--name", cluster.name],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    status = chaoskit("agent", "status", "--name", cluster.name, timeout=120)
     assert status.returncode == 0, status
     nodes = sorted(n.metadata.name for n in kube.nodes())
     listed = sorted(line.split()[1] for line in status.stdout.splitlines() if line.startswith("  chaoskit-injector-"))
