@@ -241,11 +241,18 @@ class Chaos:
         jitter_ms: int = 0,
         count: int | None = None,
         seed: int | None = None,
+        engine: str = "auto",
         max_share: float | None = None,
     ) -> AbstractContextManager[FaultRecord]:
-        """Delay packets leaving pods; raises FaultUnsupported where the kernel lacks netem."""
+        """Delay packets leaving pods: by netem where the kernel has it, else in user space (``engine=``)."""
         spec = LatencySpec(
-            namespace=namespace, selector=selector, delay_ms=delay_ms, jitter_ms=jitter_ms, count=count, seed=seed
+            namespace=namespace,
+            selector=selector,
+            delay_ms=delay_ms,
+            jitter_ms=jitter_ms,
+            count=count,
+            seed=seed,
+            engine=engine,
         )
         return self._active(Latency(self.cluster, self.kube, spec, safety=self.safety), max_share)
 

@@ -311,6 +311,11 @@ def run_everywhere(work: list[tuple[Netns, str]], timeout: float = STEP_TIMEOUT)
 READ_RULES = "iptables-save -t filter"
 
 
+def read_rules(table: str = "filter") -> str:
+    """Shell: list one iptables table (faults use ``filter``, and ``mangle`` for the latency delayer)."""
+    return f"iptables-save -t {table}"
+
+
 def comment_rules(output: str, comment: str) -> list[str]:
     """The ``-A ...`` lines of an ``iptables-save`` listing that carry ``comment``."""
     return [line for line in output.splitlines() if line.startswith("-A ") and comment in _unquote(line.split())]
@@ -320,16 +325,16 @@ RESTORE_SAFE = re.compile(r"^[A-Za-z0-9_.:/!-]+$")
 """Words ``iptables-restore`` reads as they are (it knows double quotes only, and ours need none)."""
 
 
-def _restore(lines: list[list[str]]) -> str | None:
-    """Shell: apply iptables lines (``-I ...``/``-D ...``) to the filter table in one ``iptables-restore``
+def _restore(lines: list[list[str]], table: str = "filter") -> str | None:
+    """Shell: apply iptables lines (``-I ...``/``-D ...``) to a table in one ``iptables-restore``
     transaction, the table kept otherwise (``--noflush``); None when a word would need quoting."""
     if not all(RESTORE_SAFE.match(word) for line in lines for word in line):
         return None
-    body = "\n".join(["*filter", *(" ".join(line) for line in lines), "COMMIT", ""])
+    body = "\n".join([f"*{table}", *(" ".join(line) for line in lines), "COMMIT", ""])
     return f"printf %s {shlex.quote(body)} | iptables-restore -w --noflush"
 
 
-def insert_snippet(rules: list[list[str]], comment: str) -> str:
+def insert_snippet(rules: list[list[str]], comment: str, table: str = "filter") -> str:
     """Insert rules (each marked with ``comment``), then list the table so the caller can count them.
 
     All of a namespace's rules go in as one ``iptables-restore`` transaction: one
@@ -337,36 +342,37 @@ def insert_snippet(rules: list[list[str]], comment: str) -> str:
     where an ``iptables`` process per rule made the cost grow with the pods.
     """
     marked = [["-I", *r, "-m", "comment", "--comment", comment] for r in rules]
-    batch = _restore(marked)
+    batch = _restore(marked, table)
     if batch is not None:
-        return f"set -e; {batch}; {READ_RULES}"
-    inserts = [shlex.join(["iptables", "-w", *r]) for r in marked]
-    return "set -e; " + "; ".join([*inserts, READ_RULES])
+        return f"set -e; {batch}; {read_rules(table)}"
+    inserts = [shlex.join(["iptables", "-w", "-t", table, *r]) for r in marked]
+    return "set -e; " + "; ".join([*inserts, read_rules(table)])
 
 
-def rules_in(namespaces: Iterable[Netns], comment: str) -> dict[Netns, list[str] | None]:
-    """The rules carrying ``comment`` in each namespace; None where the namespace is gone.
+def rules_in(namespaces: Iterable[Netns], comment: str, table: str = "filter") -> dict[Netns, list[str] | None]:
+    """The rules carrying ``comment`` in each namespace's ``table``; None where the namespace is gone.
 
     A listing that fails raises NamespaceUnreadable: an unreadable table is not an empty one.
     """
-    outcomes = run_everywhere([(ns, READ_RULES) for ns in namespaces])
+    listing = read_rules(table)
+    outcomes = run_everywhere([(ns, listing) for ns in namespaces])
     found: dict[Netns, list[str] | None] = {}
     for ns, outcome in outcomes.items():
         if outcome.gone:
             found[ns] = None
         elif outcome.code != 0:
-            raise NamespaceUnreadable(f"'{READ_RULES}' failed in {ns} (exit {outcome.code}): {_tail(outcome.output)}")
+            raise NamespaceUnreadable(f"'{listing}' failed in {ns} (exit {outcome.code}): {_tail(outcome.output)}")
         else:
             found[ns] = comment_rules(outcome.output, comment)
     return found
 
 
-def delete_rules(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int | None]:
+def delete_rules(namespaces: Iterable[Netns], comment: str, table: str = "filter") -> dict[Netns, int | None]:
     """Delete every rule carrying ``comment``; how many per namespace (None: gone). Idempotent.
 
     A listing or a delete that fails raises NamespaceUnreadable naming the namespace.
     """
-    present = rules_in(namespaces, comment)
+    present = rules_in(namespaces, comment, table)
     work = []
     for ns, rules in present.items():
         if rules:
@@ -377,11 +383,12 @@ def delete_rules(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int |
             deletes = []
             specs = [_unquote(line.split()[1:]) for line in rules]
             for rule in specs:
-                delete, check = shlex.join(["iptables", "-w", "-D", *rule]), shlex.join(["iptables", "-w", "-C", *rule])
+                delete = shlex.join(["iptables", "-w", "-t", table, "-D", *rule])
+                check = shlex.join(["iptables", "-w", "-t", table, "-C", *rule])
                 deletes.append(f"{delete} || ! {check} 2>/dev/null")
             one_by_one = "set -e; " + "; ".join(deletes)
             # All at once in one transaction; if any is gone already (the transaction then fails whole), one by one.
-            batch = _restore([["-D", *rule] for rule in specs])
+            batch = _restore([["-D", *rule] for rule in specs], table)
             work.append((ns, one_by_one if batch is None else f"{batch} 2>/dev/null || ( {one_by_one} )"))
     for ns, outcome in run_everywhere(work).items():
         if not outcome.gone and outcome.code != 0:
@@ -389,25 +396,25 @@ def delete_rules(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int |
     return {ns: (None if rules is None else len(rules)) for ns, rules in present.items()}
 
 
-def delete_rules_snippet(comment: str) -> str:
-    """Shell, for inside one namespace: delete every filter rule carrying ``comment``, then fail if one is
+def delete_rules_snippet(comment: str, table: str = "filter") -> str:
+    """Shell, for inside one namespace: delete every rule of ``table`` carrying ``comment``, then fail if one is
     left, or if a listing fails. Needs only iptables (the injector agent runs it when a fault's owner is gone).
 
     The listed rules go back to ``iptables-restore`` as ``-D`` lines, one at a time: it parses the quoting
     itself, so nothing from a rule (a comment a pod wrote into its own table) ever reaches a shell.
     """
-    match = shlex.quote(f'--comment "?{_ere(comment)}"?( |$)')
+    match = shlex.quote(f'--comment "?{literal_ere(comment)}"?( |$)')
     return (
-        "rules=$(iptables-save -t filter) || exit 1; "
+        f"rules=$(iptables-save -t {table}) || exit 1; "
         f"printf '%s\\n' \"$rules\" | grep '^-A ' | grep -E -- {match} | sed 's/^-A /-D /' "
         "| while IFS= read -r rule; do "
-        "printf '*filter\\n%s\\nCOMMIT\\n' \"$rule\" | iptables-restore -w --noflush || exit 1; done || exit 1; "
-        "left=$(iptables-save -t filter) || exit 1; "
+        f"printf '*{table}\\n%s\\nCOMMIT\\n' \"$rule\" | iptables-restore -w --noflush || exit 1; done || exit 1; "
+        f"left=$(iptables-save -t {table}) || exit 1; "
         f"! printf '%s\\n' \"$left\" | grep -qE -- {match}"
     )
 
 
-def _ere(text: str) -> str:
+def literal_ere(text: str) -> str:
     """``text`` as a POSIX extended regular expression matching it literally (``re.escape`` also escapes
     ``-`` and ``:``, which grep warns about)."""
     return "".join(f"\\{c}" if c in ".^$*+?()[]{}|\\" else c for c in text)
@@ -549,6 +556,57 @@ def probe_from_node(node: str, ip: str, port: int) -> str:
     """A TCP probe from a node's own namespace (outside every pod): ``open``, ``blocked`` or ``refused``."""
     result = nodes.run(node, ["bash", "-c", tcp_snippet(ip, port)], timeout=STEP_TIMEOUT)
     return probe_verdict(Outcome(False, result.code, result.output), f"node {node}", f"{ip}:{port}")
+
+
+CONNECT_TIMER = r"""
+import socket, sys, time
+ip, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(count):
+    s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
+    s.settimeout(5)
+    start = time.perf_counter()
+    try:
+        s.connect((ip, port))
+        outcome = "open"
+    except ConnectionRefusedError:
+        outcome = "refused"
+    except OSError as exc:
+        outcome = type(exc).__name__
+    print("rtt", outcome, round((time.perf_counter() - start) * 1e6))
+    s.close()
+    time.sleep(0.02)
+"""
+"""Python: time ``count`` TCP handshakes (a refusal is timed too: its RST answers as the SYN-ACK would)."""
+
+
+def connect_times(node: str, ip: str, port: int, count: int = 9) -> list[float]:
+    """Milliseconds each of ``count`` TCP handshakes from ``node``'s own namespace to ``ip:port`` took.
+
+    Python's clock around ``connect()`` where the node (or the agent) has python3; else bash's
+    ``/dev/tcp`` between two ``date`` calls (a few ms of process start in every figure, the same
+    before and during a fault). A handshake that timed out raises: it measures nothing.
+    """
+    timer = shlex.quote(CONNECT_TIMER)
+    fallback = (
+        f"for i in $(seq {count}); do s=$(date +%s%N); "
+        f"timeout 5 bash -c {shlex.quote(f'exec 3<>/dev/tcp/{ip}/{port}')} 2>/dev/null; rc=$?; e=$(date +%s%N); "
+        "case $rc in 0) o=open;; 124) o=timeout;; *) o=refused;; esac; echo rtt $o $(( (e - s) / 1000 )); done"
+    )
+    script = (
+        f"if command -v python3 >/dev/null; then python3 -c {timer} {shlex.quote(ip)} {port} {count}; "
+        f"else {fallback}; fi"
+    )
+    output = on_node(node, script, timeout=count * 6 + 10)
+    times = []
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "rtt":
+            if words[1] not in ("open", "refused"):
+                raise ClusterError(f"a TCP handshake from {node} to {ip}:{port} failed ({words[1]})")
+            times.append(int(words[2]) / 1000)
+    if len(times) != count:
+        raise ClusterError(f"timing TCP handshakes from {node} to {ip}:{port} gave no figures: {_tail(output)}")
+    return times
 
 
 def on_node(node: str, script: str, timeout: float) -> str:

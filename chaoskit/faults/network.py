@@ -29,21 +29,27 @@ a handle derived from its id: undo deletes the root qdisc only while it still
 bears that handle. A bandwidth limit proves itself by a measured transfer: the
 pod sends a burst to a listener on its node and the node times its arrival.
 
-Latency and jitter need the kernel's netem qdisc. Whether it exists is tried
-first in a throwaway namespace of the node; where it does not (this project's
-own machines), the fault raises :class:`FaultUnsupported` before anything is
-injected, and the pytest plugin turns that into a skip with the reason.
+Latency and jitter use the kernel's netem qdisc where it exists (tried first in
+a throwaway namespace of the node). Where it does not (Docker Desktop, WSL2,
+this project's own machines) a user-space delayer does the same job: an
+NFQUEUE rule in the pod's namespace hands each outgoing packet to a python3
+process there, which releases it after the delay (:mod:`chaoskit.agent.nfqdelay`).
+Either way the delay is proven by timing TCP handshakes to the pod before and
+during the fault.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import shlex
 import time
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, ClassVar
 
+from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SafetyError, SpecError
@@ -51,9 +57,11 @@ from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import (
     COMMENT_PREFIX,
     SHOW_ROOT,
+    STEP_TIMEOUT,
     Netns,
     PodProcess,
     comment_rules,
+    connect_times,
     delete_qdisc_checked_snippet,
     delete_qdisc_snippet,
     delete_rules,
@@ -61,9 +69,11 @@ from chaoskit.faults.netns import (
     dropped,
     dropped_snippet,
     insert_snippet,
+    literal_ere,
     locate_all,
     netem_available,
     on_node,
+    on_nodes,
     parse_root_qdisc,
     probe_from_node,
     probe_from_pod,
@@ -529,18 +539,29 @@ class Bandwidth(_QdiscFault):
         )
 
 
+LATENCY_ENGINES = ("auto", "netem", "nfqueue")
+"""How a latency fault delays: the kernel's netem qdisc, chaoskit's user-space NFQUEUE delayer, or
+whichever the node has (netem first)."""
+
+
 @dataclass(frozen=True)
 class LatencySpec:
-    """Delay (and jitter) on packets leaving the selected pods; needs netem."""
+    """Delay (and jitter) on the selected pods' traffic: every round trip to or from them takes ``delay_ms``
+    longer (netem delays the packets leaving them, the user-space delayer those arriving)."""
 
     namespace: str
     selector: str
     delay_ms: int
     jitter_ms: int = 0
+    """Each packet's delay varies by up to this much either way (uniformly)."""
     count: int | None = None
     """How many of the matching pods (default: all of them)."""
     seed: int | None = None
     """Seed of the pick when ``count`` is given."""
+    engine: str = "auto"
+    """``netem`` (the kernel's qdisc), ``nfqueue`` (a user-space delayer fed by an NFQUEUE rule, for
+    kernels without netem: Docker Desktop, WSL2, this project's machines), or ``auto``: netem where the
+    kernel has it, else nfqueue."""
 
     def __post_init__(self) -> None:
         check_selector(self.selector)
@@ -549,26 +570,243 @@ class LatencySpec:
             raise SpecError(f"delay_ms must be positive, not {self.delay_ms}")
         if not 0 <= self.jitter_ms <= self.delay_ms:
             raise SpecError(f"jitter_ms must be in 0-{self.delay_ms}, not {self.jitter_ms}")
+        if self.engine not in LATENCY_ENGINES:
+            raise SpecError(f"engine must be one of {', '.join(LATENCY_ENGINES)}, not {self.engine!r}")
+
+
+DELAYER = "nfqdelay.py"
+"""The user-space delayer's module in :mod:`chaoskit.agent`, copied to the node as it is."""
+DELAYER_TABLE = "mangle"
+"""The table of the delayer's NFQUEUE rule: chaoskit's filter rules (a partition) still apply after the
+delay, as a queued packet that is accepted skips only the rest of its own table.
+
+The rule queues the packets *arriving* at the pod (``PREROUTING``), where netem delays those leaving it:
+every round trip to or from the pod grows by the delay all the same. Holding the pod's outgoing packets
+instead would throttle its own TCP senders, which count packets held in a queue against their socket (TCP
+small queues): a bulk transfer fell to 2 Mbit/s at 20 ms (benchmarks/latency_bench.py --egress)."""
+LATENCY_PROBES = 9
+"""Handshakes timed before and during the fault; the medians are compared."""
+LATENCY_TOLERANCE = 0.2
+"""The measured added delay may differ from the configured one by this share (plus 1 ms and half the jitter)."""
+
+
+def _delayer_source() -> str:
+    return resources.files("chaoskit.agent").joinpath(DELAYER).read_text()
+
+
+def delayer_path() -> str:
+    """Where the delayer is written on a node: its name carries a digest of its code."""
+    digest = hashlib.sha256(_delayer_source().encode()).hexdigest()[:12]
+    return f"/tmp/chaoskit-nfqdelay-{digest}.py"
+
+
+def delayer_arg(comment: str) -> str:
+    """The delayer's ``--tag`` argument: one argv word, found again by :func:`delayers_snippet`."""
+    return f"--tag={comment}"
+
+
+def write_delayer_script() -> str:
+    """Shell for a node: write the delayer where :func:`delayer_path` says, once (atomically)."""
+    path = delayer_path()
+    return (
+        f"command -v python3 >/dev/null || {{ echo 'no python3 here' >&2; exit 5; }}; "
+        f"[ -s {path} ] || {{ printf %s {shlex.quote(_delayer_source())} > {path}.$$ && mv {path}.$$ {path}; }}"
+    )
+
+
+def queue_number(fault_id: str) -> int:
+    """The NFQUEUE a fault's delayer reads, derived from its id (queues are per network namespace)."""
+    return 1 + int(hashlib.sha256(fault_id.encode()).hexdigest()[:8], 16) % 65000
+
+
+def start_delayer_snippet(fault_id: str, comment: str, delay_ms: int, jitter_ms: int) -> str:
+    """Shell, inside a pod's namespace: refuse a second delayed fault there, start the delayer, wait until
+    it has bound its queue, then insert the NFQUEUE rule (with ``--queue-bypass``: should the delayer die,
+    packets pass undelayed) and list the table."""
+    queue = queue_number(fault_id)
+    log = f"/tmp/chaoskit-nfqdelay-{fault_id}-$$.log"
+    start = shlex.join(
+        [
+            "setsid", "python3", delayer_path(), f"--queue={queue}", f"--delay-ms={delay_ms}",
+            f"--jitter-ms={jitter_ms}", delayer_arg(comment),
+        ]
+    )  # fmt: skip
+    rule = ["PREROUTING", "!", "-i", "lo", "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
+    return (
+        f"held=$(iptables-save -t {DELAYER_TABLE}) || exit 1; "
+        f"if printf '%s\\n' \"$held\" | grep -q -- '--comment \"\\?{COMMENT_PREFIX}.* NFQUEUE '; then "
+        "echo 'another latency fault already delays this pod' >&2; exit 6; fi; "
+        f"{start} </dev/null >{log} 2>&1 & "
+        "i=0; while [ $i -lt 200 ]; do grep -q '^ready' " + log + " && break; "
+        f"kill -0 $! 2>/dev/null || {{ cat {log}; exit 4; }}; sleep 0.025; i=$((i + 1)); done; "
+        f"grep -q '^ready' {log} || {{ cat {log}; exit 4; }}; " + insert_snippet([rule], comment, DELAYER_TABLE)
+    )
+
+
+def delayers_snippet(comment: str, stop: bool = False) -> str:
+    """Shell for a node: print ``delayers=N``, the number of delayer processes of this fault; with ``stop``,
+    first end them (SIGTERM, which releases what they hold; SIGKILL after 3 s) and fail if one is left.
+
+    They are found by their ``--tag=`` argument, a whole argv word: the script itself (whose text holds
+    the tag inside one long word) is never among them, nor is the grep that looks."""
+    # A regular expression that matches the argument but not itself: grep's own argv is never counted.
+    pattern = shlex.quote(f"--tag=({literal_ere(comment)})")
+    find = f"grep -lzxE -- {pattern} /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3"
+    count = f"n=$({find} | wc -l); echo delayers=$n"
+    if not stop:
+        return count
+    return (
+        f'p=$({find}); [ -z "$p" ] || kill -TERM $p 2>/dev/null; '
+        f'i=0; while [ $i -lt 60 ] && [ -n "$({find})" ]; do sleep 0.05; i=$((i + 1)); done; '
+        f'p=$({find}); [ -z "$p" ] || kill -KILL $p 2>/dev/null; sleep 0.1; '
+        f"rm -f /tmp/chaoskit-nfqdelay-*{comment.removeprefix(COMMENT_PREFIX)}-*.log; "
+        f'{count}; [ "$n" = 0 ]'
+    )
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 class Latency(_QdiscFault):
+    """Delay the pods' traffic: netem where the kernel has it, else the user-space delayer.
+
+    Both are proven the same way, by measurement: TCP handshakes from the pod's
+    node to the pod are timed before the fault and with it in place, and the
+    difference of the medians must match the delay (within 20 %, 1 ms and half
+    the jitter). The delayer (:mod:`chaoskit.agent.nfqdelay`) is a python3
+    process in the pod's namespace reading an NFQUEUE that a ``mangle`` rule
+    feeds with the packets arriving at the pod; it delays established
+    connections as much as new ones. Its undo
+    deletes the rule and ends the process, and is proven by both being gone.
+    """
+
     kind = "latency"
     qdisc = "netem"
     spec: LatencySpec
+    _engine: str
+    _probe: tuple[str, int]
+    _before: list[float]
 
     def plan(self) -> list[str]:
         targets = super().plan()
-        available, detail = netem_available(self._pods[0].node)
-        if not available:
-            raise FaultUnsupported(
-                f"latency needs the kernel's netem qdisc, which this kernel lacks ({detail}); nothing was injected"
-            )
+        node = self._pods[0].node
+        self._engine = self.spec.engine
+        if self._engine in ("auto", "netem"):
+            available, detail = netem_available(node)
+            if available:
+                self._engine = "netem"
+            elif self._engine == "netem":
+                raise FaultUnsupported(
+                    f"latency with engine netem needs the kernel's netem qdisc, which this kernel lacks ({detail}); "
+                    "engine nfqueue (or auto) delays in user space instead; nothing was injected"
+                )
+            else:
+                self._engine = "nfqueue"
+        if self._engine == "nfqueue":
+            self._check_delayer(sorted({p.node for p in self._pods}))
+        target = self._pods[0]
+        self._probe = (target.ip, _first_port(self.kube, target) or 9)
+        self._before = connect_times(target.node, *self._probe, count=LATENCY_PROBES)
         return targets
 
+    def _check_delayer(self, where: list[str]) -> None:
+        """Write the delayer on each node; a node without python3 (a stock kind node) cannot run it."""
+        script = ["bash", "-c", write_delayer_script()]
+        outcomes = on_nodes({n: n for n in where}, lambda n, _: nodes.run(n, script, timeout=STEP_TIMEOUT))
+        failed = {node: outcome for node, outcome in outcomes.items() if outcome.code != 0}
+        if failed:
+            if any(o.code == 5 for o in failed.values()):
+                raise FaultUnsupported(
+                    "latency without netem runs chaoskit's user-space delayer, which needs python3 on the node "
+                    f"({', '.join(sorted(failed))} has none: stock kind images lack it); inject through the "
+                    "injector agent (--chaos-injector agent), which carries it; nothing was injected"
+                )
+            detail = "; ".join(f"{n}: exit {o.code}: {o.output.strip()[-200:]}" for n, o in failed.items())
+            raise FaultNotEffective(f"latency: writing the delayer failed ({detail})")
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        if self._engine == "netem":
+            return {**self._undo(self._pods), "handle": self.handle, "engine": "netem"}
+        return {**self._undo(self._pods), "engine": "nfqueue", "table": DELAYER_TABLE}
+
     def inject(self, targets: list[str]) -> None:
-        jitter = [f"{self.spec.jitter_ms}ms"] if self.spec.jitter_ms else []
-        self._add("netem", "delay", f"{self.spec.delay_ms}ms", *jitter)
+        spec = self.spec
+        if self._engine == "netem":
+            jitter = [f"{spec.jitter_ms}ms"] if spec.jitter_ms else []
+            self._add("netem", "delay", f"{spec.delay_ms}ms", *jitter)
+            return
+        snippet = start_delayer_snippet(self.fault_id, self.comment, spec.delay_ms, spec.jitter_ms)
+        outputs = self._apply({p: snippet for p in self._pods}, "starting the delayer in")
+        for p, output in outputs.items():
+            if len(comment_rules(output, self.comment)) != 1:
+                raise FaultNotEffective(f"latency: no NFQUEUE rule {self.comment} in {p.netns} after inserting it")
+        self._in_place_mono = time.monotonic()
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         record.effect_mono = self._in_place_mono
-        return f"netem delay {self.spec.delay_ms}ms on eth0 of {', '.join(targets)}"
+        spec = self.spec
+        target = self._pods[0]
+        during = connect_times(target.node, *self._probe, count=LATENCY_PROBES)
+        before, now = _median(self._before), _median(during)
+        added = now - before
+        slack = LATENCY_TOLERANCE * spec.delay_ms + 1 + spec.jitter_ms / 2
+        where = f"{target.pod}:{self._probe[1]} from {target.node}"
+        if abs(added - spec.delay_ms) > slack:
+            raise FaultNotEffective(
+                f"latency {spec.delay_ms} ms: TCP handshakes to {where} took {before:.2f} ms before and "
+                f"{now:.2f} ms with the fault (median of {LATENCY_PROBES}), {added:.2f} ms more"
+            )
+        how = "netem on eth0" if self._engine == "netem" else "the user-space delayer (NFQUEUE)"
+        return (
+            f"{spec.delay_ms} ms delay by {how} in {len(targets)} pod(s); TCP handshakes to {where}: "
+            f"{before:.2f} ms before, {now:.2f} ms during (median of {LATENCY_PROBES}), {added:.2f} ms added"
+        )
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        if undo.get("engine", "netem") == "netem":
+            return super().revert(cluster, kube, undo)
+        namespaces = cls._namespaces(undo)
+        comment = str(undo["comment"])
+        delete_rules(namespaces, comment, DELAYER_TABLE)
+        outcomes = run_everywhere([(ns, delayers_snippet(comment, stop=True)) for ns in namespaces])
+        failed = [f"{ns} ({o.output.strip()[-200:]})" for ns, o in outcomes.items() if not o.gone and o.code != 0]
+        if failed:
+            raise FaultUndoFailed(f"ending the delayers of {comment} failed in {'; '.join(failed)}")
+
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        if undo.get("engine", "netem") == "netem":
+            return super().agent_undo(undo)
+        comment = str(undo["comment"])
+        snippet = f"{delete_rules_snippet(comment, DELAYER_TABLE)} && {delayers_snippet(comment, stop=True)}"
+        return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        if undo.get("engine", "netem") == "netem":
+            return super().check_undone(cluster, kube, undo)
+        comment = str(undo["comment"])
+        namespaces = cls._namespaces(undo)
+        present = rules_in(namespaces, comment, DELAYER_TABLE)
+        left = {ns: rules for ns, rules in present.items() if rules}
+        if left:
+            where = "; ".join(f"{len(rules)} rule(s) in {ns}" for ns, rules in left.items())
+            raise FaultUndoFailed(f"NFQUEUE rules with comment {comment} are still in place: {where}")
+        running = []
+        for ns, outcome in run_everywhere([(ns, delayers_snippet(comment)) for ns in namespaces]).items():
+            if outcome.gone:
+                continue
+            found = re.search(r"delayers=(\d+)", outcome.output)
+            if outcome.code != 0 or found is None:
+                raise FaultUndoFailed(
+                    f"the delayers of {comment} could not be counted from {ns}: {outcome.output[-200:]}"
+                )
+            if int(found.group(1)):
+                running.append(f"{found.group(1)} on node {ns.node}")
+        if running:
+            raise FaultUndoFailed(f"delayer processes of {comment} still run: {', '.join(sorted(set(running)))}")
+        return _describe_checked(present.values(), f"no NFQUEUE rule {comment} and no delayer process")

@@ -31,7 +31,7 @@ def build_all() -> str:
         jobs = [
             pool.submit(kubernetes.build),
             pool.submit(images.rootfs, "base", images.BASE_PACKAGES),
-            pool.submit(images.rootfs, "node", images.NODE_PACKAGES, True),
+            pool.submit(images.rootfs, images.NODE_ROOTFS, images.NODE_PACKAGES, True),
         ]
         for job in jobs:
             job.result()

@@ -53,8 +53,9 @@ PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NODE_PACKAGES = (
     "systemd systemd-sysv dbus conntrack iptables nftables iproute2 ethtool util-linux mount "
     "kmod libseccomp2 pigz bash ca-certificates curl jq procps containerd runc "
-    "containernetworking-plugins socat e2fsprogs"
+    "containernetworking-plugins socat e2fsprogs python3"
 ).split()
+"""The node's packages; python3 runs user-space fault helpers in pods' namespaces (the latency delayer)."""
 BASE_PACKAGES = "iptables nftables conntrack iproute2 python3 dnsmasq-base ca-certificates procps".split()
 PROMETHEUS_RELEASE = "trixie"
 """The Debian release whose ``prometheus`` package chaoskit runs (see :func:`build_prometheus_image`)."""
@@ -62,6 +63,8 @@ PROMETHEUS_RELEASE = "trixie"
 
 INJECTOR_MODULES = ("injector.py",)
 """Agent modules that run in the injector image only, not in the node image's agent image."""
+COPIED_MODULES = ("nfqdelay.py",)
+"""Agent modules in no image: a fault copies them to the node (or the agent's pod) when it needs them."""
 INJECTOR_PACKAGES = [*BASE_PACKAGES, "socat", "util-linux"]
 """The injector's tools: those of the base image, and socat for the bandwidth probe."""
 
@@ -71,7 +74,7 @@ def _agent_sources(injector: bool = False) -> dict[str, str]:
     return {
         f"chaoskit/agent/{p.name}": p.read_text()
         for p in agent.iterdir()
-        if p.name.endswith(".py") and (injector or p.name not in INJECTOR_MODULES)
+        if p.name.endswith(".py") and p.name not in COPIED_MODULES and (injector or p.name not in INJECTOR_MODULES)
     }
 
 
@@ -83,9 +86,19 @@ def agent_image() -> str:
     return f"chaoskit/agent:r{IMAGE_RECIPE}-{digest.hexdigest()[:12]}"
 
 
+def packages_digest(packages: list[str]) -> str:
+    """A short digest of a package list: rootfs caches and image tags carry it, so a list's edit rebuilds."""
+    return hashlib.sha256(" ".join(packages).encode()).hexdigest()[:8]
+
+
+NODE_ROOTFS = f"node-{packages_digest(NODE_PACKAGES)}"
+"""The node rootfs's cache name: a new package list bootstraps a new one."""
+
+
 def node_image() -> str:
-    """The air-gapped node image's name (it embeds the agent image, hence its tag)."""
-    return f"chaoskit/node:{KUBERNETES_VERSION}-b{KUBERNETES_BUILD}-r{IMAGE_RECIPE}-{agent_image().rsplit('-', 1)[1]}"
+    """The air-gapped node image's name (it embeds the agent image and the node's packages, hence its tag)."""
+    agent, packages = agent_image().rsplit("-", 1)[1], packages_digest(NODE_PACKAGES)
+    return f"chaoskit/node:{KUBERNETES_VERSION}-b{KUBERNETES_BUILD}-r{IMAGE_RECIPE}-{agent}-{packages}"
 
 
 def preload_images() -> list[str]:
@@ -375,7 +388,7 @@ def build_injector_image() -> str:
     tag = injector_image()
     if image_exists(tag):
         return tag
-    packages = hashlib.sha256(" ".join(INJECTOR_PACKAGES).encode()).hexdigest()[:8]
+    packages = packages_digest(INJECTOR_PACKAGES)
     base = f"chaoskit/injector-base:{SUITE}-r{IMAGE_RECIPE}-{packages}"
     if not image_exists(base):
         _import(rootfs(f"injector-{packages}", INJECTOR_PACKAGES), base, f"ENV {PATH_ENV}")
@@ -480,8 +493,8 @@ def build_node_image() -> str:
         say(f"node image {name}: present")
         return name
     build_component_images()
-    tarball = rootfs("node", NODE_PACKAGES, prepare=True)
-    staging = f"chaoskit/node-rootfs:{SUITE}-r{IMAGE_RECIPE}"
+    tarball = rootfs(NODE_ROOTFS, NODE_PACKAGES, prepare=True)
+    staging = f"chaoskit/node-rootfs:{SUITE}-r{IMAGE_RECIPE}-{packages_digest(NODE_PACKAGES)}"
     if not image_exists(staging):
         _import(tarball, staging)
     container = "chaoskit-node-build"

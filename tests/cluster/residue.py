@@ -4,8 +4,9 @@ Nothing here uses chaoskit's own fault code (no ``netns``, no ``revert``): it
 runs the Docker CLI and the official Kubernetes client by itself, so a bug in the
 code under test cannot hide its own residue. It scans, on every node of the
 cluster, every running container's network namespace (deduplicated by inode):
-iptables rules whose comment starts with ``chaoskit:`` and root qdiscs of
-``eth0`` that are ``tbf`` or ``netem``; processes stopped by a signal (state
+iptables rules (filter and mangle tables) whose comment starts with ``chaoskit:``
+and root qdiscs of ``eth0`` that are ``tbf`` or ``netem``; on the node, processes
+with a ``--tag=chaoskit:...`` argument (the latency delayer); processes stopped by a signal (state
 ``T``, what a process freeze leaves); kubelets that systemd does not report
 active; and nodes that are unschedulable or whose container is not running.
 Apart from the state, it lists the fault records left in ``chaoskit-system``
@@ -27,9 +28,14 @@ for pid in $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" 
     case "$seen" in *" $ino "*) continue;; esac
     seen="$seen$ino "
     nsenter -t $pid -n iptables -w -S 2>/dev/null | grep -e '--comment "\?chaoskit:' | sed "s|^|rule $ino |"
+    nsenter -t $pid -n iptables -w -t mangle -S 2>/dev/null | grep -e '--comment "\?chaoskit:' \
+        | sed "s|^|rule $ino mangle |"
     nsenter -t $pid -n tc qdisc show dev eth0 root 2>/dev/null | grep -E '^qdisc (tbf|netem)' | sed "s|^|qdisc $ino |"
 done
 ps -eo stat=,pid=,comm= | awk '$1 ~ /^T/ {print "stopped " $2 " " $3}'
+for f in $(grep -lzxE -e '--tag=(chaoskit:.+)' /proc/[0-9]*/cmdline 2>/dev/null); do
+    echo "helper $(echo $f | cut -d/ -f3) $(tr '\0' ' ' < $f)"
+done
 echo "kubelet $(systemctl is-active kubelet)"
 echo scanned
 """
@@ -46,6 +52,8 @@ class Residue:
     """Node containers that are not running (``name: state``)."""
     not_ready: list[str] = field(default_factory=list)
     """Nodes whose Ready condition is not True."""
+    helpers: list[str] = field(default_factory=list)
+    """``node pid command line`` of every process started for a fault (tagged ``--tag=chaoskit:...``)."""
     stopped: list[str] = field(default_factory=list)
     """``node pid command`` of every process stopped by a signal (state T)."""
     kubelets_down: list[str] = field(default_factory=list)
@@ -61,12 +69,17 @@ class Residue:
             or self.not_running
             or self.not_ready
             or self.stopped
+            or self.helpers
             or self.kubelets_down
         )
 
     def of(self, fault_id: str) -> list[str]:
         """The rules carrying this fault's comment."""
         return [r for r in self.rules if f"chaoskit:{fault_id}" in r]
+
+    def helpers_of(self, fault_id: str) -> list[str]:
+        """The processes started for this fault."""
+        return [h for h in self.helpers if f"--tag=chaoskit:{fault_id}" in h.split()]
 
 
 def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -97,6 +110,8 @@ def scan(cluster_name: str, kubeconfig: str | None = None) -> Residue:
                 residue.rules.append(f"{node} {rest}")
             elif kind == "qdisc":
                 residue.qdiscs.append(f"{node} {rest}")
+            elif kind == "helper":
+                residue.helpers.append(f"{node} {rest}")
             elif kind == "stopped":
                 residue.stopped.append(f"{node} {rest}")
             elif kind == "kubelet" and rest != "active":

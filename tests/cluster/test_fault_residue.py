@@ -116,11 +116,12 @@ FAULTS = {
     "process-freeze": 'chaos.process_freeze("{ns}", "app=web", port=8080)',
     "packet-loss": 'chaos.packet_loss("{ns}", "app=web", percent=30, max_share=1.0)',
     "bandwidth": 'chaos.bandwidth("{ns}", "app=web", rate_kbit=1000, max_share=1.0)',
+    "latency": 'chaos.latency("{ns}", "app=web", delay_ms=30, max_share=1.0)',
     "node-drain": 'chaos.node_drain("{node}")',
     "node-pause": 'chaos.node_failure("{node}", mode="pause", wait_not_ready=False)',
     "node-stop": 'chaos.node_failure("{node}", mode="stop", wait_not_ready=False)',
 }
-"""Every fault kind with an undo. Latency is one too, but cannot be injected without netem (none here)."""
+"""Every fault kind with an undo (latency through the user-space delayer here: this kernel has no netem)."""
 
 
 def held_residue(kind: str, fault_id: str, residue: Residue, node: str) -> bool:
@@ -129,6 +130,8 @@ def held_residue(kind: str, fault_id: str, residue: Residue, node: str) -> bool:
         return bool(residue.of(fault_id))
     if kind == "bandwidth":
         return bool(residue.qdiscs)
+    if kind == "latency":
+        return bool(residue.of(fault_id)) and bool(residue.helpers_of(fault_id))
     if kind == "process-freeze":
         return bool(residue.stopped)
     if kind == "node-drain":
@@ -162,7 +165,7 @@ def test_a_run_stopped_mid_fault_leaves_zero_residue(
     after = residue_now(cluster)
     assert after.empty(), after
     assert Ledger(cluster.name).unsettled() == []
-    if kind in ("partition", "packet-loss", "bandwidth"):
+    if kind in ("partition", "packet-loss", "bandwidth", "latency"):
         probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import statistics
 import time
 
 import pytest
@@ -19,7 +21,7 @@ from workloads import (
 )
 
 from chaoskit.chaos import Chaos
-from chaoskit.errors import SafetyError, SpecError
+from chaoskit.errors import FaultNotEffective, SafetyError, SpecError
 from chaoskit.faults.netns import netem_available, qdisc_handle
 
 pytest_plugins = ["pytester"]
@@ -134,7 +136,50 @@ def test_bandwidth_limit_slows_what_the_pods_send_and_heals(cluster, chaos: Chao
     )
 
 
-def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(
+def _timed_gets(connection: http.client.HTTPConnection, count: int = 7) -> float:
+    """The median milliseconds of ``count`` GETs on one kept-alive connection (the same pod each time)."""
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def test_latency_delays_open_connections_too_and_heals(cluster, chaos: Chaos, kube, web: Web) -> None:
+    """Seen from the host on a connection opened before the fault: its requests slow by the delay, then recover."""
+    delay = 80
+    connection = http.client.HTTPConnection("127.0.0.1", web.node_port, timeout=10)
+    before = _timed_gets(connection)
+    with chaos.latency(web.namespace, "app=web", delay_ms=delay, max_share=1.0) as record:
+        assert "ms added" in record.effect and record.verified, record.effect
+        held = scan(cluster.name, str(cluster.kubeconfig))
+        if "NFQUEUE" in record.effect:
+            # One NFQUEUE rule and one delayer process per pod, counted without chaoskit's code.
+            assert len(held.of(record.fault_id)) == 3 and len(held.helpers_of(record.fault_id)) == 3, held
+        during = _timed_gets(connection)
+        fresh = time.perf_counter()
+        get_from_host(web.node_port)
+        fresh_ms = (time.perf_counter() - fresh) * 1000
+    after_scan = scan(cluster.name, str(cluster.kubeconfig))
+    assert after_scan.of(record.fault_id) == [] and after_scan.helpers_of(record.fault_id) == [], after_scan
+    assert record.reverted and "no delayer process" in (record.undo_proof or "netem"), record.undo_proof
+    after = _timed_gets(connection)
+    connection.close()
+    assert during >= before + 0.8 * delay, (before, during)
+    assert fresh_ms >= delay, fresh_ms  # a new connection: its handshake and its response are delayed
+    assert after < before + 0.25 * delay, (before, after)
+    print(
+        f"latency {delay} ms: {record.effect}; effect after {record.inject_to_effect:.3f} s; GETs on a connection "
+        f"opened before: {before:.1f} ms before, {during:.1f} ms during, {after:.1f} ms after; a new one "
+        f"during: {fresh_ms:.1f} ms; undo: {record.undo_proof}"
+    )
+
+
+def test_latency_engine_netem_is_refused_with_the_reason_where_the_kernel_lacks_it(
     pytester: pytest.Pytester, kube, web: Web
 ) -> None:
     node = next(iter(web_pods(kube, web.namespace).values())).spec.node_name
@@ -142,7 +187,7 @@ def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(
     pytester.makepyfile(
         f"""
         def test_latency(chaos):
-            with chaos.latency("{web.namespace}", "app=web", delay_ms=50, max_share=1.0) as record:
+            with chaos.latency("{web.namespace}", "app=web", delay_ms=50, engine="netem", max_share=1.0) as record:
                 assert record.verified
         """
     )
@@ -151,7 +196,20 @@ def test_latency_runs_where_netem_exists_and_skips_with_the_reason_elsewhere(
         result.assert_outcomes(passed=1)
     else:
         result.assert_outcomes(skipped=1)
-        result.stdout.fnmatch_lines(["*latency needs the kernel's netem qdisc*nothing was injected*"])
+        result.stdout.fnmatch_lines(
+            ["*engine netem needs the kernel's netem qdisc*engine nfqueue*nothing was injected*"]
+        )
+
+
+def test_a_second_latency_on_the_same_pods_is_refused_and_the_first_stays(cluster, chaos: Chaos, web: Web) -> None:
+    with chaos.latency(web.namespace, "app=web", delay_ms=20, max_share=1.0) as first:
+        with pytest.raises(FaultNotEffective, match=r"already delays this pod|qdisc"):
+            with chaos.latency(web.namespace, "app=web", delay_ms=40, max_share=1.0):
+                pass
+        held = scan(cluster.name, str(cluster.kubeconfig))
+        assert len(held.of(first.fault_id)) == 3, held
+        assert [h for h in held.helpers if "--tag=chaoskit:" in h] == held.helpers_of(first.fault_id), held
+    assert scan(cluster.name, str(cluster.kubeconfig)).empty()
 
 
 @pytest.mark.destructive

@@ -94,7 +94,7 @@ def test_a_failing_delete_is_not_an_undo(monkeypatch):
     rule = "-A INPUT -s 10.244.1.5/32 -m comment --comment chaoskit:x -j DROP"
 
     def answer(script):
-        if "iptables -w -D" in script:
+        if "iptables -w -t filter -D" in script:
             return docker.ExecResult(0, sections(script, [("iptables: Bad rule", 1)]), "")
         return docker.ExecResult(0, sections(script, [(rule, 0)]), "")
 
