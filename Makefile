@@ -19,7 +19,8 @@ experiments: cluster
 # The fault tests (and the crash matrix of the faults that enter pods) run again with faults through the
 # injector agent instead of Docker; the fault tests once more with the
 # kind cluster taken as a foreign one (the existing provider: no Docker path at all).
-FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py
+FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py \
+	tests/cluster/test_dns_faults.py
 KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/kubeconfig
 
 test: lint cluster

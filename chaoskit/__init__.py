@@ -27,6 +27,7 @@ _EXPORTS = {
     "ErrorBurstOver": "chaoskit.stops",
     "Experiment": "chaoskit.experiment",
     "ExperimentResult": "chaoskit.report",
+    "DnsSpec": "chaoskit.faults",
     "ExperimentSpec": "chaoskit.experiment",
     "FaultHooks": "chaoskit.faults",
     "FaultNotEffective": "chaoskit.errors",
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
     from chaoskit.faults import (
         BandwidthSpec,
         ContainerKillSpec,
+        DnsSpec,
         FaultHooks,
         FaultRecord,
         FreezeSpec,
@@ -130,6 +132,7 @@ __all__ = [
     "ChaoskitError",
     "Cluster",
     "ContainerKillSpec",
+    "DnsSpec",
     "ErrorBurst",
     "ErrorBurstOver",
     "Experiment",

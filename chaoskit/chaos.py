@@ -12,6 +12,7 @@ from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultVetoed, RunAborted
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
+from chaoskit.faults.dns import DnsFault, DnsSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.freeze import Freeze, FreezeSpec
 from chaoskit.faults.ledger import Ledger
@@ -255,6 +256,32 @@ class Chaos:
             engine=engine,
         )
         return self._active(Latency(self.cluster, self.kube, spec, safety=self.safety), max_share)
+
+    def dns(
+        self,
+        namespace: str,
+        selector: str,
+        names: str | Sequence[str],
+        *,
+        answer: str = "nxdomain",
+        address: str | None = None,
+        delay_ms: int | None = None,
+        count: int | None = None,
+        seed: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Answer ``names`` wrongly for the pods (NXDOMAIN, SERVFAIL, ``address``, or late); all else resolves."""
+        spec = DnsSpec(
+            namespace=namespace,
+            selector=selector,
+            names=(names,) if isinstance(names, str) else tuple(names),
+            answer=answer,
+            address=address,
+            delay_ms=delay_ms,
+            count=count,
+            seed=seed,
+        )
+        return self._active(DnsFault(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def recovery_watch(
         self, namespace: str, name: str, service: str | None = None, kind: WorkloadKind = "Deployment"

@@ -2,6 +2,7 @@
 
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
+from chaoskit.faults.dns import DnsFault, DnsSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.freeze import Freeze, FreezeSpec
 from chaoskit.faults.network import (
@@ -22,6 +23,8 @@ __all__ = [
     "BandwidthSpec",
     "ContainerKill",
     "ContainerKillSpec",
+    "DnsFault",
+    "DnsSpec",
     "Fault",
     "FaultHooks",
     "FaultRecord",

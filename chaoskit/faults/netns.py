@@ -36,10 +36,11 @@ import shlex
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, TypeVar
 
 from chaoskit.adapters import nodes
-from chaoskit.errors import ClusterError, SpecError
+from chaoskit.errors import ClusterError, FaultUnsupported, SpecError
 
 COMMENT_PREFIX = "chaoskit:"
 STEP_TIMEOUT = 30.0
@@ -449,6 +450,102 @@ def dropped(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int]:
             raise NamespaceUnreadable(f"the drop counters in {ns} could not be read ({why})")
         counts[ns] = int(words[-1])
     return counts
+
+
+# --- helper processes in pods' namespaces ----------------------------------------------------
+
+HELPER_TAG = "--tag="
+"""A helper's argument naming its fault (``--tag=chaoskit:<fault id>``): one argv word, how it is found."""
+
+
+def helper_source(module: str) -> str:
+    """A helper's code: a stdlib-only module of :mod:`chaoskit.agent`, copied to nodes as it is."""
+    return resources.files("chaoskit.agent").joinpath(module).read_text()
+
+
+def helper_path(module: str) -> str:
+    """Where a helper is written on a node (or in the agent's pod): its name carries a digest of its code."""
+    digest = hashlib.sha256(helper_source(module).encode()).hexdigest()[:12]
+    return f"/tmp/chaoskit-{module.removesuffix('.py')}-{digest}.py"
+
+
+def write_helper_script(module: str) -> str:
+    """Shell for a node: write the helper where :func:`helper_path` says, once (atomically); exit 5 without
+    python3."""
+    path = helper_path(module)
+    return (
+        "command -v python3 >/dev/null || { echo 'no python3 here' >&2; exit 5; }; "
+        f"[ -s {path} ] || {{ printf %s {shlex.quote(helper_source(module))} > {path}.$$ && mv {path}.$$ {path}; }}"
+    )
+
+
+def write_helpers(module: str, where: list[str], what: str) -> None:
+    """Write the helper on each node, in parallel; a node without python3 (a stock kind node) cannot run it,
+    which is a FaultUnsupported naming the way out (the injector agent carries python3)."""
+    script = ["bash", "-c", write_helper_script(module)]
+    outcomes = on_nodes({n: n for n in where}, lambda n, _: nodes.run(n, script, timeout=STEP_TIMEOUT))
+    failed = {node: outcome for node, outcome in outcomes.items() if outcome.code != 0}
+    if any(o.code == 5 for o in failed.values()):
+        raise FaultUnsupported(
+            f"{what} runs a chaoskit helper ({module}) that needs python3 on the node ({', '.join(sorted(failed))} "
+            "has none: stock kind images lack it); inject through the injector agent (--chaos-injector agent), "
+            "which carries it; nothing was injected"
+        )
+    if failed:
+        detail = "; ".join(f"{n}: exit {o.code}: {_tail(o.output)}" for n, o in failed.items())
+        raise ClusterError(f"writing the helper {module} failed ({detail})")
+
+
+def start_helper_snippet(module: str, args: list[str], comment: str) -> str:
+    """Shell, inside a pod's namespace: start the helper in a session of its own, tagged with ``comment``,
+    and wait (up to 5 s) until it prints ``ready``; its output, if it exits instead, and exit 4."""
+    log = f"/tmp/chaoskit-{comment.removeprefix(COMMENT_PREFIX)}-$$.log"
+    start = shlex.join(["setsid", "python3", helper_path(module), *args, f"{HELPER_TAG}{comment}"])
+    return (
+        f"{start} </dev/null >{log} 2>&1 & "
+        f"i=0; while [ $i -lt 200 ]; do grep -q '^ready' {log} && break; "
+        f"kill -0 $! 2>/dev/null || {{ cat {log}; exit 4; }}; sleep 0.025; i=$((i + 1)); done; "
+        f"grep -q '^ready' {log} || {{ cat {log}; exit 4; }}"
+    )
+
+
+def helpers_snippet(comment: str, stop: bool = False) -> str:
+    """Shell for a node: print ``helpers=N``, the number of helper processes of this fault; with ``stop``,
+    first end them (SIGTERM, which lets them release what they hold; SIGKILL after 3 s), remove their logs,
+    and fail if one is left.
+
+    They are found by their ``--tag=`` argument, a whole argv word: the script itself (whose text holds
+    the tag inside one long word) is never among them, nor is the grep that looks (its pattern is not the
+    word)."""
+    pattern = shlex.quote(f"{HELPER_TAG}({literal_ere(comment)})")
+    find = f"grep -lzxE -- {pattern} /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3"
+    count = f"n=$({find} | wc -l); echo helpers=$n"
+    if not stop:
+        return count
+    return (
+        f'p=$({find}); [ -z "$p" ] || kill -TERM $p 2>/dev/null; '
+        f'i=0; while [ $i -lt 60 ] && [ -n "$({find})" ]; do sleep 0.05; i=$((i + 1)); done; '
+        f'p=$({find}); [ -z "$p" ] || kill -KILL $p 2>/dev/null; sleep 0.1; '
+        f"rm -f /tmp/chaoskit-{comment.removeprefix(COMMENT_PREFIX)}-*.log; "
+        f'{count}; [ "$n" = 0 ]'
+    )
+
+
+def helpers_running(namespaces: Iterable[Netns], comment: str) -> str:
+    """Where helper processes of this fault still run ("" when nowhere), counted from each namespace's
+    node. A namespace that is gone holds none: a helper in it would have kept it."""
+    running = set()
+    for ns, outcome in run_everywhere([(ns, helpers_snippet(comment)) for ns in namespaces]).items():
+        if outcome.gone:
+            continue
+        found = re.search(r"helpers=(\d+)", outcome.output)
+        if outcome.code != 0 or found is None:
+            raise NamespaceUnreadable(
+                f"the helpers of {comment} could not be counted from {ns}: {_tail(outcome.output)}"
+            )
+        if int(found.group(1)):
+            running.add(f"{found.group(1)} on node {ns.node}")
+    return ", ".join(sorted(running))
 
 
 # --- qdiscs --------------------------------------------------------------------------------------

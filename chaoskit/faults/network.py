@@ -46,10 +46,8 @@ import re
 import shlex
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, ClassVar
 
-from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SafetyError, SpecError
@@ -57,7 +55,6 @@ from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import (
     COMMENT_PREFIX,
     SHOW_ROOT,
-    STEP_TIMEOUT,
     Netns,
     PodProcess,
     comment_rules,
@@ -68,12 +65,12 @@ from chaoskit.faults.netns import (
     delete_rules_snippet,
     dropped,
     dropped_snippet,
+    helpers_running,
+    helpers_snippet,
     insert_snippet,
-    literal_ere,
     locate_all,
     netem_available,
     on_node,
-    on_nodes,
     parse_root_qdisc,
     probe_from_node,
     probe_from_pod,
@@ -82,8 +79,10 @@ from chaoskit.faults.netns import (
     rules_in,
     run_everywhere,
     scripts_by_node,
+    start_helper_snippet,
     tcp_snippet,
     timed_send,
+    write_helpers,
 )
 
 
@@ -590,78 +589,26 @@ LATENCY_TOLERANCE = 0.2
 """The measured added delay may differ from the configured one by this share (plus 1 ms and half the jitter)."""
 
 
-def _delayer_source() -> str:
-    return resources.files("chaoskit.agent").joinpath(DELAYER).read_text()
-
-
-def delayer_path() -> str:
-    """Where the delayer is written on a node: its name carries a digest of its code."""
-    digest = hashlib.sha256(_delayer_source().encode()).hexdigest()[:12]
-    return f"/tmp/chaoskit-nfqdelay-{digest}.py"
-
-
-def delayer_arg(comment: str) -> str:
-    """The delayer's ``--tag`` argument: one argv word, found again by :func:`delayers_snippet`."""
-    return f"--tag={comment}"
-
-
-def write_delayer_script() -> str:
-    """Shell for a node: write the delayer where :func:`delayer_path` says, once (atomically)."""
-    path = delayer_path()
+def start_delayer_snippet(fault_id: str, comment: str, delay_ms: int, jitter_ms: int) -> str:
+    """Shell, inside a pod's namespace: refuse a second delayed fault there, start the delayer, wait until
+    it has bound its queue, then insert the NFQUEUE rule (with ``--queue-bypass``: should the delayer die,
+    packets pass undelayed) and list the table."""
+    queue = queue_number(fault_id)
+    start = start_helper_snippet(
+        DELAYER, [f"--queue={queue}", f"--delay-ms={delay_ms}", f"--jitter-ms={jitter_ms}"], comment
+    )
+    rule = ["PREROUTING", "!", "-i", "lo", "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
     return (
-        f"command -v python3 >/dev/null || {{ echo 'no python3 here' >&2; exit 5; }}; "
-        f"[ -s {path} ] || {{ printf %s {shlex.quote(_delayer_source())} > {path}.$$ && mv {path}.$$ {path}; }}"
+        f"held=$(iptables-save -t {DELAYER_TABLE}) || exit 1; "
+        f"if printf '%s\\n' \"$held\" | grep -q -- '--comment \"\\?{COMMENT_PREFIX}.* NFQUEUE '; then "
+        "echo 'another latency fault already delays this pod' >&2; exit 6; fi; "
+        f"{start}; " + insert_snippet([rule], comment, DELAYER_TABLE)
     )
 
 
 def queue_number(fault_id: str) -> int:
     """The NFQUEUE a fault's delayer reads, derived from its id (queues are per network namespace)."""
     return 1 + int(hashlib.sha256(fault_id.encode()).hexdigest()[:8], 16) % 65000
-
-
-def start_delayer_snippet(fault_id: str, comment: str, delay_ms: int, jitter_ms: int) -> str:
-    """Shell, inside a pod's namespace: refuse a second delayed fault there, start the delayer, wait until
-    it has bound its queue, then insert the NFQUEUE rule (with ``--queue-bypass``: should the delayer die,
-    packets pass undelayed) and list the table."""
-    queue = queue_number(fault_id)
-    log = f"/tmp/chaoskit-nfqdelay-{fault_id}-$$.log"
-    start = shlex.join(
-        [
-            "setsid", "python3", delayer_path(), f"--queue={queue}", f"--delay-ms={delay_ms}",
-            f"--jitter-ms={jitter_ms}", delayer_arg(comment),
-        ]
-    )  # fmt: skip
-    rule = ["PREROUTING", "!", "-i", "lo", "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
-    return (
-        f"held=$(iptables-save -t {DELAYER_TABLE}) || exit 1; "
-        f"if printf '%s\\n' \"$held\" | grep -q -- '--comment \"\\?{COMMENT_PREFIX}.* NFQUEUE '; then "
-        "echo 'another latency fault already delays this pod' >&2; exit 6; fi; "
-        f"{start} </dev/null >{log} 2>&1 & "
-        "i=0; while [ $i -lt 200 ]; do grep -q '^ready' " + log + " && break; "
-        f"kill -0 $! 2>/dev/null || {{ cat {log}; exit 4; }}; sleep 0.025; i=$((i + 1)); done; "
-        f"grep -q '^ready' {log} || {{ cat {log}; exit 4; }}; " + insert_snippet([rule], comment, DELAYER_TABLE)
-    )
-
-
-def delayers_snippet(comment: str, stop: bool = False) -> str:
-    """Shell for a node: print ``delayers=N``, the number of delayer processes of this fault; with ``stop``,
-    first end them (SIGTERM, which releases what they hold; SIGKILL after 3 s) and fail if one is left.
-
-    They are found by their ``--tag=`` argument, a whole argv word: the script itself (whose text holds
-    the tag inside one long word) is never among them, nor is the grep that looks."""
-    # A regular expression that matches the argument but not itself: grep's own argv is never counted.
-    pattern = shlex.quote(f"--tag=({literal_ere(comment)})")
-    find = f"grep -lzxE -- {pattern} /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3"
-    count = f"n=$({find} | wc -l); echo delayers=$n"
-    if not stop:
-        return count
-    return (
-        f'p=$({find}); [ -z "$p" ] || kill -TERM $p 2>/dev/null; '
-        f'i=0; while [ $i -lt 60 ] && [ -n "$({find})" ]; do sleep 0.05; i=$((i + 1)); done; '
-        f'p=$({find}); [ -z "$p" ] || kill -KILL $p 2>/dev/null; sleep 0.1; '
-        f"rm -f /tmp/chaoskit-nfqdelay-*{comment.removeprefix(COMMENT_PREFIX)}-*.log; "
-        f'{count}; [ "$n" = 0 ]'
-    )
 
 
 def _median(values: list[float]) -> float:
@@ -706,26 +653,11 @@ class Latency(_QdiscFault):
             else:
                 self._engine = "nfqueue"
         if self._engine == "nfqueue":
-            self._check_delayer(sorted({p.node for p in self._pods}))
+            write_helpers(DELAYER, sorted({p.node for p in self._pods}), "latency without netem")
         target = self._pods[0]
         self._probe = (target.ip, _first_port(self.kube, target) or 9)
         self._before = connect_times(target.node, *self._probe, count=LATENCY_PROBES)
         return targets
-
-    def _check_delayer(self, where: list[str]) -> None:
-        """Write the delayer on each node; a node without python3 (a stock kind node) cannot run it."""
-        script = ["bash", "-c", write_delayer_script()]
-        outcomes = on_nodes({n: n for n in where}, lambda n, _: nodes.run(n, script, timeout=STEP_TIMEOUT))
-        failed = {node: outcome for node, outcome in outcomes.items() if outcome.code != 0}
-        if failed:
-            if any(o.code == 5 for o in failed.values()):
-                raise FaultUnsupported(
-                    "latency without netem runs chaoskit's user-space delayer, which needs python3 on the node "
-                    f"({', '.join(sorted(failed))} has none: stock kind images lack it); inject through the "
-                    "injector agent (--chaos-injector agent), which carries it; nothing was injected"
-                )
-            detail = "; ".join(f"{n}: exit {o.code}: {o.output.strip()[-200:]}" for n, o in failed.items())
-            raise FaultNotEffective(f"latency: writing the delayer failed ({detail})")
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
         if self._engine == "netem":
@@ -772,7 +704,7 @@ class Latency(_QdiscFault):
         namespaces = cls._namespaces(undo)
         comment = str(undo["comment"])
         delete_rules(namespaces, comment, DELAYER_TABLE)
-        outcomes = run_everywhere([(ns, delayers_snippet(comment, stop=True)) for ns in namespaces])
+        outcomes = run_everywhere([(ns, helpers_snippet(comment, stop=True)) for ns in namespaces])
         failed = [f"{ns} ({o.output.strip()[-200:]})" for ns, o in outcomes.items() if not o.gone and o.code != 0]
         if failed:
             raise FaultUndoFailed(f"ending the delayers of {comment} failed in {'; '.join(failed)}")
@@ -782,7 +714,7 @@ class Latency(_QdiscFault):
         if undo.get("engine", "netem") == "netem":
             return super().agent_undo(undo)
         comment = str(undo["comment"])
-        snippet = f"{delete_rules_snippet(comment, DELAYER_TABLE)} && {delayers_snippet(comment, stop=True)}"
+        snippet = f"{delete_rules_snippet(comment, DELAYER_TABLE)} && {helpers_snippet(comment, stop=True)}"
         return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
 
     @classmethod
@@ -796,17 +728,7 @@ class Latency(_QdiscFault):
         if left:
             where = "; ".join(f"{len(rules)} rule(s) in {ns}" for ns, rules in left.items())
             raise FaultUndoFailed(f"NFQUEUE rules with comment {comment} are still in place: {where}")
-        running = []
-        for ns, outcome in run_everywhere([(ns, delayers_snippet(comment)) for ns in namespaces]).items():
-            if outcome.gone:
-                continue
-            found = re.search(r"delayers=(\d+)", outcome.output)
-            if outcome.code != 0 or found is None:
-                raise FaultUndoFailed(
-                    f"the delayers of {comment} could not be counted from {ns}: {outcome.output[-200:]}"
-                )
-            if int(found.group(1)):
-                running.append(f"{found.group(1)} on node {ns.node}")
+        running = helpers_running(namespaces, comment)
         if running:
-            raise FaultUndoFailed(f"delayer processes of {comment} still run: {', '.join(sorted(set(running)))}")
+            raise FaultUndoFailed(f"delayer processes of {comment} still run: {running}")
         return _describe_checked(present.values(), f"no NFQUEUE rule {comment} and no delayer process")

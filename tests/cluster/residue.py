@@ -4,7 +4,7 @@ Nothing here uses chaoskit's own fault code (no ``netns``, no ``revert``): it
 runs the Docker CLI and the official Kubernetes client by itself, so a bug in the
 code under test cannot hide its own residue. It scans, on every node of the
 cluster, every running container's network namespace (deduplicated by inode):
-iptables rules (filter and mangle tables) whose comment starts with ``chaoskit:``
+iptables rules (filter, mangle and nat tables) whose comment starts with ``chaoskit:``
 and root qdiscs of ``eth0`` that are ``tbf`` or ``netem``; on the node, processes
 with a ``--tag=chaoskit:...`` argument (the latency delayer); processes stopped by a signal (state
 ``T``, what a process freeze leaves); kubelets that systemd does not report
@@ -30,6 +30,8 @@ for pid in $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" 
     nsenter -t $pid -n iptables -w -S 2>/dev/null | grep -e '--comment "\?chaoskit:' | sed "s|^|rule $ino |"
     nsenter -t $pid -n iptables -w -t mangle -S 2>/dev/null | grep -e '--comment "\?chaoskit:' \
         | sed "s|^|rule $ino mangle |"
+    nsenter -t $pid -n iptables -w -t nat -S 2>/dev/null | grep -e '--comment "\?chaoskit:' \
+        | sed "s|^|rule $ino nat |"
     nsenter -t $pid -n tc qdisc show dev eth0 root 2>/dev/null | grep -E '^qdisc (tbf|netem)' | sed "s|^|qdisc $ino |"
 done
 ps -eo stat=,pid=,comm= | awk '$1 ~ /^T/ {print "stopped " $2 " " $3}'

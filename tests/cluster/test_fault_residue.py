@@ -117,6 +117,7 @@ FAULTS = {
     "packet-loss": 'chaos.packet_loss("{ns}", "app=web", percent=30, max_share=1.0)',
     "bandwidth": 'chaos.bandwidth("{ns}", "app=web", rate_kbit=1000, max_share=1.0)',
     "latency": 'chaos.latency("{ns}", "app=web", delay_ms=30, max_share=1.0)',
+    "dns": 'chaos.dns("{ns}", "role=client", "web", max_share=1.0)',
     "node-drain": 'chaos.node_drain("{node}")',
     "node-pause": 'chaos.node_failure("{node}", mode="pause", wait_not_ready=False)',
     "node-stop": 'chaos.node_failure("{node}", mode="stop", wait_not_ready=False)',
@@ -130,7 +131,7 @@ def held_residue(kind: str, fault_id: str, residue: Residue, node: str) -> bool:
         return bool(residue.of(fault_id))
     if kind == "bandwidth":
         return bool(residue.qdiscs)
-    if kind == "latency":
+    if kind in ("latency", "dns"):
         return bool(residue.of(fault_id)) and bool(residue.helpers_of(fault_id))
     if kind == "process-freeze":
         return bool(residue.stopped)
@@ -165,7 +166,7 @@ def test_a_run_stopped_mid_fault_leaves_zero_residue(
     after = residue_now(cluster)
     assert after.empty(), after
     assert Ledger(cluster.name).unsettled() == []
-    if kind in ("partition", "packet-loss", "bandwidth", "latency"):
+    if kind in ("partition", "packet-loss", "bandwidth", "latency", "dns"):
         probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 
 

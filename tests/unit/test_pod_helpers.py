@@ -1,0 +1,158 @@
+"""The pod-namespace helpers' pure parts: the latency delayer's netlink messages and schedule, the DNS
+responder's answers, and their faults' specs.
+
+What they do to real packets is proven on the cluster (tests/cluster/test_pod_faults.py) and measured by
+benchmarks/latency_bench.py (and tests/cluster/test_dns_faults.py).
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+import struct
+
+import pytest
+
+from chaoskit.agent import nfqdelay
+from chaoskit.errors import SpecError
+from chaoskit.faults.netns import helper_path, helpers_snippet
+from chaoskit.faults.network import DELAYER, LatencySpec, queue_number, start_delayer_snippet
+
+
+def packet_message(packet_id: int) -> bytes:
+    header = nfqdelay.attribute(nfqdelay.NFQA_PACKET_HDR, struct.pack("!IHB", packet_id, 0x0800, 3))
+    mark = nfqdelay.attribute(3, struct.pack("!I", 7))
+    return nfqdelay.message(nfqdelay.NFQNL_MSG_PACKET, 5, mark + header, 0, flags=0)
+
+
+def error_message(code: int) -> bytes:
+    return struct.pack("=IHHII", 36, nfqdelay.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -code) + b"\0" * 16
+
+
+def test_packet_ids_and_errors_are_read_from_a_buffer_of_several_messages():
+    data = packet_message(41) + error_message(0) + packet_message(42) + error_message(16)
+    assert nfqdelay.parse(data) == ([41, 42], [16])
+
+
+def test_a_truncated_message_ends_the_parse_without_inventing_ids():
+    data = packet_message(1) + packet_message(2)[:-6]
+    assert nfqdelay.parse(data) == ([1], [])
+
+
+def test_messages_carry_the_queue_subsystem_type_and_the_queue_number_big_endian():
+    verdict = nfqdelay.verdict_message(300, 77)
+    length, kind, flags, _seq, _pid = struct.unpack_from("=IHHII", verdict)
+    assert length == len(verdict) and kind == (3 << 8) | nfqdelay.NFQNL_MSG_VERDICT_BATCH
+    assert flags == nfqdelay.NLM_F_REQUEST
+    assert struct.unpack_from("!BBH", verdict, 16) == (0, 0, 300)
+    # The verdict header attribute: accept, up to packet 77.
+    assert struct.unpack_from("=HH", verdict, 20) == (12, nfqdelay.NFQA_VERDICT_HDR)
+    assert struct.unpack_from("!II", verdict, 24) == (nfqdelay.NF_ACCEPT, 77)
+    config = nfqdelay.config_messages(300)
+    assert len(config) == 4 and all(struct.unpack_from("=IHHII", m)[2] & nfqdelay.NLM_F_ACK for m in config)
+    assert all(len(m) % 4 == 0 for m in [*config, verdict, nfqdelay.unbind_message(300)])
+
+
+def test_the_schedule_delays_each_packet_and_releases_in_order():
+    schedule = nfqdelay.Schedule(delay=0.1, jitter=0.0)
+    schedule.add(1, now=10.0)
+    schedule.add(2, now=10.05)
+    assert schedule.due(10.09) is None
+    assert schedule.wait(10.09, idle=1.0) == pytest.approx(0.01)
+    assert schedule.due(10.1) == 1
+    assert schedule.due(10.2) == 2 and schedule.wait(10.2, idle=1.0) == 1.0
+
+
+def test_jitter_varies_the_delay_within_its_bounds_but_never_reorders():
+    schedule = nfqdelay.Schedule(delay=0.05, jitter=0.04, rng=random.Random(1))
+    for i in range(200):
+        schedule.add(i, now=i * 0.001)
+    dues = [due for due, _ in schedule.pending]
+    assert dues == sorted(dues)
+    waits = [due - i * 0.001 for i, (due, _) in enumerate(schedule.pending)]
+    assert min(waits) >= 0.01 - 1e-9 and max(waits) <= 0.09 + 0.2
+    assert max(waits) - min(waits) > 0.03  # it does vary
+    assert schedule.last() == 199 and schedule.due(10.0) == 199
+
+
+def test_an_unknown_engine_is_refused_naming_the_choices():
+    with pytest.raises(SpecError, match="engine must be one of auto, netem, nfqueue, not 'tc'"):
+        LatencySpec("ns", "app=web", delay_ms=10, engine="tc")
+
+
+def test_the_delayer_is_started_before_its_rule_and_found_again_by_one_argv_word():
+    snippet = start_delayer_snippet("abc123", "chaoskit:abc123", 80, 10)
+    assert snippet.index("setsid python3") < snippet.index("iptables-restore")
+    assert f"--queue={queue_number('abc123')}" in snippet and "--queue-bypass" in snippet
+    assert "*mangle" in snippet and shlex.quote("--tag=chaoskit:abc123") in snippet
+    assert helper_path(DELAYER).startswith("/tmp/chaoskit-nfqdelay-") and helper_path(DELAYER) in snippet
+    assert "grep -lzxE -- '--tag=(chaoskit:abc123)' /proc/" in helpers_snippet("chaoskit:abc123")
+    assert "kill -TERM" in helpers_snippet("chaoskit:abc123", stop=True)
+    assert 1 <= queue_number("x") <= 65000 and queue_number("x") != queue_number("y")
+
+
+# ---- the DNS responder and its spec (chaoskit/agent/dnsfault.py, chaoskit/faults/dns.py) ----------------
+
+
+def dns_query(name: str, qtype: int = 1) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", qtype, 1)
+
+
+def test_the_responder_reads_the_question_and_matches_search_path_expansions():
+    from chaoskit.agent import dnsfault
+
+    asked = dnsfault.question(dns_query("Web.Shop.svc.cluster.local"))
+    assert asked is not None and asked[:2] == ("web.shop.svc.cluster.local", 1)
+    assert dnsfault.matches("web.shop.svc.cluster.local", ["web"])
+    assert not dnsfault.matches("webshop.svc.cluster.local", ["web"])
+    assert dnsfault.question(b"\0" * 5) is None
+
+
+def test_the_responder_answers_nxdomain_servfail_and_a_wrong_address_without_forwarding():
+    from chaoskit.agent import dnsfault
+
+    forwarded = []
+    query = dns_query("web.shop.svc.cluster.local")
+    for answer, rcode, count in (("nxdomain", 3, 0), ("servfail", 2, 0), ("address", 0, 1)):
+        responder = dnsfault.Responder(["web"], answer, "10.1.2.3", 0.0, "10.96.0.10", 0x10001)
+        responder._forward_udp = lambda q: forwarded.append(q)  # type: ignore[method-assign]
+        response = responder.answer_for(query)
+        assert response is not None and response[:2] == query[:2]  # the query's id
+        assert response[3] & 15 == rcode and struct.unpack_from("!H", response, 6)[0] == count
+        if count:
+            assert response.endswith(bytes([10, 1, 2, 3]))
+    other = dnsfault.Responder(["web"], "nxdomain", None, 0.0, "10.96.0.10", 1)
+    other._forward_udp = lambda q: forwarded.append(q) or b"real"  # type: ignore[method-assign]
+    assert other.answer_for(dns_query("kubernetes.default.svc.cluster.local")) == b"real" and len(forwarded) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"names": ()}, "at least one DNS name"),
+        ({"names": ("a b",)}, "not DNS names"),
+        ({"answer": "address"}, "needs address= an IPv4 address"),
+        ({"answer": "address", "address": "::1"}, "needs address= an IPv4 address"),
+        ({"answer": "delay"}, "needs delay_ms= in 1-30000"),
+        ({"answer": "nxdomain", "delay_ms": 5}, "delay_ms= goes with answer 'delay'"),
+        ({"answer": "nope"}, "answer must be one of nxdomain, servfail, address, delay"),
+    ],
+)
+def test_bad_dns_specs(options, message):
+    from chaoskit.faults.dns import DnsSpec
+
+    with pytest.raises(SpecError, match=message):
+        DnsSpec(**{"namespace": "shop", "selector": "app=web", "names": ("web",), **options})
+
+
+def test_a_pods_resolv_conf_gives_its_nameserver_its_first_expansion_and_its_domain():
+    from chaoskit.faults.dns import parse_resolv_conf
+
+    resolver = parse_resolv_conf(
+        "search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    )
+    assert resolver.nameserver == "10.96.0.10" and resolver.domain == "cluster.local"
+    assert resolver.expand("web") == "web.shop.svc.cluster.local"
+    with pytest.raises(SpecError, match="no IPv4 nameserver"):
+        parse_resolv_conf("nameserver fd00::10\n")
