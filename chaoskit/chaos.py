@@ -261,7 +261,7 @@ class Chaos:
         self,
         namespace: str,
         selector: str,
-        names: str | Sequence[str],
+        names: Sequence[str] | str,
         *,
         answer: str = "nxdomain",
         address: str | None = None,

@@ -110,3 +110,45 @@ def test_bandwidth_limit_on_the_backend_keeps_latency_within_its_slo(experiment,
     assert stats["fault"].p95_ms > 3 * stats["after"].p95_ms, stats
     under, after = stats["fault"].p95_ms, stats["after"].p95_ms
     print(f"bandwidth 512 kbit/s on redis: read p95 {under:.0f} ms under it, {after:.0f} ms after")
+
+
+def test_slow_backend_keeps_the_shop_within_its_latency_slo(experiment, chaos, kube, shop: ShopSystem) -> None:
+    """Every Redis pod answers 100 ms (+- 20 ms) late: a slow dependency, not a dead one. The shop must keep
+    answering, within 1 s at p95, and Sentinel must not mistake slow for down (no failover)."""
+    put(shop, "probe", "1")
+    leader = master_pod(kube, shop.namespace)
+    slo = [LatencyPercentile(95, 1000, window="fault"), Availability(0.99)]
+    with experiment(reads(shop, 45), slo, settle_seconds=3) as run:
+        time.sleep(3)
+        with chaos.latency(shop.namespace, "app=redis", delay_ms=100, jitter_ms=20, max_share=1.0) as slow:
+            time.sleep(15)
+    assert run.result is not None
+    stats = {s.window: s for s in run.result.verdict.stats}
+    # The delay was felt by the shop's clients, then went away.
+    assert stats["fault"].p50_ms and stats["after"].p50_ms and stats["fault"].p50_ms > stats["after"].p50_ms + 80
+    assert master_pod(kube, shop.namespace) == leader, "a slow master must not be failed over"
+    print(
+        f"redis 100 ms slower ({slow.effect}): read p50 {stats['fault'].p50_ms:.0f} ms, "
+        f"p95 {stats['fault'].p95_ms:.0f} ms under it; p50 {stats['after'].p50_ms:.0f} ms after"
+    )
+
+
+def test_dns_outage_for_the_backend_names_is_ridden_out_on_open_connections(
+    experiment, chaos, kube, shop: ShopSystem
+) -> None:
+    """The shop's pods get NXDOMAIN for the Sentinel and Redis names for 15 s: the shop resolved them when it
+    connected, keeps its connections, and so keeps serving; no new lookup is needed until one breaks."""
+    put(shop, "probe", "1")
+    names = [f"sentinel-{i}.sentinel" for i in range(3)] + [f"redis-{i}.redis" for i in range(3)]  # pod.service
+    slo = [Availability(0.99, window="fault"), LatencyPercentile(95, 200, window="fault")]
+    with experiment(reads(shop, 40), slo, settle_seconds=3) as run:
+        time.sleep(3)
+        with chaos.dns(shop.namespace, "app=shop", names, answer="nxdomain", max_share=1.0) as outage:
+            assert "NXDOMAIN" in (outage.effect or ""), outage.effect
+            time.sleep(15)
+    assert run.result is not None
+    during = next(s for s in run.result.verdict.stats if s.window == "fault")
+    print(
+        f"DNS outage for {', '.join(names)} in the shop pods ({outage.effect}): {during.requests} reads during it, "
+        f"availability {during.availability:.2%}, p95 {during.p95_ms:.0f} ms"
+    )

@@ -243,18 +243,24 @@ class DnsFault(_PodNetworkFault):
         }
         first = self._pods[0]
         resolver = self._resolvers[first]
-        self._probe_name = resolver.expand(spec.names[0])
         self._control = f"kubernetes.default.svc.{resolver.domain}"
         if any(self._control == n or self._control.startswith(n + ".") for n in spec.names):
             raise SpecError(f"the fault's names cover {self._control}, the control name that must still resolve")
         control = lookup(first, self._control, resolver.nameserver)
         if control.rcode != 0 or not control.addresses:
             raise SpecError(f"nothing to prove the DNS fault against: {self._control} gives {control} already")
-        self._before = lookup(first, self._probe_name, resolver.nameserver)
-        if not self._differs(self._before, before=True):
+        # The proof asks for the first name that does not give the fault's answer yet, as the pod would ask.
+        tried = []
+        for name in spec.names:
+            self._probe_name = resolver.expand(name)
+            self._before = lookup(first, self._probe_name, resolver.nameserver)
+            if self._differs(self._before, before=True):
+                break
+            tried.append(f"{self._probe_name} gives {self._before}")
+        else:
             raise SpecError(
-                f"nothing to prove the DNS fault against: {self._probe_name} already gives {self._before} "
-                f"from {first.pod}, the answer the fault would give"
+                f"nothing to prove the DNS fault against: from {first.pod}, {'; '.join(tried)} already, the answer "
+                "the fault would give; name what the pods resolve (a StatefulSet pod: pod.service)"
             )
         return [p.pod for p in self._pods]
 

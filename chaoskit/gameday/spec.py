@@ -66,6 +66,7 @@ from chaoskit.experiment import Workload
 from chaoskit.faults import (
     BandwidthSpec,
     ContainerKillSpec,
+    DnsSpec,
     FaultRecord,
     FreezeSpec,
     LatencySpec,
@@ -110,6 +111,7 @@ FAULT_KINDS: Mapping[str, str] = MappingProxyType(
         "bandwidth": "bandwidth",
         "latency": "latency",
         "process-freeze": "process_freeze",
+        "dns": "dns",
     }
 )
 """A fault's ``kind`` in a file, and the :class:`~chaoskit.chaos.Chaos` method that injects it."""
@@ -125,6 +127,7 @@ _FAULT_SPECS: Mapping[str, type] = MappingProxyType(
         "bandwidth": BandwidthSpec,
         "latency": LatencySpec,
         "process-freeze": FreezeSpec,
+        "dns": DnsSpec,
     }
 )
 """The spec each method builds from its arguments (every argument but ``max_share``): built here to check them."""

@@ -10,7 +10,7 @@ import json
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -238,7 +238,7 @@ def test_an_unknown_fault_kind_lists_the_known_ones():
     assert refusal(text) == [
         f'{SOURCE}:{line(text, "pod-kil")}: faults[0].kind: unknown fault kind "pod-kil"; did you mean pod-kill? '
         "the known kinds are pod-kill, container-kill, node-failure, node-drain, partition, packet-loss, "
-        "bandwidth, latency, process-freeze"
+        "bandwidth, latency, process-freeze, dns"
     ]
 
 
@@ -525,7 +525,13 @@ def _json_types(hint: object) -> set[str]:
     if typing.get_origin(hint) is Sequence:
         return {"array"}
     names = {int: "integer", float: "number", str: "string", bool: "boolean"}
-    return {names[a] for a in typing.get_args(hint) or (hint,) if a is not type(None)}
+    found: set[str] = set()
+    for a in typing.get_args(hint) or (hint,):
+        if typing.get_origin(a) is Sequence:
+            found.add("array")
+        elif a is not type(None):
+            found.add(names[cast(type, a)])
+    return found
 
 
 def _schema_types(prop: dict[str, Any], defs: dict[str, Any]) -> set[str]:
@@ -533,6 +539,8 @@ def _schema_types(prop: dict[str, Any], defs: dict[str, Any]) -> set[str]:
         prop = {**defs[prop["$ref"].removeprefix("#/$defs/")], **prop}
     if "enum" in prop:
         return {"string"} if all(isinstance(v, str) for v in prop["enum"]) else {"mixed"}
+    if "oneOf" in prop:
+        return {t for part in prop["oneOf"] for t in _schema_types(part, defs)}
     return {prop["type"]} if isinstance(prop["type"], str) else set(prop["type"])
 
 
