@@ -2,7 +2,8 @@
 
     python benchmarks/fault_bench.py [--runs 5]
 
-For pod kill, container kill, partition, packet loss and bandwidth: inject-to-effect
+For pod kill, container kill, partition, packet loss, bandwidth, latency, DNS,
+CPU and memory stress (and ``--zone-runs`` zone failures): inject-to-effect
 (from the injection call to the effect being in place, as the fault record
 stamps it). For the network faults (on 3 pods over two nodes), also the wall
 time of entering the block (plan, the partition's probe before the cut,
@@ -35,7 +36,9 @@ def line(name: str, values: list[float], target: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
+    parser.add_argument("--zone-runs", type=int, default=1, help="zone failures (stop, a worker zone): slow")
+    args = parser.parse_args()
+    runs, zone_runs = args.runs, args.zone_runs
 
     from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
     from workloads import (
@@ -58,9 +61,15 @@ def main() -> None:
         "partition": [],
         "packet loss": [],
         "bandwidth": [],
+        "latency (50 ms)": [],
+        "dns (nxdomain, the client pod)": [],
+        "stress (1 CPU worker, one pod)": [],
+        "stress (64 MiB, one pod)": [],
     }
-    proven: dict[str, list[float]] = {"partition": [], "packet loss": [], "bandwidth": []}
-    undone: dict[str, list[float]] = {"partition": [], "packet loss": [], "bandwidth": []}
+    network = ["partition", "packet loss", "bandwidth", "latency (50 ms)", "dns (nxdomain, the client pod)"]
+    proven: dict[str, list[float]] = {name: [] for name in network}
+    undone: dict[str, list[float]] = {name: [] for name in network}
+    zone_down: list[float] = []
     endpoints_seen: list[float] = []
     deployment_seen: list[float] = []
     with cluster.kube() as kube, scratch_namespace(kube, ns):
@@ -91,6 +100,8 @@ def main() -> None:
                 ("partition", lambda: chaos.partition(ns, "role=client", peer_selector="app=web", max_share=1.0)),
                 ("packet loss", lambda: chaos.packet_loss(ns, "app=web", percent=30, max_share=1.0)),
                 ("bandwidth", lambda: chaos.bandwidth(ns, "app=web", rate_kbit=2000, max_share=1.0)),
+                ("latency (50 ms)", lambda: chaos.latency(ns, "app=web", delay_ms=50, max_share=1.0)),
+                ("dns (nxdomain, the client pod)", lambda: chaos.dns(ns, "role=client", "web", max_share=1.0)),
             ):
                 entered = time.monotonic()
                 with fault() as record:
@@ -98,6 +109,18 @@ def main() -> None:
                     leaving = time.monotonic()
                 undone[name].append(time.monotonic() - leaving)
                 effects[name].append(record.inject_to_effect or 0)
+            with chaos.stress(ns, "app=web", cpu_workers=1) as record:
+                effects["stress (1 CPU worker, one pod)"].append(record.inject_to_effect or 0)
+            with chaos.stress(ns, "app=web", memory_bytes=64 << 20) as record:
+                effects["stress (64 MiB, one pod)"].append(record.inject_to_effect or 0)
+        for _ in range(zone_runs):
+            workers = {
+                n.metadata.name: n for n in kube.nodes() if "node-role.kubernetes.io/master" not in n.metadata.labels
+            }
+            zone = sorted(n.metadata.labels["topology.kubernetes.io/zone"] for n in workers.values())[-1]
+            with chaos.zone_failure(zone, mode="stop") as record:
+                zone_down.append(record.inject_to_effect or 0)
+            wait_web(kube, ns)
     for name, values in effects.items():
         line(f"inject-to-effect, {name}", values, "< 1 s; network faults < 250 ms")
     for name in proven:
@@ -105,6 +128,8 @@ def main() -> None:
         line(f"{name}: undo + proof of the undo (leaving the block)", undone[name], "")
     line("recovery watcher: pod kill -> loss seen in Service endpoints", endpoints_seen, "p50 < 200 ms")
     line("recovery watcher: pod kill -> loss seen in Deployment status", deployment_seen, "p50 < 200 ms")
+    if zone_down:
+        line("zone failure (stop): injected -> every node of the zone NotReady", zone_down, "the node grace period")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ _EXPORTS = {
     "PacketLossSpec": "chaoskit.faults",
     "PartitionSpec": "chaoskit.faults",
     "PodKillSpec": "chaoskit.faults",
+    "StressSpec": "chaoskit.faults",
+    "ZoneFailureSpec": "chaoskit.faults",
     "PrometheusClient": "chaoskit.prometheus",
     "PromQL": "chaoskit.slo",
     "PromQLAbove": "chaoskit.stops",
@@ -97,6 +99,8 @@ if TYPE_CHECKING:
         PartitionSpec,
         PodKillSpec,
         Safety,
+        StressSpec,
+        ZoneFailureSpec,
     )
     from chaoskit.load import Load, LoadSpec, RequestRecord
     from chaoskit.observe import Recovery, RecoveryWatch
@@ -172,7 +176,9 @@ __all__ = [
     "SloVerdict",
     "SloViolation",
     "SpecError",
+    "StressSpec",
     "Workload",
     "WriteLog",
+    "ZoneFailureSpec",
     "read_back",
 ]

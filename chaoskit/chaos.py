@@ -26,8 +26,9 @@ from chaoskit.faults.network import (
     Partition,
     PartitionSpec,
 )
-from chaoskit.faults.node import NodeFailure, NodeFailureSpec
+from chaoskit.faults.node import NodeFailure, NodeFailureSpec, ZoneFailure, ZoneFailureSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
+from chaoskit.faults.stress import Stress, StressSpec
 from chaoskit.observe import RecoveryWatch
 
 
@@ -282,6 +283,45 @@ class Chaos:
             seed=seed,
         )
         return self._active(DnsFault(self.cluster, self.kube, spec, safety=self.safety), max_share)
+
+    def stress(
+        self,
+        namespace: str,
+        selector: str,
+        *,
+        cpu_workers: int = 0,
+        cpu_percent: int = 100,
+        memory_bytes: int = 0,
+        container: str | None = None,
+        count: int | None = 1,
+        seed: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Burn CPU and hold memory inside containers (their cgroups); past the memory limit, the OOM kill."""
+        spec = StressSpec(
+            namespace=namespace,
+            selector=selector,
+            cpu_workers=cpu_workers,
+            cpu_percent=cpu_percent,
+            memory_bytes=memory_bytes,
+            container=container,
+            count=count,
+            seed=seed,
+        )
+        return self._active(Stress(self.cluster, self.kube, spec, safety=self.safety), max_share)
+
+    def zone_failure(
+        self,
+        zone: str,
+        *,
+        mode: str = "stop",
+        wait_not_ready: bool = True,
+        timeout: float = 120.0,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Fail every node of a zone (``topology.kubernetes.io/zone``) at once, as node_failure fails one."""
+        spec = ZoneFailureSpec(zone=zone, mode=mode, wait_not_ready=wait_not_ready, timeout=timeout)
+        return self._active(ZoneFailure(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def recovery_watch(
         self, namespace: str, name: str, service: str | None = None, kind: WorkloadKind = "Deployment"

@@ -91,3 +91,39 @@ def test_latency_on_the_web_tier_keeps_p95_within_its_slo(experiment, chaos, web
     with experiment(steady_load(web, 40), slo, Workload(web.namespace, "web", "web"), settle_seconds=2):
         with chaos.latency(web.namespace, "app=web", delay_ms=100, jitter_ms=20, max_share=1.0):  # every web pod
             time.sleep(10)
+
+
+def test_cpu_starved_web_pod_keeps_the_tier_within_its_slo(experiment, chaos, web: Web) -> None:
+    """One web pod shares its CPU with a busy stressor in its own cgroup (a noisy neighbour inside it, a runaway
+    loop): its requests slow, the tier as a whole must stay within its SLO."""
+    slo = [LatencyPercentile(95, 250, window="fault"), Availability(0.99)]
+    with experiment(steady_load(web, 35), slo, Workload(web.namespace, "web", "web"), settle_seconds=2) as run:
+        with chaos.stress(web.namespace, "app=web", cpu_workers=2, count=1) as starved:
+            assert "CPU" in (starved.effect or ""), starved.effect
+            time.sleep(15)
+    assert run.result is not None
+    during = next(s for s in run.result.verdict.stats if s.window == "fault")
+    print(f"CPU stress on {starved.targets[0]} ({starved.effect}): p95 {during.p95_ms:.0f} ms of {during.requests}")
+
+
+def test_zone_failure_of_the_web_tier_spread_over_two_zones(experiment, chaos, kube, web: Web) -> None:
+    """The web tier runs in two zones; the zone holding most of its pods fails whole (every node in it
+    stopped at once). The tier must come back whole in the zone left."""
+    zone_of = {n.metadata.name: (n.metadata.labels or {}).get("topology.kubernetes.io/zone") for n in kube.nodes()}
+    pods_in: dict[str, int] = {}
+    for node, count in web_nodes(kube, web).items():
+        pods_in[str(zone_of[node])] = pods_in.get(str(zone_of[node]), 0) + count
+    assert len(pods_in) >= 2, f"the web tier should span two zones: {pods_in}"
+    zone = max(pods_in, key=lambda z: pods_in[z])
+    slo = [Availability(0.60, window="fault"), Availability(0.99, window="after"), RecoveryTime(120)]
+    with experiment(steady_load(web, 180), slo, Workload(web.namespace, "web", "web")) as run:
+        time.sleep(3)
+        with chaos.zone_failure(zone, mode="stop") as down:
+            recovered = run.wait_recovered(timeout=150)
+            survivors = [
+                p
+                for p in kube.pods(web.namespace, "app=web")
+                if zone_of.get(p.spec.node_name) != zone and p.status.phase == "Running"
+            ]
+            assert len(survivors) >= 3, "the tier must run whole outside the failed zone"
+    print(f"zone {zone} ({pods_in[zone]} of the web pods) failed ({down.effect}): whole again after {recovered:.1f} s")

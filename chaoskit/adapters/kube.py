@@ -31,6 +31,8 @@ REQUEST_TIMEOUT = 30.0
 """Seconds any API request may take unless its call states otherwise."""
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 """A control-plane node's role labels: ``control-plane`` since 1.20, ``master`` up to 1.23."""
+ZONE_LABEL = "topology.kubernetes.io/zone"
+"""The well-known label of a node's zone (zone failures take every node that carries a value down)."""
 EXEC_CONNECT_TIMEOUT = 30.0
 """Seconds to open an exec stream to a pod (and for any one read from it)."""
 

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from chaoskit.adapters import docker, kind
-from chaoskit.adapters.kube import Kube, node_ready, pod_ready
+from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, ZONE_LABEL, Kube, node_ready, pod_ready
 from chaoskit.adapters.shell import run, say
 from chaoskit.cluster import addons
 from chaoskit.cluster.base import NODE_PORT_RANGE, Cluster, ClusterSpec, ClusterStatus, NodeStatus
@@ -273,6 +273,7 @@ class KindProvider:
                 addons.install_storage_class(kube)
                 if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
                     say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
+            label_zones(kube)
             wait_healthy(kube, cluster.flavor, node_count, node_since=node_since)
         return cluster
 
@@ -423,3 +424,20 @@ def wait_healthy(
             label_selector=selector,
         )
         say(f"{what} ready ({took:.1f} s)")
+
+
+CONTROL_PLANE_ZONE = "zone-a"
+WORKER_ZONES = ("zone-b", "zone-c")
+
+
+def label_zones(kube: Kube) -> None:
+    """Give every node without one a zone, as cloud nodes have: the control plane ``zone-a``, the workers
+    ``zone-b``, ``zone-c``, ``zone-b``... in name order, so a tier spread over the workers spans two zones
+    (for zone failures). A node's own zone label is kept."""
+    nodes = sorted(kube.nodes(), key=lambda n: n.metadata.name)
+    workers = [n for n in nodes if not any(k in (n.metadata.labels or {}) for k in CONTROL_PLANE_LABELS)]
+    for node in nodes:
+        if ZONE_LABEL in (node.metadata.labels or {}):
+            continue
+        zone = WORKER_ZONES[workers.index(node) % len(WORKER_ZONES)] if node in workers else CONTROL_PLANE_ZONE
+        kube.core.patch_node(node.metadata.name, {"metadata": {"labels": {ZONE_LABEL: zone}}}, _request_timeout=10)

@@ -15,8 +15,9 @@ from chaoskit.faults.network import (
     Partition,
     PartitionSpec,
 )
-from chaoskit.faults.node import NodeFailure, NodeFailureSpec
+from chaoskit.faults.node import NodeFailure, NodeFailureSpec, ZoneFailure, ZoneFailureSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
+from chaoskit.faults.stress import Stress, StressSpec
 
 __all__ = [
     "Bandwidth",
@@ -43,4 +44,8 @@ __all__ = [
     "PodKill",
     "PodKillSpec",
     "Safety",
+    "Stress",
+    "StressSpec",
+    "ZoneFailure",
+    "ZoneFailureSpec",
 ]

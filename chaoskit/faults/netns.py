@@ -496,11 +496,13 @@ def write_helpers(module: str, where: list[str], what: str) -> None:
         raise ClusterError(f"writing the helper {module} failed ({detail})")
 
 
-def start_helper_snippet(module: str, args: list[str], comment: str) -> str:
-    """Shell, inside a pod's namespace: start the helper in a session of its own, tagged with ``comment``,
-    and wait (up to 5 s) until it prints ``ready``; its output, if it exits instead, and exit 4."""
+def start_helper_snippet(module: str, args: list[str], comment: str, prefix: list[str] | None = None) -> str:
+    """Shell, inside a pod's namespace (or on its node, with a ``prefix`` such as ``nsenter ...``): start the
+    helper in a session of its own, tagged with ``comment``, and wait (up to 5 s) until it prints ``ready``;
+    its output, if it exits instead, and exit 4."""
     log = f"/tmp/chaoskit-{comment.removeprefix(COMMENT_PREFIX)}-$$.log"
-    start = shlex.join(["setsid", "python3", helper_path(module), *args, f"{HELPER_TAG}{comment}"])
+    command = [*(prefix or []), "python3", helper_path(module), *args, f"{HELPER_TAG}{comment}"]
+    start = shlex.join(["setsid", *command])
     return (
         f"{start} </dev/null >{log} 2>&1 & "
         f"i=0; while [ $i -lt 200 ]; do grep -q '^ready' {log} && break; "

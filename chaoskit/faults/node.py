@@ -25,11 +25,12 @@ owner Lease expires.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, Kube, lease_renewed, node_ready, pod_ready
+from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, ZONE_LABEL, Kube, lease_renewed, node_ready, pod_ready
 from chaoskit.adapters.nodes import AgentShell
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
@@ -280,3 +281,115 @@ class NodeFailure(Fault):
                 return None
             return f"node container {node} no longer exists (its cluster was deleted or recreated)"
         return None
+
+
+@dataclass(frozen=True)
+class ZoneFailureSpec:
+    """Which zone fails (every node labelled with it, at once) and how."""
+
+    zone: str
+    """The value of the nodes' ``topology.kubernetes.io/zone`` label (kind clusters from ``chaoskit cluster up``
+    have their control plane in ``zone-a`` and their workers in ``zone-b``, ``zone-c``, ``zone-b``, ...)."""
+    mode: str = "stop"
+    """As for a node failure: ``stop``, ``pause`` (kind) or ``kubelet`` (the injector agent)."""
+    wait_not_ready: bool = True
+    """Prove the failure by waiting for the API to mark every node of the zone NotReady."""
+    timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not self.zone:
+            raise SpecError("zone failure needs a zone")
+        if self.mode not in MODES:
+            raise SpecError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.timeout <= 0:
+            raise SpecError(f"timeout must be positive, not {self.timeout}")
+
+
+class ZoneFailure(Fault):
+    """Every node of a zone fails at once: one node failure per node, injected and undone in parallel.
+
+    The blast-radius cap counts the zone's nodes among those a node fault may
+    touch; a zone that holds a control-plane node is refused unless that is
+    allowed. Each node's failure and undo is a :class:`NodeFailure`'s, proven
+    the same way (its container's state, or its kubelet stopped; NotReady; and
+    back: a renewed lease, Ready).
+    """
+
+    kind = "zone-failure"
+    spec: ZoneFailureSpec
+    _members: list[NodeFailure]
+
+    def plan(self) -> list[str]:
+        spec = self.spec
+        nodes = list(self.kube.nodes())
+        zones = sorted(
+            {str((n.metadata.labels or {})[ZONE_LABEL]) for n in nodes if ZONE_LABEL in (n.metadata.labels or {})}
+        )
+        members = [n for n in nodes if (n.metadata.labels or {}).get(ZONE_LABEL) == spec.zone]
+        if not members:
+            raise SpecError(
+                f"no node is in zone {spec.zone!r} (label {ZONE_LABEL}); zones here: {', '.join(zones) or 'none'}"
+            )
+        names = sorted(n.metadata.name for n in members)
+        control = [
+            n.metadata.name for n in members if any(k in (n.metadata.labels or {}) for k in CONTROL_PLANE_LABELS)
+        ]
+        if control and not self.safety.allow_control_plane:
+            raise SafetyError(
+                f"zone {spec.zone} holds control-plane node(s) {', '.join(control)}: refused unless allowed with "
+                "--chaos-allow-control-plane (Safety(allow_control_plane=True) outside pytest)"
+            )
+        self.safety.check_share(len(names), len(eligible_nodes(nodes, self.safety)), f"nodes (zone {spec.zone})")
+        self._members = [self._member(name) for name in names]
+        for member in self._members:
+            member.plan()
+        return names
+
+    def _member(self, node: str) -> NodeFailure:
+        spec = NodeFailureSpec(node, self.spec.mode, self.spec.wait_not_ready, self.spec.timeout)
+        member = NodeFailure(self.cluster, self.kube, spec, safety=self.safety)
+        member.fault_id = self.fault_id  # kubelet mode: the agents read the requests from this fault's record
+        return member
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return {"zone": self.spec.zone, "members": [m.undo_data([m.spec.node]) for m in self._members]}
+
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        scripts: dict[str, str] = {}
+        for member in undo["members"]:
+            scripts.update(NodeFailure.agent_undo(member))
+        return scripts
+
+    def inject(self, targets: list[str]) -> None:
+        with ThreadPoolExecutor(max_workers=len(self._members)) as pool:
+            for done in [pool.submit(m.inject, [m.spec.node]) for m in self._members]:
+                done.result()
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        with ThreadPoolExecutor(max_workers=len(self._members)) as pool:
+            futures = [pool.submit(m.verify, [m.spec.node], replace(record)) for m in self._members]
+            proofs = [f.result() for f in futures]
+        record.effect_mono = time.monotonic()
+        return f"zone {self.spec.zone} down: " + "; ".join(proofs)
+
+    @classmethod
+    def _each(cls, undo: dict[str, Any], work: Any) -> list[Any]:
+        members = list(undo["members"])
+        with ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
+            return [f.result() for f in [pool.submit(work, m) for m in members]]
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        cls._each(undo, lambda m: NodeFailure.revert(cluster, kube, m))
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        return f"zone {undo['zone']} back: " + "; ".join(
+            cls._each(undo, lambda m: NodeFailure.check_undone(cluster, kube, m))
+        )
+
+    @classmethod
+    def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:
+        reasons = [NodeFailure.moot(cluster, kube, m) for m in undo["members"]]
+        return "; ".join(r for r in reasons if r) if all(reasons) else None

@@ -76,6 +76,8 @@ from chaoskit.faults import (
     PartitionSpec,
     PodKillSpec,
     Safety,
+    StressSpec,
+    ZoneFailureSpec,
 )
 from chaoskit.images import image_name
 from chaoskit.load import LoadSpec
@@ -112,6 +114,8 @@ FAULT_KINDS: Mapping[str, str] = MappingProxyType(
         "latency": "latency",
         "process-freeze": "process_freeze",
         "dns": "dns",
+        "stress": "stress",
+        "zone-failure": "zone_failure",
     }
 )
 """A fault's ``kind`` in a file, and the :class:`~chaoskit.chaos.Chaos` method that injects it."""
@@ -128,6 +132,8 @@ _FAULT_SPECS: Mapping[str, type] = MappingProxyType(
         "latency": LatencySpec,
         "process-freeze": FreezeSpec,
         "dns": DnsSpec,
+        "stress": StressSpec,
+        "zone-failure": ZoneFailureSpec,
     }
 )
 """The spec each method builds from its arguments (every argument but ``max_share``): built here to check them."""

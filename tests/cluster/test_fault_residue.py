@@ -118,9 +118,11 @@ FAULTS = {
     "bandwidth": 'chaos.bandwidth("{ns}", "app=web", rate_kbit=1000, max_share=1.0)',
     "latency": 'chaos.latency("{ns}", "app=web", delay_ms=30, max_share=1.0)',
     "dns": 'chaos.dns("{ns}", "role=client", "web", max_share=1.0)',
+    "stress": 'chaos.stress("{ns}", "app=web", cpu_workers=1, memory_bytes=32 << 20)',
     "node-drain": 'chaos.node_drain("{node}")',
     "node-pause": 'chaos.node_failure("{node}", mode="pause", wait_not_ready=False)',
     "node-stop": 'chaos.node_failure("{node}", mode="stop", wait_not_ready=False)',
+    "node-zone-pause": 'chaos.zone_failure("{zone}", mode="pause", wait_not_ready=False)',
 }
 """Every fault kind with an undo (latency through the user-space delayer here: this kernel has no netem)."""
 
@@ -133,6 +135,8 @@ def held_residue(kind: str, fault_id: str, residue: Residue, node: str) -> bool:
         return bool(residue.qdiscs)
     if kind in ("latency", "dns"):
         return bool(residue.of(fault_id)) and bool(residue.helpers_of(fault_id))
+    if kind == "stress":
+        return bool(residue.helpers_of(fault_id))
     if kind == "process-freeze":
         return bool(residue.stopped)
     if kind == "node-drain":
@@ -149,7 +153,9 @@ def test_a_run_stopped_mid_fault_leaves_zero_residue(
     node = worker(kube)
     injector = pytestconfig.getoption("chaos_injector")
     assert residue_now(cluster).empty(), "the cluster had residue before the test"
-    proc, fault_id = start_inner_run(tmp_path, FAULTS[kind].format(ns=web.namespace, node=node), injector=injector)
+    zone = (kube.core.read_node(node).metadata.labels or {}).get("topology.kubernetes.io/zone", "")
+    fault = FAULTS[kind].format(ns=web.namespace, node=node, zone=zone)
+    proc, fault_id = start_inner_run(tmp_path, fault, injector=injector)
     assert held_residue(kind, fault_id, residue_now(cluster), node), f"{kind} left no trace while held"
 
     os.kill(proc.pid, getattr(signal, how))

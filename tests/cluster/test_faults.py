@@ -128,6 +128,41 @@ def test_node_pause_turns_the_node_not_ready_and_undo_brings_it_back(cluster, ch
     print(f"node pause: NotReady {record.inject_to_effect:.1f} s after the pause")
 
 
+def zones(kube) -> dict[str, list[str]]:
+    """Each zone's nodes, read from their labels."""
+    found: dict[str, list[str]] = {}
+    for node in kube.nodes():
+        zone = (node.metadata.labels or {}).get("topology.kubernetes.io/zone")
+        if zone:
+            found.setdefault(zone, []).append(node.metadata.name)
+    return found
+
+
+@pytest.mark.destructive
+def test_zone_failure_pauses_every_node_of_the_zone_and_brings_them_back(cluster, chaos: Chaos, kube) -> None:
+    if not cluster.is_kind:
+        pytest.skip("modes stop and pause need a kind cluster")
+    zone, members = next((z, n) for z, n in sorted(zones(kube).items()) if set(n) <= set(workers(kube)))
+    with chaos.zone_failure(zone, mode="pause", wait_not_ready=False) as record:
+        assert [docker.inspect(n).state for n in members] == ["paused"] * len(members)
+        assert record.targets == sorted(members) and f"zone {zone} down" in record.effect, record.effect
+    assert [docker.inspect(n).state for n in members] == ["running"] * len(members)
+    ready = {n.metadata.name: node_ready(n) for n in kube.nodes()}
+    assert all(ready[n] for n in members), ready
+    assert record.reverted and f"zone {zone} back" in (record.undo_proof or ""), record.undo_proof
+    print(f"zone failure (pause): {record.effect}; effect after {record.inject_to_effect:.2f} s")
+
+
+def test_zone_failure_refuses_an_unknown_zone_and_one_holding_the_control_plane(cluster, chaos: Chaos, kube) -> None:
+    with pytest.raises(SpecError, match=r"no node is in zone 'nowhere'.*zones here: "), chaos.zone_failure("nowhere"):
+        pytest.fail("the fault must not start")
+    control = [z for z, members in zones(kube).items() if not set(members) <= set(workers(kube))]
+    for zone in control:
+        with pytest.raises(SafetyError, match="control-plane node"), chaos.zone_failure(zone):
+            pytest.fail("the fault must not start")
+    assert all(node_ready(n) for n in kube.nodes())
+
+
 def test_node_failure_refuses_the_control_plane(cluster, chaos: Chaos, kube) -> None:
     if not cluster.is_kind:
         pytest.skip("node failure needs a kind cluster")

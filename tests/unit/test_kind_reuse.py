@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -64,6 +65,8 @@ class FakeMachine:
     healthy: bool = True
     applied: list[str] = field(default_factory=list)
     """``Kind/name`` of every object applied to the cluster (the add-ons)."""
+    zones: dict[str, str] = field(default_factory=dict)
+    """The zone label each node was given."""
 
     def delete(self, name: str, kubeconfig: Path | None) -> None:
         self.calls.append(("delete", name))
@@ -83,7 +86,25 @@ class FakeKube:
     machine: FakeMachine
 
     def __init__(self, kubeconfig: Path | None, context: str | None) -> None:
+        machine = self.machine
+
+        def patch_node(name: str, body: dict[str, Any], **_: Any) -> None:
+            machine.zones[name] = body["metadata"]["labels"]["topology.kubernetes.io/zone"]
+
         self.core = type("Core", (), {"list_node": None, "list_namespaced_pod": None})()
+        self.core.patch_node = patch_node  # type: ignore[attr-defined]
+
+    def nodes(self) -> list[Any]:
+        """The API's nodes: the containers' names, the control plane by its role label."""
+        return [
+            SimpleNamespace(
+                metadata=SimpleNamespace(
+                    name=n.name,
+                    labels={"node-role.kubernetes.io/control-plane": ""} if n.name.endswith("control-plane") else {},
+                )
+            )
+            for n in self.machine.nodes
+        ]
 
     def __enter__(self) -> FakeKube:
         return self
@@ -229,3 +250,14 @@ def test_a_cluster_on_the_airgap_image_gets_chaoskits_network_dns_and_volumes(ma
     assert {"DaemonSet/chaoskit-netd", "Deployment/chaoskit-dns", "DaemonSet/chaoskit-volumes"} <= set(machine.applied)
     assert ("delete-object", "Deployment", "coredns") in machine.calls  # kubeadm's, whose image is absent
     assert kind_config(ClusterSpec(name=NAME, workers=1), airgap=True)["networking"] == {"disableDefaultCNI": True}
+
+
+def test_every_node_gets_a_zone_the_control_plane_its_own_and_the_workers_two_in_turn(machine):
+    machine.nodes = nodes_of(3, "kindest/node:v1.37.0")
+    get_provider("kind", provision=False).up(ClusterSpec(name=NAME, workers=3))
+    assert machine.zones == {
+        f"{NAME}-control-plane": "zone-a",
+        f"{NAME}-worker": "zone-b",
+        f"{NAME}-worker2": "zone-c",
+        f"{NAME}-worker3": "zone-b",
+    }

@@ -156,3 +156,39 @@ def test_a_pods_resolv_conf_gives_its_nameserver_its_first_expansion_and_its_dom
     assert resolver.expand("web") == "web.shop.svc.cluster.local"
     with pytest.raises(SpecError, match="no IPv4 nameserver"):
         parse_resolv_conf("nameserver fd00::10\n")
+
+
+# ---- the stressor and its spec (chaoskit/agent/stress.py, chaoskit/faults/stress.py) ------------------------
+
+
+def test_a_hierarchy_is_looked_for_where_v1_v2_and_hybrid_nodes_mount_it():
+    from chaoskit.agent import stress
+
+    root = stress.CGROUP_ROOT
+    assert stress.directories("", "/kubepods/pod1/abc") == [
+        f"{root}/kubepods/pod1/abc",
+        f"{root}/unified/kubepods/pod1/abc",
+    ]
+    assert stress.directories("cpu,cpuacct", "/k/p") == [
+        f"{root}/cpu,cpuacct/k/p",
+        f"{root}/cpu/k/p",
+        f"{root}/cpuacct/k/p",
+    ]
+    assert stress.directories("name=systemd", "/k")[0] == f"{root}/systemd/k"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "nothing to stress"),
+        ({"cpu_workers": 65}, "cpu_workers must be in 0-64"),
+        ({"cpu_workers": 1, "cpu_percent": 101}, "cpu_percent must be in 1-100"),
+        ({"memory_bytes": 4096}, "memory_bytes must be 0 or in 1 MiB-64 GiB"),
+        ({"cpu_workers": 1, "count": 0}, "count must be at least 1"),
+    ],
+)
+def test_bad_stress_specs(options, message):
+    from chaoskit.faults.stress import StressSpec
+
+    with pytest.raises(SpecError, match=message):
+        StressSpec("shop", "app=web", **options)

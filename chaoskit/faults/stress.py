@@ -1,0 +1,283 @@
+"""CPU and memory stress inside a container: processes in its cgroups and namespaces, not a sidecar.
+
+A stressor (:mod:`chaoskit.agent.stress`, a python3 helper copied to the node)
+enters the container's PID, network, IPC and UTS namespaces from the node and
+moves itself into every cgroup of the container's main process, so the CPU it
+burns and the memory it holds are the container's own: counted by its cgroup,
+throttled by its CPU limit, and up against its memory limit.
+
+Proof of effect, from the container's cgroup accounting read on its node: CPU
+stress raises the container's CPU usage by at least half of what was asked
+(``cpu_workers`` x ``cpu_percent``, capped by its CPU limit and the node's
+CPUs), measured over a second before and a second during. Memory stress
+raises its memory usage by at least 90 % of ``memory_bytes``; where that
+would pass the container's limit, the effect to see is the OOM kill instead:
+the container terminated ``OOMKilled`` and restarted (the stressor's bytes are
+in an in-memory file that no process maps, so the OOM killer picks the
+application, as when it grows by itself). The restart is the recovery.
+
+Undo ends the stressors (found by their tag on the node) and proves none is
+left; a stressor in a container that restarted ended with it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chaoskit.adapters import nodes
+from chaoskit.adapters.kube import Kube
+from chaoskit.cluster.base import Cluster
+from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SpecError
+from chaoskit.faults.base import Fault, FaultRecord, check_selector
+from chaoskit.faults.netns import (
+    COMMENT_PREFIX,
+    STEP_TIMEOUT,
+    PodProcess,
+    helper_path,
+    helpers_snippet,
+    locate_all,
+    on_nodes,
+    start_helper_snippet,
+    write_helpers,
+)
+
+STRESSOR = "stress.py"
+MAX_WORKERS = 64
+MIB = 1 << 20
+MEMORY_PROOF_SECONDS = 20.0
+"""How long memory stress waits for the usage to rise (or for the OOM kill) before it is not effective."""
+
+
+@dataclass(frozen=True)
+class StressSpec:
+    """How much CPU to burn and memory to hold, in which containers."""
+
+    namespace: str
+    selector: str
+    cpu_workers: int = 0
+    """Processes each keeping one CPU busy (0: no CPU stress)."""
+    cpu_percent: int = 100
+    """How busy each worker keeps its CPU, in 1-100."""
+    memory_bytes: int = 0
+    """Bytes to hold in the container (0: no memory stress); past its limit, the container is OOM-killed."""
+    container: str | None = None
+    """The container to stress (default: the pod's first container)."""
+    count: int | None = 1
+    """How many of the matching pods (None: every one, under the blast-radius cap)."""
+    seed: int | None = None
+    """Seed of the random pick."""
+
+    def __post_init__(self) -> None:
+        check_selector(self.selector)
+        if not 0 <= self.cpu_workers <= MAX_WORKERS:
+            raise SpecError(f"cpu_workers must be in 0-{MAX_WORKERS}, not {self.cpu_workers}")
+        if not 1 <= self.cpu_percent <= 100:
+            raise SpecError(f"cpu_percent must be in 1-100, not {self.cpu_percent}")
+        if self.memory_bytes and not MIB <= self.memory_bytes <= 64 << 30:
+            raise SpecError(f"memory_bytes must be 0 or in 1 MiB-64 GiB, not {self.memory_bytes}")
+        if not self.cpu_workers and not self.memory_bytes:
+            raise SpecError("nothing to stress: give cpu_workers, memory_bytes, or both")
+        if self.count is not None and (isinstance(self.count, bool) or self.count < 1):
+            raise SpecError(f"count must be at least 1 (or None for every matching pod), not {self.count!r}")
+
+
+def read_stats(process: PodProcess) -> dict[str, float | None]:
+    """The container's cgroup figures, read on its node by the stressor's own code (``--stats``)."""
+    command = ["python3", helper_path(STRESSOR), f"--stats={process.pid}"]
+    output = nodes.check(process.node, command, STEP_TIMEOUT)
+    try:
+        figures: dict[str, float | None] = json.loads(output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise ClusterError(f"the cgroup figures of {process.pod} could not be read: {output[-200:]}") from None
+    return figures
+
+
+def cpu_rate(process: PodProcess, seconds: float = 1.0) -> float:
+    """The container's CPU use in cores over ``seconds``, from its cgroup's usage counter."""
+    first = read_stats(process)
+    start = time.monotonic()
+    time.sleep(seconds)
+    second = read_stats(process)
+    elapsed = time.monotonic() - start
+    if first["cpu_seconds"] is None or second["cpu_seconds"] is None:
+        raise ClusterError(f"{process.pod}'s cgroup shows no CPU usage counter")
+    return (second["cpu_seconds"] - first["cpu_seconds"]) / elapsed
+
+
+class Stress(Fault):
+    kind = "stress"
+    node_access = "runs stress processes in containers' cgroups from their node"
+    spec: StressSpec
+    _processes: list[PodProcess]
+    _before: dict[PodProcess, dict[str, Any]]
+
+    @property
+    def comment(self) -> str:
+        return f"{COMMENT_PREFIX}{self.fault_id}"
+
+    def plan(self) -> list[str]:
+        spec = self.spec
+        pods = self.live_pods(spec.namespace, spec.selector)
+        shared = [p.metadata.name for p in pods if p.spec.host_pid]
+        if shared:
+            raise SpecError(
+                f"pods {', '.join(shared)} share the node's PID namespace (hostPID): their container's cgroup is "
+                "not theirs alone to stress; choose pods of their own"
+            )
+        chosen = self.choose(pods, spec.count, spec.seed, f"pods matching {spec.selector!r}")
+        self._processes = locate_all(chosen, spec.container)
+        write_helpers(STRESSOR, sorted({p.node for p in self._processes}), "stress")
+        self._before = {}
+        for process in self._processes:
+            figures: dict[str, Any] = dict(read_stats(process))
+            if spec.cpu_workers:
+                figures["cpu_rate"] = cpu_rate(process)
+            figures["restarts"] = self._restarts(process)
+            self._before[process] = figures
+        return [f"{p.pod}/{spec.container or 'first container'}@{p.node}" for p in self._processes]
+
+    def _container_status(self, process: PodProcess) -> Any:
+        pod: Any = self.kube.core.read_namespaced_pod(process.pod, process.namespace, _request_timeout=10)
+        statuses = pod.status.container_statuses or []
+        wanted = self.spec.container or pod.spec.containers[0].name
+        return next((s for s in statuses if s.name == wanted), None)
+
+    def _restarts(self, process: PodProcess) -> int:
+        status = self._container_status(process)
+        return int(status.restart_count) if status is not None else 0
+
+    def _oom(self, process: PodProcess) -> bool:
+        """Whether the container restarted since the plan, last terminated by the OOM killer."""
+        status = self._container_status(process)
+        if status is None or int(status.restart_count) <= self._before[process]["restarts"]:
+            return False
+        terminated = status.last_state.terminated if status.last_state else None
+        return terminated is not None and terminated.reason == "OOMKilled"
+
+    def _expect_oom(self, process: PodProcess) -> bool:
+        figures = self._before[process]
+        limit, used = figures.get("memory_limit"), figures.get("memory_bytes") or 0
+        return bool(self.spec.memory_bytes and limit and used + self.spec.memory_bytes >= limit)
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any]:
+        items = [{"node": p.node, "target": t} for p, t in zip(self._processes, targets, strict=True)]
+        return {"comment": self.comment, "containers": items}
+
+    def inject(self, targets: list[str]) -> None:
+        spec = self.spec
+        args = [f"--cpu-workers={spec.cpu_workers}", f"--cpu-percent={spec.cpu_percent}"]
+        args.append(f"--memory-bytes={spec.memory_bytes}")
+
+        def start(node: str, processes: list[PodProcess]) -> list[tuple[PodProcess, Any]]:
+            results = []
+            for p in processes:
+                enter = ["nsenter", "-t", str(p.pid), "-p", "-n", "-i", "-u", "--"]
+                snippet = start_helper_snippet(STRESSOR, [f"--join={p.pid}", *args], self.comment, prefix=enter)
+                results.append((p, nodes.run(node, ["bash", "-c", snippet], STEP_TIMEOUT)))
+            return results
+
+        groups: dict[str, list[PodProcess]] = {}
+        for p in self._processes:
+            groups.setdefault(p.node, []).append(p)
+        for results in on_nodes(groups, start).values():
+            for p, result in results:
+                if result.code != 0 and not (self._expect_oom(p) and self._oom(p)):
+                    raise FaultNotEffective(f"stress: starting the stressor in {p.pod} failed: {result.output[-300:]}")
+        self._in_place_mono = time.monotonic()
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        spec = self.spec
+        record.effect_mono = self._in_place_mono
+        proofs = []
+        for process in self._processes:
+            before = self._before[process]
+            parts = []
+            if spec.memory_bytes:
+                parts.append(self._memory_effect(process, before))
+                if "OOM" in parts[-1]:
+                    proofs.append(f"{process.pod}: {parts[-1]}")
+                    continue
+            if spec.cpu_workers:
+                parts.append(self._cpu_effect(process, before))
+            proofs.append(f"{process.pod}: {'; '.join(parts)}")
+        return " | ".join(proofs)
+
+    def _cpu_effect(self, process: PodProcess, before: dict[str, Any]) -> str:
+        spec = self.spec
+        asked = spec.cpu_workers * spec.cpu_percent / 100
+        ceiling = min(asked, before.get("cpu_quota") or asked, before.get("cpus") or asked)
+        during = cpu_rate(process)
+        if during - before["cpu_rate"] < 0.5 * ceiling:
+            raise FaultNotEffective(
+                f"stress: {process.pod} used {before['cpu_rate']:.2f} CPU before and {during:.2f} during "
+                f"{spec.cpu_workers} worker(s) at {spec.cpu_percent} % (at most {ceiling:.2f} could show)"
+            )
+        return f"CPU {before['cpu_rate']:.2f} -> {during:.2f} cores (asked {asked:g}, at most {ceiling:.2f} here)"
+
+    def _memory_effect(self, process: PodProcess, before: dict[str, Any]) -> str:
+        spec = self.spec
+        expect_oom = self._expect_oom(process)
+        deadline = time.monotonic() + MEMORY_PROOF_SECONDS
+        used = before.get("memory_bytes") or 0
+        now = used
+        while time.monotonic() < deadline:
+            if self._oom(process):
+                limit = before.get("memory_limit") or 0
+                return (
+                    f"OOM-killed at its limit ({limit / MIB:.0f} MiB; {used / MIB:.0f} MiB used + "
+                    f"{spec.memory_bytes / MIB:.0f} MiB held) and restarted"
+                )
+            if not expect_oom:
+                now = read_stats(process).get("memory_bytes") or 0
+                if now - used >= 0.9 * spec.memory_bytes:
+                    return f"memory {used / MIB:.0f} -> {now / MIB:.0f} MiB (held {spec.memory_bytes / MIB:.0f} MiB)"
+            time.sleep(0.5)
+        if expect_oom:
+            raise FaultNotEffective(
+                f"stress: {spec.memory_bytes / MIB:.0f} MiB more should pass {process.pod}'s memory limit, but no "
+                f"OOM kill was seen in {MEMORY_PROOF_SECONDS:g} s"
+            )
+        raise FaultNotEffective(
+            f"stress: {process.pod}'s memory went {used / MIB:.0f} -> {now / MIB:.0f} MiB, not up by "
+            f"{spec.memory_bytes / MIB:.0f} MiB"
+        )
+
+    @classmethod
+    def _nodes(cls, undo: dict[str, Any]) -> list[str]:
+        return sorted({item["node"] for item in undo["containers"]})
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        stop = ["bash", "-c", helpers_snippet(str(undo["comment"]), stop=True)]
+        for node in cls._nodes(undo):
+            if nodes.state(node) in ("exited", "missing"):
+                continue
+            result = nodes.run(node, stop, STEP_TIMEOUT)
+            if result.code != 0:
+                raise FaultUndoFailed(f"ending the stressors on {node} failed: {result.output[-200:]}")
+
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        return {node: helpers_snippet(str(undo["comment"]), stop=True) for node in cls._nodes(undo)}
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        comment = str(undo["comment"])
+        count = ["bash", "-c", helpers_snippet(comment)]
+        running = []
+        for node in cls._nodes(undo):
+            if nodes.state(node) in ("exited", "missing"):
+                continue
+            result = nodes.run(node, count, STEP_TIMEOUT)
+            found = re.search(r"helpers=(\d+)", result.output)
+            if result.code != 0 or found is None:
+                raise FaultUndoFailed(f"the stressors of {comment} could not be counted on {node}: {result.output}")
+            if int(found.group(1)):
+                running.append(f"{found.group(1)} on {node}")
+        if running:
+            raise FaultUndoFailed(f"stressors of {comment} still run: {', '.join(running)}")
+        return f"no stressor of {comment} left on {', '.join(cls._nodes(undo))}"

@@ -1,0 +1,114 @@
+"""CPU and memory stress on the real cluster: counted by the container's own cgroup, seen inside its PID
+namespace, and past the memory limit the container's OOM kill and restart."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from residue import scan
+from workloads import Web, wait_pod_running
+
+from chaoskit.chaos import Chaos
+from chaoskit.errors import SpecError
+
+MIB = 1 << 20
+PROCESSES = (
+    "import os\n"
+    "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+    "    try:\n"
+    "        print(open(f'/proc/{p}/cmdline').read().replace(chr(0), ' '))\n"
+    "    except OSError:\n"
+    "        pass\n"
+)
+
+
+def in_container(kube, namespace: str, pod: str) -> list[str]:
+    """The command lines of every process the container itself sees (its own PID namespace)."""
+    code, output = kube.exec(namespace, pod, ["python3", "-c", PROCESSES], timeout=30)
+    assert code == 0, output
+    return output.splitlines()
+
+
+def cgroup_of(node: str, pid: str) -> str:
+    """A process's cgroups as its node shows them (``docker exec``, not chaoskit's code)."""
+    return subprocess.run(
+        ["docker", "exec", node, "cat", f"/proc/{pid}/cgroup"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+
+
+def test_cpu_stress_runs_inside_the_container_and_ends(cluster, chaos: Chaos, kube, web: Web) -> None:
+    with chaos.stress(web.namespace, "app=web", cpu_workers=1) as record:
+        assert "CPU" in record.effect and record.verified, record.effect
+        pod = record.targets[0].split("/")[0]
+        node = record.targets[0].rsplit("@", 1)[1]
+        # Seen from inside the container: the stressor is one of its processes.
+        assert any(
+            "stress" in line and f"--tag=chaoskit:{record.fault_id}" in line
+            for line in in_container(kube, web.namespace, pod)
+        )
+        held = scan(cluster.name, str(cluster.kubeconfig)).helpers_of(record.fault_id)
+        assert held, "no stressor found on the node"
+        # Seen from the node: the stressor's cgroups are the container's main process's.
+        main = next(p for p in kube.pods(web.namespace, "app=web") if p.metadata.name == pod)
+        stressor = next(h.split()[1] for h in held if h.split()[2] == "python3")  # not its nsenter
+        assert stressor and main.status.container_statuses[0].container_id.split("//")[1][:12] in cgroup_of(
+            node, stressor
+        )
+    assert scan(cluster.name, str(cluster.kubeconfig)).helpers_of(record.fault_id) == []
+    assert not any("stress" in line for line in in_container(kube, web.namespace, pod))
+    assert record.reverted and "no stressor" in (record.undo_proof or ""), record.undo_proof
+    print(f"cpu stress: {record.effect}; effect after {record.inject_to_effect:.2f} s")
+
+
+def hog(web: Web, limit_mib: int) -> dict:
+    """One web pod with a memory limit, to be pushed past it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "hog", "namespace": web.namespace, "labels": {"role": "hog"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "web",
+                    "image": web.image,
+                    "imagePullPolicy": "Never",
+                    "ports": [{"containerPort": 8080}],
+                    "resources": {"limits": {"memory": f"{limit_mib}Mi"}, "requests": {"memory": f"{limit_mib}Mi"}},
+                }
+            ]
+        },
+    }
+
+
+def test_memory_stress_holds_memory_and_past_the_limit_the_container_is_oom_killed(
+    cluster, chaos: Chaos, kube, web: Web
+) -> None:
+    kube.apply([hog(web, 128)])
+    wait_pod_running(kube, web.namespace, "hog")
+    with chaos.stress(web.namespace, "role=hog", memory_bytes=48 * MIB, max_share=1.0) as held:
+        assert "memory" in held.effect and "OOM" not in held.effect, held.effect
+    with chaos.stress(web.namespace, "role=hog", memory_bytes=160 * MIB, max_share=1.0) as oom:
+        assert "OOM-killed" in oom.effect and "restarted" in oom.effect, oom.effect
+    pod = kube.core.read_namespaced_pod("hog", web.namespace)
+    status = pod.status.container_statuses[0]
+    assert status.restart_count >= 1 and status.last_state.terminated.reason == "OOMKilled"
+    wait_pod_running(kube, web.namespace, "hog")  # the restart is the recovery
+    assert scan(cluster.name, str(cluster.kubeconfig)).helpers_of(oom.fault_id) == []
+    print(
+        f"memory stress: {held.effect} (after {held.inject_to_effect:.2f} s); past the limit: {oom.effect} "
+        f"(after {oom.inject_to_effect:.2f} s)"
+    )
+
+
+def test_bad_stress_specs_are_refused_before_anything_is_injected(chaos: Chaos, web: Web) -> None:
+    for options, message in (
+        ({}, "nothing to stress"),
+        ({"cpu_workers": 65}, "cpu_workers must be in 0-64"),
+        ({"cpu_workers": 1, "cpu_percent": 0}, "cpu_percent must be in 1-100"),
+        ({"memory_bytes": 1000}, "memory_bytes must be 0 or in 1 MiB-64 GiB"),
+    ):
+        with pytest.raises(SpecError, match=message):
+            with chaos.stress(web.namespace, "app=web", **options):
+                pass
+    assert chaos.records == []
