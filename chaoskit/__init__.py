@@ -27,6 +27,7 @@ _EXPORTS = {
     "ErrorBurstOver": "chaoskit.stops",
     "Experiment": "chaoskit.experiment",
     "ExperimentResult": "chaoskit.report",
+    "DiskFillSpec": "chaoskit.faults",
     "DnsSpec": "chaoskit.faults",
     "ExperimentSpec": "chaoskit.experiment",
     "FaultHooks": "chaoskit.faults",
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
     from chaoskit.faults import (
         BandwidthSpec,
         ContainerKillSpec,
+        DiskFillSpec,
         DnsSpec,
         FaultHooks,
         FaultRecord,
@@ -136,6 +138,7 @@ __all__ = [
     "ChaoskitError",
     "Cluster",
     "ContainerKillSpec",
+    "DiskFillSpec",
     "DnsSpec",
     "ErrorBurst",
     "ErrorBurstOver",

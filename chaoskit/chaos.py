@@ -12,6 +12,7 @@ from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultVetoed, RunAborted
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
+from chaoskit.faults.disk import DiskFill, DiskFillSpec
 from chaoskit.faults.dns import DnsFault, DnsSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.freeze import Freeze, FreezeSpec
@@ -309,6 +310,32 @@ class Chaos:
             seed=seed,
         )
         return self._active(Stress(self.cluster, self.kube, spec, safety=self.safety), max_share)
+
+    def disk_fill(
+        self,
+        namespace: str,
+        selector: str,
+        percent: int,
+        *,
+        path: str = "/",
+        max_bytes: int = 1 << 30,
+        container: str | None = None,
+        count: int | None = 1,
+        seed: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Fill the filesystem holding ``path`` in containers to ``percent`` with one file; undo deletes it."""
+        spec = DiskFillSpec(
+            namespace=namespace,
+            selector=selector,
+            percent=percent,
+            path=path,
+            max_bytes=max_bytes,
+            container=container,
+            count=count,
+            seed=seed,
+        )
+        return self._active(DiskFill(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def zone_failure(
         self,

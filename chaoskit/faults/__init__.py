@@ -2,6 +2,7 @@
 
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
+from chaoskit.faults.disk import DiskFill, DiskFillSpec
 from chaoskit.faults.dns import DnsFault, DnsSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.freeze import Freeze, FreezeSpec
@@ -24,6 +25,8 @@ __all__ = [
     "BandwidthSpec",
     "ContainerKill",
     "ContainerKillSpec",
+    "DiskFill",
+    "DiskFillSpec",
     "DnsFault",
     "DnsSpec",
     "Fault",

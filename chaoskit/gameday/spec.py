@@ -66,6 +66,7 @@ from chaoskit.experiment import Workload
 from chaoskit.faults import (
     BandwidthSpec,
     ContainerKillSpec,
+    DiskFillSpec,
     DnsSpec,
     FaultRecord,
     FreezeSpec,
@@ -116,6 +117,7 @@ FAULT_KINDS: Mapping[str, str] = MappingProxyType(
         "dns": "dns",
         "stress": "stress",
         "zone-failure": "zone_failure",
+        "disk-fill": "disk_fill",
     }
 )
 """A fault's ``kind`` in a file, and the :class:`~chaoskit.chaos.Chaos` method that injects it."""
@@ -134,6 +136,7 @@ _FAULT_SPECS: Mapping[str, type] = MappingProxyType(
         "dns": DnsSpec,
         "stress": StressSpec,
         "zone-failure": ZoneFailureSpec,
+        "disk-fill": DiskFillSpec,
     }
 )
 """The spec each method builds from its arguments (every argument but ``max_share``): built here to check them."""

@@ -6,7 +6,8 @@ code under test cannot hide its own residue. It scans, on every node of the
 cluster, every running container's network namespace (deduplicated by inode):
 iptables rules (filter, mangle and nat tables) whose comment starts with ``chaoskit:``
 and root qdiscs of ``eth0`` that are ``tbf`` or ``netem``; on the node, processes
-with a ``--tag=chaoskit:...`` argument (the latency delayer); processes stopped by a signal (state
+with a ``--tag=chaoskit:...`` argument (the latency delayer, the DNS responder, the stressor) and disk-fill
+files (``.chaoskit-fill-*``) in containers' roots and pods' volumes; processes stopped by a signal (state
 ``T``, what a process freeze leaves); kubelets that systemd does not report
 active; and nodes that are unschedulable or whose container is not running.
 Apart from the state, it lists the fault records left in ``chaoskit-system``
@@ -34,6 +35,10 @@ for pid in $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" 
         | sed "s|^|rule $ino nat |"
     nsenter -t $pid -n tc qdisc show dev eth0 root 2>/dev/null | grep -E '^qdisc (tbf|netem)' | sed "s|^|qdisc $ino |"
 done
+for pid in $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" {print $2}'); do
+    for f in /proc/$pid/root/.chaoskit-fill-* /proc/$pid/root/*/.chaoskit-fill-*; do [ -e "$f" ] && echo "fill $f"; done
+done
+find /var/lib/kubelet/pods -name '.chaoskit-fill-*' 2>/dev/null | sed "s|^|fill |"
 ps -eo stat=,pid=,comm= | awk '$1 ~ /^T/ {print "stopped " $2 " " $3}'
 for f in $(grep -lzxE -e '--tag=(chaoskit:.+)' /proc/[0-9]*/cmdline 2>/dev/null); do
     echo "helper $(echo $f | cut -d/ -f3) $(tr '\0' ' ' < $f)"
@@ -54,6 +59,8 @@ class Residue:
     """Node containers that are not running (``name: state``)."""
     not_ready: list[str] = field(default_factory=list)
     """Nodes whose Ready condition is not True."""
+    fills: list[str] = field(default_factory=list)
+    """``node path`` of every disk-fill file (``.chaoskit-fill-*``) in a container's root or a pod's volumes."""
     helpers: list[str] = field(default_factory=list)
     """``node pid command line`` of every process started for a fault (tagged ``--tag=chaoskit:...``)."""
     stopped: list[str] = field(default_factory=list)
@@ -72,6 +79,7 @@ class Residue:
             or self.not_ready
             or self.stopped
             or self.helpers
+            or self.fills
             or self.kubelets_down
         )
 
@@ -112,6 +120,8 @@ def scan(cluster_name: str, kubeconfig: str | None = None) -> Residue:
                 residue.rules.append(f"{node} {rest}")
             elif kind == "qdisc":
                 residue.qdiscs.append(f"{node} {rest}")
+            elif kind == "fill":
+                residue.fills.append(f"{node} {rest}")
             elif kind == "helper":
                 residue.helpers.append(f"{node} {rest}")
             elif kind == "stopped":

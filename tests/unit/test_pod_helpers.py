@@ -14,7 +14,7 @@ import struct
 import pytest
 
 from chaoskit.agent import nfqdelay
-from chaoskit.errors import SpecError
+from chaoskit.errors import ClusterError, SpecError
 from chaoskit.faults.netns import helper_path, helpers_snippet
 from chaoskit.faults.network import DELAYER, LatencySpec, queue_number, start_delayer_snippet
 
@@ -192,3 +192,32 @@ def test_bad_stress_specs(options, message):
 
     with pytest.raises(SpecError, match=message):
         StressSpec("shop", "app=web", **options)
+
+
+# ---- disk fill (chaoskit/faults/disk.py) ---------------------------------------------------------------------
+
+
+def test_the_fill_is_what_brings_dfs_use_to_the_percentage():
+    from chaoskit.faults.disk import Usage, fill_bytes, parse_df, parse_statfs
+
+    usage = parse_df("Filesystem 1-blocks Used Available Capacity Mounted on\ntmpfs 67108864 0 67108864 0% /my data\n")
+    assert usage == Usage(67108864, 0, 67108864) and fill_bytes(usage, 80) == 53687091
+    assert parse_statfs("statfs 4096 16384 16384 16384") == usage
+    assert fill_bytes(Usage(100, 90, 10), 50) == 0  # already past it: nothing to write (the plan refuses)
+    with pytest.raises(ClusterError):
+        parse_df("df: no file systems processed")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"percent": 100}, "percent must be in 1-99"),
+        ({"percent": 50, "path": "relative"}, "path must be an absolute directory"),
+        ({"percent": 50, "max_bytes": 10}, "max_bytes must be at least 1 MiB"),
+    ],
+)
+def test_bad_disk_fill_specs(options, message):
+    from chaoskit.faults.disk import DiskFillSpec
+
+    with pytest.raises(SpecError, match=message):
+        DiskFillSpec("shop", "app=web", **options)
