@@ -18,19 +18,17 @@ only, one file: it is copied to the node as it is and run with ``python3``.
 from __future__ import annotations
 
 import argparse
-import os
 import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 
+from chaoskit.agent.helperlib import Watch
+
 SO_MARK = 36
-WATCH_SECONDS = 1.0
-RULE_GRACE = 15.0
 UPSTREAM_TIMEOUT = 3.0
 ANSWERS = ("nxdomain", "servfail", "address", "delay")
 TTL = 1
@@ -146,29 +144,6 @@ def read_framed(sock: socket.socket) -> bytes | None:
     return data
 
 
-def rules_present(tag: str) -> bool | None:
-    try:
-        listing = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if listing.returncode != 0:
-        return None
-    return any(word.strip('"') == tag for line in listing.stdout.splitlines() for word in line.split())
-
-
-def others_in_namespace() -> bool:
-    mine = os.readlink("/proc/self/ns/net")
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != me:
-            try:
-                if os.readlink(f"/proc/{entry}/ns/net") == mine:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
 def serve(responder: Responder, port: int, tag: str | None) -> str:
     # 127.0.0.1, where the redirect sends the queries: a reply from any other address (the pod's own) would
     # miss the redirect's conntrack entry, reach the resolver from the wrong source, and be dropped by it.
@@ -178,33 +153,14 @@ def serve(responder: Responder, port: int, tag: str | None) -> str:
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     tcp.bind(("127.0.0.1", port))
     tcp.listen(64)
-    stop = threading.Event()
-    why = {"reason": ""}
+    watch = Watch("nat", tag)
 
     def on_signal(signum: int, _frame: object) -> None:
-        why["reason"] = f"signal {signum}"
-        stop.set()
+        watch.reason = f"signal {signum}"
+        watch.stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-
-    def watch() -> None:
-        started = time.monotonic()
-        seen = False
-        alone_checked = started
-        while not stop.wait(WATCH_SECONDS):
-            present = rules_present(tag) if tag else True
-            now = time.monotonic()
-            if present:
-                seen = True
-            elif present is False and (seen or now - started > RULE_GRACE):
-                why["reason"] = "its rules are gone" if seen else "its rules never appeared"
-                stop.set()
-            if now - alone_checked >= 10:
-                alone_checked = now
-                if not others_in_namespace():
-                    why["reason"] = "no other process is left in the namespace"
-                    stop.set()
 
     def on_udp(query: bytes, client: tuple[str, int]) -> None:
         response = responder.answer_for(query)
@@ -227,9 +183,9 @@ def serve(responder: Responder, port: int, tag: str | None) -> str:
         finally:
             conn.close()
 
-    threading.Thread(target=watch, daemon=True).start()
+    watch.start()
     print(f"ready port={port} answer={responder.answer} names={','.join(responder.names)}", flush=True)
-    while not stop.is_set():
+    while not watch.stop.is_set():
         ready, _, _ = select.select([udp, tcp], [], [], 0.5)
         for sock in ready:
             if sock is udp:
@@ -240,7 +196,7 @@ def serve(responder: Responder, port: int, tag: str | None) -> str:
                 threading.Thread(target=on_tcp, args=(conn,), daemon=True).start()
     udp.close()
     tcp.close()
-    return why["reason"] or "stopped"
+    return watch.reason or "stopped"
 
 
 def main(argv: list[str] | None = None) -> int:

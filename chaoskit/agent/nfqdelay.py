@@ -30,11 +30,11 @@ import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
-import threading
 import time
 from collections import deque
+
+from chaoskit.agent.helperlib import Watch
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
@@ -62,12 +62,6 @@ SO_RCVBUFFORCE = 33
 
 MAX_QUEUED = 65536
 """Packets the kernel holds for the queue before it lets the rest pass undelayed (fail open)."""
-WATCH_SECONDS = 1.0
-"""How often the process looks for its rule."""
-RULE_GRACE = 15.0
-"""How long after start the rule may take to appear before the process gives up and exits."""
-ALONE_SECONDS = 10.0
-"""How often the process looks for another process in its namespace (none left: the pod is gone)."""
 
 
 def attribute(kind: int, data: bytes) -> bytes:
@@ -165,61 +159,6 @@ class Schedule:
         return self.pending[-1][1] if self.pending else None
 
 
-def rule_present(tag: str) -> bool | None:
-    """Whether the namespace's mangle table still holds a rule with comment ``tag`` (None: unreadable)."""
-    try:
-        listing = subprocess.run(
-            ["iptables-save", "-t", "mangle"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if listing.returncode != 0:
-        return None
-    return any(word.strip('"') == tag for line in listing.stdout.splitlines() for word in line.split())
-
-
-def others_in_namespace() -> bool:
-    """Whether any other process shares this process's network namespace."""
-    mine = os.readlink("/proc/self/ns/net")
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != me:
-            try:
-                if os.readlink(f"/proc/{entry}/ns/net") == mine:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
-class Watch(threading.Thread):
-    """Sets ``stop`` (with the reason) when the rule is gone, never appeared, or the namespace is empty."""
-
-    def __init__(self, tag: str) -> None:
-        super().__init__(daemon=True)
-        self.tag = tag
-        self.stop = threading.Event()
-        self.reason = ""
-
-    def run(self) -> None:
-        started = time.monotonic()
-        seen = False
-        last_alone_check = started
-        while not self.stop.wait(WATCH_SECONDS):
-            present = rule_present(self.tag)
-            now = time.monotonic()
-            if present:
-                seen = True
-            elif present is False and (seen or now - started > RULE_GRACE):
-                self.reason = "its rule is gone" if seen else "its rule never appeared"
-                self.stop.set()
-            if now - last_alone_check >= ALONE_SECONDS:
-                last_alone_check = now
-                if not others_in_namespace():
-                    self.reason = "no other process is left in the namespace"
-                    self.stop.set()
-
-
 def open_queue(queue: int) -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     sock.bind((0, 0))
@@ -245,22 +184,19 @@ def serve(queue: int, delay: float, jitter: float, tag: str | None) -> str:
     sock = open_queue(queue)
     sock.setblocking(False)
     schedule = Schedule(delay, jitter)
-    stop = threading.Event()
-    reason = {"why": ""}
+    watch = Watch("mangle", tag)
 
     def on_signal(signum: int, _frame: object) -> None:
-        reason["why"] = f"signal {signum}"
-        stop.set()
+        watch.reason = f"signal {signum}"
+        watch.stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    watch = Watch(tag) if tag else None
-    if watch:
-        watch.start()
+    watch.start()
     print(f"ready queue={queue} delay={delay * 1000:g}ms jitter={jitter * 1000:g}ms", flush=True)
     try:
-        while not stop.is_set() and not (watch and watch.stop.is_set()):
-            ready, _, _ = select.select([sock], [], [], min(schedule.wait(time.monotonic(), WATCH_SECONDS), 0.5))
+        while not watch.stop.is_set():
+            ready, _, _ = select.select([sock], [], [], min(schedule.wait(time.monotonic(), 0.5), 0.5))
             now = time.monotonic()
             if ready:
                 while True:
@@ -287,7 +223,7 @@ def serve(queue: int, delay: float, jitter: float, tag: str | None) -> str:
         except OSError:
             pass
         sock.close()
-    return reason["why"] or (watch.reason if watch else "") or "stopped"
+    return watch.reason or "stopped"
 
 
 def main(argv: list[str] | None = None) -> int:

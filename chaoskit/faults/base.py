@@ -276,6 +276,17 @@ class Fault(ABC):
         ordered = sorted(pods, key=lambda p: p.metadata.name)
         return ordered if wanted == len(pods) else random.Random(seed).sample(ordered, wanted)
 
+    def own_pid_pods(self, namespace: str, selector: str, count: int | None, seed: int | None, harm: str) -> list[Any]:
+        """:meth:`choose` among the live pods that have a PID namespace of their own; a matching pod on its
+        node's (hostPID) is refused, ``harm`` saying what the fault would do there."""
+        pods = self.live_pods(namespace, selector)
+        shared = [p.metadata.name for p in pods if p.spec.host_pid]
+        if shared:
+            raise SpecError(
+                f"pods {', '.join(shared)} share the node's PID namespace (hostPID): {harm}; choose pods of their own"
+            )
+        return self.choose(pods, count, seed, f"pods matching {selector!r}")
+
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         """Read the state again after :meth:`revert` and describe it; raise FaultUndoFailed if the fault

@@ -29,26 +29,25 @@ from typing import Any
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import FaultNotEffective, FaultUndoFailed, SpecError
+from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import FaultRecord, check_selector
 from chaoskit.faults.netns import (
     COMMENT_PREFIX,
     PodProcess,
     comment_rules,
-    delete_rules,
-    delete_rules_snippet,
-    helpers_running,
-    helpers_snippet,
     in_namespaces,
     insert_snippet,
     on_node,
-    rules_in,
-    run_everywhere,
-    scripts_by_node,
     start_helper_snippet,
     write_helpers,
 )
-from chaoskit.faults.network import _check_count, _describe_checked, _PodNetworkFault
+from chaoskit.faults.network import (
+    _check_count,
+    _PodNetworkFault,
+    agent_undo_rules_and_helpers,
+    check_rules_and_helpers,
+    revert_rules_and_helpers,
+)
 
 DNS_ANSWERS = ("nxdomain", "servfail", "address", "delay")
 RESPONDER = "dnsfault.py"
@@ -330,30 +329,12 @@ class DnsFault(_PodNetworkFault):
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        namespaces = cls._namespaces(undo)
-        comment = str(undo["comment"])
-        delete_rules(namespaces, comment, TABLE)
-        outcomes = run_everywhere([(ns, helpers_snippet(comment, stop=True)) for ns in namespaces])
-        failed = [f"{ns} ({o.output.strip()[-200:]})" for ns, o in outcomes.items() if not o.gone and o.code != 0]
-        if failed:
-            raise FaultUndoFailed(f"ending the DNS responders of {comment} failed in {'; '.join(failed)}")
+        revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE, "DNS responders")
 
     @classmethod
     def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        comment = str(undo["comment"])
-        snippet = f"{delete_rules_snippet(comment, TABLE)} && {helpers_snippet(comment, stop=True)}"
-        return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
+        return agent_undo_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE)
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
-        comment = str(undo["comment"])
-        namespaces = cls._namespaces(undo)
-        present = rules_in(namespaces, comment, TABLE)
-        left = {ns: rules for ns, rules in present.items() if rules}
-        if left:
-            where = "; ".join(f"{len(rules)} rule(s) in {ns}" for ns, rules in left.items())
-            raise FaultUndoFailed(f"DNS redirect rules with comment {comment} are still in place: {where}")
-        running = helpers_running(namespaces, comment)
-        if running:
-            raise FaultUndoFailed(f"DNS responders of {comment} still run: {running}")
-        return _describe_checked(present.values(), f"no redirect rule {comment} and no DNS responder")
+        return check_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE, "DNS responders")

@@ -84,14 +84,8 @@ class Freeze(Fault):
 
     def plan(self) -> list[str]:
         spec = self.spec
-        pods = self.live_pods(spec.namespace, spec.selector)
-        shared = [p.metadata.name for p in pods if p.spec.host_pid]
-        if shared:
-            raise SpecError(
-                f"pods {', '.join(shared)} share the node's PID namespace (hostPID): freezing them would stop "
-                "every process of their node, the kubelet and chaoskit's own agent included; choose pods of their own"
-            )
-        chosen = self.choose(pods, spec.count, spec.seed, f"pods matching {spec.selector!r}")
+        harm = "freezing them would stop every process of their node, the kubelet and chaoskit's own agent included"
+        chosen = self.own_pid_pods(spec.namespace, spec.selector, spec.count, spec.seed, harm)
         self._processes = locate_all(chosen, spec.container)
         if spec.port is not None:
             for process in self._processes:

@@ -458,9 +458,17 @@ HELPER_TAG = "--tag="
 """A helper's argument naming its fault (``--tag=chaoskit:<fault id>``): one argv word, how it is found."""
 
 
+HELPER_LIB = "helperlib.py"
+_LIB_IMPORT = re.compile(r"^from chaoskit\.agent\.helperlib import .*$", re.MULTILINE)
+
+
 def helper_source(module: str) -> str:
-    """A helper's code: a stdlib-only module of :mod:`chaoskit.agent`, copied to nodes as it is."""
-    return resources.files("chaoskit.agent").joinpath(module).read_text()
+    """A helper's code: a stdlib-only module of :mod:`chaoskit.agent`, copied to nodes as one file, with
+    :mod:`chaoskit.agent.helperlib`'s code written where it imports it (nothing of chaoskit is on the node)."""
+    agent = resources.files("chaoskit.agent")
+    text = agent.joinpath(module).read_text()
+    lib = agent.joinpath(HELPER_LIB).read_text()
+    return _LIB_IMPORT.sub(lambda _: f"# --- {HELPER_LIB}, bundled by chaoskit ---\n{lib}", text, count=1)
 
 
 def helper_path(module: str) -> str:

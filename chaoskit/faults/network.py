@@ -175,6 +175,34 @@ class _PodNetworkFault(Fault):
         return _describe_checked(present.values(), f"no rule with comment {comment}")
 
 
+def revert_rules_and_helpers(namespaces: list[Netns], comment: str, table: str, what: str) -> None:
+    """Undo a fault made of rules in ``table`` and helper processes: delete the rules, then end the helpers."""
+    delete_rules(namespaces, comment, table)
+    outcomes = run_everywhere([(ns, helpers_snippet(comment, stop=True)) for ns in namespaces])
+    failed = [f"{ns} ({o.output.strip()[-200:]})" for ns, o in outcomes.items() if not o.gone and o.code != 0]
+    if failed:
+        raise FaultUndoFailed(f"ending the {what} of {comment} failed in {'; '.join(failed)}")
+
+
+def agent_undo_rules_and_helpers(namespaces: list[Netns], comment: str, table: str) -> dict[str, str]:
+    """The injector agent's scripts for :func:`revert_rules_and_helpers`, by node."""
+    snippet = f"{delete_rules_snippet(comment, table)} && {helpers_snippet(comment, stop=True)}"
+    return scripts_by_node([(ns, snippet) for ns in namespaces])
+
+
+def check_rules_and_helpers(namespaces: list[Netns], comment: str, table: str, what: str) -> str:
+    """Prove :func:`revert_rules_and_helpers`: no rule with the comment in ``table``, no helper process left."""
+    present = rules_in(namespaces, comment, table)
+    left = {ns: rules for ns, rules in present.items() if rules}
+    if left:
+        where = "; ".join(f"{len(rules)} rule(s) in {ns}" for ns, rules in left.items())
+        raise FaultUndoFailed(f"{table} rules with comment {comment} are still in place: {where}")
+    running = helpers_running(namespaces, comment)
+    if running:
+        raise FaultUndoFailed(f"{what} of {comment} still run: {running}")
+    return _describe_checked(present.values(), f"no {table} rule {comment} and no {what} left")
+
+
 def _describe_checked(values: Any, what: str) -> str:
     values = list(values)
     gone = sum(v is None for v in values)
@@ -701,34 +729,16 @@ class Latency(_QdiscFault):
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         if undo.get("engine", "netem") == "netem":
             return super().revert(cluster, kube, undo)
-        namespaces = cls._namespaces(undo)
-        comment = str(undo["comment"])
-        delete_rules(namespaces, comment, DELAYER_TABLE)
-        outcomes = run_everywhere([(ns, helpers_snippet(comment, stop=True)) for ns in namespaces])
-        failed = [f"{ns} ({o.output.strip()[-200:]})" for ns, o in outcomes.items() if not o.gone and o.code != 0]
-        if failed:
-            raise FaultUndoFailed(f"ending the delayers of {comment} failed in {'; '.join(failed)}")
+        revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE, "delayers")
 
     @classmethod
     def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
         if undo.get("engine", "netem") == "netem":
             return super().agent_undo(undo)
-        comment = str(undo["comment"])
-        snippet = f"{delete_rules_snippet(comment, DELAYER_TABLE)} && {helpers_snippet(comment, stop=True)}"
-        return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
+        return agent_undo_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE)
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         if undo.get("engine", "netem") == "netem":
             return super().check_undone(cluster, kube, undo)
-        comment = str(undo["comment"])
-        namespaces = cls._namespaces(undo)
-        present = rules_in(namespaces, comment, DELAYER_TABLE)
-        left = {ns: rules for ns, rules in present.items() if rules}
-        if left:
-            where = "; ".join(f"{len(rules)} rule(s) in {ns}" for ns, rules in left.items())
-            raise FaultUndoFailed(f"NFQUEUE rules with comment {comment} are still in place: {where}")
-        running = helpers_running(namespaces, comment)
-        if running:
-            raise FaultUndoFailed(f"delayer processes of {comment} still run: {running}")
-        return _describe_checked(present.values(), f"no NFQUEUE rule {comment} and no delayer process")
+        return check_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE, "delayers")

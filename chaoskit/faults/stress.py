@@ -121,14 +121,8 @@ class Stress(Fault):
 
     def plan(self) -> list[str]:
         spec = self.spec
-        pods = self.live_pods(spec.namespace, spec.selector)
-        shared = [p.metadata.name for p in pods if p.spec.host_pid]
-        if shared:
-            raise SpecError(
-                f"pods {', '.join(shared)} share the node's PID namespace (hostPID): their container's cgroup is "
-                "not theirs alone to stress; choose pods of their own"
-            )
-        chosen = self.choose(pods, spec.count, spec.seed, f"pods matching {spec.selector!r}")
+        harm = "their container's cgroup is not theirs alone to stress"
+        chosen = self.own_pid_pods(spec.namespace, spec.selector, spec.count, spec.seed, harm)
         self._processes = locate_all(chosen, spec.container)
         write_helpers(STRESSOR, sorted({p.node for p in self._processes}), "stress")
         self._before = {}

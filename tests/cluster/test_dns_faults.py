@@ -45,7 +45,7 @@ def test_nxdomain_for_a_service_name_in_one_pod_only_and_heals(cluster, chaos: C
     assert after == before, after
     gone = scan(cluster.name, str(cluster.kubeconfig))
     assert gone.of(record.fault_id) == [] and gone.helpers_of(record.fault_id) == [], gone
-    assert record.reverted and "no DNS responder" in (record.undo_proof or ""), record.undo_proof
+    assert record.reverted and "no DNS responders left" in (record.undo_proof or ""), record.undo_proof
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
     print(f"dns nxdomain: {record.effect}; effect after {record.inject_to_effect:.3f} s; undo: {record.undo_proof}")
 

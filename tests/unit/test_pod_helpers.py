@@ -8,6 +8,7 @@ benchmarks/latency_bench.py (and tests/cluster/test_dns_faults.py).
 from __future__ import annotations
 
 import random
+import re
 import shlex
 import struct
 
@@ -15,7 +16,7 @@ import pytest
 
 from chaoskit.agent import nfqdelay
 from chaoskit.errors import ClusterError, SpecError
-from chaoskit.faults.netns import helper_path, helpers_snippet
+from chaoskit.faults.netns import helper_path, helper_source, helpers_snippet
 from chaoskit.faults.network import DELAYER, LatencySpec, queue_number, start_delayer_snippet
 
 
@@ -221,3 +222,17 @@ def test_bad_disk_fill_specs(options, message):
 
     with pytest.raises(SpecError, match=message):
         DiskFillSpec("shop", "app=web", **options)
+
+
+@pytest.mark.parametrize("module", ["nfqdelay.py", "dnsfault.py", "stress.py"])
+def test_each_helper_is_one_file_that_runs_without_chaoskit(module, tmp_path):
+    """What is written on a node: the helper with the shared watch bundled in, runnable by a bare python3."""
+    import subprocess
+    import sys
+
+    source = helper_source(module)
+    assert not re.search(r"^\s*(from|import) chaoskit", source, re.MULTILINE)
+    script = tmp_path / module
+    script.write_text(source)
+    ran = subprocess.run([sys.executable, "-I", str(script), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 0 and "usage:" in ran.stdout, ran.stderr
