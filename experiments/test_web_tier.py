@@ -116,7 +116,8 @@ def test_zone_failure_of_the_web_tier_spread_over_two_zones(experiment, chaos, k
     assert len(pods_in) >= 2, f"the web tier should span two zones: {pods_in}"
     zone = max(pods_in, key=lambda z: pods_in[z])
     slo = [Availability(0.60, window="fault"), Availability(0.99, window="after"), RecoveryTime(120)]
-    with experiment(steady_load(web, 180), slo, Workload(web.namespace, "web", "web")) as run:
+    # 120 s of load: the zone is NotReady after about 40 s and the tier whole again after about 50 s.
+    with experiment(steady_load(web, 120), slo, Workload(web.namespace, "web", "web")) as run:
         time.sleep(3)
         with chaos.zone_failure(zone, mode="stop") as down:
             recovered = run.wait_recovered(timeout=150)

@@ -217,6 +217,31 @@ def test_kubelet_stop_turns_the_node_not_ready_and_the_agent_starts_it_again(
     assert after.empty() and after.fault_records == [], after
 
 
+def test_a_zone_failure_in_kubelet_mode_stops_the_zones_kubelets_through_the_agents(
+    cluster, kube, agent: str, tmp_path: Path
+) -> None:
+    node = worker(kube)
+    zone = (kube.core.read_node(node).metadata.labels or {})["topology.kubernetes.io/zone"]
+    proc, _ = machine(
+        tmp_path,
+        "zone",
+        f"""
+        def test_zone(chaos):
+            with chaos.zone_failure("{zone}", mode="kubelet") as record:
+                print("EFFECT", record.effect, round(record.inject_to_effect, 1))
+            print("PROOF", record.undo_proof)
+        """,
+        "--chaos-injector",
+        "agent",
+    )
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    assert f"EFFECT zone {zone} down: kubelet of {node} stopped (systemd: inactive); node NotReady" in output, output
+    assert f"PROOF zone {zone} back: kubelet of {node} started by the injector; node {node} Ready" in output, output
+    after = residue_now(cluster)
+    assert after.empty() and after.fault_records == [], after
+
+
 def test_agent_install_and_status_as_a_user_types_them(cluster, kube, agent: str) -> None:
     installed = chaoskit("agent", "install", "--name", cluster.name, timeout=600)
     assert installed.returncode == 0 and f"injector {agent} runs on every node of {cluster.name}" in installed.stdout
