@@ -193,16 +193,24 @@ def test_two_machines_on_one_cluster_never_delete_each_others_namespaces_or_faul
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 
 
+@pytest.mark.parametrize("scope", ["node", "zone"])
 def test_kubelet_stop_turns_the_node_not_ready_and_the_agent_starts_it_again(
-    cluster, kube, agent: str, tmp_path: Path
+    cluster, kube, agent: str, tmp_path: Path, scope: str
 ) -> None:
+    """A node failure in kubelet mode, and a zone failure in kubelet mode (the zone of one worker)."""
     node = worker(kube)
+    zone = (kube.core.read_node(node).metadata.labels or {})["topology.kubernetes.io/zone"]
+    fault = (
+        f'chaos.node_failure("{node}", mode="kubelet")'
+        if scope == "node"
+        else f'chaos.zone_failure("{zone}", mode="kubelet")'
+    )
     proc, _ = machine(
         tmp_path,
         "kubelet",
         f"""
         def test_kubelet(chaos):
-            with chaos.node_failure("{node}", mode="kubelet") as record:
+            with {fault} as record:
                 print("EFFECT", record.effect, round(record.inject_to_effect, 1))
             print("PROOF", record.undo_proof)
         """,
@@ -211,33 +219,11 @@ def test_kubelet_stop_turns_the_node_not_ready_and_the_agent_starts_it_again(
     )
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
-    assert f"EFFECT kubelet of {node} stopped (systemd: inactive); node NotReady" in output, output
-    assert f"PROOF kubelet of {node} started by the injector; node {node} Ready" in output, output
-    after = residue_now(cluster)
-    assert after.empty() and after.fault_records == [], after
-
-
-def test_a_zone_failure_in_kubelet_mode_stops_the_zones_kubelets_through_the_agents(
-    cluster, kube, agent: str, tmp_path: Path
-) -> None:
-    node = worker(kube)
-    zone = (kube.core.read_node(node).metadata.labels or {})["topology.kubernetes.io/zone"]
-    proc, _ = machine(
-        tmp_path,
-        "zone",
-        f"""
-        def test_zone(chaos):
-            with chaos.zone_failure("{zone}", mode="kubelet") as record:
-                print("EFFECT", record.effect, round(record.inject_to_effect, 1))
-            print("PROOF", record.undo_proof)
-        """,
-        "--chaos-injector",
-        "agent",
-    )
-    output, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, output
-    assert f"EFFECT zone {zone} down: kubelet of {node} stopped (systemd: inactive); node NotReady" in output, output
-    assert f"PROOF zone {zone} back: kubelet of {node} started by the injector; node {node} Ready" in output, output
+    effect = f"kubelet of {node} stopped (systemd: inactive); node NotReady"
+    proof = f"kubelet of {node} started by the injector; node {node} Ready"
+    if scope == "zone":
+        effect, proof = f"zone {zone} down: {effect}", f"zone {zone} back: {proof}"
+    assert f"EFFECT {effect}" in output and f"PROOF {proof}" in output, output
     after = residue_now(cluster)
     assert after.empty() and after.fault_records == [], after
 
