@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from systems import ShopSystem, call, master_pod, shop_read, shop_write, wait_new_master
+from systems import ShopSystem, call, master_pod, sentinel_story, shop_read, shop_write, wait_new_master
 
 from chaoskit import (
     AckedWriter,
@@ -55,7 +55,12 @@ def test_leader_failover_under_writes_loses_no_acknowledged_write(experiment, ch
             writer.wait_for_acks(50)
             with chaos.pod_kill(shop.namespace, "app=redis", names=[old], grace_seconds=0):
                 pass
-            new = wait_new_master(shop.node_port, old, within=FAILOVER_TARGET_SECONDS + 15)
+            new = wait_new_master(
+                shop.node_port,
+                old,
+                within=FAILOVER_TARGET_SECONDS + 15,
+                explain=lambda: sentinel_story(kube, shop.namespace),
+            )
             elected = run.seconds_since_first_fault()
             run.record(recovery_seconds=elected)
             writer.wait_for_acks(writer.acknowledged() + 100)  # writes flow again through the new master

@@ -101,6 +101,29 @@ def stats(pid: str) -> dict[str, float | None]:
     return found
 
 
+def node_busy() -> tuple[float, float]:
+    """The node's CPU time so far, (busy, total) in clock ticks, from /proc/stat (the kernel's, shared by
+    every container on it)."""
+    with open("/proc/stat") as handle:
+        fields = [float(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def stats_over(pid: str, seconds: float) -> dict[str, float | None]:
+    """:func:`stats`, plus the container's CPU use in cores over ``seconds`` (``cpu_rate``) and the share of
+    the node's CPUs busy meanwhile (``node_busy``): both sampled here, on the node's own clock, so the time
+    it takes to reach the node does not dilute them."""
+    first, busy_first, start = stats(pid), node_busy(), time.monotonic()
+    time.sleep(seconds)
+    found, busy_second, elapsed = stats(pid), node_busy(), time.monotonic() - start
+    if first["cpu_seconds"] is not None and found["cpu_seconds"] is not None:
+        found["cpu_rate"] = (found["cpu_seconds"] - first["cpu_seconds"]) / elapsed
+    ticks = busy_second[1] - busy_first[1]
+    found["node_busy"] = (busy_second[0] - busy_first[0]) / ticks if ticks > 0 else None
+    return found
+
+
 def _words(directory: str, name: str) -> list[str]:
     try:
         with open(os.path.join(directory, name)) as handle:
@@ -148,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--join", help="a process of the target container (a node PID)")
     parser.add_argument("--stats", help="print the cgroup figures of this process's container (JSON) and exit")
+    parser.add_argument("--over", type=float, default=0.0, help="with --stats: also the CPU rate over this many s")
     parser.add_argument("--cpu-workers", type=int, default=0)
     parser.add_argument("--cpu-percent", type=int, default=100)
     parser.add_argument("--memory-bytes", type=int, default=0)
     parser.add_argument("--tag", help="the fault's tag, to be found by")
     args = parser.parse_args(argv)
     if args.stats:
-        print(json.dumps(stats(args.stats)), flush=True)
+        print(json.dumps(stats_over(args.stats, args.over) if args.over > 0 else stats(args.stats)), flush=True)
         return 0
     if not args.join:
         parser.error("--join or --stats is needed")

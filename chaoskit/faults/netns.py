@@ -371,47 +371,50 @@ def rules_in(namespaces: Iterable[Netns], comment: str, table: str = "filter") -
 def delete_rules(namespaces: Iterable[Netns], comment: str, table: str = "filter") -> dict[Netns, int | None]:
     """Delete every rule carrying ``comment``; how many per namespace (None: gone). Idempotent.
 
-    A listing or a delete that fails raises NamespaceUnreadable naming the namespace.
+    One exec per node, the nodes in parallel: each namespace lists, deletes and lists again in one go
+    (:func:`delete_rules_snippet`). A listing that fails, or a rule still there after the delete, raises
+    NamespaceUnreadable naming the namespace.
     """
-    present = rules_in(namespaces, comment, table)
-    work = []
-    for ns, rules in present.items():
-        if rules:
-            # Another undo of the same fault may run at once (``chaoskit abort`` beside the run's own): a
-            # delete that fails because the rule is already gone (``-C`` finds no such rule) is done. The
-            # proof (check_undone) lists the rules again either way. (``! check``, not a brace group: under
-            # ``set -e`` a failing command inside the group would end the script.)
-            deletes = []
-            specs = [_unquote(line.split()[1:]) for line in rules]
-            for rule in specs:
-                delete = shlex.join(["iptables", "-w", "-t", table, "-D", *rule])
-                check = shlex.join(["iptables", "-w", "-t", table, "-C", *rule])
-                deletes.append(f"{delete} || ! {check} 2>/dev/null")
-            one_by_one = "set -e; " + "; ".join(deletes)
-            # All at once in one transaction; if any is gone already (the transaction then fails whole), one by one.
-            batch = _restore([["-D", *rule] for rule in specs], table)
-            work.append((ns, one_by_one if batch is None else f"{batch} 2>/dev/null || ( {one_by_one} )"))
-    for ns, outcome in run_everywhere(work).items():
-        if not outcome.gone and outcome.code != 0:
+    outcomes = run_everywhere([(ns, delete_rules_snippet(comment, table)) for ns in namespaces])
+    deleted: dict[Netns, int | None] = {}
+    for ns, outcome in outcomes.items():
+        if outcome.gone:
+            deleted[ns] = None
+            continue
+        if outcome.code != 0:
             raise NamespaceUnreadable(f"deleting rules in {ns} failed (exit {outcome.code}): {_tail(outcome.output)}")
-    return {ns: (None if rules is None else len(rules)) for ns, rules in present.items()}
+        counts = [line.split()[1] for line in outcome.output.splitlines() if line.startswith(MATCHED_MARK)]
+        deleted[ns] = int(counts[-1]) if counts and counts[-1].isdigit() else 0
+    return deleted
+
+
+MATCHED_MARK = "chaoskit-matched "
 
 
 def delete_rules_snippet(comment: str, table: str = "filter") -> str:
-    """Shell, for inside one namespace: delete every rule of ``table`` carrying ``comment``, then fail if one is
-    left, or if a listing fails. Needs only iptables (the injector agent runs it when a fault's owner is gone).
+    """Shell, for inside one namespace: delete every rule of ``table`` carrying ``comment``, then list the
+    table again and fail (naming what is left) if one is still there, or if a listing fails. Prints
+    ``chaoskit-matched N`` first. Needs only iptables: the injector agent runs it too, when a fault's owner
+    is gone.
 
-    The listed rules go back to ``iptables-restore`` as ``-D`` lines, one at a time: it parses the quoting
-    itself, so nothing from a rule (a comment a pod wrote into its own table) ever reaches a shell.
+    The listed rules go back to ``iptables-restore`` as ``-D`` lines, all in one transaction, or one at a
+    time if that fails: it parses the quoting itself, so nothing from a rule (a comment a pod wrote into its
+    own table) ever reaches a shell. A delete that fails is not an error by itself: another undo of the
+    same fault may run at once (``chaoskit abort`` beside the run's own); the listing after it decides.
     """
     match = shlex.quote(f'--comment "?{literal_ere(comment)}"?( |$)')
+    restore = "iptables-restore -w --noflush 2>/dev/null"
     return (
         f"rules=$(iptables-save -t {table}) || exit 1; "
-        f"printf '%s\\n' \"$rules\" | grep '^-A ' | grep -E -- {match} | sed 's/^-A /-D /' "
-        "| while IFS= read -r rule; do "
-        f"printf '*{table}\\n%s\\nCOMMIT\\n' \"$rule\" | iptables-restore -w --noflush || exit 1; done || exit 1; "
+        f"found=$(printf '%s\\n' \"$rules\" | grep '^-A ' | grep -E -- {match}); "
+        f"echo \"{MATCHED_MARK}$(printf '%s' \"$found\" | grep -c '^-A ')\"; "
+        'if [ -n "$found" ]; then '
+        f"{{ printf '*{table}\\n'; printf '%s\\n' \"$found\" | sed 's/^-A /-D /'; printf 'COMMIT\\n'; }} | {restore} "
+        f"|| printf '%s\\n' \"$found\" | sed 's/^-A /-D /' | while IFS= read -r rule; do "
+        f"printf '*{table}\\n%s\\nCOMMIT\\n' \"$rule\" | {restore}; done; fi; "
         f"left=$(iptables-save -t {table}) || exit 1; "
-        f"! printf '%s\\n' \"$left\" | grep -qE -- {match}"
+        f"if printf '%s\\n' \"$left\" | grep -E -- {match}; then echo 'chaoskit: still in place after the delete'; "
+        "exit 1; fi"
     )
 
 

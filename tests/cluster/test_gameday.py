@@ -8,6 +8,7 @@ What is on screen is read with ``tmux capture-pane``; what is left in the cluste
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from residue import Residue, scan
+from workloads import UNDONE_AT_ONCE
 
 from chaoskit.faults.ledger import Ledger
 
@@ -134,7 +136,7 @@ def test_a_bad_file_is_refused_before_anything_is_injected(
 # --- without a terminal (CI) --------------------------------------------------------------------------
 
 
-def test_a_stop_condition_trips_undoes_the_faults_within_a_second_and_fails_the_run(cluster, tmp_path: Path) -> None:
+def test_a_stop_condition_trips_undoes_the_faults_at_once_and_fails_the_run(cluster, tmp_path: Path) -> None:
     faults = """\
   - kind: partition
     at: 2s
@@ -152,7 +154,7 @@ def test_a_stop_condition_trips_undoes_the_faults_within_a_second_and_fails_the_
     assert run["verdict"]["aborted"].startswith("aborted by stop condition")
     events = {e["kind"]: e["at"] for e in run["events"]}
     took = events["abort-undone"] - events["aborted"]
-    assert 0 <= took < 1.0, f"faults undone {took:.2f} s after the trip"
+    assert 0 <= took < UNDONE_AT_ONCE, f"faults undone {took:.2f} s after the trip"
     assert (tmp_path / "chaoskit-junit.xml").read_text().count("<failure") == 1
     assert residue(cluster).empty() and unsettled(cluster, path) == []
     tripped_at = events["aborted"] - run["started"]
@@ -180,7 +182,9 @@ def test_chaoskit_abort_from_another_terminal_undoes_a_live_run(cluster, tmp_pat
     finally:
         if run.poll() is None:
             run.kill()
-    assert undone_after < 4.0 and "1 fault(s) undone in 0." in aborted.stdout, aborted.stdout
+    reported = re.search(r"1 fault\(s\) undone in ([0-9.]+) s", aborted.stdout)
+    assert reported and float(reported[1]) < UNDONE_AT_ONCE, aborted.stdout
+    assert undone_after < 60, f"chaoskit abort took {undone_after:.1f} s"
     assert run.returncode == 1, output
     assert "ABORTED: aborted externally by chaoskit abort (pid " in output, output
     assert residue(cluster).empty() and unsettled(cluster, path) == []

@@ -252,7 +252,8 @@ def test_a_pod_kill_cycle_ends_when_the_workload_is_whole_and_the_watch_is_left_
     left = time.monotonic() - leaving
     assert recovery.recovered and recovery.loss_seen is not None, (recovery, watch.events)
     assert recovery.endpoints_loss_seen is not None and recovery.endpoints_whole is not None
-    assert left < 0.1, f"leaving the watch took {left:.3f} s"
+    # At once: not after the server ends the watch (30 s). Milliseconds here (printed); 2 s for a busy machine.
+    assert left < 2.0, f"leaving the watch took {left:.3f} s"
     print(
         f"pod kill: whole again {recovery.seconds:.2f} s after the kill (Deployment {recovery.whole:.2f} s, "
         f"endpoints {recovery.endpoints_whole:.2f} s), seen {seen - record.injected_mono:.2f} s after it; "

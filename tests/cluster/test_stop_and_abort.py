@@ -15,15 +15,13 @@ import time
 from pathlib import Path
 
 from residue import scan
-from workloads import Web
+from workloads import UNDONE_AT_ONCE, Web
 
 from chaoskit import Availability, AvailabilityBelow, Experiment, ExperimentSpec, LoadSpec
 from chaoskit.faults.ledger import Ledger
 
 
-def test_a_stop_condition_that_trips_undoes_the_fault_within_a_second_and_fails_the_run(
-    cluster, chaos, web: Web
-) -> None:
+def test_a_stop_condition_that_trips_undoes_the_fault_at_once_and_fails_the_run(cluster, chaos, web: Web) -> None:
     assert scan(cluster.name, str(cluster.kubeconfig)).empty()
     load = LoadSpec(
         host=f"http://127.0.0.1:{web.node_port}",
@@ -53,7 +51,7 @@ def test_a_stop_condition_that_trips_undoes_the_fault_within_a_second_and_fails_
     assert run.aborted.startswith("aborted by stop condition availability below 80% over 3 s at t="), run.aborted
     assert inside.of(cut.fault_id) == [] and inside.empty(), inside
     took = run.abort_undone_at - run.aborted_at
-    assert took < 1.0, f"the faults were undone {took:.2f} s after the trip"
+    assert took < UNDONE_AT_ONCE, f"the faults were undone {took:.2f} s after the trip"
     result = run.result
     assert result is not None and result.outcome == "failed" and not result.verdict.passed
     assert result.verdict.aborted == run.aborted and "ABORTED: aborted by stop condition" in result.headline()
@@ -75,7 +73,7 @@ def test_held_until_aborted(experiment, chaos):
 """
 
 
-def test_chaoskit_abort_from_another_terminal_undoes_a_live_experiment_within_two_seconds(
+def test_chaoskit_abort_from_another_terminal_undoes_a_live_experiment(
     cluster, web: Web, client: str, tmp_path: Path
 ) -> None:
     marker = tmp_path / "injected"
@@ -109,7 +107,7 @@ def test_chaoskit_abort_from_another_terminal_undoes_a_live_experiment_within_tw
         assert after.of(fault_id) == [], after
         assert "abort of chaoskit: 1 fault(s) undone in " in aborted.stdout, aborted.stdout
         undo_seconds = float(aborted.stdout.split(" undone in ")[1].split(" s")[0])
-        assert undo_seconds < 2.0, aborted.stdout
+        assert undo_seconds < UNDONE_AT_ONCE, aborted.stdout
         output, _ = inner.communicate(timeout=120)
         took = time.monotonic() - started
     finally:

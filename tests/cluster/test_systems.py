@@ -18,6 +18,7 @@ from systems import (
     metrics,
     on_one_replica,
     replication,
+    sentinel_story,
     shop_read,
     shop_write,
     wait_group_healthy,
@@ -98,7 +99,9 @@ def test_master_kill_fails_over_without_losing_acknowledged_writes(chaos: Chaos,
             assert record.verified, record
         killed_at = record.injected_mono
         assert killed_at is not None
-        new = wait_new_master(shop.node_port, old, within=FAILOVER_TARGET_SECONDS + 15)
+        new = wait_new_master(
+            shop.node_port, old, within=FAILOVER_TARGET_SECONDS + 15, explain=lambda: sentinel_story(kube, ns)
+        )
         elected = time.monotonic() - killed_at
         acked_before = writer.acknowledged()
         writer.wait_for_acks(acked_before + 100)

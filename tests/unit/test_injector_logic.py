@@ -67,14 +67,20 @@ def test_every_agent_undo_is_grouped_by_node():
     assert NodeFailure.agent_undo({"node": NODE, "mode": "stop"}) == {}  # a stopped node has no agent to run it
 
 
-def run_undo(tmp_path, listing: str, save_fails: bool = False) -> tuple[subprocess.CompletedProcess[str], str]:
-    """The agent's rule undo (under sh, as the agent runs it) against a fake ``iptables-save`` printing
-    ``listing`` (nothing once a restore ran) and an ``iptables-restore`` that logs what it was given."""
+def run_undo(
+    tmp_path, listing: str, save_fails: bool = False, restore_fails: bool = False, stays: bool = False
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """The rule undo (under sh, as the agent and the fault run it) against a fake ``iptables-save`` printing
+    ``listing`` (nothing once a restore ran, unless the rules ``stays``) and an ``iptables-restore`` that logs
+    what it was given (and fails, with ``restore_fails``)."""
     saved, restored, bin_dir = tmp_path / "rules", tmp_path / "restored", tmp_path / "bin"
     saved.write_text(listing + "\n")
     bin_dir.mkdir()
     save = "exit 1" if save_fails else f"[ -e {tmp_path}/done ] || cat {saved}"
-    for name, body in (("iptables-save", save), ("iptables-restore", f"cat >> {restored}; touch {tmp_path}/done")):
+    if stays:
+        save = f"cat {saved}"
+    restore = f"cat >> {restored}; touch {tmp_path}/done" + ("; exit 1" if restore_fails else "")
+    for name, body in (("iptables-save", save), ("iptables-restore", restore)):
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
@@ -102,6 +108,21 @@ def test_the_agents_rule_undo_never_runs_what_a_rule_says(tmp_path):
     assert not (tmp_path / "pwned").exists()
     assert f"$(touch {tmp_path}/pwned)" in restored  # handed to iptables-restore as it was, never to a shell
     assert done.returncode == 0, done
+
+
+def test_a_delete_that_fails_because_another_undo_got_there_first_is_done(tmp_path):
+    rule = '-A INPUT -s 10.0.0.2/32 -m comment --comment "chaoskit:partition-1" -j DROP'
+    done, restored = run_undo(tmp_path, f"{rule}\n{rule.replace('10.0.0.2', '10.0.0.3')}", restore_fails=True)
+    assert done.returncode == 0, done
+    assert "chaoskit-matched 2" in done.stdout
+    assert restored.count("COMMIT") == 3  # the transaction, then each rule by itself
+
+
+def test_the_rule_undo_fails_naming_a_rule_still_there_after_the_delete(tmp_path):
+    rule = '-A INPUT -s 10.0.0.2/32 -m comment --comment "chaoskit:partition-1" -j DROP'
+    done, _ = run_undo(tmp_path, rule, stays=True)
+    assert done.returncode == 1
+    assert rule in done.stdout and "still in place after the delete" in done.stdout
 
 
 def test_the_agents_rule_undo_fails_when_it_cannot_read_the_rules(tmp_path):
