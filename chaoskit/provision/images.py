@@ -63,7 +63,7 @@ PROMETHEUS_RELEASE = "trixie"
 
 INJECTOR_MODULES = ("injector.py",)
 """Agent modules that run in the injector image only, not in the node image's agent image."""
-COPIED_MODULES = ("nfqdelay.py", "dnsfault.py", "stress.py", "helperlib.py")
+COPIED_MODULES = ("nfqdelay.py", "dnsfault.py", "stress.py", "helperlib.py", "httpfault.py")
 """Agent modules in no image: a fault copies them to the node (or the agent's pod) when it needs them."""
 INJECTOR_PACKAGES = [*BASE_PACKAGES, "socat", "util-linux"]
 """The injector's tools: those of the base image, and socat for the bandwidth probe."""
