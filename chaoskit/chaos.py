@@ -16,6 +16,7 @@ from chaoskit.faults.disk import DiskFill, DiskFillSpec
 from chaoskit.faults.dns import DnsFault, DnsSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.freeze import Freeze, FreezeSpec
+from chaoskit.faults.http import HttpFault, HttpSpec
 from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.network import (
     Bandwidth,
@@ -336,6 +337,34 @@ class Chaos:
             seed=seed,
         )
         return self._active(DiskFill(self.cluster, self.kube, spec, safety=self.safety), max_share)
+
+    def http(
+        self,
+        namespace: str,
+        selector: str,
+        port: int,
+        *,
+        abort_percent: float = 0.0,
+        status: int = 503,
+        delay_ms: int = 0,
+        delay_percent: float = 100.0,
+        count: int | None = None,
+        seed: int | None = None,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Abort a share of the requests to the pods' port with ``status``, or delay them."""
+        spec = HttpSpec(
+            namespace=namespace,
+            selector=selector,
+            port=port,
+            abort_percent=abort_percent,
+            status=status,
+            delay_ms=delay_ms,
+            delay_percent=delay_percent,
+            count=count,
+            seed=seed,
+        )
+        return self._active(HttpFault(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def zone_failure(
         self,

@@ -1,0 +1,229 @@
+"""HTTP faults at a pod's port: a share of requests aborted with a status, or delayed (WIP, on a branch).
+
+A proxy (:mod:`chaoskit.agent.httpfault`, a python3 helper copied to the
+node) starts in each chosen pod's network namespace, and a ``nat
+PREROUTING`` rule there redirects the port's incoming connections to it. The
+port's established connections are reset once (``ss -K``), so clients that
+keep connections alive come back through the proxy instead of bypassing it.
+
+Proof of effect, from the pod's node: requests to the pod's port get the
+injected status (marked ``X-Chaoskit-Fault``) in about the given share, or come
+the delay late. Undo deletes the rule and ends the proxies (which stop
+injecting at once and relay what they hold for a moment); proven by the
+``nat`` table and the node's processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shlex
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chaoskit.adapters.kube import Kube
+from chaoskit.cluster.base import Cluster
+from chaoskit.errors import FaultNotEffective, SpecError
+from chaoskit.faults.base import FaultRecord, check_selector
+from chaoskit.faults.netns import (
+    COMMENT_PREFIX,
+    PodProcess,
+    comment_rules,
+    insert_snippet,
+    on_node,
+    start_helper_snippet,
+    write_helpers,
+)
+from chaoskit.faults.network import (
+    _check_count,
+    _check_port,
+    _PodNetworkFault,
+    agent_undo_rules_and_helpers,
+    check_rules_and_helpers,
+    revert_rules_and_helpers,
+)
+
+PROXY = "httpfault.py"
+TABLE = "nat"
+MIN_PROBES = 40
+MAX_PROBES = 400
+
+REQUESTS = r"""
+import socket, sys, time
+ip, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(count):
+    start = time.perf_counter()
+    try:
+        s = socket.create_connection((ip, port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: chaoskit\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        status = head.split(" ", 2)[1] if head.startswith("HTTP/") else "none"
+        marked = "x-chaoskit-fault:" in head.lower()
+        print("req", status, int(marked), round((time.perf_counter() - start) * 1000, 1))
+    except OSError as exc:
+        print("req error", type(exc).__name__, round((time.perf_counter() - start) * 1000, 1))
+"""
+"""Python for the node: ``count`` requests to the pod, each ``req STATUS MARKED MS``."""
+
+
+@dataclass(frozen=True)
+class HttpSpec:
+    """Which pods' port, and what happens to its requests."""
+
+    namespace: str
+    selector: str
+    port: int
+    """The pod's HTTP port (its containerPort)."""
+    abort_percent: float = 0.0
+    """Share of requests answered by chaoskit with ``status`` instead of the application, in 0-100."""
+    status: int = 503
+    delay_ms: int = 0
+    """How late the delayed requests reach the application."""
+    delay_percent: float = 100.0
+    """Share of all requests that are delayed, when ``delay_ms`` is given (at most 100 - ``abort_percent``)."""
+    count: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_selector(self.selector)
+        _check_port(self.port)
+        _check_count(self.count)
+        if not 0 <= self.abort_percent <= 100:
+            raise SpecError(f"abort_percent must be in 0-100, not {self.abort_percent}")
+        if not 400 <= self.status <= 599:
+            raise SpecError(f"status must be an HTTP error status, 400-599, not {self.status}")
+        if not 0 <= self.delay_ms <= 60000:
+            raise SpecError(f"delay_ms must be in 0-60000, not {self.delay_ms}")
+        if not 0 <= self.delay_percent <= 100:
+            raise SpecError(f"delay_percent must be in 0-100, not {self.delay_percent}")
+        if self.delay_ms and self.abort_percent + self.delay_percent > 100:
+            object.__setattr__(self, "delay_percent", 100 - self.abort_percent)
+        if not self.abort_percent and not self.delay_ms:
+            raise SpecError("nothing to inject: give abort_percent, delay_ms, or both")
+
+
+def _requests(process: PodProcess, port: int, count: int) -> list[tuple[str, bool, float]]:
+    script = f"python3 -c {shlex.quote(REQUESTS)} {process.ip} {port} {count}"
+    output = on_node(process.node, script, timeout=count * 12 + 10)
+    found = []
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) == 4 and words[0] == "req":
+            found.append((words[1], words[2] == "1", float(words[3])))
+    return found
+
+
+class HttpFault(_PodNetworkFault):
+    kind = "http"
+    spec: HttpSpec
+    _pods: list[PodProcess]
+    _before_ms: float
+
+    @property
+    def proxy_port(self) -> int:
+        return 20000 + int(hashlib.sha256(self.fault_id.encode()).hexdigest()[:8], 16) % 20000
+
+    def plan(self) -> list[str]:
+        spec = self.spec
+        self._pods = self._locate(spec.namespace, spec.selector, spec.count, spec.seed)
+        write_helpers(PROXY, sorted({p.node for p in self._pods}), "an HTTP fault")
+        before = _requests(self._pods[0], spec.port, 5)
+        answered = [r for r in before if r[0] != "error" and r[0] != "none"]
+        if len(answered) < 5:
+            raise SpecError(
+                f"{self._pods[0].pod} does not answer HTTP on port {spec.port} before the fault ({before}): "
+                "nothing to prove against"
+            )
+        self._before_ms = statistics.median(r[2] for r in answered)
+        return [p.pod for p in self._pods]
+
+    def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
+        return {**self._undo(self._pods), "table": TABLE}
+
+    def inject(self, targets: list[str]) -> None:
+        spec = self.spec
+        args = [f"--port={self.proxy_port}", f"--abort-percent={spec.abort_percent}", f"--status={spec.status}"]
+        if spec.delay_ms:
+            args += [f"--delay-ms={spec.delay_ms}", f"--delay-percent={spec.delay_percent}"]
+        rule = [
+            "PREROUTING",
+            "-p",
+            "tcp",
+            "--dport",
+            str(spec.port),
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            str(self.proxy_port),
+        ]
+        reset = f"ss -K state established '( sport = :{spec.port} )' >/dev/null 2>&1 || true"
+        snippet = (
+            f"held=$(iptables-save -t {TABLE}) || exit 1; "
+            f"if printf '%s\\n' \"$held\" | grep -q -- '--comment \"\\?{COMMENT_PREFIX}http-'; then "
+            "echo 'another HTTP fault already holds this pod' >&2; exit 6; fi; "
+            f"{start_helper_snippet(PROXY, args, self.comment)}; "
+            f"{insert_snippet([rule], self.comment, TABLE)} && {reset}"
+        )
+        outputs = self._apply({p: snippet for p in self._pods}, "starting the HTTP proxy in")
+        for p, output in outputs.items():
+            if len(comment_rules(output, self.comment)) != 1:
+                raise FaultNotEffective(f"http: the redirect rule {self.comment} is not in {p.netns}")
+        self._in_place_mono = time.monotonic()
+
+    def verify(self, targets: list[str], record: FaultRecord) -> str:
+        record.effect_mono = self._in_place_mono
+        spec = self.spec
+        share = spec.abort_percent / 100
+        count = MIN_PROBES if not share else min(MAX_PROBES, max(MIN_PROBES, math.ceil(20 / share)))
+        target = self._pods[0]
+        results = _requests(target, spec.port, count)
+        if len(results) != count:
+            raise FaultNotEffective(f"http: {len(results)} of {count} probe requests to {target.pod} ran")
+        injected = sum(1 for status, marked, _ in results if marked and status == str(spec.status))
+        proofs = []
+        if share:
+            seen = injected / count
+            slack = 3 * math.sqrt(share * (1 - share) / count) + 0.02
+            if abs(seen - share) > slack:
+                raise FaultNotEffective(
+                    f"http: {injected} of {count} requests to {target.pod}:{spec.port} got the injected {spec.status} "
+                    f"({seen:.0%}), not about {spec.abort_percent:g} %"
+                )
+            proofs.append(
+                f"{injected} of {count} requests got {spec.status} ({seen:.0%}, asked {spec.abort_percent:g} %)"
+            )
+        if spec.delay_ms:
+            passed = [ms for status, marked, ms in results if not marked and status not in ("error", "none")]
+            if not passed:
+                raise FaultNotEffective(f"http: no request to {target.pod} reached the application to be delayed")
+            median = statistics.median(passed)
+            delayed_share = spec.delay_percent / max(1e-9, 100 - spec.abort_percent)
+            wanted = self._before_ms + 0.8 * spec.delay_ms
+            if delayed_share > 0.5 and median < wanted:
+                raise FaultNotEffective(
+                    f"http: requests to {target.pod} took {median:.0f} ms (median), not {spec.delay_ms} ms later than "
+                    f"{self._before_ms:.0f} ms"
+                )
+            proofs.append(f"the others {self._before_ms:.0f} -> {median:.0f} ms (median)")
+        return f"from {target.node} to {target.pod}:{spec.port}: " + "; ".join(proofs)
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE, "HTTP proxies")
+
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        return agent_undo_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE)
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        return check_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE, "HTTP proxies")
