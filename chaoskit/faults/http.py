@@ -154,8 +154,11 @@ class HttpFault(_PodNetworkFault):
         args = [f"--port={self.proxy_port}", f"--abort-percent={spec.abort_percent}", f"--status={spec.status}"]
         if spec.delay_ms:
             args += [f"--delay-ms={spec.delay_ms}", f"--delay-percent={spec.delay_percent}"]
-        rule = [
+        rule = [  # not from loopback: the proxy's own connection to the application
             "PREROUTING",
+            "!",
+            "-i",
+            "lo",
             "-p",
             "tcp",
             "--dport",
