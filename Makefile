@@ -20,7 +20,8 @@ experiments: cluster
 # injector agent instead of Docker; the fault tests once more with the
 # kind cluster taken as a foreign one (the existing provider: no Docker path at all).
 FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py \
-	tests/cluster/test_dns_faults.py tests/cluster/test_stress.py tests/cluster/test_disk_fill.py
+	tests/cluster/test_dns_faults.py tests/cluster/test_http_faults.py tests/cluster/test_stress.py \
+	tests/cluster/test_disk_fill.py
 KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/kubeconfig
 
 test: lint cluster

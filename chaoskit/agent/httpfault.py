@@ -1,14 +1,16 @@
 """Abort or delay a share of the HTTP requests a pod's port receives: a transparent HTTP/1.1 proxy in its namespace.
 
-Started inside a pod's network namespace for an HTTP fault (WIP: the fault
-that starts it is not written yet). A ``nat PREROUTING`` rule redirects the
+Started inside a pod's network namespace by an HTTP fault
+(:mod:`chaoskit.faults.http`). A ``nat PREROUTING`` rule redirects the
 port's incoming connections to this process; it reads each request, answers a
 share of them itself with the fault's status (``--abort-percent``), holds a
 share for ``--delay-ms`` (``--delay-percent``), and passes the rest to the
 connection's original destination (``SO_ORIGINAL_DST``), relaying the
 response. Requests and responses are framed by ``Content-Length`` or chunked
-encoding, so kept-alive connections stay in step; anything it cannot frame
-is relayed as raw bytes until either side closes.
+encoding, so kept-alive connections stay in step; a response without either
+is relayed until the application closes it. A connection it cannot parse as
+HTTP/1.1 is closed (the fault refuses a port that does not answer plain HTTP,
+so that is a client's malformed request, not TLS it was not told about).
 
 On SIGTERM it stops injecting and keeps relaying the connections it holds
 (up to ``DRAIN_SECONDS``), so an undo does not cut live clients. Stdlib only.

@@ -6,6 +6,7 @@ from chaoskit.faults.disk import DiskFill, DiskFillSpec
 from chaoskit.faults.dns import DnsFault, DnsSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.freeze import Freeze, FreezeSpec
+from chaoskit.faults.http import HttpFault, HttpSpec
 from chaoskit.faults.network import (
     Bandwidth,
     BandwidthSpec,
@@ -34,6 +35,8 @@ __all__ = [
     "FaultRecord",
     "Freeze",
     "FreezeSpec",
+    "HttpFault",
+    "HttpSpec",
     "Latency",
     "LatencySpec",
     "NodeDrain",

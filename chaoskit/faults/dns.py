@@ -32,12 +32,12 @@ from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import FaultRecord, check_selector
 from chaoskit.faults.netns import (
-    COMMENT_PREFIX,
     PodProcess,
     comment_rules,
     in_namespaces,
     insert_snippet,
     on_node,
+    refuse_if_held,
     start_helper_snippet,
     write_helpers,
 )
@@ -298,10 +298,9 @@ class DnsFault(_PodNetworkFault):
                 RESPONDER, [*args, f"--upstream={self._resolvers[p].nameserver}"], self.comment
             )
             snippets[p] = (
-                f"held=$(iptables-save -t {TABLE}) || exit 1; "
-                f"if printf '%s\\n' \"$held\" | grep -q -- '--comment \"\\?{COMMENT_PREFIX}dns-'; then "
-                "echo 'another DNS fault already answers for this pod' >&2; exit 6; fi; "
-                f"{start}; " + insert_snippet(rules, self.comment, TABLE)
+                refuse_if_held(TABLE, "dns-", "another DNS fault already answers for this pod")
+                + f"{start}; "
+                + insert_snippet(rules, self.comment, TABLE)
             )
         outputs = self._apply(snippets, "starting the DNS responder in")
         for p, output in outputs.items():

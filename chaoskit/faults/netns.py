@@ -507,6 +507,17 @@ def write_helpers(module: str, where: list[str], what: str) -> None:
         raise ClusterError(f"writing the helper {module} failed ({detail})")
 
 
+def refuse_if_held(table: str, pattern: str, message: str) -> str:
+    """Shell, inside a pod's namespace, to put before a fault's rules: exit 6 with ``message`` when ``table``
+    already holds a chaoskit rule matching ``pattern`` (a grep expression after the comment's prefix: the
+    fault kind, say ``dns-``), so that two faults of a kind never stack in one pod."""
+    match = shlex.quote(f'--comment "\\?{COMMENT_PREFIX}{pattern}')
+    return (
+        f"held=$(iptables-save -t {table}) || exit 1; "
+        f"if printf '%s\\n' \"$held\" | grep -q -- {match}; then echo {shlex.quote(message)} >&2; exit 6; fi; "
+    )
+
+
 def start_helper_snippet(module: str, args: list[str], comment: str, prefix: list[str] | None = None) -> str:
     """Shell, inside a pod's namespace (or on its node, with a ``prefix`` such as ``nsenter ...``): start the
     helper in a session of its own, tagged with ``comment``, and wait (up to 5 s) until it prints ``ready``;

@@ -75,6 +75,7 @@ from chaoskit.faults.netns import (
     probe_from_node,
     probe_from_pod,
     qdisc_handle,
+    refuse_if_held,
     root_qdiscs,
     rules_in,
     run_everywhere,
@@ -627,10 +628,9 @@ def start_delayer_snippet(fault_id: str, comment: str, delay_ms: int, jitter_ms:
     )
     rule = ["PREROUTING", "!", "-i", "lo", "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
     return (
-        f"held=$(iptables-save -t {DELAYER_TABLE}) || exit 1; "
-        f"if printf '%s\\n' \"$held\" | grep -q -- '--comment \"\\?{COMMENT_PREFIX}.* NFQUEUE '; then "
-        "echo 'another latency fault already delays this pod' >&2; exit 6; fi; "
-        f"{start}; " + insert_snippet([rule], comment, DELAYER_TABLE)
+        refuse_if_held(DELAYER_TABLE, ".* NFQUEUE ", "another latency fault already delays this pod")
+        + f"{start}; "
+        + insert_snippet([rule], comment, DELAYER_TABLE)
     )
 
 

@@ -118,6 +118,7 @@ FAULTS = {
     "bandwidth": 'chaos.bandwidth("{ns}", "app=web", rate_kbit=1000, max_share=1.0)',
     "latency": 'chaos.latency("{ns}", "app=web", delay_ms=30, max_share=1.0)',
     "dns": 'chaos.dns("{ns}", "role=client", "web", max_share=1.0)',
+    "http": 'chaos.http("{ns}", "app=web", 8080, abort_percent=50, max_share=1.0)',
     "stress": 'chaos.stress("{ns}", "app=web", cpu_workers=1, memory_bytes=32 << 20)',
     "node-drain": 'chaos.node_drain("{node}")',
     "node-pause": 'chaos.node_failure("{node}", mode="pause", wait_not_ready=False)',
@@ -133,7 +134,7 @@ def held_residue(kind: str, fault_id: str, residue: Residue, node: str) -> bool:
         return bool(residue.of(fault_id))
     if kind == "bandwidth":
         return bool(residue.qdiscs)
-    if kind in ("latency", "dns"):
+    if kind in ("latency", "dns", "http"):
         return bool(residue.of(fault_id)) and bool(residue.helpers_of(fault_id))
     if kind == "stress":
         return bool(residue.helpers_of(fault_id))
@@ -172,7 +173,7 @@ def test_a_run_stopped_mid_fault_leaves_zero_residue(
     after = residue_now(cluster)
     assert after.empty(), after
     assert Ledger(cluster.name).unsettled() == []
-    if kind in ("partition", "packet-loss", "bandwidth", "latency", "dns"):
+    if kind in ("partition", "packet-loss", "bandwidth", "latency", "dns", "http"):
         probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 
 

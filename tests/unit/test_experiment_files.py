@@ -238,7 +238,7 @@ def test_an_unknown_fault_kind_lists_the_known_ones():
     assert refusal(text) == [
         f'{SOURCE}:{line(text, "pod-kil")}: faults[0].kind: unknown fault kind "pod-kil"; did you mean pod-kill? '
         "the known kinds are pod-kill, container-kill, node-failure, node-drain, partition, packet-loss, "
-        "bandwidth, latency, process-freeze, dns, stress, zone-failure, disk-fill"
+        "bandwidth, latency, process-freeze, dns, http, stress, zone-failure, disk-fill"
     ]
 
 
