@@ -29,6 +29,7 @@ from chaoskit.faults.network import (
     PartitionSpec,
 )
 from chaoskit.faults.node import NodeFailure, NodeFailureSpec, ZoneFailure, ZoneFailureSpec
+from chaoskit.faults.node_partition import NodePartition, NodePartitionSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
 from chaoskit.faults.stress import Stress, StressSpec
 from chaoskit.observe import RecoveryWatch
@@ -122,6 +123,19 @@ class Chaos:
         """Stop (``mode="stop"``) or pause (``"pause"``) a kind node's container (see :class:`NodeFailureSpec`)."""
         spec = NodeFailureSpec(node=node, mode=mode, wait_not_ready=wait_not_ready, timeout=timeout)
         return self._active(NodeFailure(self.cluster, self.kube, spec, safety=self.safety), max_share)
+
+    def node_partition(
+        self,
+        node: str,
+        *,
+        wait_not_ready: bool = True,
+        timeout: float = 120.0,
+        max_seconds: float = 300.0,
+        max_share: float | None = None,
+    ) -> AbstractContextManager[FaultRecord]:
+        """Cut a node off from the control plane while its pods run on (see :class:`NodePartitionSpec`)."""
+        spec = NodePartitionSpec(node=node, wait_not_ready=wait_not_ready, timeout=timeout, max_seconds=max_seconds)
+        return self._active(NodePartition(self.cluster, self.kube, spec, safety=self.safety), max_share)
 
     def node_drain(
         self,

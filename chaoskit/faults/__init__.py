@@ -18,6 +18,7 @@ from chaoskit.faults.network import (
     PartitionSpec,
 )
 from chaoskit.faults.node import NodeFailure, NodeFailureSpec, ZoneFailure, ZoneFailureSpec
+from chaoskit.faults.node_partition import NodePartition, NodePartitionSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
 from chaoskit.faults.stress import Stress, StressSpec
 
@@ -43,6 +44,8 @@ __all__ = [
     "NodeDrainSpec",
     "NodeFailure",
     "NodeFailureSpec",
+    "NodePartition",
+    "NodePartitionSpec",
     "PacketLoss",
     "PacketLossSpec",
     "Partition",

@@ -195,7 +195,7 @@ class NodeFailure(Fault):
         timeout = float(undo.get("timeout", 120.0)) + 60
         if undo.get("mode") == "kubelet":
             since = cls._restart_kubelet(cluster, kube, undo)
-            cls._await_back(cluster, kube, node, since, None, timeout)
+            cls.await_back(cluster, kube, node, since, None, timeout)
             return
         state = docker.state(node)
         if state == "missing":
@@ -212,10 +212,10 @@ class NodeFailure(Fault):
         else:
             since = min(time.time(), docker.inspect(node).started_at) - 1
         say(f"node {node}: container running again, waiting for its kubelet and for it to be Ready")
-        cls._await_back(cluster, kube, node, since, pods_since, timeout)
+        cls.await_back(cluster, kube, node, since, pods_since, timeout)
 
     @classmethod
-    def _await_back(
+    def await_back(
         cls, cluster: Cluster, kube: Kube, node: str, since: float, pods_since: float | None, timeout: float
     ) -> None:
         """Wait for the node's kubelet to renew its lease after ``since``, the node to be Ready, and (air-gapped

@@ -1,17 +1,16 @@
 """An independent count of what faults can leave behind, for tests to assert on.
 
-Nothing here uses chaoskit's own fault code (no ``netns``, no ``revert``): it
-runs the Docker CLI and the official Kubernetes client by itself, so a bug in the
-code under test cannot hide its own residue. It scans, on every node of the
-cluster, every running container's network namespace (deduplicated by inode):
-iptables rules (filter, mangle and nat tables) whose comment starts with ``chaoskit:``
-and root qdiscs of ``eth0`` that are ``tbf`` or ``netem``; on the node, processes
-with a ``--tag=chaoskit:...`` argument (the latency delayer, the DNS responder, the stressor) and disk-fill
-files (``.chaoskit-fill-*``) in containers' roots and pods' volumes; processes stopped by a signal (state
-``T``, what a process freeze leaves); kubelets that systemd does not report
-active; and nodes that are unschedulable or whose container is not running.
-Apart from the state, it lists the fault records left in ``chaoskit-system``
-(ConfigMaps labelled ``chaoskit.io/fault``), which are bookkeeping, not faults.
+Nothing here uses chaoskit's own fault code (no ``netns``, no ``revert``): it runs the Docker CLI
+and the official Kubernetes client by itself, so a bug in the code under test cannot hide its own
+residue. It scans, on every node of the cluster, the node's own network namespace and every running
+container's (deduplicated by inode): iptables rules (filter, mangle and nat tables) whose comment
+starts with ``chaoskit:`` and root qdiscs of ``eth0`` that are ``tbf`` or ``netem``; on the node,
+processes with a ``--tag=chaoskit:...`` argument (the latency delayer, the DNS responder, the HTTP
+proxy, the stressor, a node partition's dead-man timer) and disk-fill files (``.chaoskit-fill-*``)
+in containers' roots and pods' volumes; processes stopped by a signal (state ``T``, what a process
+freeze leaves); kubelets that systemd does not report active; and nodes that are unschedulable or
+whose container is not running. Apart from the state, it lists the fault records left in
+``chaoskit-system`` (ConfigMaps labelled ``chaoskit.io/fault``), which are bookkeeping, not faults.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from kubernetes import client, config
 # iptables -S, not iptables-save: a test shadows iptables-save to make chaoskit's own undo fail.
 SCAN = r"""
 seen=" "
-for pid in $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" {print $2}'); do
+for pid in 1 $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" {print $2}'); do
     ino=$(stat -L -c %i /proc/$pid/ns/net 2>/dev/null) || continue
     case "$seen" in *" $ino "*) continue;; esac
     seen="$seen$ino "

@@ -124,6 +124,7 @@ FAULTS = {
     "node-pause": 'chaos.node_failure("{node}", mode="pause", wait_not_ready=False)',
     "node-stop": 'chaos.node_failure("{node}", mode="stop", wait_not_ready=False)',
     "node-zone-pause": 'chaos.zone_failure("{zone}", mode="pause", wait_not_ready=False)',
+    "node-partition": 'chaos.node_partition("{node}", wait_not_ready=False)',
 }
 """Every fault kind with an undo (latency through the user-space delayer here: this kernel has no netem)."""
 
@@ -132,6 +133,8 @@ def held_residue(kind: str, fault_id: str, residue: Residue, node: str) -> bool:
     """Whether the independent scan sees what a fault of ``kind`` leaves while it is held."""
     if kind in ("partition", "packet-loss"):
         return bool(residue.of(fault_id))
+    if kind == "node-partition":
+        return bool(residue.of(fault_id)) and bool(residue.helpers_of(fault_id))
     if kind == "bandwidth":
         return bool(residue.qdiscs)
     if kind in ("latency", "dns", "http"):

@@ -237,8 +237,8 @@ def test_an_unknown_fault_kind_lists_the_known_ones():
     text = spoil("kind: pod-kill", "kind: pod-kil")
     assert refusal(text) == [
         f'{SOURCE}:{line(text, "pod-kil")}: faults[0].kind: unknown fault kind "pod-kil"; did you mean pod-kill? '
-        "the known kinds are pod-kill, container-kill, node-failure, node-drain, partition, packet-loss, "
-        "bandwidth, latency, process-freeze, dns, http, stress, zone-failure, disk-fill"
+        "the known kinds are pod-kill, container-kill, node-failure, node-drain, node-partition, partition, "
+        "packet-loss, bandwidth, latency, process-freeze, dns, http, stress, zone-failure, disk-fill"
     ]
 
 

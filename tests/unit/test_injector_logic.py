@@ -6,12 +6,16 @@ import subprocess
 
 import pytest
 
+from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.agent.injector import LeaseClock, due
+from chaoskit.cluster.base import Cluster
+from chaoskit.errors import FaultUnsupported
 from chaoskit.faults import netns
 from chaoskit.faults.freeze import Freeze
 from chaoskit.faults.network import Bandwidth, Partition
 from chaoskit.faults.node import KUBELET_START, NodeFailure
+from chaoskit.faults.node_partition import NodePartition, NodePartitionSpec, heal_timer_snippet
 
 NODE = "worker-1"
 
@@ -216,3 +220,40 @@ def test_a_freeze_of_pods_in_the_nodes_pid_namespace_is_refused_before_anything_
     fault = Freeze(Cluster("unit", "kind", None, None, "airgap"), kube, FreezeSpec("monitoring", "app=exporter"))  # type: ignore[arg-type]
     with pytest.raises(SpecError, match="share the node's PID namespace"):
         fault.plan()
+
+
+def test_a_node_partition_is_refused_through_the_injector_agent():
+    """The cut would sever the agent's own link to the API server, through which it is asked to undo."""
+
+    class AgentShell:
+        name = "agent"
+
+    before = nodes.use(AgentShell())  # type: ignore[arg-type]
+    try:
+        cluster = Cluster("unit", "existing", None, None, "airgap")
+        fault = NodePartition(cluster, None, NodePartitionSpec("worker-1"))  # type: ignore[arg-type]
+        with pytest.raises(FaultUnsupported, match="through Docker on kind only"):
+            fault.plan()
+    finally:
+        nodes.use(before)
+
+
+def test_the_dead_man_timer_deletes_the_rules_after_its_seconds(tmp_path):
+    """The timer's own script (under bash, against fake iptables) waits, then deletes the fault's rules."""
+    rule = '-A OUTPUT -d 172.18.0.2/32 -m comment --comment "chaoskit:node-partition-1" -j DROP'
+    (tmp_path / "rules").write_text(rule + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {
+        "iptables-save": f"[ -e {tmp_path}/done ] || cat {tmp_path}/rules",
+        "iptables-restore": f"cat >> {tmp_path}/restored; touch {tmp_path}/done",
+        "setsid": 'exec "$@"',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    snippet = heal_timer_snippet(0.2, "chaoskit:node-partition-1") + " wait"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    done = subprocess.run(["bash", "-c", snippet], capture_output=True, text=True, timeout=10, check=False, env=env)
+    assert done.returncode == 0, done
+    assert "-D OUTPUT -d 172.18.0.2/32" in (tmp_path / "restored").read_text()
