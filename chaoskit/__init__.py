@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "AckedWriter": "chaoskit.writes",
     "Availability": "chaoskit.slo",
+    "Baseline": "chaoskit.baseline",
     "AvailabilityBelow": "chaoskit.stops",
     "BandwidthSpec": "chaoskit.faults",
     "Chaos": "chaoskit.chaos",
@@ -68,6 +69,8 @@ _EXPORTS = {
     "SafetyError": "chaoskit.errors",
     "SloVerdict": "chaoskit.slo",
     "SloViolation": "chaoskit.slo",
+    "Regressed": "chaoskit.baseline",
+    "Regression": "chaoskit.baseline",
     "SpecError": "chaoskit.errors",
     "Workload": "chaoskit.experiment",
     "WriteLog": "chaoskit.writes",
@@ -75,6 +78,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from chaoskit.adapters.kube import Kube
+    from chaoskit.baseline import Baseline, Regressed, Regression
     from chaoskit.chaos import Chaos
     from chaoskit.cluster import Cluster
     from chaoskit.errors import (
@@ -138,6 +142,7 @@ __all__ = [
     "Availability",
     "AvailabilityBelow",
     "BandwidthSpec",
+    "Baseline",
     "Chaos",
     "ChaoskitError",
     "Cluster",
@@ -178,6 +183,8 @@ __all__ = [
     "Recovery",
     "RecoveryTime",
     "RecoveryWatch",
+    "Regressed",
+    "Regression",
     "RequestRecord",
     "RunAborted",
     "Safety",

@@ -122,7 +122,8 @@ class Experiment:
     on_result: Sequence[Callable[[ExperimentResult], None]] = ()
     """Called with the result as soon as it exists (the pytest plugin writes the reports)."""
     check: bool = True
-    """Raise SloViolation on exit when the SLO is violated."""
+    """Raise SloViolation on exit when the SLO is violated (Regressed when a figure regressed against the
+    session's baseline)."""
     skip_exceptions: tuple[type[BaseException], ...] = (FaultUnsupported, FaultVetoed)
     """Exceptions that mean "cannot run here" rather than "broke": the result is a skip, with the reason."""
     group: str = ""
@@ -296,7 +297,7 @@ class Experiment:
         for callback in self.on_result:
             callback(self.result)
         if kind is None and self.check:
-            self.result.verdict.check()
+            self.result.check()
 
     def _recovery_s(self, faults: list[FaultRecord]) -> float | None:
         """Seconds from the first injection until whole again after the last one; None until then."""

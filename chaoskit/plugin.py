@@ -46,6 +46,7 @@ import pytest
 from chaoskit import targets
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import INJECTORS
+from chaoskit.baseline import Baseline, figures, write_baseline
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider, injector
 from chaoskit.cluster.base import parse_node_ports
@@ -136,6 +137,19 @@ _SETTINGS = (
         1,
         metavar="N",
     ),
+    _Setting(
+        "baseline",
+        "compare each experiment's figures with earlier runs' (a journal, a baseline file, or a directory of "
+        "them): a figure worse than the baseline allows fails it as a regression",
+        metavar="PATH",
+    ),
+    _Setting(
+        "baseline-figures",
+        "judge only these figures against the baseline: names (recovery_s), windows (whole) or kinds (p99_ms), "
+        "comma-separated (default: all)",
+        metavar="NAME,...",
+    ),
+    _Setting("baseline-write", "write this session's figures as a baseline file for later runs", metavar="PATH"),
     _Setting(
         "report-dir",
         "where experiments write chaoskit-journal.json and chaoskit-report.html (default: reports)",
@@ -236,6 +250,9 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         targets.allow(setting(config, "allow-target"))
         config.stash[_SPEC] = _spec(config)
+        baseline = setting(config, "baseline")
+        judged = [n.strip() for n in (setting(config, "baseline-figures") or "").split(",") if n.strip()]
+        config.stash[_BASELINE] = Baseline.load(Path(baseline), judged) if baseline else None
         config.stash[_SAFETY] = Safety(
             allowed_contexts=setting(config, "allow-context"),
             allowed_namespaces=setting(config, "allow-namespace"),
@@ -252,6 +269,7 @@ def pytest_configure(config: pytest.Config) -> None:
 _SPEC = pytest.StashKey[ClusterSpec]()
 _SAFETY = pytest.StashKey[Safety]()
 _RESULTS = pytest.StashKey[list[ExperimentResult]]()
+_BASELINE = pytest.StashKey[Baseline | None]()
 
 
 def _spec(config: pytest.Config) -> ClusterSpec:
@@ -483,12 +501,19 @@ def prometheus(cluster: Cluster, kube: Kube) -> Iterator[PrometheusClient]:
 
 
 def reporter(config: pytest.Config, item: pytest.Item) -> Callable[[ExperimentResult], None]:
-    """What happens to an experiment's result in a session: the hook, the session's reports, and the
-    headline numbers as the test's JUnit properties."""
+    """What happens to an experiment's result in a session: the baseline's judgement, the hook, the session's
+    reports, and the headline numbers as the test's JUnit properties."""
     results = config.stash[_RESULTS]
     directory = Path(setting(config, "report-dir"))
+    baseline = config.stash.get(_BASELINE, None)
+    repeat = setting(config, "repeat")
 
     def report(result: ExperimentResult) -> None:
+        group = [r for r in results if r.group == result.group] + [result]
+        if baseline is not None:
+            result.regressions = baseline.check_run(result.group, figures(result))
+            if len(group) == repeat > 1:  # the group's last run: all of them against the baseline, if enough
+                result.regressions += baseline.check_runs(result.group, [figures(r) for r in group])
         results.append(result)
         config.hook.pytest_chaoskit_experiment_result(result=result)
         journal, html = write_reports(results, directory)
@@ -496,6 +521,9 @@ def reporter(config: pytest.Config, item: pytest.Item) -> Callable[[ExperimentRe
         # puts a test's user_properties into its <properties> whatever the family.
         properties = {"chaoskit_outcome": result.outcome, **result.properties()}
         properties |= {"chaoskit_journal": str(journal), "chaoskit_report": str(html)}
+        if len(group) == repeat > 1:
+            (stats,) = repeat_stats(group)
+            properties |= {"chaoskit_runs_passed": f"{stats.passed}/{stats.runs}", "chaoskit_flaky": str(stats.flaky)}
         item.user_properties.extend(properties.items())
 
     return report
@@ -542,7 +570,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             result.headline(), red=result.outcome in ("failed", "error"), green=result.outcome == "passed"
         )
     for stats in repeat_stats(results):
-        terminalreporter.line(stats.line())
+        terminalreporter.line(stats.line(), yellow=stats.flaky, red=stats.passed == 0)
+    baseline = config.stash.get(_BASELINE, None)
+    if baseline is not None:
+        regressed = sum(1 for r in results if r.regressions)
+        terminalreporter.line(
+            f"baseline: {len(baseline.sources)} file(s) from {setting(config, 'baseline')}; "
+            f"{regressed} of {len(results)} run(s) regressed"
+        )
+    written = setting(config, "baseline-write")
+    if written:
+        terminalreporter.line(f"baseline written: {write_baseline(results, Path(written))}")
     directory = Path(setting(config, "report-dir"))
     terminalreporter.line(f"reports: {directory / 'chaoskit-report.html'}, {directory / 'chaoskit-journal.json'}")
 

@@ -22,8 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaoskit.baseline import Regressed, Regression, figures
 from chaoskit.faults.base import FaultRecord
 from chaoskit.slo import Request, SloVerdict, percentile
+
+JOURNAL_SCHEMA = "chaoskit-journal/1"
+"""The journal's ``schema``: its keys are documented in the README ("The journal"); a change that breaks a
+reader of them gets a new number."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ class ExperimentResult:
     timings: Timings = field(default_factory=Timings)
     skipped: str | None = None
     """Why the experiment was skipped (a fault this cluster cannot run), if it was."""
+    regressions: list[Regression] = field(default_factory=list)
+    """Figures worse than the baseline allows (``--chaos-baseline``): each one fails the run."""
 
     def __post_init__(self) -> None:
         self.group = self.group or self.name
@@ -122,7 +129,13 @@ class ExperimentResult:
             return "skipped"
         if self.error:
             return "error"
-        return "passed" if self.verdict.passed else "failed"
+        return "passed" if self.verdict.passed and not self.regressions else "failed"
+
+    def check(self) -> None:
+        """Raise SloViolation when the SLO is violated, else Regressed when a figure regressed."""
+        self.verdict.check()
+        if self.regressions:
+            raise Regressed(self.regressions)
 
     def headline(self) -> str:
         """One line: the verdict and the numbers a reader looks for first."""
@@ -134,6 +147,7 @@ class ExperimentResult:
         if self.verdict.partial_data:
             parts.append(f"NO VERDICT: {self.verdict.partial_data}")
         parts += [f"UNDO NOT PROVEN: {f.undo_error}" for f in self.faults if f.undo_error]
+        parts += [f"REGRESSION: {r.line().removeprefix('regression: ')}" for r in self.regressions]
         whole = next((s for s in self.verdict.stats if s.window == "whole"), None)
         if whole is not None and whole.availability is not None:
             parts.append(f"availability {whole.availability:.2%} of {whole.requests} requests")
@@ -164,6 +178,8 @@ class ExperimentResult:
             props[f"chaoskit_failed_{m.objective}_{m.window}".replace(" ", "_")] = (
                 f"target {m.target}, measured {m.measured}"
             )
+        for r in self.regressions:
+            props[f"chaoskit_regression_{r.figure}"] = r.line()
         return props
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,18 +197,28 @@ class ExperimentResult:
             "series": asdict(self.series) if self.series else None,
             "load": self.load,
             "timings": {**asdict(self.timings), "overhead": self.timings.overhead},
+            "figures": figures(self),
+            "regressions": [{**asdict(r), "line": r.line()} for r in self.regressions],
         }
 
 
 @dataclass(frozen=True)
 class RepeatStats:
-    """One experiment run several times (``--chaos-repeat``): its pass count and the spread of recovery."""
+    """One experiment run several times (``--chaos-repeat``): its pass count, which runs failed and why, and
+    the spread of recovery."""
 
     group: str
     runs: int
     passed: int
     recovery_s: list[float]
     """Recovery time of each run that saw one, ascending."""
+    failures: list[str] = field(default_factory=list)
+    """``run K: <what failed>`` for each run that did not pass (K from 1)."""
+
+    @property
+    def flaky(self) -> bool:
+        """Passed some runs and not others: not a failure to fix by its numbers alone, and not a pass."""
+        return 0 < self.passed < self.runs
 
     @property
     def recovery_min(self) -> float | None:
@@ -207,7 +233,8 @@ class RepeatStats:
         return self.recovery_s[-1] if self.recovery_s else None
 
     def line(self) -> str:
-        text = f"{self.group}: {self.runs} runs, {self.passed} passed"
+        verdict = "FLAKY" if self.flaky else ("PASSED" if self.passed == self.runs else "FAILED")
+        text = f"{verdict} {self.group}: passed {self.passed} of {self.runs} runs"
         if self.recovery_s:
             text += (
                 f"; recovery min {self.recovery_min:.2f} s, median {self.recovery_median:.2f} s, "
@@ -215,7 +242,22 @@ class RepeatStats:
             )
         if len(self.recovery_s) < self.runs:
             text += f"; {self.runs - len(self.recovery_s)} runs without a recovery seen"
+        if self.failures:
+            text += "; " + "; ".join(self.failures)
         return text
+
+
+def _what_failed(result: ExperimentResult) -> str:
+    """Why one run did not pass, briefly: its failed objectives, its abort, error or regressions."""
+    if result.error:
+        return f"error: {result.error.splitlines()[0][:200]}"
+    if result.skipped:
+        return f"skipped: {result.skipped}"
+    parts = [f"{m.objective} ({m.window}) {m.measured}, target {m.target}" for m in result.verdict.failures]
+    if result.verdict.aborted:
+        parts.insert(0, result.verdict.aborted)
+    parts += [f"regressed {r.figure}" for r in result.regressions]
+    return ", ".join(parts) or "failed"
 
 
 def repeat_stats(results: Sequence[ExperimentResult]) -> list[RepeatStats]:
@@ -229,6 +271,7 @@ def repeat_stats(results: Sequence[ExperimentResult]) -> list[RepeatStats]:
             len(runs),
             sum(1 for r in runs if r.outcome == "passed"),
             sorted(r.verdict.recovery_s for r in runs if r.verdict.recovery_s is not None),
+            [f"run {i}: {_what_failed(r)}" for i, r in enumerate(runs, 1) if r.outcome != "passed"],
         )
         for group, runs in groups.items()
         if len(runs) > 1
@@ -243,13 +286,14 @@ def write_reports(results: Sequence[ExperimentResult], directory: Path, stem: st
     repeats = [
         {
             **asdict(r),
+            "flaky": r.flaky,
             "recovery_min": r.recovery_min,
             "recovery_median": r.recovery_median,
             "recovery_max": r.recovery_max,
         }
         for r in repeat_stats(results)
     ]
-    document = {"experiments": [r.to_dict() for r in results], "repeats": repeats}
+    document = {"schema": JOURNAL_SCHEMA, "experiments": [r.to_dict() for r in results], "repeats": repeats}
     _replace(journal, json.dumps(document, indent=1, default=str) + "\n")
     _replace(report, render_html(results))
     return journal, report
@@ -302,7 +346,7 @@ COLOURS = {"requests": "#2b6cb0", "errors": "#c53030", "p95": "#805ad5", "ready"
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #1a202c; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; }
-.passed { color: #2f855a; } .failed, .error { color: #c53030; }
+.passed { color: #2f855a; } .failed, .error { color: #c53030; } .flaky { color: #b7791f; }
 table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #cbd5e0; padding: 3px 8px; }
 th { background: #edf2f7; text-align: left; } svg text { font: 11px sans-serif; fill: #4a5568; }
 """
@@ -331,13 +375,15 @@ def render_html(results: Sequence[ExperimentResult]) -> str:
     repeats = repeat_stats(results)
     if repeats:
         rows = "".join(
-            f"<tr><td>{html.escape(r.group)}</td><td>{r.runs}</td><td>{r.passed}</td><td>{_seconds(r.recovery_min)}</td>"
-            f"<td>{_seconds(r.recovery_median)}</td><td>{_seconds(r.recovery_max)}</td></tr>"
+            f"<tr class='{'flaky' if r.flaky else ('passed' if r.passed == r.runs else 'failed')}'>"
+            f"<td>{html.escape(r.group)}</td><td>{'FLAKY' if r.flaky else ''}</td><td>{r.runs}</td><td>{r.passed}</td>"
+            f"<td>{_seconds(r.recovery_min)}</td><td>{_seconds(r.recovery_median)}</td>"
+            f"<td>{_seconds(r.recovery_max)}</td><td>{html.escape('; '.join(r.failures))}</td></tr>"
             for r in repeats
         )
         body.append(
-            "<h2>Repeated experiments</h2><table><tr><th>experiment</th><th>runs</th><th>passed</th>"
-            f"<th>recovery min</th><th>median</th><th>max</th></tr>{rows}</table>"
+            "<h2>Repeated experiments</h2><table><tr><th>experiment</th><th></th><th>runs</th><th>passed</th>"
+            f"<th>recovery min</th><th>median</th><th>max</th><th>runs that failed</th></tr>{rows}</table>"
         )
     for result in results:
         body.append(_experiment_html(result))
@@ -365,6 +411,8 @@ def _experiment_html(result: ExperimentResult) -> str:
         for s in result.verdict.stats
     )
     error = f"<p class='error'>{e(result.error)}</p>" if result.error else ""
+    if result.regressions:
+        error += "".join(f"<p class='failed regression'>{e(r.line())}</p>" for r in result.regressions)
     if result.verdict.partial_data:
         error += (
             f"<p class='failed partial-data'>No verdict: {e(result.verdict.partial_data)}; "

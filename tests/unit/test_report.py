@@ -6,56 +6,13 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from results import T0, synthetic_result
 
 from chaoskit.faults.base import FaultRecord
-from chaoskit.report import ExperimentResult, Series, TimelineEvent, repeat_stats, write_reports
-from chaoskit.slo import Availability, LatencyPercentile, RecoveryTime, Windows, evaluate
-
-
-@dataclass(frozen=True)
-class R:
-    started: float
-    latency_ms: float
-    ok: bool
-
-
-T0 = 1_800_000_000.0
-
-
-def synthetic_result(name: str = "pod kill under load", recovery: float = 4.0) -> ExperimentResult:
-    # 20 s at 50 requests/s; requests fail for 2 s after the fault at +8 s.
-    records = [R(T0 + i / 50, 5 + (i % 7), not (8 <= i / 50 < 10)) for i in range(1000)]
-    fault = FaultRecord("pod-kill-1", "pod-kill", "chaoskit", {"selector": "app=web"}, targets=["web-1"])
-    fault.injected_at, fault.injected_mono, fault.effect_mono = T0 + 8, 100.0, 100.05
-    fault.effect, fault.verified, fault.undoable = "pods web-1 deleted (their UIDs are gone)", True, False
-    windows = Windows(T0, T0 + 20, fault_start=T0 + 8, fault_end=T0 + 8 + recovery)
-    verdict = evaluate(
-        [Availability(0.95), Availability(0.99, window="fault"), LatencyPercentile(95, 50), RecoveryTime(10)],
-        records,
-        windows,
-        recovery_s=recovery,
-    )
-    events = [
-        TimelineEvent(T0, "ready", "3/3 ready", ready=3),
-        TimelineEvent(T0 + 8, "fault", "pod-kill web-1"),
-        TimelineEvent(T0 + 8.1, "ready", "2/3 ready", ready=2),
-        TimelineEvent(T0 + 12, "ready", "3/3 ready", ready=3),
-        TimelineEvent(T0 + 12, "recovered", "whole again"),
-    ]
-    return ExperimentResult(
-        name=name,
-        started=T0,
-        ended=T0 + 20,
-        verdict=verdict,
-        faults=[fault],
-        events=events,
-        series=Series.from_records(records, T0, T0 + 20),
-        load={"users": 5},
-    )
+from chaoskit.report import repeat_stats, write_reports
 
 
 def test_series_buckets_requests_errors_and_p95_per_second():
@@ -114,7 +71,10 @@ def test_repeated_experiments_report_the_spread_of_recovery(tmp_path: Path):
     once = synthetic_result("other")
     (stats,) = repeat_stats([*runs, once])
     assert (stats.runs, stats.recovery_min, stats.recovery_median, stats.recovery_max) == (3, 1.0, 2.0, 3.0)
-    assert stats.line() == "exp: 3 runs, 0 passed; recovery min 1.00 s, median 2.00 s, max 3.00 s over 3 runs"
+    assert stats.line().startswith(
+        "FAILED exp: passed 0 of 3 runs; recovery min 1.00 s, median 2.00 s, max 3.00 s over 3 runs; run 1: "
+    ), stats.line()
+    assert not stats.flaky and len(stats.failures) == 3
     journal, report = write_reports([*runs, once], tmp_path)
     assert json.loads(journal.read_text())["repeats"][0]["recovery_median"] == 2.0
     assert "Repeated experiments" in report.read_text()
