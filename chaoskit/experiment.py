@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from chaoskit.adapters.kube import WorkloadKind, check_workload_kind
 from chaoskit.chaos import Chaos, external_abort_reason
 from chaoskit.errors import ClusterError, FaultUnsupported, FaultVetoed, SpecError
+from chaoskit.evidence import cluster_events, involved_pods, pod_logs
 from chaoskit.faults.base import FaultRecord
 from chaoskit.faults.ledger import Ledger
 from chaoskit.load import Load, LoadSpec, RequestRecord, StreamStats
@@ -292,6 +293,7 @@ class Experiment:
         if kind is not None or self._end_now:
             recovery_s = self._recovery_s(faults)
         self.result = self._judge(faults, recovery_s, min(end, deadline), error=exc)
+        self._gather_evidence(self.result)
         timings.teardown = time.monotonic() - teardown
         self.result.timings = timings
         for callback in self.on_result:
@@ -359,6 +361,21 @@ class Experiment:
             error=None if error is None else f"{type(error).__name__}: {error}",
             skipped=str(error) if isinstance(error, self.skip_exceptions) else None,
         )
+
+    def _gather_evidence(self, result: ExperimentResult) -> None:
+        """The cluster's Events during the run, the pods involved, and (for a run that did not pass) their
+        last log lines (:mod:`chaoskit.evidence`)."""
+        if result.outcome == "skipped":
+            return
+        kube = self.chaos.kube
+        workload = self.spec.workload
+        namespaces = {str(f.spec["namespace"]) for f in result.faults if f.spec.get("namespace")}
+        if workload is not None:
+            namespaces.add(workload.namespace)
+        result.cluster_events, result.evidence_note = cluster_events(kube, namespaces, result.started, result.ended)
+        result.involved_pods = involved_pods(kube, result.faults, namespaces)
+        if result.outcome != "passed":
+            result.logs = pod_logs(kube, result.involved_pods)
 
     def _events(self, faults: list[FaultRecord], recovery_s: float | None) -> list[TimelineEvent]:
         assert self._load is not None

@@ -51,6 +51,7 @@ from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider, injector
 from chaoskit.cluster.base import parse_node_ports
 from chaoskit.errors import ChaoskitError, FaultUnsupported, FaultVetoed
+from chaoskit.evidence import pod_logs
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults import objects, signals
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
@@ -500,7 +501,7 @@ def prometheus(cluster: Cluster, kube: Kube) -> Iterator[PrometheusClient]:
     remove_prometheus(kube, deployment.namespace)
 
 
-def reporter(config: pytest.Config, item: pytest.Item) -> Callable[[ExperimentResult], None]:
+def reporter(config: pytest.Config, item: pytest.Item, kube: Kube | None = None) -> Callable[[ExperimentResult], None]:
     """What happens to an experiment's result in a session: the baseline's judgement, the hook, the session's
     reports, and the headline numbers as the test's JUnit properties."""
     results = config.stash[_RESULTS]
@@ -514,6 +515,8 @@ def reporter(config: pytest.Config, item: pytest.Item) -> Callable[[ExperimentRe
             result.regressions = baseline.check_run(result.group, figures(result))
             if len(group) == repeat > 1:  # the group's last run: all of them against the baseline, if enough
                 result.regressions += baseline.check_runs(result.group, [figures(r) for r in group])
+            if result.regressions and not result.logs and kube is not None:
+                result.logs = pod_logs(kube, result.involved_pods)  # a regressed run explains itself too
         results.append(result)
         config.hook.pytest_chaoskit_experiment_result(result=result)
         journal, html = write_reports(results, directory)
@@ -537,7 +540,7 @@ def experiment(
     chaos_repeat_index: int,
 ) -> Callable[..., Experiment]:
     """Make an experiment bound to this test's ``chaos``; its result is reported when it ends."""
-    report = reporter(pytestconfig, request.node)
+    report = reporter(pytestconfig, request.node, chaos.kube)
 
     def make(
         load: LoadSpec,
@@ -628,7 +631,7 @@ class ChaosItem(pytest.Item):
         cluster = session_cluster(config)
         with cluster.kube() as kube:
             chaos = PytestChaos(cluster, kube, config.stash[_SAFETY], PluginHooks(config))
-            game = GameDay(self.experiment, cluster, kube, chaos, on_result=[reporter(config, self)])
+            game = GameDay(self.experiment, cluster, kube, chaos, on_result=[reporter(config, self, kube)])
             try:
                 result = game.run(LineView())
             finally:

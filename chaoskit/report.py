@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from chaoskit.baseline import Regressed, Regression, figures
+from chaoskit.evidence import ClusterEvent
 from chaoskit.faults.base import FaultRecord
 from chaoskit.slo import Request, SloVerdict, percentile
 
@@ -119,6 +120,14 @@ class ExperimentResult:
     """Why the experiment was skipped (a fault this cluster cannot run), if it was."""
     regressions: list[Regression] = field(default_factory=list)
     """Figures worse than the baseline allows (``--chaos-baseline``): each one fails the run."""
+    cluster_events: list[ClusterEvent] = field(default_factory=list)
+    """The Kubernetes Events of the run's namespaces and of the nodes while it ran (:mod:`chaoskit.evidence`)."""
+    evidence_note: str | None = None
+    """What of the Events could not be read or was left out."""
+    involved_pods: list[tuple[str, str]] = field(default_factory=list)
+    """(namespace, pod) of the pods involved: the workload's now and the faults' targets."""
+    logs: dict[str, str] = field(default_factory=dict)
+    """The last log lines of the involved pods, for a run that did not pass (``namespace/pod`` -> text)."""
 
     def __post_init__(self) -> None:
         self.group = self.group or self.name
@@ -199,6 +208,9 @@ class ExperimentResult:
             "timings": {**asdict(self.timings), "overhead": self.timings.overhead},
             "figures": figures(self),
             "regressions": [{**asdict(r), "line": r.line()} for r in self.regressions],
+            "cluster_events": [asdict(e) for e in self.cluster_events],
+            "evidence_note": self.evidence_note,
+            "logs": self.logs,
         }
 
 
@@ -429,7 +441,36 @@ def _experiment_html(result: ExperimentResult) -> str:
 <table><tr><th>fault</th><th>targets</th><th>effect</th><th>inject to effect</th><th>blast-radius cap</th>
 <th>undone (proof)</th></tr>{faults}</table>
 {_stream_html(result.load.get("stream"))}
+{_events_html(result)}
+{_logs_html(result)}
 </section>"""
+
+
+def _events_html(result: ExperimentResult) -> str:
+    if not result.cluster_events and not result.evidence_note:
+        return ""
+    e = html.escape
+    rows = "".join(
+        f"<tr class='{'failed' if ce.type == 'Warning' else ''}'><td>{ce.at - result.started:+.1f} s</td>"
+        f"<td>{e(ce.type)}</td><td>{e(ce.reason)}</td><td>{e(ce.kind)}/{e(ce.name)}</td><td>{e(ce.message)}</td>"
+        f"<td>{ce.count}</td></tr>"
+        for ce in result.cluster_events
+    )
+    note = f"<p class='note'>{e(result.evidence_note)}</p>" if result.evidence_note else ""
+    return (
+        f"<h3>Cluster events ({len(result.cluster_events)})</h3>{note}<table class='cluster-events'><tr><th>at</th>"
+        f"<th>type</th><th>reason</th><th>object</th><th>message</th><th>count</th></tr>{rows}</table>"
+    )
+
+
+def _logs_html(result: ExperimentResult) -> str:
+    if not result.logs:
+        return ""
+    e = html.escape
+    parts = "".join(
+        f"<h4>{e(pod)}</h4><pre class='pod-log'>{e(text) or '(empty)'}</pre>" for pod, text in result.logs.items()
+    )
+    return f"<h3>Pod logs (the last lines)</h3>{parts}"
 
 
 def _stream_html(stream: dict[str, Any] | None) -> str:
@@ -481,6 +522,13 @@ def _plot(result: ExperimentResult) -> str:
             parts.append(
                 f"<line class='event' x1='{x(ev.at):.1f}' x2='{x(ev.at):.1f}' y1='0' y2='{height - 20}' "
                 f"stroke='#4a5568' stroke-dasharray='3,3'><title>{html.escape(ev.label)}</title></line>"
+            )
+    for ce in result.cluster_events:
+        if series.start <= ce.at <= series.start + span:
+            colour = "#c05621" if ce.type == "Warning" else "#718096"
+            parts.append(
+                f"<line class='cluster-event' x1='{x(ce.at):.1f}' x2='{x(ce.at):.1f}' y1='{height - 26}' "
+                f"y2='{height - 18}' stroke='{colour}' stroke-width='2'><title>{html.escape(ce.label())}</title></line>"
             )
     axis_y = height - 8
     for tick in range(0, int(span) + 1, max(1, int(span) // 10 or 1)):

@@ -405,14 +405,14 @@ def delete_rules_snippet(comment: str, table: str = "filter") -> str:
     match = shlex.quote(f'--comment "?{literal_ere(comment)}"?( |$)')
     restore = "iptables-restore -w --noflush 2>/dev/null"
     return (
-        f"rules=$(iptables-save -t {table}) || exit 1; "
+        f"rules=$(iptables-save -t {table}) || {{ echo 'iptables-save -t {table} failed: no rule read'; exit 1; }}; "
         f"found=$(printf '%s\\n' \"$rules\" | grep '^-A ' | grep -E -- {match}); "
         f"echo \"{MATCHED_MARK}$(printf '%s' \"$found\" | grep -c '^-A ')\"; "
         'if [ -n "$found" ]; then '
         f"{{ printf '*{table}\\n'; printf '%s\\n' \"$found\" | sed 's/^-A /-D /'; printf 'COMMIT\\n'; }} | {restore} "
         f"|| printf '%s\\n' \"$found\" | sed 's/^-A /-D /' | while IFS= read -r rule; do "
         f"printf '*{table}\\n%s\\nCOMMIT\\n' \"$rule\" | {restore}; done; fi; "
-        f"left=$(iptables-save -t {table}) || exit 1; "
+        f"left=$(iptables-save -t {table}) || {{ echo 'iptables-save -t {table} failed after the delete'; exit 1; }}; "
         f"if printf '%s\\n' \"$left\" | grep -E -- {match}; then echo 'chaoskit: still in place after the delete'; "
         "exit 1; fi"
     )

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from results import rendered
 from workloads import Web
 
 pytest_plugins = ["pytester"]
@@ -114,3 +115,38 @@ def test_a_repeated_experiment_failing_one_run_of_three_is_reported_flaky(pytest
     html = (pytester.path / "out" / "chaoskit-report.html").read_text()
     assert "<tr class='flaky'><td>test_sometimes</td><td>FLAKY</td>" in html
     print(result.stdout.str().splitlines()[-3])
+
+
+TOO_TIGHT = """
+import time
+from chaoskit import LatencyPercentile, LoadSpec, Workload
+
+def test_killed_and_judged_too_tightly(experiment, chaos):
+    load = LoadSpec(host="http://127.0.0.1:{port}", users=4, run_seconds=15, warmup_seconds=2)
+    with experiment(load, [LatencyPercentile(50, 0.001)], Workload("{ns}", "web", "web")):
+        time.sleep(2)
+        with chaos.pod_kill("{ns}", "app=web", grace_seconds=0):
+            pass
+"""
+
+
+def test_a_failed_experiment_explains_itself_with_cluster_events_and_pod_logs(
+    pytester: pytest.Pytester, web: Web
+) -> None:
+    pytester.makepyfile(test_evidence=TOO_TIGHT.format(port=web.node_port, ns=web.namespace))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--chaos-report-dir=out")
+    result.assert_outcomes(failed=1)
+    (run,) = journal(pytester.path / "out")["experiments"]
+    (fault,) = run["faults"]
+    killed = fault["targets"][0]
+    reasons = {(e["reason"], e["kind"], e["name"]) for e in run["cluster_events"]}
+    assert ("Killing", "Pod", killed) in reasons, sorted(reasons)
+    assert any(reason == "Scheduled" and kind == "Pod" and name != killed for reason, kind, name in reasons), reasons
+    assert all(run["started"] - 2 <= e["at"] <= run["ended"] + 2 for e in run["cluster_events"])
+    replacements = [pod for pod in run["logs"] if pod != f"{web.namespace}/{killed}"]
+    assert replacements and all(len(text) <= 4096 + 100 for text in run["logs"].values()), run["logs"]
+    dom = rendered(pytester.path / "out" / "chaoskit-report.html")
+    assert "Cluster events (" in dom and f"Pod/{killed}" in dom and "Killing" in dom
+    assert dom.count('class="cluster-event"') >= 2  # marked on the plot's time axis
+    assert "Pod logs (the last lines)" in dom and f"<h4>{replacements[0]}</h4>" in dom, list(run["logs"])
+    print(f"{len(run['cluster_events'])} cluster events, logs of {len(run['logs'])} pods: {sorted(run['logs'])}")
