@@ -5,6 +5,9 @@ journal) passes, and a repeated experiment that fails one run of three is report
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from results import rendered
 from workloads import Web
 
 pytest_plugins = ["pytester"]
+RECIPE = Path(__file__).resolve().parents[2] / "examples" / "ci" / "nightly.sh"
 
 POD_KILL = """
 import time
@@ -150,3 +154,27 @@ def test_a_failed_experiment_explains_itself_with_cluster_events_and_pod_logs(
     assert dom.count('class="cluster-event"') >= 2  # marked on the plot's time axis
     assert "Pod logs (the last lines)" in dom and f"<h4>{replacements[0]}</h4>" in dom, list(run["logs"])
     print(f"{len(run['cluster_events'])} cluster events, logs of {len(run['logs'])} pods: {sorted(run['logs'])}")
+
+
+def test_the_nightly_recipe_feeds_each_night_back_as_the_next_ones_baseline(tmp_path: Path, web: Web) -> None:
+    """examples/ci/nightly.sh, as a CI system runs it, twice: the second night is judged against the first."""
+    (tmp_path / "test_recipe.py").write_text(POD_KILL.format(port=web.node_port, ns=web.namespace))
+    env = {
+        **os.environ,
+        "NIGHTS": str(tmp_path / "nights"),
+        "REPEAT": "1",
+        "EXPERIMENTS": str(tmp_path / "test_recipe.py"),
+        "PYTEST_ARGS": "-p no:cacheprovider --chaos-baseline-figures=recovery_s,availability",
+    }
+    nights = []
+    for _ in range(2):
+        done = subprocess.run([str(RECIPE)], capture_output=True, text=True, timeout=600, env=env, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        nights.append(done.stdout)
+        time.sleep(1)  # nights are named by the second
+    assert "baseline:" not in nights[0] and "baseline written: " in nights[0]
+    assert "baseline: 1 file(s) from " in nights[1] and "0 of 1 run(s) regressed" in nights[1], nights[1][-2000:]
+    kept = sorted(p.name for p in (tmp_path / "nights").iterdir())
+    assert len(kept) == 4 and {"baseline", "tonight"} <= set(kept), kept  # two nights, the baseline, tonight
+    assert (tmp_path / "nights" / "tonight" / "chaoskit-report.html").exists()
+    print(f"nightly recipe, two nights: {kept}; {nights[1].strip().splitlines()[-1]}")
