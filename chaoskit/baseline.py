@@ -37,6 +37,8 @@ Two tolerances, and the report says which one judged:
 figure of a window, such as ``whole``, or of a kind, such as ``p99_ms``).
 ``--chaos-baseline-write PATH`` writes tonight's figures as a baseline file
 (``chaoskit-baseline/1``) for later runs; the journal itself serves as one too.
+Either way only the runs that passed count: a bad night does not widen the
+range that judges the next.
 """
 
 from __future__ import annotations
@@ -207,6 +209,8 @@ class Baseline:
                     self.values.setdefault(group, {}).setdefault(figure, []).extend(float(v) for v in values)
         elif isinstance(document, dict) and isinstance(document.get("experiments"), list):
             for run in document["experiments"]:
+                if run.get("outcome") != "passed":  # a bad night must not widen the range that judges the next
+                    continue
                 for figure, value in (run.get("figures") or {}).items():
                     self.values.setdefault(run["group"], {}).setdefault(figure, []).append(float(value))
         else:
@@ -295,9 +299,11 @@ def mann_whitney_greater(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def write_baseline(results: Iterable[ExperimentResult], path: Path) -> Path:
-    """Write every run's figures, by group, as a baseline file for later runs; return its path."""
+    """Write the figures of every run that passed, by group, as a baseline file for later runs; return its path."""
     groups: dict[str, dict[str, list[float]]] = {}
     for result in results:
+        if result.outcome != "passed":
+            continue
         for figure, value in figures(result).items():
             groups.setdefault(result.group, {}).setdefault(figure, []).append(value)
     path.parent.mkdir(parents=True, exist_ok=True)

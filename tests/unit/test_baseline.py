@@ -75,9 +75,10 @@ def test_a_regression_fails_a_run_whose_slo_passed_and_shows_in_the_journal(tmp_
 
 
 def test_a_baseline_reads_journals_baseline_files_and_directories_of_them(tmp_path: Path):
-    runs = [synthetic_result(recovery=r) for r in (3.0, 4.0)]
-    write_reports(runs, tmp_path / "night1")
-    write_baseline([synthetic_result(recovery=5.0)], tmp_path / "night1" / "baseline.json")
+    runs = [synthetic_result(recovery=r, objectives=PASSING) for r in (3.0, 4.0)]
+    failed = synthetic_result(recovery=30.0)  # a run that failed: not part of any baseline
+    write_reports([*runs, failed], tmp_path / "night1")
+    write_baseline([synthetic_result(recovery=5.0, objectives=PASSING), failed], tmp_path / "night1" / "baseline.json")
     from_journal = Baseline.load(tmp_path / "night1" / "chaoskit-journal.json")
     assert from_journal.of(runs[0].group)["recovery_s"] == [3.0, 4.0]
     both = Baseline.load(tmp_path / "night1")
