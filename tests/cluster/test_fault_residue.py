@@ -226,11 +226,14 @@ def heal_iptables_save(nodes: list[str]) -> None:
 
 
 @pytest.fixture
-def workers(kube) -> Iterator[list[str]]:
-    """The worker nodes; ``iptables-save`` is whole again on them whatever the test did."""
+def workers(cluster, kube) -> Iterator[list[str]]:
+    """The worker nodes; ``iptables-save`` is whole again on them whatever the test did, and a cleanup then
+    undoes what a failed test left, so that nothing of it reaches the tests after it."""
     names = sorted(n.metadata.name for n in kube.nodes() if "worker" in n.metadata.name)
     yield names
     heal_iptables_save(names)
+    if Ledger(cluster.name).unsettled():
+        cleanup(cluster)
 
 
 @pytest.fixture
