@@ -317,6 +317,12 @@ def read_rules(table: str = "filter") -> str:
     return f"iptables-save -t {table}"
 
 
+def for_ipv6(snippet: str) -> str:
+    """An iptables snippet of this module made to act on the IPv6 tables: every ``iptables`` tool becomes its
+    ``ip6tables`` twin (``ip6tables-save``, ``ip6tables-restore``), which read and write the same format."""
+    return snippet.replace("iptables", "ip6tables")
+
+
 def comment_rules(output: str, comment: str) -> list[str]:
     """The ``-A ...`` lines of an ``iptables-save`` listing that carry ``comment``."""
     return [line for line in output.splitlines() if line.startswith("-A ") and comment in _unquote(line.split())]

@@ -1,8 +1,9 @@
 """Node partition: a node cut off from the control plane while its pods keep running.
 
 DROP rules in the node's own network namespace (``filter`` OUTPUT to, and
-INPUT from, every control-plane address: the control-plane nodes' internal
-IPs and the API server's endpoints) cut what the node itself says to the
+INPUT from, every control-plane address, IPv4 and IPv6: the control-plane
+nodes' internal IPs, the API server's endpoints, and the address the node's
+kubelet resolves its API server's name to) cut what the node itself says to the
 control plane and hears from it: its kubelet's heartbeats and lease, its
 kube-proxy and node agents' watches, the API server's calls to the kubelet
 (``kubectl exec`` and ``logs``). The pods' own traffic is forwarded, not
@@ -45,18 +46,21 @@ from chaoskit.faults.netns import (
     COMMENT_PREFIX,
     HELPER_TAG,
     STEP_TIMEOUT,
+    NamespaceUnreadable,
     Netns,
     comment_rules,
     delete_rules_snippet,
-    dropped,
+    dropped_snippet,
+    for_ipv6,
     helpers_running,
+    helpers_snippet,
     in_namespaces,
     insert_snippet,
     probe_from_node,
+    read_rules,
     refuse_if_held,
-    rules_in,
+    scripts_by_node,
 )
-from chaoskit.faults.network import agent_undo_rules_and_helpers, revert_rules_and_helpers
 from chaoskit.faults.node import NodeFailure, eligible_nodes
 
 MAX_SECONDS = 600.0
@@ -88,8 +92,8 @@ class NodePartitionSpec:
 
 
 def control_plane_addresses(kube: Kube) -> tuple[list[str], tuple[str, int]]:
-    """Every IPv4 address of the control plane (its nodes' internal IPs and the API server's endpoints), and
-    one endpoint of the API server (address, port) to probe."""
+    """The addresses of the control plane that the API knows (its nodes' internal IPs and the API server's
+    endpoints, IPv4 and IPv6), and one endpoint of the API server (address, port) to probe."""
     found: set[str] = set()
     for node in kube.nodes():
         if any(k in (node.metadata.labels or {}) for k in CONTROL_PLANE_LABELS):
@@ -101,10 +105,38 @@ def control_plane_addresses(kube: Kube) -> tuple[list[str], tuple[str, int]]:
         for address in subset.addresses or []:
             found.add(address.ip)
             probe = probe or (address.ip, int(port))
-    v4 = sorted(a for a in found if ipaddress.ip_address(a).version == 4)
-    if probe is None or not v4:
+    if probe is None:
         raise SpecError("the API server's endpoints (default/kubernetes) list no address: nothing to cut from")
-    return v4, probe
+    return sorted(found), probe
+
+
+KUBELET_SERVER = (
+    "f=/etc/kubernetes/kubelet.conf; [ -r $f ] || exit 0; "
+    "url=$(sed -n 's/^ *server: *//p' $f | head -n 1); hostport=${url#*://}; host=${hostport%:*}; "
+    "host=${host#[}; host=${host%]}; port=${hostport##*:}; "
+    'echo "port $port"; getent ahosts "$host" | awk \'{print "address " $1}\' | sort -u'
+)
+"""Shell for the node: the API server its kubelet talks to (its kubeconfig's ``server``), resolved there as
+the kubelet resolves it (a kind node may reach it over IPv6 alone)."""
+
+
+def kubelet_api(node: str) -> tuple[list[str], int | None]:
+    """The addresses the node's kubelet reaches the API server at, and that port (none known: [], None)."""
+    output = nodes.check(node, ["bash", "-c", KUBELET_SERVER], STEP_TIMEOUT)
+    addresses = [line.split()[1] for line in output.splitlines() if line.startswith("address ")]
+    ports = [line.split()[1] for line in output.splitlines() if line.startswith("port ")]
+    port = int(ports[0]) if ports and ports[0].isdigit() else None
+    valid = []
+    for address in addresses:
+        try:
+            valid.append(str(ipaddress.ip_address(address)))
+        except ValueError:
+            continue
+    return valid, port
+
+
+def _v6(address: str) -> bool:
+    return ipaddress.ip_address(address).version == 6
 
 
 def node_netns(node: str) -> Netns:
@@ -115,12 +147,27 @@ def node_netns(node: str) -> Netns:
     return Netns(node, 1, int(output), f"node {node}")
 
 
+def delete_both_snippet(comment: str) -> str:
+    """Shell, in the node's namespace: delete the rules carrying ``comment`` from the IPv4 and the IPv6
+    tables, each listed again after; fail if one is left in either."""
+    v4, v6 = delete_rules_snippet(comment), for_ipv6(delete_rules_snippet(comment))
+    return f"( {v4} ); a=$?; ( {v6} ); b=$?; [ $a = 0 ] && [ $b = 0 ]"
+
+
 def heal_timer_snippet(seconds: float, comment: str) -> str:
     """Shell, in the node's namespace: start the dead-man timer, a process (tagged with ``comment``) that
-    deletes the rules carrying ``comment`` after ``seconds`` and ends."""
-    script = f'sleep "$1"; {delete_rules_snippet(comment)}'
+    deletes the rules carrying ``comment`` (IPv4 and IPv6) after ``seconds`` and ends."""
+    script = f'sleep "$1"; {delete_both_snippet(comment)}'
     start = shlex.join(["setsid", "bash", "-c", script, "chaoskit-heal", f"{seconds:g}", f"{HELPER_TAG}{comment}"])
     return f"{start} </dev/null >/dev/null 2>&1 &"
+
+
+def _rules(addresses: list[str]) -> list[list[str]]:
+    rules = []
+    for address in addresses:
+        prefix = "/128" if _v6(address) else "/32"
+        rules += [["OUTPUT", "-d", address + prefix, "-j", "DROP"], ["INPUT", "-s", address + prefix, "-j", "DROP"]]
+    return rules
 
 
 class NodePartition(Fault):
@@ -152,7 +199,11 @@ class NodePartition(Fault):
         if any(k in (listed[spec.node].metadata.labels or {}) for k in CONTROL_PLANE_LABELS):
             raise SafetyError(f"{spec.node} is a control-plane node: a node partition cuts a node off from it")
         self.safety.check_share(1, len(eligible_nodes(listed.values(), self.safety)), "nodes it may touch")
-        self._addresses, self._probe = control_plane_addresses(self.kube)
+        addresses, self._probe = control_plane_addresses(self.kube)
+        used, port = kubelet_api(spec.node)
+        if used and port is not None:
+            self._probe = (used[0], port)  # what the kubelet itself connects to
+        self._addresses = sorted(set(addresses) | set(used))
         self._netns = node_netns(spec.node)
         before = probe_from_node(spec.node, *self._probe)
         if before != "open":
@@ -171,27 +222,42 @@ class NodePartition(Fault):
         }
 
     def inject(self, targets: list[str]) -> None:
-        rules = []
-        for address in self._addresses:
-            rules += [["OUTPUT", "-d", f"{address}/32", "-j", "DROP"], ["INPUT", "-s", f"{address}/32", "-j", "DROP"]]
-        snippet = (
+        v4 = _rules([a for a in self._addresses if not _v6(a)])
+        v6 = _rules([a for a in self._addresses if _v6(a)])
+        first = (
             refuse_if_held("filter", "node-partition-", "another node partition already holds this node")
             + f"{heal_timer_snippet(self.spec.max_seconds, self.comment)} "
-            + insert_snippet(rules, self.comment)
+            + (insert_snippet(v4, self.comment) if v4 else read_rules())
         )
-        (outcome,) = in_namespaces(self._netns.node, [(self._netns, snippet)])
-        if outcome.gone or outcome.code != 0:
-            why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {outcome.output[-300:]}"
-            raise FaultNotEffective(f"node partition: the rules did not go in on {self._netns.node} ({why})")
-        if len(comment_rules(outcome.output, self.comment)) != len(rules):
-            raise FaultNotEffective(f"node partition: the rules {self.comment} are not all in {self._netns}")
+        work = [(self._netns, first)]
+        if v6:
+            work.append((self._netns, for_ipv6(insert_snippet(v6, self.comment))))
+        outcomes = in_namespaces(self._netns.node, work)
+        for outcome, wanted in zip(outcomes, [v4, v6], strict=False):
+            if outcome.gone or outcome.code != 0:
+                why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {outcome.output[-300:]}"
+                raise FaultNotEffective(f"node partition: the rules did not go in on {self._netns.node} ({why})")
+            if len(comment_rules(outcome.output, self.comment)) != len(wanted):
+                raise FaultNotEffective(f"node partition: the rules {self.comment} are not all in {self._netns}")
         self._in_place_mono = time.monotonic()
+
+    @classmethod
+    def _both(cls, netns: Netns, snippet: str) -> tuple[str, str]:
+        """``snippet`` in the node's namespace on the IPv4 tables and on the IPv6 ones: both outputs."""
+        outcomes = in_namespaces(netns.node, [(netns, snippet), (netns, for_ipv6(snippet))])
+        for outcome in outcomes:
+            if outcome.gone or outcome.code != 0:
+                raise NamespaceUnreadable(
+                    f"'{snippet[:60]}' failed in {netns} (exit {outcome.code}): {outcome.output[-200:]}"
+                )
+        return outcomes[0].output, outcomes[1].output
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         node, (ip, port) = targets[0], self._probe
         record.effect_mono = self._in_place_mono
         during = probe_from_node(node, ip, port)
-        drops = dropped([self._netns], self.comment)[self._netns]
+        counts = self._both(self._netns, dropped_snippet(self.comment))
+        drops = sum(int(out.split()[-1]) for out in counts if out.split() and out.split()[-1].isdigit())
         if during != "blocked" or drops == 0:
             raise FaultNotEffective(
                 f"node partition: from {node}, the API server at {ip}:{port} is {during} with the rules in place "
@@ -219,25 +285,33 @@ class NodePartition(Fault):
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         since = time.time() - 1
-        revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), "filter", "dead-man timers")
+        comment = str(undo["comment"])
+        for netns in cls._namespaces(undo):
+            script = f"{delete_both_snippet(comment)} && {helpers_snippet(comment, stop=True)}"
+            (outcome,) = in_namespaces(netns.node, [(netns, script)])
+            if not outcome.gone and outcome.code != 0:
+                raise FaultUndoFailed(f"deleting the rules {comment} on {netns.node} failed: {outcome.output[-300:]}")
         NodeFailure.await_back(cluster, kube, str(undo["node"]), since, None, float(undo.get("timeout", 120)) + 60)
 
     @classmethod
     def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        return agent_undo_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), "filter")
+        comment = str(undo["comment"])
+        snippet = f"{delete_both_snippet(comment)} && {helpers_snippet(comment, stop=True)}"
+        return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         comment, node = str(undo["comment"]), str(undo["node"])
         namespaces = cls._namespaces(undo)
-        left = {str(ns): rules for ns, rules in rules_in(namespaces, comment).items() if rules}
-        if left:
-            raise FaultUndoFailed(f"rules with comment {comment} are still in place: {left}")
+        for netns in namespaces:
+            left = [rule for listing in cls._both(netns, read_rules()) for rule in comment_rules(listing, comment)]
+            if left:
+                raise FaultUndoFailed(f"rules with comment {comment} are still in place on {node}: {left}")
         running = helpers_running(namespaces, comment)
         if running:
             raise FaultUndoFailed(f"the dead-man timer of {comment} still runs: {running}")
         back = NodeFailure.check_undone(cluster, kube, {"node": node, "mode": "stop"})
-        return f"no rule {comment} and no timer left on {node}; {back}"
+        return f"no rule {comment} (IPv4 or IPv6) and no timer left on {node}; {back}"
 
     @classmethod
     def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:

@@ -3,7 +3,7 @@
 Nothing here uses chaoskit's own fault code (no ``netns``, no ``revert``): it runs the Docker CLI
 and the official Kubernetes client by itself, so a bug in the code under test cannot hide its own
 residue. It scans, on every node of the cluster, the node's own network namespace and every running
-container's (deduplicated by inode): iptables rules (filter, mangle and nat tables) whose comment
+container's (deduplicated by inode): iptables rules (filter, mangle and nat tables; IPv6's filter) whose comment
 starts with ``chaoskit:`` and root qdiscs of ``eth0`` that are ``tbf`` or ``netem``; on the node,
 processes with a ``--tag=chaoskit:...`` argument (the latency delayer, the DNS responder, the HTTP
 proxy, the stressor, a node partition's dead-man timer) and disk-fill files (``.chaoskit-fill-*``)
@@ -28,6 +28,7 @@ for pid in 1 $(ctr -n k8s.io task ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING
     case "$seen" in *" $ino "*) continue;; esac
     seen="$seen$ino "
     nsenter -t $pid -n iptables -w -S 2>/dev/null | grep -e '--comment "\?chaoskit:' | sed "s|^|rule $ino |"
+    nsenter -t $pid -n ip6tables -w -S 2>/dev/null | grep -e '--comment "\?chaoskit:' | sed "s|^|rule $ino ipv6 |"
     nsenter -t $pid -n iptables -w -t mangle -S 2>/dev/null | grep -e '--comment "\?chaoskit:' \
         | sed "s|^|rule $ino mangle |"
     nsenter -t $pid -n iptables -w -t nat -S 2>/dev/null | grep -e '--comment "\?chaoskit:' \

@@ -34,7 +34,11 @@ def through_the_fault(connection: http.client.HTTPConnection, port: int, count: 
         return requests(connection, count)
     except (http.client.HTTPException, ConnectionError):
         connection.close()
-        return requests(http.client.HTTPConnection("127.0.0.1", port, timeout=10), count)
+    fresh = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        return requests(fresh, count)
+    finally:
+        fresh.close()
 
 
 def test_a_share_of_requests_is_aborted_even_on_connections_opened_before(cluster, chaos: Chaos, web: Web) -> None:
@@ -50,6 +54,7 @@ def test_a_share_of_requests_is_aborted_even_on_connections_opened_before(cluste
     connection.close()
     fresh = http.client.HTTPConnection("127.0.0.1", web.node_port, timeout=10)
     assert {s for s, _ in requests(fresh, 20)} == {200}
+    fresh.close()
     aborted = during.count(503)
     assert set(during) <= {200, 503} and 60 <= aborted <= 140, during
     print(
@@ -64,6 +69,7 @@ def test_a_share_of_requests_is_delayed_and_the_rest_is_not(cluster, chaos: Chao
     with chaos.http(web.namespace, "app=web", 8080, delay_ms=300, delay_percent=50, max_share=1.0) as record:
         assert record.effect.count("came 300 ms late") == 3, record.effect
         during = through_the_fault(connection, web.node_port, 60)
+    connection.close()
     assert scan(cluster.name, str(cluster.kubeconfig)).empty()
     late = sum(1 for _, seconds in during if seconds >= 0.24)
     assert {s for s, _ in during} == {200}, during
@@ -88,7 +94,7 @@ def test_a_port_without_http_and_bad_specs_are_refused_before_anything_is_inject
             with chaos.http(web.namespace, "app=web", **options):
                 pass
     with pytest.raises(SpecError, match="does not answer HTTP on port 9"):
-        with chaos.http(web.namespace, "app=web", 9, abort_percent=10):
+        with chaos.http(web.namespace, "app=web", 9, abort_percent=10, count=1):
             pass
     assert scan(cluster.name, str(cluster.kubeconfig)).empty()
 

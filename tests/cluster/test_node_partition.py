@@ -50,7 +50,7 @@ def test_a_node_cut_off_from_the_control_plane_goes_not_ready_while_its_pods_ser
     assert node_ready(kube.core.read_node(node))
     wait_web(kube, web.namespace)  # the Deployment whole again (its pods there were evicted meanwhile)
     print(
-        f"node partition of {node}: {record.effect}; NotReady {record.inject_to_effect:.1f} s after the rules; "
+        f"node partition of {node}: {record.effect}; cut {record.inject_to_effect:.2f} s after the injection; "
         f"its {len(cut)} web pod(s) answered during it: {sorted(during.values())}; undo: {record.undo_proof}"
     )
 

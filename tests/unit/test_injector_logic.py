@@ -248,6 +248,8 @@ def test_the_dead_man_timer_deletes_the_rules_after_its_seconds(tmp_path):
         "iptables-save": f"[ -e {tmp_path}/done ] || cat {tmp_path}/rules",
         "iptables-restore": f"cat >> {tmp_path}/restored; touch {tmp_path}/done",
         "setsid": 'exec "$@"',
+        "ip6tables-save": "true",  # no IPv6 rule: the IPv6 half finds nothing to delete
+        "ip6tables-restore": f"touch {tmp_path}/restored6",
     }
     for name, body in fakes.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
@@ -257,3 +259,4 @@ def test_the_dead_man_timer_deletes_the_rules_after_its_seconds(tmp_path):
     done = subprocess.run(["bash", "-c", snippet], capture_output=True, text=True, timeout=10, check=False, env=env)
     assert done.returncode == 0, done
     assert "-D OUTPUT -d 172.18.0.2/32" in (tmp_path / "restored").read_text()
+    assert not (tmp_path / "restored6").exists()
