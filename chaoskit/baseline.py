@@ -21,7 +21,8 @@ noise floor below which no change counts:
   shared CI machine moves by tens of milliseconds from run to run);
 * ``<window>.longest_error_burst_s``: floor 1 s, for the same reason;
 * ``lost_writes``: acknowledged writes lost (from a LostWrites objective), floor 0;
-* ``inject_to_effect_s``: the slowest fault's inject-to-effect, floor 0.5 s.
+* ``inject_to_effect_s``: the slowest fault's inject-to-effect, floor 1 s (a
+  pod kill's moves between 0.05 and 0.6 s here with the API server's load).
 
 Two tolerances, and the report says which one judged:
 
@@ -84,8 +85,6 @@ def kind_of(figure: str) -> Kind:
         return Kind(" ms", 25.0)
     if name == "lost_writes":
         return Kind("", 0.0)
-    if name == "inject_to_effect_s":
-        return Kind(" s", 0.5)
     return Kind(" s", 1.0)
 
 

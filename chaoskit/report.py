@@ -252,7 +252,7 @@ class RepeatStats:
                 f"; recovery min {self.recovery_min:.2f} s, median {self.recovery_median:.2f} s, "
                 f"max {self.recovery_max:.2f} s over {len(self.recovery_s)} runs"
             )
-        if len(self.recovery_s) < self.runs:
+        if self.recovery_s and len(self.recovery_s) < self.runs:  # (none at all: an experiment without a fault)
             text += f"; {self.runs - len(self.recovery_s)} runs without a recovery seen"
         if self.failures:
             text += "; " + "; ".join(self.failures)
