@@ -9,10 +9,10 @@ from typing import cast
 
 from chaoskit.adapters.kube import Kube, WorkloadKind
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import FaultVetoed, RunAborted
+from chaoskit.errors import FaultUnsupported, FaultVetoed, RunAborted
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
-from chaoskit.faults.disk import DiskFill, DiskFillSpec
+from chaoskit.faults.disk import IO_LATENCY_UNSUPPORTED, DiskFill, DiskFillSpec, IoLatencySpec
 from chaoskit.faults.dns import DnsFault, DnsSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.freeze import Freeze, FreezeSpec
@@ -351,6 +351,14 @@ class Chaos:
             seed=seed,
         )
         return self._active(DiskFill(self.cluster, self.kube, spec, safety=self.safety), max_share)
+
+    def io_latency(
+        self, namespace: str, selector: str, delay_ms: int, *, path: str = "/", max_share: float | None = None
+    ) -> AbstractContextManager[FaultRecord]:
+        """Not implemented: checks its arguments, then raises FaultUnsupported saying why (a test that asks for
+        it skips with that reason; see :mod:`chaoskit.faults.disk`). Nothing is planned or recorded."""
+        IoLatencySpec(namespace=namespace, selector=selector, delay_ms=delay_ms, path=path)
+        raise FaultUnsupported(IO_LATENCY_UNSUPPORTED)
 
     def http(
         self,

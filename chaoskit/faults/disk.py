@@ -16,9 +16,12 @@ the node (``/var/lib/kubelet/pods/<uid>``), where a volume keeps it across
 restarts; proven by finding it nowhere. A container's own root filesystem
 goes with the container, and the file with it.
 
-I/O latency is not offered: this kernel has no way to delay one container's
-block I/O honestly (no dm-delay device under its filesystem, no FUSE), and a
-throughput limit is not latency.
+I/O latency (``Chaos.io_latency``) is not implemented: it raises FaultUnsupported,
+saying why. Delaying one container's block I/O honestly needs a delay layer
+under its filesystem (device-mapper's ``dm-delay``, which this project's kernel
+lacks, or a FUSE passthrough mounted over the path in the container's mount
+namespace, which files the application holds open would bypass); a
+throughput limit (the blkio controller) is not latency.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ from typing import Any
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
+from chaoskit.errors import (
+    ClusterError,
+    FaultNotEffective,
+    FaultUndoFailed,
+    SafetyError,
+    SpecError,
+)
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
 from chaoskit.faults.netns import STEP_TIMEOUT, PodProcess, locate_all
 
@@ -257,3 +266,26 @@ class DiskFill(Fault):
                 raise FaultUndoFailed(f"{undo['file']} is still in {item['pod']} on {item['node']}")
             checked.append(f"{item['pod']}: no {undo['file']}")
         return "; ".join(checked)
+
+
+IO_LATENCY_UNSUPPORTED = (
+    "I/O latency is not implemented: delaying one container's block I/O needs a delay layer under its "
+    "filesystem (device-mapper's dm-delay, absent from this project's kernel, or a FUSE passthrough over the "
+    "path, which files already open would bypass), and a throughput limit is not latency; use disk_fill, "
+    "stress, or latency on the storage's network"
+)
+
+
+@dataclass(frozen=True)
+class IoLatencySpec:
+    """Which containers' I/O under ``path`` would be delayed, and by how much."""
+
+    namespace: str
+    selector: str
+    delay_ms: int
+    path: str = "/"
+
+    def __post_init__(self) -> None:
+        check_selector(self.selector)
+        if not 1 <= self.delay_ms <= 60000:
+            raise SpecError(f"delay_ms must be in 1-60000, not {self.delay_ms}")
