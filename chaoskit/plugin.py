@@ -519,7 +519,7 @@ def reporter(config: pytest.Config, item: pytest.Item, kube: Kube | None = None)
                 result.logs = pod_logs(kube, result.involved_pods)  # a regressed run explains itself too
         results.append(result)
         config.hook.pytest_chaoskit_experiment_result(result=result)
-        journal, html = write_reports(results, directory)
+        journal, html = write_reports(results, directory, history=baseline)
         # What record_property does, without its warning under junit_family xunit2: the XML writer
         # puts a test's user_properties into its <properties> whatever the family.
         properties = {"chaoskit_outcome": result.outcome, **result.properties()}

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaoskit.baseline import Regressed, Regression, figures
+from chaoskit.baseline import Baseline, Regressed, Regression, figures
 from chaoskit.evidence import ClusterEvent
 from chaoskit.faults.base import FaultRecord
 from chaoskit.slo import Request, SloVerdict, percentile
@@ -290,8 +290,11 @@ def repeat_stats(results: Sequence[ExperimentResult]) -> list[RepeatStats]:
     ]
 
 
-def write_reports(results: Sequence[ExperimentResult], directory: Path, stem: str = "chaoskit") -> tuple[Path, Path]:
-    """Write ``<stem>-journal.json`` and ``<stem>-report.html``; return their paths."""
+def write_reports(
+    results: Sequence[ExperimentResult], directory: Path, stem: str = "chaoskit", history: Baseline | None = None
+) -> tuple[Path, Path]:
+    """Write ``<stem>-journal.json`` and ``<stem>-report.html`` (with each figure's trend over ``history``, the
+    earlier nights' figures, when given); return their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     journal = directory / f"{stem}-journal.json"
     report = directory / f"{stem}-report.html"
@@ -307,7 +310,7 @@ def write_reports(results: Sequence[ExperimentResult], directory: Path, stem: st
     ]
     document = {"schema": JOURNAL_SCHEMA, "experiments": [r.to_dict() for r in results], "repeats": repeats}
     _replace(journal, json.dumps(document, indent=1, default=str) + "\n")
-    _replace(report, render_html(results))
+    _replace(report, render_html(results, history))
     return journal, report
 
 
@@ -359,6 +362,7 @@ STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #1a202c; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; }
 .passed { color: #2f855a; } .failed, .error { color: #c53030; } .flaky { color: #b7791f; }
+.trends { display: flex; flex-wrap: wrap; gap: 8px; } .trend figcaption { font-size: 11px; }
 table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #cbd5e0; padding: 3px 8px; }
 th { background: #edf2f7; text-align: left; } svg text { font: 11px sans-serif; fill: #4a5568; }
 """
@@ -377,7 +381,7 @@ window.addEventListener("load", function () {
 """
 
 
-def render_html(results: Sequence[ExperimentResult]) -> str:
+def render_html(results: Sequence[ExperimentResult], history: Baseline | None = None) -> str:
     passed = sum(1 for r in results if r.outcome == "passed")
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>chaoskit report</title>",
@@ -398,13 +402,13 @@ def render_html(results: Sequence[ExperimentResult]) -> str:
             f"<th>recovery min</th><th>median</th><th>max</th><th>runs that failed</th></tr>{rows}</table>"
         )
     for result in results:
-        body.append(_experiment_html(result))
+        body.append(_experiment_html(result, history))
     body.append(LAYOUT_PROBE)
     body.append("</body></html>")
     return "\n".join(body)
 
 
-def _experiment_html(result: ExperimentResult) -> str:
+def _experiment_html(result: ExperimentResult, history: Baseline | None = None) -> str:
     e = html.escape
     rows = "".join(
         f"<tr class='{'passed' if m.passed else 'failed'}'><td>{'met' if m.passed else 'FAILED'}</td>"
@@ -441,9 +445,47 @@ def _experiment_html(result: ExperimentResult) -> str:
 <table><tr><th>fault</th><th>targets</th><th>effect</th><th>inject to effect</th><th>blast-radius cap</th>
 <th>undone (proof)</th></tr>{faults}</table>
 {_stream_html(result.load.get("stream"))}
+{_trends_html(result, history)}
 {_events_html(result)}
 {_logs_html(result)}
 </section>"""
+
+
+def _trends_html(result: ExperimentResult, history: Baseline | None) -> str:
+    """A small plot per figure: the earlier nights' values, then tonight's (red when it regressed)."""
+    if history is None:
+        return ""
+    earlier = history.of(result.group)
+    regressed = {r.figure for r in result.regressions}
+    cells = []
+    for figure, tonight in sorted(figures(result).items()):
+        before = earlier.get(figure)
+        if not before:
+            continue
+        cells.append(_trend(figure, [*before, tonight], figure in regressed))
+    if not cells:
+        return ""
+    head = f"<h3>Figures over the earlier nights ({len(history.sources)} file(s))</h3>"
+    return f"{head}<div class='trends'>{''.join(cells)}</div>"
+
+
+def _trend(figure: str, values: list[float], regressed: bool) -> str:
+    width, height, pad = 160, 36, 4
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = (width - 2 * pad) / max(len(values) - 1, 1)
+    points = [(pad + i * step, height - pad - (v - low) / span * (height - 2 * pad)) for i, v in enumerate(values)]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    x, y = points[-1]
+    colour = "#c53030" if regressed else "#2f855a"
+    shown = ", ".join(f"{v:.4g}" for v in values)
+    return (
+        f"<figure class='trend{' regressed' if regressed else ''}'>"
+        f"<svg class='trend' width='{width}' height='{height}'>"
+        f"<polyline fill='none' stroke='#4a5568' stroke-width='1.2' points='{line}'/>"
+        f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='{colour}'><title>{html.escape(shown)}</title></circle></svg>"
+        f"<figcaption>{html.escape(figure)}: {values[-1]:.4g}{' REGRESSION' if regressed else ''}</figcaption></figure>"
+    )
 
 
 def _events_html(result: ExperimentResult) -> str:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from results import synthetic_result
+from results import rendered, synthetic_result
 
 from chaoskit.baseline import Baseline, Regressed, figures, mann_whitney_greater, write_baseline
 from chaoskit.errors import SpecError
@@ -110,3 +110,18 @@ def test_only_the_judged_figures_count():
     assert [r.figure for r in baseline.check_run("exp", tonight)] == ["whole.p99_ms"]
     baseline.judged = ("recovery_s", "p95_ms")
     assert [r.figure for r in baseline.check_run("exp", tonight)] == ["recovery_s"]
+
+
+def test_the_report_plots_each_figure_over_the_earlier_nights_and_marks_a_regression(tmp_path: Path):
+    history = Baseline({"exp": {"recovery_s": [1.0, 1.2, 1.1], "whole.availability": [0.9, 0.91]}}, ["a", "b"])
+    result = synthetic_result(recovery=4.0, objectives=PASSING)
+    result.group = "exp"
+    result.regressions = history.check_run("exp", figures(result))
+    assert [r.figure for r in result.regressions] == ["recovery_s"]
+    _, report = write_reports([result], tmp_path, history=history)
+    dom = rendered(report)
+    assert "Figures over the earlier nights (2 file(s))" in dom
+    assert dom.count('<svg class="trend"') == 2  # the figures with earlier values only
+    assert "recovery_s: 4 REGRESSION" in dom and "whole.availability: 0.9</figcaption>" in dom
+    _, plain = write_reports([result], tmp_path / "plain")
+    assert "earlier nights" not in plain.read_text()
