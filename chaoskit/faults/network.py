@@ -612,6 +612,8 @@ The rule queues the packets *arriving* at the pod (``PREROUTING``), where netem 
 every round trip to or from the pod grows by the delay all the same. Holding the pod's outgoing packets
 instead would throttle its own TCP senders, which count packets held in a queue against their socket (TCP
 small queues): a bulk transfer fell to 2 Mbit/s at 20 ms (benchmarks/latency_bench.py --egress)."""
+LATENCY_ROUNDS = 3
+"""Rounds of handshakes the latency proof may take before it calls the delay not in place."""
 LATENCY_PROBES = 9
 """Handshakes timed before and during the fault; the medians are compared."""
 LATENCY_TOLERANCE = 0.2
@@ -709,16 +711,25 @@ class Latency(_QdiscFault):
         record.effect_mono = self._in_place_mono
         spec = self.spec
         target = self._pods[0]
-        during = connect_times(target.node, *self._probe, count=LATENCY_PROBES)
-        before, now = _median(self._before), _median(during)
-        added = now - before
+        before = _median(self._before)
         slack = LATENCY_TOLERANCE * spec.delay_ms + 1 + spec.jitter_ms / 2
         where = f"{target.pod}:{self._probe[1]} from {target.node}"
-        if abs(added - spec.delay_ms) > slack:
+        seen = []
+        # Up to LATENCY_ROUNDS rounds of handshakes, the first within the tolerance passes: a node busy for a
+        # moment (its CPUs taken, the delayer not scheduled in time) must not fail a delay that is in place.
+        for _ in range(LATENCY_ROUNDS):
+            now = _median(connect_times(target.node, *self._probe, count=LATENCY_PROBES))
+            seen.append(now)
+            if abs(now - before - spec.delay_ms) <= slack:
+                break
+        else:
+            rounds = ", ".join(f"{v:.2f}" for v in seen)
             raise FaultNotEffective(
                 f"latency {spec.delay_ms} ms: TCP handshakes to {where} took {before:.2f} ms before and "
-                f"{now:.2f} ms with the fault (median of {LATENCY_PROBES}), {added:.2f} ms more"
+                f"{rounds} ms with the fault (medians of {LATENCY_PROBES}, {len(seen)} rounds), not "
+                f"{spec.delay_ms} ms more within {slack:.0f} ms"
             )
+        added = now - before
         how = "netem on eth0" if self._engine == "netem" else "the user-space delayer (NFQUEUE)"
         return (
             f"{spec.delay_ms} ms delay by {how} in {len(targets)} pod(s); TCP handshakes to {where}: "

@@ -41,8 +41,11 @@ def through_the_fault(connection: http.client.HTTPConnection, port: int, count: 
         fresh.close()
 
 
-def test_a_share_of_requests_is_aborted_even_on_connections_opened_before(cluster, chaos: Chaos, web: Web) -> None:
+def test_a_share_of_requests_is_aborted_even_on_connections_opened_before(
+    request, cluster, chaos: Chaos, web: Web
+) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", web.node_port, timeout=10)
+    request.addfinalizer(connection.close)  # also when the test fails: no socket left for a later test's GC
     assert {s for s, _ in requests(connection, 5)} == {200}
     with chaos.http(web.namespace, "app=web", 8080, abort_percent=50, max_share=1.0) as record:
         assert record.effect.count("got the injected 503") == 3, record.effect  # proven at each of the 3 pods
@@ -53,8 +56,8 @@ def test_a_share_of_requests_is_aborted_even_on_connections_opened_before(cluste
     assert after.of(record.fault_id) == [] and after.helpers_of(record.fault_id) == [] and after.empty(), after
     connection.close()
     fresh = http.client.HTTPConnection("127.0.0.1", web.node_port, timeout=10)
+    request.addfinalizer(fresh.close)
     assert {s for s, _ in requests(fresh, 20)} == {200}
-    fresh.close()
     aborted = during.count(503)
     assert set(during) <= {200, 503} and 60 <= aborted <= 140, during
     print(
@@ -63,8 +66,9 @@ def test_a_share_of_requests_is_aborted_even_on_connections_opened_before(cluste
     )
 
 
-def test_a_share_of_requests_is_delayed_and_the_rest_is_not(cluster, chaos: Chaos, web: Web) -> None:
+def test_a_share_of_requests_is_delayed_and_the_rest_is_not(request, cluster, chaos: Chaos, web: Web) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", web.node_port, timeout=10)
+    request.addfinalizer(connection.close)
     before = max(s for _, s in requests(connection, 10))
     with chaos.http(web.namespace, "app=web", 8080, delay_ms=300, delay_percent=50, max_share=1.0) as record:
         assert record.effect.count("came 300 ms late") == 3, record.effect

@@ -149,10 +149,11 @@ def _timed_gets(connection: http.client.HTTPConnection, count: int = 7) -> float
     return statistics.median(times)
 
 
-def test_latency_delays_open_connections_too_and_heals(cluster, chaos: Chaos, kube, web: Web) -> None:
+def test_latency_delays_open_connections_too_and_heals(request, cluster, chaos: Chaos, kube, web: Web) -> None:
     """Seen from the host on a connection opened before the fault: its requests slow by the delay, then recover."""
     delay = 80
     connection = http.client.HTTPConnection("127.0.0.1", web.node_port, timeout=10)
+    request.addfinalizer(connection.close)  # also when the test fails: no socket left for a later test's GC
     before = _timed_gets(connection)
     with chaos.latency(web.namespace, "app=web", delay_ms=delay, max_share=1.0) as record:
         assert "ms added" in record.effect and record.verified, record.effect
