@@ -27,8 +27,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chaoskit.adapters.kube import Kube
-from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import FaultRecord, check_selector
 from chaoskit.faults.netns import (
@@ -43,10 +41,7 @@ from chaoskit.faults.netns import (
 )
 from chaoskit.faults.network import (
     _check_count,
-    _PodNetworkFault,
-    agent_undo_rules_and_helpers,
-    check_rules_and_helpers,
-    revert_rules_and_helpers,
+    _HelperFault,
 )
 
 DNS_ANSWERS = ("nxdomain", "servfail", "address", "delay")
@@ -213,7 +208,9 @@ def _number(fault_id: str, modulo: int) -> int:
     return int(hashlib.sha256(fault_id.encode()).hexdigest()[:8], 16) % modulo
 
 
-class DnsFault(_PodNetworkFault):
+class DnsFault(_HelperFault):
+    helper_table = TABLE
+    helpers_are = "DNS responders"
     kind = "dns"
     spec: DnsSpec
     _pods: list[PodProcess]
@@ -325,15 +322,3 @@ class DnsFault(_PodNetworkFault):
             f"{self._probe_name} from {first.pod}: {self._before} before, {during} during; "
             f"{self._control} still resolves ({control}); responders in {len(targets)} pod(s)"
         )
-
-    @classmethod
-    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE, "DNS responders")
-
-    @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        return agent_undo_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE)
-
-    @classmethod
-    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
-        return check_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE, "DNS responders")

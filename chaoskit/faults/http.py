@@ -24,8 +24,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chaoskit.adapters.kube import Kube
-from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import FaultRecord, check_selector
 from chaoskit.faults.netns import (
@@ -41,10 +39,7 @@ from chaoskit.faults.netns import (
 from chaoskit.faults.network import (
     _check_count,
     _check_port,
-    _PodNetworkFault,
-    agent_undo_rules_and_helpers,
-    check_rules_and_helpers,
-    revert_rules_and_helpers,
+    _HelperFault,
 )
 
 PROXY = "httpfault.py"
@@ -161,7 +156,9 @@ def in_share(seen: int, count: int, percent: float, what: str, where: str) -> st
     return f"{seen}/{count} {what} ({seen / count:.0%}, asked {percent:g} %)"
 
 
-class HttpFault(_PodNetworkFault):
+class HttpFault(_HelperFault):
+    helper_table = TABLE
+    helpers_are = "HTTP proxies"
     kind = "http"
     spec: HttpSpec
     _pods: list[PodProcess]
@@ -245,15 +242,3 @@ class HttpFault(_PodNetworkFault):
             delayed = sum(1 for status, marked, ms in results if not marked and status != "error" and ms >= late)
             parts.append(in_share(delayed, count, spec.delay_percent, f"came {spec.delay_ms} ms late", where))
         return f"{where} from {target.node}: " + ", ".join(parts)
-
-    @classmethod
-    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE, "HTTP proxies")
-
-    @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        return agent_undo_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE)
-
-    @classmethod
-    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
-        return check_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), TABLE, "HTTP proxies")

@@ -204,6 +204,27 @@ def check_rules_and_helpers(namespaces: list[Netns], comment: str, table: str, w
     return _describe_checked(present.values(), f"no {table} rule {comment} and no {what} left")
 
 
+class _HelperFault(_PodNetworkFault):
+    """A pod fault made of rules in ``helper_table`` and helper processes (the DNS responder, the HTTP proxy):
+    undone, proven and handed to the agent by :func:`revert_rules_and_helpers` and its twins."""
+
+    helper_table = "filter"
+    helpers_are = "helpers"
+    """What the helpers are called in messages (``DNS responders``)."""
+
+    @classmethod
+    def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
+        revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), cls.helper_table, cls.helpers_are)
+
+    @classmethod
+    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+        return agent_undo_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), cls.helper_table)
+
+    @classmethod
+    def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
+        return check_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), cls.helper_table, cls.helpers_are)
+
+
 def _describe_checked(values: Any, what: str) -> str:
     values = list(values)
     gone = sum(v is None for v in values)

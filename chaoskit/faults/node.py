@@ -66,6 +66,19 @@ def eligible_nodes(nodes: Any, safety: Any) -> list[Any]:
     ]
 
 
+def await_not_ready(fault: Fault, record: FaultRecord, node: str, what: str, timeout: float) -> str:
+    """Wait until the API marks ``node`` NotReady (after the node-monitor grace period): the view from outside
+    of a node that failed or was cut off, which ``what`` says; the proof."""
+    fault.await_effect(
+        record,
+        fault.kube.core.list_node,
+        lambda nodes: node in nodes and not node_ready(nodes[node]),
+        timeout,
+        f"node {node} NotReady after: {what}",
+    )
+    return f"{what}; node NotReady"
+
+
 @dataclass(frozen=True)
 class NodeFailureSpec:
     """Which node fails and how."""
@@ -167,14 +180,7 @@ class NodeFailure(Fault):
         record.effect_mono = time.monotonic()
         if not self.spec.wait_not_ready:
             return what
-        self.await_effect(
-            record,
-            self.kube.core.list_node,
-            lambda nodes: node in nodes and not node_ready(nodes[node]),
-            self.spec.timeout,
-            f"node {node} NotReady after: {what}",
-        )
-        return f"{what}; node NotReady"
+        return await_not_ready(self, record, node, what, self.spec.timeout)
 
     @classmethod
     def _restart_kubelet(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> float:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chaoskit.adapters import nodes
-from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, Kube, node_ready
+from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
@@ -61,7 +61,7 @@ from chaoskit.faults.netns import (
     refuse_if_held,
     scripts_by_node,
 )
-from chaoskit.faults.node import NodeFailure, eligible_nodes
+from chaoskit.faults.node import NodeFailure, await_not_ready, eligible_nodes
 
 MAX_SECONDS = 600.0
 """The longest a node partition may hold before its node heals itself (the dead-man timer)."""
@@ -269,14 +269,7 @@ class NodePartition(Fault):
         )
         if not self.spec.wait_not_ready:
             return what
-        self.await_effect(
-            record,
-            self.kube.core.list_node,
-            lambda listed: node in listed and not node_ready(listed[node]),
-            self.spec.timeout,
-            f"node {node} NotReady after: {what}",
-        )
-        return f"{what}; node NotReady"
+        return await_not_ready(self, record, node, what, self.spec.timeout)
 
     @classmethod
     def _namespaces(cls, undo: dict[str, Any]) -> list[Netns]:
