@@ -32,6 +32,7 @@ _EXPORTS = {
     "DnsSpec": "chaoskit.faults",
     "HttpSpec": "chaoskit.faults",
     "ExperimentSpec": "chaoskit.experiment",
+    "FaultBlocked": "chaoskit.errors",
     "FaultHooks": "chaoskit.faults",
     "FaultNotEffective": "chaoskit.errors",
     "FaultRecord": "chaoskit.faults",
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
     from chaoskit.cluster import Cluster
     from chaoskit.errors import (
         ChaoskitError,
+        FaultBlocked,
         FaultNotEffective,
         FaultUndoFailed,
         FaultUnsupported,
@@ -154,6 +156,7 @@ __all__ = [
     "Experiment",
     "ExperimentResult",
     "ExperimentSpec",
+    "FaultBlocked",
     "FaultHooks",
     "FaultNotEffective",
     "FaultRecord",

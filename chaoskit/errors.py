@@ -66,6 +66,11 @@ class FaultUnsupported(ChaoskitError):
     """A fault this cluster or kernel cannot run (netem missing): a test skips with this reason."""
 
 
+class FaultBlocked(ChaoskitError):
+    """A fault that waited too long for its nodes while another run's faults held them
+    (:mod:`chaoskit.faults.runlock`): nothing was injected; it fails the test, naming those faults."""
+
+
 class FaultVetoed(ChaoskitError):
     """A fault refused by a hook before it acted (``pytest_chaoskit_fault_planned`` returned False or a
     reason, or :class:`~chaoskit.faults.FaultHooks.planned` did): nothing was injected; a test skips."""

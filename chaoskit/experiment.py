@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
+from chaoskit import locks
 from chaoskit.adapters.kube import WorkloadKind, check_workload_kind
 from chaoskit.chaos import Chaos, external_abort_reason
 from chaoskit.errors import ClusterError, FaultUnsupported, FaultVetoed, SpecError
@@ -169,6 +170,8 @@ class Experiment:
         self._first_fault_id = len(self.chaos.fault_ids)
         started = time.monotonic()
         with ExitStack() as stack:
+            # Another run's node-wide fault (pytest -n) would hit this experiment's pods: none while it runs.
+            stack.enter_context(locks.experiment_running(self.chaos.cluster.name))
             if self.spec.workload is not None:
                 w = self.spec.workload
                 self._watch = stack.enter_context(self.chaos.recovery_watch(w.namespace, w.name, w.service, w.kind))

@@ -33,6 +33,7 @@ Tests that use ``cluster`` are marked ``cluster`` automatically, so
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +44,7 @@ from typing import Any
 
 import pytest
 
-from chaoskit import targets
+from chaoskit import locks, parallel, targets
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.baseline import Baseline, figures, write_baseline
@@ -61,6 +62,7 @@ from chaoskit.load import LoadSpec
 from chaoskit.load.runner import set_default_processes
 from chaoskit.namespaces import owned_namespace, sweep_namespaces
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
+from chaoskit.prometheus.deploy import NAMESPACE as PROMETHEUS_NAMESPACE
 from chaoskit.report import ExperimentResult, repeat_stats, write_reports
 from chaoskit.slo import Objective
 
@@ -164,6 +166,13 @@ _SETTINGS = (
         metavar="N",
     ),
     _Setting("max-share", "largest share of matching pods or nodes one fault may touch (default: 0.5)", "float", 0.5),
+    _Setting(
+        "share-nodes",
+        "let faults that stay inside their pods act on a node while another run's fault does (pytest -n "
+        "workers, a game day beside a test run); node-wide faults always hold their nodes alone",
+        "bool",
+        False,
+    ),
 )
 _BY_NAME = {s.name: s for s in _SETTINGS}
 
@@ -260,10 +269,13 @@ def pytest_configure(config: pytest.Config) -> None:
             allow_control_plane=setting(config, "allow-control-plane"),
             max_share=setting(config, "max-share"),
             dry_run=setting(config, "dry-run"),
+            share_nodes=setting(config, "share-nodes"),
         )
     except ChaoskitError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_RESULTS] = []
+    if not parallel.is_worker(config):
+        config.pluginmanager.register(_Controller(config), "chaoskit-controller")
     signals.install()
 
 
@@ -322,7 +334,8 @@ def session_cluster(config: pytest.Config) -> Cluster:
     # not the capture of whichever test happens to set the session up.
     capture = config.pluginmanager.getplugin("capturemanager")
     try:
-        with capture.global_and_fixture_disabled() if capture else nullcontext():
+        # pytest -n: the workers start together, and one brings the cluster up while the others wait for it.
+        with capture.global_and_fixture_disabled() if capture else nullcontext(), locks.machine_lock(spec.name, "up"):
             handle = provider.up(spec)
     except ChaoskitError as exc:
         raise pytest.fail.Exception(f"no cluster: {exc}", pytrace=False) from None  # one line, no chain
@@ -343,7 +356,9 @@ def session_cluster(config: pytest.Config) -> Cluster:
     if result.failed:
         pytest.fail(f"faults left by an earlier run could not be undone: {'; '.join(result.failed)}", pytrace=False)
     config.stash[_CLUSTER] = handle
-    if handle.created and not setting(config, "keep-cluster"):
+    if handle.created and not setting(config, "keep-cluster") and parallel.is_worker(config):
+        parallel.created_cluster(config)  # the controller deletes it once every worker is done
+    elif handle.created and not setting(config, "keep-cluster"):
 
         def remove() -> None:
             provider.down(spec)
@@ -489,11 +504,14 @@ def check_faults_undone(cluster: Cluster, kube: Kube, handle: Chaos) -> None:
 
 
 @pytest.fixture(scope="session")
-def prometheus(cluster: Cluster, kube: Kube) -> Iterator[PrometheusClient]:
-    """Prometheus in the cluster (namespace ``chaoskit-monitoring``), scraping annotated pods every second
+def prometheus(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator[PrometheusClient]:
+    """Prometheus in the cluster (namespace ``chaoskit-monitoring``, ``chaoskit-monitoring-gw0``... under
+    ``pytest -n``), scraping annotated pods every second
     and the kubelets; a client for it on 127.0.0.1. Removed when the session ends."""
+    worker = parallel.worker_id(pytestconfig)
+    namespace = f"{PROMETHEUS_NAMESPACE}-{worker}" if worker else PROMETHEUS_NAMESPACE  # one per pytest -n worker
     try:
-        deployment = deploy_prometheus(kube, cluster)
+        deployment = deploy_prometheus(kube, cluster, namespace)
     except ChaoskitError as exc:
         pytest.fail(f"no Prometheus: {exc}", pytrace=False)
     with deployment.client() as client:
@@ -503,33 +521,86 @@ def prometheus(cluster: Cluster, kube: Kube) -> Iterator[PrometheusClient]:
 
 def reporter(config: pytest.Config, item: pytest.Item, kube: Kube | None = None) -> Callable[[ExperimentResult], None]:
     """What happens to an experiment's result in a session: the baseline's judgement, the hook, the session's
-    reports, and the headline numbers as the test's JUnit properties."""
-    results = config.stash[_RESULTS]
+    reports (the controller's, under ``pytest -n``), and the headline numbers as the test's JUnit properties."""
     directory = Path(setting(config, "report-dir"))
     baseline = config.stash.get(_BASELINE, None)
-    repeat = setting(config, "repeat")
 
     def report(result: ExperimentResult) -> None:
-        group = [r for r in results if r.group == result.group] + [result]
+        worker = parallel.worker_id(config)
+        result.runner = f"{worker} (pid {os.getpid()})" if worker else f"pid {os.getpid()}"
         if baseline is not None:
             result.regressions = baseline.check_run(result.group, figures(result))
-            if len(group) == repeat > 1:  # the group's last run: all of them against the baseline, if enough
-                result.regressions += baseline.check_runs(result.group, [figures(r) for r in group])
             if result.regressions and not result.logs and kube is not None:
                 result.logs = pod_logs(kube, result.involved_pods)  # a regressed run explains itself too
-        results.append(result)
+        group = {} if parallel.is_worker(config) else keep(config, result)
         config.hook.pytest_chaoskit_experiment_result(result=result)
-        journal, html = write_reports(results, directory, history=baseline)
         # What record_property does, without its warning under junit_family xunit2: the XML writer
         # puts a test's user_properties into its <properties> whatever the family.
-        properties = {"chaoskit_outcome": result.outcome, **result.properties()}
-        properties |= {"chaoskit_journal": str(journal), "chaoskit_report": str(html)}
-        if len(group) == repeat > 1:
-            (stats,) = repeat_stats(group)
-            properties |= {"chaoskit_runs_passed": f"{stats.passed}/{stats.runs}", "chaoskit_flaky": str(stats.flaky)}
+        properties = {"chaoskit_outcome": result.outcome, **result.properties(), **group}
+        properties |= {
+            "chaoskit_journal": str(directory / "chaoskit-journal.json"),
+            "chaoskit_report": str(directory / "chaoskit-report.html"),
+        }
         item.user_properties.extend(properties.items())
+        if parallel.is_worker(config):
+            parallel.ship(item, result)  # the controller keeps it with the other workers' and writes the reports
 
     return report
+
+
+def keep(config: pytest.Config, result: ExperimentResult) -> dict[str, str]:
+    """Add ``result`` to the session's results and write the reports again. The last run of a repeated
+    experiment judges the group against the baseline; returns the group's JUnit properties then."""
+    results = config.stash[_RESULTS]
+    baseline = config.stash.get(_BASELINE, None)
+    repeat = setting(config, "repeat")
+    group = [r for r in results if r.group == result.group] + [result]
+    properties: dict[str, str] = {}
+    if len(group) == repeat > 1:
+        if baseline is not None:  # all of them against the baseline, if enough
+            result.regressions += baseline.check_runs(result.group, [figures(r) for r in group])
+        (stats,) = repeat_stats(group)
+        properties = {"chaoskit_runs_passed": f"{stats.passed}/{stats.runs}", "chaoskit_flaky": str(stats.flaky)}
+    results.append(result)
+    write_reports(results, Path(setting(config, "report-dir")), history=baseline)
+    return properties
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if call.when == "teardown" and parallel.is_worker(item.config):
+        parallel.attach(item, outcome.get_result())  # type: ignore[attr-defined]
+
+
+class _Controller:
+    """Under ``pytest -n``, in the controller: keeps the results the workers send and reports them."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.created_by_worker = False
+
+    @pytest.hookimpl(tryfirst=True)  # before the JUnit writer reads the report's properties
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for result in parallel.received(report):
+            passed_before = result.outcome == "passed"
+            group = keep(self.config, result)
+            report.user_properties.extend(group.items())
+            if passed_before and result.regressions and report.passed:  # its group regressed, judged here
+                report.outcome = "failed"
+                report.longrepr = "\n".join(r.line() for r in result.regressions)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        if getattr(node, "workeroutput", {}).get(parallel.CREATED):
+            self.created_by_worker = True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        if self.created_by_worker and not setting(self.config, "keep-cluster"):
+            spec = self.config.stash[_SPEC]
+            get_provider(spec.provider, provision=False, recreate=False).down(spec)
+            Ledger(spec.name).clear()  # its faults went with it
 
 
 @pytest.fixture
@@ -565,7 +636,7 @@ def experiment(
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     results = config.stash.get(_RESULTS, [])
-    if not results:
+    if not results or parallel.is_worker(config):
         return
     terminalreporter.section("chaoskit experiments")
     for result in results:

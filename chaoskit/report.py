@@ -128,6 +128,8 @@ class ExperimentResult:
     """(namespace, pod) of the pods involved: the workload's now and the faults' targets."""
     logs: dict[str, str] = field(default_factory=dict)
     """The last log lines of the involved pods, for a run that did not pass (``namespace/pod`` -> text)."""
+    runner: str = ""
+    """The process that ran it: ``pid 1234``, or ``gw0 (pid 1234)`` in a ``pytest -n`` worker."""
 
     def __post_init__(self) -> None:
         self.group = self.group or self.name
@@ -156,6 +158,11 @@ class ExperimentResult:
         if self.verdict.partial_data:
             parts.append(f"NO VERDICT: {self.verdict.partial_data}")
         parts += [f"UNDO NOT PROVEN: {f.undo_error}" for f in self.faults if f.undo_error]
+        parts += [
+            f"{f.kind} waited {f.lock_wait_s:.1f} s for nodes another run's faults held"
+            for f in self.faults
+            if (f.lock_wait_s or 0.0) >= 1.0
+        ]
         parts += [f"REGRESSION: {r.line().removeprefix('regression: ')}" for r in self.regressions]
         whole = next((s for s in self.verdict.stats if s.window == "whole"), None)
         if whole is not None and whole.availability is not None:
@@ -211,6 +218,7 @@ class ExperimentResult:
             "cluster_events": [asdict(e) for e in self.cluster_events],
             "evidence_note": self.evidence_note,
             "logs": self.logs,
+            "runner": self.runner,
         }
 
 
@@ -416,7 +424,7 @@ def _experiment_html(result: ExperimentResult, history: Baseline | None = None) 
         for m in result.verdict.measurements
     )
     faults = "".join(
-        f"<tr><td>{e(f.kind)}</td><td>{e(', '.join(f.targets))}</td><td>{e(_effect(f))}</td>"
+        f"<tr><td>{e(f.kind)}</td><td>{e(_where(f))}</td><td>{e(_effect(f))}</td>"
         f"<td>{_seconds(f.inject_to_effect)}</td><td>{_cap(f)}</td><td class='undo'>{e(_undone(f))}</td></tr>"
         for f in result.faults
     )
@@ -647,6 +655,17 @@ def _undone(fault: FaultRecord) -> str:
     if fault.reverted:
         return f"yes: {fault.undo_proof}" if fault.undo_proof else "yes"
     return "NO"
+
+
+def _where(fault: FaultRecord) -> str:
+    """The targets, the nodes the fault held and how long it waited for them."""
+    text = ", ".join(fault.targets)
+    if fault.nodes:
+        text += f" (on {', '.join(fault.nodes)}"
+        if (fault.lock_wait_s or 0.0) >= 0.5:
+            text += f"; waited {fault.lock_wait_s:.1f} s for another run's faults to leave them"
+        text += ")"
+    return text
 
 
 def _cap(fault: FaultRecord) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from chaoskit import locks
 from chaoskit.adapters.kube import Kube
 from chaoskit.errors import ClusterError, UsageError
 
@@ -104,10 +105,12 @@ class Cluster:
         else:
             used = kube.node_ports_in_use()
         free = [p for p in sorted(self.node_ports, reverse=highest) if p not in used]
-        if not free:
-            taken = ", ".join(f"{p} ({used[p]})" for p in self.node_ports)
+        # Other runs on this machine (pytest -n workers) choose at the same time: each is handed its own.
+        chosen = locks.reserve_port(self.name, free)
+        if chosen is None:
+            taken = ", ".join(f"{p} ({used.get(p, 'just handed to another run')})" for p in self.node_ports)
             raise ClusterError(f"every NodePort cluster {self.name!r} publishes on 127.0.0.1 is taken: {taken}")
-        return free[0]
+        return chosen
 
     def load_image(self, image: str) -> tuple[str, ...]:
         """Make a local Docker image available on every node (kind only); return the nodes it was loaded into.
@@ -145,9 +148,10 @@ class Cluster:
                 f"cannot load {image} into cluster {self.name}: node {', '.join(stopped)}; "
                 f"run 'chaoskit cluster up --name {self.name}', which starts it"
             )
-        missing = tuple(sorted(n.name for n in nodes if kind.node_image_id(n.name, image) != image_id))
-        if missing:
-            kind.load_image(self.name, image, cache.root() / "logs" / f"load-{self.name}.log", missing)
+        with locks.machine_lock(self.name, "load-image"):  # pytest -n workers load the same images at once
+            missing = tuple(sorted(n.name for n in nodes if kind.node_image_id(n.name, image) != image_id))
+            if missing:
+                kind.load_image(self.name, image, cache.root() / "logs" / f"load-{self.name}.log", missing)
         return missing
 
 

@@ -33,11 +33,12 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from dataclasses import replace as replace_spec
 from typing import Any, ClassVar
 
+from chaoskit import locks
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
@@ -84,6 +85,9 @@ class Safety:
     """Whether node faults may hit a control-plane node."""
     dry_run: bool = False
     """Report what would happen and change nothing."""
+    share_nodes: bool = False
+    """Whether faults that stay inside their pods may act on a node while another run's fault does
+    (:mod:`chaoskit.locks`); node-wide faults hold their nodes alone whatever this says."""
 
     def __post_init__(self) -> None:
         if not 0 < self.max_share <= 1:
@@ -163,6 +167,10 @@ class FaultRecord:
     """Why the undo could not be proven; what it left may still be in place."""
     vetoed: str | None = None
     """Why a hook refused the fault before it acted (nothing was injected), if one did."""
+    nodes: list[str] = field(default_factory=list)
+    """The nodes it acted on, held against other runs' faults while it did (:mod:`chaoskit.locks`)."""
+    lock_wait_s: float | None = None
+    """Seconds the fault waited for its nodes while another run's faults held them (0 when it did not)."""
 
     @property
     def inject_to_effect(self) -> float | None:
@@ -203,6 +211,9 @@ class Fault(ABC):
     registry: ClassVar[dict[str, type[Fault]]] = {}
     kind_only: ClassVar[str | None] = None
     """Why this fault needs a kind cluster, if it does (it acts through the node containers)."""
+    node_wide: ClassVar[bool] = False
+    """Whether the fault touches every pod of its nodes (a drain, CPU stress): then it holds its nodes alone
+    even when runs may share nodes (``Safety.share_nodes``)."""
     node_access: ClassVar[str | None] = None
     """Why this fault runs commands on nodes, if it does: on kind Docker reaches them, anywhere else only
     the injector agent (:mod:`chaoskit.adapters.nodes`)."""
@@ -230,6 +241,11 @@ class Fault(ABC):
         self.halted: Callable[[], bool] = lambda: False
         """Whether the run this fault belongs to was aborted: a repeated fault starts no further round.
         :class:`~chaoskit.Chaos` sets it."""
+
+    def nodes(self) -> list[str]:
+        """The nodes the planned fault acts on: it holds them against other runs' faults
+        (:mod:`chaoskit.locks`). A fault kind that does not say holds every node."""
+        return [n.metadata.name for n in self.kube.nodes()]
 
     def with_max_share(self, max_share: float | None) -> Fault:
         """Check this fault against its own blast-radius cap instead of the session's (shown in its record)."""
@@ -352,6 +368,44 @@ class Fault(ABC):
             say(f"dry run: {self.kind} would hit {', '.join(record.targets)}")
             yield record
             return
+        with (
+            locks.cluster_alone(self.cluster.name, f"{self.kind} {self.fault_id}", waited=self._waited(record))
+            if self.node_wide
+            else nullcontext()
+        ):
+            yield from self._locked(record)
+
+    def _waited(self, record: FaultRecord) -> Callable[[float], None]:
+        def add(seconds: float) -> None:
+            record.lock_wait_s = (record.lock_wait_s or 0.0) + seconds
+
+        return add
+
+    def _locked(self, record: FaultRecord) -> Iterator[FaultRecord]:
+        """Hold the planned fault's nodes against other runs' faults (planning again after a wait), then act."""
+        held = set(self.nodes())
+        while True:
+            with locks.holding(
+                self.cluster.name,
+                sorted(held),
+                exclusive=self.node_wide or not self.safety.share_nodes,
+                what=f"{self.kind} {self.fault_id}",
+                waited=self._waited(record),
+            ):
+                record.nodes = sorted(held)
+                if (record.lock_wait_s or 0.0) > 2 * locks.POLL_SECONDS:
+                    # Another run's fault held the nodes meanwhile (a drain moves pods): plan again, and hold
+                    # the nodes of the new plan too if it moved beyond them.
+                    record.targets = self.plan()
+                    moved = set(self.nodes()) - held
+                    if moved:
+                        held |= moved
+                        continue
+                yield from self._act(record)
+                return
+
+    def _act(self, record: FaultRecord) -> Iterator[FaultRecord]:
+        """Record, inject and prove the planned fault; yield while it holds; always undo and prove the undo."""
         undo = self.undo_data(record.targets)
         record.undoable = undo is not None
         ledger = Ledger(self.cluster.name)

@@ -53,6 +53,9 @@ class ContainerKill(Fault):
     _processes: list[PodProcess]
     _restarts: dict[str, int]
 
+    def nodes(self) -> list[str]:
+        return sorted({p.node for p in self._processes})
+
     def plan(self) -> list[str]:
         spec = self.spec
         pods = self.live_pods(spec.namespace, spec.selector)

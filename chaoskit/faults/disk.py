@@ -132,10 +132,14 @@ def fill_bytes(usage: Usage, percent: int) -> int:
 
 class DiskFill(Fault):
     kind = "disk-fill"
+    node_wide = True
     node_access = "writes a file into containers' filesystems from their node"
     spec: DiskFillSpec
     _processes: list[PodProcess]
     _plans: list[dict[str, Any]]
+
+    def nodes(self) -> list[str]:
+        return sorted({p.node for p in self._processes})
 
     def plan(self) -> list[str]:
         spec = self.spec

@@ -67,10 +67,14 @@ def _blocked_by_budget(exc: BaseException) -> bool:
 
 class NodeDrain(Fault):
     kind = "node-drain"
+    node_wide = True
     spec: NodeDrainSpec
     _evicted: dict[str, str]
     _policy_version = "policy/v1"
     """Falls back to policy/v1beta1 at the first eviction a pre-1.22 server refuses."""
+
+    def nodes(self) -> list[str]:
+        return [self.spec.node]
 
     def plan(self) -> list[str]:
         spec = self.spec

@@ -82,6 +82,9 @@ class Freeze(Fault):
     _processes: list[PodProcess]
     _undo: dict[str, Any]
 
+    def nodes(self) -> list[str]:
+        return sorted({p.node for p in self._processes})
+
     def plan(self) -> list[str]:
         spec = self.spec
         harm = "freezing them would stop every process of their node, the kubelet and chaoskit's own agent included"

@@ -101,6 +101,10 @@ class _PodNetworkFault(Fault):
     """Shared parts: choosing and locating the pods, recording where the rules are, undoing them."""
 
     node_access = "enters pods' network namespaces from their node"
+    _pods: list[PodProcess]
+
+    def nodes(self) -> list[str]:
+        return sorted({p.node for p in self._pods})
 
     def _locate(
         self, namespace: str, selector: str, count: int | None = None, seed: int | None = None
@@ -316,6 +320,9 @@ class Partition(_PodNetworkFault):
         self._probe = self._open_probe()
         side_a = [p.pod for p in self._a]
         return side_a + [f"<-> {p.pod}" for p in self._b]
+
+    def nodes(self) -> list[str]:
+        return sorted({p.node for p in self._a + self._b})
 
     def _candidates(self) -> list[_Probe]:
         """Connections the cut must block, in order of preference."""

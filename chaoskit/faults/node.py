@@ -105,7 +105,11 @@ class NodeFailureSpec:
 
 class NodeFailure(Fault):
     kind = "node-failure"
+    node_wide = True
     spec: NodeFailureSpec
+
+    def nodes(self) -> list[str]:
+        return [self.spec.node]
 
     def plan(self) -> list[str]:
         spec = self.spec
@@ -322,8 +326,12 @@ class ZoneFailure(Fault):
     """
 
     kind = "zone-failure"
+    node_wide = True
     spec: ZoneFailureSpec
     _members: list[NodeFailure]
+
+    def nodes(self) -> list[str]:
+        return [m.spec.node for m in self._members]
 
     def plan(self) -> list[str]:
         spec = self.spec

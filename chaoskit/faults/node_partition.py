@@ -172,6 +172,7 @@ def _rules(addresses: list[str]) -> list[list[str]]:
 
 class NodePartition(Fault):
     kind = "node-partition"
+    node_wide = True
     node_access = "writes iptables rules in a node's own network namespace"
     spec: NodePartitionSpec
     _netns: Netns
@@ -181,6 +182,9 @@ class NodePartition(Fault):
     @property
     def comment(self) -> str:
         return f"{COMMENT_PREFIX}{self.fault_id}"
+
+    def nodes(self) -> list[str]:
+        return [self.spec.node]
 
     def plan(self) -> list[str]:
         spec = self.spec

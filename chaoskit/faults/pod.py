@@ -93,6 +93,7 @@ class PodKill(Fault):
 
     spec: PodKillSpec
     _uids: dict[str, str]
+    _nodes: list[str]
 
     def plan(self) -> list[str]:
         spec = self.spec
@@ -114,7 +115,12 @@ class PodKill(Fault):
         else:
             chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), wanted)
         self._uids = {p.metadata.name: p.metadata.uid for p in chosen}
+        # Later rounds pick among the replacements, wherever they were scheduled: those hold every node.
+        self._nodes = sorted({p.spec.node_name for p in chosen if p.spec.node_name})
         return sorted(self._uids)
+
+    def nodes(self) -> list[str]:
+        return super().nodes() if self.spec.rounds > 1 else self._nodes
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
         return None

@@ -121,6 +121,7 @@ def _busy(share: float | None) -> str:
 
 class Stress(Fault):
     kind = "stress"
+    node_wide = True
     node_access = "runs stress processes in containers' cgroups from their node"
     spec: StressSpec
     _processes: list[PodProcess]
@@ -129,6 +130,9 @@ class Stress(Fault):
     @property
     def comment(self) -> str:
         return f"{COMMENT_PREFIX}{self.fault_id}"
+
+    def nodes(self) -> list[str]:
+        return sorted({p.node for p in self._processes})
 
     def plan(self) -> list[str]:
         spec = self.spec

@@ -32,6 +32,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from chaoskit import locks
 from chaoskit.adapters.shell import run, run_logged, say
 from chaoskit.errors import ProvisionError
 from chaoskit.provision import cache, kubernetes
@@ -599,6 +600,11 @@ def build_image(directory: Path, tag: str | None = None) -> str:
     if not dockerfile.is_file():
         raise ProvisionError(f"{directory} has no Dockerfile")
     name = tag or image_tag(directory)
+    with locks.machine_lock("images", "build"):  # pytest -n workers build the same images at once
+        return _build_image(directory, dockerfile, name, tag)
+
+
+def _build_image(directory: Path, dockerfile: Path, name: str, tag: str | None) -> str:
     if tag is None and image_exists(name):
         say(f"image {name}: present (built from the same files)")
         return name

@@ -199,6 +199,9 @@ class Sticky(Fault):
     kind = "unit-sticky"
     still_there: ClassVar[bool] = True
 
+    def nodes(self) -> list[str]:
+        return ["unit-node"]
+
     def plan(self) -> list[str]:
         return ["thing"]
 
@@ -329,6 +332,9 @@ class NeedsTheOther(Fault):
 
     kind = "unit-needs-the-other"
     unblocked: ClassVar[bool] = False
+
+    def nodes(self) -> list[str]:
+        return ["unit-node"]
 
     def plan(self) -> list[str]:
         return []
