@@ -1,7 +1,7 @@
 # The two commands a newcomer runs (see README.md):
 #   make experiments   cluster up, then pytest experiments/ with its reports in reports/
 #   make test          lint, cluster up, then the whole test suite (unit and real-cluster tests), then the
-#                      fault tests again through the injector agent and through the existing provider
+#                      fault tests again through the existing provider and the injector agent
 # Both install what they need on first use: a virtualenv here, and (as root) Docker,
 # kind and the air-gapped node image, cached under ~/.cache/chaoskit.
 
@@ -16,9 +16,10 @@ experiments: cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest experiments/ --junitxml=$(REPORTS)/experiments.xml --chaos-report-dir=$(REPORTS) $(PYTEST_ARGS)
 
-# The fault tests (and the crash matrix of the faults that enter pods) run again with faults through the
-# injector agent instead of Docker; the fault tests once more with the
-# kind cluster taken as a foreign one (the existing provider: no Docker path at all).
+# The fault tests run again with the kind cluster taken as a foreign one (the existing provider: no Docker
+# path at all, faults through the injector agent); the crash matrix of the faults that enter pods runs again
+# through the agent (SIGTERM and SIGKILL: SIGINT unwinds the same way as SIGTERM, and the Docker matrix has
+# all three). The unit tests run beside the cluster tests: they need no cluster and little time.
 FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py \
 	tests/cluster/test_dns_faults.py tests/cluster/test_http_faults.py tests/cluster/test_stress.py \
 	tests/cluster/test_disk_fill.py
@@ -26,10 +27,14 @@ KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/k
 
 test: lint cluster
 	@mkdir -p $(REPORTS)
-	$(BIN)/pytest tests/ --junitxml=$(REPORTS)/tests.xml
-	$(BIN)/pytest $(FAULT_TESTS) --chaos-injector agent --junitxml=$(REPORTS)/tests-agent.xml
-	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent -k "zero_residue and not node" \
-		--junitxml=$(REPORTS)/tests-agent-crash.xml
+	$(BIN)/pytest tests/unit -p no:chaoskit -q --junitxml=$(REPORTS)/tests-unit.xml > $(REPORTS)/tests-unit.log 2>&1 & \
+		unit=$$!; \
+		$(BIN)/pytest tests/cluster --junitxml=$(REPORTS)/tests.xml --durations=20; cluster=$$?; \
+		wait $$unit; unit_status=$$?; tail -n 3 $(REPORTS)/tests-unit.log; \
+		[ $$unit_status -eq 0 ] || cat $(REPORTS)/tests-unit.log; \
+		[ $$cluster -eq 0 ] && [ $$unit_status -eq 0 ]
+	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent \
+		-k "zero_residue and not node and (SIGTERM or SIGKILL)" --junitxml=$(REPORTS)/tests-agent-crash.xml
 	$(BIN)/pytest $(FAULT_TESTS) --chaos-provider existing --chaos-kube-context kind-chaoskit \
 		--chaos-kubeconfig "$(KIND_KUBECONFIG)" --chaos-allow-context kind-chaoskit --chaos-node-ports 30080-30089 \
 		--junitxml=$(REPORTS)/tests-existing.xml

@@ -13,8 +13,12 @@ deleted by the controller once every worker is done.
 
 from __future__ import annotations
 
+import ast
 import base64
+import functools
 import pickle
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +74,72 @@ def decode(text: str) -> ExperimentResult:
 def created_cluster(config: pytest.Config) -> None:
     """In a worker: say that it brought the cluster up, for the controller to delete at the end."""
     config.workeroutput[CREATED] = True  # type: ignore[attr-defined]
+
+
+NODE_WIDE_GROUP = "chaoskit-node-wide"
+"""The xdist group of the tests that hold node-wide faults: they run one after another on one worker."""
+NODE_WIDE_METHODS = ("node_drain", "node_failure", "node_partition", "zone_failure", "stress", "disk_fill")
+"""The :class:`~chaoskit.chaos.Chaos` methods of the node-wide faults (``Fault.node_wide``)."""
+_CALLS = re.compile(r"\.(?:" + "|".join(NODE_WIDE_METHODS) + r")\(")
+
+
+def scheduler(config: pytest.Config, log: Any) -> Any:
+    """The controller's scheduler for ``pytest -n`` (``--dist load``, the default): xdist's load scheduling
+    with every test that holds node-wide faults in one scope, which one worker runs in turn.
+
+    The controller collects no tests, so it reads them from their files (:func:`node_wide_test`): xdist's
+    own ``xdist_group`` marks do not reach the controller under pytest 9."""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    root = Path(str(config.rootpath))
+
+    class NodeWideScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return NODE_WIDE_GROUP if node_wide_test(root, nodeid) else nodeid
+
+    return NodeWideScheduling(config, log)
+
+
+@functools.cache
+def _functions(path: Path) -> dict[str, str]:
+    """Each test function of a Python file (``name`` and ``Class::name``) -> its source, decorators included."""
+    try:
+        text = path.read_text()
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    found: dict[str, str] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, f"{prefix}{node.name}::")
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                lines = text.splitlines()[first - 1 : node.end_lineno]
+                found[prefix + node.name] = "\n".join(lines)
+
+    visit(tree.body, "")
+    return found
+
+
+@functools.cache
+def _file_holds_node_wide(path: Path) -> bool:
+    from chaoskit.errors import ChaoskitError
+    from chaoskit.gameday.spec import load_experiment
+
+    try:
+        return any(f.method in NODE_WIDE_METHODS for f in load_experiment(path).faults)
+    except (ChaoskitError, OSError):
+        return False
+
+
+def node_wide_test(root: Path, nodeid: str) -> bool:
+    """Whether the test ``nodeid`` (under ``root``) injects a node-wide fault: an experiment file with one,
+    or a test function marked ``chaos_node_wide`` or whose code calls one of :data:`NODE_WIDE_METHODS`."""
+    file, _, rest = nodeid.partition("::")
+    path = root / file
+    if path.name.endswith(".chaos.yaml"):
+        return _file_holds_node_wide(path)
+    source = _functions(path).get(rest.split("[", 1)[0])
+    return source is not None and ("chaos_node_wide" in source or bool(_CALLS.search(source)))

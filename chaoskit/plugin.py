@@ -238,6 +238,11 @@ def _warn_old_spellings(config: pytest.Config) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs a real Kubernetes cluster")
+    config.addinivalue_line(
+        "markers",
+        "chaos_node_wide: the test injects node-wide faults (found by itself in the test's code); under "
+        "pytest -n such tests run in turn on one worker",
+    )
     _warn_old_spellings(config)
     provider = setting(config, "provider")
     if provider not in PROVIDERS:
@@ -589,6 +594,10 @@ class _Controller:
             if passed_before and result.regressions and report.passed:  # its group regressed, judged here
                 report.outcome = "failed"
                 report.longrepr = "\n".join(r.line() for r in result.regressions)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        return parallel.scheduler(config, log) if config.getvalue("dist") == "load" else None
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

@@ -5,7 +5,9 @@
 # otherwise: the same command either way). The CI system keeps $NIGHTS between runs (an artefact or a
 # cache) and publishes $NIGHTS/<tonight>/chaoskit-report.html.
 #
-#   NIGHTS=nights REPEAT=5 KEEP=14 examples/ci/nightly.sh
+#   NIGHTS=nights REPEAT=5 KEEP=14 WORKERS=2 examples/ci/nightly.sh
+#
+# WORKERS > 1 runs the experiments on that many pytest-xdist workers (README: "Parallel experiments").
 #
 # Exit status: pytest's (0 all passed; 1 an experiment failed, regressed or was flaky-failed).
 set -euo pipefail
@@ -14,6 +16,7 @@ cd "$(dirname "$0")/../.."
 NIGHTS=${NIGHTS:-nights}
 REPEAT=${REPEAT:-5}
 KEEP=${KEEP:-14}               # how many earlier nights make the baseline
+WORKERS=${WORKERS:-1}          # pytest -n: experiments on this many worker processes at once
 EXPERIMENTS=${EXPERIMENTS:-experiments/}
 TONIGHT="$NIGHTS/$(date -u +%Y%m%dT%H%M%SZ)"
 
@@ -26,6 +29,9 @@ for night in $(ls -1d "$NIGHTS"/2*/ 2>/dev/null | sort | tail -n "$KEEP"); do
 done
 args=(--chaos-repeat "$REPEAT" --chaos-report-dir "$TONIGHT" --chaos-baseline-write "$TONIGHT/baseline.json"
       --junitxml "$TONIGHT/experiments.xml")
+if [ "$WORKERS" -gt 1 ]; then
+    args+=(-n "$WORKERS")
+fi
 if ls "$NIGHTS"/baseline/*.json >/dev/null 2>&1; then
     args+=(--chaos-baseline "$NIGHTS/baseline")
 fi

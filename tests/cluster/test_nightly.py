@@ -169,7 +169,8 @@ def test_the_nightly_recipe_feeds_each_night_back_as_the_next_ones_baseline(tmp_
         "PYTEST_ARGS": "-p no:cacheprovider --chaos-baseline-figures=availability,longest_error_burst_s",
     }
     nights = []
-    for _ in range(2):
+    for workers in ("1", "2"):  # the second night on two pytest-xdist workers
+        env["WORKERS"] = workers
         done = subprocess.run([str(RECIPE)], capture_output=True, text=True, timeout=600, env=env, check=False)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
         nights.append(done.stdout)
