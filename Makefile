@@ -19,7 +19,7 @@ experiments: cluster
 # The fault tests run again with the kind cluster taken as a foreign one (the existing provider: no Docker
 # path at all, faults through the injector agent); the crash matrix of the faults that enter pods runs again
 # through the agent (SIGTERM and SIGKILL: SIGINT unwinds the same way as SIGTERM, and the Docker matrix has
-# all three). The unit tests run beside the cluster tests: they need no cluster and little time.
+# all three).
 FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py \
 	tests/cluster/test_dns_faults.py tests/cluster/test_http_faults.py tests/cluster/test_stress.py \
 	tests/cluster/test_disk_fill.py
@@ -27,12 +27,7 @@ KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/k
 
 test: lint cluster
 	@mkdir -p $(REPORTS)
-	$(BIN)/pytest tests/unit -p no:chaoskit -q --junitxml=$(REPORTS)/tests-unit.xml > $(REPORTS)/tests-unit.log 2>&1 & \
-		unit=$$!; \
-		$(BIN)/pytest tests/cluster --junitxml=$(REPORTS)/tests.xml --durations=20; cluster=$$?; \
-		wait $$unit; unit_status=$$?; tail -n 3 $(REPORTS)/tests-unit.log; \
-		[ $$unit_status -eq 0 ] || cat $(REPORTS)/tests-unit.log; \
-		[ $$cluster -eq 0 ] && [ $$unit_status -eq 0 ]
+	$(BIN)/pytest tests/ --junitxml=$(REPORTS)/tests.xml --durations=20
 	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent \
 		-k "zero_residue and not node and (SIGTERM or SIGKILL)" --junitxml=$(REPORTS)/tests-agent-crash.xml
 	$(BIN)/pytest $(FAULT_TESTS) --chaos-provider existing --chaos-kube-context kind-chaoskit \
