@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from chaoskit.adapters.shell import say
 from chaoskit.errors import FaultBlocked
@@ -63,18 +64,47 @@ def _path(cluster: str, node: str) -> Path:
     return lock_dir(cluster) / f"node-{node}.lock"
 
 
+def _open(path: Path) -> int:
+    """A descriptor of lock file ``path`` (made if need be), not inherited by the commands a run starts."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _try_flock(fd: int, mode: int) -> bool:
+    """flock ``fd`` in ``mode`` without waiting; False when another run holds it."""
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise
+        return False
+    return True
+
+
+def _wait(
+    attempt: Callable[[], bool], cluster: str, deadline: float, waiting: str, gave_up: Callable[[float], str]
+) -> None:
+    """Call ``attempt`` until it succeeds, saying ``waiting`` (and who holds what, from the ledger) after 2 s
+    and every :data:`SAY_EVERY`; past ``deadline`` (monotonic), FaultBlocked saying ``gave_up(seconds)``."""
+    start = time.monotonic()
+    said = 0.0
+    while not attempt():
+        spent = time.monotonic() - start
+        if time.monotonic() >= deadline:
+            raise FaultBlocked(f"{gave_up(spent)} ({holders(cluster)}); nothing was injected")
+        if spent >= 2.0 and (said == 0.0 or spent - said >= SAY_EVERY):
+            said = spent
+            say(f"{waiting}: {holders(cluster)} ({spent:.0f} s)")
+        time.sleep(POLL_SECONDS)
+
+
 def _try(path: Path, exclusive: bool) -> bool:
     """Take (or count once more) this process's lock on ``path`` without waiting; False if another run has it."""
     held = _HELD.get(path)
     if held is not None and (held.exclusive or not exclusive):
         held.count += 1
         return True
-    fd = held.fd if held is not None else os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise
+    fd = held.fd if held is not None else _open(path)
+    if not _try_flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH):
         if held is None:
             os.close(fd)
         else:  # a failed upgrade may have dropped the shared lock (flock converts by unlocking first)
@@ -119,20 +149,18 @@ def holding(
 ) -> Iterator[None]:
     """Hold the locks of ``nodes`` of ``cluster`` for the block, waiting (up to ``wait_seconds``) while other
     runs' faults hold any of them; ``waited`` gets the seconds it waited. FaultBlocked when they never leave."""
-    paths = [_path(cluster, n) for n in sorted(set(nodes))]
+    names = sorted(set(nodes))
+    paths = [_path(cluster, n) for n in names]
     start = time.monotonic()
-    said = 0.0
-    while not _take_all(paths, exclusive):
-        spent = time.monotonic() - start
-        if spent >= wait_seconds:
-            raise FaultBlocked(
-                f"{what} waited {spent:.0f} s for node(s) {', '.join(sorted(set(nodes)))}, held by another run's "
-                f"fault(s) all along ({holders(cluster)}); nothing was injected"
-            )
-        if spent >= 2.0 and (said == 0.0 or spent - said >= SAY_EVERY):
-            said = spent
-            say(f"{what} waits for node(s) {', '.join(sorted(set(nodes)))}: {holders(cluster)} ({spent:.0f} s)")
-        time.sleep(POLL_SECONDS)
+    _wait(
+        lambda: _take_all(paths, exclusive),
+        cluster,
+        start + wait_seconds,
+        f"{what} waits for node(s) {', '.join(names)}",
+        lambda spent: (
+            f"{what} waited {spent:.0f} s for node(s) {', '.join(names)}, held by another run's fault(s) all along"
+        ),
+    )
     if waited is not None:
         waited(time.monotonic() - start)
     try:
@@ -163,7 +191,7 @@ def held_here() -> dict[str, bool]:
 def machine_lock(cluster: str, name: str) -> Iterator[None]:
     """Hold ``name`` of ``cluster`` alone among this machine's runs for the block (bringing the cluster up,
     loading an image, choosing a NodePort): the others wait. Released by the kernel if the run dies."""
-    fd = os.open(lock_dir(cluster) / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = _open(lock_dir(cluster) / f"{name}.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -178,29 +206,34 @@ RESERVE_SECONDS = 120.0
 def reserve_port(cluster: str, free: Sequence[int]) -> int | None:
     """The first of ``free`` (ports no Service uses) that no other run on this machine was handed in the last
     :data:`RESERVE_SECONDS`, now reserved for this one; None when every one is."""
+    from chaoskit.faults.ledger import process_started_at
+
     with machine_lock(cluster, "node-ports"):
         path = lock_dir(cluster) / "node-ports.json"
         now = time.time()
         try:
-            taken = {int(p): (int(pid), float(until)) for p, (pid, until) in json.loads(path.read_text()).items()}
+            taken = {int(p): Reservation(*held) for p, held in json.loads(path.read_text()).items()}
         except (OSError, ValueError, TypeError):
             taken = {}
-        taken = {p: (pid, until) for p, (pid, until) in taken.items() if until > now and _alive(pid)}
-        chosen = next((p for p in free if p not in taken or taken[p][0] == os.getpid()), None)
+        taken = {p: r for p, r in taken.items() if r.until > now and r.owner_alive()}
+        chosen = next((p for p in free if p not in taken or taken[p].pid == os.getpid()), None)
         if chosen is not None:
-            taken[chosen] = (os.getpid(), now + RESERVE_SECONDS)
-        path.write_text(json.dumps({str(p): list(v) for p, v in taken.items()}))
+            taken[chosen] = Reservation(os.getpid(), now + RESERVE_SECONDS, process_started_at(os.getpid()))
+        path.write_text(json.dumps({str(p): list(r) for p, r in taken.items()}))
         return chosen
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class Reservation(NamedTuple):
+    """A NodePort handed to process ``pid`` (started at ``started_at``) until ``until`` (Unix time)."""
+
+    pid: int
+    until: float
+    started_at: float | None = None
+
+    def owner_alive(self) -> bool:
+        from chaoskit.faults.ledger import current_boot_id, process_alive
+
+        return process_alive(self.pid, current_boot_id(), self.started_at)
 
 
 # --- experiments and node-wide faults -------------------------------------------------------------------
@@ -223,35 +256,25 @@ _EXPERIMENTS: dict[str, _Shared] = {}
 
 
 def _poll(fd: int, mode: int, deadline: float, waiting: str, cluster: str) -> None:
-    """flock ``fd`` in ``mode``, polling until ``deadline`` (monotonic); FaultBlocked then."""
-    start = time.monotonic()
-    said = 0.0
-    while True:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-        spent = time.monotonic() - start
-        if time.monotonic() >= deadline:
-            raise FaultBlocked(f"{waiting} for {spent:.0f} s and gave up ({holders(cluster)}); nothing was injected")
-        if spent >= 2.0 and (said == 0.0 or spent - said >= SAY_EVERY):
-            said = spent
-            say(f"{waiting}: {holders(cluster)} ({spent:.0f} s)")
-        time.sleep(POLL_SECONDS)
+    """flock ``fd`` in ``mode``, waiting until ``deadline`` (monotonic); FaultBlocked then."""
+    _wait(
+        lambda: _try_flock(fd, mode),
+        cluster,
+        deadline,
+        waiting,
+        lambda spent: f"{waiting} for {spent:.0f} s and gave up",
+    )
 
 
 def _shared(cluster: str) -> _Shared:
     state = _EXPERIMENTS.get(cluster)
     if state is None:
-        fd = os.open(lock_dir(cluster) / "experiments.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        state = _EXPERIMENTS[cluster] = _Shared(fd)
+        state = _EXPERIMENTS[cluster] = _Shared(_open(lock_dir(cluster) / "experiments.lock"))
     return state
 
 
 def _gate(cluster: str) -> int:
-    return os.open(lock_dir(cluster) / "experiments-gate.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return _open(lock_dir(cluster) / "experiments-gate.lock")
 
 
 @contextmanager
@@ -311,8 +334,5 @@ def cluster_alone(
                 fcntl.flock(state.fd, fcntl.LOCK_SH if state.count else fcntl.LOCK_UN)
     finally:
         if state.count and not state.exclusive:
-            try:  # a wait that gave up: take this process's share back
-                fcntl.flock(state.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                pass
+            _try_flock(state.fd, fcntl.LOCK_SH)  # a wait that gave up: take this process's share back
         os.close(gate)  # releases the gate

@@ -361,16 +361,18 @@ def session_cluster(config: pytest.Config) -> Cluster:
     if result.failed:
         pytest.fail(f"faults left by an earlier run could not be undone: {'; '.join(result.failed)}", pytrace=False)
     config.stash[_CLUSTER] = handle
-    if handle.created and not setting(config, "keep-cluster") and parallel.is_worker(config):
-        parallel.created_cluster(config)  # the controller deletes it once every worker is done
-    elif handle.created and not setting(config, "keep-cluster"):
-
-        def remove() -> None:
-            provider.down(spec)
-            Ledger(handle.name).clear()  # its faults went with it
-
-        config.add_cleanup(remove)
+    if handle.created and not setting(config, "keep-cluster"):
+        if parallel.is_worker(config):
+            parallel.created_cluster(config)  # the controller deletes it once every worker is done
+        else:
+            config.add_cleanup(lambda: delete_cluster(spec))
     return handle
+
+
+def delete_cluster(spec: ClusterSpec) -> None:
+    """Delete the cluster this session created, and its ledger: its faults went with it."""
+    get_provider(spec.provider, provision=False, recreate=False).down(spec)
+    Ledger(spec.name).clear()
 
 
 @pytest.fixture(scope="session")
@@ -607,9 +609,7 @@ class _Controller:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
         if self.created_by_worker and not setting(self.config, "keep-cluster"):
-            spec = self.config.stash[_SPEC]
-            get_provider(spec.provider, provision=False, recreate=False).down(spec)
-            Ledger(spec.name).clear()  # its faults went with it
+            delete_cluster(self.config.stash[_SPEC])
 
 
 @pytest.fixture

@@ -38,6 +38,11 @@ def other_run(cache, nodes, *, exclusive=True, hold=30.0):
             time.sleep({hold})
         """
     )
+    return holder(cache, code)
+
+
+def holder(cache, code):
+    """Run ``code`` in another process with the test's cache; return once it prints "held"."""
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
@@ -140,15 +145,7 @@ def other_experiment(cache, then_node_wide=False, hold=30.0):
             time.sleep({hold})
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CHAOSKIT_CACHE": str(cache)},
-    )
-    STARTED.append(proc)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
+    return holder(cache, code)
 
 
 def test_a_node_wide_fault_waits_for_other_runs_experiments_but_not_for_its_own(cache):
