@@ -14,11 +14,19 @@ ledger's check. Namespaces of runs still going are left alone.
 from __future__ import annotations
 
 import os
-from typing import Any
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from chaoskit.adapters.kube import Kube
+from chaoskit.faults import objects
 from chaoskit.faults.ledger import current_boot_id, process_alive, process_started_at
 from chaoskit.faults.objects import OWNER_LABEL, live_owners
+
+if TYPE_CHECKING:
+    from chaoskit.cluster import Cluster
 
 NAMESPACE_LABEL = "chaoskit.io/test-namespace"
 OWNER_PID = "chaoskit.io/owner-pid"
@@ -36,6 +44,22 @@ def owned_namespace(name: str, owner_lease: str | None = None) -> dict[str, Any]
     if owner_lease:
         labels[OWNER_LABEL] = owner_lease
     return {"metadata": {"name": name, "labels": labels, "annotations": annotations}}
+
+
+@contextmanager
+def own_namespace(cluster: Cluster, kube: Kube, base: str = "test") -> Iterator[str]:
+    """A test namespace of this process's own, named ``ck-<base>-<random>``, deleted at the end (and swept
+    by a later session if the process dies first). The ``namespace`` fixture is one per test; a module- or
+    session-scoped fixture that deploys a system once for many tests makes its own with this."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:40].strip("-") or "test"
+    name = f"ck-{stem}-{uuid.uuid4().hex[:5]}"
+    body: Any = owned_namespace(name, objects.owner(cluster).ensure(kube))
+    kube.core.create_namespace(body)
+    try:
+        kube.wait_for_default_service_account(name)
+        yield name
+    finally:
+        kube.core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
 
 
 def sweep_namespaces(kube: Kube) -> list[str]:

@@ -34,8 +34,6 @@ Tests that use ``cluster`` are marked ``cluster`` automatically, so
 from __future__ import annotations
 
 import os
-import re
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -54,13 +52,13 @@ from chaoskit.cluster.base import parse_node_ports
 from chaoskit.errors import ChaoskitError, FaultUnsupported, FaultVetoed
 from chaoskit.evidence import pod_logs
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
-from chaoskit.faults import objects, signals
+from chaoskit.faults import signals
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.sweeper import sweep, undo_entry
 from chaoskit.load import LoadSpec
 from chaoskit.load.runner import set_default_processes
-from chaoskit.namespaces import owned_namespace, sweep_namespaces
+from chaoskit.namespaces import own_namespace, sweep_namespaces
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
 from chaoskit.prometheus.deploy import NAMESPACE as PROMETHEUS_NAMESPACE
 from chaoskit.report import ExperimentResult, repeat_stats, write_reports
@@ -423,13 +421,8 @@ def cluster_image(pytestconfig: pytest.Config, cluster: Cluster) -> Callable[[st
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, cluster: Cluster, kube: Kube) -> Iterator[str]:
     """A namespace of this test's own, deleted when the test ends."""
-    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-") or "test"
-    name = f"ck-{base}-{uuid.uuid4().hex[:5]}"
-    body: Any = owned_namespace(name, objects.owner(cluster).ensure(kube))
-    kube.core.create_namespace(body)
-    kube.wait_for_default_service_account(name)
-    yield name
-    kube.core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
+    with own_namespace(cluster, kube, request.node.name) as name:
+        yield name
 
 
 class PluginHooks(FaultHooks):

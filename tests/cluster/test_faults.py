@@ -29,6 +29,7 @@ def eventually(check, within: float = 60):
     raise AssertionError("unreachable")
 
 
+@pytest.mark.api_only
 def test_pod_kill_is_proven_and_recovery_is_measured_after_the_loss_is_seen(chaos: Chaos, kube, web: Web) -> None:
     before = pod_uids(kube, web.namespace)
     with chaos.recovery_watch(web.namespace, "web", service="web") as watch:
@@ -55,6 +56,7 @@ def test_pod_kill_is_proven_and_recovery_is_measured_after_the_loss_is_seen(chao
     assert len(pod_uids(kube, web.namespace)) == 3
 
 
+@pytest.mark.api_only
 def test_repeated_pod_kill_kills_each_round_and_stops_with_the_block(chaos: Chaos, kube, web: Web) -> None:
     with chaos.pod_kill(web.namespace, "app=web", rounds=3, interval_seconds=2) as record:
         eventually(lambda: assert_rounds(record, 3), within=30)
@@ -81,6 +83,7 @@ def assert_rounds(record, count: int) -> None:
     assert len(record.rounds) >= count, record.rounds
 
 
+@pytest.mark.api_only
 @pytest.mark.parametrize(
     ("target_namespace", "selector", "options", "error", "message"),
     [
@@ -98,6 +101,7 @@ def test_bad_pod_kills_are_refused_before_anything_is_deleted(
     assert pod_uids(kube, web.namespace) == before
 
 
+@pytest.mark.api_only
 def test_dry_run_reports_the_targets_and_changes_nothing(cluster, chaos: Chaos, kube, web: Web) -> None:
     before = pod_uids(kube, web.namespace)
     dry = Chaos(cluster, kube, replace(chaos.safety, dry_run=True))  # the session's rules, dry

@@ -213,13 +213,19 @@ class Terminal:
         subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True, timeout=30)
 
     def wait_screen(self, *texts: str, within: float = 120) -> str:
-        found = wait_for(
-            f"{texts} on screen", lambda: (s := self.screen()) and all(t in s for t in texts) and s, within, 0.3
-        )
+        try:
+            found = wait_for(
+                f"{texts} on screen", lambda: (s := self.screen()) and all(t in s for t in texts) and s, within, 0.3
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the screen:\n{self.screen()}") from None
         return str(found)
 
     def exit_status(self, within: float = 120) -> int:
-        wait_for("the command to end", lambda: self.done.exists() and self.done.read_text().strip(), within)
+        try:
+            wait_for("the command to end", lambda: self.done.exists() and self.done.read_text().strip(), within)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the screen:\n{self.screen()}") from None
         return int(self.done.read_text())
 
     def close(self) -> None:
@@ -261,14 +267,18 @@ def test_p_pauses_undoing_the_fault_and_r_injects_it_again(cluster, tmp_path: Pa
     path = write(tmp_path, HELD_PARTITION.format(duration="20s"), run_seconds=90)
     term = terminal([*CHAOSKIT, "run", str(path), "--report-dir", str(tmp_path)])
     term.wait_screen("injected, proven")
-    (first,) = unsettled(cluster, path)
-    assert residue(cluster).of(first)
+    placed = unsettled(cluster, path)
+    assert len(placed) == 1, (placed, term.screen())
+    first = placed[0]
+    assert residue(cluster).of(first), term.screen()
     term.press("p")
     term.wait_screen("PAUSED", "undone for the pause")
     assert residue(cluster).of(first) == [] and unsettled(cluster, path) == [], "a pause undoes the fault"
     term.press("r")
     screen = term.wait_screen("RUNNING", "injected, proven")
-    (second,) = unsettled(cluster, path)
+    placed = unsettled(cluster, path)
+    assert len(placed) == 1, (placed, screen)
+    second = placed[0]
     assert second != first and residue(cluster).of(second), "resume injects it again, as a new fault"
     assert "resumed: 1 fault(s) injected again" in screen, screen
     assert term.exit_status(within=180) == 0, term.screen()

@@ -23,7 +23,7 @@ import time
 from chaoskit import Availability, LoadSpec, RecoveryTime, Workload
 
 def test_web_pod_kill(experiment, chaos):
-    load = LoadSpec(host="http://127.0.0.1:{port}", users=4, run_seconds=15, warmup_seconds=2)
+    load = LoadSpec(host="http://127.0.0.1:{port}", users=4, rate_per_user=20, run_seconds=15, warmup_seconds=2)
     with experiment(load, [Availability(0.5), RecoveryTime(60)], Workload("{ns}", "web", "web")):
         time.sleep(2)
         with chaos.pod_kill("{ns}", "app=web", grace_seconds=0):
@@ -60,7 +60,8 @@ def test_a_baseline_the_cluster_cannot_match_is_a_regression_and_an_honest_one_p
         [
             "*regressed against the baseline:*",
             "*regression: recovery_s * s; baseline * s over 1 run(s) (range widened by 20 %: at most * s)*",
-            "FAILED test_web_pod_kill; REGRESSION: recovery_s *; 2/2 objectives met",
+            # (the inject-to-effect may regress too on a busy machine: one night is a narrow range)
+            "FAILED test_web_pod_kill; *REGRESSION: recovery_s *; 2/2 objectives met",
             "baseline: 1 file(s) from doctored.json; 1 of 1 run(s) regressed",
         ]
     )
@@ -96,7 +97,7 @@ import time
 from chaoskit import Availability, LatencyPercentile, LoadSpec
 
 def test_sometimes(experiment, chaos_repeat_index):
-    load = LoadSpec(host="http://127.0.0.1:{port}", users=2, run_seconds=6, warmup_seconds=1)
+    load = LoadSpec(host="http://127.0.0.1:{port}", users=2, rate_per_user=20, run_seconds=6, warmup_seconds=1)
     # The second run's objective sits far inside what the load measures: it fails, the others pass.
     latency = LatencyPercentile(50, 0.001 if chaos_repeat_index == 1 else 5000)
     with experiment(load, [Availability(0.9), latency], settle_seconds=0):
@@ -128,7 +129,7 @@ import time
 from chaoskit import LatencyPercentile, LoadSpec, Workload
 
 def test_killed_and_judged_too_tightly(experiment, chaos):
-    load = LoadSpec(host="http://127.0.0.1:{port}", users=4, run_seconds=15, warmup_seconds=2)
+    load = LoadSpec(host="http://127.0.0.1:{port}", users=4, rate_per_user=20, run_seconds=15, warmup_seconds=2)
     with experiment(load, [LatencyPercentile(50, 0.001)], Workload("{ns}", "web", "web")):
         time.sleep(2)
         with chaos.pod_kill("{ns}", "app=web", grace_seconds=0):

@@ -101,7 +101,9 @@ def test_a_hook_vetoes_a_fault_before_it_acts_and_the_report_says_why(
         import time
         from chaoskit import Availability, LoadSpec
 
-        LOAD = LoadSpec(host="http://127.0.0.1:{web.node_port}", run_seconds=20, warmup_seconds=1, users=2)
+        LOAD = LoadSpec(
+            host="http://127.0.0.1:{web.node_port}", run_seconds=20, warmup_seconds=1, users=2, rate_per_user=20
+        )
 
         def test_vetoed(experiment, chaos):
             with experiment(LOAD, [Availability(0.5)]):

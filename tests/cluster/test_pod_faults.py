@@ -215,6 +215,7 @@ def test_a_second_latency_on_the_same_pods_is_refused_and_the_first_stays(cluste
     assert scan(cluster.name, str(cluster.kubeconfig)).empty()
 
 
+@pytest.mark.api_only
 @pytest.mark.destructive
 def test_node_drain_evicts_under_the_budget_and_uncordons(cluster, chaos: Chaos, kube, web: Web) -> None:
     kube.apply([pdb(web.namespace, "web", WEB_LABELS, pdb_api_version(kube), minAvailable=2)])
@@ -236,6 +237,7 @@ def test_node_drain_evicts_under_the_budget_and_uncordons(cluster, chaos: Chaos,
     print(f"node drain of {node}: {record.effect}; {record.inject_to_effect:.1f} s")
 
 
+@pytest.mark.api_only
 def test_a_pod_kill_cycle_ends_when_the_workload_is_whole_and_the_watch_is_left_at_once(
     chaos: Chaos, kube, web: Web
 ) -> None:
