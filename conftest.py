@@ -11,14 +11,10 @@ from pathlib import Path
 
 import pytest
 from systems import ShopSystem, deploy_redis, deploy_shop
-from workloads import (
-    Web,
-    client_pod,
-    deploy_web,
-    wait_pod_running,
-)
+from workloads import Web, client_running, deploy_web, web_whole_again
 
 from chaoskit.cluster import Cluster
+from chaoskit.namespaces import own_namespace
 from chaoskit.provision.images import build_fixture_image
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -41,17 +37,31 @@ def web_image(cluster: Cluster) -> str:
 
 
 @pytest.fixture
-def web(cluster: Cluster, kube, namespace: str, web_image: str) -> Iterator[Web]:  # type: ignore[no-untyped-def]
-    """The web tier: 3 replicas behind a NodePort Service published on 127.0.0.1, at least 2 kept by a PDB."""
-    yield deploy_web(kube, namespace, web_image, cluster.free_node_port(kube), min_available=2)
+def web(request: pytest.FixtureRequest, cluster: Cluster, kube, web_image: str) -> Web:  # type: ignore[no-untyped-def]
+    """The web tier: 3 replicas behind a NodePort Service published on 127.0.0.1, at least 2 kept by a PDB.
+
+    In the test's own namespace; in a module marked ``shared_web``, the module's one tier (``module_web``),
+    taken whole again for each test."""
+    if request.node.get_closest_marker("shared_web"):
+        shared: Web = request.getfixturevalue("module_web")
+        return web_whole_again(kube, shared)
+    namespace = request.getfixturevalue("namespace")
+    return deploy_web(kube, namespace, web_image, cluster.free_node_port(kube), min_available=2)
+
+
+@pytest.fixture(scope="module")
+def module_web(request: pytest.FixtureRequest, cluster: Cluster, kube, web_image: str) -> Iterator[Web]:  # type: ignore[no-untyped-def]
+    """One web tier for a module whose tests each inject a fault and undo it (``shared_web``): deploying
+    a tier of its own cost each test 5-7 s."""
+    with own_namespace(cluster, kube, request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")) as ns:
+        yield deploy_web(kube, ns, web_image, cluster.free_node_port(kube), min_available=2)
 
 
 @pytest.fixture
 def client(kube, web: Web) -> str:  # type: ignore[no-untyped-def]
-    """A pod beside the web pods to probe from (it has the probe script and nothing running)."""
-    kube.apply([client_pod(web.namespace, web.image)])
-    wait_pod_running(kube, web.namespace, "client")
-    return "client"
+    """A pod beside the web pods to probe from (it has the probe script and nothing running); in a shared
+    tier, made again if a drain of a test before evicted it."""
+    return client_running(kube, web)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ from workloads import Web, probe_eventually
 from chaoskit.chaos import Chaos
 from chaoskit.errors import SpecError
 
+pytestmark = pytest.mark.shared_web  # each test injects a fault and undoes it
+
 RESOLVE = (
     "import socket, sys\n"
     "for name in sys.argv[1:]:\n"

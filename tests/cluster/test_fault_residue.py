@@ -21,13 +21,12 @@ from pathlib import Path
 
 import pytest
 from residue import Residue, scan
-from workloads import Web, client_pod, deploy_web, probe_eventually, wait_endpoints, wait_pod_running, wait_web
+from workloads import Web, probe_eventually
 
 from chaoskit.adapters import docker
 from chaoskit.faults.ledger import Ledger
-from chaoskit.namespaces import own_namespace
 
-pytestmark = pytest.mark.destructive
+pytestmark = [pytest.mark.destructive, pytest.mark.shared_web]
 
 INNER = """
 import pathlib, time
@@ -97,40 +96,6 @@ def residue_now(cluster) -> Residue:
     return scan(cluster.name, str(cluster.kubeconfig))
 
 
-@pytest.fixture(scope="module")
-def matrix_web(cluster, kube, web_image: str) -> Iterator[Web]:
-    """One web tier for every case of this module (a tier of its own per case cost 5-7 s each, 57 times
-    over with the agent's pass); each case takes it whole again (:func:`web`)."""
-    with own_namespace(cluster, kube, "crash-matrix") as namespace:
-        yield deploy_web(kube, namespace, web_image, cluster.free_node_port(kube), min_available=2)
-
-
-@pytest.fixture
-def web(kube, matrix_web: Web) -> Web:
-    """The module's web tier, whole again: 3 ready replicas behind 3 endpoints (a node fault of the case
-    before moved or restarted them)."""
-    wait_web(kube, matrix_web.namespace)
-    wait_endpoints(kube, matrix_web.namespace, "web", 3)
-    return matrix_web
-
-
-@pytest.fixture
-def client(kube, web: Web) -> str:
-    """The client pod beside the web tier, running; made again if a drain of the case before evicted it."""
-    pods = {p.metadata.name: p for p in kube.pods(web.namespace, "role=client")}
-    pod = pods.get("client")
-    if pod is None or pod.metadata.deletion_timestamp is not None or pod.status.phase not in ("Pending", "Running"):
-        if pod is not None:
-            kube.core.delete_namespaced_pod("client", web.namespace, grace_period_seconds=0)
-            kube.wait_for(
-                kube.core.list_namespaced_pod, lambda pods: "client" not in pods, 60, "the old client pod gone",
-                namespace=web.namespace,
-            )  # fmt: skip
-        kube.apply([client_pod(web.namespace, web.image)])
-    wait_pod_running(kube, web.namespace, "client")
-    return "client"
-
-
 @pytest.fixture(autouse=True)
 def cluster_not_recreated(cluster):
     """Undoing a fault on one worker must never make chaoskit recreate the whole cluster."""
@@ -183,13 +148,23 @@ def held_residue(kind: str, fault_id: str, residue: Residue, node: str) -> bool:
     return any(line.startswith(f"{node}:") for line in residue.not_running)
 
 
+GRACEFUL_ON_NODES = {
+    "node-drain": "SIGTERM",
+    "node-pause": "SIGINT",
+    "node-stop": "SIGTERM",
+    "node-zone-pause": "SIGINT",
+    "node-partition": "SIGTERM",
+}
+
+
 def signals_for(kind: str, injector: str | None) -> list[str]:
-    """The signals a kind is stopped with. A node fault (kind only, through Docker) gets all three. A fault
-    that enters pods gets SIGKILL through each injector, and Ctrl-C through Docker and SIGTERM through the
-    agent: the two unwind by one path in the runner, so each is proven on every such kind once, and the
-    undo through each injector twice (``make test`` runs the agent's pass)."""
-    if kind.startswith("node-"):
-        return ["SIGINT", "SIGTERM", "SIGKILL"]
+    """The signals a kind is stopped with: SIGKILL (then ``chaoskit cleanup``) always, and one of Ctrl-C
+    and SIGTERM. The two unwind by one path in the runner (tests/unit/test_undo_trust.py proves each
+    reaches it), so each is proven through every injector, but not on every kind twice over: a fault
+    that enters pods gets Ctrl-C through Docker and SIGTERM through the agent (``make test`` runs the
+    agent's pass), a node fault (through Docker only) the one named in :data:`GRACEFUL_ON_NODES`."""
+    if kind in GRACEFUL_ON_NODES:
+        return [GRACEFUL_ON_NODES[kind], "SIGKILL"]
     return ["SIGTERM", "SIGKILL"] if injector == "agent" else ["SIGINT", "SIGKILL"]
 
 

@@ -15,6 +15,8 @@ from chaoskit.chaos import Chaos
 from chaoskit.errors import SafetyError, SpecError
 from chaoskit.faults.ledger import Ledger
 
+pytestmark = pytest.mark.shared_web  # each test injects a fault and undoes it
+
 
 def pod_uids(kube, namespace: str) -> dict[str, str]:
     return {p.metadata.name: p.metadata.uid for p in kube.pods(namespace, "app=web")}

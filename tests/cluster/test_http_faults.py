@@ -14,6 +14,8 @@ from workloads import Web
 from chaoskit.chaos import Chaos
 from chaoskit.errors import FaultNotEffective, SpecError
 
+pytestmark = pytest.mark.shared_web  # each test injects a fault and undoes it
+
 
 def requests(connection: http.client.HTTPConnection, count: int) -> list[tuple[int, float]]:
     """``count`` GETs on one kept-alive connection: (status, seconds) each."""

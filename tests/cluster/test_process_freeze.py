@@ -17,6 +17,8 @@ from workloads import Web, get_from_host
 from chaoskit import SpecError
 from chaoskit.chaos import Chaos
 
+pytestmark = pytest.mark.shared_web  # each test injects a fault and undoes it
+
 
 def states(kube, namespace: str, pod: str) -> list[str]:
     """The state letters of every process of the pod's container, read with ctr and ps on its node."""
