@@ -23,7 +23,7 @@ from typing import Any
 
 from chaoskit.faults.base import FaultRecord
 
-STATES = ("planned", "injecting", "injected", "paused", "undone", "failed", "skipped")
+STATES = ("planned", "injecting", "injected", "undoing", "paused", "undone", "failed", "skipped")
 
 
 @dataclass
@@ -133,7 +133,9 @@ class Timeline:
         if fault._since is not None:
             fault.held_for += clock - fault._since
             fault._since = None
-        fault.state = state
+        # "undone" or "paused" only once the undo is proven: the live view, drawn from another thread,
+        # shows "undoing" meanwhile.
+        fault.state = "undoing"
         if manager is not None:
             try:
                 manager.__exit__(None, None, None)
@@ -141,6 +143,7 @@ class Timeline:
                 fault.state = "failed"
                 fault.error = f"{type(exc).__name__}: {exc}"
                 raise
+        fault.state = state
 
     def pause(self, now: float | None = None) -> list[PlayedFault]:
         """Undo every fault in place and stop the clock; return the faults undone."""
@@ -199,6 +202,8 @@ class Timeline:
                 detail = f"undone: {f.record.undo_proof or 'nothing to undo'}"
             elif f.state == "failed":
                 detail = f.error or ""
+            elif f.state == "undoing":
+                detail = "undoing, then proving the undo"
             elif f.state == "paused":
                 detail = "undone for the pause; injected again on resume"
             out.append({"kind": f.kind, "label": f.label, "state": f.state, "detail": detail})

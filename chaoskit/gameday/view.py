@@ -105,6 +105,7 @@ STATE_STYLE = {
     "planned": "dim",
     "injecting": "yellow",
     "injected": "bold red",
+    "undoing": "yellow",
     "paused": "yellow",
     "undone": "green",
     "failed": "bold white on red",

@@ -97,9 +97,12 @@ def unsettled(cluster, path: Path) -> list[str]:
 
 
 def ledger_lines_since(cluster, offset: int) -> str:
-    with open(Ledger(cluster.name).path, "rb") as ledger:
-        ledger.seek(offset)
-        return ledger.read().decode()
+    try:
+        with open(Ledger(cluster.name).path, "rb") as ledger:
+            ledger.seek(offset)
+            return ledger.read().decode()
+    except FileNotFoundError:  # a new cluster whose ledger nothing has written yet
+        return ""
 
 
 # --- bad files ----------------------------------------------------------------------------------------

@@ -119,3 +119,26 @@ def test_a_fault_without_duration_is_undone_at_the_next_tick_once_proven():
     assert log.lines == ["inject kill"]
     timeline.tick(now=2.1)
     assert log.lines == ["inject kill", "undo kill"] and timeline.done
+
+
+def test_while_its_undo_runs_a_fault_is_shown_undoing_not_undone_or_paused():
+    seen: list[tuple[str, str]] = []
+    timeline: Timeline
+
+    @contextmanager
+    def manager() -> Any:
+        record = FaultRecord(fault_id="a", kind="a", cluster="c", spec={}, targets=["a-target"])
+        record.verified = True
+        yield record
+        (view,) = timeline.describe(timeline.clock())  # what the live view draws while the undo runs
+        seen.append((view["state"], view["detail"]))
+
+    fault = PlayedFault(0, "a", 0, 10, False, manager)
+    timeline = Timeline([fault], recovered=lambda: False)
+    timeline.start(now=0)
+    timeline.tick(now=0)
+    timeline.pause(now=1)
+    assert seen == [("undoing", "undoing, then proving the undo")] and fault.state == "paused"
+    timeline.resume(now=2)
+    timeline.undo_all()
+    assert seen[-1][0] == "undoing" and fault.state == "undone"
