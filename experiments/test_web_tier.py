@@ -8,23 +8,10 @@ from __future__ import annotations
 
 import time
 
-from workloads import WEB_LABELS, Web
+from workloads import WEB_LABELS, Web, steady_load
 
 from chaoskit.experiment import Workload
-from chaoskit.load import LoadSpec
 from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, PromQL, RecoveryTime
-
-
-def steady_load(web: Web, run_seconds: float) -> LoadSpec:
-    """200 requests/s (10 users at 20/s): enough to see every error, light enough for a 2-core machine."""
-    return LoadSpec(
-        host=f"http://127.0.0.1:{web.node_port}",
-        users=10,
-        rate_per_user=20,
-        run_seconds=run_seconds,
-        warmup_seconds=3,
-        timeout_seconds=1,
-    )
 
 
 def web_nodes(kube, web: Web) -> dict[str, int]:

@@ -8,25 +8,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from workloads import Web
+from workloads import Web, steady_load
 
 from chaoskit.chaos import Chaos
 from chaoskit.experiment import Workload
-from chaoskit.load import LoadSpec
 from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, RecoveryTime
 
 pytest_plugins = ["pytester"]
-
-
-def load_on(web: Web, run_seconds: float = 30) -> LoadSpec:
-    return LoadSpec(
-        host=f"http://127.0.0.1:{web.node_port}",
-        users=8,
-        rate_per_user=25,
-        run_seconds=run_seconds,
-        warmup_seconds=3,
-        timeout_seconds=1,
-    )
 
 
 def test_pod_kill_under_load_gives_a_verdict_that_agrees_with_records_and_watch(
@@ -40,7 +28,7 @@ def test_pod_kill_under_load_gives_a_verdict_that_agrees_with_records_and_watch(
         ErrorBurst(10),
         RecoveryTime(45),
     ]
-    with experiment(load_on(web), objectives, Workload(web.namespace, "web", "web")) as run:
+    with experiment(steady_load(web, 30), objectives, Workload(web.namespace, "web", "web")) as run:
         time.sleep(4)
         with chaos.pod_kill(web.namespace, "app=web", grace_seconds=0) as fault:
             pass
@@ -134,7 +122,7 @@ def test_a_repeated_pod_kill_ends_the_fault_window_at_the_recovery_after_its_las
     experiment, chaos: Chaos, web: Web
 ) -> None:
     objectives = [Availability(0.80), Availability(0.99, window="after"), RecoveryTime(60)]
-    with experiment(load_on(web, run_seconds=45), objectives, Workload(web.namespace, "web", "web")) as run:
+    with experiment(steady_load(web, 45), objectives, Workload(web.namespace, "web", "web")) as run:
         time.sleep(2)
         with chaos.pod_kill(web.namespace, "app=web", grace_seconds=0, rounds=2, interval_seconds=4) as fault:
             time.sleep(5)  # the second round comes 4 s after the first

@@ -215,20 +215,22 @@ class Terminal:
     def press(self, key: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True, timeout=30)
 
-    def wait_screen(self, *texts: str, within: float = 120) -> str:
+    def wait(self, what: str, check: Callable[[], object], within: float, every: float = 0.2) -> object:
+        """:func:`wait_for`, naming the screen when it gives up."""
         try:
-            found = wait_for(
-                f"{texts} on screen", lambda: (s := self.screen()) and all(t in s for t in texts) and s, within, 0.3
-            )
+            return wait_for(what, check, within, every)
         except AssertionError as e:
             raise AssertionError(f"{e}; the screen:\n{self.screen()}") from None
-        return str(found)
+
+    def wait_screen(self, *texts: str, within: float = 120) -> str:
+        def shown() -> str | None:
+            screen = self.screen()
+            return screen if all(t in screen for t in texts) else None
+
+        return str(self.wait(f"{texts} on screen", shown, within, 0.3))
 
     def exit_status(self, within: float = 120) -> int:
-        try:
-            wait_for("the command to end", lambda: self.done.exists() and self.done.read_text().strip(), within)
-        except AssertionError as e:
-            raise AssertionError(f"{e}; the screen:\n{self.screen()}") from None
+        self.wait("the command to end", lambda: self.done.exists() and self.done.read_text().strip(), within)
         return int(self.done.read_text())
 
     def close(self) -> None:
