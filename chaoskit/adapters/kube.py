@@ -58,6 +58,7 @@ class Kube:
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
         self.coordination = client.CoordinationV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
         self.version = client.VersionApi(self.api_client)
 
     def close(self) -> None:
@@ -218,6 +219,71 @@ class Kube:
                 return False
             raise
         return True
+
+    def wait_established(self, crd: str, timeout: float = 30) -> None:
+        """Wait until a CustomResourceDefinition is Established (its resource served)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.get("CustomResourceDefinition", crd, api_version="apiextensions.k8s.io/v1") or {}
+            conditions = (found.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                return
+            time.sleep(0.2)
+        raise ClusterError(f"CustomResourceDefinition {crd} was not Established within {timeout:g} s")
+
+    def wait_custom(
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        done: Callable[[dict[str, Any] | None], bool],
+        timeout: float,
+    ) -> bool:
+        """Watch one custom object until ``done(obj)`` holds (``obj`` None once it is deleted); return whether
+        it did within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        selector = f"metadata.name={name}"
+        while True:
+            listing: Any = self.custom.list_namespaced_custom_object(
+                group, version, namespace, plural, field_selector=selector, _request_timeout=15
+            )
+            items = listing.get("items") or []
+            current = items[0] if items else None
+            if done(current):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                    self.custom.list_namespaced_custom_object,
+                    group,
+                    version,
+                    namespace,
+                    plural,
+                    field_selector=selector,
+                    resource_version=listing["metadata"]["resourceVersion"],
+                    timeout_seconds=max(1, int(min(remaining, 60))),
+                    _request_timeout=min(remaining, 60) + 5,
+                ):
+                    if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+                        break
+                    current = None if event["type"] == "DELETED" else event["object"]
+                    if done(current):
+                        return True
+                    if time.monotonic() > deadline:
+                        return False
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+            except Exception:  # the connection dropped: list again (or give up past the deadline)
+                if time.monotonic() > deadline:
+                    return False
+            finally:
+                stream.stop()
 
     def wait_for(
         self,

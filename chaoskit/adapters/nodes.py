@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chaoskit.adapters import docker
 from chaoskit.adapters.docker import ExecResult
@@ -34,6 +34,8 @@ INJECTORS = ("docker", "agent")
 INJECTOR_NAMESPACE = "chaoskit-system"
 INJECTOR_NAME = "chaoskit-injector"
 INJECTOR_SELECTOR = f"app={INJECTOR_NAME}"
+REPLACEMENT_WAIT = 60.0
+"""How long a command waits for the node's injector pod to be replaced when there is none running."""
 
 
 class NodeShell(Protocol):
@@ -85,18 +87,51 @@ class AgentShell:
                 }
             return self._pods.get(node)
 
-    def run(self, node: str, command: list[str], timeout: float) -> ExecResult:
+    def serving(self, node: str, wait: float = REPLACEMENT_WAIT) -> str:
+        """The injector pod serving ``node`` now, waiting up to ``wait`` s (on the watch API) for a replacement
+        to run when there is none (a rollout, a deleted pod, a restart)."""
         pod = self.pod_on(node)  # a node missing from the cache is looked up afresh
+        if pod is not None:
+            return pod
+
+        def running(pods: dict[str, Any]) -> bool:
+            return any(
+                p.spec.node_name == node and p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+                for p in pods.values()
+            )
+
+        try:
+            self.kube.wait_for(
+                self.kube.core.list_namespaced_pod,
+                running,
+                wait,
+                f"an injector pod running on {node}",
+                namespace=INJECTOR_NAMESPACE,
+                label_selector=INJECTOR_SELECTOR,
+            )
+        except ClusterError:
+            pass
+        pod = self.pod_on(node, refresh=True)
         if pod is None:
             raise ClusterError(
-                f"no running {INJECTOR_NAME} pod on node {node}: install the agent with 'chaoskit agent install'"
+                f"no running {INJECTOR_NAME} pod on node {node} (waited {wait:g} s): install the agent with "
+                "'chaoskit agent install'"
             )
+        return pod
+
+    def run(self, node: str, command: list[str], timeout: float) -> ExecResult:
+        pod = self.serving(node)
         bounded = ["timeout", "-k", "2", f"{timeout:g}", *command]
         try:
             code, out, err = self.kube.exec_streams(INJECTOR_NAMESPACE, pod, bounded, timeout + 10)
         except ClusterError:
-            self.pod_on(node, refresh=True)  # the pod may have been replaced: look again next time
-            raise
+            # The pod may have been replaced (deleted, restarted, a new image rolled out): a pod that is gone
+            # ran nothing of it, or took what it ran with it, so the command goes to the one serving now.
+            self.pod_on(node, refresh=True)
+            fresh = self.serving(node)
+            if fresh == pod:
+                raise
+            code, out, err = self.kube.exec_streams(INJECTOR_NAMESPACE, fresh, bounded, timeout + 10)
         return ExecResult(code, out, err)
 
     def state(self, node: str) -> str:

@@ -77,7 +77,9 @@ class KubeApi:
 
     def watch(self, path: str, resource_version: str, seconds: int) -> Iterator[Obj]:
         """Yield watch events of a collection for at most ``seconds``."""
-        query = f"?watch=1&resourceVersion={resource_version}&timeoutSeconds={seconds}&allowWatchBookmarks=false"
+        query = (
+            "&" if "?" in path else "?"
+        ) + f"watch=1&resourceVersion={resource_version}&timeoutSeconds={seconds}&allowWatchBookmarks=false"
         with self._request(path + query, timeout=seconds + 15) as response:
             for line in response:
                 if line.strip():

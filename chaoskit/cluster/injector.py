@@ -3,13 +3,21 @@
 ``chaoskit-injector`` is a DaemonSet in ``chaoskit-system``: one privileged
 pod per node, in the host's PID and network namespaces, tolerating every taint
 (a NotReady or cordoned node is exactly where a fault's undo must still run).
-See :mod:`chaoskit.agent.injector` for what it does. Its service account may
-read and mark the fault objects (ConfigMaps) and read the owner Leases of that
-namespace, nothing else: acting on a node needs no API rights, and a
-namespace-scoped Role keeps a compromised agent out of the rest of the API.
+See :mod:`chaoskit.agent.injector` for what it does.
 
-Who may exec into these pods, or write ConfigMaps in ``chaoskit-system``, is
-root on every node: grant it as such.
+Privileges, each the least that works, enforced by the API server:
+
+* **The agent's service account** (a Role in ``chaoskit-system``, nothing
+  cluster-wide): read the ``faults.chaoskit.io`` records and the owner Leases,
+  and patch the records' ``status`` subresource. It cannot create, delete or
+  change what a record asks (its spec), nor write any ConfigMap, Secret or
+  other object anywhere; acting on its node needs no API right at all.
+* **The runner** (``chaoskit-runner``, a ClusterRole installed here for the
+  cluster admin to bind to the accounts that run experiments; chaoskit binds
+  nothing itself): the workloads, namespaces and Services of the systems under
+  test, pod deletes and evictions, node cordons, the records' spec (never
+  their status), the owner Leases, and ``pods/exec``. Exec into a
+  ``chaoskit-injector`` pod is root on that node: bind the role as such.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from chaoskit.adapters.nodes import (
     use,
 )
 from chaoskit.adapters.shell import say
+from chaoskit.agent.injector import GROUP, PLURAL
 from chaoskit.errors import ClusterError, UsageError
+from chaoskit.faults.objects import crd
 
 if TYPE_CHECKING:
     from chaoskit.adapters.kube import Kube
@@ -37,11 +47,49 @@ PRIVILEGED = {f"pod-security.kubernetes.io/{mode}": "privileged" for mode in ("e
 ROLLOUT_TIMEOUT = 180.0
 
 
+AGENT_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["patch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch"]},
+]
+"""Everything the agent's service account may do, all of it in ``chaoskit-system``."""
+RUNNER_ROLE = "chaoskit-runner"
+_ALL = ["get", "list", "watch", "create", "update", "patch", "delete"]
+RUNNER_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["namespaces", "services", "configmaps", "persistentvolumeclaims"], "verbs": _ALL},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [""], "resources": ["endpoints", "events", "serviceaccounts"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"], "verbs": _ALL},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _ALL},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": _ALL},
+    {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": _ALL},
+]
+"""What a runner needs (``chaoskit-runner``); never the records' status, which is the agents' word."""
+
+
+def runner_role() -> dict[str, Any]:
+    """The ``chaoskit-runner`` ClusterRole, for the cluster admin to bind."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": RUNNER_ROLE, "labels": dict(MANAGED_BY)},
+        "rules": RUNNER_RULES,
+    }
+
+
 def manifests(image: str) -> list[dict[str, Any]]:
-    """Every object of the injector, for :meth:`Kube.apply`."""
+    """Every object of the injector, for :meth:`Kube.apply`: the Fault CRD, the runner's ClusterRole, the
+    agent's namespace, account, Role and DaemonSet."""
     labels = {"app": INJECTOR_NAME, **MANAGED_BY}
     meta = {"name": INJECTOR_NAME, "namespace": INJECTOR_NAMESPACE, "labels": labels}
     return [
+        crd(),
+        runner_role(),
         {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -53,10 +101,7 @@ def manifests(image: str) -> list[dict[str, Any]]:
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": meta,
-            "rules": [
-                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "patch"]},
-                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch"]},
-            ],
+            "rules": AGENT_RULES,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -133,6 +178,7 @@ def install(cluster: Cluster, kube: Kube, image: str | None = None) -> str:
             say(f"injector image {image} loaded into {', '.join(loaded)}")
     before = installed_image(kube)
     kube.apply(manifests(image))
+    kube.wait_established(crd()["metadata"]["name"])
     if before != image:
         say(f"injector {image} {'installed' if before is None else 'updated'}; waiting for it on every node")
     try:

@@ -315,11 +315,11 @@ class Fault(ABC):
         return None
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        """Per node, a bash script that undoes this fault there with nothing but the node's tools (no chaoskit
-        code): the injector agent runs it when the fault's owner is gone (:mod:`.objects`). Idempotent, like
-        :meth:`revert`. Empty for faults the agent cannot undo on a node (an API change such as a cordon:
-        ``chaoskit cleanup`` undoes those from the cluster's record)."""
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """Per node, the typed steps (:mod:`chaoskit.agent.actions`) that undo this fault there: the injector
+        agent runs them when the fault's owner is gone (:mod:`.objects`), building every command itself.
+        Idempotent, like :meth:`revert`. Empty for faults the agent cannot undo on a node (an API change such
+        as a cordon: ``chaoskit cleanup`` undoes those from the cluster's record)."""
         return {}
 
     def await_effect(
@@ -411,7 +411,16 @@ class Fault(ABC):
         ledger = Ledger(self.cluster.name)
         if undo is not None:
             # The cluster's record first: if it cannot be written, nothing was recorded and nothing acts.
-            objects.record(self.cluster, self.kube, record.fault_id, self.kind, undo, type(self).agent_undo(undo))
+            objects.record(
+                self.cluster,
+                self.kube,
+                record.fault_id,
+                self.kind,
+                undo,
+                type(self).agent_steps(undo),
+                namespaces=objects.namespaces_of(undo),
+                allow_control_plane=bool(getattr(self.safety, "allow_control_plane", False)),
+            )
             ledger.record(LedgerEntry(record.fault_id, self.kind, self.cluster.name, undo))
         try:
             record.injected_at = time.time()

@@ -34,6 +34,7 @@ from typing import Any
 
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
+from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import (
     ClusterError,
@@ -249,11 +250,19 @@ class DiskFill(Fault):
                 raise FaultUndoFailed(f"removing {undo['file']} on {item['node']} failed: {result.output[-200:]}")
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        scripts: dict[str, list[str]] = {}
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        steps: dict[str, list[dict[str, Any]]] = {}
         for item in undo["containers"]:
-            scripts.setdefault(item["node"], []).append(cls._remove_script(item, undo, True) + ' | grep -q "^left=0$"')
-        return {node: " && ".join(f"( {s} )" for s in lines) for node, lines in scripts.items()}
+            fill = actions.step(
+                "remove-fill",
+                pid=item["pid"],
+                inode=item["netns"],
+                uid=item["uid"],
+                path=str(undo["path"]),
+                file=str(undo["file"]),
+            )
+            steps.setdefault(item["node"], []).append(fill)
+        return steps
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:

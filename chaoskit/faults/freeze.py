@@ -23,6 +23,7 @@ from typing import Any
 
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
+from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
@@ -161,13 +162,12 @@ class Freeze(Fault):
                 raise FaultUndoFailed(f"SIGCONT to {item['target']} failed (exit {result.code}): {result.output}")
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        scripts: dict[str, list[str]] = {}
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        steps: dict[str, list[dict[str, Any]]] = {}
         for item in undo["containers"]:
-            scripts.setdefault(item["node"], [PIDS_IN]).append(
-                f'pids=$(ck_pids {shlex.quote(item["pid_ns"])}); [ -z "$pids" ] || kill -CONT $pids'
-            )
-        return {node: "\n".join(lines) for node, lines in scripts.items()}
+            inode = int(str(item["pid_ns"]).removeprefix("pid:[").removesuffix("]"))
+            steps.setdefault(item["node"], []).append(actions.step("resume", pidNamespace=inode))
+        return steps
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:

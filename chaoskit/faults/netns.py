@@ -40,6 +40,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from chaoskit.adapters import nodes
+from chaoskit.agent import actions
 from chaoskit.errors import ClusterError, FaultUnsupported, SpecError
 
 COMMENT_PREFIX = "chaoskit:"
@@ -265,6 +266,14 @@ def namespaces_script(work: list[tuple[Netns, str]], token: str = "") -> str:
     lines.append("wait")
     lines.append(f'for i in $(seq 0 {len(work) - 1}); do cat "$ck_dir/$i"; done')
     return "\n".join(lines)
+
+
+def steps_by_node(namespaces: Iterable[Netns], op: str, **fields: Any) -> dict[str, list[dict[str, Any]]]:
+    """One typed agent step (:mod:`chaoskit.agent.actions`) per namespace, grouped by node."""
+    steps: dict[str, list[dict[str, Any]]] = {}
+    for ns in namespaces:
+        steps.setdefault(ns.node, []).append(actions.step(op, pid=ns.pid, inode=ns.inode, **fields))
+    return steps
 
 
 def scripts_by_node(work: list[tuple[Netns, str]]) -> dict[str, str]:

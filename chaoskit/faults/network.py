@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from chaoskit.adapters.kube import Kube
+from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
@@ -59,10 +60,8 @@ from chaoskit.faults.netns import (
     PodProcess,
     comment_rules,
     connect_times,
-    delete_qdisc_checked_snippet,
     delete_qdisc_snippet,
     delete_rules,
-    delete_rules_snippet,
     dropped,
     dropped_snippet,
     helpers_running,
@@ -79,8 +78,8 @@ from chaoskit.faults.netns import (
     root_qdiscs,
     rules_in,
     run_everywhere,
-    scripts_by_node,
     start_helper_snippet,
+    steps_by_node,
     tcp_snippet,
     timed_send,
     write_helpers,
@@ -165,9 +164,8 @@ class _PodNetworkFault(Fault):
         delete_rules(cls._namespaces(undo), str(undo["comment"]))
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        snippet = delete_rules_snippet(str(undo["comment"]))
-        return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        return steps_by_node(cls._namespaces(undo), "delete-rules", comment=str(undo["comment"]))
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
@@ -189,10 +187,12 @@ def revert_rules_and_helpers(namespaces: list[Netns], comment: str, table: str, 
         raise FaultUndoFailed(f"ending the {what} of {comment} failed in {'; '.join(failed)}")
 
 
-def agent_undo_rules_and_helpers(namespaces: list[Netns], comment: str, table: str) -> dict[str, str]:
-    """The injector agent's scripts for :func:`revert_rules_and_helpers`, by node."""
-    snippet = f"{delete_rules_snippet(comment, table)} && {helpers_snippet(comment, stop=True)}"
-    return scripts_by_node([(ns, snippet) for ns in namespaces])
+def agent_steps_rules_and_helpers(namespaces: list[Netns], comment: str, table: str) -> dict[str, list[dict[str, Any]]]:
+    """The injector agent's steps for :func:`revert_rules_and_helpers`, by node."""
+    steps = steps_by_node(namespaces, "delete-rules", comment=comment, table=table)
+    for node_steps in steps.values():
+        node_steps.append(actions.step("stop-helpers", comment=comment))
+    return steps
 
 
 def check_rules_and_helpers(namespaces: list[Netns], comment: str, table: str, what: str) -> str:
@@ -221,8 +221,8 @@ class _HelperFault(_PodNetworkFault):
         revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), cls.helper_table, cls.helpers_are)
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        return agent_undo_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), cls.helper_table)
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        return agent_steps_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), cls.helper_table)
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
@@ -508,9 +508,8 @@ class _QdiscFault(_PodNetworkFault):
             raise FaultUndoFailed(f"deleting the qdisc {handle} failed in {'; '.join(failed)}")
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        snippet = delete_qdisc_checked_snippet(str(undo["handle"]))
-        return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        return steps_by_node(cls._namespaces(undo), "delete-qdisc", handle=str(undo["handle"]))
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
@@ -771,10 +770,10 @@ class Latency(_QdiscFault):
         revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE, "delayers")
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         if undo.get("engine", "netem") == "netem":
-            return super().agent_undo(undo)
-        return agent_undo_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE)
+            return super().agent_steps(undo)
+        return agent_steps_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE)
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from chaoskit.adapters import docker
 from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, ZONE_LABEL, Kube, lease_renewed, node_ready, pod_ready
 from chaoskit.adapters.nodes import AgentShell
 from chaoskit.adapters.shell import say
+from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
 from chaoskit.faults import objects
@@ -146,12 +147,12 @@ class NodeFailure(Fault):
         return undo
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        return {str(undo["node"]): KUBELET_START} if undo.get("mode") == "kubelet" else {}
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        return {str(undo["node"]): [actions.step("start-kubelet")]} if undo.get("mode") == "kubelet" else {}
 
     def inject(self, targets: list[str]) -> None:
         if self.spec.mode == "kubelet":
-            objects.ask(self.kube, self.fault_id, f"inject.{targets[0]}", KUBELET_STOP)
+            objects.ask_inject(self.kube, self.fault_id, targets[0], [actions.step("stop-kubelet")])
             objects.await_mark(self.kube, self.fault_id, targets[0], "injected", AGENT_TIMEOUT)
             return
         if self.spec.mode == "stop":
@@ -191,9 +192,9 @@ class NodeFailure(Fault):
         """Have the node's injector start the kubelet again (through the fault's object, recreated if it is
         gone); return the Unix time from which the kubelet's signs of life count."""
         node, fault_id = str(undo["node"]), str(undo["fault_id"])
-        if not any(found.fault_id == fault_id for found in objects.listed(kube)):
-            objects.record(cluster, kube, fault_id, cls.kind, undo, cls.agent_undo(undo))
-        objects.ask(kube, fault_id, "undo-requested", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if objects.read(kube, fault_id) is None:
+            objects.record(cluster, kube, fault_id, cls.kind, undo, cls.agent_steps(undo))
+        objects.ask_undo(kube, fault_id)
         mark = objects.await_mark(kube, fault_id, node, "undone", AGENT_TIMEOUT)
         say(f"node {node}: the injector started its kubelet ({mark.get('why')})")
         # By the node's own clock, as the kubelet's lease and heartbeats are: this machine's may differ.
@@ -369,11 +370,11 @@ class ZoneFailure(Fault):
         return {"zone": self.spec.zone, "members": [m.undo_data([m.spec.node]) for m in self._members]}
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        scripts: dict[str, str] = {}
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        steps: dict[str, list[dict[str, Any]]] = {}
         for member in undo["members"]:
-            scripts.update(NodeFailure.agent_undo(member))
-        return scripts
+            steps.update(NodeFailure.agent_steps(member))
+        return steps
 
     def inject(self, targets: list[str]) -> None:
         with ThreadPoolExecutor(max_workers=len(self._members)) as pool:

@@ -39,6 +39,7 @@ from typing import Any
 
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, Kube
+from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
@@ -59,7 +60,7 @@ from chaoskit.faults.netns import (
     probe_from_node,
     read_rules,
     refuse_if_held,
-    scripts_by_node,
+    steps_by_node,
 )
 from chaoskit.faults.node import NodeFailure, await_not_ready, eligible_nodes
 
@@ -291,10 +292,12 @@ class NodePartition(Fault):
         NodeFailure.await_back(cluster, kube, str(undo["node"]), since, None, float(undo.get("timeout", 120)) + 60)
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         comment = str(undo["comment"])
-        snippet = f"{delete_both_snippet(comment)} && {helpers_snippet(comment, stop=True)}"
-        return scripts_by_node([(ns, snippet) for ns in cls._namespaces(undo)])
+        steps = steps_by_node(cls._namespaces(undo), "delete-rules", comment=comment, families=["ipv4", "ipv6"])
+        for node_steps in steps.values():
+            node_steps.append(actions.step("stop-helpers", comment=comment))
+        return steps
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:

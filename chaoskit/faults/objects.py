@@ -38,7 +38,11 @@ from kubernetes.client.exceptions import ApiException
 
 from chaoskit.adapters.nodes import INJECTOR_NAME, INJECTOR_NAMESPACE
 from chaoskit.adapters.shell import say
+from chaoskit.agent import actions
+from chaoskit.agent.actions import Refused
+from chaoskit.agent.injector import GROUP, PLURAL, VERSION
 from chaoskit.errors import ClusterError
+from chaoskit.faults.validate import check_undo
 
 if TYPE_CHECKING:
     from chaoskit.adapters.kube import Kube
@@ -202,30 +206,160 @@ def object_name(fault_id: str) -> str:
     return f"chaoskit-fault-{fault_id}"
 
 
-def record(
-    cluster: Cluster, kube: Kube, fault_id: str, kind: str, undo: dict[str, Any], scripts: dict[str, str]
-) -> None:
-    """Write the fault object before the fault acts (write-ahead, like the ledger)."""
-    lease = owner(cluster).ensure(kube)
-    data = {"kind": kind, "undo": json.dumps(undo), "owner": json.dumps(_who())}
-    data.update({f"undo.{node}": script for node, script in scripts.items()})
-    body: Any = {
-        "metadata": {
-            "name": object_name(fault_id),
-            "labels": {FAULT_LABEL: fault_id, OWNER_LABEL: lease},
+def namespaces_of(undo: dict[str, Any]) -> tuple[str, ...]:
+    """The Kubernetes namespaces of a fault's targets, from its undo data (pods named ``namespace/name``)."""
+    found = set()
+    for item in undo.get("namespaces") or []:
+        if len(item) > 3 and "/" in str(item[3]):
+            found.add(str(item[3]).split("/", 1)[0])
+    for item in undo.get("containers") or []:
+        for key in ("target", "pod"):
+            if "/" in str(item.get(key, "")):
+                found.add(str(item[key]).split("/", 1)[0])
+    return tuple(sorted(found))
+
+
+def crd() -> dict[str, Any]:
+    """The ``faults.chaoskit.io`` CustomResourceDefinition: what a record may hold, checked by the API server
+    as well (the agent validates every step again, whoever wrote it)."""
+    step = {
+        "type": "object",
+        "required": ["op"],
+        "properties": {
+            "op": {"type": "string", "enum": list(actions.OPS)},
+            "pid": {"type": "integer", "minimum": 1, "maximum": actions.PID_MAX},
+            "inode": {"type": "integer", "minimum": 1},
+            "pidNamespace": {"type": "integer", "minimum": 1},
+            "table": {"type": "string", "enum": list(actions.TABLES)},
+            "families": {"type": "array", "items": {"type": "string", "enum": list(actions.FAMILIES)}},
+            "comment": {"type": "string", "pattern": actions.COMMENT.pattern, "maxLength": 100},
+            "handle": {"type": "string", "pattern": actions.HANDLE.pattern},
+            "uid": {"type": "string", "pattern": actions.UID.pattern},
+            "path": {"type": "string", "maxLength": 1024},
+            "file": {"type": "string", "pattern": actions.FILL_FILE.pattern, "maxLength": 80},
         },
-        "data": data,
+    }
+    steps = {"type": "array", "maxItems": actions.MAX_STEPS, "items": step}
+    spec = {
+        "type": "object",
+        "required": ["faultId", "kind", "ownerLease", "nodes"],
+        "properties": {
+            "faultId": {"type": "string", "maxLength": 253},
+            "kind": {"type": "string", "maxLength": 63},
+            "ownerLease": {"type": "string", "maxLength": 253},
+            "owner": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "undo": {"type": "string", "maxLength": 262144, "description": "the fault kind's undo data (JSON)"},
+            "namespaces": {"type": "array", "items": {"type": "string", "maxLength": 63}},
+            "allowControlPlane": {"type": "boolean"},
+            "undoRequested": {"type": "string"},
+            "nodes": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {"undo": steps, "inject": steps},
+                },
+            },
+        },
+    }
+    status = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    printer = [
+        {"name": "Kind", "type": "string", "jsonPath": ".spec.kind"},
+        {"name": "Owner", "type": "string", "jsonPath": ".spec.ownerLease"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}", "labels": {"app.kubernetes.io/managed-by": "chaoskit"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"plural": PLURAL, "singular": "fault", "kind": "Fault", "categories": ["chaoskit"]},
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": spec, "status": status},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+_crd_seen: set[str] = set()
+
+
+def ensure_crd(kube: Kube) -> None:
+    """Create the Fault CRD when the cluster lacks it (kind: the runner is its admin); elsewhere a cluster
+    admin installs it with the agent, and a runner without the right is told so."""
+    key = f"{kube.kubeconfig}/{kube.context}"
+    if key in _crd_seen:
+        return
+    name = f"{PLURAL}.{GROUP}"
+    if kube.get("CustomResourceDefinition", name, api_version="apiextensions.k8s.io/v1") is None:
+        try:
+            kube.apply([crd()])
+        except Exception as exc:
+            raise ClusterError(
+                f"the cluster has no {name} CustomResourceDefinition, and it could not be created ({exc}); "
+                "a cluster admin installs it with 'chaoskit agent install'"
+            ) from None
+        kube.wait_established(name)
+    _crd_seen.add(key)
+
+
+def record(
+    cluster: Cluster,
+    kube: Kube,
+    fault_id: str,
+    kind: str,
+    undo: dict[str, Any],
+    steps: dict[str, list[dict[str, Any]]],
+    *,
+    namespaces: tuple[str, ...] = (),
+    allow_control_plane: bool = False,
+) -> None:
+    """Write the fault's record before the fault acts (write-ahead, like the ledger): its undo data for the
+    runners' sweep, and per node the typed steps an agent runs to undo it there."""
+    lease = owner(cluster).ensure(kube)
+    ensure_crd(kube)
+    for items in steps.values():
+        actions.check_steps(items)  # a step this side built wrong is a bug: never written
+    body: Any = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Fault",
+        "metadata": {"name": object_name(fault_id), "labels": {FAULT_LABEL: fault_id, OWNER_LABEL: lease}},
+        "spec": {
+            "faultId": fault_id,
+            "kind": kind,
+            "ownerLease": lease,
+            "owner": _who(),
+            "undo": json.dumps(undo),
+            "namespaces": sorted(set(namespaces)),
+            "allowControlPlane": allow_control_plane,
+            "nodes": {node: {"undo": items} for node, items in steps.items()},
+        },
     }
     try:
-        kube.core.create_namespaced_config_map(NAMESPACE, body)
+        kube.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
     except ApiException as exc:
         raise ClusterError(f"cannot record fault {fault_id} in the cluster: {exc.reason}") from None
 
 
 def settle(kube: Kube, fault_id: str) -> None:
-    """Remove a fault's object once its undo is proven (gone already is fine)."""
+    """Remove a fault's record once its undo is proven (gone already is fine)."""
     try:
-        kube.core.delete_namespaced_config_map(object_name(fault_id), NAMESPACE, _request_timeout=10)
+        kube.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, object_name(fault_id), _request_timeout=10
+        )
     except ApiException as exc:
         if exc.status != 404:
             raise ClusterError(f"cannot remove the cluster record of fault {fault_id}: {exc.reason}") from None
@@ -240,54 +374,70 @@ def settle_or_warn(kube: Kube, fault_id: str) -> None:
         say(f"warning: {exc}; 'chaoskit cleanup' removes it")
 
 
-def ask(kube: Kube, fault_id: str, key: str, value: str) -> None:
-    """Add ``key`` to a fault object's data, for the agents to act on (``inject.NODE``, ``undo-requested``)."""
+def _patch_spec(kube: Kube, fault_id: str, spec: dict[str, Any]) -> None:
     try:
-        kube.core.patch_namespaced_config_map(object_name(fault_id), NAMESPACE, {"data": {key: value}})
+        kube.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, object_name(fault_id), {"spec": spec}
+        )
     except ApiException as exc:
         raise ClusterError(f"cannot ask the agents about fault {fault_id}: {exc.reason}") from None
+
+
+def ask_inject(kube: Kube, fault_id: str, node: str, steps: list[dict[str, Any]]) -> None:
+    """Ask the agent on ``node`` to inject by ``steps`` (once; answered in its status)."""
+    actions.check_steps(steps, actions.INJECT_OPS)
+    _patch_spec(kube, fault_id, {"nodes": {node: {"inject": steps}}})
+
+
+def ask_undo(kube: Kube, fault_id: str) -> None:
+    """Ask every agent of the record to run its undo steps now."""
+    _patch_spec(kube, fault_id, {"undoRequested": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def read(kube: Kube, fault_id: str) -> dict[str, Any] | None:
+    """The record as the API has it; None when it is gone."""
+    try:
+        obj: Any = kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, object_name(fault_id), _request_timeout=10
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise ClusterError(f"cannot read the record of fault {fault_id}: {exc.reason}") from None
+    return dict(obj)
+
+
+def node_status(obj: dict[str, Any] | None, node: str) -> dict[str, Any]:
+    return dict(((obj or {}).get("status") or {}).get("nodes", {}).get(node) or {})
 
 
 def await_mark(kube: Kube, fault_id: str, node: str, done: str, timeout: float) -> dict[str, Any]:
     """Wait, on the watch API, until the agent on ``node`` marks the fault ``done`` (``injected``, ``undone``);
     return its mark.
 
-    A mark of failure (``inject-failed.NODE``) raises at once with the agent's
-    output; no mark within ``timeout`` (no agent on the node, or one that is
-    stuck) raises too, with the agent's last failed try if there was one.
+    A mark of failure or refusal (``injectFailed``, ``refused``) raises at once
+    with the agent's reason; no mark within ``timeout`` (no agent on the node,
+    or one that is stuck) raises too, with the agent's last failed try if there
+    was one.
     """
     action = "inject" if done == "injected" else "undo"
-    name = object_name(fault_id)
-    done_key, failed_key = f"{done}.{node}", f"{action}-failed.{node}"
-    ends = (done_key, failed_key) if action == "inject" else (done_key,)
+    failed_key = f"{action}Failed"
+    ends = (done, failed_key, "refused") if action == "inject" else (done, "refused")
 
-    def marked(items: dict[str, Any]) -> bool:
-        record = items.get(name)  # gone: the read below says so at once
-        return record is None or any(key in (record.data or {}) for key in ends)
+    def marked(obj: dict[str, Any] | None) -> bool:
+        return obj is None or any(key in node_status(obj, node) for key in ends)
 
-    try:
-        kube.wait_for(
-            kube.core.list_namespaced_config_map,
-            marked,
-            timeout,
-            f"the injector on {node} to {action} {fault_id}",
-            namespace=NAMESPACE,
-            field_selector=f"metadata.name={name}",
-        )
-        waited = True
-    except ClusterError:
-        waited = False
-    data = kube.core.read_namespaced_config_map(name, NAMESPACE, _request_timeout=10).data or {}
-    if done_key in data:
-        mark: dict[str, Any] = json.loads(data[done_key])
+    waited = kube.wait_custom(GROUP, VERSION, NAMESPACE, PLURAL, object_name(fault_id), marked, timeout)
+    status = node_status(read(kube, fault_id), node)
+    if done in status:
+        mark: dict[str, Any] = status[done]
         return mark
-    failed = data.get(failed_key)
+    if "refused" in status:
+        raise ClusterError(f"the injector on {node} refused {fault_id}: {status['refused'].get('reason')}")
+    failed = status.get(failed_key)
     if waited and failed:  # only an inject ends the wait on a failure
-        detail = json.loads(failed)
-        raise ClusterError(
-            f"the injector on {node} could not {action} {fault_id} (exit {detail['code']}): {detail['output']}"
-        )
-    extra = f"; its last try failed: {json.loads(failed)['output'][-300:]}" if failed else ""
+        raise ClusterError(f"the injector on {node} could not {action} {fault_id}: {failed.get('output')}")
+    extra = f"; its last try failed: {str(failed.get('output'))[-300:]}" if failed else ""
     raise ClusterError(
         f"the injector on {node} did not {action} {fault_id} within {timeout:g} s "
         f"(is {INJECTOR_NAME} running there?){extra}"
@@ -305,11 +455,15 @@ class FaultObject:
     owner: dict[str, Any]
     """``host``, ``pid`` and ``command`` of the process that injected it."""
     nodes: tuple[str, ...]
-    """The nodes with an undo script."""
+    """The nodes with undo steps."""
     undone_on: tuple[str, ...]
-    """The nodes whose agent has run its undo script."""
+    """The nodes whose agent has run its undo steps."""
     owner_alive: bool
     """Whether its owner's Lease is still renewed."""
+    refused: str = ""
+    """Why the record cannot be used (a field that does not validate, in it or as an agent judged it)."""
+    agent_marks: dict[str, dict[str, Any]] | None = None
+    """Each node's status, as its agent wrote it."""
 
 
 def _owner_leases(kube: Kube) -> list[Any]:
@@ -319,35 +473,54 @@ def _owner_leases(kube: Kube) -> list[Any]:
 
 
 def listed(kube: Kube, owner_leases: list[Any] | None = None) -> list[FaultObject]:
-    """Every fault object in the cluster, with whether its owner is alive (judged from ``owner_leases`` when
-    the caller has just read them); none when ``chaoskit-system`` is absent."""
+    """Every fault record in the cluster, with whether its owner is alive (judged from ``owner_leases`` when
+    the caller has just read them); none when the Fault CRD or ``chaoskit-system`` is absent. A record
+    whose fields do not validate is listed with ``refused`` saying why; its undo data is then empty."""
     try:
-        items: list[Any] = kube.core.list_namespaced_config_map(NAMESPACE, label_selector=FAULT_LABEL).items
+        listing: Any = kube.custom.list_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, label_selector=FAULT_LABEL, _request_timeout=30
+        )
         lease_items = _owner_leases(kube) if owner_leases is None else owner_leases
         leases = {lease.metadata.name: lease for lease in lease_items}
     except ApiException as exc:
         if exc.status == 404:
             return []
         raise ClusterError(f"cannot read the faults recorded in the cluster: {exc.reason}") from None
-    found = []
-    for item in items:
-        data = item.data or {}
-        lease_name = (item.metadata.labels or {}).get(OWNER_LABEL, "")
-        lease = leases.get(lease_name)
-        nodes = tuple(sorted(k.removeprefix("undo.") for k in data if k.startswith("undo.")))
-        found.append(
-            FaultObject(
-                fault_id=(item.metadata.labels or {}).get(FAULT_LABEL, item.metadata.name),
-                kind=data.get("kind", "?"),
-                undo=json.loads(data.get("undo", "{}")),
-                owner_lease=lease_name,
-                owner=json.loads(data.get("owner", "{}")),
-                nodes=nodes,
-                undone_on=tuple(n for n in nodes if f"undone.{n}" in data),
-                owner_alive=lease is not None and not lease_expired(lease),
-            )
-        )
-    return found
+    return [_fault_object(item, leases) for item in listing.get("items") or []]
+
+
+def _fault_object(item: dict[str, Any], leases: dict[str, Any]) -> FaultObject:
+    meta, spec = item.get("metadata") or {}, item.get("spec") or {}
+    marks = dict((item.get("status") or {}).get("nodes") or {})
+    lease_name = str(spec.get("ownerLease", ""))
+    lease = leases.get(lease_name)
+    nodes = tuple(sorted(str(n) for n in (spec.get("nodes") or {})))
+    refused, undo = "", {}
+    try:
+        fault_id = actions._name(spec.get("faultId"), "spec.faultId")
+        actions._name(lease_name, "spec.ownerLease")
+        for node in nodes:
+            actions.check_node(node, "spec.nodes")
+        raw = spec.get("undo", "{}")
+        if not isinstance(raw, str) or len(raw) > 262144:
+            raise Refused("spec.undo is not JSON text")
+        undo = json.loads(raw)
+        check_undo(undo, "spec.undo")
+    except (Refused, ValueError) as exc:
+        refused, undo = str(exc), {}
+        fault_id = str((meta.get("labels") or {}).get(FAULT_LABEL, meta.get("name", "?")))[:80]
+    return FaultObject(
+        fault_id=fault_id,
+        kind=str(spec.get("kind", "?"))[:63],
+        undo=undo,
+        owner_lease=lease_name,
+        owner=dict(spec["owner"]) if isinstance(spec.get("owner"), dict) else {},
+        nodes=nodes,
+        undone_on=tuple(n for n in nodes if "undone" in (marks.get(n) or {})),
+        owner_alive=lease is not None and not lease_expired(lease),
+        refused=refused,
+        agent_marks=marks,
+    )
 
 
 def live_owners(kube: Kube) -> set[str] | None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
+from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
@@ -280,8 +281,8 @@ class Stress(Fault):
                 raise FaultUndoFailed(f"ending the stressors on {node} failed: {result.output[-200:]}")
 
     @classmethod
-    def agent_undo(cls, undo: dict[str, Any]) -> dict[str, str]:
-        return {node: helpers_snippet(str(undo["comment"]), stop=True) for node in cls._nodes(undo)}
+    def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        return {node: [actions.step("stop-helpers", comment=str(undo["comment"]))] for node in cls._nodes(undo)}
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:

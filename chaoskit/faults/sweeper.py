@@ -29,6 +29,7 @@ from chaoskit.errors import FaultUndoFailed
 from chaoskit.faults import container, drain, freeze, network, node, objects, pod, signals  # noqa: F401
 from chaoskit.faults.base import Fault, undo_and_prove
 from chaoskit.faults.ledger import Ledger, LedgerEntry
+from chaoskit.faults.validate import Refused, check_undo
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
 def undo_object(cluster: Cluster, kube: Kube, found: objects.FaultObject) -> tuple[str, str]:
     """Undo, prove and remove a fault the cluster records for a dead owner that this machine's ledger does not
     know (another machine's run, or a ledger file that is gone); returns as :func:`undo_entry` does."""
+    if found.refused:
+        return "failed", f"{found.fault_id}: its record in the cluster is refused, nothing of it run: {found.refused}"
     who = found.owner
     agents = f"; the agents had undone it on {', '.join(found.undone_on)}" if found.undone_on else ""
     announce = (
@@ -123,7 +126,11 @@ def _undo_recorded(
     ledger by ``settle_ledger(how)``, then in the cluster. A moot fault (its targets gone) is settled as such."""
     fault = Fault.registry.get(kind)
     if fault is None:
-        return "failed", f"{fault_id}: unknown fault kind {kind!r}"
+        return "failed", f"{fault_id}: unknown fault kind {kind!r:.40}"
+    try:
+        check_undo(undo)
+    except Refused as exc:  # a planted or damaged record: none of its data reaches a node
+        return "failed", f"{fault_id}: refused, nothing of it run: {exc}"
     try:
         reason = fault.moot(cluster, kube, undo)
     except Exception as exc:

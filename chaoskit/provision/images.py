@@ -62,7 +62,7 @@ PROMETHEUS_RELEASE = "trixie"
 """The Debian release whose ``prometheus`` package chaoskit runs (see :func:`build_prometheus_image`)."""
 
 
-INJECTOR_MODULES = ("injector.py",)
+INJECTOR_MODULES = ("injector.py", "actions.py")
 """Agent modules that run in the injector image only, not in the node image's agent image."""
 COPIED_MODULES = ("nfqdelay.py", "dnsfault.py", "stress.py", "helperlib.py", "httpfault.py")
 """Agent modules in no image: a fault copies them to the node (or the agent's pod) when it needs them."""

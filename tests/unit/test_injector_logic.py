@@ -8,13 +8,15 @@ import pytest
 
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
-from chaoskit.agent.injector import LeaseClock, due
+from chaoskit.agent import actions
+from chaoskit.agent.actions import Refused
+from chaoskit.agent.injector import LeaseClock, Rules, due
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultUnsupported
 from chaoskit.faults import netns
 from chaoskit.faults.freeze import Freeze
 from chaoskit.faults.network import Bandwidth, Partition
-from chaoskit.faults.node import KUBELET_START, NodeFailure
+from chaoskit.faults.node import NodeFailure
 from chaoskit.faults.node_partition import NodePartition, NodePartitionSpec, heal_timer_snippet
 
 NODE = "worker-1"
@@ -24,8 +26,14 @@ def lease(name: str, renewed: str, duration: int = 15) -> dict:
     return {"metadata": {"name": name}, "spec": {"renewTime": renewed, "leaseDurationSeconds": duration}}
 
 
-def fault(data: dict, owner: str = "owner-a") -> dict:
-    return {"metadata": {"name": "chaoskit-fault-x", "labels": {"chaoskit.io/owner": owner}}, "data": data}
+def fault(nodes: dict, owner: str = "owner-a", status: dict | None = None, **spec) -> dict:
+    """A Fault record as the API serves it."""
+    body = {"faultId": "partition-1", "kind": "partition", "ownerLease": owner, "nodes": nodes, **spec}
+    return {"metadata": {"name": "chaoskit-fault-partition-1"}, "spec": body, "status": {"nodes": status or {}}}
+
+
+UNDO = [{"op": "delete-rules", "pid": 10, "inode": 111, "comment": "chaoskit:partition-1"}]
+STOP = [{"op": "stop-kubelet"}]
 
 
 def test_a_lease_expires_by_the_agents_clock_when_its_renew_time_stops_changing():
@@ -44,31 +52,166 @@ def test_due_undo_beats_inject_and_only_for_this_node_once():
     clock = LeaseClock()
     live = {"owner-a": lease("owner-a", "t1")}
     clock.observe(list(live.values()), at=0.0)
-    both = fault({f"undo.{NODE}": "u", f"inject.{NODE}": "i"})
-    assert due(both, NODE, live, clock, at=1.0) == ("inject", "its owner asked")
-    assert due(fault({f"undo.{NODE}": "u"}), NODE, live, clock, at=1.0) is None  # owner alive, not asked
-    action, why = due(both, NODE, live, clock, at=20.0) or ("", "")
+    both = fault({NODE: {"undo": UNDO, "inject": STOP}})
+    assert due(both, NODE, live, clock, at=1.0)[:2] == ("inject", "its owner asked")
+    assert due(fault({NODE: {"undo": UNDO}}), NODE, live, clock, at=1.0) is None  # owner alive, not asked
+    action, why, steps = due(both, NODE, live, clock, at=20.0) or ("", "", [])
     assert action == "undo" and "not renewed" in why  # a fault whose owner is gone is not started
-    asked = fault({f"undo.{NODE}": "u", "undo-requested": "now"})
-    assert due(asked, NODE, live, clock, at=1.0) == ("undo", "its owner asked at now")
-    done = fault({f"undo.{NODE}": "u", "undo-requested": "now", f"undone.{NODE}": "{}"})
+    assert [str(s) for s in steps] == [
+        "delete-rules(comment=chaoskit:partition-1, families=('ipv4',), inode=111, pid=10, table=filter)"
+    ]
+    asked = fault({NODE: {"undo": UNDO}}, undoRequested="now")
+    assert due(asked, NODE, live, clock, at=1.0)[:2] == ("undo", "its owner asked at now")
+    done = fault({NODE: {"undo": UNDO}}, undoRequested="now", status={NODE: {"undone": {}}})
     assert due(done, NODE, live, clock, at=1.0) is None
-    assert due(fault({"undo.other-node": "u"}), NODE, {}, clock, at=1.0) is None
-    failed = fault({f"undo.{NODE}": "u", f"inject.{NODE}": "i", f"inject-failed.{NODE}": "{}"})
+    assert due(fault({"other-node": {"undo": UNDO}}), NODE, {}, clock, at=1.0) is None
+    failed = fault({NODE: {"undo": UNDO, "inject": STOP}}, status={NODE: {"injectFailed": {}}})
     assert due(failed, NODE, live, clock, at=1.0) is None  # an inject is tried once, never again later
 
 
-def test_every_agent_undo_is_grouped_by_node():
+def test_an_inject_needs_a_live_owner_the_agent_has_seen():
+    clock = LeaseClock()
+    asked = fault({NODE: {"undo": [{"op": "start-kubelet"}], "inject": STOP}}, owner="owner-z")
+    assert due(asked, NODE, {}, clock, at=1.0)[:2] == ("undo", "its owner's lease owner-z is gone")
+    no_undo = fault({NODE: {"inject": STOP}}, owner="owner-z")
+    assert due(no_undo, NODE, {}, clock, at=1.0) is None  # no owner: never started
+
+
+def test_the_agent_refuses_a_kubelet_stop_on_the_control_plane_unless_the_record_allows_it():
+    clock = LeaseClock()
+    live = {"owner-a": lease("owner-a", "t1")}
+    clock.observe(list(live.values()), at=0.0)
+    control_plane = Rules(control_plane=True)
+    action, why, _ = due(fault({NODE: {"inject": STOP}}), NODE, live, clock, 1.0, control_plane) or ("", "", [])
+    assert action == "refuse" and "control plane" in why
+    allowed = fault({NODE: {"inject": STOP}}, allowControlPlane=True)
+    assert due(allowed, NODE, live, clock, 1.0, control_plane)[:2] == ("inject", "its owner asked")
+    protected = fault({NODE: {"inject": STOP}}, namespaces=["kube-system"])
+    assert due(protected, NODE, live, clock, 1.0)[:2] == (
+        "refuse",
+        "namespace(s) kube-system are protected on this cluster",
+    )
+    refused = fault({NODE: {"inject": STOP}}, namespaces=["kube-system"], status={NODE: {"refused": {}}})
+    assert due(refused, NODE, live, clock, 1.0) is None  # refused once
+
+
+EVIL = ["$(touch /tmp/pwned)", "`id`", "a;b", "a\nb", "a'b", 'a"b', "../../etc"]
+
+
+@pytest.mark.parametrize("evil", EVIL)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda e: {"op": "delete-rules", "pid": 10, "inode": 111, "comment": e},
+        lambda e: {"op": "delete-rules", "pid": e, "inode": 111, "comment": "chaoskit:p-1"},
+        lambda e: {"op": "delete-rules", "pid": 10, "inode": 111, "comment": "chaoskit:p-1", "table": e},
+        lambda e: {"op": "delete-qdisc", "pid": 10, "inode": 111, "handle": e},
+        lambda e: {"op": "stop-helpers", "comment": "chaoskit:" + e},
+        lambda e: {"op": "remove-fill", "pid": 1, "inode": 2, "uid": e, "path": "/data", "file": ".chaoskit-fill-x"},
+        lambda e: {
+            "op": "remove-fill",
+            "pid": 1,
+            "inode": 2,
+            "uid": "0" * 8 + "-0000-0000-0000-" + "0" * 12,
+            "path": "/data/" + e,
+            "file": ".chaoskit-fill-x",
+        },
+        lambda e: {"op": e},
+        lambda e: {"op": "resume", "pidNamespace": 5, e: 1},
+    ],
+)
+def test_a_step_with_shell_text_in_any_field_is_refused(make, evil):
+    with pytest.raises(Refused):
+        actions.check_step(make(evil), actions.OPS)
+
+
+def test_a_record_that_does_not_validate_is_refused_with_the_reason_and_runs_nothing():
+    clock = LeaseClock()
+    planted = fault({NODE: {"undo": [{"op": "delete-qdisc", "pid": 10, "inode": 1, "handle": "1:; touch /x"}]}})
+    action, why, steps = due(planted, NODE, {}, clock, at=1.0) or ("", "", [])
+    assert action == "refuse" and "handle" in why and steps == []
+    scripted = fault(
+        {NODE: {"undo": UNDO, "inject": [{"op": "delete-rules", "pid": 1, "inode": 1, "comment": "chaoskit:x"}]}}
+    )
+    assert due(scripted, NODE, {}, clock, at=1.0)[0] == "refuse"  # an undo op is no inject
+    legacy = fault({}, **{"undo.worker-1": "touch /x"})  # the old ConfigMap shape: text, not steps
+    assert due(legacy, NODE, {}, clock, at=1.0) is None  # nothing for this node, nothing run
+    bad_node = fault({"worker-1;id": {"undo": UNDO}})
+    assert due(bad_node, NODE, {}, clock, at=1.0)[0] == "refuse"
+
+
+def test_every_fault_kind_hands_the_agent_typed_steps_by_node():
     undo = {"comment": "chaoskit:partition-1", "namespaces": [[NODE, 10, 111, "a/p1"], ["worker-2", 20, 222, "a/p2"]]}
-    scripts = Partition.agent_undo(undo)
-    assert set(scripts) == {NODE, "worker-2"}
-    assert "ck_pid 10 111" in scripts[NODE] and "ck_pid 20 222" not in scripts[NODE]
-    assert "exit $ck_status" in scripts[NODE]
-    assert "tc qdisc del" in Bandwidth.agent_undo({"handle": "1a2b:", "namespaces": [[NODE, 10, 111, "a/p1"]]})[NODE]
+    steps = Partition.agent_steps(undo)
+    assert set(steps) == {NODE, "worker-2"}
+    assert steps[NODE] == [
+        {
+            "op": "delete-rules",
+            "pid": 10,
+            "inode": 111,
+            "table": "filter",
+            "comment": "chaoskit:partition-1",
+            "families": ["ipv4"],
+        }
+    ]
+    qdisc = Bandwidth.agent_steps({"handle": "1a2b:", "namespaces": [[NODE, 10, 111, "a/p1"]]})
+    assert qdisc == {NODE: [{"op": "delete-qdisc", "pid": 10, "inode": 111, "handle": "1a2b:"}]}
     frozen = {"containers": [{"node": NODE, "pid_ns": "pid:[4026532000]", "target": "a/p1", "ip": "10.0.0.1"}]}
-    assert "kill -CONT" in Freeze.agent_undo(frozen)[NODE]
-    assert NodeFailure.agent_undo({"node": NODE, "mode": "kubelet", "fault_id": "x"}) == {NODE: KUBELET_START}
-    assert NodeFailure.agent_undo({"node": NODE, "mode": "stop"}) == {}  # a stopped node has no agent to run it
+    assert Freeze.agent_steps(frozen) == {NODE: [{"op": "resume", "pidNamespace": 4026532000}]}
+    assert NodeFailure.agent_steps({"node": NODE, "mode": "kubelet", "fault_id": "x"}) == {
+        NODE: [{"op": "start-kubelet"}]
+    }
+    assert NodeFailure.agent_steps({"node": NODE, "mode": "stop"}) == {}  # a stopped node has no agent to run it
+    with pytest.raises(Refused):  # a bad field is refused before it is written
+        Bandwidth.agent_steps({"handle": "1a2b: ; reboot", "namespaces": [[NODE, 10, 111, "a/p1"]]})
+
+
+def fake_node(tmp_path, monkeypatch, listing: str, stays: bool = False):
+    """A node whose /proc holds pid 10 in net:[111], and fake nsenter / iptables tools on PATH."""
+    proc = tmp_path / "proc"
+    (proc / "10" / "ns").mkdir(parents=True)
+    (proc / "10" / "ns" / "net").symlink_to("net:[111]")
+    (tmp_path / "rules").write_text(listing + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    save = f"cat {tmp_path}/rules" if stays else f"[ -e {tmp_path}/done ] || cat {tmp_path}/rules"
+    fakes = {
+        "nsenter": 'echo "$2" >> ' + f"{tmp_path}/entered" + '; shift 3; exec "$@"',
+        "iptables-save": save,
+        "iptables-restore": f"cat >> {tmp_path}/restored; touch {tmp_path}/done",
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return actions.Node(proc=str(proc), tmp=str(tmp_path))
+
+
+def test_the_agents_rule_undo_runs_argument_vectors_and_never_a_rule_as_shell(tmp_path, monkeypatch):
+    mine = '-A INPUT -s 10.0.0.2/32 -m comment --comment "chaoskit:partition-1" -j DROP'
+    evil = '-A INPUT -m comment --comment "chaoskit:partition-1" -m comment --comment "x$(touch {0}/pwned)" -j DROP'
+    other = '-A INPUT -s 10.0.0.3/32 -m comment --comment "chaoskit:partition-12" -j DROP'
+    node = fake_node(tmp_path, monkeypatch, "\n".join([mine, evil.format(tmp_path), other]))
+    step = actions.check_step(UNDO[0])
+    assert "deleted 2 ipv4 rule(s)" in actions.run_step(node, step)
+    restored = (tmp_path / "restored").read_text()
+    assert "-D INPUT -s 10.0.0.2/32" in restored and "chaoskit:partition-12" not in restored
+    assert not (tmp_path / "pwned").exists()  # handed to iptables-restore as text, never to a shell
+    assert (tmp_path / "entered").read_text().split() == ["10", "10", "10"]
+
+
+def test_the_agents_rule_undo_fails_naming_a_rule_still_there(tmp_path, monkeypatch):
+    rule = '-A INPUT -s 10.0.0.2/32 -m comment --comment "chaoskit:partition-1" -j DROP'
+    node = fake_node(tmp_path, monkeypatch, rule, stays=True)
+    with pytest.raises(actions.StepFailed, match="still in place"):
+        actions.run_step(node, actions.check_step(UNDO[0]))
+
+
+def test_a_namespace_no_process_is_in_is_gone_and_nothing_runs(tmp_path, monkeypatch):
+    node = fake_node(tmp_path, monkeypatch, "")
+    gone = actions.check_step({**UNDO[0], "inode": 999})
+    assert actions.run_step(node, gone) == "namespace gone"
+    assert not (tmp_path / "entered").exists()
 
 
 def run_undo(

@@ -41,7 +41,7 @@ def records(monkeypatch):
     """The cluster's fault records (:mod:`chaoskit.faults.objects`), kept in memory: these faults have no cluster."""
     kept: dict[str, tuple[str, dict[str, Any]]] = {}
 
-    def record(cluster, kube, fault_id, kind, undo, scripts):
+    def record(cluster, kube, fault_id, kind, undo, steps, **_):
         kept[fault_id] = (kind, undo)
 
     monkeypatch.setattr(objects, "record", record)
