@@ -125,27 +125,35 @@ def read_record(obj: Obj, node: str) -> Asked | None:
     nodes = spec.get("nodes")
     if not isinstance(nodes, dict):
         raise Refused("spec.nodes must be a mapping of node name to steps")
-    for name in nodes:
+    if len(nodes) > 5000:
+        raise Refused("spec.nodes: more than 5000 nodes")
+    # The whole record is judged, not only this node's part: every agent refuses a bad record alike.
+    steps: dict[str, tuple[list[Step], list[Step]]] = {}
+    for name, asks in nodes.items():
         actions.check_node(name, "spec.nodes")
-    mine = nodes.get(node)
-    if mine is None:
-        return None
-    if not isinstance(mine, dict) or set(mine) - {"undo", "inject"}:
-        raise Refused(f"spec.nodes.{node} may hold only undo and inject")
+        if not isinstance(asks, dict) or set(asks) - {"undo", "inject"}:
+            raise Refused(f"spec.nodes.{name} may hold only undo and inject")
+        steps[name] = (
+            actions.check_steps(asks.get("undo", []), actions.UNDO_OPS),
+            actions.check_steps(asks.get("inject", []), actions.INJECT_OPS),
+        )
     namespaces = spec.get("namespaces", [])
-    if not isinstance(namespaces, list):
+    if not isinstance(namespaces, list) or len(namespaces) > 1000:
         raise Refused("spec.namespaces must be a list")
+    checked = tuple(actions._name(n, "spec.namespaces", actions.DNS_LABEL, 63) for n in namespaces)
     allow = spec.get("allowControlPlane", False)
     if not isinstance(allow, bool):
         raise Refused("spec.allowControlPlane must be true or false")
+    if node not in steps:
+        return None
     return Asked(
         fault_id=fault_id,
         owner=owner,
-        undo=actions.check_steps(mine.get("undo", []), actions.UNDO_OPS),
-        inject=actions.check_steps(mine.get("inject", []), actions.INJECT_OPS),
+        undo=steps[node][0],
+        inject=steps[node][1],
         undo_requested=bool(spec.get("undoRequested")),
         allow_control_plane=allow,
-        namespaces=tuple(actions._name(n, "spec.namespaces", actions.DNS_LABEL, 63) for n in namespaces),
+        namespaces=checked,
     )
 
 

@@ -508,7 +508,7 @@ def _fault_object(item: dict[str, Any], leases: dict[str, Any]) -> FaultObject:
         check_undo(undo, "spec.undo")
     except (Refused, ValueError) as exc:
         refused, undo = str(exc), {}
-        fault_id = str((meta.get("labels") or {}).get(FAULT_LABEL, meta.get("name", "?")))[:80]
+        fault_id = str(meta.get("name", "?")).removeprefix("chaoskit-fault-")
     return FaultObject(
         fault_id=fault_id,
         kind=str(spec.get("kind", "?"))[:63],

@@ -94,7 +94,11 @@ def undo_object(cluster: Cluster, kube: Kube, found: objects.FaultObject) -> tup
     """Undo, prove and remove a fault the cluster records for a dead owner that this machine's ledger does not
     know (another machine's run, or a ledger file that is gone); returns as :func:`undo_entry` does."""
     if found.refused:
-        return "failed", f"{found.fault_id}: its record in the cluster is refused, nothing of it run: {found.refused}"
+        return "failed", (
+            f"{found.fault_id}: its record in the cluster is refused, nothing of it run: {found.refused} (find who "
+            f"wrote it, then: kubectl -n {objects.NAMESPACE} delete faults.chaoskit.io "
+            f"{objects.object_name(found.fault_id)})"
+        )
     who = found.owner
     agents = f"; the agents had undone it on {', '.join(found.undone_on)}" if found.undone_on else ""
     announce = (

@@ -10,7 +10,7 @@ proxy, the stressor, a node partition's dead-man timer) and disk-fill files (``.
 in containers' roots and pods' volumes; processes stopped by a signal (state ``T``, what a process
 freeze leaves); kubelets that systemd does not report active; and nodes that are unschedulable or
 whose container is not running. Apart from the state, it lists the fault records left in
-``chaoskit-system`` (ConfigMaps labelled ``chaoskit.io/fault``), which are bookkeeping, not faults.
+``chaoskit-system`` (``faults.chaoskit.io`` objects), which are bookkeeping, not faults.
 """
 
 from __future__ import annotations
@@ -131,10 +131,14 @@ def scan(cluster_name: str, kubeconfig: str | None = None) -> Residue:
     api = config.new_client_from_config(config_file=kubeconfig)
     try:
         core = client.CoreV1Api(api)
-        records = core.list_namespaced_config_map(
-            "chaoskit-system", label_selector="chaoskit.io/fault", _request_timeout=30
-        ).items
-        residue.fault_records = [r.metadata.name for r in records]
+        try:
+            listing = client.CustomObjectsApi(api).list_namespaced_custom_object(
+                "chaoskit.io", "v1alpha1", "chaoskit-system", "faults", _request_timeout=30
+            )
+            residue.fault_records = [r["metadata"]["name"] for r in listing.get("items") or []]
+        except client.exceptions.ApiException as exc:
+            if exc.status != 404:  # 404: no Fault CRD yet, so no record
+                raise
         for node in core.list_node(_request_timeout=30).items:
             if node.spec.unschedulable:
                 residue.unschedulable.append(node.metadata.name)

@@ -8,7 +8,6 @@ by :mod:`residue`, which uses none of chaoskit's fault code.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -139,10 +138,13 @@ def test_a_killed_run_whose_ledger_is_deleted_is_undone_by_the_agent_when_its_le
     assert undone_after <= LEASE_SECONDS + 5, f"undone {undone_after:.1f} s after the kill"
 
     # The records say who undid what and why; they stay until a cleanup proves and removes them.
-    records = kube.core.list_namespaced_config_map(NAMESPACE, label_selector="chaoskit.io/fault").items
-    marks = {r.metadata.name: {k: json.loads(v) for k, v in r.data.items() if k.startswith("undone.")} for r in records}
+    records = kube.custom.list_namespaced_custom_object("chaoskit.io", "v1alpha1", NAMESPACE, "faults")["items"]
+    marks = {
+        r["metadata"]["name"]: {n: s["undone"] for n, s in r["status"]["nodes"].items() if "undone" in s}
+        for r in records
+    }
     assert len(marks) == 2 and all(marks.values()), marks
-    assert all("not renewed" in m["why"] and m["code"] == 0 for ms in marks.values() for m in ms.values()), marks
+    assert all("not renewed" in m["why"] and "output" not in m for ms in marks.values() for m in ms.values()), marks
 
     deadline = time.monotonic() + 120
     while not (now := residue_now(cluster)).empty():
