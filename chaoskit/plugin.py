@@ -678,6 +678,7 @@ class ChaosFile(pytest.File):
 
         try:
             experiment = load_experiment(self.path)
+            experiment.check_safety(self.config.stash[_SAFETY])  # refused at collection, before any deploy
         except ChaoskitError as exc:
             raise self.CollectError(str(exc)) from None
         yield ChaosItem.from_parent(self, name=experiment.name, experiment=experiment)

@@ -246,10 +246,15 @@ class Cache:
                 while True:
                     self.counter.add("watch")
                     ended = version
-                    for event in self.api.watch(self.path, version, WATCH_SECONDS):
+                    # Bookmarks keep the version current on a quiet collection, so the next watch starts from
+                    # one the server still has (no 410, no new LIST).
+                    for event in self.api.watch(self.path, version, WATCH_SECONDS, bookmarks=True):
                         obj = event.get("object") or {}
                         if event.get("type") == "ERROR":  # 410 Gone: too old, list again
                             raise ApiError(int(obj.get("code", 410)), str(obj.get("message", "")))
+                        if event.get("type") == "BOOKMARK":
+                            ended = obj["metadata"].get("resourceVersion", ended)
+                            continue
                         name = obj["metadata"]["name"]
                         with self.lock:
                             if event["type"] == "DELETED":

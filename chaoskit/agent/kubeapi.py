@@ -75,11 +75,12 @@ class KubeApi:
             result: Obj = json.load(response)
             return result
 
-    def watch(self, path: str, resource_version: str, seconds: int) -> Iterator[Obj]:
-        """Yield watch events of a collection for at most ``seconds``."""
-        query = (
-            "&" if "?" in path else "?"
-        ) + f"watch=1&resourceVersion={resource_version}&timeoutSeconds={seconds}&allowWatchBookmarks=false"
+    def watch(self, path: str, resource_version: str, seconds: int, bookmarks: bool = False) -> Iterator[Obj]:
+        """Yield watch events of a collection for at most ``seconds`` (with ``bookmarks``, BOOKMARK events
+        too, which carry only a newer resourceVersion)."""
+        join = "&" if "?" in path else "?"
+        marks = str(bookmarks).lower()
+        query = f"{join}watch=1&resourceVersion={resource_version}&timeoutSeconds={seconds}&allowWatchBookmarks={marks}"
         with self._request(path + query, timeout=seconds + 15) as response:
             for line in response:
                 if line.strip():

@@ -29,6 +29,7 @@ every later sweep.
 from __future__ import annotations
 
 import random
+import re
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -65,10 +66,65 @@ PROTECTED_NAMESPACES = (
 )
 
 
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_REQUIREMENT = re.compile(
+    r"^\s*(?:(?P<not>!)\s*(?P<absent>[^\s=!(),]+)"
+    r"|(?P<key>[^\s=!(),]+)\s*(?:(?P<op>==|=|!=)\s*(?P<value>[^\s=!(),]*)"
+    r"|\s+(?P<set>in|notin)\s*\((?P<values>[^()]*)\))?)\s*$"
+)
+
+
 def check_selector(selector: str, what: str = "selector") -> None:
-    """Refuse an empty label selector: it would mean every pod, never what a user wants to break."""
+    """Refuse a label selector the API server would refuse, before anything is asked of the cluster (its
+    grammar: ``k=v``, ``k==v``, ``k!=v``, ``k in (a,b)``, ``k notin (a)``, ``k``, ``!k``, joined by commas),
+    and an empty one: it would mean every pod, never what a user wants to break."""
     if not selector.strip():
         raise SpecError(f"an empty {what} would match every pod: give a label selector such as app=web")
+    if len(selector) > 4096:
+        raise SpecError(f"the {what} is {len(selector)} characters long: a label selector is far shorter")
+    for part in _split_requirements(selector, what):
+        match = _REQUIREMENT.match(part)
+        if match is None:
+            raise SpecError(
+                f"the {what} {selector!r} is not a label selector: cannot read {part.strip()!r}; write key=value, "
+                "key!=value, key in (a,b), key notin (a,b), key or !key, joined by commas"
+            )
+        key = match.group("absent") or match.group("key")
+        if not _LABEL_KEY.match(key) or len(key.rpartition("/")[2]) > 63:
+            raise SpecError(f"the {what} {selector!r}: {key!r} is not a label key (such as app or example.com/tier)")
+        values = [match.group("value")] if match.group("op") else []
+        if match.group("set"):
+            values = [v.strip() for v in match.group("values").split(",")]
+            if not any(values):
+                raise SpecError(f"the {what} {selector!r}: {key} {match.group('set')} () lists no value")
+        for value in values:
+            if value is not None and (len(value) > 63 or not _LABEL_VALUE.match(value)):
+                raise SpecError(f"the {what} {selector!r}: {value!r} is not a label value")
+
+
+def _split_requirements(selector: str, what: str) -> list[str]:
+    """The selector's comma-separated requirements (commas inside parentheses belong to a set)."""
+    parts, depth, current = [], 0, ""
+    for char in selector:
+        if char == "(":
+            depth += 1
+            if depth > 1:
+                raise SpecError(f"the {what} {selector!r} is not a label selector: nested parentheses")
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise SpecError(f"the {what} {selector!r} is not a label selector: a ')' without its '('")
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    if depth:
+        raise SpecError(f"the {what} {selector!r} is not a label selector: a '(' is never closed")
+    return [*parts, current]
 
 
 @dataclass(frozen=True)
@@ -108,12 +164,23 @@ class Safety:
                 f"explicitly with --chaos-allow-namespace={namespace} (Safety(allowed_namespaces=...) outside pytest)"
             )
 
-    def check_share(self, chosen: int, total: int, what: str) -> None:
-        if total and chosen / total > self.max_share + 1e-9:
+    def check_share(self, chosen: int, total: int, what: str, active: dict[str, list[str]] | None = None) -> None:
+        """Refuse a fault that would touch more than the cap of ``total``: its own ``chosen``, plus those of the
+        ``total`` already hit by other active faults (``active``: fault id -> what it holds of them), this
+        run's and other runs' alike, counted as if the new fault chose none of them."""
+        held = sorted({item for items in (active or {}).values() for item in items})
+        touched = chosen + len(held)
+        if total and touched / total > self.max_share + 1e-9:
+            already = (
+                f" ({len(held)} of them already hit by active fault(s) {', '.join(sorted(active or {}))}: "
+                f"{', '.join(held)}; this one adds {chosen})"
+                if held
+                else ""
+            )
             raise SafetyError(
-                f"the fault would touch {chosen} of {total} {what} ({chosen / total:.0%}), over the "
+                f"the fault would touch {touched} of {total} {what} ({touched / total:.0%}){already}, over the "
                 f"blast-radius cap of {self.max_share:.0%}; lower the count, or raise the cap for this "
-                f"fault with max_share={chosen / total:.2g} (or --chaos-max-share for the session)"
+                f"fault with max_share={touched / total:.2g} (or --chaos-max-share for the session)"
             )
 
     def with_max_share(self, max_share: float | None) -> Safety:
@@ -236,6 +303,9 @@ class Fault(ABC):
         marks every rule and object it touches."""
         self.hooks = FaultHooks()
         """Called at each step (:class:`FaultHooks`); :class:`~chaoskit.Chaos` sets its own."""
+        self.hit_pods: tuple[str, ...] = ()
+        """``namespace/name`` of the pods :meth:`choose` chose, recorded in the cluster for the blast-radius
+        cap of faults that follow while this one holds."""
         self.record: FaultRecord | None = None
         """The fault's record, once it has been planned (a vetoed fault's included)."""
         self.halted: Callable[[], bool] = lambda: False
@@ -288,9 +358,49 @@ class Fault(ABC):
         wanted = len(pods) if count is None else count
         if wanted > len(pods):
             raise SpecError(f"count {wanted} is more than the {len(pods)} {what}")
-        self.safety.check_share(wanted, len(pods), what)
+        self.safety.check_share(wanted, len(pods), what, self.active_on(pods))
         ordered = sorted(pods, key=lambda p: p.metadata.name)
-        return ordered if wanted == len(pods) else random.Random(seed).sample(ordered, wanted)
+        chosen = ordered if wanted == len(pods) else random.Random(seed).sample(ordered, wanted)
+        self.hit_pods = tuple(f"{p.metadata.namespace}/{p.metadata.name}" for p in chosen)
+        return chosen
+
+    def active_on(self, pods: list[Any]) -> dict[str, list[str]]:
+        """The active faults recorded in the cluster (this run's and other runs') that hold any of ``pods``:
+        fault id -> the pods it holds of them. A record all of whose agents undid it holds nothing."""
+        pool = {f"{p.metadata.namespace}/{p.metadata.name}" for p in pods}
+        held: dict[str, list[str]] = {}
+        for found in objects.listed(self.kube):
+            if found.nodes and set(found.undone_on) >= set(found.nodes):
+                continue
+            mine = sorted(pool & set(found.pods))
+            if mine:
+                held[found.fault_id] = mine
+        return held
+
+    def _judge_lapse(self, record: FaultRecord, lapse: float) -> None:
+        """The owner lease went unrenewed past its duration while the fault was held: say what the record shows
+        (which agent undid what, when and why), failing the fault when one did or when it cannot be told."""
+        head = (
+            f"{self.kind}: this process's owner lease went unrenewed for {lapse:.0f} s while the fault was held "
+            f"(it lasts {objects.LEASE_SECONDS} s)"
+        )
+        try:
+            found = objects.read(self.kube, record.fault_id)
+        except ClusterError as exc:
+            raise FaultNotEffective(
+                f"{head}, and its record cannot be read ({exc}): whether an agent undid it "
+                "early cannot be told, so what was measured meanwhile is not judged"
+            ) from None
+        marks = objects.node_marks(found, "undone")
+        if not marks:
+            nodes = ", ".join(sorted((found or {}).get("spec", {}).get("nodes", {}))) or "its nodes"
+            say(f"{head}; its record shows no agent undid it (none of {nodes} marked it undone): it held throughout")
+            return
+        said = "; ".join(
+            f"the agent on {node} undid it at {mark.get('at')} ({mark.get('why')})"
+            for node, mark in sorted(marks.items())
+        )
+        raise FaultNotEffective(f"{head}: {said}; what was measured after that did not have the fault")
 
     def own_pid_pods(self, namespace: str, selector: str, count: int | None, seed: int | None, harm: str) -> list[Any]:
         """:meth:`choose` among the live pods that have a PID namespace of their own; a matching pod on its
@@ -419,6 +529,7 @@ class Fault(ABC):
                 undo,
                 type(self).agent_steps(undo),
                 namespaces=objects.namespaces_of(undo),
+                pods=self.hit_pods,
                 allow_control_plane=bool(getattr(self.safety, "allow_control_plane", False)),
             )
             ledger.record(LedgerEntry(record.fault_id, self.kind, self.cluster.name, undo))
@@ -432,11 +543,7 @@ class Fault(ABC):
             yield record
             lapse = objects.owner(self.cluster).lapsed_since(record.injected_mono) if undo is not None else None
             if lapse is not None:
-                raise FaultNotEffective(
-                    f"{self.kind}: this process's owner lease went unrenewed for {lapse:.0f} s while the fault was "
-                    f"held (it lasts {objects.LEASE_SECONDS} s), so the injector agents may have undone it early: "
-                    "what was measured meanwhile may not have had the fault"
-                )
+                self._judge_lapse(record, lapse)
         except BaseException as exc:
             record.error = f"{type(exc).__name__}: {exc}"
             raise

@@ -61,7 +61,7 @@ class ContainerKill(Fault):
         pods = self.live_pods(spec.namespace, spec.selector)
         if spec.count > len(pods):
             raise SpecError(f"count {spec.count} is more than the {len(pods)} pods matching {spec.selector!r}")
-        self.safety.check_share(spec.count, len(pods), f"pods matching {spec.selector!r}")
+        self.safety.check_share(spec.count, len(pods), f"pods matching {spec.selector!r}", self.active_on(pods))
         chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), spec.count)
         self._processes = locate_all(chosen, spec.container)
         self._restarts = {p.metadata.name: self._restart_count(p) for p in chosen}

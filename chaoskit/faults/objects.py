@@ -24,6 +24,7 @@ objects. A fault's own exit removes its object once its undo is proven.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import socket
@@ -219,6 +220,10 @@ def namespaces_of(undo: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+DIGEST = "chaoskit.io/schema-digest"
+"""On the CRD: a digest of its definition, so a runner with another version of it applies its own."""
+
+
 def crd() -> dict[str, Any]:
     """The ``faults.chaoskit.io`` CustomResourceDefinition: what a record may hold, checked by the API server
     as well (the agent validates every step again, whoever wrote it)."""
@@ -250,6 +255,7 @@ def crd() -> dict[str, Any]:
             "owner": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
             "undo": {"type": "string", "maxLength": 262144, "description": "the fault kind's undo data (JSON)"},
             "namespaces": {"type": "array", "items": {"type": "string", "maxLength": 63}},
+            "pods": {"type": "array", "items": {"type": "string", "maxLength": 253}},
             "allowControlPlane": {"type": "boolean"},
             "undoRequested": {"type": "string"},
             "nodes": {
@@ -267,30 +273,36 @@ def crd() -> dict[str, Any]:
         {"name": "Owner", "type": "string", "jsonPath": ".spec.ownerLease"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
+    definition: dict[str, Any] = {
+        "group": GROUP,
+        "scope": "Namespaced",
+        "names": {"plural": PLURAL, "singular": "fault", "kind": "Fault", "categories": ["chaoskit"]},
+        "versions": [
+            {
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": printer,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {"spec": spec, "status": status},
+                    }
+                },
+            }
+        ],
+    }
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}", "labels": {"app.kubernetes.io/managed-by": "chaoskit"}},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {"plural": PLURAL, "singular": "fault", "kind": "Fault", "categories": ["chaoskit"]},
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {"spec": spec, "status": status},
-                        }
-                    },
-                }
-            ],
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/managed-by": "chaoskit"},
+            "annotations": {DIGEST: digest},
         },
+        "spec": definition,
     }
 
 
@@ -304,9 +316,12 @@ def ensure_crd(kube: Kube) -> None:
     if key in _crd_seen:
         return
     name = f"{PLURAL}.{GROUP}"
-    if kube.get("CustomResourceDefinition", name, api_version="apiextensions.k8s.io/v1") is None:
+    wanted = crd()
+    current = kube.get("CustomResourceDefinition", name, api_version="apiextensions.k8s.io/v1")
+    digest = wanted["metadata"]["annotations"][DIGEST]
+    if current is None or (current["metadata"].get("annotations") or {}).get(DIGEST) != digest:
         try:
-            kube.apply([crd()])
+            kube.apply([wanted])
         except Exception as exc:
             raise ClusterError(
                 f"the cluster has no {name} CustomResourceDefinition, and it could not be created ({exc}); "
@@ -325,6 +340,7 @@ def record(
     steps: dict[str, list[dict[str, Any]]],
     *,
     namespaces: tuple[str, ...] = (),
+    pods: tuple[str, ...] = (),
     allow_control_plane: bool = False,
 ) -> None:
     """Write the fault's record before the fault acts (write-ahead, like the ledger): its undo data for the
@@ -343,7 +359,8 @@ def record(
             "ownerLease": lease,
             "owner": _who(),
             "undo": json.dumps(undo),
-            "namespaces": sorted(set(namespaces)),
+            "namespaces": sorted(set(namespaces) | {p.split("/", 1)[0] for p in pods}),
+            "pods": list(pods),
             "allowControlPlane": allow_control_plane,
             "nodes": {node: {"undo": items} for node, items in steps.items()},
         },
@@ -411,6 +428,12 @@ def node_status(obj: dict[str, Any] | None, node: str) -> dict[str, Any]:
     return dict(((obj or {}).get("status") or {}).get("nodes", {}).get(node) or {})
 
 
+def node_marks(obj: dict[str, Any] | None, key: str) -> dict[str, dict[str, Any]]:
+    """Each node's ``key`` mark (``undone``, ``injected``...) in a record's status, by node."""
+    nodes = ((obj or {}).get("status") or {}).get("nodes") or {}
+    return {node: dict(status[key]) for node, status in nodes.items() if isinstance(status, dict) and key in status}
+
+
 def await_mark(kube: Kube, fault_id: str, node: str, done: str, timeout: float) -> dict[str, Any]:
     """Wait, on the watch API, until the agent on ``node`` marks the fault ``done`` (``injected``, ``undone``);
     return its mark.
@@ -464,6 +487,8 @@ class FaultObject:
     """Why the record cannot be used (a field that does not validate, in it or as an agent judged it)."""
     agent_marks: dict[str, dict[str, Any]] | None = None
     """Each node's status, as its agent wrote it."""
+    pods: tuple[str, ...] = ()
+    """``namespace/name`` of the pods it holds (for the blast-radius cap of faults that follow)."""
 
 
 def _owner_leases(kube: Kube) -> list[Any]:
@@ -520,6 +545,7 @@ def _fault_object(item: dict[str, Any], leases: dict[str, Any]) -> FaultObject:
         owner_alive=lease is not None and not lease_expired(lease),
         refused=refused,
         agent_marks=marks,
+        pods=tuple(str(p) for p in spec.get("pods") or [] if isinstance(p, str))[:1000],
     )
 
 

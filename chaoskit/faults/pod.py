@@ -101,7 +101,7 @@ class PodKill(Fault):
         wanted = spec.how_many(len(pods))
         if wanted > len(pods):
             raise SpecError(f"count {wanted} is more than the {len(pods)} pods matching {spec.selector!r}")
-        self.safety.check_share(wanted, len(pods), f"pods matching {spec.selector!r}")
+        self.safety.check_share(wanted, len(pods), f"pods matching {spec.selector!r}", self.active_on(pods))
         if spec.names:
             by_name = {p.metadata.name: p for p in pods}
             missing = [n for n in spec.names if n not in by_name]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,15 @@ FORCE_WINDOW_S = 2.0
 FORCED_EXIT_STATUS = 130
 
 
+_unwound_at: float | None = None
+"""When (monotonic) a signal last started an unwind (raised KeyboardInterrupt): it counts as the first of
+the signals an undo that follows within :data:`UNWIND_COUNTS_S` receives."""
+UNWIND_COUNTS_S = 60.0
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    global _unwound_at
+    _unwound_at = time.monotonic()
     raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
 
 
@@ -45,17 +54,19 @@ def sigterm_unwinds() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = _swap({signal.SIGTERM, signal.SIGINT}, _raise_interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _swap({signal.SIGTERM, signal.SIGINT}, previous)
 
 
 def install() -> None:
     """Make SIGTERM raise KeyboardInterrupt for the rest of the process (pytest sessions)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Python's own: noted the same way
+            signal.signal(signal.SIGINT, _raise_interrupt)
 
 
 class _Deferral:
@@ -63,19 +74,29 @@ class _Deferral:
         self.doing = doing
         self.exit = exit
         self.received: list[tuple[float, int]] = []
+        started = time.monotonic()
+        recent = _unwound_at is not None and started - _unwound_at <= UNWIND_COUNTS_S
+        # Python's own SIGINT handler records nothing here; the interrupt it raised is being handled now.
+        self.unwound = recent or isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        """Whether a signal started the unwind this undo is part of (it counts as the first)."""
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
         name = signal.Signals(signum).name
         self.received.append((now, signum))
-        if len(self.received) >= 2 and now - self.received[-2][0] <= FORCE_WINDOW_S:
+        count = len(self.received) + self.unwound
+        if count >= 3 and len(self.received) >= 2 and now - self.received[-2][0] <= FORCE_WINDOW_S:
             _say(
                 f"{name} again while {self.doing}: exiting now; what is left is in the ledger, "
                 "undo it with 'chaoskit cleanup'"
             )
             self.exit(FORCED_EXIT_STATUS)
             return
-        _say(f"{name} received while {self.doing}: finishing the undo first (again within 2 s to force the exit)")
+        more = max(1, 3 - count)
+        _say(
+            f"{name} received while {self.doing}: finishing the undo first ({more} more within "
+            f"{FORCE_WINDOW_S:g} s of each other force the exit)"
+        )
 
 
 def _say(line: str) -> None:

@@ -129,6 +129,7 @@ def cluster_for(args: argparse.Namespace, experiment: ExperimentFile) -> Cluster
 def main(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.file)
     safety = safety_from(args, args.max_share)
+    experiment.check_safety(safety)  # refused before anything touches the cluster
     cluster = cluster_for(args, experiment)
     with cluster.kube() as kube:
         injector.select(cluster, kube, args.injector, args.agent_image)
@@ -151,30 +152,29 @@ def main(args: argparse.Namespace) -> int:
 
 
 def dry_run(game: GameDay) -> int:
-    """Print the plan with each fault's targets resolved now; inject nothing, start no load."""
+    """Print the plan; deploy nothing, inject nothing, start no load. A system that is already there (a
+    namespace of its own, no ``deploy:``) has each fault's targets resolved now; one the run would deploy
+    has none yet, and its faults are listed with their selectors."""
     file = game.file
-    prepared = game.prepare()
-    try:
-        experiment = file.with_namespace(prepared.namespace) if file.namespace == "auto" else file
-        print(f"plan of {experiment.name} ({experiment.path}), in namespace {prepared.namespace}:")
-        print(f"  load: {experiment.load_spec(prepared.node_port)}")
-        for fault in sorted(experiment.faults, key=lambda f: f.at):
+    resolvable = file.namespace != "auto" and file.deploy is None
+    where = file.namespace if file.namespace != "auto" else "a fresh namespace per run"
+    print(f"plan of {file.name} ({file.path}), in {where}:")
+    print(f"  load: {dict(file.load)}")
+    if not resolvable:
+        print("  (the run deploys the system first, so no target exists yet: nothing is deployed in a dry run)")
+    for fault in sorted(file.faults, key=lambda f: f.at):
+        hold = "until recovered" if fault.until_recovered else f"for {fault.duration:g} s" if fault.duration else "once"
+        if resolvable:
             with fault.enter(game.chaos) as record:
-                hold = (
-                    "until recovered"
-                    if fault.until_recovered
-                    else f"for {fault.duration:g} s"
-                    if fault.duration
-                    else "once"
-                )
                 print(f"  at {fault.at:g} s, {hold}: {fault.kind} would hit {', '.join(record.targets)}")
-        for stop in experiment.stop_conditions:
-            print(f"  stop condition: {stop.name}")
-        for objective in experiment.objectives:
-            print(f"  objective: {objective}")
-        print("dry run: nothing was injected")
-    finally:
-        game.teardown(prepared)
+        else:
+            shown = ", ".join(f"{k}={v}" for k, v in fault.options.items() if k != "namespace")
+            print(f"  at {fault.at:g} s, {hold}: {fault.kind} ({shown})")
+    for stop in file.stop_conditions:
+        print(f"  stop condition: {stop.name}")
+    for objective in file.objectives:
+        print(f"  objective: {objective}")
+    print("dry run: nothing was deployed or injected")
     return 0
 
 

@@ -21,7 +21,7 @@ from chaoskit.chaos import Chaos
 from chaoskit.cluster import ClusterSpec, get_provider, injector
 from chaoskit.errors import UsageError
 from chaoskit.gameday.command import injector_options, safety_from, safety_options
-from chaoskit.gameday.spec import FAULT_KINDS, fault_options, parse_duration
+from chaoskit.gameday.spec import FAULT_KINDS, check_fault, fault_options, parse_duration
 from chaoskit.observe import RecoveryWatch
 
 INJECT_HELP = """\
@@ -127,9 +127,10 @@ def _convert(text: str, hint: object, flag: str) -> Any:
 def main(args: argparse.Namespace, extra: Sequence[str]) -> int:
     arguments = fault_arguments(args.kind, extra)
     duration = parse_duration(args.duration, allow_zero=True)
+    safety = safety_from(args)  # a fault's own cap is its --max-share option
+    check_fault(args.kind, arguments, safety)  # refused before anything touches the cluster
     spec = ClusterSpec(provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context)
     cluster = get_provider(args.provider, provision=False, recreate=False).up(spec)
-    safety = safety_from(args)  # a fault's own cap is its --max-share option
     method = fault_options(args.kind).method
     with cluster.kube() as kube:
         injector.select(cluster, kube, args.injector, args.agent_image)

@@ -151,6 +151,8 @@ _FAULT_KEYS = ("kind", "at", "duration")
 """A fault's keys that are the timeline's, not the method's."""
 _CHECK_NAMESPACE = "chaoskit-check"
 """Stands for the run's namespace when fault specs are built to check them under ``namespace: auto``."""
+MAX_FILE_BYTES = 1024 * 1024
+"""The largest experiment file read (real ones are a few KiB)."""
 _MAX_NODES = 100_000
 """The most YAML nodes a file may expand to (aliases included): a guard against alias bombs."""
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
@@ -293,6 +295,25 @@ class ExperimentFile:
                 return 1
             field = parent
 
+    def check_safety(self, safety: Safety) -> None:
+        """Judge the file by the safety rules of this run (protected namespaces, as allowed on its command line)
+        before anything touches the cluster: every namespace a fault would act in, the system's own included.
+        Raises ExperimentFileError naming each one, file:line."""
+        problems = []
+        fix = "use a namespace of your own, or allow this one on the command line if you mean it"
+        wanted = [("namespace", self.namespace)] if self.namespace != "auto" else []
+        for index, fault in enumerate(self.faults):
+            namespace = fault.options.get("namespace")
+            if isinstance(namespace, str) and namespace not in (NAMESPACE_PLACEHOLDER, self.namespace):
+                wanted.append((f"faults[{index}].namespace", namespace))
+        for field, namespace in wanted:
+            try:
+                safety.check_namespace(namespace)
+            except ChaoskitError as exc:
+                problems.append(Problem(str(self.path), self.line_of(field), field, str(exc), fix))
+        if problems:
+            raise ExperimentFileError(problems)
+
     def error(self, field: str, problem: str, fix: str) -> ExperimentFileError:
         """A problem found later (at run time), located in the file like the loader's own."""
         return ExperimentFileError([Problem(str(self.path), self.line_of(field), field, problem, fix)])
@@ -391,6 +412,11 @@ def load_experiment(path: Path) -> ExperimentFile:
     Paths in the file (images, manifests, a locustfile) are relative to the file's directory.
     """
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:  # judged before a byte is parsed: a huge file is refused at once
+            fix = f"an experiment file is a few KiB; keep it under {MAX_FILE_BYTES // 1024} KiB"
+            problem = f"is {size / 1048576:.1f} MiB, too big to be an experiment file"
+            raise ExperimentFileError([Problem(str(path), 0, "(file)", problem, fix)])
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -402,6 +428,9 @@ def load_experiment(path: Path) -> ExperimentFile:
 def parse_experiment(text: str, source: str) -> ExperimentFile:
     """Check the experiment written in ``text``; ``source`` names it in messages and is where relative paths
     start from (its directory)."""
+    if len(text) > MAX_FILE_BYTES:
+        fix = f"an experiment file is a few KiB; keep it under {MAX_FILE_BYTES // 1024} KiB"
+        raise ExperimentFileError([Problem(source, 0, "(file)", f"is {len(text)} characters, too big", fix)])
     doc = _Document(source, text)
     data = doc.plain()
     if data is not None:
@@ -417,6 +446,17 @@ def parse_experiment(text: str, source: str) -> ExperimentFile:
 def schema() -> dict[str, Any]:
     """The experiment file's JSON Schema (draft 2020-12), a fresh copy of the package's."""
     return cast(dict[str, Any], json.loads(_schema_text()))
+
+
+def check_fault(kind: str, arguments: Mapping[str, object], safety: Safety) -> None:
+    """Build a fault's spec from its arguments and judge its namespace by ``safety``, as its Chaos method would,
+    before anything touches the cluster (``chaoskit inject``): raises the spec's own SpecError or SafetyError."""
+    spec_class = _FAULT_SPECS[kind]
+    fields = {f.name for f in dataclasses.fields(spec_class)}
+    spec_class(**{k: v for k, v in arguments.items() if k in fields})
+    namespace = arguments.get("namespace")
+    if isinstance(namespace, str):
+        safety.check_namespace(namespace)
 
 
 def parse_duration(value: object, *, allow_zero: bool = False) -> float:

@@ -333,15 +333,71 @@ def test_ctrl_c_during_inject_undoes_the_fault(cluster, web) -> None:
     assert residue(cluster).empty()
 
 
-def test_dry_run_prints_the_plan_with_resolved_targets_and_injects_nothing(cluster, tmp_path: Path) -> None:
-    path = write(tmp_path, HELD_PARTITION.format(duration="5s"))
+def test_dry_run_prints_the_plan_with_resolved_targets_and_injects_nothing(cluster, kube, web, tmp_path: Path) -> None:
+    system = tmp_path / "system.chaos.yaml"  # a system already there: its targets are resolved now
+    system.write_text(
+        f"name: dry\nnamespace: {web.namespace}\nworkloads:\n  - {{kind: Deployment, name: web}}\n"
+        f"load:\n  host: http://127.0.0.1:{web.node_port}\n  paths: [/]\n  users: 1\n  run_seconds: 60\n"
+        f"faults:\n{HELD_PARTITION.format(duration='5s')}stop_conditions:\n  - error_burst_over_seconds: 30\n"
+        "objectives:\n  - availability: 0.5\n"
+    )
     before = Ledger(cluster.name).size()
-    result = chaoskit("run", str(path), "--dry-run", "--report-dir", str(tmp_path))
+    result = chaoskit("run", str(system), "--dry-run", "--report-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "at 2 s, for 5 s: partition would hit web-" in result.stdout, result.stdout
-    assert "stop condition: error burst over 30 s" in result.stdout and "dry run: nothing was injected" in result.stdout
-    assert str(path) not in ledger_lines_since(cluster, before), "a dry run writes no fault to the ledger"
+    assert "stop condition: error burst over 30 s" in result.stdout, result.stdout
+    assert "dry run: nothing was deployed or injected" in result.stdout
+    assert str(system) not in ledger_lines_since(cluster, before), "a dry run writes no fault to the ledger"
     assert not (tmp_path / "chaoskit-journal.json").exists() and residue(cluster).empty()
+
+    deployed = write(tmp_path, HELD_PARTITION.format(duration="5s"))  # one the run would deploy: nothing is
+    objects = cluster_objects(kube)
+    result = chaoskit("run", str(deployed), "--dry-run", "--report-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "at 2 s, for 5 s: partition (selector=app=web, count=1)" in result.stdout, result.stdout
+    assert cluster_objects(kube) == objects, "a dry run deployed something"
+
+
+def cluster_objects(kube) -> set[str]:
+    """Every namespace, Deployment, StatefulSet, DaemonSet, Service and ConfigMap of the cluster, by name."""
+    found = {f"Namespace/{n.metadata.name}" for n in kube.core.list_namespace().items}
+    listings = {
+        "Deployment": kube.apps.list_deployment_for_all_namespaces,
+        "StatefulSet": kube.apps.list_stateful_set_for_all_namespaces,
+        "DaemonSet": kube.apps.list_daemon_set_for_all_namespaces,
+        "Service": kube.core.list_service_for_all_namespaces,
+        "ConfigMap": kube.core.list_config_map_for_all_namespaces,
+    }
+    for kind, listing in listings.items():
+        found |= {f"{kind}/{o.metadata.namespace}/{o.metadata.name}" for o in listing().items}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (("namespace: auto", "namespace: kube-system"), "namespace: namespace 'kube-system' is protected"),
+        (("selector: app=web", "selector: app in (web"), "faults[0].selector: the selector 'app in (web'"),
+    ],
+)
+def test_a_refused_file_touches_nothing_through_run_dry_run_or_pytest(
+    cluster, kube, tmp_path: Path, edit, says
+) -> None:
+    path = write(tmp_path, HELD_PARTITION.format(duration="5s"))
+    path.write_text(path.read_text().replace(*edit))
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if edit[1] in text)
+    objects = cluster_objects(kube)
+    for dry in ([], ["--dry-run"]):
+        result = chaoskit("run", str(path), *dry, "--report-dir", str(tmp_path))
+        assert result.returncode == 2 and f"{path}:{line}: {says}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", str(path), "-p", "no:cacheprovider", "-q"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert collected.returncode == 2 and "ERROR collecting" in collected.stdout, collected.stdout
+    assert f"{path}:{line}: {says}" in collected.stdout, collected.stdout
+    assert cluster_objects(kube) == objects, "a refused file touched the cluster"
 
 
 def test_a_steady_state_that_does_not_hold_fails_the_run_before_any_fault_and_is_reported(

@@ -403,3 +403,54 @@ def test_the_dead_man_timer_deletes_the_rules_after_its_seconds(tmp_path):
     assert done.returncode == 0, done
     assert "-D OUTPUT -d 172.18.0.2/32" in (tmp_path / "restored").read_text()
     assert not (tmp_path / "restored6").exists()
+
+
+def test_the_cap_counts_what_other_active_faults_already_hold():
+    from chaoskit.errors import SafetyError
+    from chaoskit.faults.base import Safety
+
+    safety = Safety(max_share=0.5)
+    safety.check_share(1, 3, "pods matching 'app=web'", {})
+    with pytest.raises(SafetyError) as refused:
+        safety.check_share(1, 3, "pods matching 'app=web'", {"partition-1": ["shop/web-0"]})
+    assert (
+        "would touch 2 of 3 pods matching 'app=web' (67%) (1 of them already hit by active fault(s) partition-1"
+        in str(refused.value)
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        ({}, "held throughout"),
+        (
+            {"worker-1": {"undone": {"at": "T1", "why": "its owner's lease was not renewed"}}},
+            "the agent on worker-1 undid it at T1",
+        ),
+        (None, "cannot be told"),
+    ],
+)
+def test_a_lapsed_lease_is_judged_by_what_the_record_shows(monkeypatch, capsys, status, outcome):
+    from types import SimpleNamespace
+
+    from chaoskit.errors import ClusterError, FaultNotEffective
+    from chaoskit.faults import objects
+
+    def read(kube, fault_id):
+        if status is None:
+            raise ClusterError("the API server does not answer")
+        return {"spec": {"nodes": {"worker-1": {}}}, "status": {"nodes": status}}
+
+    monkeypatch.setattr(objects, "read", read)
+    fault = Partition.__new__(Partition)
+    fault.kube = None
+    record = SimpleNamespace(fault_id="partition-1")
+    if outcome == "held throughout":
+        fault._judge_lapse(record, 20.0)
+        assert (
+            "its record shows no agent undid it (none of worker-1 marked it undone): it held throughout"
+            in capsys.readouterr().err
+        )
+    else:
+        with pytest.raises(FaultNotEffective, match=outcome):
+            fault._judge_lapse(record, 20.0)

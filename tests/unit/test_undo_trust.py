@@ -144,7 +144,10 @@ def test_old_ledger_namespaces_without_an_inode_still_read():
 
 
 def pods(n: int) -> list[Any]:
-    return [SimpleNamespace(metadata=SimpleNamespace(name=f"web-{i}", deletion_timestamp=None)) for i in range(n)]
+    return [
+        SimpleNamespace(metadata=SimpleNamespace(name=f"web-{i}", namespace="shop", deletion_timestamp=None))
+        for i in range(n)
+    ]
 
 
 class FakeKube:
@@ -368,3 +371,33 @@ def test_the_sweeper_tries_a_failed_entry_again_after_the_others():
     result = sweep(CLUSTER, None)  # type: ignore[arg-type]
     assert result.failed == () and sorted(result.undone) == ["first: clean", "second: clean"]
     assert ledger.unsettled() == []
+
+
+def test_two_signals_during_an_undo_no_signal_started_wait_for_it_and_a_third_forces_the_exit():
+    # The undo runs because the block ended; two SIGTERMs 0.1 s apart arrive during it: neither is the third.
+    result = run_script(
+        """
+        import os, signal, time
+        from chaoskit.faults.signals import deferred, install
+        install()
+        try:
+            with deferred("undoing unit-3"):
+                for _ in range(2):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(0.1)
+                print("undo finished", flush=True)
+        except KeyboardInterrupt as exc:
+            print("interrupted:", exc)
+        try:
+            with deferred("undoing unit-4"):
+                for _ in range(3):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(0.1)
+                print("not reached", flush=True)
+        except KeyboardInterrupt:
+            pass
+        """
+    )
+    assert result.stdout.splitlines() == ["undo finished", "interrupted: received signal SIGTERM"], result
+    assert "(2 more within 2 s of each other force the exit)" in result.stderr, result.stderr
+    assert result.returncode == 130 and "SIGTERM again while undoing unit-4: exiting now" in result.stderr
