@@ -269,7 +269,15 @@ class KindProvider:
             if cluster.flavor == "airgap":
                 from chaoskit.provision import images
 
-                kube.apply(addons.manifests(images.agent_image()))
+                agent = images.agent_image()
+                if not created:
+                    # A reused cluster's node image holds the agent image of the chaoskit that built it: one of
+                    # a newer chaoskit is built here and loaded before the add-ons are rolled to it.
+                    images.build_agent_image()
+                    loaded = cluster.load_image(agent)
+                    if loaded:
+                        say(f"agent image {agent} loaded into {', '.join(loaded)}")
+                kube.apply(addons.manifests(agent))
                 addons.install_storage_class(kube)
                 if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
                     say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
