@@ -111,7 +111,7 @@ def await_marks(kube, name: str, key: str, count: int, within: float = 30) -> di
 
 
 def test_the_agents_account_may_read_records_and_write_their_status_and_nothing_else(
-    kube, as_agent, agent: str
+    cluster, kube, as_agent, agent: str
 ) -> None:
     """The ``kubectl auth can-i`` matrix (as SubjectAccessReviews, what can-i sends), then real requests."""
     auth = client.AuthorizationV1Api(kube.api_client)
@@ -202,6 +202,7 @@ def test_the_agents_account_may_read_records_and_write_their_status_and_nothing_
         for ns in (INJECTOR_NAMESPACE, "default"):
             assert status_of(lambda ns=ns: core.create_namespaced_config_map(ns, config_map)) == 403
         assert status_of(lambda: core.list_namespaced_secret(INJECTOR_NAMESPACE)) == 403
+        assert markers(cluster) == [], "an agent ran something"
     finally:
         kube.custom.delete_namespaced_custom_object(GROUP, VERSION, INJECTOR_NAMESPACE, PLURAL, name)
 
@@ -310,13 +311,18 @@ def test_planted_records_with_shell_text_are_refused_by_agents_and_sweeps_and_va
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 
 
+def restart_count(kube, pod: str) -> int:
+    statuses = kube.core.read_namespaced_pod(pod, INJECTOR_NAMESPACE).status.container_statuses or []
+    return sum(s.restart_count for s in statuses if s.ready)
+
+
 def agent_pod(kube, node: str) -> str:
     pods = [p for p in kube.pods(INJECTOR_NAMESPACE, INJECTOR_SELECTOR) if p.spec.node_name == node]
     running = [p.metadata.name for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
     return running[0] if running else ""
 
 
-def test_a_partition_held_through_the_agent_survives_its_agent_pod_deleted_and_the_daemonset_rolled(
+def test_a_partition_held_through_the_agent_survives_its_agent_pod_deleted_restarted_and_rolled_to_a_new_image(
     cluster, kube, agent: str, web: Web, client: str, tmp_path: Path
 ) -> None:
     marker, release = tmp_path / "held", tmp_path / "release"
@@ -349,18 +355,33 @@ def test_a_partition_held_through_the_agent_survives_its_agent_pod_deleted_and_t
         assert time.monotonic() < deadline, "no replacement agent pod"
         time.sleep(0.5)
     replaced = agent_pod(kube, node)
-    # A rollout of the DaemonSet (what a new image does): every agent pod replaced while the fault holds.
-    stamp = {"spec": {"template": {"metadata": {"annotations": {"chaoskit.io/rolled": str(time.time())}}}}}
-    kube.apps.patch_namespaced_daemon_set(INJECTOR_NAME, INJECTOR_NAMESPACE, stamp)
+    kube.wait_whole(INJECTOR_NAMESPACE, INJECTOR_NAME, "DaemonSet", timeout=120)
+    # The agent restarted in place: its process killed on the node, the kubelet starts its container again.
+    restarts = restart_count(kube, replaced)
+    subprocess.run(["docker", "exec", node, "pkill", "-KILL", "-f", "chaoskit.agent.injector"], check=True, timeout=30)
+    deadline = time.monotonic() + 90
+    while restart_count(kube, replaced) == restarts or agent_pod(kube, node) != replaced:
+        assert time.monotonic() < deadline, "the agent's container was not restarted"
+        time.sleep(0.5)
+    # The DaemonSet rolled to a new image (the same bits under a new tag, loaded into the nodes).
+    rolled = f"{agent}-rolled{uuid.uuid4().hex[:4]}"
+    subprocess.run(["docker", "tag", agent, rolled], check=True, timeout=60)
+    cluster.load_image(rolled)
+    image = {"spec": {"template": {"spec": {"containers": [{"name": "injector", "image": rolled}]}}}}
+    kube.apps.patch_namespaced_daemon_set(INJECTOR_NAME, INJECTOR_NAMESPACE, image)
     deadline = time.monotonic() + 120
     while agent_pod(kube, node) in ("", replaced):
         assert time.monotonic() < deadline, "the DaemonSet did not roll"
         time.sleep(0.5)
     kube.wait_whole(INJECTOR_NAMESPACE, INJECTOR_NAME, "DaemonSet", timeout=120)
     assert scan(cluster.name, str(cluster.kubeconfig)).rules, "the rollout alone undid the fault"
+    running = kube.core.read_namespaced_pod(agent_pod(kube, node), INJECTOR_NAMESPACE).spec.containers[0].image
+    assert running == rolled, running
 
     release.write_text("go")
     output, _ = proc.communicate(timeout=300)
+    injector.install(cluster, kube)  # back to the image every other test uses
+    subprocess.run(["docker", "rmi", rolled], capture_output=True, timeout=60, check=False)
     assert proc.returncode == 0, output
     assert "PROOF no rule with comment" in output, output
     after = scan(cluster.name, str(cluster.kubeconfig))
