@@ -355,7 +355,7 @@ def test_dry_run_prints_the_plan_with_resolved_targets_and_injects_nothing(clust
     result = chaoskit("run", str(deployed), "--dry-run", "--report-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "at 2 s, for 5 s: partition (selector=app=web, count=1)" in result.stdout, result.stdout
-    assert cluster_objects(kube) == objects, "a dry run deployed something"
+    assert cluster_objects(kube) - objects == set(), "a dry run deployed something"
 
 
 def cluster_objects(kube) -> set[str]:
@@ -397,7 +397,8 @@ def test_a_refused_file_touches_nothing_through_run_dry_run_or_pytest(
     )  # fmt: skip
     assert collected.returncode == 2 and "ERROR collecting" in collected.stdout, collected.stdout
     assert f"{path}:{line}: {says}" in collected.stdout, collected.stdout
-    assert cluster_objects(kube) == objects, "a refused file touched the cluster"
+    # Nothing appeared (another test's namespace may vanish meanwhile: its teardown deletes it in the background).
+    assert cluster_objects(kube) - objects == set(), "a refused file touched the cluster"
 
 
 def test_a_steady_state_that_does_not_hold_fails_the_run_before_any_fault_and_is_reported(
