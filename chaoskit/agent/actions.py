@@ -52,7 +52,7 @@ PID_MAX = 4194304
 """The kernel's highest pid (``pid_max`` can be no larger on 64-bit)."""
 INODE_MAX = 2**63 - 1
 """An int64, as the record's schema holds it (namespace inodes are 32-bit in practice)."""
-TABLES = ("filter", "mangle")
+TABLES = ("filter", "mangle", "nat")
 FAMILIES = ("ipv4", "ipv6")
 KUBELET_PODS = "/var/lib/kubelet/pods"
 HOST = ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--"]

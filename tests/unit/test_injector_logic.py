@@ -162,6 +162,14 @@ def test_every_fault_kind_hands_the_agent_typed_steps_by_node():
         NODE: [{"op": "start-kubelet"}]
     }
     assert NodeFailure.agent_steps({"node": NODE, "mode": "stop"}) == {}  # a stopped node has no agent to run it
+    from chaoskit.faults.dns import DnsFault
+    from chaoskit.faults.http import HttpFault
+
+    for helper_fault in (DnsFault, HttpFault):  # rules in the nat table, and the helpers they send traffic to
+        steps = helper_fault.agent_steps(
+            {"comment": "chaoskit:dns-1", "table": "nat", "namespaces": [[NODE, 10, 111, "a/p1"]]}
+        )
+        assert [s["op"] for s in steps[NODE]] == ["delete-rules", "stop-helpers"] and steps[NODE][0]["table"] == "nat"
     with pytest.raises(Refused):  # a bad field is refused before it is written
         Bandwidth.agent_steps({"handle": "1a2b: ; reboot", "namespaces": [[NODE, 10, 111, "a/p1"]]})
 
