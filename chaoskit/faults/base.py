@@ -167,9 +167,10 @@ class Safety:
     def check_share(self, chosen: int, total: int, what: str, active: dict[str, list[str]] | None = None) -> None:
         """Refuse a fault that would touch more than the cap of ``total``: its own ``chosen``, plus those of the
         ``total`` already hit by other active faults (``active``: fault id -> what it holds of them), this
-        run's and other runs' alike, counted as if the new fault chose none of them."""
+        run's and other runs' alike, counted as if the new fault chose none of them (at most ``total``: a
+        fault on a pod already hit takes no more down)."""
         held = sorted({item for items in (active or {}).values() for item in items})
-        touched = chosen + len(held)
+        touched = min(total, chosen + len(held)) if total else chosen
         if total and touched / total > self.max_share + 1e-9:
             already = (
                 f" ({len(held)} of them already hit by active fault(s) {', '.join(sorted(active or {}))}: "
