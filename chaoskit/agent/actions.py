@@ -314,7 +314,7 @@ def _delete_rules(node: Node, pid: int, inode: int, table: str, comment: str, fa
         tool = "iptables" if family == "ipv4" else "ip6tables"
         code, listing = node.run([*enter, f"{tool}-save", "-t", table])
         if code != 0:
-            raise StepFailed(f"{tool}-save -t {table} failed (exit {code}): no rule read")
+            raise StepFailed(f"{tool}-save -t {table} failed (exit {code}): no rule read: {listing.strip()[-200:]}")
         found = _rules(listing, comment)
         if found:
             deletes = ["-D " + line[3:] for line in found]

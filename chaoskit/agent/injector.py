@@ -319,7 +319,29 @@ class Injector:
             owed = due(obj, self.node, leases, self.clock, at, self.rules)
             if owed is None or at - self.failed_at.get(name, -RETRY_SECONDS) < RETRY_SECONDS:
                 continue
+            if owed[0] == "undo" and not (obj.get("spec") or {}).get("undoRequested"):
+                owner = str((obj.get("spec") or {}).get("ownerLease", ""))
+                if not self.confirm_expired(owner, leases, at):
+                    continue
             self.act(obj, *owed)
+
+    def confirm_expired(self, owner: str, leases: dict[str, Obj], at: float) -> bool:
+        """Whether the owner's Lease is expired by a fresh read, not only by the watch's copy.
+
+        A watch cut off from the API server (this node partitioned, the API server paused) goes silent
+        without an error, and its copy of a live owner's Lease then looks unrenewed: an undo judged from it
+        would take a live run's fault away. So before an undo for an expired owner the agent reads the Lease
+        itself: gone (404) or still unrenewed confirms it; a read that fails judges nothing this round.
+        """
+        self.counter.add("get")
+        try:
+            lease = self.api.get(f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{owner}")
+        except ApiError as exc:
+            return exc.status == 404
+        except Exception:  # unreachable: what it knows is too old to act on
+            return False
+        self.clock.observe([*(v for k, v in leases.items() if k != owner), lease], at)
+        return self.clock.expired(owner, {**leases, owner: lease}, at) is not None
 
     def act(self, obj: Obj, action: str, why: str, steps: list[Step]) -> None:
         name = obj["metadata"]["name"]

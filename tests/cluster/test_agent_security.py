@@ -363,10 +363,11 @@ def test_a_partition_held_through_the_agent_survives_its_agent_pod_deleted_resta
     while restart_count(kube, replaced) == restarts or agent_pod(kube, node) != replaced:
         assert time.monotonic() < deadline, "the agent's container was not restarted"
         time.sleep(0.5)
-    # The DaemonSet rolled to a new image (the same bits under a new tag, loaded into the nodes).
+    # The DaemonSet rolled to a new image: the same bits under a new tag, tagged in each node's containerd.
     rolled = f"{agent}-rolled{uuid.uuid4().hex[:4]}"
-    subprocess.run(["docker", "tag", agent, rolled], check=True, timeout=60)
-    cluster.load_image(rolled)
+    for name in node_containers(cluster):
+        tag = ["ctr", "-n", "k8s.io", "images", "tag", f"docker.io/{agent}", f"docker.io/{rolled}"]
+        subprocess.run(["docker", "exec", name, *tag], check=True, capture_output=True, timeout=60)
     image = {"spec": {"template": {"spec": {"containers": [{"name": "injector", "image": rolled}]}}}}
     kube.apps.patch_namespaced_daemon_set(INJECTOR_NAME, INJECTOR_NAMESPACE, image)
     deadline = time.monotonic() + 120
@@ -381,7 +382,9 @@ def test_a_partition_held_through_the_agent_survives_its_agent_pod_deleted_resta
     release.write_text("go")
     output, _ = proc.communicate(timeout=300)
     injector.install(cluster, kube)  # back to the image every other test uses
-    subprocess.run(["docker", "rmi", rolled], capture_output=True, timeout=60, check=False)
+    for name in node_containers(cluster):
+        untag = ["ctr", "-n", "k8s.io", "images", "rm", f"docker.io/{rolled}"]
+        subprocess.run(["docker", "exec", name, *untag], capture_output=True, timeout=60, check=False)
     assert proc.returncode == 0, output
     assert "PROOF no rule with comment" in output, output
     after = scan(cluster.name, str(cluster.kubeconfig))

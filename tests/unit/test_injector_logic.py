@@ -462,3 +462,40 @@ def test_a_lapsed_lease_is_judged_by_what_the_record_shows(monkeypatch, capsys, 
     else:
         with pytest.raises(FaultNotEffective, match=outcome):
             fault._judge_lapse(record, 20.0)
+
+
+def test_an_undo_for_an_owner_that_looks_dead_waits_for_a_fresh_read_of_its_lease():
+    """A watch cut off from the API server goes silent: its copy of a live owner's Lease looks unrenewed.
+    The agent reads the Lease itself before it undoes: unreachable judges nothing; a renewed one is alive."""
+    from chaoskit.agent.injector import Injector
+    from chaoskit.agent.kubeapi import ApiError
+
+    class Api:
+        def __init__(self, answer):
+            self.answer, self.patched = answer, []
+
+        def get(self, path):
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+        def patch(self, path, body):
+            self.patched.append(body)
+
+    record = fault({NODE: {"undo": [{"op": "stop-helpers", "comment": "chaoskit:partition-1"}]}})
+    stale = lease("owner-a", "t1")
+    for answer, acts in (
+        (OSError("no route to host"), False),
+        (lease("owner-a", "t2"), False),  # renewed meanwhile: alive
+        (ApiError(404, "gone"), True),
+        (stale, True),  # still unrenewed by a fresh read
+    ):
+        api = Api(answer)
+        injector = Injector(api, NODE, Rules(), actions.Node(proc="/nonexistent"))  # type: ignore[arg-type]
+        injector.records.items, injector.leases.items = {"r": record}, {"owner-a": stale}
+        injector.records.synced.set()
+        injector.leases.synced.set()
+        injector.clock.observe([stale], at=0.0)
+        injector.clock.seen["owner-a"] = ("t1", -100.0)  # unrenewed for 100 s by the watch's copy
+        injector.step()
+        assert bool(api.patched) == acts, (answer, api.patched)
