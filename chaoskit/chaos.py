@@ -88,6 +88,7 @@ class Chaos:
         count: int | None = None,
         percent: float | None = None,
         grace_seconds: int = 0,
+        crash: bool = False,
         pick: str = "random",
         seed: int | None = None,
         names: Sequence[str] = (),
@@ -96,13 +97,16 @@ class Chaos:
         max_share: float | None = None,
     ) -> AbstractContextManager[FaultRecord]:
         """Kill pods matching ``selector``: ``count`` of them (default 1) or ``percent``, or exactly ``names``;
-        with ``rounds`` > 1, again every ``interval_seconds`` while the block runs (see :class:`PodKillSpec`)."""
+        with ``rounds`` > 1, again every ``interval_seconds`` while the block runs. By default an API delete
+        (SIGTERM, then SIGKILL after the grace); with ``crash``, SIGKILL to every process from the node and a
+        force delete (see :class:`PodKillSpec`)."""
         spec = PodKillSpec(
             namespace=namespace,
             selector=selector,
             count=count,
             percent=percent,
             grace_seconds=grace_seconds,
+            crash=crash,
             pick=pick,
             seed=seed,
             names=cast(tuple[str, ...], names),  # the spec makes it a tuple, refusing a bare string
@@ -120,7 +124,8 @@ class Chaos:
         timeout: float = 120.0,
         max_share: float | None = None,
     ) -> AbstractContextManager[FaultRecord]:
-        """Stop (``mode="stop"``) or pause (``"pause"``) a kind node's container (see :class:`NodeFailureSpec`)."""
+        """Fail a node: ``mode="stop"`` (graceful shutdown), ``"crash"`` (SIGKILL, power cut) or ``"pause"`` of a kind
+        node's container, or ``"kubelet"`` through the agent (see :class:`NodeFailureSpec`)."""
         spec = NodeFailureSpec(node=node, mode=mode, wait_not_ready=wait_not_ready, timeout=timeout)
         return self._active(NodeFailure(self.cluster, self.kube, spec, safety=self.safety), max_share)
 

@@ -213,9 +213,12 @@ def read_from(etcd: Etcd) -> Any:
     return read
 
 
+@pytest.mark.parametrize("crash", [False, True], ids=["graceful", "crash"])
 def test_leader_killed_under_writes_recovers_on_its_own_volume_and_loses_nothing(
-    experiment, chaos: Chaos, kube: Kube, etcd: Etcd
+    experiment, chaos: Chaos, kube: Kube, etcd: Etcd, crash: bool
 ) -> None:
+    """The leader's pod deleted (graceful: SIGTERM first, and etcd hands its leadership over before it stops)
+    or crashed (SIGKILL from the node, no SIGTERM: the followers must notice the silence and elect)."""
     old = leader(etcd)
     pod = kube.core.read_namespaced_pod(old, etcd.namespace)
     claim = kube.core.read_namespaced_persistent_volume_claim(f"data-{old}", etcd.namespace)
@@ -236,7 +239,7 @@ def test_leader_killed_under_writes_recovers_on_its_own_volume_and_loses_nothing
     with experiment(reads, slo, workload, settle_seconds=5) as run:
         with AckedWriter(write_to(etcd), max_writes=5000, max_seconds=75, concurrency=2) as writer:
             writer.wait_for_acks(50)
-            with chaos.pod_kill(etcd.namespace, "app=etcd", names=[old], grace_seconds=0):
+            with chaos.pod_kill(etcd.namespace, "app=etcd", names=[old], crash=crash) as killed:
                 pass
             recovered = run.wait_recovered(RECOVERY_TARGET_SECONDS)
             writer.wait_for_acks(writer.acknowledged() + 100)  # writes flow again after the recovery
@@ -261,7 +264,8 @@ def test_leader_killed_under_writes_recovers_on_its_own_volume_and_loses_nothing
     assert pinned == [pod.spec.node_name], f"the volume is pinned to {pinned}, not to the member's node"
     assert members(etcd) == ids_before, "the member rejoined under its own ID"
     print(
-        f"etcd leader {old} killed on {pod.spec.node_name}: whole again after {recovered:.1f} s, "
+        f"etcd leader {old} {'crashed' if crash else 'deleted'} on {pod.spec.node_name} ({killed.effect}): "
+        f"whole again after {recovered:.1f} s, "
         f"leader now {new_leader}; {checked.checked} acknowledged writes read back, {len(checked.lost)} lost, "
         f"{len(writer.log.failed)} not acknowledged, longest gap {writer.log.longest_gap():.1f} s; "
         f"back on {back.spec.node_name} with claim {claim.spec.volume_name}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from systems import ShopSystem, call, master_pod, sentinel_story, shop_read, shop_write, wait_new_master
 
 from chaoskit import (
@@ -46,14 +47,19 @@ def put(shop: ShopSystem, key: str, value: str) -> None:
     assert code == 200, body
 
 
-def test_leader_failover_under_writes_loses_no_acknowledged_write(experiment, chaos, kube, shop: ShopSystem) -> None:
+@pytest.mark.parametrize("crash", [False, True], ids=["graceful", "crash"])
+def test_leader_failover_under_writes_loses_no_acknowledged_write(
+    experiment, chaos, kube, shop: ShopSystem, crash: bool
+) -> None:
+    """The Redis master's pod deleted (graceful: SIGTERM first) or crashed (SIGKILL from the node, no SIGTERM):
+    Sentinel elects a replica; an acknowledged write the old master had not yet replicated would be lost."""
     put(shop, "probe", "1")
     old = master_pod(kube, shop.namespace)
     slo = [Availability(0.98), ErrorBurst(15), RecoveryTime(FAILOVER_TARGET_SECONDS), LostWrites(0)]
     with experiment(reads(shop, 90), slo, Workload(shop.namespace, "shop", "shop")) as run:
         with AckedWriter(shop_write(shop.node_port), max_writes=3000, max_seconds=60) as writer:
             writer.wait_for_acks(50)
-            with chaos.pod_kill(shop.namespace, "app=redis", names=[old], grace_seconds=0):
+            with chaos.pod_kill(shop.namespace, "app=redis", names=[old], crash=crash) as killed:
                 pass
             new = wait_new_master(
                 shop.node_port,
@@ -67,7 +73,7 @@ def test_leader_failover_under_writes_loses_no_acknowledged_write(experiment, ch
         checked = read_back(shop_read(shop.node_port), writer.log.acknowledged)
         run.record(lost_writes=len(checked.lost))
     print(
-        f"master {old} killed: {new} elected after {elected:.1f} s; "
+        f"master {old} {'crashed' if crash else 'deleted'} ({killed.effect}): {new} elected after {elected:.1f} s; "
         f"{checked.checked} acknowledged writes read back, {len(checked.lost)} lost, "
         f"{len(writer.log.failed)} not acknowledged"
     )

@@ -58,6 +58,8 @@ class Container:
     """Names of the Docker networks it is attached to."""
     started_at: float
     """When its process last started (Unix time; 0 if never)."""
+    exit_code: int = 0
+    """The exit status of its last run (137 after a SIGKILL; 0 while it runs)."""
     published: tuple[tuple[str, int, int], ...] = ()
     """Its published TCP ports as (host address, host port, container port), from its configuration
     (so a stopped container has them too)."""
@@ -159,6 +161,7 @@ def find(name: str, timeout: float = API_TIMEOUT) -> Container | None:
     return Container(
         published=tuple(sorted(published)),
         started_at=_timestamp(started),
+        exit_code=int(state.get("ExitCode") or 0),
         name=data["Name"].lstrip("/"),
         image=data["Config"]["Image"],
         state=status,
@@ -198,6 +201,11 @@ def start(name: str, timeout: float = API_TIMEOUT) -> None:
 def stop(name: str, grace: int = 10, timeout: float = API_TIMEOUT) -> None:
     """Stop a container: SIGTERM, then SIGKILL after ``grace`` seconds."""
     _call(f"stopping {name}", timeout + grace, _api(timeout + grace).stop, name, timeout=grace)
+
+
+def kill(name: str, timeout: float = API_TIMEOUT) -> None:
+    """SIGKILL a container's init: every process in it dies at once, nothing shuts down."""
+    _call(f"killing {name}", timeout, _api(timeout).kill, name, signal="SIGKILL")
 
 
 def pause(name: str, timeout: float = API_TIMEOUT) -> None:

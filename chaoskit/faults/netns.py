@@ -185,6 +185,43 @@ def find_containers_script(container_ids: list[str]) -> str:
     )
 
 
+def container_processes(pods: list[Any]) -> dict[str, list[tuple[str, list[int]]]]:
+    """Every process of every running container of ``pods``, per node: (container ID, pids); one exec per node.
+    A container ID is checked as hex before it is used (it comes from the API)."""
+    wanted: dict[str, list[str]] = {}
+    for pod in pods:
+        ids = [
+            s.container_id.split("://", 1)[1]
+            for s in pod.status.container_statuses or []
+            if s.container_id and s.state and s.state.running
+        ]
+        if not ids or not pod.spec.node_name:
+            raise SpecError(f"pod {pod.metadata.namespace}/{pod.metadata.name} has no running container")
+        for cid in ids:
+            if not re.fullmatch(r"[0-9a-f]{12,128}", cid):
+                raise SpecError(f"pod {pod.metadata.name}: container ID {cid[:80]!r} is not hex")
+        wanted.setdefault(pod.spec.node_name, []).extend(ids)
+
+    def find(node: str, ids: list[str]) -> list[tuple[str, list[int]]]:
+        listing = nodes.check(node, ["bash", "-c", find_containers_script(ids)], STEP_TIMEOUT)
+        found: dict[str, list[int]] = {cid: [] for cid in ids}
+        for line in listing.splitlines():
+            words = line.split()
+            if len(words) == 4 and words[0] in found and words[1].isdigit():
+                found[words[0]].append(int(words[1]))
+        empty = [cid[:12] for cid, pids in found.items() if not pids]
+        if empty:
+            raise SpecError(f"containers {', '.join(empty)} have no process on node {node}")
+        return sorted(found.items())
+
+    return on_nodes(wanted, find)
+
+
+def main_pids(listing: str) -> set[int]:
+    """Every pid of a :func:`find_containers_script` listing."""
+    return {int(w[1]) for w in (line.split() for line in listing.splitlines()) if len(w) == 4 and w[1].isdigit()}
+
+
 def main_processes(listing: str) -> dict[str, tuple[int, int]]:
     """From :func:`find_containers_script`'s output: each container's main process and netns inode.
 

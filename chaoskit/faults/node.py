@@ -39,8 +39,8 @@ from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, Sa
 from chaoskit.faults import objects
 from chaoskit.faults.base import Fault, FaultRecord
 
-MODES = ("stop", "pause", "kubelet")
-DOCKER_MODES = ("stop", "pause")
+MODES = ("stop", "crash", "pause", "kubelet")
+DOCKER_MODES = ("stop", "crash", "pause")
 HOST = "nsenter -t 1 -m -u -i -n -p --"
 """Runs a command in the node's own namespaces from the injector's pod (host PID namespace)."""
 KUBELET_STOP = f"{HOST} systemctl stop kubelet && ! {HOST} systemctl is-active --quiet kubelet"
@@ -87,9 +87,11 @@ class NodeFailureSpec:
     node: str
     """The node's name (on kind, also its container's name)."""
     mode: str = "stop"
-    """``stop`` (the machine goes away) or ``pause`` (the machine hangs), both kind only; ``kubelet`` (the
-    node's kubelet stopped by the injector agent: the control plane loses the node, its pods run on), any
-    cluster."""
+    """``stop``: a graceful shutdown (``docker stop``: SIGTERM to the node's init, which stops the kubelet and
+    every container cleanly, SIGKILL after 10 s); ``crash``: the power cut (``docker kill``: SIGKILL to the
+    node's init, so every process on it dies at once, nothing shut down); ``pause``: the machine hangs (its
+    processes frozen); all three kind only. ``kubelet``: the node's kubelet stopped by the injector agent (the
+    control plane loses the node, its pods run on), any cluster."""
     wait_not_ready: bool = True
     """Prove the failure by waiting for the API to mark the node NotReady."""
     timeout: float = 120.0
@@ -158,6 +160,9 @@ class NodeFailure(Fault):
         if self.spec.mode == "stop":
             docker.stop(targets[0], grace=10)
             return
+        if self.spec.mode == "crash":
+            docker.kill(targets[0])
+            return
         for attempt in range(PAUSE_ATTEMPTS):
             try:
                 docker.pause(targets[0])
@@ -177,11 +182,17 @@ class NodeFailure(Fault):
             # after the grace period, is the view from outside.
             what = f"kubelet of {node} stopped (systemd: inactive)"
         else:
-            want = "exited" if self.spec.mode == "stop" else "paused"
-            state = docker.inspect(node).state
-            if state != want:
-                raise FaultNotEffective(f"node container {node} is {state}, not {want}")
+            want = "paused" if self.spec.mode == "pause" else "exited"
+            found = docker.inspect(node)
+            if found.state != want:
+                raise FaultNotEffective(f"node container {node} is {found.state}, not {want}")
             what = f"node container {node} {want}"
+            if self.spec.mode == "crash":
+                if found.exit_code != 137:  # 128 + 9: its init ended by SIGKILL, nothing shut down
+                    raise FaultNotEffective(f"node container {node} exited {found.exit_code}, not 137 (SIGKILL)")
+                what += " by SIGKILL to its init (exit 137: nothing shut down)"
+            elif self.spec.mode == "stop":
+                what += f" by a graceful shutdown (exit {found.exit_code})"
         record.effect_mono = time.monotonic()
         if not self.spec.wait_not_ready:
             return what

@@ -1,5 +1,22 @@
 """Pod kill: delete pods chosen by a label selector, and prove they are gone.
 
+Two ways to die, and the record says which one was asked:
+
+* **Graceful** (the default): an API delete with ``grace_seconds``. The kubelet
+  sends SIGTERM to every container's main process, then SIGKILL once the
+  grace period it applies has passed (at least 2 s when 0 is asked: the
+  kubelet's own floor, measured by ``tests/cluster/test_pod_crash.py``). A
+  process that handles SIGTERM (an etcd leader handing its leadership over)
+  gets its chance.
+* **Crash** (``crash=True``): every process of every running container of
+  the pod gets SIGKILL from its node (one ``kill -KILL`` per node, as argument
+  vectors, through Docker or the injector agent), with no SIGTERM first, as an
+  OOM kill, a kernel panic or a power loss would leave it; then the pod object
+  is force-deleted (grace 0) so its controller replaces it. The proof: none of
+  the killed processes is left on the node, and the pod's UID has left the API.
+  Not modelled: the pod's network namespace (its sandbox) ends with the force
+  delete, not with the processes, and the node itself lives on.
+
 Nothing is undone: the workload's controller replacing the pod *is* the
 recovery under test. The proof is that every killed pod's UID has left the API
 (a replacement may reuse the name, as StatefulSet pods do, but never the UID).
@@ -21,10 +38,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
-from chaoskit.errors import SpecError
+from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, FaultRound, check_selector
+from chaoskit.faults.netns import STEP_TIMEOUT, container_processes, find_containers_script, main_pids, on_nodes
 
 PICKS = ("random", "oldest")
 MAX_ROUNDS = 1000
@@ -43,7 +62,10 @@ class PodKillSpec:
     percent: float | None = None
     """Or: this share of the matching pods, rounded up."""
     grace_seconds: int = 0
-    """Termination grace period; 0 kills at once."""
+    """Termination grace period of the API delete: SIGTERM, then SIGKILL after it (the kubelet applies at least
+    2 s when 0 is asked). Not used with ``crash``."""
+    crash: bool = False
+    """SIGKILL every process of the pod from its node, with no SIGTERM first, then force-delete the pod."""
     pick: str = "random"
     """``random`` or ``oldest``."""
     seed: int | None = None
@@ -77,6 +99,8 @@ class PodKillSpec:
             raise SpecError(f"pick must be one of {', '.join(PICKS)}, not {self.pick!r}")
         if not 1 <= self.rounds <= MAX_ROUNDS:
             raise SpecError(f"rounds must be in 1-{MAX_ROUNDS}, not {self.rounds}")
+        if self.crash and self.grace_seconds:
+            raise SpecError("a crash gives no grace period: drop grace_seconds, or crash")
         if self.rounds > 1 and not 0 < self.interval_seconds <= 3600:
             raise SpecError(f"a repeated kill needs interval_seconds in (0, 3600], not {self.interval_seconds}")
 
@@ -94,6 +118,8 @@ class PodKill(Fault):
     spec: PodKillSpec
     _uids: dict[str, str]
     _nodes: list[str]
+    _processes: dict[str, list[tuple[str, list[int]]]]
+    """With ``crash``: per node, (container ID, every pid of that container) of the chosen pods."""
 
     def plan(self) -> list[str]:
         spec = self.spec
@@ -115,6 +141,7 @@ class PodKill(Fault):
         else:
             chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), wanted)
         self._uids = {p.metadata.name: p.metadata.uid for p in chosen}
+        self._processes = container_processes(chosen) if spec.crash else {}
         # Later rounds pick among the replacements, wherever they were scheduled: those hold every node.
         self._nodes = sorted({p.spec.node_name for p in chosen if p.spec.node_name})
         return sorted(self._uids)
@@ -126,10 +153,40 @@ class PodKill(Fault):
         return None
 
     def inject(self, targets: list[str]) -> None:
+        if self.spec.crash:
+            self._crash(targets)
+            return
         for name in targets:
             self.kube.core.delete_namespaced_pod(
                 name, self.spec.namespace, grace_period_seconds=self.spec.grace_seconds
             )
+
+    def _crash(self, targets: list[str]) -> None:
+        """SIGKILL every process of the pods from their nodes (the nodes in parallel), then force-delete them."""
+
+        def kill(node: str, pids: list[int]) -> None:
+            result = nodes.run(node, ["kill", "-KILL", *map(str, pids)], STEP_TIMEOUT)
+            # kill fails for a process that ended meanwhile; the proof below counts what is left.
+            if result.code != 0 and "No such process" not in result.output:
+                raise FaultNotEffective(f"SIGKILL on node {node} failed (exit {result.code}): {result.output[-300:]}")
+
+        on_nodes({n: [pid for _, pids in items for pid in pids] for n, items in self._processes.items()}, kill)
+        for name in targets:
+            self.kube.core.delete_namespaced_pod(name, self.spec.namespace, grace_period_seconds=0)
+
+    def _crash_proof(self) -> str:
+        """How the crashed pods died, read again from their nodes: no killed process is left."""
+        left = []
+        counted = 0
+        for node, items in self._processes.items():
+            ids = [cid for cid, _ in items]
+            still = main_pids(nodes.check(node, ["bash", "-c", find_containers_script(ids)], STEP_TIMEOUT))
+            killed = {pid for _, pids in items for pid in pids}
+            counted += len(killed)
+            left += [f"{pid} on {node}" for pid in sorted(killed & still)]
+        if left:
+            raise FaultNotEffective(f"pod crash: processes still alive after SIGKILL: {', '.join(left)}")
+        return f"SIGKILL from the node to {counted} process(es), no SIGTERM first; none left"
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
 
@@ -142,7 +199,12 @@ class PodKill(Fault):
             f"killed pods {', '.join(targets)} to leave the API",
             namespace=self.spec.namespace,
         )
-        return f"pods {', '.join(targets)} deleted (their UIDs are gone)"
+        if self.spec.crash:
+            return f"pods {', '.join(targets)} crashed: {self._crash_proof()}; force-deleted (grace 0), UIDs gone"
+        return (
+            f"pods {', '.join(targets)} deleted with grace {self.spec.grace_seconds} s (SIGTERM, then SIGKILL after "
+            "the grace the kubelet applies); their UIDs are gone"
+        )
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:

@@ -247,7 +247,7 @@ def test_a_fault_option_the_fault_does_not_take_is_refused_with_the_options_it_d
     assert refusal(text) == [
         f"{SOURCE}:{line(text, 'delay_ms')}: faults[0].delay_ms: pod-kill takes no option delay_ms "
         "(Chaos.pod_kill has no such argument); pod-kill takes namespace, selector, count, percent, grace_seconds, "
-        "pick, seed, names, rounds, interval_seconds, max_share (besides kind, at and duration)"
+        "crash, pick, seed, names, rounds, interval_seconds, max_share (besides kind, at and duration)"
     ]
     misspelt = spoil("selector: app=web", "selecter: app=web")
     assert refusal(misspelt)[0].startswith(

@@ -44,7 +44,7 @@ def test_pod_kill_counts():
     ("kwargs", "message"),
     [
         ({"node": ""}, "needs a node name"),
-        ({"mode": "reboot"}, "mode must be one of stop, pause"),
+        ({"mode": "reboot"}, "mode must be one of stop, crash, pause"),
         ({"timeout": 0}, "timeout must be positive"),
     ],
 )

@@ -35,3 +35,15 @@ def test_options_take_the_types_of_the_method():
 def test_bad_options_are_one_line_with_the_fix(kind, words, message):
     with pytest.raises(UsageError, match=message):
         fault_arguments(kind, words)
+
+
+def test_pod_kill_crash_is_a_flag_and_refuses_a_grace_period():
+    from chaoskit.errors import SpecError
+    from chaoskit.faults.pod import PodKillSpec
+    from chaoskit.gameday.inject import fault_arguments
+
+    arguments = fault_arguments("pod-kill", ["--namespace", "shop", "--selector", "app=web", "--crash"])
+    assert arguments == {"namespace": "shop", "selector": "app=web", "crash": True}
+    assert PodKillSpec("shop", "app=web", crash=True).crash
+    with pytest.raises(SpecError, match="a crash gives no grace period"):
+        PodKillSpec("shop", "app=web", crash=True, grace_seconds=5)
