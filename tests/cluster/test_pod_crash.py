@@ -138,9 +138,9 @@ def test_a_crashed_pod_gets_no_sigterm_and_a_deleted_one_does(chaos: Chaos, kube
         terms = [float(line.split()[2]) for line in log.splitlines() if line.startswith("signal SIGTERM ")]
         assert terms, f"{container} of the deleted pod logged no SIGTERM: {log[-300:]}"
         graces.append(last_tick(log) - terms[0])
-    # The kubelet's floor: grace 0 asked, at least 2 s given (it applies a minimum), then SIGKILL.
-    print(f"FIGURE pod_kill(grace_seconds=0): SIGTERM, then SIGKILL {min(graces):.2f}-{max(graces):.2f} s later")
-    assert all(grace > 1.0 for grace in graces), graces
+    # Grace 0 asked: SIGTERM first all the same, then SIGKILL (the last tick bounds it within 50 ms).
+    print(f"FIGURE pod_kill(grace_seconds=0): SIGTERM, then dead {min(graces):.2f}-{max(graces):.2f} s later")
+    assert all(grace < 30 for grace in graces), graces  # the pod's own 30 s grace was not what applied
 
 
 def test_a_crash_is_refused_with_a_grace_period(chaos: Chaos, namespace: str) -> None:
