@@ -5,7 +5,7 @@ Two ways to die, and the record says which one was asked:
 * **Graceful** (the default): an API delete with ``grace_seconds``. The kubelet
   sends SIGTERM to every container's main process, then SIGKILL once the
   grace period has passed. With 0 asked, SIGTERM still comes first, and the
-  SIGKILL follows about 0.05-0.15 s later (measured on Kubernetes 1.20 by
+  process is dead 0.05-0.17 s later (two runs on Kubernetes 1.20 of
   ``tests/cluster/test_pod_crash.py``, a process that ignores SIGTERM). A
   process that acts on SIGTERM at once (an etcd leader handing its leadership
   over, which takes milliseconds) gets its chance.
