@@ -78,7 +78,7 @@ def fills(cluster, node: str) -> list[str]:
 
 
 def wait_gone(kube, namespace: str, name: str) -> None:
-    for _ in range(120):
+    for _ in range(240):  # its grace period (30 s) and the kubelet teardown, on a busy machine
         if name not in {p.metadata.name for p in kube.pods(namespace, "role=disk")}:
             return
         time.sleep(0.5)
