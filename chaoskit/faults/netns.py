@@ -274,25 +274,17 @@ def in_namespaces(node: str, work: list[tuple[Netns, str]], timeout: float = STE
     return outcomes
 
 
-def namespaces_script(work: list[tuple[Netns, str]], token: str = "") -> str:
-    """Bash that runs each (namespace, snippet) of one node, each namespace's output between markers.
-
-    With no ``token`` the script ends with the status of the first snippet that
-    failed (0 when all succeeded or their namespaces are gone): what the
-    injector agent runs as a fault's undo, with no reader of the markers.
-    """
-    mark = token or "ck"
+def namespaces_script(work: list[tuple[Netns, str]], token: str) -> str:
+    """Bash that runs each (namespace, snippet) of one node, each namespace's output between markers that
+    carry ``token``."""
     sections = [
-        f'echo "@@{mark} begin {i}"; p=$(ck_pid {ns.pid} {ns.inode}); if [ -n "$p" ]; then '
-        f'nsenter -t "$p" -n sh -c {shlex.quote(snippet)} 2>&1; rc=$?; [ $rc = 0 ] || ck_status=$rc; '
-        f'echo "@@{mark} end {i} $rc"; else echo "@@{mark} end {i} gone"; fi'
+        f'echo "@@{token} begin {i}"; p=$(ck_pid {ns.pid} {ns.inode}); if [ -n "$p" ]; then '
+        f'nsenter -t "$p" -n sh -c {shlex.quote(snippet)} 2>&1; rc=$?; '
+        f'echo "@@{token} end {i} $rc"; else echo "@@{token} end {i} gone"; fi'
         for i, (ns, snippet) in enumerate(work)
     ]
-    if not token or len(work) == 1:
-        lines = [FIND_NAMESPACE, "ck_status=0", *sections]
-        if not token:
-            lines.append("exit $ck_status")
-        return "\n".join(lines)
+    if len(work) == 1:
+        return "\n".join([FIND_NAMESPACE, *sections])
     # For the runner: the namespaces at once (PARALLEL at a time), each into a file of its own, then printed
     # in order, so a node's step costs about the same for 30 pods as for 3.
     lines = [FIND_NAMESPACE, "ck_dir=$(mktemp -d) || exit 3; trap 'rm -rf \"$ck_dir\"' EXIT"]
@@ -311,14 +303,6 @@ def steps_by_node(namespaces: Iterable[Netns], op: str, **fields: Any) -> dict[s
     for ns in namespaces:
         steps.setdefault(ns.node, []).append(actions.step(op, pid=ns.pid, inode=ns.inode, **fields))
     return steps
-
-
-def scripts_by_node(work: list[tuple[Netns, str]]) -> dict[str, str]:
-    """:func:`namespaces_script` for each node of ``work`` (for :meth:`~chaoskit.faults.base.Fault.agent_undo`)."""
-    groups: dict[str, list[tuple[Netns, str]]] = {}
-    for ns, snippet in work:
-        groups.setdefault(ns.node, []).append((ns, snippet))
-    return {node: namespaces_script(items) for node, items in groups.items()}
 
 
 def _sections(text: str, token: str, count: int) -> list[Outcome] | None:
@@ -446,8 +430,7 @@ MATCHED_MARK = "chaoskit-matched "
 def delete_rules_snippet(comment: str, table: str = "filter") -> str:
     """Shell, for inside one namespace: delete every rule of ``table`` carrying ``comment``, then list the
     table again and fail (naming what is left) if one is still there, or if a listing fails. Prints
-    ``chaoskit-matched N`` first. Needs only iptables: the injector agent runs it too, when a fault's owner
-    is gone.
+    ``chaoskit-matched N`` first. Needs only iptables.
 
     The listed rules go back to ``iptables-restore`` as ``-D`` lines, all in one transaction, or one at a
     time if that fails: it parses the quoting itself, so nothing from a rule (a comment a pod wrote into its
@@ -474,15 +457,6 @@ def literal_ere(text: str) -> str:
     """``text`` as a POSIX extended regular expression matching it literally (``re.escape`` also escapes
     ``-`` and ``:``, which grep warns about)."""
     return "".join(f"\\{c}" if c in ".^$*+?()[]{}|\\" else c for c in text)
-
-
-def delete_qdisc_checked_snippet(handle: str) -> str:
-    """Shell: :func:`delete_qdisc_snippet`, then fail unless eth0's root qdisc no longer bears ``handle``
-    (for the injector agent, which reads only the exit status)."""
-    return (
-        f"{delete_qdisc_snippet(handle)} >/dev/null || exit 1; cur=$({SHOW_ROOT}) || exit 1; "
-        f'case "$cur" in *" {handle} "*) exit 1;; esac'
-    )
 
 
 def dropped_snippet(comment: str) -> str:

@@ -41,10 +41,6 @@ from chaoskit.faults.base import Fault, FaultRecord
 
 MODES = ("stop", "crash", "pause", "kubelet")
 DOCKER_MODES = ("stop", "crash", "pause")
-HOST = "nsenter -t 1 -m -u -i -n -p --"
-"""Runs a command in the node's own namespaces from the injector's pod (host PID namespace)."""
-KUBELET_STOP = f"{HOST} systemctl stop kubelet && ! {HOST} systemctl is-active --quiet kubelet"
-KUBELET_START = f"{HOST} systemctl start kubelet && {HOST} systemctl is-active --quiet kubelet"
 AGENT_TIMEOUT = 60.0
 """How long the injector on the node may take to act on a request."""
 PAUSE_ATTEMPTS = 3

@@ -285,19 +285,30 @@ def test_the_agents_rule_undo_fails_when_it_cannot_read_the_rules(tmp_path):
     assert done.returncode == 1 and restored == ""
 
 
-def test_the_agents_qdisc_undo_fails_while_the_qdisc_is_still_there(tmp_path):
-    script = netns.delete_qdisc_checked_snippet("1a2b:")
-    stuck = 'tc() { echo "qdisc tbf 1a2b: root refcnt 2 rate 1Mbit"; }\n' + script
-    gone = (
-        'tc() { if [ "$2" = del ]; then touch '
-        + f"{tmp_path}/del"
-        + "; fi; if [ -e "
-        + f"{tmp_path}/del"
-        + ' ]; then echo "qdisc noqueue 0: root"; else echo "qdisc tbf 1a2b: root"; fi; }\n'
-        + script
-    )
-    assert subprocess.run(["sh", "-c", stuck], capture_output=True, timeout=10, check=False).returncode == 1
-    assert subprocess.run(["sh", "-c", gone], capture_output=True, timeout=10, check=False).returncode == 0
+def test_the_agents_qdisc_undo_fails_while_the_qdisc_is_still_there(tmp_path, monkeypatch):
+    """The typed ``delete-qdisc`` step against a fake ``tc``: deleted and gone is done; still there fails."""
+    step = actions.check_step({"op": "delete-qdisc", "pid": 10, "inode": 111, "handle": "1a2b:"})
+    for stays in (True, False):
+        node = fake_node(tmp_path / str(stays), monkeypatch, "")
+        gone = f"{tmp_path}/{stays}/del"
+        body = (
+            'if [ "$2" = del ]; then touch '
+            + gone
+            + "; fi; "
+            + (
+                'echo "qdisc tbf 1a2b: root refcnt 2 rate 1Mbit"'
+                if stays
+                else f'if [ -e {gone} ]; then echo "qdisc noqueue 0: root"; else echo "qdisc tbf 1a2b: root"; fi'
+            )
+        )
+        tc = tmp_path / str(stays) / "bin" / "tc"
+        tc.write_text(f"#!/bin/sh\n{body}\n")
+        tc.chmod(0o755)
+        if stays:
+            with pytest.raises(actions.StepFailed, match="still bears 1a2b:"):
+                actions.run_step(node, step)
+        else:
+            assert actions.run_step(node, step) == "qdisc 1a2b: deleted in net:[111]"
 
 
 @pytest.mark.parametrize(
