@@ -165,6 +165,10 @@ def locate_all(pods: list[Any], container: str | None = None) -> list[PodProcess
     return [by_name[(p.metadata.namespace, p.metadata.name)] for p in pods]
 
 
+CONTAINER_ID = re.compile(r"^[0-9a-f]{12,128}$")
+"""A container ID as every runtime writes it (containerd, CRI-O and Docker: 64 hex digits)."""
+
+
 def find_containers_script(container_ids: list[str]) -> str:
     """Bash: print ``CID PID NSPID INODE`` for every process of the named containers on this node.
 
@@ -172,9 +176,12 @@ def find_containers_script(container_ids: list[str]) -> str:
     every runtime (containerd, CRI-O, Docker) and both cgroup versions put
     there; so no runtime client is needed on the node. NSPID is the process's
     pid inside its own PID namespace (1 for the container's main process),
-    INODE that of its network namespace.
+    INODE that of its network namespace. The IDs come from the API: each must be hex, or nothing is built.
     """
-    pattern = "|".join(re.escape(cid) for cid in container_ids)
+    bad = [cid for cid in container_ids if not CONTAINER_ID.match(cid)]
+    if bad:
+        raise SpecError(f"container ID {bad[0][:80]!r} is not hex: the pod's status is not a runtime's")
+    pattern = "|".join(container_ids)  # hex only: nothing in it for grep or the shell to read
     return (
         f"grep -l -E {shlex.quote(pattern)} /proc/[0-9]*/cgroup 2>/dev/null | while read -r f; do "
         "pid=${f#/proc/}; pid=${pid%/cgroup}; "
@@ -186,8 +193,7 @@ def find_containers_script(container_ids: list[str]) -> str:
 
 
 def container_processes(pods: list[Any]) -> dict[str, list[tuple[str, list[int]]]]:
-    """Every process of every running container of ``pods``, per node: (container ID, pids); one exec per node.
-    A container ID is checked as hex before it is used (it comes from the API)."""
+    """Every process of every running container of ``pods``, per node: (container ID, pids); one exec per node."""
     wanted: dict[str, list[str]] = {}
     for pod in pods:
         ids = [
@@ -197,18 +203,11 @@ def container_processes(pods: list[Any]) -> dict[str, list[tuple[str, list[int]]
         ]
         if not ids or not pod.spec.node_name:
             raise SpecError(f"pod {pod.metadata.namespace}/{pod.metadata.name} has no running container")
-        for cid in ids:
-            if not re.fullmatch(r"[0-9a-f]{12,128}", cid):
-                raise SpecError(f"pod {pod.metadata.name}: container ID {cid[:80]!r} is not hex")
         wanted.setdefault(pod.spec.node_name, []).extend(ids)
 
     def find(node: str, ids: list[str]) -> list[tuple[str, list[int]]]:
-        listing = nodes.check(node, ["bash", "-c", find_containers_script(ids)], STEP_TIMEOUT)
-        found: dict[str, list[int]] = {cid: [] for cid in ids}
-        for line in listing.splitlines():
-            words = line.split()
-            if len(words) == 4 and words[0] in found and words[1].isdigit():
-                found[words[0]].append(int(words[1]))
+        listed = container_listing(nodes.check(node, ["bash", "-c", find_containers_script(ids)], STEP_TIMEOUT))
+        found = {cid: [pid for pid, _, _ in listed.get(cid, [])] for cid in ids}
         empty = [cid[:12] for cid, pids in found.items() if not pids]
         if empty:
             raise SpecError(f"containers {', '.join(empty)} have no process on node {node}")
@@ -217,9 +216,14 @@ def container_processes(pods: list[Any]) -> dict[str, list[tuple[str, list[int]]
     return on_nodes(wanted, find)
 
 
-def main_pids(listing: str) -> set[int]:
-    """Every pid of a :func:`find_containers_script` listing."""
-    return {int(w[1]) for w in (line.split() for line in listing.splitlines()) if len(w) == 4 and w[1].isdigit()}
+def container_listing(listing: str) -> dict[str, list[tuple[int, int, int]]]:
+    """:func:`find_containers_script`'s output, read: each container's processes as (pid, nspid, inode)."""
+    found: dict[str, list[tuple[int, int, int]]] = {}
+    for line in listing.splitlines():
+        words = line.split()
+        if len(words) == 4 and all(w.isdigit() for w in words[1:]):
+            found.setdefault(words[0], []).append((int(words[1]), int(words[2]), int(words[3])))
+    return found
 
 
 def main_processes(listing: str) -> dict[str, tuple[int, int]]:
@@ -228,11 +232,7 @@ def main_processes(listing: str) -> dict[str, tuple[int, int]]:
     The main process is pid 1 of the container's own PID namespace; in a pod
     sharing one PID namespace (or the host's), the oldest (lowest) pid.
     """
-    found: dict[str, list[tuple[int, int, int]]] = {}
-    for line in listing.splitlines():
-        words = line.split()
-        if len(words) == 4 and all(w.isdigit() for w in words[1:]):
-            found.setdefault(words[0], []).append((int(words[1]), int(words[2]), int(words[3])))
+    found = container_listing(listing)
     chosen: dict[str, tuple[int, int]] = {}
     for cid, processes in found.items():
         pid, _, inode = min(processes, key=lambda p: (p[1] != 1, p[0]))

@@ -187,9 +187,12 @@ def revert_rules_and_helpers(namespaces: list[Netns], comment: str, table: str, 
         raise FaultUndoFailed(f"ending the {what} of {comment} failed in {'; '.join(failed)}")
 
 
-def agent_steps_rules_and_helpers(namespaces: list[Netns], comment: str, table: str) -> dict[str, list[dict[str, Any]]]:
-    """The injector agent's steps for :func:`revert_rules_and_helpers`, by node."""
-    steps = steps_by_node(namespaces, "delete-rules", comment=comment, table=table)
+def agent_steps_rules_and_helpers(
+    namespaces: list[Netns], comment: str, table: str, families: tuple[str, ...] = ("ipv4",)
+) -> dict[str, list[dict[str, Any]]]:
+    """The injector agent's steps for :func:`revert_rules_and_helpers`, by node: the rules of ``table`` (for
+    ``families``) deleted in each namespace, then the helpers of the fault ended on each node."""
+    steps = steps_by_node(namespaces, "delete-rules", comment=comment, table=table, families=list(families))
     for node_steps in steps.values():
         node_steps.append(actions.step("stop-helpers", comment=comment))
     return steps

@@ -39,7 +39,6 @@ from typing import Any
 
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, Kube
-from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
@@ -60,8 +59,8 @@ from chaoskit.faults.netns import (
     probe_from_node,
     read_rules,
     refuse_if_held,
-    steps_by_node,
 )
+from chaoskit.faults.network import agent_steps_rules_and_helpers
 from chaoskit.faults.node import NodeFailure, await_not_ready, eligible_nodes
 
 MAX_SECONDS = 600.0
@@ -293,11 +292,7 @@ class NodePartition(Fault):
 
     @classmethod
     def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-        comment = str(undo["comment"])
-        steps = steps_by_node(cls._namespaces(undo), "delete-rules", comment=comment, families=["ipv4", "ipv6"])
-        for node_steps in steps.values():
-            node_steps.append(actions.step("stop-helpers", comment=comment))
-        return steps
+        return agent_steps_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), "filter", ("ipv4", "ipv6"))
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:

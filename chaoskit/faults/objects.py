@@ -220,6 +220,8 @@ def namespaces_of(undo: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+MAX_UNDO_TEXT = 262144
+"""The longest undo data (JSON) a record may hold, in the schema and when a runner reads it back."""
 DIGEST = "chaoskit.io/schema-digest"
 """On the CRD: a digest of its definition, so a runner with another version of it applies its own."""
 
@@ -253,7 +255,7 @@ def crd() -> dict[str, Any]:
             "kind": {"type": "string", "maxLength": 63},
             "ownerLease": {"type": "string", "maxLength": 253},
             "owner": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-            "undo": {"type": "string", "maxLength": 262144, "description": "the fault kind's undo data (JSON)"},
+            "undo": {"type": "string", "maxLength": MAX_UNDO_TEXT, "description": "the fault kind's undo data (JSON)"},
             "namespaces": {"type": "array", "items": {"type": "string", "maxLength": 63}},
             "pods": {"type": "array", "items": {"type": "string", "maxLength": 253}},
             "allowControlPlane": {"type": "boolean"},
@@ -424,14 +426,19 @@ def read(kube: Kube, fault_id: str) -> dict[str, Any] | None:
     return dict(obj)
 
 
+def node_statuses(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """A record's status by node, as the agents wrote it."""
+    nodes = ((obj or {}).get("status") or {}).get("nodes") or {}
+    return {node: status for node, status in nodes.items() if isinstance(status, dict)}
+
+
 def node_status(obj: dict[str, Any] | None, node: str) -> dict[str, Any]:
-    return dict(((obj or {}).get("status") or {}).get("nodes", {}).get(node) or {})
+    return dict(node_statuses(obj).get(node) or {})
 
 
 def node_marks(obj: dict[str, Any] | None, key: str) -> dict[str, dict[str, Any]]:
     """Each node's ``key`` mark (``undone``, ``injected``...) in a record's status, by node."""
-    nodes = ((obj or {}).get("status") or {}).get("nodes") or {}
-    return {node: dict(status[key]) for node, status in nodes.items() if isinstance(status, dict) and key in status}
+    return {node: dict(status[key]) for node, status in node_statuses(obj).items() if key in status}
 
 
 def await_mark(kube: Kube, fault_id: str, node: str, done: str, timeout: float) -> dict[str, Any]:
@@ -516,7 +523,7 @@ def listed(kube: Kube, owner_leases: list[Any] | None = None) -> list[FaultObjec
 
 def _fault_object(item: dict[str, Any], leases: dict[str, Any]) -> FaultObject:
     meta, spec = item.get("metadata") or {}, item.get("spec") or {}
-    marks = dict((item.get("status") or {}).get("nodes") or {})
+    marks = node_statuses(item)
     lease_name = str(spec.get("ownerLease", ""))
     lease = leases.get(lease_name)
     nodes = tuple(sorted(str(n) for n in (spec.get("nodes") or {})))
@@ -527,7 +534,7 @@ def _fault_object(item: dict[str, Any], leases: dict[str, Any]) -> FaultObject:
         for node in nodes:
             actions.check_node(node, "spec.nodes")
         raw = spec.get("undo", "{}")
-        if not isinstance(raw, str) or len(raw) > 262144:
+        if not isinstance(raw, str) or len(raw) > MAX_UNDO_TEXT:
             raise Refused("spec.undo is not JSON text")
         undo = json.loads(raw)
         check_undo(undo, "spec.undo")

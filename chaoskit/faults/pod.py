@@ -44,7 +44,13 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, FaultRound, check_selector
-from chaoskit.faults.netns import STEP_TIMEOUT, container_processes, find_containers_script, main_pids, on_nodes
+from chaoskit.faults.netns import (
+    STEP_TIMEOUT,
+    container_listing,
+    container_processes,
+    find_containers_script,
+    on_nodes,
+)
 
 PICKS = ("random", "oldest")
 MAX_ROUNDS = 1000
@@ -176,15 +182,19 @@ class PodKill(Fault):
             self.kube.core.delete_namespaced_pod(name, self.spec.namespace, grace_period_seconds=0)
 
     def _crash_proof(self) -> str:
-        """How the crashed pods died, read again from their nodes: no killed process is left."""
-        left = []
-        counted = 0
-        for node, items in self._processes.items():
-            ids = [cid for cid, _ in items]
-            still = main_pids(nodes.check(node, ["bash", "-c", find_containers_script(ids)], STEP_TIMEOUT))
-            killed = {pid for _, pids in items for pid in pids}
-            counted += len(killed)
-            left += [f"{pid} on {node}" for pid in sorted(killed & still)]
+        """How the crashed pods died, read again from their nodes (in parallel): no killed process is left."""
+
+        def alive(node: str, items: list[tuple[str, list[int]]]) -> list[int]:
+            script = find_containers_script([cid for cid, _ in items])
+            still = {
+                pid
+                for procs in container_listing(nodes.check(node, ["bash", "-c", script], STEP_TIMEOUT)).values()
+                for pid, _, _ in procs
+            }
+            return sorted({pid for _, pids in items for pid in pids} & still)
+
+        counted = sum(len(pids) for items in self._processes.values() for _, pids in items)
+        left = [f"{pid} on {node}" for node, pids in on_nodes(self._processes, alive).items() for pid in pids]
         if left:
             raise FaultNotEffective(f"pod crash: processes still alive after SIGKILL: {', '.join(left)}")
         return f"SIGKILL from the node to {counted} process(es), no SIGTERM first; none left"
