@@ -23,7 +23,7 @@ experiments: cluster
 # see signals_for in tests/cluster/test_fault_residue.py).
 FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py \
 	tests/cluster/test_dns_faults.py tests/cluster/test_http_faults.py tests/cluster/test_stress.py \
-	tests/cluster/test_disk_fill.py
+	tests/cluster/test_disk_fill.py tests/cluster/test_pod_crash.py
 KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/kubeconfig
 
 test: lint cluster

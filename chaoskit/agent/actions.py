@@ -22,7 +22,13 @@ the one inject) does the single thing a node fault asks:
 * ``resume``: SIGCONT every process of one PID namespace (a freeze's undo);
 * ``remove-fill``: unlink the disk fill's file (``.chaoskit-fill-<id>``) where
   the pod can still see it;
-* ``start-kubelet`` / ``stop-kubelet``: systemd's kubelet unit on the node.
+* ``start-kubelet`` / ``stop-kubelet``: systemd's kubelet unit on the node;
+* ``crash-node`` (an inject): the node dies as a machine does at a power loss,
+  as far as a process on it can make it: SIGKILL to the kubelet (its unit then
+  stopped, so systemd does not restart it), to every process of every pod on the
+  node but the agent's own, and to the container runtime's shims of those pods.
+  Nothing gets SIGTERM. The kernel, containerd and the node's network stay up;
+  ``start-kubelet`` is its undo.
 
 Shared by the agent (which validates what it reads) and the runner (which
 builds records from the same types), so both judge a step the same way.
@@ -155,10 +161,18 @@ FIELDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     },
     "start-kubelet": lambda raw: {},
     "stop-kubelet": lambda raw: {},
+    "crash-node": lambda raw: {},
 }
 OPS = tuple(FIELDS)
-UNDO_OPS = tuple(op for op in OPS if op != "stop-kubelet")
-INJECT_OPS = ("stop-kubelet",)
+INJECT_OPS = ("stop-kubelet", "crash-node")
+UNDO_OPS = tuple(op for op in OPS if op not in INJECT_OPS)
+POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+"""A pod's UID in a cgroup path: ``.../kubepods/burstable/pod<uid>/...`` (cgroupfs) or
+``kubepods-burstable-pod<uid with _>.slice`` (systemd)."""
+SHIM = "containerd-shim"
+K8S_NAMESPACE = b"k8s.io"
+"""containerd's namespace of the kubelet's containers (the shims' ``-namespace`` argument)."""
+CRASH_ROUNDS = 20
 
 
 def _families(value: Any) -> tuple[str, ...]:
@@ -242,6 +256,34 @@ class Node:
         want = f"pid:[{inode}]"
         return [p for p in self.pids() if self.link(p, "pid") == want]
 
+    def read(self, pid: int, what: str) -> bytes:
+        try:
+            with open(f"{self.proc}/{pid}/{what}", "rb") as handle:
+                return handle.read()
+        except OSError:
+            return b""
+
+    def pod_of(self, pid: int) -> str | None:
+        """The UID (with '-') of the pod whose cgroup holds ``pid``; None for a process of no pod."""
+        found = POD_UID.search(self.read(pid, "cgroup").decode(errors="replace"))
+        return found.group(1).replace("_", "-") if found else None
+
+    def parent(self, pid: int) -> int:
+        stat = self.read(pid, "stat").decode(errors="replace")
+        fields = stat[stat.rfind(")") + 2 :].split()
+        return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+
+    def shims(self) -> list[int]:
+        """The container runtime's shims of the kubelet's containers (containerd's ``k8s.io`` namespace)."""
+        found = []
+        for pid in self.pids():
+            if not self.read(pid, "comm").startswith(SHIM.encode()[:15]):
+                continue
+            words = self.read(pid, "cmdline").split(b"\0")
+            if K8S_NAMESPACE in words:
+                found.append(pid)
+        return found
+
     def tagged(self, comment: str) -> list[int]:
         """Processes whose argv holds the word ``--tag=<comment>`` (a helper of that fault)."""
         word = (HELPER_TAG + comment).encode()
@@ -280,6 +322,8 @@ def run_step(node: Node, item: Step) -> str:
         return f"SIGCONT to {len(pids)} process(es)"
     if item.op == "remove-fill":
         return _remove_fill(node, f)
+    if item.op == "crash-node":
+        return _crash_node(node)
     if item.op in ("start-kubelet", "stop-kubelet"):
         verb = item.op.split("-")[0]
         code, output = node.run([*HOST, "systemctl", verb, "kubelet"])
@@ -407,3 +451,49 @@ def _remove_fill(node: Node, f: dict[str, Any]) -> str:
     if left:
         raise StepFailed(f"{f['file']} is still at {left[0]}")
     return f"{f['file']}: {removed} removed"
+
+
+def _crash_node(node: Node) -> str:
+    """SIGKILL the kubelet, then every pod's processes and their shims but the agent's own; see the module's
+    docs. The kubelet goes first, so that it cannot see its containers die and start them again."""
+    code, output = node.run([*HOST, "systemctl", "kill", "--signal=SIGKILL", "kubelet"])
+    if code != 0:
+        raise StepFailed(f"systemctl kill --signal=SIGKILL kubelet: exit {code}: {output[-300:]}")
+    # The unit would restart (Restart=always): stopping it now only cancels that, its process being dead.
+    code, output = node.run([*HOST, "systemctl", "stop", "kubelet"])
+    active, _ = node.run([*HOST, "systemctl", "is-active", "--quiet", "kubelet"])
+    if code != 0 or active == 0:
+        raise StepFailed(f"the kubelet was SIGKILLed but its unit still runs (stop: exit {code}): {output[-300:]}")
+    mine = node.pod_of(os.getpid())
+    spared = {os.getpid()}
+    pid = os.getpid()
+    while pid > 1:  # the agent and its ancestors (its shim among them) are spared: it must restore the node
+        pid = node.parent(pid)
+        spared.add(pid)
+    killed: set[int] = set()
+    pods: set[str] = set()
+    for _ in range(CRASH_ROUNDS):  # again while any is left: a dying process's children may still be forking
+        owners = {p: node.pod_of(p) for p in node.pids() if p not in spared}
+        victims = {p: uid for p, uid in owners.items() if uid and uid != mine}
+        if not victims:
+            break
+        for victim, uid in victims.items():
+            pods.add(uid)
+            try:
+                os.kill(victim, signal.SIGKILL)
+                killed.add(victim)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    else:
+        raise StepFailed(f"pod processes still run after {CRASH_ROUNDS} rounds of SIGKILL")
+    shims = [p for p in node.shims() if p not in spared]
+    for shim in shims:
+        try:
+            os.kill(shim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return (
+        f"kubelet SIGKILLed (systemd: inactive); {len(killed)} process(es) of {len(pods)} pod(s) and "
+        f"{len(shims)} shim(s) SIGKILLed; spared: the agent's own pod ({mine})"
+    )

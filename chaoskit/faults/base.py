@@ -355,13 +355,25 @@ class Fault(ABC):
         return pods
 
     def choose(self, pods: list[Any], count: int | None, seed: int | None, what: str) -> list[Any]:
-        """``count`` of ``pods`` (all when None), checked against the blast-radius cap; chosen by ``seed``."""
+        """``count`` of ``pods`` (all when None), checked against the blast-radius cap; chosen by ``seed``, from
+        the pods no other active fault hits first."""
         wanted = len(pods) if count is None else count
         if wanted > len(pods):
             raise SpecError(f"count {wanted} is more than the {len(pods)} {what}")
-        self.safety.check_share(wanted, len(pods), what, self.active_on(pods))
+        active = self.active_on(pods)
+        self.safety.check_share(wanted, len(pods), what, active)
+        held = {item for items in active.values() for item in items}
         ordered = sorted(pods, key=lambda p: p.metadata.name)
-        chosen = ordered if wanted == len(pods) else random.Random(seed).sample(ordered, wanted)
+        free = [p for p in ordered if f"{p.metadata.namespace}/{p.metadata.name}" not in held]
+        # Pods another active fault already hits are chosen last, as the cap counted them: a second fault on
+        # a pod already cut or killed would take nothing more down, and could not prove its own effect.
+        if wanted == len(pods):
+            chosen = ordered
+        elif wanted <= len(free):
+            chosen = random.Random(seed).sample(free, wanted)
+        else:
+            rest = [p for p in ordered if p not in free]
+            chosen = free + random.Random(seed).sample(rest, wanted - len(free))
         self.hit_pods = tuple(f"{p.metadata.namespace}/{p.metadata.name}" for p in chosen)
         return chosen
 

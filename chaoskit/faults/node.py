@@ -12,6 +12,15 @@ so, while the Ready condition itself may be posted only every few minutes when
 nothing changed) and the node is Ready; after a stop, Ready as posted since the
 restart, and its pod-network agent running again. The proof of the undo reads all of that once more.
 
+Off kind, mode ``crash`` has the injector agent on the node do what a power
+loss does to the node's processes: SIGKILL to the kubelet (whose unit is then
+stopped, so systemd does not restart it), to every process of every pod there
+but the agent's own, and to those pods' runtime shims, with no SIGTERM to any.
+It cannot take the kernel, containerd or the node's network down with them: the
+node's IP still answers pings and its sockets are reset, not silent (a real
+power loss leaves peers' connections hanging until their timeouts). The undo
+starts the kubelet, which starts every pod of the node again.
+
 On any cluster, mode ``kubelet`` has the injector agent on the node stop its
 kubelet (``systemctl stop kubelet`` in the host's namespaces): the control
 plane loses the node (NotReady after its grace period) while its containers run
@@ -50,6 +59,11 @@ LEASE_FRESH_S = 40.0
 """A kubelet whose lease is older than this (the node-monitor grace period) is not known to run."""
 
 
+def by_agent(undo: dict[str, Any]) -> bool:
+    """A node fault's undo data says it went through the injector agent (mode kubelet, or crash off kind)."""
+    return undo.get("mode") == "kubelet" or bool(undo.get("agent"))
+
+
 def eligible_nodes(nodes: Any, safety: Any) -> list[Any]:
     """The nodes a node fault may touch: the workers, and the control plane only where it is allowed.
 
@@ -84,10 +98,12 @@ class NodeFailureSpec:
     """The node's name (on kind, also its container's name)."""
     mode: str = "stop"
     """``stop``: a graceful shutdown (``docker stop``: SIGTERM to the node's init, which stops the kubelet and
-    every container cleanly, SIGKILL after 10 s); ``crash``: the power cut (``docker kill``: SIGKILL to the
-    node's init, so every process on it dies at once, nothing shut down); ``pause``: the machine hangs (its
-    processes frozen); all three kind only. ``kubelet``: the node's kubelet stopped by the injector agent (the
-    control plane loses the node, its pods run on), any cluster."""
+    every container cleanly, SIGKILL after 10 s), kind only; ``crash``: the power cut, nothing shut down (on
+    kind, ``docker kill``: SIGKILL to the node's init, so every process on it dies at once; on any other
+    cluster, the injector agent SIGKILLs the kubelet, every pod process on the node but its own, and their
+    runtime shims, while the kernel, containerd and the network stay up); ``pause``: the machine hangs (its
+    processes frozen), kind only. ``kubelet``: the node's kubelet stopped by the injector agent (the control
+    plane loses the node, its pods run on), any cluster."""
     wait_not_ready: bool = True
     """Prove the failure by waiting for the API to mark the node NotReady."""
     timeout: float = 120.0
@@ -106,9 +122,17 @@ class NodeFailure(Fault):
     kind = "node-failure"
     node_wide = True
     spec: NodeFailureSpec
+    agent_said = ""
+    """What the injector agent marked it did (mode crash through the agent)."""
 
     def nodes(self) -> list[str]:
         return [self.spec.node]
+
+    @property
+    def by_agent(self) -> bool:
+        """Through the injector agent on the node: mode kubelet anywhere, and mode crash off kind (on kind,
+        the node's container is killed instead)."""
+        return self.spec.mode == "kubelet" or (self.spec.mode == "crash" and not self.cluster.is_kind)
 
     def plan(self) -> list[str]:
         spec = self.spec
@@ -122,17 +146,17 @@ class NodeFailure(Fault):
                 "(Safety(allow_control_plane=True) outside pytest)"
             )
         self.safety.check_share(1, len(eligible_nodes(nodes.values(), self.safety)), "nodes it may touch")
-        if spec.mode == "kubelet":
+        if self.by_agent:
             if AgentShell(self.kube).pod_on(spec.node, refresh=True) is None:
                 raise SpecError(
-                    f"mode kubelet needs the injector agent on {spec.node}, and it has none running: "
+                    f"mode {spec.mode} needs the injector agent on {spec.node} here, and it has none running: "
                     "install it with 'chaoskit agent install'"
                 )
             return [spec.node]
         if not self.cluster.is_kind:
             raise SpecError(
                 f"mode {spec.mode} stops or pauses a kind node's container, and {self.cluster.name} is not kind: "
-                "use mode kubelet (with the injector agent)"
+                "use mode crash or kubelet (with the injector agent)"
             )
         if docker.state(spec.node) != "running":
             raise SpecError(f"node container {spec.node} is not running; fix the cluster first")
@@ -140,18 +164,22 @@ class NodeFailure(Fault):
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
         undo: dict[str, Any] = {"node": targets[0], "mode": self.spec.mode, "timeout": self.spec.timeout}
-        if self.spec.mode == "kubelet":
+        if self.by_agent:
             undo["fault_id"] = self.fault_id
+            undo["agent"] = True
         return undo
 
     @classmethod
     def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-        return {str(undo["node"]): [actions.step("start-kubelet")]} if undo.get("mode") == "kubelet" else {}
+        return {str(undo["node"]): [actions.step("start-kubelet")]} if by_agent(undo) else {}
 
     def inject(self, targets: list[str]) -> None:
-        if self.spec.mode == "kubelet":
-            objects.ask_inject(self.kube, self.fault_id, targets[0], [actions.step("stop-kubelet")])
-            objects.await_mark(self.kube, self.fault_id, targets[0], "injected", AGENT_TIMEOUT)
+        if self.by_agent:
+            op = "crash-node" if self.spec.mode == "crash" else "stop-kubelet"
+            objects.ask_inject(self.kube, self.fault_id, targets[0], [actions.step(op)])
+            mark = objects.await_mark(self.kube, self.fault_id, targets[0], "injected", AGENT_TIMEOUT)
+            steps = [str(done) for done in mark.get("steps", [])]
+            self.agent_said = steps[-1].split(": ", 1)[-1] if steps else str(mark.get("why", ""))
             return
         if self.spec.mode == "stop":
             docker.stop(targets[0], grace=10)
@@ -177,6 +205,8 @@ class NodeFailure(Fault):
             # The agent's mark says the kubelet is inactive by systemd's own account; the API's NotReady,
             # after the grace period, is the view from outside.
             what = f"kubelet of {node} stopped (systemd: inactive)"
+        elif self.by_agent:
+            what = f"node {node} crashed by its injector agent: {self.agent_said}"
         else:
             want = "paused" if self.spec.mode == "pause" else "exited"
             found = docker.inspect(node)
@@ -211,9 +241,10 @@ class NodeFailure(Fault):
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         node = str(undo["node"])
         timeout = float(undo.get("timeout", 120.0)) + 60
-        if undo.get("mode") == "kubelet":
+        if by_agent(undo):
             since = cls._restart_kubelet(cluster, kube, undo)
-            cls.await_back(cluster, kube, node, since, None, timeout)
+            # After a crash every pod of the node starts afresh: its pod-network agent too.
+            cls.await_back(cluster, kube, node, since, since if undo.get("mode") == "crash" else None, timeout)
             return
         state = docker.state(node)
         if state == "missing":
@@ -268,7 +299,7 @@ class NodeFailure(Fault):
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         node = str(undo["node"])
-        kubelet_mode = undo.get("mode") == "kubelet"
+        kubelet_mode = by_agent(undo)
         state = "running" if kubelet_mode else docker.state(node)
         if state != "running":
             raise FaultUndoFailed(f"node container {node} is {state}, not running")
@@ -284,7 +315,7 @@ class NodeFailure(Fault):
     @classmethod
     def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:
         node = str(undo["node"])
-        if undo.get("mode") == "kubelet":
+        if by_agent(undo):
             if node not in {n.metadata.name for n in kube.nodes()}:
                 return f"node {node} no longer exists"
             return None
@@ -309,7 +340,8 @@ class ZoneFailureSpec:
     """The value of the nodes' ``topology.kubernetes.io/zone`` label (kind clusters from ``chaoskit cluster up``
     have their control plane in ``zone-a`` and their workers in ``zone-b``, ``zone-c``, ``zone-b``, ...)."""
     mode: str = "stop"
-    """As for a node failure: ``stop``, ``pause`` (kind) or ``kubelet`` (the injector agent)."""
+    """As for a node failure: ``stop``, ``pause`` (kind), ``crash`` (kind, or the injector agent elsewhere) or
+    ``kubelet`` (the injector agent)."""
     wait_not_ready: bool = True
     """Prove the failure by waiting for the API to mark every node of the zone NotReady."""
     timeout: float = 120.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -510,3 +511,80 @@ def test_an_undo_for_an_owner_that_looks_dead_waits_for_a_fresh_read_of_its_leas
         injector.clock.seen["owner-a"] = ("t1", -100.0)  # unrenewed for 100 s by the watch's copy
         injector.step()
         assert bool(api.patched) == acts, (answer, api.patched)
+
+
+def test_a_node_crash_is_an_inject_step_and_never_an_undo():
+    assert actions.check_step({"op": "crash-node"}, actions.INJECT_OPS).op == "crash-node"
+    with pytest.raises(Refused, match="is not one of"):
+        actions.check_step({"op": "crash-node"}, actions.UNDO_OPS)
+    with pytest.raises(Refused, match="unknown field"):
+        actions.check_step({"op": "crash-node", "pid": 1}, actions.INJECT_OPS)
+
+
+def fake_proc(tmp_path, processes):
+    """A /proc with ``pid: (ppid, comm, cmdline words, cgroup text)``."""
+    for pid, (ppid, comm, words, cgroup) in processes.items():
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "stat").write_text(f"{pid} ({comm}) S {ppid} 1 1 0")
+        (d / "comm").write_text(comm + "\n")
+        (d / "cmdline").write_bytes(b"\0".join(w.encode() for w in words) + b"\0")
+        (d / "cgroup").write_text(cgroup)
+    return actions.Node(proc=str(tmp_path))
+
+
+AGENT_UID = "805b5090-5d24-4f0c-8b87-abf769728411"
+OTHER_UID = "11111111-2222-3333-4444-555555555555"
+
+
+def test_the_node_crash_sigkills_the_kubelet_first_then_every_pod_process_and_shim_but_the_agents(
+    tmp_path, monkeypatch
+):
+    me = 4000
+    node = fake_proc(
+        tmp_path,
+        {
+            1: (0, "systemd", ["/sbin/init"], "0::/\n"),
+            300: (1, "containerd-shim", ["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "a"], "0::/\n"),
+            301: (1, "containerd-shim", ["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "b"], "0::/\n"),
+            302: (1, "containerd-shim", ["containerd-shim-runc-v2", "-namespace", "moby", "-id", "c"], "0::/\n"),
+            me: (300, "python3", ["python3", "-m", "injector"], f"0::/kubelet/kubepods/besteffort/pod{AGENT_UID}/c1\n"),
+            500: (301, "pause", ["/pause"], f"0::/kubelet/kubepods/pod{OTHER_UID}/c2\n"),
+            501: (301, "web", ["web"], f"0::/kubepods.slice/kubepods-pod{OTHER_UID.replace('-', '_')}.slice/x\n"),
+            600: (1, "kubelet", ["kubelet"], "0::/system.slice/kubelet.service\n"),
+        },
+    )
+    assert node.pod_of(501) == OTHER_UID and node.pod_of(me) == AGENT_UID and node.pod_of(600) is None
+    assert node.shims() == [300, 301]
+    calls: list[list[str]] = []
+    killed: list[int] = []
+
+    def run(argv, stdin=None):
+        calls.append(argv)
+        return (3 if argv[-3:] == ["is-active", "--quiet", "kubelet"] else 0), ""
+
+    def kill(pid, sig):
+        assert sig == actions.signal.SIGKILL and calls, "the kubelet goes first"
+        killed.append(pid)
+        for name in os.listdir(tmp_path / str(pid)):
+            os.remove(tmp_path / str(pid) / name)  # dead: /proc/PID empty
+        os.rmdir(tmp_path / str(pid))
+
+    monkeypatch.setattr(node, "run", run)
+    monkeypatch.setattr(actions.os, "getpid", lambda: me)
+    monkeypatch.setattr(actions.os, "kill", kill)
+    monkeypatch.setattr(actions.time, "sleep", lambda s: None)
+    said = actions.run_step(node, actions.Step("crash-node", {}))
+    assert [c[len(actions.HOST) :] for c in calls[:2]] == [
+        ["systemctl", "kill", "--signal=SIGKILL", "kubelet"],
+        ["systemctl", "stop", "kubelet"],
+    ]
+    assert sorted(killed) == [301, 500, 501], killed  # never the agent, its shim, init or the other runtime's
+    assert "2 process(es) of 1 pod(s) and 1 shim(s) SIGKILLed" in said and AGENT_UID in said, said
+
+
+def test_a_node_crash_fails_when_the_kubelet_unit_still_runs(tmp_path, monkeypatch):
+    node = actions.Node(proc=str(tmp_path))
+    monkeypatch.setattr(node, "run", lambda argv, stdin=None: (0, ""))
+    with pytest.raises(actions.StepFailed, match="its unit still runs"):
+        actions.run_step(node, actions.Step("crash-node", {}))

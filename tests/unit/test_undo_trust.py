@@ -188,6 +188,16 @@ def test_count_picks_within_the_cap():
         fault.choose(pods(4), 3, 7, "pods")
 
 
+def test_pods_another_fault_already_hits_are_chosen_last(monkeypatch):
+    fault = PacketLoss(CLUSTER, FakeKube(4), PacketLossSpec("shop", "app=web", 10)).with_max_share(1.0)  # type: ignore[arg-type]
+    monkeypatch.setattr(fault, "active_on", lambda chosen: {"other-1": ["shop/web-0", "shop/web-2"]})
+    for seed in range(20):
+        picked = sorted(p.metadata.name for p in fault.choose(pods(4), 2, seed, "pods"))
+        assert picked == ["web-1", "web-3"], (seed, picked)
+    three = [p.metadata.name for p in fault.choose(pods(4), 3, 5, "pods")]
+    assert set(three) >= {"web-1", "web-3"} and len(set(three)) == 3, three
+
+
 # --- a fault whose undo cannot be proven ----------------------------------------------------------
 
 
