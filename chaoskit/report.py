@@ -424,7 +424,7 @@ def _experiment_html(result: ExperimentResult, history: Baseline | None = None) 
         for m in result.verdict.measurements
     )
     faults = "".join(
-        f"<tr><td>{e(f.kind)}</td><td>{e(_where(f))}</td><td>{e(_effect(f))}</td>"
+        f"<tr><td>{e(f.kind)}</td><td>{e(_where(f))}</td><td>{e(_effect(f))}</td><td class='deaths'>{_deaths(f)}</td>"
         f"<td>{_seconds(f.inject_to_effect)}</td><td>{_cap(f)}</td><td class='undo'>{e(_undone(f))}</td></tr>"
         for f in result.faults
     )
@@ -450,8 +450,8 @@ def _experiment_html(result: ExperimentResult, history: Baseline | None = None) 
 <table><tr><th>verdict</th><th>objective</th><th>window</th><th>target</th><th>measured</th></tr>{rows}</table>
 <table><tr><th>window</th><th>requests</th><th>errors</th><th>availability</th><th>p50</th><th>p95</th><th>p99</th>
 <th>longest error burst</th></tr>{stats}</table>
-<table><tr><th>fault</th><th>targets</th><th>effect</th><th>inject to effect</th><th>blast-radius cap</th>
-<th>undone (proof)</th></tr>{faults}</table>
+<table><tr><th>fault</th><th>targets</th><th>effect</th><th>how its targets died</th><th>inject to effect</th>
+<th>blast-radius cap</th><th>undone (proof)</th></tr>{faults}</table>
 {_stream_html(result.load.get("stream"))}
 {_trends_html(result, history)}
 {_events_html(result)}
@@ -643,6 +643,11 @@ def _effect(fault: FaultRecord) -> str:
     if fault.vetoed:
         return f"VETOED before it acted: {fault.vetoed}"
     return fault.effect or fault.error or ""
+
+
+def _deaths(fault: FaultRecord) -> str:
+    """Each target's death as read from outside, a line each (escaped); empty for faults that kill nothing."""
+    return "<br>".join(html.escape(f"{target}: {how}") for target, how in sorted(fault.deaths.items()))
 
 
 def _undone(fault: FaultRecord) -> str:

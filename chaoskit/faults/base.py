@@ -239,6 +239,9 @@ class FaultRecord:
     """The nodes it acted on, held against other runs' faults while it did (:mod:`chaoskit.locks`)."""
     lock_wait_s: float | None = None
     """Seconds the fault waited for its nodes while another run's faults held them (0 when it did not)."""
+    deaths: dict[str, str] = field(default_factory=dict)
+    """How each target died, as read from outside: target -> the signal its node sent, the exit codes and
+    reasons its kubelet posted (faults that kill: pod and container kills, node failures)."""
 
     @property
     def inject_to_effect(self) -> float | None:
@@ -249,6 +252,26 @@ class FaultRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "inject_to_effect": self.inject_to_effect}
+
+
+def how_it_ended(container: str, terminated: Any) -> str:
+    """A container's end as its kubelet posted it (``state.terminated`` or ``lastState.terminated``), and
+    what the exit code says of the signal: 128 + N is death by signal N."""
+    if terminated is None:
+        return f"{container}: no end posted"
+    code = terminated.exit_code
+    reason = f", {terminated.reason}" if terminated.reason else ""
+    if code == 137:
+        said = "killed by SIGKILL"
+    elif code == 143:
+        said = "ended by SIGTERM (no handler)"
+    elif code == 0:
+        said = "exited 0 (a clean shutdown)"
+    elif code is not None and 128 < code < 160:
+        said = f"ended by signal {code - 128}"
+    else:
+        said = "exited by its own hand"
+    return f"{container}: exit {code}{reason} ({said})"
 
 
 class FaultHooks:

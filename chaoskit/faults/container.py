@@ -15,7 +15,7 @@ from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
-from chaoskit.faults.base import Fault, FaultRecord, check_selector
+from chaoskit.faults.base import Fault, FaultRecord, check_selector, how_it_ended
 from chaoskit.faults.netns import PodProcess, locate_all
 
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT")
@@ -89,7 +89,10 @@ class ContainerKill(Fault):
                 raise FaultNotEffective(f"process {process.pid} of {process.pod} still runs 10 s after the signal")
         record.effect_mono = time.monotonic()
 
+        seen: dict[str, Any] = {}
+
         def restarted(pods: dict[str, Any]) -> bool:
+            seen.update({name: pods[name] for name in self._restarts if name in pods})
             return all(name in pods and self._restart_count(pods[name]) > n for name, n in self._restarts.items())
 
         self.await_effect(
@@ -100,6 +103,14 @@ class ContainerKill(Fault):
             "the signalled containers to be restarted",
             namespace=self.spec.namespace,
         )
+        for process, target in zip(self._processes, targets, strict=True):
+            for status in seen[process.pod].status.container_statuses or []:
+                if self.spec.container in (None, status.name):
+                    last = status.last_state.terminated if status.last_state else None
+                    record.deaths[target] = f"{self.spec.signal} from its node to pid {process.pid}; " + how_it_ended(
+                        status.name, last
+                    )
+                    break
         return f"{self.spec.signal} to {', '.join(targets)}; restart count up"
 
     @classmethod

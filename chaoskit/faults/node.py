@@ -220,6 +220,7 @@ class NodeFailure(Fault):
             elif self.spec.mode == "stop":
                 what += f" by a graceful shutdown (exit {found.exit_code})"
         record.effect_mono = time.monotonic()
+        record.deaths[node] = what  # a zone's members share their zone record's dict
         if not self.spec.wait_not_ready:
             return what
         return await_not_ready(self, record, node, what, self.spec.timeout)

@@ -43,7 +43,7 @@ from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
-from chaoskit.faults.base import Fault, FaultRecord, FaultRound, check_selector
+from chaoskit.faults.base import Fault, FaultRecord, FaultRound, check_selector, how_it_ended
 from chaoskit.faults.netns import (
     STEP_TIMEOUT,
     container_listing,
@@ -126,6 +126,8 @@ class PodKill(Fault):
     _uids: dict[str, str]
     _nodes: list[str]
     _processes: dict[str, list[tuple[str, list[int]]]]
+    _containers: dict[str, dict[str, str]]
+    """Pod name -> its containers' IDs -> their names."""
     """With ``crash``: per node, (container ID, every pid of that container) of the chosen pods."""
 
     def plan(self) -> list[str]:
@@ -149,6 +151,12 @@ class PodKill(Fault):
             chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), wanted)
         self._uids = {p.metadata.name: p.metadata.uid for p in chosen}
         self._processes = container_processes(chosen) if spec.crash else {}
+        self._containers = {
+            p.metadata.name: {
+                s.container_id.split("://", 1)[1]: s.name for s in p.status.container_statuses or [] if s.container_id
+            }
+            for p in chosen
+        }
         # Later rounds pick among the replacements, wherever they were scheduled: those hold every node.
         self._nodes = sorted({p.spec.node_name for p in chosen if p.spec.node_name})
         return sorted(self._uids)
@@ -202,16 +210,45 @@ class PodKill(Fault):
     def verify(self, targets: list[str], record: FaultRecord) -> str:
 
         uids = set(self._uids.values())
+        last: dict[str, Any] = {}  # uid -> the pod as last seen before it left: its containers' ends
+
+        def gone(pods: dict[str, Any]) -> bool:
+            for pod in pods.values():
+                if pod.metadata.uid in uids:
+                    last[pod.metadata.uid] = pod
+            return not uids & {p.metadata.uid for p in pods.values()}
+
         self.await_effect(
             record,
             self.kube.core.list_namespaced_pod,
-            lambda pods: not uids & {p.metadata.uid for p in pods.values()},
+            gone,
             self.spec.grace_seconds + 60,
             f"killed pods {', '.join(targets)} to leave the API",
             namespace=self.spec.namespace,
         )
         if self.spec.crash:
-            return f"pods {', '.join(targets)} crashed: {self._crash_proof()}; force-deleted (grace 0), UIDs gone"
+            proof = self._crash_proof()
+            killed = {cid: len(pids) for items in self._processes.values() for cid, pids in items}
+            for name in targets:
+                each = [f"{c}: {killed[cid]} process(es)" for cid, c in self._containers[name].items() if cid in killed]
+                record.deaths[name] = (
+                    f"SIGKILL from its node, no SIGTERM first ({'; '.join(each)}), none left; "
+                    "then force-deleted (grace 0)"
+                )
+            return f"pods {', '.join(targets)} crashed: {proof}; force-deleted (grace 0), UIDs gone"
+        for name, uid in self._uids.items():
+            statuses = getattr(getattr(last.get(uid), "status", None), "container_statuses", None) or []
+            ends = [how_it_ended(c.name, c.state.terminated if c.state else None) for c in statuses]
+            if any(" no end posted" not in end for end in ends):
+                said = "; ".join(ends)
+            elif self.spec.grace_seconds == 0:
+                said = (
+                    "the API removed the object at once, and its kubelet stopped the containers afterwards, "
+                    "SIGTERM first: their ends were never posted"
+                )
+            else:
+                said = "it left the API before its containers' ends were posted"
+            record.deaths[name] = f"API delete, grace {self.spec.grace_seconds} s (SIGTERM first); {said}"
         return (
             f"pods {', '.join(targets)} deleted with grace {self.spec.grace_seconds} s (SIGTERM, then SIGKILL after "
             "the grace the kubelet applies); their UIDs are gone"

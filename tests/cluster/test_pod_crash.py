@@ -122,6 +122,8 @@ def test_a_crashed_pod_gets_no_sigterm_and_a_deleted_one_does(chaos: Chaos, kube
         record.effect.startswith(f"pods {pod} crashed: SIGKILL from the node to ")
         and "no SIGTERM first" in record.effect
     )
+    print("crash, per target:", record.deaths)
+    assert list(record.deaths) == [pod] and record.deaths[pod].startswith("SIGKILL from its node, no SIGTERM first")
     time.sleep(0.5)  # the log files are the node's: whatever the processes wrote is there
     crashed = node_logs(node, target, pod)
     for container, log in crashed.items():
@@ -132,6 +134,9 @@ def test_a_crashed_pod_gets_no_sigterm_and_a_deleted_one_does(chaos: Chaos, kube
     with chaos.pod_kill(namespace, "app=signals", grace_seconds=0, max_share=1.0) as record:
         pass
     print("graceful:", record.effect)
+    print("graceful, per target:", record.deaths)
+    # Grace 0: the object leaves the API at once, before the kubelet posts any end; the record says so.
+    assert record.deaths[pod].startswith("API delete, grace 0 s (SIGTERM first); the API removed the object at once")
     deleted = node_logs(node, target, pod)
     graces = []
     for container, log in deleted.items():
@@ -141,6 +146,16 @@ def test_a_crashed_pod_gets_no_sigterm_and_a_deleted_one_does(chaos: Chaos, kube
     # Grace 0 asked: SIGTERM first all the same, then SIGKILL (the last tick bounds it within 50 ms).
     print(f"FIGURE pod_kill(grace_seconds=0): SIGTERM, then dead {min(graces):.2f}-{max(graces):.2f} s later")
     assert all(grace < 30 for grace in graces), graces  # the pod's own 30 s grace was not what applied
+
+    # With a grace period the kubelet posts each container's end before the object goes: the loggers ignore
+    # SIGTERM, so each died by the SIGKILL after the grace (exit 137), as the record says per target.
+    kube.wait_whole(namespace, "signals", timeout=120)
+    pod, node = settled(kube, namespace, target)
+    with chaos.pod_kill(namespace, "app=signals", grace_seconds=2, max_share=1.0) as record:
+        pass
+    print("grace 2, per target:", record.deaths)
+    assert record.deaths[pod].startswith("API delete, grace 2 s (SIGTERM first); "), record.deaths
+    assert record.deaths[pod].count("exit 137, Error (killed by SIGKILL)") == 2, record.deaths  # main, sidecar
 
 
 def test_a_crash_is_refused_with_a_grace_period(chaos: Chaos, namespace: str) -> None:
@@ -175,6 +190,7 @@ def test_a_crashed_node_gives_its_pods_no_sigterm_and_comes_back_ready(
                 said = f"node {worker} crashed by its injector agent: kubelet SIGKILLed (systemd: inactive); "
             assert record.effect.startswith(said) and "node NotReady" in record.effect, record.effect
         print("undo:", record.undo_proof)
+        assert record.deaths == {worker: record.effect.split("; node NotReady")[0]}, record.deaths
         logs = node_logs(worker, directory, pod)  # the node's own disk, kept across the crash
         for container, log in logs.items():
             assert "tick" in log and "signal " not in log, f"{container} on the crashed node: {log[-300:]}"

@@ -83,3 +83,36 @@ def test_an_unproven_undo_and_a_raised_cap_show_in_the_headline_journal_and_html
     page = html.read_text()
     assert "NO: undo of network-partition-1a2b not proven" in page
     assert "100% (raised for this fault)" in page
+
+
+def test_how_each_target_died_is_in_the_journal_and_the_html(tmp_path):
+    result = synthetic_result()
+    fault = FaultRecord("pod-kill-1a2b", "pod-kill", "chaoskit", {"crash": True}, targets=["shop-0", "shop-1"])
+    fault.injected_at = T0 + 8
+    fault.deaths = {
+        "shop-0": "SIGKILL from its node, no SIGTERM first (redis: 1 process(es)), none left",
+        "shop-1": "API delete, grace 2 s (SIGTERM first); redis: exit 137, Error (killed by SIGKILL) <b>",
+    }
+    result.faults.append(fault)
+    journal, html = write_reports([result], tmp_path)
+    (recorded,) = [f for f in json.loads(journal.read_text())["experiments"][0]["faults"] if f["deaths"]]
+    assert recorded["deaths"] == fault.deaths
+    page = html.read_text()
+    assert "<th>how its targets died</th>" in page
+    assert "shop-0: SIGKILL from its node, no SIGTERM first (redis: 1 process(es)), none left<br>" in page
+    assert "(killed by SIGKILL) &lt;b&gt;" in page  # escaped
+
+
+def test_an_exit_code_says_which_signal_ended_the_container():
+    from types import SimpleNamespace as NS
+
+    from chaoskit.faults.base import how_it_ended
+
+    assert how_it_ended("a", NS(exit_code=137, reason="Error")) == "a: exit 137, Error (killed by SIGKILL)"
+    assert how_it_ended("a", NS(exit_code=143, reason=None)) == "a: exit 143 (ended by SIGTERM (no handler))"
+    assert (
+        how_it_ended("a", NS(exit_code=0, reason="Completed")) == "a: exit 0, Completed (exited 0 (a clean shutdown))"
+    )
+    assert how_it_ended("a", NS(exit_code=134, reason="Error")) == "a: exit 134, Error (ended by signal 6)"
+    assert how_it_ended("a", NS(exit_code=2, reason="Error")) == "a: exit 2, Error (exited by its own hand)"
+    assert how_it_ended("a", None) == "a: no end posted"
