@@ -34,6 +34,7 @@ Tests that use ``cluster`` are marked ``cluster`` automatically, so
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -308,6 +309,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             "chaos_repeat_index", range(repeat), indirect=True, ids=[f"run{i + 1}of{repeat}" for i in range(repeat)]
         )
+
+
+REPEAT_ID = re.compile(r"run\d+of\d+")
+
+
+def repeat_group(name: str) -> str:
+    """A test's name without its ``--chaos-repeat`` id: the runs of one experiment share it (and are judged
+    together: passed k of n, flaky), while variants of a parametrized test (``[graceful]``, ``[crash]``) stay
+    apart."""
+    base, bracket, rest = name.partition("[")
+    if not bracket:
+        return name
+    ids = [part for part in rest.removesuffix("]").split("-") if not REPEAT_ID.fullmatch(part)]
+    return f"{base}[{'-'.join(ids)}]" if ids else base
 
 
 @pytest.fixture
@@ -630,7 +645,7 @@ def experiment(
             prometheus=prometheus,
             on_result=[report],
             skip_exceptions=(FaultUnsupported, FaultVetoed, pytest.skip.Exception),
-            group=name or getattr(request.node, "originalname", request.node.name),
+            group=name or repeat_group(request.node.name),
         )
 
     return make

@@ -62,6 +62,8 @@ class WriteLog:
     """key -> the error of every write not acknowledged (it may or may not be stored)."""
     ack_times: list[float] = field(default_factory=list)
     """Monotonic times of the acknowledgements, in order."""
+    acked_at: dict[str, float] = field(default_factory=dict)
+    """key -> the monotonic time its acknowledgement came back (when a lost write was acknowledged)."""
     answers: dict[str, Any] = field(default_factory=dict)
     """key -> what ``write`` returned, for the writes where it returned something other than None."""
 
@@ -200,8 +202,10 @@ class AckedWriter:
                 self._changed.notify_all()
             return
         with self._changed:
+            now = time.monotonic()
             self.log.acknowledged[key] = value
-            self.log.ack_times.append(time.monotonic())
+            self.log.ack_times.append(now)
+            self.log.acked_at[key] = now
             if answer is not None:
                 self.log.answers[key] = answer
             self._changed.notify_all()

@@ -11,7 +11,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from systems import ShopSystem, call, master_pod, sentinel_story, shop_read, shop_write, wait_new_master
+from systems import (
+    ShopSystem,
+    call,
+    deploy_redis,
+    deploy_shop,
+    master_pod,
+    sentinel_story,
+    shop_read,
+    shop_write,
+    wait_new_master,
+)
 
 from chaoskit import (
     AckedWriter,
@@ -21,6 +31,7 @@ from chaoskit import (
     LoadSpec,
     LostWrites,
     RecoveryTime,
+    SloViolation,
     Workload,
     read_back,
 )
@@ -77,6 +88,91 @@ def test_leader_failover_under_writes_loses_no_acknowledged_write(
         f"{checked.checked} acknowledged writes read back, {len(checked.lost)} lost, "
         f"{len(writer.log.failed)} not acknowledged"
     )
+
+
+REPLICATION = {"async": (0, 0), "wait": (1, 2)}
+"""The shop's (WAIT_REPLICAS, WAIT_FOR_REPLICAS): ``async`` acknowledges a write once the master has it (Redis's
+default); ``wait`` only once a replica confirmed it (``WAIT``), as the Redis docs say for writes that must
+survive a failover."""
+CUT_SECONDS = 3
+
+
+@pytest.mark.parametrize(
+    "replication",
+    [
+        pytest.param(
+            "async",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=SloViolation,
+                reason="the losing configuration, kept on purpose: with asynchronous replication the writes the "
+                "master acknowledged while its replicas could not follow die with it",
+            ),
+        ),
+        "wait",
+    ],
+)
+def test_master_crash_while_its_replicas_lag_behind(
+    experiment, chaos, kube, cluster, namespace: str, redis_image: str, shop_image: str, replication: str
+) -> None:
+    """The master cut off from its replicas for 3 s (Sentinel still sees it, so no failover) while writes go on,
+    then crashed (SIGKILL from the node). With ``async`` replication (Redis's default) every write it acknowledged
+    during the cut is lost: an expected failure, the numbers printed per lost write. With ``WAIT`` for a replica
+    none is acknowledged during the cut (the shop answers 503 after its retries), so none is lost: the crash
+    experiment passes for the right reason."""
+    wait_replicas, wait_for = REPLICATION[replication]
+    deploy_redis(kube, namespace, redis_image)
+    shop = deploy_shop(
+        kube,
+        namespace,
+        shop_image,
+        cluster.free_node_port(kube),
+        wait_replicas=wait_replicas,
+        wait_for_replicas=wait_for,
+    )
+    put(shop, "probe", "1")
+    old = master_pod(kube, namespace)
+    write = shop_write(shop.node_port, timeout=5)
+    with experiment(reads(shop, 60), [LostWrites(0)], Workload(namespace, "shop", "shop")) as run:
+        with AckedWriter(write, max_writes=3000, max_seconds=45) as writer:
+            writer.wait_for_acks(50)
+            with chaos.partition(
+                namespace,
+                f"statefulset.kubernetes.io/pod-name={old}",
+                peer_selector=f"app=redis,statefulset.kubernetes.io/pod-name!={old}",
+                port=6379,
+                max_share=1.0,
+            ) as cut:
+                time.sleep(CUT_SECONDS)
+                with chaos.pod_kill(namespace, "app=redis", names=[old], crash=True, max_share=1.0) as killed:
+                    pass
+            new = wait_new_master(
+                shop.node_port,
+                old,
+                within=FAILOVER_TARGET_SECONDS + 15,
+                explain=lambda: sentinel_story(kube, namespace),
+            )
+            writer.wait_for_acks(writer.acknowledged() + 50)
+        checked = read_back(shop_read(shop.node_port), writer.log.acknowledged)
+        run.record(lost_writes=len(checked.lost))
+        crashed = killed.injected_mono or 0.0
+        cut_at = cut.injected_mono or 0.0
+        print(
+            f"{replication}: master {old} cut from its replicas ({cut.effect}), crashed {crashed - cut_at:.1f} s later "
+            f"({killed.deaths.get(old)}); {new} elected; {checked.checked} acknowledged writes read back, "
+            f"{len(checked.lost)} lost, {len(writer.log.failed)} not acknowledged"
+        )
+        for key in checked.lost[:10] + (["..."] if len(checked.lost) > 20 else []) + checked.lost[-10:]:
+            if key == "...":
+                print(f"  ... {len(checked.lost) - 20} more")
+                continue
+            answer = writer.log.answers.get(key)
+            by = f"master {answer.master}, {answer.replicas} replica(s) confirmed" if answer else "no answer kept"
+            at = writer.log.acked_at[key]
+            print(
+                f"  lost {key}: acknowledged {at - crashed:+.2f} s from the crash "
+                f"({at - cut_at:+.2f} s from the cut) by {by}"
+            )
 
 
 def test_partition_between_shop_and_leader_degrades_and_heals(experiment, chaos, kube, shop: ShopSystem) -> None:

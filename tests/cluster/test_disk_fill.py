@@ -36,6 +36,7 @@ def disk_pod(web: Web, node: str) -> dict:
         "metadata": {"name": "disk", "namespace": web.namespace, "labels": {"role": "disk"}},
         "spec": {
             "nodeName": node,
+            "terminationGracePeriodSeconds": 1,  # the web app drains on SIGTERM; the teardown need not wait
             "containers": [
                 {
                     "name": "web",

@@ -50,6 +50,7 @@ def test_the_writer_keeps_acknowledged_writes_apart_from_refused_ones_and_read_b
     assert len(log.acknowledged) == 40 and not set(log.acknowledged) & set(log.failed)
     assert len(set(log.acknowledged.values())) == 40  # every value is its own
     assert set(log.answers) == set(log.acknowledged)  # what write() returned, per acknowledged key
+    assert set(log.acked_at) == set(log.acknowledged) and sorted(log.acked_at.values()) == sorted(log.ack_times)
     checked = read_back(store.read, log.acknowledged)
     assert checked.checked == 40
     assert len(checked.missing) == 2 and len(checked.wrong) == 1

@@ -246,3 +246,14 @@ def test_an_experiment_file_is_collected_as_an_item_and_a_bad_one_is_a_collectio
     result.stdout.fnmatch_lines(["good.chaos.yaml::web pod kill under load"])
     result.stdout.fnmatch_lines(['*bad.chaos.yaml:*: faults[[]0[]].kind: unknown fault kind "pod-kil"; did you mean*'])
     assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error stops the run before anything starts
+
+
+def test_repeated_runs_share_a_group_and_parametrized_variants_do_not():
+    from chaoskit.plugin import repeat_group
+
+    assert repeat_group("test_kill") == "test_kill"
+    assert repeat_group("test_kill[run2of3]") == "test_kill"
+    assert repeat_group("test_kill[crash]") == "test_kill[crash]"
+    assert repeat_group("test_kill[crash-run1of5]") == repeat_group("test_kill[crash-run5of5]") == "test_kill[crash]"
+    assert repeat_group("test_kill[run1of2-wait-for-it]") == "test_kill[wait-for-it]"
+    assert repeat_group("test_kill[async]") != repeat_group("test_kill[wait]")
