@@ -543,6 +543,9 @@ def reporter(config: pytest.Config, item: pytest.Item, kube: Kube | None = None)
     def report(result: ExperimentResult) -> None:
         worker = parallel.worker_id(config)
         result.runner = f"{worker} (pid {os.getpid()})" if worker else f"pid {os.getpid()}"
+        xfail = item.get_closest_marker("xfail")
+        if xfail is not None:
+            result.expected_failure = str(xfail.kwargs.get("reason") or "marked xfail")
         if baseline is not None:
             result.regressions = baseline.check_run(result.group, figures(result))
             if result.regressions and not result.logs and kube is not None:

@@ -130,6 +130,8 @@ class ExperimentResult:
     """The last log lines of the involved pods, for a run that did not pass (``namespace/pod`` -> text)."""
     runner: str = ""
     """The process that ran it: ``pid 1234``, or ``gw0 (pid 1234)`` in a ``pytest -n`` worker."""
+    expected_failure: str | None = None
+    """Why its test expects it to fail (a ``pytest.mark.xfail`` reason): a losing configuration kept on purpose."""
 
     def __post_init__(self) -> None:
         self.group = self.group or self.name
@@ -153,6 +155,8 @@ class ExperimentResult:
         parts = [f"{self.outcome.upper()} {self.name}"]
         if self.skipped:
             return f"{parts[0]}: {self.skipped}"
+        if self.expected_failure:
+            parts.append(f"EXPECTED TO FAIL: {self.expected_failure}")
         if self.verdict.aborted:
             parts.append(f"ABORTED: {self.verdict.aborted}")
         if self.verdict.partial_data:
@@ -435,6 +439,8 @@ def _experiment_html(result: ExperimentResult, history: Baseline | None = None) 
         for s in result.verdict.stats
     )
     error = f"<p class='error'>{e(result.error)}</p>" if result.error else ""
+    if result.expected_failure:
+        error += f"<p class='expected-failure'>Expected to fail: {e(result.expected_failure)}</p>"
     if result.regressions:
         error += "".join(f"<p class='failed regression'>{e(r.line())}</p>" for r in result.regressions)
     if result.verdict.partial_data:

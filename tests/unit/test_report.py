@@ -116,3 +116,14 @@ def test_an_exit_code_says_which_signal_ended_the_container():
     assert how_it_ended("a", NS(exit_code=134, reason="Error")) == "a: exit 134, Error (ended by signal 6)"
     assert how_it_ended("a", NS(exit_code=2, reason="Error")) == "a: exit 2, Error (exited by its own hand)"
     assert how_it_ended("a", None) == "a: no end posted"
+
+
+def test_an_expected_failure_says_so_in_the_headline_and_the_html(tmp_path):
+    result = synthetic_result()
+    result.expected_failure = "the losing configuration, kept on purpose"
+    assert "EXPECTED TO FAIL: the losing configuration, kept on purpose" in result.headline()
+    _, html = write_reports([result], tmp_path)
+    assert (
+        "<p class='expected-failure'>Expected to fail: the losing configuration, kept on purpose</p>"
+        in html.read_text()
+    )
