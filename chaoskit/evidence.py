@@ -137,13 +137,19 @@ def pod_logs(kube: Kube, pods: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def involved_pods(kube: Kube, faults: Sequence[FaultRecord], namespaces: set[str]) -> list[tuple[str, str]]:
-    """(namespace, pod): the faults' pod targets first (``pod``, ``pod/container@node``), then the pods of
+    """(namespace, pod): the faults' pod targets first (``pod``, ``pod/container@node``, a partition's
+    ``<-> peer``), then the pods of
     the namespaces now, newest first (the replacements)."""
     found: list[tuple[str, str]] = []
     for f in faults:
         namespace = f.spec.get("namespace")
-        if namespace:
-            found += [(str(namespace), t.split("/")[0].split("@")[0]) for t in f.targets]
+        if not namespace:
+            continue
+        for target in f.targets:
+            if target.startswith("<-> "):  # a partition's peer, in its peer namespace
+                found.append((str(f.spec.get("peer_namespace") or namespace), target.removeprefix("<-> ")))
+            else:
+                found.append((str(namespace), target.split("/")[0].split("@")[0]))
     for namespace in sorted(namespaces):
         try:
             pods: list[Any] = kube.core.list_namespaced_pod(namespace, _request_timeout=20).items

@@ -68,3 +68,20 @@ def test_logs_keep_the_last_bytes_and_say_when_a_pod_has_none():
     assert logs["shop/web-1"].startswith("(its log could not be read")
     assert len(logs["shop/web-2"]) == evidence.LOG_BYTES and logs["shop/web-2"].endswith("last line")
     assert logs["shop/web-3"] == "--- previous container ---\nbefore the restart\nafter"
+
+
+def test_a_partitions_peers_are_involved_pods_in_their_own_namespace():
+    from chaoskit.faults.base import FaultRecord
+
+    cut = FaultRecord("p-1", "partition", "c", {"namespace": "shop", "peer_namespace": "db"})
+    cut.targets = ["web-0", "<-> redis-1", "<-> redis-2"]
+    kill = FaultRecord("k-1", "container-kill", "c", {"namespace": "shop"}, targets=["web-1/web@worker"])
+
+    class NoPods:
+        class core:
+            @staticmethod
+            def list_namespaced_pod(namespace, _request_timeout):
+                raise OSError("not here")
+
+    found = evidence.involved_pods(NoPods(), [cut, kill], {"shop"})  # type: ignore[arg-type]
+    assert found == [("shop", "web-0"), ("db", "redis-1"), ("db", "redis-2"), ("shop", "web-1")]
