@@ -1,7 +1,8 @@
 # The two commands a newcomer runs (see README.md):
 #   make experiments   cluster up, then pytest experiments/ with its reports in reports/
-#   make test          lint, cluster up, then the whole test suite (unit and real-cluster tests), then the
-#                      fault tests again through the existing provider and the injector agent
+#   make test          lint, cluster up, then the whole test suite (the unit tests on two processes, then
+#                      the real-cluster tests), then the fault tests again through the existing provider
+#                      and the injector agent
 # Both install what they need on first use: a virtualenv here, and (as root) Docker,
 # kind and the air-gapped node image, cached under ~/.cache/chaoskit.
 
@@ -28,7 +29,8 @@ KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/k
 
 test: lint cluster
 	@mkdir -p $(REPORTS)
-	$(BIN)/pytest tests/ --junitxml=$(REPORTS)/tests.xml --durations=20
+	$(BIN)/pytest tests/unit -n 2 --junitxml=$(REPORTS)/tests-unit.xml
+	$(BIN)/pytest tests/cluster --junitxml=$(REPORTS)/tests.xml --durations=30
 	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent \
 		-k "zero_residue and not node" --junitxml=$(REPORTS)/tests-agent-crash.xml
 	$(BIN)/pytest $(FAULT_TESTS) -m "not api_only" --chaos-provider existing --chaos-kube-context kind-chaoskit \
