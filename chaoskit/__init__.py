@@ -27,7 +27,7 @@ _EXPORTS = {
     "ErrorBurst": "chaoskit.slo",
     "ErrorBurstOver": "chaoskit.stops",
     "Experiment": "chaoskit.experiment",
-    "ExperimentResult": "chaoskit.report",
+    "ExperimentResult": "chaoskit.results",
     "DiskFillSpec": "chaoskit.faults",
     "DnsSpec": "chaoskit.faults",
     "HttpSpec": "chaoskit.faults",
@@ -70,8 +70,8 @@ _EXPORTS = {
     "SafetyError": "chaoskit.errors",
     "SloVerdict": "chaoskit.slo",
     "SloViolation": "chaoskit.slo",
-    "Regressed": "chaoskit.baseline",
-    "Regression": "chaoskit.baseline",
+    "Regressed": "chaoskit.results",
+    "Regression": "chaoskit.results",
     "SpecError": "chaoskit.errors",
     "Workload": "chaoskit.experiment",
     "WriteLog": "chaoskit.writes",
@@ -79,7 +79,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from chaoskit.adapters.kube import Kube
-    from chaoskit.baseline import Baseline, Regressed, Regression
+    from chaoskit.baseline import Baseline
     from chaoskit.chaos import Chaos
     from chaoskit.cluster import Cluster
     from chaoskit.errors import (
@@ -117,7 +117,7 @@ if TYPE_CHECKING:
     from chaoskit.load import Load, LoadSpec, RequestRecord
     from chaoskit.observe import Recovery, RecoveryWatch
     from chaoskit.prometheus import PrometheusClient
-    from chaoskit.report import ExperimentResult
+    from chaoskit.results import ExperimentResult, Regressed, Regression
     from chaoskit.slo import (
         Availability,
         ErrorBurst,

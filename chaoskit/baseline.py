@@ -50,120 +50,22 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chaoskit.errors import SpecError
-
-if TYPE_CHECKING:
-    from chaoskit.report import ExperimentResult
+from chaoskit.results import (  # the figures and regressions are the results' own; judged here
+    P_VALUE,
+    WIDEN,
+    ExperimentResult,
+    Regression,
+    figures,
+    kind_of,
+)
+from chaoskit.results import badness as _badness
 
 SCHEMA = "chaoskit-baseline/1"
-WIDEN = 0.2
-"""How far past the baseline's worst value a figure may go (a share of that value or of the spread)."""
 MIN_RUNS_FOR_TEST = 5
 """Runs needed on both sides before the statistical test judges instead of the range."""
-P_VALUE = 0.01
-WINDOWS = ("whole", "fault", "after")
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How one kind of figure is judged."""
-
-    unit: str
-    floor: float
-    """A change smaller than this never counts as a regression (measurement noise)."""
-    ratio: bool = False
-    """A ratio where higher is better (availability): compared as its complement, where higher is worse."""
-
-
-def kind_of(figure: str) -> Kind:
-    name = figure.rsplit(".", 1)[-1]
-    if name == "availability":
-        return Kind("", 0.002, ratio=True)
-    if name.endswith("_ms"):
-        return Kind(" ms", 25.0)
-    if name == "lost_writes":
-        return Kind("", 0.0)
-    return Kind(" s", 1.0)
-
-
-def figures(result: ExperimentResult) -> dict[str, float]:
-    """The figures of one run that a baseline compares (see the module's text); none from a run without a
-    verdict (an error, a skip, or partial data)."""
-    verdict = result.verdict
-    if result.outcome in ("error", "skipped") or verdict.partial_data:
-        return {}
-    found: dict[str, float] = {}
-    if verdict.recovery_s is not None:
-        found["recovery_s"] = verdict.recovery_s
-    for stats in verdict.stats:
-        if stats.window not in WINDOWS or not stats.requests:
-            continue
-        values = {
-            "availability": stats.availability,
-            "p95_ms": stats.p95_ms,
-            "p99_ms": stats.p99_ms,
-            "longest_error_burst_s": stats.longest_error_burst_s,
-        }
-        found |= {f"{stats.window}.{k}": float(v) for k, v in values.items() if v is not None}
-    for m in verdict.measurements:
-        if m.objective == "acknowledged writes lost" and m.value is not None:
-            found["lost_writes"] = float(m.value)
-    effects = [f.inject_to_effect for f in result.faults if f.inject_to_effect is not None]
-    if effects:
-        found["inject_to_effect_s"] = max(effects)
-    return found
-
-
-@dataclass(frozen=True)
-class Regression:
-    """A figure that got worse than its baseline allows."""
-
-    group: str
-    figure: str
-    tonight: tuple[float, ...]
-    """Tonight's value (one run), or every run's (the statistical test)."""
-    baseline: tuple[float, ...]
-    method: str
-    """``range`` or ``mann-whitney``."""
-    bound: float | None = None
-    """The worst value the range allowed (range only)."""
-    p_value: float | None = None
-
-    def line(self) -> str:
-        kind = kind_of(self.figure)
-        low, high = min(self.baseline), max(self.baseline)
-        spread = _show(low, kind) if low == high else f"{_show(low, kind)} to {_show(high, kind)}"
-        seen = ", ".join(_show(v, kind) for v in self.tonight)
-        head = f"regression: {self.figure} {seen}; baseline {spread} over {len(self.baseline)} run(s)"
-        if self.method == "range" and self.bound is not None:
-            limit = "least" if kind.ratio else "most"
-            return f"{head} (range widened by {WIDEN * 100:.0f} %: at {limit} {_show(self.bound, kind)})"
-        return f"{head} (Mann-Whitney U, one-sided: p = {self.p_value:.4f} < {P_VALUE})"
-
-
-class Regressed(AssertionError):
-    """A run whose SLO held but whose figures got worse than the baseline allows."""
-
-    def __init__(self, regressions: Sequence[Regression]) -> None:
-        super().__init__("regressed against the baseline:\n" + "\n".join(r.line() for r in regressions))
-        self.regressions = list(regressions)
-
-
-def _show(value: float, kind: Kind) -> str:
-    if kind.ratio:
-        return f"{value:.2%}"
-    if kind.unit == " ms":
-        return f"{value:.0f} ms"
-    if kind.unit == " s":
-        return f"{value:.2f} s"
-    return f"{value:g}"
-
-
-def _badness(value: float, kind: Kind) -> float:
-    """The figure with higher always worse."""
-    return 1 - value if kind.ratio else value
 
 
 def selected(names: Sequence[str], figure: str) -> bool:

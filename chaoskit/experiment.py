@@ -50,7 +50,7 @@ from chaoskit.faults.base import FaultRecord
 from chaoskit.faults.ledger import Ledger
 from chaoskit.load import Load, LoadSpec, RequestRecord, StreamStats
 from chaoskit.observe import RecoveryWatch
-from chaoskit.report import ExperimentResult, Series, TimelineEvent, Timings
+from chaoskit.results import ExperimentResult, Series, TimelineEvent, Timings
 from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
 from chaoskit.stops import PromQLAbove, Reading, StopCondition, first_trip
 

@@ -21,7 +21,7 @@ import pytest
 
 if TYPE_CHECKING:
     from chaoskit.faults.base import FaultRecord
-    from chaoskit.report import ExperimentResult
+    from chaoskit.results import ExperimentResult
 
 hookspec = pytest.hookspec
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from chaoskit.report import ExperimentResult
+from chaoskit.results import ExperimentResult
 
 _PENDING = pytest.StashKey[list[ExperimentResult]]()
 CREATED = "chaoskit_created_cluster"

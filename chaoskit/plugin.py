@@ -46,7 +46,7 @@ import pytest
 from chaoskit import locks, parallel, targets
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import INJECTORS
-from chaoskit.baseline import Baseline, figures, write_baseline
+from chaoskit.baseline import Baseline, write_baseline
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider, injector
 from chaoskit.cluster.base import parse_node_ports
@@ -62,7 +62,8 @@ from chaoskit.load.runner import set_default_processes
 from chaoskit.namespaces import own_namespace, sweep_namespaces
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
 from chaoskit.prometheus.deploy import NAMESPACE as PROMETHEUS_NAMESPACE
-from chaoskit.report import ExperimentResult, repeat_stats, write_reports
+from chaoskit.report import write_reports
+from chaoskit.results import ExperimentResult, figures, repeat_stats
 from chaoskit.slo import Objective
 
 

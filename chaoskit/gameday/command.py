@@ -18,7 +18,8 @@ from chaoskit.faults.sweeper import sweep
 from chaoskit.gameday.runner import GameDay, result_exit_code
 from chaoskit.gameday.spec import ExperimentFile, load_experiment
 from chaoskit.gameday.view import Keys, LineView, LiveView
-from chaoskit.report import ExperimentResult, write_junit, write_reports
+from chaoskit.report import write_junit, write_reports
+from chaoskit.results import ExperimentResult
 
 RUN_HELP = """\
 The file describes the system (a namespace, or one deployed for the run), the

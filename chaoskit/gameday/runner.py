@@ -51,7 +51,7 @@ from chaoskit.gameday.view import WINDOW_SECONDS, Snapshot
 from chaoskit.load import Load, RequestRecord
 from chaoskit.namespaces import owned_namespace
 from chaoskit.observe import RecoveryWatch
-from chaoskit.report import ExperimentResult, Series
+from chaoskit.results import ExperimentResult, Series
 from chaoskit.slo import PromQL, Windows, evaluate, percentile
 from chaoskit.stops import PromQLAbove
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from results import rendered, synthetic_result
 
-from chaoskit.baseline import Baseline, Regressed, figures, mann_whitney_greater, write_baseline
+from chaoskit.baseline import Baseline, mann_whitney_greater, write_baseline
 from chaoskit.errors import SpecError
-from chaoskit.report import repeat_stats, write_reports
+from chaoskit.report import write_reports
+from chaoskit.results import Regressed, figures, repeat_stats
 from chaoskit.slo import Availability, RecoveryTime
 
 PASSING = [Availability(0.9), RecoveryTime(10)]

@@ -57,10 +57,21 @@ def test_a_file_naming_a_protected_namespace_is_refused_with_its_line_before_any
 
 
 def test_allowing_the_namespace_on_the_command_line_lets_the_file_through_to_the_cluster(tmp_path):
+    # The existing provider with a kubeconfig that is not there: it gets as far as the cluster and no further
+    # (a kind name would create that cluster).
     done = chaoskit(
-        "run", str(write(tmp_path, namespace="kube-system")), "--name", "ck-none", "--allow-namespace", "kube-system"
+        "run",
+        str(write(tmp_path, namespace="kube-system")),
+        "--provider",
+        "existing",
+        "--kubeconfig",
+        str(tmp_path / "no-kubeconfig"),
+        "--context",
+        "ck-none",
+        "--allow-namespace",
+        "kube-system",
     )
-    assert done.returncode == 2 and "ck-none" in done.stderr, done  # it got as far as the (missing) cluster
+    assert done.returncode == 2 and "no-kubeconfig" in done.stderr, done
 
 
 @pytest.mark.parametrize("selector", ["app in (web", "app=web;id", "app=$(touch /tmp/x)", "a b"])

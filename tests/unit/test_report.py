@@ -10,7 +10,8 @@ import pytest
 from results import T0, rendered, synthetic_result
 
 from chaoskit.faults.base import FaultRecord
-from chaoskit.report import repeat_stats, write_reports
+from chaoskit.report import write_reports
+from chaoskit.results import repeat_stats
 
 
 def test_series_buckets_requests_errors_and_p95_per_second():

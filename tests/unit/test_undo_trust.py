@@ -278,8 +278,15 @@ def test_the_sweeper_settles_entries_whose_targets_are_gone_and_keeps_unproven_o
 
 
 def run_script(body: str) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` in a new Python with SIGINT's default disposition: a pytest-xdist worker ignores SIGINT,
+    a child inherits that, and a Python started with SIGINT ignored never raises KeyboardInterrupt."""
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(body)], capture_output=True, text=True, timeout=30, check=False
+        [sys.executable, "-c", textwrap.dedent(body)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

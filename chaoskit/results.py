@@ -1,0 +1,398 @@
+"""What an experiment measured and concluded: the result model, apart from how it is rendered.
+
+:class:`ExperimentResult` is one experiment's outcome and the evidence for it:
+the verdict, the faults with their proofs, the load as a series, the timeline
+and the regressions against a baseline. The renderers read it (the JSON journal,
+JUnit and HTML in :mod:`chaoskit.report`), :mod:`chaoskit.baseline` judges its
+:func:`figures` against earlier runs', and the runners (an experiment in a test,
+a game day) produce it. Nothing here talks to a cluster or writes a file.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from chaoskit.evidence import ClusterEvent
+from chaoskit.faults.base import FaultRecord
+from chaoskit.slo import Request, SloVerdict, percentile
+
+WIDEN = 0.2
+"""How far past the baseline's worst value a figure may go (a share of that value or of the spread)."""
+P_VALUE = 0.01
+"""The statistical test's threshold: tonight's runs are worse at p below it."""
+WINDOWS = ("whole", "fault", "after")
+"""The windows whose figures a baseline compares."""
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """Something that happened during the run, in Unix time."""
+
+    at: float
+    kind: str
+    """``fault``, ``effect``, ``undo``, ``ready`` (a ready-count change), ``mark`` or ``recovered``."""
+    label: str
+    ready: int | None = None
+    """For ``ready`` events: the ready count after the change."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """The load, second by second from the run's start."""
+
+    start: float
+    end: float
+    step: float
+    requests: list[int]
+    errors: list[int]
+    p95_ms: list[float | None]
+
+    @classmethod
+    def from_records(cls, records: Sequence[Request], start: float, end: float, step: float = 1.0) -> Series:
+        buckets = max(1, math.ceil((end - start) / step))
+        requests = [0] * buckets
+        errors = [0] * buckets
+        latencies: list[list[float]] = [[] for _ in range(buckets)]
+        for r in records:
+            i = int((r.started - start) // step)
+            if 0 <= i < buckets:
+                requests[i] += 1
+                if r.ok:
+                    latencies[i].append(r.latency_ms)
+                else:
+                    errors[i] += 1
+        return cls(start, end, step, requests, errors, [percentile(sorted(v), 95) for v in latencies])
+
+    def per_second(self, counts: list[int]) -> list[float]:
+        """Counts as rates; the last bucket may be shorter than a step."""
+        widths = [min(self.step, self.end - (self.start + i * self.step)) for i in range(len(counts))]
+        return [n / w if w > 0 else 0.0 for n, w in zip(counts, widths, strict=True)]
+
+
+@dataclass
+class Timings:
+    """Where an experiment's wall time went, in seconds."""
+
+    setup: float = 0.0
+    """Starting the watch and the load, warm-up excluded."""
+    warmup: float = 0.0
+    block: float = 0.0
+    """The experiment's own block: the faults."""
+    recovery_wait: float = 0.0
+    settle: float = 0.0
+    teardown: float = 0.0
+    """Stopping the load and the watch, and judging (the reports are written after)."""
+
+    @property
+    def overhead(self) -> float:
+        """What the harness itself costs beyond warm-up, faults, recovery and settling."""
+        return self.setup + self.teardown
+
+
+@dataclass
+class ExperimentResult:
+    """One experiment's outcome and the evidence for it."""
+
+    name: str
+    started: float
+    ended: float
+    verdict: SloVerdict
+    group: str = ""
+    """Shared by the repeated runs of one experiment (``--chaos-repeat``); its name when not given."""
+    faults: list[FaultRecord] = field(default_factory=list)
+    events: list[TimelineEvent] = field(default_factory=list)
+    series: Series | None = None
+    load: dict[str, Any] = field(default_factory=dict)
+    """The load's spec and totals; under ``stream``, how its record stream did (records received, Locust's
+    own count, unreadable lines, ``complete``, and the ``shortfall`` in words when it is not)."""
+    error: str | None = None
+    """Why the experiment could not reach a verdict, if it could not."""
+    timings: Timings = field(default_factory=Timings)
+    skipped: str | None = None
+    """Why the experiment was skipped (a fault this cluster cannot run), if it was."""
+    regressions: list[Regression] = field(default_factory=list)
+    """Figures worse than the baseline allows (``--chaos-baseline``): each one fails the run."""
+    cluster_events: list[ClusterEvent] = field(default_factory=list)
+    """The Kubernetes Events of the run's namespaces and of the nodes while it ran (:mod:`chaoskit.evidence`)."""
+    evidence_note: str | None = None
+    """What of the Events could not be read or was left out."""
+    involved_pods: list[tuple[str, str]] = field(default_factory=list)
+    """(namespace, pod) of the pods involved: the workload's now and the faults' targets."""
+    logs: dict[str, str] = field(default_factory=dict)
+    """The last log lines of the involved pods, for a run that did not pass (``namespace/pod`` -> text)."""
+    runner: str = ""
+    """The process that ran it: ``pid 1234``, or ``gw0 (pid 1234)`` in a ``pytest -n`` worker."""
+    expected_failure: str | None = None
+    """Why its test expects it to fail (a ``pytest.mark.xfail`` reason): a losing configuration kept on purpose."""
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.name
+
+    @property
+    def outcome(self) -> str:
+        if self.skipped:
+            return "skipped"
+        if self.error:
+            return "error"
+        return "passed" if self.verdict.passed and not self.regressions else "failed"
+
+    def check(self) -> None:
+        """Raise SloViolation when the SLO is violated, else Regressed when a figure regressed."""
+        self.verdict.check()
+        if self.regressions:
+            raise Regressed(self.regressions)
+
+    def headline(self) -> str:
+        """One line: the verdict and the numbers a reader looks for first."""
+        parts = [f"{self.outcome.upper()} {self.name}"]
+        if self.skipped:
+            return f"{parts[0]}: {self.skipped}"
+        if self.expected_failure:
+            parts.append(f"EXPECTED TO FAIL: {self.expected_failure}")
+        if self.verdict.aborted:
+            parts.append(f"ABORTED: {self.verdict.aborted}")
+        if self.verdict.partial_data:
+            parts.append(f"NO VERDICT: {self.verdict.partial_data}")
+        parts += [f"UNDO NOT PROVEN: {f.undo_error}" for f in self.faults if f.undo_error]
+        parts += [
+            f"{f.kind} waited {f.lock_wait_s:.1f} s for nodes another run's faults held"
+            for f in self.faults
+            if (f.lock_wait_s or 0.0) >= 1.0
+        ]
+        parts += [f"REGRESSION: {r.line().removeprefix('regression: ')}" for r in self.regressions]
+        whole = next((s for s in self.verdict.stats if s.window == "whole"), None)
+        if whole is not None and whole.availability is not None:
+            parts.append(f"availability {whole.availability:.2%} of {whole.requests} requests")
+        if whole is not None and whole.p95_ms is not None:
+            parts.append(f"p95 {whole.p95_ms:.0f} ms")
+        if self.verdict.recovery_s is not None:
+            parts.append(f"recovered in {self.verdict.recovery_s:.1f} s")
+        if whole is not None and whole.longest_error_burst_s:
+            parts.append(f"longest error burst {whole.longest_error_burst_s:.2f} s")
+        parts.append(f"{self.verdict.met}/{len(self.verdict.measurements)} objectives met")
+        return "; ".join(parts)
+
+    def properties(self) -> dict[str, str]:
+        """Headline numbers as flat strings, for JUnit XML properties."""
+        props = {"chaoskit_objectives_met": str(self.verdict.met)}
+        props["chaoskit_objectives"] = str(len(self.verdict.measurements))
+        if self.verdict.partial_data:
+            props["chaoskit_partial_data"] = self.verdict.partial_data
+        if self.verdict.recovery_s is not None:
+            props["chaoskit_recovery_s"] = f"{self.verdict.recovery_s:.3f}"
+        for s in self.verdict.stats:
+            props[f"chaoskit_{s.window}_requests"] = str(s.requests)
+            if s.availability is not None:
+                props[f"chaoskit_{s.window}_availability"] = f"{s.availability:.5f}"
+            if s.p95_ms is not None:
+                props[f"chaoskit_{s.window}_p95_ms"] = f"{s.p95_ms:.1f}"
+        for m in self.verdict.failures:
+            props[f"chaoskit_failed_{m.objective}_{m.window}".replace(" ", "_")] = (
+                f"target {m.target}, measured {m.measured}"
+            )
+        for r in self.regressions:
+            props[f"chaoskit_regression_{r.figure}"] = r.line()
+        return props
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "group": self.group,
+            "outcome": self.outcome,
+            "started": self.started,
+            "ended": self.ended,
+            "error": self.error,
+            "skipped": self.skipped,
+            "verdict": {"passed": self.verdict.passed, **asdict(self.verdict)},
+            "faults": [f.to_dict() for f in self.faults],
+            "events": [asdict(e) for e in self.events],
+            "series": asdict(self.series) if self.series else None,
+            "load": self.load,
+            "timings": {**asdict(self.timings), "overhead": self.timings.overhead},
+            "figures": figures(self),
+            "regressions": [{**asdict(r), "line": r.line()} for r in self.regressions],
+            "cluster_events": [asdict(e) for e in self.cluster_events],
+            "evidence_note": self.evidence_note,
+            "logs": self.logs,
+            "runner": self.runner,
+        }
+
+
+@dataclass(frozen=True)
+class RepeatStats:
+    """One experiment run several times (``--chaos-repeat``): its pass count, which runs failed and why, and
+    the spread of recovery."""
+
+    group: str
+    runs: int
+    passed: int
+    recovery_s: list[float]
+    """Recovery time of each run that saw one, ascending."""
+    failures: list[str] = field(default_factory=list)
+    """``run K: <what failed>`` for each run that did not pass (K from 1)."""
+
+    @property
+    def flaky(self) -> bool:
+        """Passed some runs and not others: not a failure to fix by its numbers alone, and not a pass."""
+        return 0 < self.passed < self.runs
+
+    @property
+    def recovery_min(self) -> float | None:
+        return self.recovery_s[0] if self.recovery_s else None
+
+    @property
+    def recovery_median(self) -> float | None:
+        return statistics.median(self.recovery_s) if self.recovery_s else None
+
+    @property
+    def recovery_max(self) -> float | None:
+        return self.recovery_s[-1] if self.recovery_s else None
+
+    def line(self) -> str:
+        verdict = "FLAKY" if self.flaky else ("PASSED" if self.passed == self.runs else "FAILED")
+        text = f"{verdict} {self.group}: passed {self.passed} of {self.runs} runs"
+        if self.recovery_s:
+            text += (
+                f"; recovery min {self.recovery_min:.2f} s, median {self.recovery_median:.2f} s, "
+                f"max {self.recovery_max:.2f} s over {len(self.recovery_s)} runs"
+            )
+        if self.recovery_s and len(self.recovery_s) < self.runs:  # (none at all: an experiment without a fault)
+            text += f"; {self.runs - len(self.recovery_s)} runs without a recovery seen"
+        if self.failures:
+            text += "; " + "; ".join(self.failures)
+        return text
+
+
+def _what_failed(result: ExperimentResult) -> str:
+    """Why one run did not pass, briefly: its failed objectives, its abort, error or regressions."""
+    if result.error:
+        return f"error: {result.error.splitlines()[0][:200]}"
+    if result.skipped:
+        return f"skipped: {result.skipped}"
+    parts = [f"{m.objective} ({m.window}) {m.measured}, target {m.target}" for m in result.verdict.failures]
+    if result.verdict.aborted:
+        parts.insert(0, result.verdict.aborted)
+    parts += [f"regressed {r.figure}" for r in result.regressions]
+    return ", ".join(parts) or "failed"
+
+
+def repeat_stats(results: Sequence[ExperimentResult]) -> list[RepeatStats]:
+    """The experiments that ran more than once, in the order they first ran."""
+    groups: dict[str, list[ExperimentResult]] = {}
+    for r in results:
+        groups.setdefault(r.group, []).append(r)
+    return [
+        RepeatStats(
+            group,
+            len(runs),
+            sum(1 for r in runs if r.outcome == "passed"),
+            sorted(r.verdict.recovery_s for r in runs if r.verdict.recovery_s is not None),
+            [f"run {i}: {_what_failed(r)}" for i, r in enumerate(runs, 1) if r.outcome != "passed"],
+        )
+        for group, runs in groups.items()
+        if len(runs) > 1
+    ]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of figure is judged."""
+
+    unit: str
+    floor: float
+    """A change smaller than this never counts as a regression (measurement noise)."""
+    ratio: bool = False
+    """A ratio where higher is better (availability): compared as its complement, where higher is worse."""
+
+
+def kind_of(figure: str) -> Kind:
+    name = figure.rsplit(".", 1)[-1]
+    if name == "availability":
+        return Kind("", 0.002, ratio=True)
+    if name.endswith("_ms"):
+        return Kind(" ms", 25.0)
+    if name == "lost_writes":
+        return Kind("", 0.0)
+    return Kind(" s", 1.0)
+
+
+def figures(result: ExperimentResult) -> dict[str, float]:
+    """The figures of one run that a baseline compares (see the module's text); none from a run without a
+    verdict (an error, a skip, or partial data)."""
+    verdict = result.verdict
+    if result.outcome in ("error", "skipped") or verdict.partial_data:
+        return {}
+    found: dict[str, float] = {}
+    if verdict.recovery_s is not None:
+        found["recovery_s"] = verdict.recovery_s
+    for stats in verdict.stats:
+        if stats.window not in WINDOWS or not stats.requests:
+            continue
+        values = {
+            "availability": stats.availability,
+            "p95_ms": stats.p95_ms,
+            "p99_ms": stats.p99_ms,
+            "longest_error_burst_s": stats.longest_error_burst_s,
+        }
+        found |= {f"{stats.window}.{k}": float(v) for k, v in values.items() if v is not None}
+    for m in verdict.measurements:
+        if m.objective == "acknowledged writes lost" and m.value is not None:
+            found["lost_writes"] = float(m.value)
+    effects = [f.inject_to_effect for f in result.faults if f.inject_to_effect is not None]
+    if effects:
+        found["inject_to_effect_s"] = max(effects)
+    return found
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A figure that got worse than its baseline allows."""
+
+    group: str
+    figure: str
+    tonight: tuple[float, ...]
+    """Tonight's value (one run), or every run's (the statistical test)."""
+    baseline: tuple[float, ...]
+    method: str
+    """``range`` or ``mann-whitney``."""
+    bound: float | None = None
+    """The worst value the range allowed (range only)."""
+    p_value: float | None = None
+
+    def line(self) -> str:
+        kind = kind_of(self.figure)
+        low, high = min(self.baseline), max(self.baseline)
+        spread = show(low, kind) if low == high else f"{show(low, kind)} to {show(high, kind)}"
+        seen = ", ".join(show(v, kind) for v in self.tonight)
+        head = f"regression: {self.figure} {seen}; baseline {spread} over {len(self.baseline)} run(s)"
+        if self.method == "range" and self.bound is not None:
+            limit = "least" if kind.ratio else "most"
+            return f"{head} (range widened by {WIDEN * 100:.0f} %: at {limit} {show(self.bound, kind)})"
+        return f"{head} (Mann-Whitney U, one-sided: p = {self.p_value:.4f} < {P_VALUE})"
+
+
+class Regressed(AssertionError):
+    """A run whose SLO held but whose figures got worse than the baseline allows."""
+
+    def __init__(self, regressions: Sequence[Regression]) -> None:
+        super().__init__("regressed against the baseline:\n" + "\n".join(r.line() for r in regressions))
+        self.regressions = list(regressions)
+
+
+def show(value: float, kind: Kind) -> str:
+    if kind.ratio:
+        return f"{value:.2%}"
+    if kind.unit == " ms":
+        return f"{value:.0f} ms"
+    if kind.unit == " s":
+        return f"{value:.2f} s"
+    return f"{value:g}"
+
+
+def badness(value: float, kind: Kind) -> float:
+    """The figure with higher always worse."""
+    return 1 - value if kind.ratio else value
