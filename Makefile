@@ -41,6 +41,7 @@ lint: venv
 	$(BIN)/ruff check chaoskit tests fixtures experiments benchmarks conftest.py
 	$(BIN)/ruff format --check chaoskit tests fixtures experiments benchmarks conftest.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 cluster: venv
 	$(BIN)/chaoskit cluster up

@@ -17,7 +17,6 @@ from chaoskit.faults.dns import DnsFault, DnsSpec
 from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.freeze import Freeze, FreezeSpec
 from chaoskit.faults.http import HttpFault, HttpSpec
-from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.network import (
     Bandwidth,
     BandwidthSpec,
@@ -33,6 +32,7 @@ from chaoskit.faults.node_partition import NodePartition, NodePartitionSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
 from chaoskit.faults.stress import Stress, StressSpec
 from chaoskit.observe import RecoveryWatch
+from chaoskit.state.ledger import Ledger
 
 
 class Chaos:

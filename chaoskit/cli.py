@@ -321,7 +321,7 @@ def _abort(args: argparse.Namespace) -> int:
 def _clear_ledger(name: str) -> None:
     """Delete a deleted cluster's fault ledger: the faults it records went with the cluster."""
     from chaoskit.adapters.shell import say
-    from chaoskit.faults.ledger import Ledger
+    from chaoskit.state.ledger import Ledger
 
     ledger = Ledger(name)
     dropped = ledger.clear()

@@ -1,6 +1,6 @@
 """What is broken right now, and the big red button: ``chaoskit status`` and ``chaoskit abort``.
 
-Both read the cluster's fault ledger (:mod:`chaoskit.faults.ledger`), which
+Both read the cluster's fault ledger (:mod:`chaoskit.state.ledger`), which
 every run of every kind (pytest, ``chaoskit run``, a script) writes before a
 fault acts, so they see every fault of this machine's runs, live or dead; and
 the faults the cluster itself records (:mod:`chaoskit.faults.objects`), which
@@ -30,10 +30,10 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError
 from chaoskit.faults import objects
-from chaoskit.faults.ledger import Ledger, LedgerEntry
 from chaoskit.faults.signals import deferred
 from chaoskit.faults.sweeper import undo_entry, undo_object
 from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_PID, owner_alive
+from chaoskit.state.ledger import Ledger, LedgerEntry
 
 
 @dataclass(frozen=True)

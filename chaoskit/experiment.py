@@ -41,17 +41,17 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
-from chaoskit import locks
 from chaoskit.adapters.kube import WorkloadKind, check_workload_kind
 from chaoskit.chaos import Chaos, external_abort_reason
 from chaoskit.errors import ClusterError, FaultUnsupported, FaultVetoed, SpecError
 from chaoskit.evidence import cluster_events, involved_pods, pod_logs
 from chaoskit.faults.base import FaultRecord
-from chaoskit.faults.ledger import Ledger
 from chaoskit.load import Load, LoadSpec, RequestRecord, StreamStats
 from chaoskit.observe import RecoveryWatch
 from chaoskit.results import ExperimentResult, Series, TimelineEvent, Timings
 from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
+from chaoskit.state import locks
+from chaoskit.state.ledger import Ledger
 from chaoskit.stops import PromQLAbove, Reading, StopCondition, first_trip
 
 

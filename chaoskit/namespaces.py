@@ -7,7 +7,7 @@ process's start time (annotations). The sweep at the start of every pytest
 session and ``chaoskit cleanup`` delete those whose owner is dead: by its
 Lease, expired or gone, which any machine can judge (two runners sharing a
 cluster never delete each other's namespaces); for namespaces made before
-owners had Leases, by :func:`~chaoskit.faults.ledger.process_alive`, the
+owners had Leases, by :func:`~chaoskit.state.owners.process_alive`, the
 ledger's check. Namespaces of runs still going are left alone.
 """
 
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.faults import objects
-from chaoskit.faults.ledger import current_boot_id, process_alive, process_started_at
 from chaoskit.faults.objects import OWNER_LABEL, live_owners
+from chaoskit.state.owners import current_boot_id, process_alive, process_started_at
 
 if TYPE_CHECKING:
     from chaoskit.cluster import Cluster

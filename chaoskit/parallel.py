@@ -6,8 +6,8 @@ writes the one journal, HTML report, terminal summary and baseline file of the s
 one process does both.
 
 What the workers share is kept apart elsewhere: each test has its own namespace (the ``namespace`` fixture),
-its own Prometheus namespace per worker, its own NodePort (:func:`chaoskit.locks.reserve_port`), and no two
-workers' faults act on the same node at once (:mod:`chaoskit.locks`). A cluster a worker brought up is
+its own Prometheus namespace per worker, its own NodePort (:func:`chaoskit.state.locks.reserve_port`), and no two
+workers' faults act on the same node at once (:mod:`chaoskit.state.locks`). A cluster a worker brought up is
 deleted by the controller once every worker is done.
 """
 

@@ -43,7 +43,7 @@ from typing import Any
 
 import pytest
 
-from chaoskit import locks, parallel, targets
+from chaoskit import parallel, targets
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.baseline import Baseline, write_baseline
@@ -55,7 +55,6 @@ from chaoskit.evidence import pod_logs
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults import signals
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
-from chaoskit.faults.ledger import Ledger
 from chaoskit.faults.sweeper import sweep, undo_entry
 from chaoskit.load import LoadSpec
 from chaoskit.load.runner import set_default_processes
@@ -65,6 +64,8 @@ from chaoskit.prometheus.deploy import NAMESPACE as PROMETHEUS_NAMESPACE
 from chaoskit.report import write_reports
 from chaoskit.results import ExperimentResult, figures, repeat_stats
 from chaoskit.slo import Objective
+from chaoskit.state import locks
+from chaoskit.state.ledger import Ledger
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,17 @@ from kubernetes.config.config_exception import ConfigException
 
 from chaoskit.errors import ClusterError, CommandTimedOut, SpecError, UsageError
 
+ApiError = ApiException
+"""The API server's answer when it is not 2xx (``.status``, ``.body``), as the calls through :class:`Kube`'s
+clients raise it: named here so that only adapters/ imports the kubernetes client."""
+
+
+def current_context(kubeconfig: Path | None) -> str:
+    """The kubeconfig's current context (the default kubeconfig when None)."""
+    _, active = config.list_kube_config_contexts(config_file=str(kubeconfig) if kubeconfig else None)
+    return str(active["name"])
+
+
 Obj = Any
 REQUEST_TIMEOUT = 30.0
 """Seconds any API request may take unless its call states otherwise."""
@@ -127,6 +138,16 @@ class Kube:
         """The pods of a namespace (matching a label selector, if given)."""
         items: list[Obj] = self.core.list_namespaced_pod(namespace, label_selector=selector or "").items
         return items
+
+    def evict(self, name: str, namespace: str, policy_version: str, grace_seconds: int | None, timeout: float) -> None:
+        """Ask the Eviction API to evict a pod (``policy/v1``, or ``policy/v1beta1`` before 1.22); raises
+        :data:`ApiError` as the server answers (429 while a PodDisruptionBudget says no)."""
+        body = client.V1Eviction(
+            api_version=policy_version, kind="Eviction", metadata=client.V1ObjectMeta(name=name, namespace=namespace)
+        )
+        if grace_seconds is not None:
+            body.delete_options = client.V1DeleteOptions(grace_period_seconds=grace_seconds)
+        self.core.create_namespaced_pod_eviction(name, namespace, body, _request_timeout=timeout)
 
     def apply(self, objects: Iterable[dict[str, Any]]) -> None:
         """Create each object, or replace it when it exists (a small ``kubectl apply``).

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from chaoskit import locks
 from chaoskit.adapters.kube import Kube
 from chaoskit.errors import ClusterError, UsageError
+from chaoskit.state import locks
 
 DEFAULT_NODE_PORTS = tuple(range(30080, 30090))
 NODE_PORT_RANGE = (30000, 32767)
@@ -128,8 +128,8 @@ class Cluster:
                 f"cannot load {image} into the {self.provider} cluster {self.name}: chaoskit can load images only "
                 "into kind clusters; push it to a registry the cluster pulls from and use that name"
             )
+        from chaoskit import cache
         from chaoskit.adapters import kind
-        from chaoskit.provision import cache
 
         image_id = kind.local_image_id(image)
         if image_id is None:

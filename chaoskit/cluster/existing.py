@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaoskit.adapters.kube import Kube, node_ready
+from chaoskit.adapters.kube import Kube, current_context, node_ready
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster, ClusterSpec, ClusterStatus, NodeStatus
 from chaoskit.errors import ClusterError, UsageError
@@ -59,10 +59,7 @@ class ExistingProvider:
 
 
 def _current_context(spec: ClusterSpec) -> str:
-    from kubernetes import config
-
-    _, active = config.list_kube_config_contexts(config_file=str(spec.kubeconfig) if spec.kubeconfig else None)
-    return str(active["name"])
+    return current_context(spec.kubeconfig)
 
 
 def _role(node: object) -> str:

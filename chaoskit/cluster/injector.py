@@ -35,8 +35,8 @@ from chaoskit.adapters.nodes import (
 )
 from chaoskit.adapters.shell import say
 from chaoskit.agent.injector import GROUP, PLURAL
+from chaoskit.agent.records import crd
 from chaoskit.errors import ClusterError, UsageError
-from chaoskit.faults.objects import crd
 
 if TYPE_CHECKING:
     from chaoskit.adapters.kube import Kube

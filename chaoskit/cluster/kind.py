@@ -30,13 +30,13 @@ from typing import Any
 
 import yaml
 
+from chaoskit import cache
 from chaoskit.adapters import docker, kind
 from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, ZONE_LABEL, Kube, node_ready, pod_ready
 from chaoskit.adapters.shell import run, say
 from chaoskit.cluster import addons
 from chaoskit.cluster.base import NODE_PORT_RANGE, Cluster, ClusterSpec, ClusterStatus, NodeStatus
 from chaoskit.errors import ChaoskitError, ClusterError, UsageError
-from chaoskit.provision import cache
 from chaoskit.provision.versions import STOCK_NODE_IMAGE
 
 READY_TIMEOUT = 240.0

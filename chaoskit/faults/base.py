@@ -39,7 +39,6 @@ from dataclasses import asdict, dataclass, field
 from dataclasses import replace as replace_spec
 from typing import Any, ClassVar
 
-from chaoskit import locks
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
@@ -54,7 +53,8 @@ from chaoskit.errors import (
     SpecError,
 )
 from chaoskit.faults import objects, signals
-from chaoskit.faults.ledger import Ledger, LedgerEntry
+from chaoskit.state import locks
+from chaoskit.state.ledger import Ledger, LedgerEntry
 
 PROTECTED_NAMESPACES = (
     "kube-system",
@@ -143,7 +143,7 @@ class Safety:
     """Report what would happen and change nothing."""
     share_nodes: bool = False
     """Whether faults that stay inside their pods may act on a node while another run's fault does
-    (:mod:`chaoskit.locks`); node-wide faults hold their nodes alone whatever this says."""
+    (:mod:`chaoskit.state.locks`); node-wide faults hold their nodes alone whatever this says."""
 
     def __post_init__(self) -> None:
         if not 0 < self.max_share <= 1:
@@ -236,7 +236,7 @@ class FaultRecord:
     vetoed: str | None = None
     """Why a hook refused the fault before it acted (nothing was injected), if one did."""
     nodes: list[str] = field(default_factory=list)
-    """The nodes it acted on, held against other runs' faults while it did (:mod:`chaoskit.locks`)."""
+    """The nodes it acted on, held against other runs' faults while it did (:mod:`chaoskit.state.locks`)."""
     lock_wait_s: float | None = None
     """Seconds the fault waited for its nodes while another run's faults held them (0 when it did not)."""
     deaths: dict[str, str] = field(default_factory=dict)
@@ -338,7 +338,7 @@ class Fault(ABC):
 
     def nodes(self) -> list[str]:
         """The nodes the planned fault acts on: it holds them against other runs' faults
-        (:mod:`chaoskit.locks`). A fault kind that does not say holds every node."""
+        (:mod:`chaoskit.state.locks`). A fault kind that does not say holds every node."""
         return [n.metadata.name for n in self.kube.nodes()]
 
     def with_max_share(self, max_share: float | None) -> Fault:

@@ -17,11 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
-from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, Kube
+from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, ApiError, Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
@@ -62,7 +60,7 @@ def _evictable(pod: Any) -> bool:
 
 
 def _blocked_by_budget(exc: BaseException) -> bool:
-    return isinstance(exc, ApiException) and exc.status == 429
+    return isinstance(exc, ApiError) and exc.status == 429
 
 
 class NodeDrain(Fault):
@@ -123,17 +121,11 @@ class NodeDrain(Fault):
                 self._evict_once(pod)
 
     def _evict_once(self, pod: Any) -> None:
-        options = None
-        if self.spec.grace_seconds is not None:
-            options = client.V1DeleteOptions(grace_period_seconds=self.spec.grace_seconds)
-        metadata = client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace)
-        body = client.V1Eviction(api_version=self._policy_version, kind="Eviction", metadata=metadata)
-        body.delete_options = options
         try:
-            self.kube.core.create_namespaced_pod_eviction(
-                pod.metadata.name, pod.metadata.namespace, body, _request_timeout=API_TIMEOUT
+            self.kube.evict(
+                pod.metadata.name, pod.metadata.namespace, self._policy_version, self.spec.grace_seconds, API_TIMEOUT
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return  # already gone
             if exc.status == 403 and "NamespaceTerminating" in str(exc.body):
@@ -190,7 +182,7 @@ class NodeDrain(Fault):
     def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:
         try:
             kube.core.read_node(str(undo["node"]), _request_timeout=API_TIMEOUT)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return f"node {undo['node']} no longer exists"
             raise

@@ -24,7 +24,6 @@ objects. A fault's own exit removes its object once its undo is proven.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import os
 import socket
@@ -35,13 +34,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from kubernetes.client.exceptions import ApiException
-
+from chaoskit.adapters.kube import ApiError
 from chaoskit.adapters.nodes import INJECTOR_NAME, INJECTOR_NAMESPACE
 from chaoskit.adapters.shell import say
 from chaoskit.agent import actions
 from chaoskit.agent.actions import Refused
 from chaoskit.agent.injector import GROUP, PLURAL, VERSION
+from chaoskit.agent.records import DIGEST, MAX_UNDO_TEXT, crd
 from chaoskit.errors import ClusterError
 from chaoskit.faults.validate import check_undo
 
@@ -81,7 +80,7 @@ def ensure_namespace(kube: Kube) -> None:
     try:
         body: Any = {"metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "chaoskit"}}}
         kube.core.create_namespace(body)
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status != 409:
             raise ClusterError(f"cannot create namespace {NAMESPACE}: {exc.reason}") from None
 
@@ -133,7 +132,7 @@ class Owner:
         }
         try:
             kube.coordination.create_namespaced_lease(NAMESPACE, body)
-        except ApiException as exc:
+        except ApiError as exc:
             raise ClusterError(f"cannot create owner lease {NAMESPACE}/{self.name}: {exc.reason}") from None
         self._renewed()
 
@@ -152,7 +151,7 @@ class Owner:
                         self.name, NAMESPACE, {"spec": {"renewTime": _micro_time(time.time())}}, _request_timeout=5
                     )
                     self._renewed()
-                except ApiException as exc:
+                except ApiError as exc:
                     if exc.status == 404:  # deleted under us (a sweep, by hand): whatever names it must keep an owner
                         say(f"owner lease {self.name} was deleted; creating it again")
                         try:
@@ -220,94 +219,6 @@ def namespaces_of(undo: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-MAX_UNDO_TEXT = 262144
-"""The longest undo data (JSON) a record may hold, in the schema and when a runner reads it back."""
-DIGEST = "chaoskit.io/schema-digest"
-"""On the CRD: a digest of its definition, so a runner with another version of it applies its own."""
-
-
-def crd() -> dict[str, Any]:
-    """The ``faults.chaoskit.io`` CustomResourceDefinition: what a record may hold, checked by the API server
-    as well (the agent validates every step again, whoever wrote it)."""
-    step = {
-        "type": "object",
-        "required": ["op"],
-        "properties": {
-            "op": {"type": "string", "enum": list(actions.OPS)},
-            "pid": {"type": "integer", "minimum": 1, "maximum": actions.PID_MAX},
-            "inode": {"type": "integer", "minimum": 1},
-            "pidNamespace": {"type": "integer", "minimum": 1},
-            "table": {"type": "string", "enum": list(actions.TABLES)},
-            "families": {"type": "array", "items": {"type": "string", "enum": list(actions.FAMILIES)}},
-            "comment": {"type": "string", "pattern": actions.COMMENT.pattern, "maxLength": 100},
-            "handle": {"type": "string", "pattern": actions.HANDLE.pattern},
-            "uid": {"type": "string", "pattern": actions.UID.pattern},
-            "path": {"type": "string", "maxLength": 1024},
-            "file": {"type": "string", "pattern": actions.FILL_FILE.pattern, "maxLength": 80},
-        },
-    }
-    steps = {"type": "array", "maxItems": actions.MAX_STEPS, "items": step}
-    spec = {
-        "type": "object",
-        "required": ["faultId", "kind", "ownerLease", "nodes"],
-        "properties": {
-            "faultId": {"type": "string", "maxLength": 253},
-            "kind": {"type": "string", "maxLength": 63},
-            "ownerLease": {"type": "string", "maxLength": 253},
-            "owner": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-            "undo": {"type": "string", "maxLength": MAX_UNDO_TEXT, "description": "the fault kind's undo data (JSON)"},
-            "namespaces": {"type": "array", "items": {"type": "string", "maxLength": 63}},
-            "pods": {"type": "array", "items": {"type": "string", "maxLength": 253}},
-            "allowControlPlane": {"type": "boolean"},
-            "undoRequested": {"type": "string"},
-            "nodes": {
-                "type": "object",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {"undo": steps, "inject": steps},
-                },
-            },
-        },
-    }
-    status = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    printer = [
-        {"name": "Kind", "type": "string", "jsonPath": ".spec.kind"},
-        {"name": "Owner", "type": "string", "jsonPath": ".spec.ownerLease"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ]
-    definition: dict[str, Any] = {
-        "group": GROUP,
-        "scope": "Namespaced",
-        "names": {"plural": PLURAL, "singular": "fault", "kind": "Fault", "categories": ["chaoskit"]},
-        "versions": [
-            {
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": printer,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {"spec": spec, "status": status},
-                    }
-                },
-            }
-        ],
-    }
-    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
-            "labels": {"app.kubernetes.io/managed-by": "chaoskit"},
-            "annotations": {DIGEST: digest},
-        },
-        "spec": definition,
-    }
-
-
 _crd_seen: set[str] = set()
 
 
@@ -369,7 +280,7 @@ def record(
     }
     try:
         kube.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
-    except ApiException as exc:
+    except ApiError as exc:
         raise ClusterError(f"cannot record fault {fault_id} in the cluster: {exc.reason}") from None
 
 
@@ -379,7 +290,7 @@ def settle(kube: Kube, fault_id: str) -> None:
         kube.custom.delete_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, PLURAL, object_name(fault_id), _request_timeout=10
         )
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status != 404:
             raise ClusterError(f"cannot remove the cluster record of fault {fault_id}: {exc.reason}") from None
 
@@ -398,7 +309,7 @@ def _patch_spec(kube: Kube, fault_id: str, spec: dict[str, Any]) -> None:
         kube.custom.patch_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, PLURAL, object_name(fault_id), {"spec": spec}
         )
-    except ApiException as exc:
+    except ApiError as exc:
         raise ClusterError(f"cannot ask the agents about fault {fault_id}: {exc.reason}") from None
 
 
@@ -419,7 +330,7 @@ def read(kube: Kube, fault_id: str) -> dict[str, Any] | None:
         obj: Any = kube.custom.get_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, PLURAL, object_name(fault_id), _request_timeout=10
         )
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status == 404:
             return None
         raise ClusterError(f"cannot read the record of fault {fault_id}: {exc.reason}") from None
@@ -499,7 +410,7 @@ class FaultObject:
 
 
 def _owner_leases(kube: Kube) -> list[Any]:
-    """Every owner Lease (an ApiException when they cannot be read)."""
+    """Every owner Lease (an ApiError when they cannot be read)."""
     leases: list[Any] = kube.coordination.list_namespaced_lease(NAMESPACE, label_selector=OWNER_LEASE_LABEL).items
     return leases
 
@@ -514,7 +425,7 @@ def listed(kube: Kube, owner_leases: list[Any] | None = None) -> list[FaultObjec
         )
         lease_items = _owner_leases(kube) if owner_leases is None else owner_leases
         leases = {lease.metadata.name: lease for lease in lease_items}
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status == 404:
             return []
         raise ClusterError(f"cannot read the faults recorded in the cluster: {exc.reason}") from None
@@ -560,7 +471,7 @@ def live_owners(kube: Kube) -> set[str] | None:
     """Names of the owner Leases still renewed; None when ``chaoskit-system`` cannot be read."""
     try:
         leases = _owner_leases(kube)
-    except ApiException:
+    except ApiError:
         return None
     return {lease.metadata.name for lease in leases if not lease_expired(lease)}
 
@@ -570,7 +481,7 @@ def sweep_leases(kube: Kube) -> list[str]:
     removed: list[str] = []
     try:
         leases = _owner_leases(kube)
-    except ApiException:
+    except ApiError:
         return removed
     referenced = {f.owner_lease for f in listed(kube, leases)}
     for lease in leases:
@@ -578,7 +489,7 @@ def sweep_leases(kube: Kube) -> list[str]:
             try:
                 kube.coordination.delete_namespaced_lease(lease.metadata.name, NAMESPACE, _request_timeout=10)
                 removed.append(lease.metadata.name)
-            except ApiException:
+            except ApiError:
                 pass
     if removed:
         say(f"removed {len(removed)} expired owner lease(s)")
@@ -590,6 +501,6 @@ def _who() -> dict[str, Any]:
 
 
 def _command() -> str:
-    from chaoskit.faults.ledger import command_line
+    from chaoskit.state.owners import command_line
 
     return command_line()

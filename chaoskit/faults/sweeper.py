@@ -28,8 +28,8 @@ from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultUndoFailed
 from chaoskit.faults import container, drain, freeze, network, node, objects, pod, signals  # noqa: F401
 from chaoskit.faults.base import Fault, undo_and_prove
-from chaoskit.faults.ledger import Ledger, LedgerEntry
 from chaoskit.faults.validate import Refused, check_undo
+from chaoskit.state.ledger import Ledger, LedgerEntry
 
 
 @dataclass(frozen=True)

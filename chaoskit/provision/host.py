@@ -25,10 +25,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from chaoskit import cache
 from chaoskit.adapters import docker
 from chaoskit.adapters.shell import need, run, run_logged, say
 from chaoskit.errors import ProvisionError
-from chaoskit.provision import cache
 
 APT_SOURCES = Path("/etc/apt/sources.list.d/chaoskit.sources")
 APT_PIN = Path("/etc/apt/preferences.d/chaoskit")

@@ -32,10 +32,10 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from chaoskit import locks
+from chaoskit import cache
 from chaoskit.adapters.shell import run, run_logged, say
 from chaoskit.errors import ProvisionError
-from chaoskit.provision import cache, kubernetes
+from chaoskit.provision import kubernetes
 from chaoskit.provision.versions import (
     BASE_IMAGE,
     CONTROL_PLANE_IMAGES,
@@ -47,6 +47,7 @@ from chaoskit.provision.versions import (
     PAUSE_IMAGE,
     SUITE,
 )
+from chaoskit.state import locks
 
 MIRROR = "http://deb.debian.org/debian"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -66,6 +67,8 @@ INJECTOR_MODULES = ("injector.py", "actions.py")
 """Agent modules that run in the injector image only, not in the node image's agent image."""
 COPIED_MODULES = ("nfqdelay.py", "dnsfault.py", "stress.py", "helperlib.py", "httpfault.py")
 """Agent modules in no image: a fault copies them to the node (or the agent's pod) when it needs them."""
+RUNNER_MODULES = ("records.py",)
+"""Agent modules the runner alone uses (the record's definition, which it installs): in no image."""
 INJECTOR_PACKAGES = [*BASE_PACKAGES, "socat", "util-linux"]
 """The injector's tools: those of the base image, and socat for the bandwidth probe."""
 
@@ -75,7 +78,9 @@ def _agent_sources(injector: bool = False) -> dict[str, str]:
     return {
         f"chaoskit/agent/{p.name}": p.read_text()
         for p in agent.iterdir()
-        if p.name.endswith(".py") and p.name not in COPIED_MODULES and (injector or p.name not in INJECTOR_MODULES)
+        if p.name.endswith(".py")
+        and p.name not in COPIED_MODULES + RUNNER_MODULES
+        and (injector or p.name not in INJECTOR_MODULES)
     }
 
 

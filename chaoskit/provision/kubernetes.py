@@ -23,9 +23,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from chaoskit import cache
 from chaoskit.adapters.shell import run, run_logged, say
 from chaoskit.errors import ProvisionError
-from chaoskit.provision import cache
 from chaoskit.provision.versions import GO_ROOT, KUBERNETES_BUILD, KUBERNETES_DEBIAN_SOURCE, KUBERNETES_VERSION
 
 BINARIES = (

@@ -24,7 +24,7 @@ from residue import Residue, scan
 from workloads import Web, probe_eventually
 
 from chaoskit.adapters import docker
-from chaoskit.faults.ledger import Ledger
+from chaoskit.state.ledger import Ledger
 
 pytestmark = [pytest.mark.destructive, pytest.mark.shared_web]
 

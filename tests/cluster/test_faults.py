@@ -13,7 +13,7 @@ from chaoskit.adapters import docker
 from chaoskit.adapters.kube import node_ready
 from chaoskit.chaos import Chaos
 from chaoskit.errors import SafetyError, SpecError
-from chaoskit.faults.ledger import Ledger
+from chaoskit.state.ledger import Ledger
 
 pytestmark = pytest.mark.shared_web  # each test injects a fault and undoes it
 

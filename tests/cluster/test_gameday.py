@@ -22,7 +22,7 @@ import pytest
 from residue import Residue, scan
 from workloads import UNDONE_AT_ONCE
 
-from chaoskit.faults.ledger import Ledger
+from chaoskit.state.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[2]
 CHAOSKIT = [sys.executable, "-m", "chaoskit.cli"]

@@ -18,7 +18,7 @@ from residue import scan
 from workloads import UNDONE_AT_ONCE, Web
 
 from chaoskit import Availability, AvailabilityBelow, Experiment, ExperimentSpec, LoadSpec
-from chaoskit.faults.ledger import Ledger
+from chaoskit.state.ledger import Ledger
 
 
 def test_a_stop_condition_that_trips_undoes_the_fault_at_once_and_fails_the_run(cluster, chaos, web: Web) -> None:

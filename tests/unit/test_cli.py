@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from chaoskit import cli
-from chaoskit.faults.ledger import Ledger, LedgerEntry
+from chaoskit.state.ledger import Ledger, LedgerEntry
 
 
 def chaoskit(*args, env=None):

@@ -8,7 +8,8 @@ import sys
 import psutil
 import pytest
 
-from chaoskit.faults.ledger import START_TIME_TOLERANCE, Ledger, LedgerEntry, current_boot_id, process_alive
+from chaoskit.state.ledger import Ledger, LedgerEntry
+from chaoskit.state.owners import START_TIME_TOLERANCE, current_boot_id, process_alive
 
 
 def test_unsettled_entries_are_those_injected_and_not_settled(tmp_path):

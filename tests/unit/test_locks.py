@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from chaoskit import locks
 from chaoskit.errors import FaultBlocked
-from chaoskit.faults.ledger import Ledger, LedgerEntry
+from chaoskit.state import locks
+from chaoskit.state.ledger import Ledger, LedgerEntry
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def other_run(cache, nodes, *, exclusive=True, hold=30.0):
     code = textwrap.dedent(
         f"""
         import sys, time
-        from chaoskit import locks
+        from chaoskit.state import locks
         with locks.holding("c1", {nodes!r}, exclusive={exclusive!r}, what="other"):
             print("held", flush=True)
             time.sleep({hold})
@@ -111,7 +111,7 @@ def test_faults_of_one_process_do_not_lock_each_other_out():
 
 
 def test_two_runs_choosing_a_node_port_at_once_are_handed_different_ones(cache):
-    code = "from chaoskit import locks; print(locks.reserve_port('c1', [30080, 30081, 30082]))"
+    code = "from chaoskit.state import locks; print(locks.reserve_port('c1', [30080, 30081, 30082]))"
     env = {**os.environ, "CHAOSKIT_CACHE": str(cache)}
     procs = [
         subprocess.Popen(
@@ -132,7 +132,7 @@ def other_experiment(cache, then_node_wide=False, hold=30.0):
     code = textwrap.dedent(
         f"""
         import time
-        from chaoskit import locks
+        from chaoskit.state import locks
         locks.POLL_SECONDS = 0.05
         with locks.experiment_running("c1"):
             print("held", flush=True)
@@ -165,7 +165,7 @@ def test_a_node_wide_fault_waits_for_other_runs_experiments_but_not_for_its_own(
 def test_an_experiment_does_not_start_while_another_runs_node_wide_fault_holds_the_cluster(cache):
     with locks.cluster_alone("c1", "my drain", wait_seconds=1):
         with pytest.raises(FaultBlocked, match="the experiment waits for another run's node-wide fault"):
-            code = "from chaoskit import locks\nwith locks.experiment_running('c1', wait_seconds=0.5): pass"
+            code = "from chaoskit.state import locks\nwith locks.experiment_running('c1', wait_seconds=0.5): pass"
             done = subprocess.run(
                 [sys.executable, "-c", code],
                 capture_output=True,

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from chaoskit.faults.ledger import current_boot_id
 from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_BOOT, OWNER_PID, OWNER_STARTED, sweep_namespaces
+from chaoskit.state.owners import current_boot_id
 
 pytest_plugins = ["pytester"]
 
@@ -71,7 +71,7 @@ def test_the_namespace_fixture_marks_its_owner_by_lease_pid_boot_and_start_time(
         import psutil
         import pytest
 
-        from chaoskit.faults.ledger import current_boot_id
+        from chaoskit.state.owners import current_boot_id
 
 
         class Core:

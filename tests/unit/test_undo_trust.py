@@ -23,9 +23,9 @@ from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultUndoFailed, SafetyError
 from chaoskit.faults import netns, network, objects
 from chaoskit.faults.base import Fault, FaultRecord, Safety
-from chaoskit.faults.ledger import Ledger, LedgerEntry
 from chaoskit.faults.network import Bandwidth, BandwidthSpec, PacketLoss, PacketLossSpec, Partition, PartitionSpec
 from chaoskit.faults.sweeper import sweep
+from chaoskit.state.ledger import Ledger, LedgerEntry
 
 CLUSTER = Cluster("unit", "kind", None, None, "airgap")
 NS = netns.Netns("unit-worker", 4242, 4026532000, "shop/web-1")

@@ -29,20 +29,13 @@ import json
 import os
 import re
 import socket
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from chaoskit.provision import cache
-
-START_TIME_TOLERANCE = 2.0
-"""Seconds two readings of one process's start time may differ by. psutil derives it from
-the boot time, which the kernel reports in whole seconds and which moves when the clock is
-adjusted; another process started within this of the recorded one is taken for the owner."""
+from chaoskit import cache
+from chaoskit.state.owners import command_line, current_boot_id, process_alive, process_started_at
 
 
 @dataclass(frozen=True)
@@ -59,7 +52,7 @@ class LedgerEntry:
     """What the undo function needs, JSON-serialisable."""
     pid: int = field(default_factory=os.getpid)
     """The process that injected it."""
-    boot_id: str = field(default_factory=lambda: _boot_id())
+    boot_id: str = field(default_factory=current_boot_id)
     """The machine boot it happened in (a pid from an earlier boot is dead)."""
     at: float = field(default_factory=time.time)
     """When it was recorded (Unix time)."""
@@ -197,55 +190,3 @@ def _adopt_legacy_file(base: Path, cluster: str, path: Path) -> None:
         legacy.rename(path)
     except OSError:
         pass  # none (or another process moved it first), or a name no file could ever have had
-
-
-def process_alive(pid: int, boot_id: str, started_at: float | None = None) -> bool:
-    """Whether process ``pid`` of machine boot ``boot_id``, started at ``started_at``, still runs.
-
-    The one liveness check of chaoskit, for ledger entries and test namespaces alike. A
-    zombie is dead. A process with this pid and another start time (beyond
-    :data:`START_TIME_TOLERANCE`) is an unrelated one that reused the pid: the owner is
-    dead. ``started_at=None`` (records made before it was kept) checks boot and pid only.
-    """
-    if boot_id != _boot_id() or pid <= 0:
-        return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        if started_at is not None and abs(process.create_time() - started_at) > START_TIME_TOLERANCE:
-            return False
-    except psutil.NoSuchProcess:  # also psutil.ZombieProcess
-        return False
-    except psutil.AccessDenied:
-        return True  # it exists; whose it is cannot be told, so it is not swept
-    return True
-
-
-def process_started_at(pid: int) -> float | None:
-    """When process ``pid`` started (Unix time), or None if it cannot be read."""
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def current_boot_id() -> str:
-    """This machine boot's id (a pid is only meaningful within one boot)."""
-    return _boot_id()
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "unknown"
-
-
-def command_line(limit: int = 120) -> str:
-    """This process's command line as a person would recognise it, at most ``limit`` characters."""
-    words = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
-    if (words and words[0] in ("__main__.py", "-c", "-m")) or words[0].endswith("pytest/__main__.py"):
-        words[0] = "python"
-    text = " ".join(words)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

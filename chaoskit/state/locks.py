@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from chaoskit import cache
 from chaoskit.adapters.shell import say
 from chaoskit.errors import FaultBlocked
-from chaoskit.provision import cache
+from chaoskit.state.ledger import Ledger, ledger_file_name
+from chaoskit.state.owners import current_boot_id, process_alive, process_started_at
 
 WAIT_SECONDS = 900.0
 """How long a fault waits for another run's faults to leave its nodes before it gives up."""
@@ -53,8 +55,6 @@ _GUARD = threading.Lock()
 
 def lock_dir(cluster: str) -> Path:
     """Where the locks of ``cluster`` live (one directory per cluster, named as its ledger is)."""
-    from chaoskit.faults.ledger import ledger_file_name  # here: the cluster layer uses these locks too
-
     path = cache.root() / "locks" / ledger_file_name(cluster).removesuffix(".jsonl")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -173,8 +173,6 @@ def holding(
 
 def holders(cluster: str) -> str:
     """The other runs' faults in progress on ``cluster``, in words, from its ledger."""
-    from chaoskit.faults.ledger import Ledger
-
     others = [e for e in Ledger(cluster).unsettled() if e.pid != os.getpid() and e.owner_alive()]
     if not others:
         return "another run's fault (one with nothing to undo, so not in the ledger)"
@@ -206,8 +204,6 @@ RESERVE_SECONDS = 120.0
 def reserve_port(cluster: str, free: Sequence[int]) -> int | None:
     """The first of ``free`` (ports no Service uses) that no other run on this machine was handed in the last
     :data:`RESERVE_SECONDS`, now reserved for this one; None when every one is."""
-    from chaoskit.faults.ledger import process_started_at
-
     with machine_lock(cluster, "node-ports"):
         path = lock_dir(cluster) / "node-ports.json"
         now = time.time()
@@ -231,8 +227,6 @@ class Reservation(NamedTuple):
     started_at: float | None = None
 
     def owner_alive(self) -> bool:
-        from chaoskit.faults.ledger import current_boot_id, process_alive
-
         return process_alive(self.pid, current_boot_id(), self.started_at)
 
 
