@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from chaoskit.faults.catalog import CATALOG
 from chaoskit.results import ExperimentResult
 
 _PENDING = pytest.StashKey[list[ExperimentResult]]()
@@ -78,7 +79,7 @@ def created_cluster(config: pytest.Config) -> None:
 
 NODE_WIDE_GROUP = "chaoskit-node-wide"
 """The xdist group of the tests that hold node-wide faults: they run one after another on one worker."""
-NODE_WIDE_METHODS = ("node_drain", "node_failure", "node_partition", "zone_failure", "stress", "disk_fill")
+NODE_WIDE_METHODS = tuple(kind.method for kind in CATALOG if kind.fault.node_wide)
 """The :class:`~chaoskit.chaos.Chaos` methods of the node-wide faults (``Fault.node_wide``)."""
 _CALLS = re.compile(r"\.(?:" + "|".join(NODE_WIDE_METHODS) + r")\(")
 

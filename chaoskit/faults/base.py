@@ -299,7 +299,7 @@ class Fault(ABC):
     """One fault kind. Subclasses implement plan, undo_data, inject, verify and revert."""
 
     kind: ClassVar[str]
-    registry: ClassVar[dict[str, type[Fault]]] = {}
+    """The kind's one name, as :mod:`chaoskit.faults.catalog` lists it."""
     kind_only: ClassVar[str | None] = None
     """Why this fault needs a kind cluster, if it does (it acts through the node containers)."""
     node_wide: ClassVar[bool] = False
@@ -308,11 +308,6 @@ class Fault(ABC):
     node_access: ClassVar[str | None] = None
     """Why this fault runs commands on nodes, if it does: on kind Docker reaches them, anywhere else only
     the injector agent (:mod:`chaoskit.adapters.nodes`)."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "kind" in cls.__dict__:  # concrete kinds only, not shared intermediate bases
-            Fault.registry[cls.kind] = cls
 
     def __init__(self, cluster: Cluster, kube: Kube, spec: Any, safety: Safety | None = None) -> None:
         self.cluster = cluster

@@ -305,7 +305,7 @@ class _Probe:
 
 
 class Partition(_PodNetworkFault):
-    kind = "network-partition"
+    kind = "partition"
     spec: PartitionSpec
     _a: list[PodProcess]
     _b: list[PodProcess]

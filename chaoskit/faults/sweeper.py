@@ -18,7 +18,7 @@ with a line saying so, so that one stale entry never blocks every later session.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,9 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultUndoFailed
-from chaoskit.faults import container, drain, freeze, network, node, objects, pod, signals  # noqa: F401
+from chaoskit.faults import objects, signals
 from chaoskit.faults.base import Fault, undo_and_prove
+from chaoskit.faults.catalog import FAULT_CLASSES
 from chaoskit.faults.validate import Refused, check_undo
 from chaoskit.state.ledger import Ledger, LedgerEntry
 
@@ -46,8 +47,9 @@ class SweepResult:
     """Fault ids settled because their targets no longer exist, with the reason."""
 
 
-def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
-    """Undo, and prove undone, every fault a dead process left in ``cluster``."""
+def sweep(cluster: Cluster, kube: Kube, kinds: Mapping[str, type[Fault]] = FAULT_CLASSES) -> SweepResult:
+    """Undo, and prove undone, every fault a dead process left in ``cluster`` (``kinds``: each recorded kind's
+    fault class, the catalog's by default)."""
     ledger = Ledger(cluster.name)
     undone: list[str] = []
     live: list[str] = []
@@ -60,7 +62,7 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
             if attempt == 0 and entry.owner_alive():
                 live.append(entry.fault_id)
                 continue
-            how, text = undo_entry(cluster, kube, ledger, entry)
+            how, text = undo_entry(cluster, kube, ledger, entry, kinds)
             if how == "moot":
                 moot.append(f"{entry.fault_id}: {text}")
             elif how == "undone":
@@ -79,7 +81,7 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
         if found.owner_alive:
             live.append(found.fault_id)
             continue
-        how, text = undo_object(cluster, kube, found)
+        how, text = undo_object(cluster, kube, found, kinds)
         if how == "undone":
             undone.append(f"{found.fault_id}: {text}")
         elif how == "moot":
@@ -90,7 +92,9 @@ def sweep(cluster: Cluster, kube: Kube) -> SweepResult:
     return SweepResult(tuple(undone), tuple(failed.values()), tuple(live), tuple(moot))
 
 
-def undo_object(cluster: Cluster, kube: Kube, found: objects.FaultObject) -> tuple[str, str]:
+def undo_object(
+    cluster: Cluster, kube: Kube, found: objects.FaultObject, kinds: Mapping[str, type[Fault]] = FAULT_CLASSES
+) -> tuple[str, str]:
     """Undo, prove and remove a fault the cluster records for a dead owner that this machine's ledger does not
     know (another machine's run, or a ledger file that is gone); returns as :func:`undo_entry` does."""
     if found.refused:
@@ -105,15 +109,28 @@ def undo_object(cluster: Cluster, kube: Kube, found: objects.FaultObject) -> tup
         f"undoing {found.fault_id} from its record in the cluster, left by {who.get('host', '?')} "
         f"pid {who.get('pid', '?')} ({who.get('command', '?')}){agents}"
     )
-    return _undo_recorded(cluster, kube, found.fault_id, found.kind, found.undo, announce, lambda how: None)
+    return _undo_recorded(cluster, kube, found.fault_id, kinds.get(found.kind), found.kind, found.undo, announce, None)
 
 
-def undo_entry(cluster: Cluster, kube: Kube, ledger: Ledger, entry: LedgerEntry) -> tuple[str, str]:
+def undo_entry(
+    cluster: Cluster,
+    kube: Kube,
+    ledger: Ledger,
+    entry: LedgerEntry,
+    kinds: Mapping[str, type[Fault]] = FAULT_CLASSES,
+) -> tuple[str, str]:
     """Undo and settle one ledger entry, signals deferred: (``undone``, the proof), (``moot``, the reason)
     or (``failed``, why). The sweep uses it for dead runs' entries, the ``chaos`` fixture for a test's own."""
     announce = f"undoing {entry.fault_id}, recorded by process {entry.pid} ({entry.undo})"
     return _undo_recorded(
-        cluster, kube, entry.fault_id, entry.kind, entry.undo, announce, lambda how: ledger.settle(entry.fault_id, how)
+        cluster,
+        kube,
+        entry.fault_id,
+        kinds.get(entry.kind),
+        entry.kind,
+        entry.undo,
+        announce,
+        lambda how: ledger.settle(entry.fault_id, how),
     )
 
 
@@ -121,14 +138,14 @@ def _undo_recorded(
     cluster: Cluster,
     kube: Kube,
     fault_id: str,
+    fault: type[Fault] | None,
     kind: str,
     undo: dict[str, Any],
     announce: str,
-    settle_ledger: Callable[[str], None],
+    settle_ledger: Callable[[str], None] | None,
 ) -> tuple[str, str]:
     """Undo a recorded fault (ledger entry or cluster record) from its data, prove it, and settle it: in the
     ledger by ``settle_ledger(how)``, then in the cluster. A moot fault (its targets gone) is settled as such."""
-    fault = Fault.registry.get(kind)
     if fault is None:
         return "failed", f"{fault_id}: unknown fault kind {kind!r:.40}"
     try:
@@ -141,7 +158,8 @@ def _undo_recorded(
         return "failed", f"{fault_id}: cannot tell whether its targets still exist: {exc}"
     if reason is not None:
         say(f"{fault_id} settled as moot: {reason}")
-        settle_ledger("moot")
+        if settle_ledger is not None:
+            settle_ledger("moot")
         objects.settle_or_warn(kube, fault_id)
         return "moot", reason
     say(announce)
@@ -150,6 +168,7 @@ def _undo_recorded(
             proof = undo_and_prove(fault, cluster, kube, fault_id, undo)
         except FaultUndoFailed as exc:
             return "failed", str(exc)
-        settle_ledger("undone")
+        if settle_ledger is not None:
+            settle_ledger("undone")
         objects.settle_or_warn(kube, fault_id)
     return "undone", proof

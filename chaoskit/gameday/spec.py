@@ -63,25 +63,8 @@ from chaoskit.adapters.kube import WorkloadKind
 from chaoskit.chaos import Chaos
 from chaoskit.errors import ChaoskitError, SpecError
 from chaoskit.experiment import Workload
-from chaoskit.faults import (
-    BandwidthSpec,
-    ContainerKillSpec,
-    DiskFillSpec,
-    DnsSpec,
-    FaultRecord,
-    FreezeSpec,
-    HttpSpec,
-    LatencySpec,
-    NodeDrainSpec,
-    NodeFailureSpec,
-    NodePartitionSpec,
-    PacketLossSpec,
-    PartitionSpec,
-    PodKillSpec,
-    Safety,
-    StressSpec,
-    ZoneFailureSpec,
-)
+from chaoskit.faults import FaultRecord, Safety
+from chaoskit.faults.catalog import CATALOG
 from chaoskit.images import image_name
 from chaoskit.load import LoadSpec
 from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, Objective, PromQL, RecoveryTime
@@ -105,46 +88,10 @@ UNTIL_RECOVERED = "until_recovered"
 """A fault's ``duration`` that holds it until the workloads are whole again."""
 DEFAULT_SETTLE_SECONDS = 5.0
 
-FAULT_KINDS: Mapping[str, str] = MappingProxyType(
-    {
-        "pod-kill": "pod_kill",
-        "container-kill": "container_kill",
-        "node-failure": "node_failure",
-        "node-drain": "node_drain",
-        "node-partition": "node_partition",
-        "partition": "partition",
-        "packet-loss": "packet_loss",
-        "bandwidth": "bandwidth",
-        "latency": "latency",
-        "process-freeze": "process_freeze",
-        "dns": "dns",
-        "http": "http",
-        "stress": "stress",
-        "zone-failure": "zone_failure",
-        "disk-fill": "disk_fill",
-    }
-)
-"""A fault's ``kind`` in a file, and the :class:`~chaoskit.chaos.Chaos` method that injects it."""
+FAULT_KINDS: Mapping[str, str] = MappingProxyType({kind.name: kind.method for kind in CATALOG})
+"""A fault's ``kind`` in a file, and the :class:`~chaoskit.chaos.Chaos` method that injects it (from the catalog)."""
 
-_FAULT_SPECS: Mapping[str, type] = MappingProxyType(
-    {
-        "pod-kill": PodKillSpec,
-        "container-kill": ContainerKillSpec,
-        "node-failure": NodeFailureSpec,
-        "node-drain": NodeDrainSpec,
-        "node-partition": NodePartitionSpec,
-        "partition": PartitionSpec,
-        "packet-loss": PacketLossSpec,
-        "bandwidth": BandwidthSpec,
-        "latency": LatencySpec,
-        "process-freeze": FreezeSpec,
-        "dns": DnsSpec,
-        "http": HttpSpec,
-        "stress": StressSpec,
-        "zone-failure": ZoneFailureSpec,
-        "disk-fill": DiskFillSpec,
-    }
-)
+_FAULT_SPECS: Mapping[str, type] = MappingProxyType({kind.name: kind.spec for kind in CATALOG})
 """The spec each method builds from its arguments (every argument but ``max_share``): built here to check them."""
 
 _FAULT_KEYS = ("kind", "at", "duration")

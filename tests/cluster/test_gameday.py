@@ -290,7 +290,7 @@ def test_p_pauses_undoing_the_fault_and_r_injects_it_again(cluster, tmp_path: Pa
     assert "PASSED game day" in term.screen()
     assert residue(cluster).empty() and unsettled(cluster, path) == []
     run = journal(tmp_path)
-    assert [f["kind"] for f in run["faults"]] == ["network-partition", "network-partition"]
+    assert [f["kind"] for f in run["faults"]] == ["partition", "partition"]
     assert {"paused", "resumed"} <= {e["label"] for e in run["events"] if e["kind"] == "mark"}
 
 

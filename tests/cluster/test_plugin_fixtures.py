@@ -123,7 +123,7 @@ def test_a_hook_vetoes_a_fault_before_it_acts_and_the_report_says_why(
     lines = calls.read_text().splitlines()
     assert lines[0] == f"planned pod-kill {victim}", lines
     assert lines[1] == "result skipped faults=1", lines  # the vetoed fault is in the result, nothing else ran
-    assert lines[2].startswith("planned network-partition ") and lines[3:] == [
+    assert lines[2].startswith("planned partition ") and lines[3:] == [
         f"injected {cut.group(1)}",
         f"undone {cut.group(1)} reverted=True",
     ], lines

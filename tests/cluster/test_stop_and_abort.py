@@ -97,7 +97,7 @@ def test_chaoskit_abort_from_another_terminal_undoes_a_live_experiment(
 
         status = cli("status", "--name", cluster.name)
         assert status.returncode == 0, status.stderr
-        assert f"{fault_id}  network-partition  since " in status.stdout, status.stdout
+        assert f"{fault_id}  partition  since " in status.stdout, status.stdout
         assert f"by pid {inner.pid} on " in status.stdout and ", running: " in status.stdout, status.stdout
 
         started = time.monotonic()

@@ -71,8 +71,9 @@ def test_the_node_wide_methods_are_the_node_wide_fault_kinds():
     import inspect as inspect_
 
     from chaoskit import chaos as chaos_module
+    from chaoskit.faults.catalog import CATALOG
 
-    node_wide = {cls.__name__ for cls in chaos_module.Fault.registry.values() if cls.node_wide}
+    node_wide = {k.fault.__name__ for k in CATALOG if k.fault.node_wide}
     called = set()
     for name in parallel.NODE_WIDE_METHODS:
         source = inspect_.getsource(getattr(chaos_module.Chaos, name))

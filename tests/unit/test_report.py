@@ -73,7 +73,7 @@ def test_repeated_experiments_report_the_spread_of_recovery(tmp_path: Path):
 
 def test_an_unproven_undo_and_a_raised_cap_show_in_the_headline_journal_and_html(tmp_path):
     result = synthetic_result()
-    fault = FaultRecord("network-partition-1a2b", "network-partition", "chaoskit", {}, targets=["shop-0"])
+    fault = FaultRecord("network-partition-1a2b", "partition", "chaoskit", {}, targets=["shop-0"])
     fault.injected_at, fault.max_share, fault.max_share_raised = T0 + 8, 1.0, True
     fault.undo_error = "undo of network-partition-1a2b not proven: 'iptables-save -t filter' failed in shop/shop-0"
     result.faults.append(fault)

@@ -268,7 +268,7 @@ def test_the_sweeper_settles_entries_whose_targets_are_gone_and_keeps_unproven_o
     dead = {"pid": 1, "boot_id": "an-earlier-boot"}
     ledger.record(LedgerEntry("unit-sticky-moot", "unit-sticky", "unit", {"thing": "a", "deleted": True}, **dead))
     ledger.record(LedgerEntry("unit-sticky-left", "unit-sticky", "unit", {"thing": "b"}, **dead))
-    result = sweep(CLUSTER, None)  # type: ignore[arg-type]
+    result = sweep(CLUSTER, None, kinds={Sticky.kind: Sticky})  # type: ignore[arg-type]
     assert result.moot == ("unit-sticky-moot: its thing was deleted",)
     assert result.failed == ("undo of unit-sticky-left not proven: b is still there",)
     assert [e.fault_id for e in ledger.unsettled()] == ["unit-sticky-left"]
@@ -385,7 +385,7 @@ def test_the_sweeper_tries_a_failed_entry_again_after_the_others():
     dead = {"pid": 1, "boot_id": "an-earlier-boot"}
     ledger.record(LedgerEntry("first", "unit-needs-the-other", "unit", {}, **dead))
     ledger.record(LedgerEntry("second", "unit-needs-the-other", "unit", {"unblocks": True}, **dead))
-    result = sweep(CLUSTER, None)  # type: ignore[arg-type]
+    result = sweep(CLUSTER, None, kinds={NeedsTheOther.kind: NeedsTheOther})  # type: ignore[arg-type]
     assert result.failed == () and sorted(result.undone) == ["first: clean", "second: clean"]
     assert ledger.unsettled() == []
 
