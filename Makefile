@@ -42,6 +42,7 @@ lint: venv
 	$(BIN)/ruff format --check chaoskit tests fixtures experiments benchmarks conftest.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .site
 
 cluster: venv
 	$(BIN)/chaoskit cluster up

@@ -25,7 +25,7 @@ from chaoskit.faults.base import FaultRecord
 from chaoskit.results import ExperimentResult, Series, figures, repeat_stats
 
 JOURNAL_SCHEMA = "chaoskit-journal/1"
-"""The journal's ``schema``: its keys are documented in the README ("The journal"); a change that breaks a
+"""The journal's ``schema``: its keys are documented in docs/load-and-slos.md ("The journal"); a change that breaks a
 reader of them gets a new number."""
 
 
