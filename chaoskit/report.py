@@ -25,8 +25,8 @@ from chaoskit.faults.base import FaultRecord
 from chaoskit.results import ExperimentResult, Series, figures, repeat_stats
 
 JOURNAL_SCHEMA = "chaoskit-journal/1"
-"""The journal's ``schema``: its keys are documented in docs/load-and-slos.md ("The journal"); a change that breaks a
-reader of them gets a new number."""
+"""The journal's ``schema``: its keys are documented in docs/your-system.md ("What you get back"); a change
+that breaks a reader of them gets a new number."""
 
 
 def write_reports(
