@@ -6,6 +6,8 @@ loaded into the cluster once per session."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +82,14 @@ def shop(cluster: Cluster, kube, namespace: str, redis_image: str, shop_image: s
     the shop on a 127.0.0.1 NodePort (see fixtures/systems.py)."""
     deploy_redis(kube, namespace, redis_image)
     yield deploy_shop(kube, namespace, shop_image, cluster.free_node_port(kube))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A session started in the background (``nohup``, ``&``) inherits SIGINT ignored, and so would every run
+    it starts: the tests that stop a run with SIGINT, as Ctrl-C does, need SIGINT's default there. (xdist's
+    workers ignore it on purpose, and are left so.)"""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and "PYTEST_XDIST_WORKER" not in os.environ:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # The experiment files under tests/unit/data are inputs of the loader's unit tests, not experiments to run.
