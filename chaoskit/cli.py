@@ -86,10 +86,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"chaoskit: error: {message} (see '{self.prog} --help')\n")
 
 
+def _version() -> str:
+    """The installed distribution's version ("unknown" when chaoskit runs from a tree that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("chaoskit")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     from chaoskit.gameday.command import injector_options
 
     parser = _Parser(prog="chaoskit", description="Chaos and resilience testing for Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"chaoskit {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cluster = commands.add_parser("cluster", help="create, inspect and delete test clusters")
     actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -288,3 +288,20 @@ def test_image_build_prints_the_image_name_alone_on_stdout(monkeypatch, tmp_path
     assert capsys.readouterr().out == "registry.local:5000/team/app:latest\n"
     assert [args[args.index("-t") + 1] for args in built] == [name, "registry.local:5000/team/app:latest"]
     assert all(f"BASE={images.BASE_IMAGE}" in args for args in built)
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    done = chaoskit("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"chaoskit {version('chaoskit')}", done
+
+
+def test_the_package_says_it_is_typed():
+    import tomllib
+    from importlib.resources import files
+    from pathlib import Path
+
+    assert files("chaoskit").joinpath("py.typed").is_file()
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["chaoskit"]  # shipped in the wheel too
