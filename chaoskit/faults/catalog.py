@@ -1,5 +1,5 @@
-"""Every fault kind, declared once: its name, its spec, its fault class, its ``Chaos`` method and what it
-models. Everything else that lists the kinds reads them from here: the experiment files' kinds and their
+"""Every fault kind, declared once: its name (which gives its ``Chaos`` method), its spec, its fault class and
+what it models. Everything else that lists the kinds reads them from here: the experiment files' kinds and their
 option checks (:mod:`chaoskit.gameday.spec`), ``chaoskit inject KIND``, and the sweeper, which undoes a
 recorded fault by its kind's class. A new kind is its module plus one line below.
 
@@ -43,13 +43,16 @@ class FaultKind:
 
     name: str
     """Its one name (``pod-kill``): files, ``chaoskit inject``, the ledger, the cluster's records, reports."""
-    method: str
-    """The :class:`~chaoskit.chaos.Chaos` method that injects it (``pod_kill``)."""
     spec: type
     """The spec dataclass the method builds from its arguments (all but ``max_share``)."""
     fault: type[Fault]
     models: str
     """What it models, in a line (the fault docs say what it does not)."""
+
+    @property
+    def method(self) -> str:
+        """The :class:`~chaoskit.chaos.Chaos` method that injects it: its name with underscores (``pod_kill``)."""
+        return self.name.replace("-", "_")
 
     @property
     def node_access(self) -> str | None:
@@ -58,21 +61,21 @@ class FaultKind:
 
 
 CATALOG: tuple[FaultKind, ...] = (
-    FaultKind("pod-kill", "pod_kill", PodKillSpec, PodKill, "pods deleted gracefully, or crashed with SIGKILL"),
-    FaultKind("container-kill", "container_kill", ContainerKillSpec, ContainerKill, "a container's process signalled"),
-    FaultKind("node-failure", "node_failure", NodeFailureSpec, NodeFailure, "a node shut down, crashed or hung"),
-    FaultKind("node-drain", "node_drain", NodeDrainSpec, NodeDrain, "a planned drain: cordon and evictions"),
-    FaultKind("node-partition", "node_partition", NodePartitionSpec, NodePartition, "a node cut off from the API"),
-    FaultKind("partition", "partition", PartitionSpec, Partition, "pods cut off from their peers or everything"),
-    FaultKind("packet-loss", "packet_loss", PacketLossSpec, PacketLoss, "a share of arriving packets dropped"),
-    FaultKind("bandwidth", "bandwidth", BandwidthSpec, Bandwidth, "what pods send, limited to a rate"),
-    FaultKind("latency", "latency", LatencySpec, Latency, "every packet delayed"),
-    FaultKind("process-freeze", "process_freeze", FreezeSpec, Freeze, "a container's processes stopped (a hang)"),
-    FaultKind("dns", "dns", DnsSpec, DnsFault, "wrong or late DNS answers for some names"),
-    FaultKind("http", "http", HttpSpec, HttpFault, "HTTP requests aborted or delayed"),
-    FaultKind("stress", "stress", StressSpec, Stress, "CPU and memory pressure inside a container"),
-    FaultKind("zone-failure", "zone_failure", ZoneFailureSpec, ZoneFailure, "every node of a zone failing at once"),
-    FaultKind("disk-fill", "disk_fill", DiskFillSpec, DiskFill, "a filesystem filled"),
+    FaultKind("pod-kill", PodKillSpec, PodKill, "pods deleted gracefully, or crashed with SIGKILL"),
+    FaultKind("container-kill", ContainerKillSpec, ContainerKill, "a container's process signalled"),
+    FaultKind("node-failure", NodeFailureSpec, NodeFailure, "a node shut down, crashed or hung"),
+    FaultKind("node-drain", NodeDrainSpec, NodeDrain, "a planned drain: cordon and evictions"),
+    FaultKind("node-partition", NodePartitionSpec, NodePartition, "a node cut off from the API"),
+    FaultKind("partition", PartitionSpec, Partition, "pods cut off from their peers or everything"),
+    FaultKind("packet-loss", PacketLossSpec, PacketLoss, "a share of arriving packets dropped"),
+    FaultKind("bandwidth", BandwidthSpec, Bandwidth, "what pods send, limited to a rate"),
+    FaultKind("latency", LatencySpec, Latency, "every packet delayed"),
+    FaultKind("process-freeze", FreezeSpec, Freeze, "a container's processes stopped (a hang)"),
+    FaultKind("dns", DnsSpec, DnsFault, "wrong or late DNS answers for some names"),
+    FaultKind("http", HttpSpec, HttpFault, "HTTP requests aborted or delayed"),
+    FaultKind("stress", StressSpec, Stress, "CPU and memory pressure inside a container"),
+    FaultKind("zone-failure", ZoneFailureSpec, ZoneFailure, "every node of a zone failing at once"),
+    FaultKind("disk-fill", DiskFillSpec, DiskFill, "a filesystem filled"),
 )
 
 KINDS: Mapping[str, FaultKind] = MappingProxyType({kind.name: kind for kind in CATALOG})

@@ -151,12 +151,18 @@ class PodKill(Fault):
             chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), wanted)
         self._uids = {p.metadata.name: p.metadata.uid for p in chosen}
         self._processes = container_processes(chosen) if spec.crash else {}
-        self._containers = {
-            p.metadata.name: {
-                s.container_id.split("://", 1)[1]: s.name for s in p.status.container_statuses or [] if s.container_id
+        self._containers = (
+            {
+                p.metadata.name: {
+                    s.container_id.split("://", 1)[1]: s.name
+                    for s in p.status.container_statuses or []
+                    if s.container_id
+                }
+                for p in chosen
             }
-            for p in chosen
-        }
+            if spec.crash
+            else {}
+        )
         # Later rounds pick among the replacements, wherever they were scheduled: those hold every node.
         self._nodes = sorted({p.spec.node_name for p in chosen if p.spec.node_name})
         return sorted(self._uids)
@@ -208,7 +214,6 @@ class PodKill(Fault):
         return f"SIGKILL from the node to {counted} process(es), no SIGTERM first; none left"
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
-
         uids = set(self._uids.values())
         last: dict[str, Any] = {}  # uid -> the pod as last seen before it left: its containers' ends
 
@@ -238,9 +243,9 @@ class PodKill(Fault):
             return f"pods {', '.join(targets)} crashed: {proof}; force-deleted (grace 0), UIDs gone"
         for name, uid in self._uids.items():
             statuses = getattr(getattr(last.get(uid), "status", None), "container_statuses", None) or []
-            ends = [how_it_ended(c.name, c.state.terminated if c.state else None) for c in statuses]
-            if any(" no end posted" not in end for end in ends):
-                said = "; ".join(ends)
+            ends = [c.state.terminated if c.state else None for c in statuses]
+            if any(ends):
+                said = "; ".join(how_it_ended(c.name, end) for c, end in zip(statuses, ends, strict=True))
             elif self.spec.grace_seconds == 0:
                 said = (
                     "the API removed the object at once, and its kubelet stopped the containers afterwards, "
