@@ -113,6 +113,29 @@ def last_tick(log: str) -> float:
     return max(float(line.split()[1]) for line in log.splitlines() if line.startswith("tick "))
 
 
+def lives(log: str) -> list[str]:
+    """The log cut at each ``start`` line: one piece per life of the container (a restart in place appends)."""
+    pieces = log.split("\nstart ")
+    return [pieces[0], *("start " + piece for piece in pieces[1:])]
+
+
+def ended_logs(node: str, directory: str, pod: str, timeout: float = 90) -> dict[str, str]:
+    """Each container's log once its process has ended: no new tick for 1 s (it ticks every 50 ms).
+
+    A delete with grace 0 removes the object at once; the kubelet stops the containers afterwards, so the
+    logs are read only when both loggers have gone quiet.
+    """
+    deadline = time.monotonic() + timeout
+    before = node_logs(node, directory, pod)
+    while True:
+        time.sleep(1.0)
+        now = node_logs(node, directory, pod)
+        if now == before:
+            return now
+        assert time.monotonic() < deadline, f"the loggers of {pod} still tick {timeout:.0f} s after the kill"
+        before = now
+
+
 def test_a_crashed_pod_gets_no_sigterm_and_a_deleted_one_does(chaos: Chaos, kube, namespace: str, target: str) -> None:
     pod, node = settled(kube, namespace, target)
     with chaos.pod_kill(namespace, "app=signals", crash=True, max_share=1.0) as record:
@@ -124,10 +147,13 @@ def test_a_crashed_pod_gets_no_sigterm_and_a_deleted_one_does(chaos: Chaos, kube
     )
     print("crash, per target:", record.deaths)
     assert list(record.deaths) == [pod] and record.deaths[pod].startswith("SIGKILL from its node, no SIGTERM first")
-    time.sleep(0.5)  # the log files are the node's: whatever the processes wrote is there
-    crashed = node_logs(node, target, pod)
+    crashed = ended_logs(node, target, pod)
     for container, log in crashed.items():
-        assert "signal " not in log, f"{container} of the crashed pod got a signal it could see: {log[-300:]}"
+        first, *later = lives(log)
+        assert "signal " not in first, f"{container} of the crashed pod got a signal it could see: {first[-300:]}"
+        # Between the SIGKILL and the force delete the kubelet may restart a container in place; that new
+        # instance is then stopped as any deleted pod's container is, SIGTERM first (docs/faults.md says so).
+        print(f"FIGURE crash, {container}: {len(later)} restart(s) in place before the force delete took effect")
 
     kube.wait_whole(namespace, "signals", timeout=120)
     pod, node = settled(kube, namespace, target)
@@ -137,7 +163,7 @@ def test_a_crashed_pod_gets_no_sigterm_and_a_deleted_one_does(chaos: Chaos, kube
     print("graceful, per target:", record.deaths)
     # Grace 0: the object leaves the API at once, before the kubelet posts any end; the record says so.
     assert record.deaths[pod].startswith("API delete, grace 0 s (SIGTERM first); the API removed the object at once")
-    deleted = node_logs(node, target, pod)
+    deleted = ended_logs(node, target, pod)
     graces = []
     for container, log in deleted.items():
         terms = [float(line.split()[2]) for line in log.splitlines() if line.startswith("signal SIGTERM ")]
