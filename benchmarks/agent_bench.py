@@ -36,13 +36,14 @@ HOLDER = """
 import pathlib, sys, time
 sys.path.insert(0, {fixtures!r})
 from workloads import bench_cluster
+from dataclasses import replace
 from chaoskit.adapters import nodes
 from chaoskit.chaos import Chaos
 
 cluster, _ = bench_cluster()
 with cluster.kube() as kube:
-    nodes.use(nodes.AgentShell(kube))
-    with Chaos(cluster, kube).partition({ns!r}, "role=client", peer_selector="app=web", max_share=1.0):
+    chaos = Chaos(replace(cluster, shell=nodes.AgentShell(kube)), kube)
+    with chaos.partition({ns!r}, "role=client", peer_selector="app=web", max_share=1.0):
         pathlib.Path({marker!r}).write_text("held")
         time.sleep(600)
 """

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,22 +55,22 @@ def main() -> None:
         kube.apply([*web_objects(ns, image, cluster.free_node_port(kube)), client_pod(ns, image)])
         wait_web(kube, ns)
         wait_pod_running(kube, ns, "client")
-        chaos = Chaos(cluster, kube)
-        faults: dict[str, Callable[[], AbstractContextManager[Any]]] = {
-            "container kill": lambda: chaos.container_kill(ns, "app=web"),
-            "process freeze": lambda: chaos.process_freeze(ns, "app=web", port=8080),
-            "partition": lambda: chaos.partition(ns, "role=client", peer_selector="app=web", max_share=1.0),
-            "packet loss": lambda: chaos.packet_loss(ns, "app=web", percent=30, max_share=1.0),
-            "bandwidth": lambda: chaos.bandwidth(ns, "app=web", rate_kbit=2000, max_share=1.0),
+        # One Chaos per way to the nodes: the way travels with the cluster handle.
+        ways = {way: Chaos(replace(cluster, shell=shell), kube) for way, shell in shells.items()}
+        faults: dict[str, Callable[[Chaos], AbstractContextManager[Any]]] = {
+            "container kill": lambda chaos: chaos.container_kill(ns, "app=web"),
+            "process freeze": lambda chaos: chaos.process_freeze(ns, "app=web", port=8080),
+            "partition": lambda chaos: chaos.partition(ns, "role=client", peer_selector="app=web", max_share=1.0),
+            "packet loss": lambda chaos: chaos.packet_loss(ns, "app=web", percent=30, max_share=1.0),
+            "bandwidth": lambda chaos: chaos.bandwidth(ns, "app=web", rate_kbit=2000, max_share=1.0),
         }
         effect: dict[tuple[str, str], list[float]] = {}
         undo: dict[tuple[str, str], list[float]] = {}
         for _ in range(0 if args.scaling_only else args.runs):
-            for way, shell in shells.items():
-                nodes.use(shell)
+            for way, chaos in ways.items():
                 for name, fault in faults.items():
                     wait_web(kube, ns)
-                    with fault() as record:
+                    with fault(chaos) as record:
                         leaving = time.monotonic()
                     if record.undoable:
                         undo.setdefault((name, way), []).append(time.monotonic() - leaving)
@@ -84,8 +85,7 @@ def main() -> None:
             kube.apply(web_objects(ns, image, cluster.free_node_port(kube), replicas=size)[:1])
             wait_web(kube, ns, replicas=size, timeout=300)
             for _ in range(args.runs):
-                for way, shell in shells.items():
-                    nodes.use(shell)
+                for way, chaos in ways.items():
                     with chaos.partition(ns, "role=client", peer_selector="app=web", max_share=1.0) as record:
                         pass
                     scaling.setdefault((size, way), []).append(record.inject_to_effect or 0)

@@ -23,6 +23,7 @@ _EXPORTS = {
     "Chaos": "chaoskit.chaos",
     "ChaoskitError": "chaoskit.errors",
     "Cluster": "chaoskit.cluster",
+    "ClusterSpec": "chaoskit.cluster",
     "ContainerKillSpec": "chaoskit.faults",
     "ErrorBurst": "chaoskit.slo",
     "ErrorBurstOver": "chaoskit.stops",
@@ -68,6 +69,8 @@ _EXPORTS = {
     "RunAborted": "chaoskit.errors",
     "Safety": "chaoskit.faults",
     "SafetyError": "chaoskit.errors",
+    "Session": "chaoskit.session",
+    "open_session": "chaoskit.session",
     "SloVerdict": "chaoskit.slo",
     "SloViolation": "chaoskit.slo",
     "Regressed": "chaoskit.results",
@@ -81,7 +84,7 @@ if TYPE_CHECKING:
     from chaoskit.adapters.kube import Kube
     from chaoskit.baseline import Baseline
     from chaoskit.chaos import Chaos
-    from chaoskit.cluster import Cluster
+    from chaoskit.cluster import Cluster, ClusterSpec
     from chaoskit.errors import (
         ChaoskitError,
         FaultBlocked,
@@ -118,6 +121,7 @@ if TYPE_CHECKING:
     from chaoskit.observe import Recovery, RecoveryWatch
     from chaoskit.prometheus import PrometheusClient
     from chaoskit.results import ExperimentResult, Regressed, Regression
+    from chaoskit.session import Session, open_session
     from chaoskit.slo import (
         Availability,
         ErrorBurst,
@@ -148,6 +152,7 @@ __all__ = [
     "Chaos",
     "ChaoskitError",
     "Cluster",
+    "ClusterSpec",
     "ContainerKillSpec",
     "DiskFillSpec",
     "DnsSpec",
@@ -192,6 +197,7 @@ __all__ = [
     "RunAborted",
     "Safety",
     "SafetyError",
+    "Session",
     "SloVerdict",
     "SloViolation",
     "SpecError",
@@ -199,5 +205,6 @@ __all__ = [
     "Workload",
     "WriteLog",
     "ZoneFailureSpec",
+    "open_session",
     "read_back",
 ]

@@ -211,14 +211,15 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
 def _agent(args: argparse.Namespace) -> int:
     from chaoskit.cluster import injector
     from chaoskit.faults import objects
+    from chaoskit.session import open_session
 
     if args.action == "image":
         from chaoskit.provision import images
 
         print(images.build_injector_image())
         return 0
-    cluster = get_provider(args.provider, provision=False).attach(_spec(args))
-    with cluster.kube() as kube:
+    with open_session(_spec(args), bring_up=False, reach_nodes=False, sweep_first=False) as session:
+        cluster, kube = session.cluster, session.kube
         if args.action == "install":
             image = injector.install(cluster, kube, args.image)
             print(f"injector {image} runs on every node of {cluster.name}")
@@ -271,16 +272,14 @@ def _print_status(status: ClusterStatus) -> None:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from chaoskit.cluster import injector
-    from chaoskit.faults.sweeper import sweep
-    from chaoskit.namespaces import sweep_namespaces
+    from chaoskit.session import open_session
 
-    spec = _spec(args)
-    cluster = get_provider(args.provider, provision=False).attach(spec)
-    with cluster.kube() as kube:
-        injector.select(cluster, kube, args.injector, install_agent=False)
-        result = sweep(cluster, kube)
-        namespaces = sweep_namespaces(kube)
+    # Attach, never create; reach nodes by an installed agent only: cleanup never restarts agents under live runs.
+    with open_session(
+        _spec(args), bring_up=False, injector=args.injector, install_agent=False, sweep_first=False
+    ) as session:
+        swept = session.sweep()
+    cluster, result, namespaces = session.cluster, swept.faults, swept.namespaces
     print(
         f"cleanup of {cluster.name}: {len(result.undone)} fault(s) undone, {len(result.moot)} moot, "
         f"{len(result.failed)} NOT undone, {len(namespaces)} test namespace(s) deleted"
@@ -300,22 +299,22 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from chaoskit import control
+    from chaoskit.session import open_session
 
-    cluster = get_provider(args.provider, provision=False).attach(_spec(args))
-    with cluster.kube() as kube:
-        report = control.status(cluster, kube)
+    with open_session(_spec(args), bring_up=False, reach_nodes=False, sweep_first=False) as session:
+        report = control.status(session.cluster, session.kube)
     print("\n".join(report.lines()))
     return 0
 
 
 def _abort(args: argparse.Namespace) -> int:
     from chaoskit import control
-    from chaoskit.cluster import injector
+    from chaoskit.session import open_session
 
-    cluster = get_provider(args.provider, provision=False).attach(_spec(args))
-    with cluster.kube() as kube:
-        injector.select(cluster, kube, args.injector, install_agent=False)
-        result = control.abort(cluster, kube)
+    with open_session(
+        _spec(args), bring_up=False, injector=args.injector, install_agent=False, sweep_first=False
+    ) as session:
+        cluster, result = session.cluster, control.abort(session.cluster, session.kube)
     print(
         f"abort of {cluster.name}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "
         f"{len(result.moot)} moot, {len(result.failed)} NOT undone"

@@ -48,23 +48,23 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.baseline import Baseline, write_baseline
 from chaoskit.chaos import Chaos
-from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider, injector
+from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
 from chaoskit.cluster.base import parse_node_ports
-from chaoskit.errors import ChaoskitError, FaultUnsupported, FaultVetoed
+from chaoskit.errors import ChaoskitError, FaultUndoFailed, FaultUnsupported, FaultVetoed
 from chaoskit.evidence import pod_logs
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults import signals
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
-from chaoskit.faults.sweeper import sweep, undo_entry
+from chaoskit.faults.sweeper import undo_entry
 from chaoskit.load import LoadSpec
 from chaoskit.load.runner import set_default_processes
-from chaoskit.namespaces import own_namespace, sweep_namespaces
+from chaoskit.namespaces import own_namespace
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
 from chaoskit.prometheus.deploy import NAMESPACE as PROMETHEUS_NAMESPACE
 from chaoskit.report import write_reports
 from chaoskit.results import ExperimentResult, figures, repeat_stats
+from chaoskit.session import Session, open_session
 from chaoskit.slo import Objective
-from chaoskit.state import locks
 from chaoskit.state.ledger import Ledger
 
 
@@ -340,48 +340,44 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
-_CLUSTER = pytest.StashKey[Cluster]()
+_SESSION = pytest.StashKey[Session]()
 
 
-def session_cluster(config: pytest.Config) -> Cluster:
-    """The session's cluster, brought up (and swept) on first use: the ``cluster`` fixture and the items
-    of ``*.chaos.yaml`` files share it. One this session created is deleted when the session ends."""
-    if _CLUSTER in config.stash:
-        return config.stash[_CLUSTER]
+def session_of(config: pytest.Config) -> Session:
+    """The pytest session's chaoskit session (:func:`chaoskit.session.open_session`), opened on first use: the
+    ``cluster`` fixture and the items of ``*.chaos.yaml`` files share it. A cluster it created is deleted when
+    the pytest session ends."""
+    if _SESSION in config.stash:
+        return config.stash[_SESSION]
     spec = config.stash[_SPEC]
-    provider = get_provider(spec.provider, provision=False, recreate=False)
     # Progress lines (and how a reused cluster differs from the options) reach the terminal,
     # not the capture of whichever test happens to set the session up.
     capture = config.pluginmanager.getplugin("capturemanager")
     try:
-        # pytest -n: the workers start together, and one brings the cluster up while the others wait for it.
-        with capture.global_and_fixture_disabled() if capture else nullcontext(), locks.machine_lock(spec.name, "up"):
-            handle = provider.up(spec)
+        session = open_session(
+            spec,
+            injector=setting(config, "injector"),
+            agent_image=setting(config, "agent-image"),
+            safety=config.stash[_SAFETY],
+            loud=capture.global_and_fixture_disabled if capture else nullcontext,
+        )
+    except FaultUndoFailed as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
     except ChaoskitError as exc:
         raise pytest.fail.Exception(f"no cluster: {exc}", pytrace=False) from None  # one line, no chain
-    chosen = setting(config, "injector") or injector.default_injector(handle)
-    with handle.kube() as kube:
-        try:
-            with capture.global_and_fixture_disabled() if capture else nullcontext():
-                if chosen == "agent":
-                    shell_kube = handle.kube()  # the agent's exec client lives as long as the session
-                    config.add_cleanup(shell_kube.close)
-                    injector.select(handle, shell_kube, chosen, setting(config, "agent-image"))
-                else:
-                    injector.select(handle, kube, chosen)
-        except ChaoskitError as exc:
-            raise pytest.fail.Exception(f"no injector: {exc}", pytrace=False) from None
-        sweep_namespaces(kube)
-        result = sweep(handle, kube)
-    if result.failed:
-        pytest.fail(f"faults left by an earlier run could not be undone: {'; '.join(result.failed)}", pytrace=False)
-    config.stash[_CLUSTER] = handle
-    if handle.created and not setting(config, "keep-cluster"):
+    config.stash[_SESSION] = session
+    config.add_cleanup(session.close)
+    if session.cluster.created and not setting(config, "keep-cluster"):
         if parallel.is_worker(config):
             parallel.created_cluster(config)  # the controller deletes it once every worker is done
         else:
             config.add_cleanup(lambda: delete_cluster(spec))
-    return handle
+    return session
+
+
+def session_cluster(config: pytest.Config) -> Cluster:
+    """The session's cluster (see :func:`session_of`)."""
+    return session_of(config).cluster
 
 
 def delete_cluster(spec: ClusterSpec) -> None:
@@ -402,10 +398,9 @@ def cluster(pytestconfig: pytest.Config) -> Cluster:
 
 
 @pytest.fixture(scope="session")
-def kube(cluster: Cluster) -> Iterator[Kube]:
+def kube(pytestconfig: pytest.Config, cluster: Cluster) -> Kube:
     """API clients (``.core``, ``.apps``, ``.api_client``) for the session's cluster."""
-    with cluster.kube() as handle:
-        yield handle
+    return session_of(pytestconfig).kube
 
 
 @pytest.fixture(scope="session")
@@ -485,7 +480,7 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
     injected fails it; one whose undo could not be proven (during the test or
     now) is an error of the test, naming what is left for ``chaoskit cleanup``.
     """
-    handle = PytestChaos(cluster, kube, pytestconfig.stash[_SAFETY], PluginHooks(pytestconfig))
+    handle = session_of(pytestconfig).chaos(PluginHooks(pytestconfig), PytestChaos)
     yield handle
     check_faults_undone(cluster, kube, handle)
 

@@ -12,9 +12,10 @@ kubelet) run small bash scripts there. Two ways reach a node:
 
 The scripts are the same on both: they need bash, coreutils, ``nsenter``,
 ``iptables``, ``tc`` and ``socat``, which the kind node image and the injector
-image both have, and they see the node's processes in ``/proc``. A process
-reaches nodes one way (:func:`use`), chosen once per session by the plugin or
-the CLI; the default is Docker.
+image both have, and they see the node's processes in ``/proc``. The way is
+chosen once, when a session opens the cluster (:func:`chaoskit.session.open_session`),
+and travels with the session's cluster handle (``Cluster.node_shell``): there is no
+process-wide choice, so two sessions in one process each keep their own.
 """
 
 from __future__ import annotations
@@ -144,40 +145,14 @@ class AgentShell:
         return "running" if self.pod_on(node, refresh=True) else "without an injector pod"
 
 
-_current: NodeShell = DockerShell()
-_lock = threading.Lock()
-
-
-def use(shell: NodeShell) -> NodeShell:
-    """Reach nodes through ``shell`` from now on in this process; return the one used before."""
-    global _current
-    with _lock:
-        before, _current = _current, shell
-    return before
-
-
-def current() -> NodeShell:
-    """The way this process reaches nodes (Docker unless :func:`use` said otherwise)."""
-    return _current
-
-
-def run(node: str, command: list[str], timeout: float) -> ExecResult:
-    """Run ``command`` on ``node`` the current way (see :class:`NodeShell.run`)."""
-    return _current.run(node, command, timeout)
-
-
-def check(node: str, command: list[str], timeout: float) -> str:
-    """Run ``command`` on ``node`` and return its standard output; a non-zero exit is a ClusterError."""
+def check(shell: NodeShell, node: str, command: list[str], timeout: float) -> str:
+    """Run ``command`` on ``node`` through ``shell`` and return its standard output; a non-zero exit is a
+    ClusterError naming the node, the shell and the last lines it printed."""
     started = time.monotonic()
-    result = run(node, command, timeout)
+    result = shell.run(node, command, timeout)
     if result.code != 0:
         detail = " | ".join(result.output.strip().splitlines()[-5:])
         took = time.monotonic() - started
         reason = f"ran over {timeout:g} s" if result.code == 124 else f"failed (exit {result.code}, {took:.1f} s)"
-        raise ClusterError(f"'{' '.join(command)[:120]}' on node {node} via {_current.name} {reason}: {detail}")
+        raise ClusterError(f"'{' '.join(command)[:120]}' on node {node} via {shell.name} {reason}: {detail}")
     return result.stdout
-
-
-def state(node: str) -> str:
-    """The node's state as the current way sees it (see :class:`NodeShell.state`)."""
-    return _current.state(node)

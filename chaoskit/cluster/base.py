@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.nodes import DockerShell, NodeShell
 from chaoskit.errors import ClusterError, UsageError
 from chaoskit.state import locks
 
@@ -77,6 +78,15 @@ class Cluster:
     read from its control-plane container); empty for a cluster that publishes none."""
     created: bool = False
     """Whether this call created the cluster (rather than reusing one)."""
+    shell: NodeShell | None = field(default=None, compare=False, repr=False)
+    """How this session reaches the cluster's nodes, chosen when it was opened
+    (:func:`chaoskit.session.open_session`); None until then (see :attr:`node_shell`)."""
+
+    @property
+    def node_shell(self) -> NodeShell:
+        """How faults and undos reach this cluster's nodes: the shell the session chose, or Docker on a handle
+        no session has opened (Docker reaches kind nodes only; a node fault refuses it on any other cluster)."""
+        return self.shell if self.shell is not None else DockerShell()
 
     def kube(self) -> Kube:
         """API clients for this cluster."""

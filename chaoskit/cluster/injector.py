@@ -31,7 +31,6 @@ from chaoskit.adapters.nodes import (
     AgentShell,
     DockerShell,
     NodeShell,
-    use,
 )
 from chaoskit.adapters.shell import say
 from chaoskit.agent.injector import GROUP, PLURAL
@@ -210,7 +209,7 @@ def default_injector(cluster: Cluster) -> str:
 def select(
     cluster: Cluster, kube: Kube, injector: str | None = None, image: str | None = None, *, install_agent: bool = True
 ) -> NodeShell:
-    """Make this process reach nodes by ``injector`` (default: :func:`default_injector`); return the shell.
+    """The way to reach ``cluster``'s nodes by ``injector`` (default: :func:`default_injector`).
 
     ``agent`` installs (or updates) the injector first: on kind from a local
     build, elsewhere from ``image``, or uses the one installed when no image is
@@ -241,5 +240,4 @@ def select(
         if cluster.is_kind or image is not None or installed_image(kube) is None:
             install(cluster, kube, image)
         shell = AgentShell(kube)
-    use(shell)
     return shell

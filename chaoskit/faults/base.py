@@ -39,7 +39,6 @@ from dataclasses import asdict, dataclass, field
 from dataclasses import replace as replace_spec
 from typing import Any, ClassVar
 
-from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
 from chaoskit.cluster.base import Cluster
@@ -485,7 +484,7 @@ class Fault(ABC):
         self.safety.check_cluster(self.cluster)
         if self.kind_only and not self.cluster.is_kind:
             raise SpecError(f"{self.kind} {self.kind_only}: it needs a kind cluster")
-        if self.node_access and nodes.current().name == "docker" and not self.cluster.is_kind:
+        if self.node_access and self.cluster.node_shell.name == "docker" and not self.cluster.is_kind:
             raise SpecError(
                 f"{self.kind} {self.node_access}: on a cluster that is not kind only the injector agent reaches "
                 "nodes; install it ('chaoskit agent install') and use --chaos-injector agent"

@@ -63,7 +63,7 @@ class ContainerKill(Fault):
             raise SpecError(f"count {spec.count} is more than the {len(pods)} pods matching {spec.selector!r}")
         self.safety.check_share(spec.count, len(pods), f"pods matching {spec.selector!r}", self.active_on(pods))
         chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), spec.count)
-        self._processes = locate_all(chosen, spec.container)
+        self._processes = locate_all(self.cluster.node_shell, chosen, spec.container)
         self._restarts = {p.metadata.name: self._restart_count(p) for p in chosen}
         return [f"{p.pod}/{spec.container or 'first container'}@{p.node}" for p in self._processes]
 
@@ -78,13 +78,20 @@ class ContainerKill(Fault):
 
     def inject(self, targets: list[str]) -> None:
         for process in self._processes:
-            nodes.check(process.node, ["kill", "-s", self.spec.signal.removeprefix("SIG"), str(process.pid)], 10)
+            nodes.check(
+                self.cluster.node_shell,
+                process.node,
+                ["kill", "-s", self.spec.signal.removeprefix("SIG"), str(process.pid)],
+                10,
+            )
 
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         # The kill takes effect when the process is gone (seen on the node); the restart count
         # going up, which can lag by the kubelet's back-off, confirms it from the API.
         for process in self._processes:
-            gone = nodes.run(process.node, ["sh", "-c", f"while [ -d /proc/{process.pid} ]; do sleep 0.02; done"], 10)
+            gone = self.cluster.node_shell.run(
+                process.node, ["sh", "-c", f"while [ -d /proc/{process.pid} ]; do sleep 0.02; done"], 10
+            )
             if gone.code != 0:
                 raise FaultNotEffective(f"process {process.pid} of {process.pod} still runs 10 s after the signal")
         record.effect_mono = time.monotonic()

@@ -147,7 +147,7 @@ class DiskFill(Fault):
         pods = self.live_pods(spec.namespace, spec.selector)
         chosen = self.choose(pods, spec.count, spec.seed, f"pods matching {spec.selector!r}")
         uids = {p.metadata.name: str(p.metadata.uid) for p in chosen}
-        self._processes = locate_all(chosen, spec.container)
+        self._processes = locate_all(self.cluster.node_shell, chosen, spec.container)
         self._plans = []
         for process in self._processes:
             usage = self._usage_on_node(process.node, process.pid)
@@ -170,7 +170,9 @@ class DiskFill(Fault):
         return f"/proc/{pid}/root{self.spec.path.rstrip('/')}"
 
     def _usage_on_node(self, node: str, pid: int) -> Usage:
-        return parse_statfs(nodes.check(node, [*STATFS, f"{self._target(pid)}/"], STEP_TIMEOUT))
+        return parse_statfs(
+            nodes.check(self.cluster.node_shell, node, [*STATFS, f"{self._target(pid)}/"], STEP_TIMEOUT)
+        )
 
     @property
     def file_name(self) -> str:
@@ -187,7 +189,7 @@ class DiskFill(Fault):
                 f"fallocate -l {item['bytes']} {quoted} 2>/dev/null "
                 f"|| head -c {item['bytes']} /dev/zero > {quoted} || {{ rm -f {quoted}; exit 3; }}; sync -f {quoted}"
             )
-            result = nodes.run(item["node"], ["bash", "-c", script], FILL_TIMEOUT)
+            result = self.cluster.node_shell.run(item["node"], ["bash", "-c", script], FILL_TIMEOUT)
             if result.code != 0:
                 raise FaultNotEffective(f"disk fill: writing {path} on {item['node']} failed: {result.output[-300:]}")
         self._in_place_mono = time.monotonic()
@@ -243,9 +245,11 @@ class DiskFill(Fault):
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         for item in undo["containers"]:
-            if nodes.state(item["node"]) in ("exited", "missing"):
+            if cluster.node_shell.state(item["node"]) in ("exited", "missing"):
                 continue
-            result = nodes.run(item["node"], ["bash", "-c", cls._remove_script(item, undo, True)], STEP_TIMEOUT)
+            result = cluster.node_shell.run(
+                item["node"], ["bash", "-c", cls._remove_script(item, undo, True)], STEP_TIMEOUT
+            )
             if result.code != 0:
                 raise FaultUndoFailed(f"removing {undo['file']} on {item['node']} failed: {result.output[-200:]}")
 
@@ -268,10 +272,12 @@ class DiskFill(Fault):
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         checked = []
         for item in undo["containers"]:
-            if nodes.state(item["node"]) in ("exited", "missing"):
+            if cluster.node_shell.state(item["node"]) in ("exited", "missing"):
                 checked.append(f"{item['pod']}: its node is down")
                 continue
-            result = nodes.run(item["node"], ["bash", "-c", cls._remove_script(item, undo, False)], STEP_TIMEOUT)
+            result = cluster.node_shell.run(
+                item["node"], ["bash", "-c", cls._remove_script(item, undo, False)], STEP_TIMEOUT
+            )
             found = re.search(r"left=(\d+)", result.output)
             if found is None:
                 raise FaultUndoFailed(f"cannot look for {undo['file']} on {item['node']}: {result.output[-200:]}")

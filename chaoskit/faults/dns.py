@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from chaoskit.adapters.nodes import NodeShell
 from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import FaultRecord, check_selector
 from chaoskit.faults.netns import (
@@ -190,10 +191,10 @@ class Lookup:
         return f"{what} {','.join(self.addresses) or ''} in {self.ms:.1f} ms".replace("  ", " ")
 
 
-def lookup(process: PodProcess, name: str, server: str) -> Lookup:
+def lookup(shell: NodeShell, process: PodProcess, name: str, server: str) -> Lookup:
     """Resolve ``name`` from inside the pod's namespace, as its resolver would (UDP to its nameserver)."""
     snippet = f"python3 -c {shlex.quote(LOOKUP)} {shlex.quote(name)} {shlex.quote(server)}"
-    (outcome,) = in_namespaces(process.node, [(process.netns, snippet)])
+    (outcome,) = in_namespaces(shell, process.node, [(process.netns, snippet)])
     words = outcome.output.split()
     if outcome.gone or "lookup" not in words:
         raise FaultNotEffective(f"the DNS lookup of {name} from {process.pod} did not run: {outcome.output[-200:]}")
@@ -232,9 +233,11 @@ class DnsFault(_HelperFault):
     def plan(self) -> list[str]:
         spec = self.spec
         self._pods = self._locate(spec.namespace, spec.selector, spec.count, spec.seed)
-        write_helpers(RESPONDER, sorted({p.node for p in self._pods}), "a DNS fault")
+        write_helpers(self.cluster.node_shell, RESPONDER, sorted({p.node for p in self._pods}), "a DNS fault")
         self._resolvers = {
-            p: parse_resolv_conf(on_node(p.node, f"cat /proc/{p.pid}/root/etc/resolv.conf", timeout=30))
+            p: parse_resolv_conf(
+                on_node(self.cluster.node_shell, p.node, f"cat /proc/{p.pid}/root/etc/resolv.conf", timeout=30)
+            )
             for p in self._pods
         }
         first = self._pods[0]
@@ -242,14 +245,14 @@ class DnsFault(_HelperFault):
         self._control = f"kubernetes.default.svc.{resolver.domain}"
         if any(self._control == n or self._control.startswith(n + ".") for n in spec.names):
             raise SpecError(f"the fault's names cover {self._control}, the control name that must still resolve")
-        control = lookup(first, self._control, resolver.nameserver)
+        control = lookup(self.cluster.node_shell, first, self._control, resolver.nameserver)
         if control.rcode != 0 or not control.addresses:
             raise SpecError(f"nothing to prove the DNS fault against: {self._control} gives {control} already")
         # The proof asks for the first name that does not give the fault's answer yet, as the pod would ask.
         tried = []
         for name in spec.names:
             self._probe_name = resolver.expand(name)
-            self._before = lookup(first, self._probe_name, resolver.nameserver)
+            self._before = lookup(self.cluster.node_shell, first, self._probe_name, resolver.nameserver)
             if self._differs(self._before, before=True):
                 break
             tried.append(f"{self._probe_name} gives {self._before}")
@@ -309,13 +312,13 @@ class DnsFault(_HelperFault):
         record.effect_mono = self._in_place_mono
         first = self._pods[0]
         server = self._resolvers[first].nameserver
-        during = lookup(first, self._probe_name, server)
+        during = lookup(self.cluster.node_shell, first, self._probe_name, server)
         if not self._differs(during):
             raise FaultNotEffective(
                 f"dns {self.spec.answer}: {self._probe_name} gives {during} from {first.pod} with the fault "
                 f"in place ({self._before} before)"
             )
-        control = lookup(first, self._control, server)
+        control = lookup(self.cluster.node_shell, first, self._control, server)
         if control.rcode != 0 or not control.addresses:
             raise FaultNotEffective(f"dns: the control name {self._control} gives {control} with the fault in place")
         return (

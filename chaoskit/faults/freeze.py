@@ -23,6 +23,7 @@ from typing import Any
 
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.nodes import NodeShell
 from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SpecError
@@ -90,10 +91,12 @@ class Freeze(Fault):
         spec = self.spec
         harm = "freezing them would stop every process of their node, the kubelet and chaoskit's own agent included"
         chosen = self.own_pid_pods(spec.namespace, spec.selector, spec.count, spec.seed, harm)
-        self._processes = locate_all(chosen, spec.container)
+        self._processes = locate_all(self.cluster.node_shell, chosen, spec.container)
         if spec.port is not None:
             for process in self._processes:
-                answered = nodes.run(process.node, ["bash", "-c", probe_snippet(process.ip, spec.port)], 10)
+                answered = self.cluster.node_shell.run(
+                    process.node, ["bash", "-c", probe_snippet(process.ip, spec.port)], 10
+                )
                 if answered.code != 0:
                     raise SpecError(
                         f"{process.pod} does not answer on port {spec.port} before the freeze (exit {answered.code}), "
@@ -105,7 +108,10 @@ class Freeze(Fault):
         frozen = []
         for process, target in zip(self._processes, targets, strict=True):
             read = nodes.check(
-                process.node, ["readlink", f"/proc/{process.pid}/ns/pid", "/proc/1/ns/pid"], STEP_TIMEOUT
+                self.cluster.node_shell,
+                process.node,
+                ["readlink", f"/proc/{process.pid}/ns/pid", "/proc/1/ns/pid"],
+                STEP_TIMEOUT,
             ).split()
             ns = read[0] if read else ""
             if not ns.startswith("pid:["):
@@ -123,7 +129,7 @@ class Freeze(Fault):
             script = (
                 PIDS_IN + f'\npids=$(ck_pids {shlex.quote(item["pid_ns"])}); [ -n "$pids" ] || exit 3; kill -STOP $pids'
             )
-            result = nodes.run(item["node"], ["bash", "-c", script], STEP_TIMEOUT)
+            result = self.cluster.node_shell.run(item["node"], ["bash", "-c", script], STEP_TIMEOUT)
             if result.code != 0:
                 raise FaultNotEffective(f"could not stop the processes of {item['target']}: {result.output}")
 
@@ -133,7 +139,7 @@ class Freeze(Fault):
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         counts = []
         for item in self._undo_items():
-            states = _states(item)
+            states = _states(self.cluster.node_shell, item)
             running = [pid for pid, state in states if state != "T"]
             if not states or running:
                 raise FaultNotEffective(
@@ -144,7 +150,9 @@ class Freeze(Fault):
         probed = ""
         if self.spec.port is not None:
             for item in self._undo_items():
-                answer = nodes.run(item["node"], ["bash", "-c", probe_snippet(item["ip"], self.spec.port)], 10)
+                answer = self.cluster.node_shell.run(
+                    item["node"], ["bash", "-c", probe_snippet(item["ip"], self.spec.port)], 10
+                )
                 if answer.code != 124:
                     raise FaultNotEffective(
                         f"{item['target']} still answers on port {self.spec.port} while its processes are stopped "
@@ -157,7 +165,7 @@ class Freeze(Fault):
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         for item in undo["containers"]:
             script = PIDS_IN + f'\npids=$(ck_pids {shlex.quote(item["pid_ns"])}); [ -z "$pids" ] || kill -CONT $pids'
-            result = nodes.run(item["node"], ["bash", "-c", script], STEP_TIMEOUT)
+            result = cluster.node_shell.run(item["node"], ["bash", "-c", script], STEP_TIMEOUT)
             if result.code != 0:
                 raise FaultUndoFailed(f"SIGCONT to {item['target']} failed (exit {result.code}): {result.output}")
 
@@ -173,7 +181,7 @@ class Freeze(Fault):
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         proofs = []
         for item in undo["containers"]:
-            states = _states(item)
+            states = _states(cluster.node_shell, item)
             stopped = [pid for pid, state in states if state == "T"]
             if stopped:
                 raise FaultUndoFailed(f"{item['target']}: processes {', '.join(stopped)} still stopped")
@@ -184,15 +192,15 @@ class Freeze(Fault):
 
     @classmethod
     def moot(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str | None:
-        gone = [item["node"] for item in undo["containers"] if nodes.state(item["node"]) == "missing"]
+        gone = [item["node"] for item in undo["containers"] if cluster.node_shell.state(item["node"]) == "missing"]
         if len(gone) == len(undo["containers"]):
             return f"node container(s) {', '.join(sorted(set(gone)))} no longer exist"
         return None
 
 
-def _states(item: dict[str, str]) -> list[tuple[str, str]]:
+def _states(shell: NodeShell, item: dict[str, str]) -> list[tuple[str, str]]:
     """(pid, state) of every process of the recorded container; a read that fails raises."""
-    result = nodes.run(item["node"], ["bash", "-c", STATES, "states", item["pid_ns"]], STEP_TIMEOUT)
+    result = shell.run(item["node"], ["bash", "-c", STATES, "states", item["pid_ns"]], STEP_TIMEOUT)
     lines = result.stdout.splitlines()
     if result.code != 0 or "end" not in [line.strip() for line in lines]:
         raise ClusterError(f"cannot read the process states of {item['target']} on {item['node']}: {result.output}")

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from chaoskit.adapters.nodes import NodeShell
 from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import FaultRecord, check_selector
 from chaoskit.faults.netns import (
@@ -132,10 +133,12 @@ class HttpSpec:
             raise SpecError("nothing to inject: give abort_percent, delay_ms, or both")
 
 
-def _requests(process: PodProcess, port: int, count: int, timeout: float = 10.0) -> list[tuple[str, bool, float]]:
+def _requests(
+    shell: NodeShell, process: PodProcess, port: int, count: int, timeout: float = 10.0
+) -> list[tuple[str, bool, float]]:
     """``count`` requests from the pod's node to its port (10 at a time): (status, marked by chaoskit, ms)."""
     script = f"python3 -c {shlex.quote(REQUESTS)} {process.ip} {port} {count} {timeout}"
-    output = on_node(process.node, script, timeout=(count // 10 + 1) * (timeout + 2) + 10)
+    output = on_node(shell, process.node, script, timeout=(count // 10 + 1) * (timeout + 2) + 10)
     found = []
     for line in output.splitlines():
         words = line.split()
@@ -171,8 +174,8 @@ class HttpFault(_HelperFault):
     def plan(self) -> list[str]:
         spec = self.spec
         self._pods = self._locate(spec.namespace, spec.selector, spec.count, spec.seed)
-        write_helpers(PROXY, sorted({p.node for p in self._pods}), "an HTTP fault")
-        before = _requests(self._pods[0], spec.port, 5)
+        write_helpers(self.cluster.node_shell, PROXY, sorted({p.node for p in self._pods}), "an HTTP fault")
+        before = _requests(self.cluster.node_shell, self._pods[0], spec.port, 5)
         answered = [r for r in before if r[0] != "error" and r[0] != "none"]
         if len(answered) < 5:
             raise SpecError(
@@ -224,7 +227,10 @@ class HttpFault(_HelperFault):
         count = min(MAX_PROBES, max(MIN_PROBES, math.ceil(20 / smallest)))
         timeout = spec.delay_ms / 1000 + 10
         work = {p.node: [q for q in self._pods if q.node == p.node] for p in self._pods}
-        found = on_nodes(work, lambda node, pods: [(p, _requests(p, spec.port, count, timeout)) for p in pods])
+        found = on_nodes(
+            work,
+            lambda node, pods: [(p, _requests(self.cluster.node_shell, p, spec.port, count, timeout)) for p in pods],
+        )
         return "; ".join(self._proof(p, results, count) for pairs in found.values() for p, results in pairs)
 
     def _proof(self, target: PodProcess, results: list[tuple[str, bool, float]], count: int) -> str:

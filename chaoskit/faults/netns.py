@@ -40,6 +40,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from chaoskit.adapters import nodes
+from chaoskit.adapters.nodes import NodeShell
 from chaoskit.agent import actions
 from chaoskit.errors import ClusterError, FaultUnsupported, SpecError
 
@@ -128,12 +129,12 @@ def on_nodes(groups: dict[str, T], work: Callable[[str, T], R]) -> dict[str, R]:
         return {node: future.result() for node, future in futures.items()}
 
 
-def locate(pod: Any, container: str | None = None) -> PodProcess:
+def locate(shell: NodeShell, pod: Any, container: str | None = None) -> PodProcess:
     """Find a running pod's container (the first one unless named) on its node."""
-    return locate_all([pod], container)[0]
+    return locate_all(shell, [pod], container)[0]
 
 
-def locate_all(pods: list[Any], container: str | None = None) -> list[PodProcess]:
+def locate_all(shell: NodeShell, pods: list[Any], container: str | None = None) -> list[PodProcess]:
     """Find every pod's running container: one exec per node, the nodes in parallel."""
     wanted: dict[str, list[tuple[Any, str]]] = {}
     for pod in pods:
@@ -148,7 +149,9 @@ def locate_all(pods: list[Any], container: str | None = None) -> list[PodProcess
         wanted.setdefault(pod.spec.node_name, []).append((pod, running[0].container_id.split("://", 1)[1]))
 
     def find(node: str, items: list[tuple[Any, str]]) -> list[PodProcess]:
-        listing = nodes.check(node, ["bash", "-c", find_containers_script([cid for _, cid in items])], STEP_TIMEOUT)
+        listing = nodes.check(
+            shell, node, ["bash", "-c", find_containers_script([cid for _, cid in items])], STEP_TIMEOUT
+        )
         found = main_processes(listing)
         located = []
         for pod, cid in items:
@@ -192,7 +195,7 @@ def find_containers_script(container_ids: list[str]) -> str:
     )
 
 
-def container_processes(pods: list[Any]) -> dict[str, list[tuple[str, list[int]]]]:
+def container_processes(shell: NodeShell, pods: list[Any]) -> dict[str, list[tuple[str, list[int]]]]:
     """Every process of every running container of ``pods``, per node: (container ID, pids); one exec per node."""
     wanted: dict[str, list[str]] = {}
     for pod in pods:
@@ -206,7 +209,7 @@ def container_processes(pods: list[Any]) -> dict[str, list[tuple[str, list[int]]
         wanted.setdefault(pod.spec.node_name, []).extend(ids)
 
     def find(node: str, ids: list[str]) -> list[tuple[str, list[int]]]:
-        listed = container_listing(nodes.check(node, ["bash", "-c", find_containers_script(ids)], STEP_TIMEOUT))
+        listed = container_listing(nodes.check(shell, node, ["bash", "-c", find_containers_script(ids)], STEP_TIMEOUT))
         found = {cid: [pid for pid, _, _ in listed.get(cid, [])] for cid in ids}
         empty = [cid[:12] for cid, pids in found.items() if not pids]
         if empty:
@@ -250,7 +253,9 @@ FIND_NAMESPACE = r"""ck_pid() {
 process still in it), or nothing when the namespace is gone. Inode 0 (an old ledger): PID alone."""
 
 
-def in_namespaces(node: str, work: list[tuple[Netns, str]], timeout: float = STEP_TIMEOUT) -> list[Outcome]:
+def in_namespaces(
+    shell: NodeShell, node: str, work: list[tuple[Netns, str]], timeout: float = STEP_TIMEOUT
+) -> list[Outcome]:
     """Run each (namespace, shell snippet) on ``node`` with one exec; return each namespace's outcome.
 
     A namespace that no process on the node is in any more (its pod deleted) or
@@ -260,9 +265,9 @@ def in_namespaces(node: str, work: list[tuple[Netns, str]], timeout: float = STE
     """
     token = secrets.token_hex(4)
     try:
-        result = nodes.run(node, ["bash", "-c", namespaces_script(work, token)], timeout=timeout)
+        result = shell.run(node, ["bash", "-c", namespaces_script(work, token)], timeout=timeout)
     except ClusterError as exc:
-        state = nodes.state(node)
+        state = shell.state(node)
         if state in GONE_STATES:
             return [Outcome(True, -1, "") for _ in work]
         raise NamespaceUnreadable(f"cannot reach the pods' namespaces on node {node} ({state}): {exc}") from None
@@ -326,12 +331,14 @@ def _sections(text: str, token: str, count: int) -> list[Outcome] | None:
     return [outcomes[i] for i in range(count)]
 
 
-def run_everywhere(work: list[tuple[Netns, str]], timeout: float = STEP_TIMEOUT) -> dict[Netns, Outcome]:
+def run_everywhere(
+    shell: NodeShell, work: list[tuple[Netns, str]], timeout: float = STEP_TIMEOUT
+) -> dict[Netns, Outcome]:
     """Run each (namespace, snippet): one exec per node, the nodes in parallel."""
     groups: dict[str, list[tuple[Netns, str]]] = {}
     for ns, snippet in work:
         groups.setdefault(ns.node, []).append((ns, snippet))
-    results = on_nodes(groups, lambda node, items: in_namespaces(node, items, timeout))
+    results = on_nodes(groups, lambda node, items: in_namespaces(shell, node, items, timeout))
     return {
         ns: outcome for node, items in groups.items() for (ns, _), outcome in zip(items, results[node], strict=True)
     }
@@ -386,13 +393,15 @@ def insert_snippet(rules: list[list[str]], comment: str, table: str = "filter") 
     return "set -e; " + "; ".join([*inserts, read_rules(table)])
 
 
-def rules_in(namespaces: Iterable[Netns], comment: str, table: str = "filter") -> dict[Netns, list[str] | None]:
+def rules_in(
+    shell: NodeShell, namespaces: Iterable[Netns], comment: str, table: str = "filter"
+) -> dict[Netns, list[str] | None]:
     """The rules carrying ``comment`` in each namespace's ``table``; None where the namespace is gone.
 
     A listing that fails raises NamespaceUnreadable: an unreadable table is not an empty one.
     """
     listing = read_rules(table)
-    outcomes = run_everywhere([(ns, listing) for ns in namespaces])
+    outcomes = run_everywhere(shell, [(ns, listing) for ns in namespaces])
     found: dict[Netns, list[str] | None] = {}
     for ns, outcome in outcomes.items():
         if outcome.gone:
@@ -404,14 +413,16 @@ def rules_in(namespaces: Iterable[Netns], comment: str, table: str = "filter") -
     return found
 
 
-def delete_rules(namespaces: Iterable[Netns], comment: str, table: str = "filter") -> dict[Netns, int | None]:
+def delete_rules(
+    shell: NodeShell, namespaces: Iterable[Netns], comment: str, table: str = "filter"
+) -> dict[Netns, int | None]:
     """Delete every rule carrying ``comment``; how many per namespace (None: gone). Idempotent.
 
     One exec per node, the nodes in parallel: each namespace lists, deletes and lists again in one go
     (:func:`delete_rules_snippet`). A listing that fails, or a rule still there after the delete, raises
     NamespaceUnreadable naming the namespace.
     """
-    outcomes = run_everywhere([(ns, delete_rules_snippet(comment, table)) for ns in namespaces])
+    outcomes = run_everywhere(shell, [(ns, delete_rules_snippet(comment, table)) for ns in namespaces])
     deleted: dict[Netns, int | None] = {}
     for ns, outcome in outcomes.items():
         if outcome.gone:
@@ -469,10 +480,10 @@ def dropped_snippet(comment: str) -> str:
     )
 
 
-def dropped(namespaces: Iterable[Netns], comment: str) -> dict[Netns, int]:
+def dropped(shell: NodeShell, namespaces: Iterable[Netns], comment: str) -> dict[Netns, int]:
     """Packets dropped so far by the rules carrying ``comment``, per namespace; unreadable or gone raises."""
     counts: dict[Netns, int] = {}
-    for ns, outcome in run_everywhere([(ns, dropped_snippet(comment)) for ns in namespaces]).items():
+    for ns, outcome in run_everywhere(shell, [(ns, dropped_snippet(comment)) for ns in namespaces]).items():
         words = outcome.output.split()
         if outcome.gone or outcome.code != 0 or not words or not words[-1].isdigit():
             why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {_tail(outcome.output)}"
@@ -516,11 +527,11 @@ def write_helper_script(module: str) -> str:
     )
 
 
-def write_helpers(module: str, where: list[str], what: str) -> None:
+def write_helpers(shell: NodeShell, module: str, where: list[str], what: str) -> None:
     """Write the helper on each node, in parallel; a node without python3 (a stock kind node) cannot run it,
     which is a FaultUnsupported naming the way out (the injector agent carries python3)."""
     script = ["bash", "-c", write_helper_script(module)]
-    outcomes = on_nodes({n: n for n in where}, lambda n, _: nodes.run(n, script, timeout=STEP_TIMEOUT))
+    outcomes = on_nodes({n: n for n in where}, lambda n, _: shell.run(n, script, timeout=STEP_TIMEOUT))
     failed = {node: outcome for node, outcome in outcomes.items() if outcome.code != 0}
     if any(o.code == 5 for o in failed.values()):
         raise FaultUnsupported(
@@ -581,11 +592,11 @@ def helpers_snippet(comment: str, stop: bool = False) -> str:
     )
 
 
-def helpers_running(namespaces: Iterable[Netns], comment: str) -> str:
+def helpers_running(shell: NodeShell, namespaces: Iterable[Netns], comment: str) -> str:
     """Where helper processes of this fault still run ("" when nowhere), counted from each namespace's
     node. A namespace that is gone holds none: a helper in it would have kept it."""
     running = set()
-    for ns, outcome in run_everywhere([(ns, helpers_snippet(comment)) for ns in namespaces]).items():
+    for ns, outcome in run_everywhere(shell, [(ns, helpers_snippet(comment)) for ns in namespaces]).items():
         if outcome.gone:
             continue
         found = re.search(r"helpers=(\d+)", outcome.output)
@@ -617,13 +628,13 @@ def parse_root_qdisc(output: str) -> tuple[str, str] | None:
     return words[1], words[2]
 
 
-def root_qdiscs(namespaces: Iterable[Netns]) -> dict[Netns, tuple[str, str] | None]:
+def root_qdiscs(shell: NodeShell, namespaces: Iterable[Netns]) -> dict[Netns, tuple[str, str] | None]:
     """The root qdisc of eth0 in each namespace; None where the namespace is gone.
 
     A listing that fails raises NamespaceUnreadable.
     """
     found: dict[Netns, tuple[str, str] | None] = {}
-    for ns, outcome in run_everywhere([(ns, SHOW_ROOT) for ns in namespaces]).items():
+    for ns, outcome in run_everywhere(shell, [(ns, SHOW_ROOT) for ns in namespaces]).items():
         if outcome.gone:
             found[ns] = None
             continue
@@ -643,13 +654,13 @@ NETEM_MISSING = ("Specified qdisc kind is unknown", "Unknown qdisc", "No such fi
 """What tc says when the kernel has no netem (``sch_netem`` neither built in nor loadable)."""
 
 
-def netem_available(node: str) -> tuple[bool, str]:
+def netem_available(shell: NodeShell, node: str) -> tuple[bool, str]:
     """Whether the kernel has the netem qdisc, tried in a throwaway network namespace of the node.
 
     Only tc's own "unknown qdisc" answer means no; any other failure of the try
     is an error, not a reason to skip."""
     command = ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
-    result = nodes.run(node, command, timeout=STEP_TIMEOUT)
+    result = shell.run(node, command, timeout=STEP_TIMEOUT)
     detail = result.output.strip()
     if result.code == 0:
         return True, detail
@@ -693,15 +704,15 @@ def probe_verdict(outcome: Outcome, where: str, target: str) -> str:
     raise NamespaceUnreadable(f"the probe from {where} to {target} failed (exit {code}): {_tail(outcome.output)}")
 
 
-def probe_from_pod(ns: Netns, ip: str, port: int) -> str:
+def probe_from_pod(shell: NodeShell, ns: Netns, ip: str, port: int) -> str:
     """A TCP probe from inside a pod's namespace: ``open``, ``blocked`` or ``refused``."""
-    (outcome,) = in_namespaces(ns.node, [(ns, tcp_snippet(ip, port))])
+    (outcome,) = in_namespaces(shell, ns.node, [(ns, tcp_snippet(ip, port))])
     return probe_verdict(outcome, str(ns), f"{ip}:{port}")
 
 
-def probe_from_node(node: str, ip: str, port: int) -> str:
+def probe_from_node(shell: NodeShell, node: str, ip: str, port: int) -> str:
     """A TCP probe from a node's own namespace (outside every pod): ``open``, ``blocked`` or ``refused``."""
-    result = nodes.run(node, ["bash", "-c", tcp_snippet(ip, port)], timeout=STEP_TIMEOUT)
+    result = shell.run(node, ["bash", "-c", tcp_snippet(ip, port)], timeout=STEP_TIMEOUT)
     return probe_verdict(Outcome(False, result.code, result.output), f"node {node}", f"{ip}:{port}")
 
 
@@ -726,7 +737,7 @@ for _ in range(count):
 """Python: time ``count`` TCP handshakes (a refusal is timed too: its RST answers as the SYN-ACK would)."""
 
 
-def connect_times(node: str, ip: str, port: int, count: int = 9) -> list[float]:
+def connect_times(shell: NodeShell, node: str, ip: str, port: int, count: int = 9) -> list[float]:
     """Milliseconds each of ``count`` TCP handshakes from ``node``'s own namespace to ``ip:port`` took.
 
     Python's clock around ``connect()`` where the node (or the agent) has python3; else bash's
@@ -743,7 +754,7 @@ def connect_times(node: str, ip: str, port: int, count: int = 9) -> list[float]:
         f"if command -v python3 >/dev/null; then python3 -c {timer} {shlex.quote(ip)} {port} {count}; "
         f"else {fallback}; fi"
     )
-    output = on_node(node, script, timeout=count * 6 + 10)
+    output = on_node(shell, node, script, timeout=count * 6 + 10)
     times = []
     for line in output.splitlines():
         words = line.split()
@@ -756,12 +767,12 @@ def connect_times(node: str, ip: str, port: int, count: int = 9) -> list[float]:
     return times
 
 
-def on_node(node: str, script: str, timeout: float) -> str:
+def on_node(shell: NodeShell, node: str, script: str, timeout: float) -> str:
     """A bash script in the node's own namespace (outside every pod); its output. A failure is a ClusterError."""
-    return nodes.check(node, ["bash", "-c", script], timeout)
+    return nodes.check(shell, node, ["bash", "-c", script], timeout)
 
 
-def timed_send(process: PodProcess, size: int, timeout: float) -> float:
+def timed_send(shell: NodeShell, process: PodProcess, size: int, timeout: float) -> float:
     """Seconds for ``size`` bytes sent from the pod's namespace to arrive at a listener on its node.
 
     The listener binds the pod's default gateway (the node's bridge address) in
@@ -782,7 +793,7 @@ def timed_send(process: PodProcess, size: int, timeout: float) -> float:
         wait $listener
         echo $(( $(date +%s%N) - start ))
     """  # noqa: E501
-    result = nodes.run(process.node, ["bash", "-ec", script], timeout=timeout + 5)
+    result = shell.run(process.node, ["bash", "-ec", script], timeout=timeout + 5)
     if result.code != 0:
         raise ClusterError(f"the probe transfer from {process.pod} failed: {_tail(result.output)}")
     return int(result.stdout.split()[-1]) / 1e9

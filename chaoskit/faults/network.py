@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.nodes import NodeShell
 from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SafetyError, SpecError
@@ -120,7 +121,7 @@ class _PodNetworkFault(Fault):
                 f"pods {', '.join(shared)} use the host's network (hostNetwork): a network fault there would "
                 "hit the whole node, not the pod; choose pods with a network of their own"
             )
-        return locate_all(pods)
+        return locate_all(self.cluster.node_shell, pods)
 
     @property
     def comment(self) -> str:
@@ -147,7 +148,7 @@ class _PodNetworkFault(Fault):
 
         A namespace that is gone, or a snippet that fails, means the fault is not in place there.
         """
-        outcomes = run_everywhere([(p.netns, snippet) for p, snippet in snippets.items()])
+        outcomes = run_everywhere(self.cluster.node_shell, [(p.netns, snippet) for p, snippet in snippets.items()])
         for p in snippets:
             outcome = outcomes[p.netns]
             if outcome.gone or outcome.code != 0:
@@ -161,7 +162,7 @@ class _PodNetworkFault(Fault):
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        delete_rules(cls._namespaces(undo), str(undo["comment"]))
+        delete_rules(cluster.node_shell, cls._namespaces(undo), str(undo["comment"]))
 
     @classmethod
     def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -170,7 +171,7 @@ class _PodNetworkFault(Fault):
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         comment = str(undo["comment"])
-        present = rules_in(cls._namespaces(undo), comment)
+        present = rules_in(cluster.node_shell, cls._namespaces(undo), comment)
         left = {ns: rules for ns, rules in present.items() if rules}
         if left:
             where = "; ".join(f"{len(rules)} rule(s) in {ns}" for ns, rules in left.items())
@@ -178,10 +179,10 @@ class _PodNetworkFault(Fault):
         return _describe_checked(present.values(), f"no rule with comment {comment}")
 
 
-def revert_rules_and_helpers(namespaces: list[Netns], comment: str, table: str, what: str) -> None:
+def revert_rules_and_helpers(shell: NodeShell, namespaces: list[Netns], comment: str, table: str, what: str) -> None:
     """Undo a fault made of rules in ``table`` and helper processes: delete the rules, then end the helpers."""
-    delete_rules(namespaces, comment, table)
-    outcomes = run_everywhere([(ns, helpers_snippet(comment, stop=True)) for ns in namespaces])
+    delete_rules(shell, namespaces, comment, table)
+    outcomes = run_everywhere(shell, [(ns, helpers_snippet(comment, stop=True)) for ns in namespaces])
     failed = [f"{ns} ({o.output.strip()[-200:]})" for ns, o in outcomes.items() if not o.gone and o.code != 0]
     if failed:
         raise FaultUndoFailed(f"ending the {what} of {comment} failed in {'; '.join(failed)}")
@@ -198,14 +199,14 @@ def agent_steps_rules_and_helpers(
     return steps
 
 
-def check_rules_and_helpers(namespaces: list[Netns], comment: str, table: str, what: str) -> str:
+def check_rules_and_helpers(shell: NodeShell, namespaces: list[Netns], comment: str, table: str, what: str) -> str:
     """Prove :func:`revert_rules_and_helpers`: no rule with the comment in ``table``, no helper process left."""
-    present = rules_in(namespaces, comment, table)
+    present = rules_in(shell, namespaces, comment, table)
     left = {ns: rules for ns, rules in present.items() if rules}
     if left:
         where = "; ".join(f"{len(rules)} rule(s) in {ns}" for ns, rules in left.items())
         raise FaultUndoFailed(f"{table} rules with comment {comment} are still in place: {where}")
-    running = helpers_running(namespaces, comment)
+    running = helpers_running(shell, namespaces, comment)
     if running:
         raise FaultUndoFailed(f"{what} of {comment} still run: {running}")
     return _describe_checked(present.values(), f"no {table} rule {comment} and no {what} left")
@@ -221,7 +222,9 @@ class _HelperFault(_PodNetworkFault):
 
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
-        revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), cls.helper_table, cls.helpers_are)
+        revert_rules_and_helpers(
+            cluster.node_shell, cls._namespaces(undo), str(undo["comment"]), cls.helper_table, cls.helpers_are
+        )
 
     @classmethod
     def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -229,7 +232,9 @@ class _HelperFault(_PodNetworkFault):
 
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
-        return check_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), cls.helper_table, cls.helpers_are)
+        return check_rules_and_helpers(
+            cluster.node_shell, cls._namespaces(undo), str(undo["comment"]), cls.helper_table, cls.helpers_are
+        )
 
 
 def _describe_checked(values: Any, what: str) -> str:
@@ -289,6 +294,8 @@ class PartitionSpec:
 class _Probe:
     """A connection that must cross the cut: from a pod's namespace, or from a node."""
 
+    shell: NodeShell
+    """How the probe reaches the node it runs on."""
     ip: str
     port: int
     source: Netns | None
@@ -300,8 +307,8 @@ class _Probe:
 
     def run(self) -> str:
         if self.source is not None:
-            return probe_from_pod(self.source, self.ip, self.port)
-        return probe_from_node(self.node, self.ip, self.port)
+            return probe_from_pod(self.shell, self.source, self.ip, self.port)
+        return probe_from_node(self.shell, self.node, self.ip, self.port)
 
 
 class Partition(_PodNetworkFault):
@@ -338,14 +345,36 @@ class Partition(_PodNetworkFault):
                 port = spec.port or _first_port(self.kube, dst)
                 if port is not None:
                     candidates.append(
-                        _Probe(dst.ip, port, src.netns, src.node, f"{src.pod} -> {dst.pod}:{port}", src.netns)
+                        _Probe(
+                            self.cluster.node_shell,
+                            dst.ip,
+                            port,
+                            src.netns,
+                            src.node,
+                            f"{src.pod} -> {dst.pod}:{port}",
+                            src.netns,
+                        )
                     )
             return candidates
         ip, port = api_service(self.kube)
         if spec.port is None or spec.port == port:
-            return [_Probe(ip, port, a.netns, a.node, f"{a.pod} -> the kubernetes Service {ip}:{port}", a.netns)]
+            return [
+                _Probe(
+                    self.cluster.node_shell,
+                    ip,
+                    port,
+                    a.netns,
+                    a.node,
+                    f"{a.pod} -> the kubernetes Service {ip}:{port}",
+                    a.netns,
+                )
+            ]
         # Only one port is cut: probe it where it is served, the pod itself, from its node.
-        return [_Probe(a.ip, spec.port, None, a.node, f"node {a.node} -> {a.pod}:{spec.port}", a.netns)]
+        return [
+            _Probe(
+                self.cluster.node_shell, a.ip, spec.port, None, a.node, f"node {a.node} -> {a.pod}:{spec.port}", a.netns
+            )
+        ]
 
     def _open_probe(self) -> _Probe:
         """The first candidate that connects before any rule is in place; none is a refusal."""
@@ -388,12 +417,12 @@ class Partition(_PodNetworkFault):
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         record.effect_mono = self._in_place_mono
         probe = self._probe
-        before = dropped([probe.counted], self.comment)[probe.counted]
+        before = dropped(self.cluster.node_shell, [probe.counted], self.comment)[probe.counted]
         after = probe.run()
         if after != "blocked":
             raise FaultNotEffective(f"{probe.what} is {after} with the partition's rules in place")
         # Blocked by these rules, not by something else (a full listen backlog, a slow node): they dropped it.
-        drops = dropped([probe.counted], self.comment)[probe.counted] - before
+        drops = dropped(self.cluster.node_shell, [probe.counted], self.comment)[probe.counted] - before
         if drops <= 0:
             raise FaultNotEffective(f"{probe.what} failed, but the partition's rules dropped none of its packets")
         side = "on both sides" if self._b else f"in {len(self._a)} pod(s)"
@@ -461,7 +490,7 @@ class PacketLoss(_PodNetworkFault):
             'if [ $((i % 5)) = 0 ]; then d=$(count) || exit 3; [ "$d" -gt 0 ] && break; fi; done; '
             'd=$(count) || exit 3; echo "dropped=$d attempts=$i"'
         )
-        output = on_node(target.node, script, timeout=attempts * 0.4 + 10)
+        output = on_node(self.cluster.node_shell, target.node, script, timeout=attempts * 0.4 + 10)
         found = re.search(r"dropped=(\d+) attempts=(\d+)", output)
         if found is None:
             raise FaultNotEffective(f"the packet-loss probe from {target.node} gave no count: {output.strip()[-200:]}")
@@ -505,7 +534,9 @@ class _QdiscFault(_PodNetworkFault):
     @classmethod
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         handle = str(undo["handle"])
-        outcomes = run_everywhere([(ns, delete_qdisc_snippet(handle)) for ns in cls._namespaces(undo)])
+        outcomes = run_everywhere(
+            cluster.node_shell, [(ns, delete_qdisc_snippet(handle)) for ns in cls._namespaces(undo)]
+        )
         failed = [f"{ns} (exit {o.code}: {o.output.strip()[-200:]})" for ns, o in outcomes.items() if o.code > 0]
         if failed:
             raise FaultUndoFailed(f"deleting the qdisc {handle} failed in {'; '.join(failed)}")
@@ -517,7 +548,7 @@ class _QdiscFault(_PodNetworkFault):
     @classmethod
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         handle = str(undo["handle"])
-        current = root_qdiscs(cls._namespaces(undo))
+        current = root_qdiscs(cluster.node_shell, cls._namespaces(undo))
         left = [str(ns) for ns, qdisc in current.items() if qdisc is not None and qdisc[1] == handle]
         if left:
             raise FaultUndoFailed(f"the root qdisc of eth0 still bears handle {handle} in {', '.join(left)}")
@@ -581,7 +612,7 @@ class Bandwidth(_QdiscFault):
         spec = self.spec
         size = max(math.ceil(spec.rate_bytes * PROBE_SECONDS), 2 * spec.burst)
         target = self._pods[0]
-        seconds = timed_send(target, size, timeout=10 * PROBE_SECONDS + size / spec.rate_bytes)
+        seconds = timed_send(self.cluster.node_shell, target, size, timeout=10 * PROBE_SECONDS + size / spec.rate_bytes)
         # The first `burst` bytes pass unshaped; the rest must arrive no faster than the limit.
         measured = (size - spec.burst) / seconds
         kbit = measured * 8 / 1000
@@ -702,7 +733,7 @@ class Latency(_QdiscFault):
         node = self._pods[0].node
         self._engine = self.spec.engine
         if self._engine in ("auto", "netem"):
-            available, detail = netem_available(node)
+            available, detail = netem_available(self.cluster.node_shell, node)
             if available:
                 self._engine = "netem"
             elif self._engine == "netem":
@@ -713,10 +744,12 @@ class Latency(_QdiscFault):
             else:
                 self._engine = "nfqueue"
         if self._engine == "nfqueue":
-            write_helpers(DELAYER, sorted({p.node for p in self._pods}), "latency without netem")
+            write_helpers(
+                self.cluster.node_shell, DELAYER, sorted({p.node for p in self._pods}), "latency without netem"
+            )
         target = self._pods[0]
         self._probe = (target.ip, _first_port(self.kube, target) or 9)
-        self._before = connect_times(target.node, *self._probe, count=LATENCY_PROBES)
+        self._before = connect_times(self.cluster.node_shell, target.node, *self._probe, count=LATENCY_PROBES)
         return targets
 
     def undo_data(self, targets: list[str]) -> dict[str, Any] | None:
@@ -748,7 +781,7 @@ class Latency(_QdiscFault):
         # Up to LATENCY_ROUNDS rounds of handshakes, the first within the tolerance passes: a node busy for a
         # moment (its CPUs taken, the delayer not scheduled in time) must not fail a delay that is in place.
         for _ in range(LATENCY_ROUNDS):
-            now = _median(connect_times(target.node, *self._probe, count=LATENCY_PROBES))
+            now = _median(connect_times(self.cluster.node_shell, target.node, *self._probe, count=LATENCY_PROBES))
             seen.append(now)
             if abs(now - before - spec.delay_ms) <= slack:
                 break
@@ -770,7 +803,9 @@ class Latency(_QdiscFault):
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         if undo.get("engine", "netem") == "netem":
             return super().revert(cluster, kube, undo)
-        revert_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE, "delayers")
+        revert_rules_and_helpers(
+            cluster.node_shell, cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE, "delayers"
+        )
 
     @classmethod
     def agent_steps(cls, undo: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -782,4 +817,6 @@ class Latency(_QdiscFault):
     def check_undone(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> str:
         if undo.get("engine", "netem") == "netem":
             return super().check_undone(cluster, kube, undo)
-        return check_rules_and_helpers(cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE, "delayers")
+        return check_rules_and_helpers(
+            cluster.node_shell, cls._namespaces(undo), str(undo["comment"]), DELAYER_TABLE, "delayers"
+        )

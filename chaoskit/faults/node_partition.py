@@ -39,6 +39,7 @@ from typing import Any
 
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, Kube
+from chaoskit.adapters.nodes import NodeShell
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SafetyError, SpecError
 from chaoskit.faults.base import Fault, FaultRecord
@@ -120,9 +121,9 @@ KUBELET_SERVER = (
 the kubelet resolves it (a kind node may reach it over IPv6 alone)."""
 
 
-def kubelet_api(node: str) -> tuple[list[str], int | None]:
+def kubelet_api(shell: NodeShell, node: str) -> tuple[list[str], int | None]:
     """The addresses the node's kubelet reaches the API server at, and that port (none known: [], None)."""
-    output = nodes.check(node, ["bash", "-c", KUBELET_SERVER], STEP_TIMEOUT)
+    output = nodes.check(shell, node, ["bash", "-c", KUBELET_SERVER], STEP_TIMEOUT)
     addresses = [line.split()[1] for line in output.splitlines() if line.startswith("address ")]
     ports = [line.split()[1] for line in output.splitlines() if line.startswith("port ")]
     port = int(ports[0]) if ports and ports[0].isdigit() else None
@@ -139,9 +140,9 @@ def _v6(address: str) -> bool:
     return ipaddress.ip_address(address).version == 6
 
 
-def node_netns(node: str) -> Netns:
+def node_netns(shell: NodeShell, node: str) -> Netns:
     """The node's own network namespace, as its init process (PID 1 of the node) holds it."""
-    output = nodes.check(node, ["stat", "-L", "-c", "%i", "/proc/1/ns/net"], STEP_TIMEOUT).strip()
+    output = nodes.check(shell, node, ["stat", "-L", "-c", "%i", "/proc/1/ns/net"], STEP_TIMEOUT).strip()
     if not output.isdigit():
         raise SpecError(f"the network namespace of node {node} could not be read: {output[-200:]}")
     return Netns(node, 1, int(output), f"node {node}")
@@ -188,7 +189,7 @@ class NodePartition(Fault):
 
     def plan(self) -> list[str]:
         spec = self.spec
-        if nodes.current().name != "docker":
+        if self.cluster.node_shell.name != "docker":
             raise FaultUnsupported(
                 "a node partition cuts the node's link to the API server, which is how the injector agent is "
                 "asked to act (and to undo): it runs through Docker on kind only (--chaos-injector docker)"
@@ -204,12 +205,12 @@ class NodePartition(Fault):
             raise SafetyError(f"{spec.node} is a control-plane node: a node partition cuts a node off from it")
         self.safety.check_share(1, len(eligible_nodes(listed.values(), self.safety)), "nodes it may touch")
         addresses, self._probe = control_plane_addresses(self.kube)
-        used, port = kubelet_api(spec.node)
+        used, port = kubelet_api(self.cluster.node_shell, spec.node)
         if used and port is not None:
             self._probe = (used[0], port)  # what the kubelet itself connects to
         self._addresses = sorted(set(addresses) | set(used))
-        self._netns = node_netns(spec.node)
-        before = probe_from_node(spec.node, *self._probe)
+        self._netns = node_netns(self.cluster.node_shell, spec.node)
+        before = probe_from_node(self.cluster.node_shell, spec.node, *self._probe)
         if before != "open":
             raise SpecError(
                 f"node {spec.node} cannot reach the API server at {self._probe[0]}:{self._probe[1]} before the "
@@ -236,7 +237,7 @@ class NodePartition(Fault):
         work = [(self._netns, first)]
         if v6:
             work.append((self._netns, for_ipv6(insert_snippet(v6, self.comment))))
-        outcomes = in_namespaces(self._netns.node, work)
+        outcomes = in_namespaces(self.cluster.node_shell, self._netns.node, work)
         for outcome, wanted in zip(outcomes, [v4, v6], strict=False):
             if outcome.gone or outcome.code != 0:
                 why = "its namespace is gone" if outcome.gone else f"exit {outcome.code}: {outcome.output[-300:]}"
@@ -246,9 +247,9 @@ class NodePartition(Fault):
         self._in_place_mono = time.monotonic()
 
     @classmethod
-    def _both(cls, netns: Netns, snippet: str) -> tuple[str, str]:
+    def _both(cls, shell: NodeShell, netns: Netns, snippet: str) -> tuple[str, str]:
         """``snippet`` in the node's namespace on the IPv4 tables and on the IPv6 ones: both outputs."""
-        outcomes = in_namespaces(netns.node, [(netns, snippet), (netns, for_ipv6(snippet))])
+        outcomes = in_namespaces(shell, netns.node, [(netns, snippet), (netns, for_ipv6(snippet))])
         for outcome in outcomes:
             if outcome.gone or outcome.code != 0:
                 raise NamespaceUnreadable(
@@ -259,8 +260,8 @@ class NodePartition(Fault):
     def verify(self, targets: list[str], record: FaultRecord) -> str:
         node, (ip, port) = targets[0], self._probe
         record.effect_mono = self._in_place_mono
-        during = probe_from_node(node, ip, port)
-        counts = self._both(self._netns, dropped_snippet(self.comment))
+        during = probe_from_node(self.cluster.node_shell, node, ip, port)
+        counts = self._both(self.cluster.node_shell, self._netns, dropped_snippet(self.comment))
         drops = sum(int(out.split()[-1]) for out in counts if out.split() and out.split()[-1].isdigit())
         if during != "blocked" or drops == 0:
             raise FaultNotEffective(
@@ -285,7 +286,7 @@ class NodePartition(Fault):
         comment = str(undo["comment"])
         for netns in cls._namespaces(undo):
             script = f"{delete_both_snippet(comment)} && {helpers_snippet(comment, stop=True)}"
-            (outcome,) = in_namespaces(netns.node, [(netns, script)])
+            (outcome,) = in_namespaces(cluster.node_shell, netns.node, [(netns, script)])
             if not outcome.gone and outcome.code != 0:
                 raise FaultUndoFailed(f"deleting the rules {comment} on {netns.node} failed: {outcome.output[-300:]}")
         NodeFailure.await_back(cluster, kube, str(undo["node"]), since, None, float(undo.get("timeout", 120)) + 60)
@@ -299,10 +300,14 @@ class NodePartition(Fault):
         comment, node = str(undo["comment"]), str(undo["node"])
         namespaces = cls._namespaces(undo)
         for netns in namespaces:
-            left = [rule for listing in cls._both(netns, read_rules()) for rule in comment_rules(listing, comment)]
+            left = [
+                rule
+                for listing in cls._both(cluster.node_shell, netns, read_rules())
+                for rule in comment_rules(listing, comment)
+            ]
             if left:
                 raise FaultUndoFailed(f"rules with comment {comment} are still in place on {node}: {left}")
-        running = helpers_running(namespaces, comment)
+        running = helpers_running(cluster.node_shell, namespaces, comment)
         if running:
             raise FaultUndoFailed(f"the dead-man timer of {comment} still runs: {running}")
         back = NodeFailure.check_undone(cluster, kube, {"node": node, "mode": "stop"})

@@ -150,7 +150,7 @@ class PodKill(Fault):
         else:
             chosen = random.Random(spec.seed).sample(sorted(pods, key=lambda p: p.metadata.name), wanted)
         self._uids = {p.metadata.name: p.metadata.uid for p in chosen}
-        self._processes = container_processes(chosen) if spec.crash else {}
+        self._processes = container_processes(self.cluster.node_shell, chosen) if spec.crash else {}
         self._containers = (
             {
                 p.metadata.name: {
@@ -186,7 +186,7 @@ class PodKill(Fault):
         """SIGKILL every process of the pods from their nodes (the nodes in parallel), then force-delete them."""
 
         def kill(node: str, pids: list[int]) -> None:
-            result = nodes.run(node, ["kill", "-KILL", *map(str, pids)], STEP_TIMEOUT)
+            result = self.cluster.node_shell.run(node, ["kill", "-KILL", *map(str, pids)], STEP_TIMEOUT)
             # kill fails for a process that ended meanwhile; the proof below counts what is left.
             if result.code != 0 and "No such process" not in result.output:
                 raise FaultNotEffective(f"SIGKILL on node {node} failed (exit {result.code}): {result.output[-300:]}")
@@ -202,7 +202,9 @@ class PodKill(Fault):
             script = find_containers_script([cid for cid, _ in items])
             still = {
                 pid
-                for procs in container_listing(nodes.check(node, ["bash", "-c", script], STEP_TIMEOUT)).values()
+                for procs in container_listing(
+                    nodes.check(self.cluster.node_shell, node, ["bash", "-c", script], STEP_TIMEOUT)
+                ).values()
                 for pid, _, _ in procs
             }
             return sorted({pid for _, pids in items for pid in pids} & still)

@@ -32,6 +32,7 @@ from typing import Any
 
 from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.nodes import NodeShell
 from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SpecError
@@ -94,11 +95,11 @@ class StressSpec:
             raise SpecError(f"count must be at least 1 (or None for every matching pod), not {self.count!r}")
 
 
-def read_stats(process: PodProcess, over: float = 0.0) -> dict[str, float | None]:
+def read_stats(shell: NodeShell, process: PodProcess, over: float = 0.0) -> dict[str, float | None]:
     """The container's cgroup figures, read on its node by the stressor's own code (``--stats``); with
     ``over``, also its CPU use in cores over that many seconds and the node's busy share meanwhile."""
     command = ["python3", helper_path(STRESSOR), f"--stats={process.pid}", f"--over={over}"]
-    output = nodes.check(process.node, command, STEP_TIMEOUT + over)
+    output = nodes.check(shell, process.node, command, STEP_TIMEOUT + over)
     try:
         figures: dict[str, float | None] = json.loads(output.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -106,10 +107,10 @@ def read_stats(process: PodProcess, over: float = 0.0) -> dict[str, float | None
     return figures
 
 
-def cpu_rate(process: PodProcess, seconds: float = CPU_WINDOW_SECONDS) -> tuple[float, float | None]:
+def cpu_rate(shell: NodeShell, process: PodProcess, seconds: float = CPU_WINDOW_SECONDS) -> tuple[float, float | None]:
     """The container's CPU use in cores over ``seconds``, from its cgroup's usage counter, and the share of
     its node's CPUs busy meanwhile (None: unknown). Both are sampled on the node."""
-    figures = read_stats(process, over=seconds)
+    figures = read_stats(shell, process, over=seconds)
     rate = figures.get("cpu_rate")
     if rate is None:
         raise ClusterError(f"{process.pod}'s cgroup shows no CPU usage counter")
@@ -139,13 +140,13 @@ class Stress(Fault):
         spec = self.spec
         harm = "their container's cgroup is not theirs alone to stress"
         chosen = self.own_pid_pods(spec.namespace, spec.selector, spec.count, spec.seed, harm)
-        self._processes = locate_all(chosen, spec.container)
-        write_helpers(STRESSOR, sorted({p.node for p in self._processes}), "stress")
+        self._processes = locate_all(self.cluster.node_shell, chosen, spec.container)
+        write_helpers(self.cluster.node_shell, STRESSOR, sorted({p.node for p in self._processes}), "stress")
         self._before = {}
         for process in self._processes:
-            figures: dict[str, Any] = dict(read_stats(process))
+            figures: dict[str, Any] = dict(read_stats(self.cluster.node_shell, process))
             if spec.cpu_workers:
-                figures["cpu_rate"] = cpu_rate(process)[0]
+                figures["cpu_rate"] = cpu_rate(self.cluster.node_shell, process)[0]
             figures["restarts"] = self._restarts(process)
             self._before[process] = figures
         return [f"{p.pod}/{spec.container or 'first container'}@{p.node}" for p in self._processes]
@@ -187,7 +188,7 @@ class Stress(Fault):
             for p in processes:
                 enter = ["nsenter", "-t", str(p.pid), "-p", "-n", "-i", "-u", "--"]
                 snippet = start_helper_snippet(STRESSOR, [f"--join={p.pid}", *args], self.comment, prefix=enter)
-                results.append((p, nodes.run(node, ["bash", "-c", snippet], STEP_TIMEOUT)))
+                results.append((p, self.cluster.node_shell.run(node, ["bash", "-c", snippet], STEP_TIMEOUT)))
             return results
 
         groups: dict[str, list[PodProcess]] = {}
@@ -222,7 +223,7 @@ class Stress(Fault):
         ceiling = min(asked, before.get("cpu_quota") or asked, before.get("cpus") or asked)
         during, busy = -1.0, None
         for _ in range(CPU_WINDOWS):
-            rate, node_busy = cpu_rate(process)
+            rate, node_busy = cpu_rate(self.cluster.node_shell, process)
             if rate > during:
                 during, busy = rate, node_busy
             if during - before["cpu_rate"] >= CPU_RISE_SHARE * ceiling:
@@ -252,7 +253,7 @@ class Stress(Fault):
                     f"{spec.memory_bytes / MIB:.0f} MiB held) and restarted"
                 )
             if not expect_oom:
-                now = read_stats(process).get("memory_bytes") or 0
+                now = read_stats(self.cluster.node_shell, process).get("memory_bytes") or 0
                 if now - used >= 0.9 * spec.memory_bytes:
                     return f"memory {used / MIB:.0f} -> {now / MIB:.0f} MiB (held {spec.memory_bytes / MIB:.0f} MiB)"
             time.sleep(0.5)
@@ -274,9 +275,9 @@ class Stress(Fault):
     def revert(cls, cluster: Cluster, kube: Kube, undo: dict[str, Any]) -> None:
         stop = ["bash", "-c", helpers_snippet(str(undo["comment"]), stop=True)]
         for node in cls._nodes(undo):
-            if nodes.state(node) in ("exited", "missing"):
+            if cluster.node_shell.state(node) in ("exited", "missing"):
                 continue
-            result = nodes.run(node, stop, STEP_TIMEOUT)
+            result = cluster.node_shell.run(node, stop, STEP_TIMEOUT)
             if result.code != 0:
                 raise FaultUndoFailed(f"ending the stressors on {node} failed: {result.output[-200:]}")
 
@@ -290,9 +291,9 @@ class Stress(Fault):
         count = ["bash", "-c", helpers_snippet(comment)]
         running = []
         for node in cls._nodes(undo):
-            if nodes.state(node) in ("exited", "missing"):
+            if cluster.node_shell.state(node) in ("exited", "missing"):
                 continue
-            result = nodes.run(node, count, STEP_TIMEOUT)
+            result = cluster.node_shell.run(node, count, STEP_TIMEOUT)
             found = re.search(r"helpers=(\d+)", result.output)
             if result.code != 0 or found is None:
                 raise FaultUndoFailed(f"the stressors of {comment} could not be counted on {node}: {result.output}")

@@ -10,16 +10,15 @@ from typing import Any
 from chaoskit import targets
 from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.adapters.shell import say
-from chaoskit.chaos import Chaos
-from chaoskit.cluster import ClusterSpec, get_provider, injector
-from chaoskit.cluster.base import Cluster
+from chaoskit.cluster import ClusterSpec
+from chaoskit.errors import FaultUndoFailed
 from chaoskit.faults.base import Safety
-from chaoskit.faults.sweeper import sweep
 from chaoskit.gameday.runner import GameDay, result_exit_code
 from chaoskit.gameday.spec import ExperimentFile, load_experiment
 from chaoskit.gameday.view import Keys, LineView, LiveView
 from chaoskit.report import write_junit, write_reports
 from chaoskit.results import ExperimentResult
+from chaoskit.session import open_session
 
 RUN_HELP = """\
 The file describes the system (a namespace, or one deployed for the run), the
@@ -115,31 +114,31 @@ def safety_from(args: argparse.Namespace, max_share: float = 0.5) -> Safety:
     )
 
 
-def cluster_for(args: argparse.Namespace, experiment: ExperimentFile) -> Cluster:
+def spec_for(args: argparse.Namespace, experiment: ExperimentFile) -> ClusterSpec:
+    """The cluster the options name, else the one the file's ``cluster:`` names, else kind's ``chaoskit``."""
     choice = experiment.cluster
     provider = args.provider or (choice.provider if choice else "kind")
-    spec = ClusterSpec(
+    return ClusterSpec(
         provider=provider,
         name=args.name or (choice.name if choice and choice.name else "chaoskit"),
         kubeconfig=args.kubeconfig,
         context=args.context or (choice.context if choice else None),
     )
-    return get_provider(provider, provision=False, recreate=False).up(spec)
 
 
 def main(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.file)
     safety = safety_from(args, args.max_share)
     experiment.check_safety(safety)  # refused before anything touches the cluster
-    cluster = cluster_for(args, experiment)
-    with cluster.kube() as kube:
-        injector.select(cluster, kube, args.injector, args.agent_image)
-        swept = sweep(cluster, kube)
-        if swept.failed:
-            say(f"faults left by an earlier run could not be undone: {'; '.join(swept.failed)}")
-            return 1
-        chaos = Chaos(cluster, kube, safety)
-        game = GameDay(experiment, cluster, kube, chaos)
+    try:
+        session = open_session(
+            spec_for(args, experiment), injector=args.injector, agent_image=args.agent_image, safety=safety
+        )
+    except FaultUndoFailed as exc:
+        say(str(exc))
+        return 1
+    with session:
+        game = GameDay(experiment, session.cluster, session.kube, session.chaos())
         if args.dry_run:
             return dry_run(game)
         live = not args.no_live and sys.stdout.isatty() and Keys.available()

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chaoskit.chaos import Chaos
-from chaoskit.cluster import ClusterSpec, get_provider, injector
+from chaoskit.cluster import ClusterSpec
 from chaoskit.errors import UsageError
 from chaoskit.gameday.command import injector_options, safety_from, safety_options
 from chaoskit.gameday.spec import FAULT_KINDS, check_fault, fault_options, parse_duration
 from chaoskit.observe import RecoveryWatch
+from chaoskit.session import open_session
 
 INJECT_HELP = """\
 Every option after KIND is the fault's own (as the chaos.* method of the same
@@ -130,11 +130,12 @@ def main(args: argparse.Namespace, extra: Sequence[str]) -> int:
     safety = safety_from(args)  # a fault's own cap is its --max-share option
     check_fault(args.kind, arguments, safety)  # refused before anything touches the cluster
     spec = ClusterSpec(provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context)
-    cluster = get_provider(args.provider, provision=False, recreate=False).up(spec)
     method = fault_options(args.kind).method
-    with cluster.kube() as kube:
-        injector.select(cluster, kube, args.injector, args.agent_image)
-        chaos = Chaos(cluster, kube, safety)
+    # No sweep: a fault held by hand sits beside other runs, and 'chaoskit cleanup' sweeps when asked.
+    with open_session(
+        spec, injector=args.injector, agent_image=args.agent_image, safety=safety, sweep_first=False
+    ) as session:
+        kube, chaos = session.kube, session.chaos()
         watch = None
         if args.watch:
             namespace, _, name = args.watch.rpartition("/")

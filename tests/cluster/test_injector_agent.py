@@ -250,3 +250,25 @@ def test_execs_through_the_agent_in_parallel_leave_the_shared_client_working(kub
         assert [f.result().stdout.strip() for f in execs] == [f"n{i}" for i in range(12)]
         assert {f.result() for f in lists} == {len(names)}
     assert len(kube.pods("chaoskit-system")) >= len(names)  # the shared client still makes plain requests
+
+
+def test_two_sessions_in_one_process_each_reach_nodes_their_own_way(cluster, agent: str) -> None:
+    """The way to the nodes is the session's, not the process's: a session opened with Docker and one opened
+    with the agent, side by side, each run their command their own way (a command the agent runs is in a pod's
+    cgroup, one Docker runs is not), and each fault handle carries its session's way."""
+    from chaoskit.cluster import ClusterSpec
+    from chaoskit.session import open_session
+
+    spec = ClusterSpec(provider=cluster.provider, name=cluster.name)
+    node = f"{cluster.name}-worker"
+    with (
+        open_session(spec, bring_up=False, injector="docker", sweep_first=False) as by_docker,
+        open_session(spec, bring_up=False, injector="agent", install_agent=False, sweep_first=False) as by_agent,
+    ):
+        assert (by_docker.shell.name, by_agent.shell.name) == ("docker", "agent")
+        cgroups = {
+            s.shell.name: s.shell.run(node, ["cat", "/proc/self/cgroup"], 30).stdout for s in (by_docker, by_agent)
+        }
+        assert "kubepods" in cgroups["agent"] and "kubepods" not in cgroups["docker"], cgroups
+        assert by_agent.chaos().cluster.node_shell is by_agent.shell
+        assert by_docker.chaos().cluster.node_shell is by_docker.shell

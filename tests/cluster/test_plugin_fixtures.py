@@ -60,8 +60,8 @@ def test_a_test_that_leaves_a_fault_injected_fails_and_the_fault_is_undone(
     assert match, result.stdout.str()
     fault_id = match.group(1)
     result.stdout.fnmatch_lines([f"*the test left faults injected (now undone): {fault_id}*"])
-    process = locate(kube.core.read_namespaced_pod(client, web.namespace))
-    assert rules_in([process.netns], f"chaoskit:{fault_id}") == {process.netns: []}
+    process = locate(cluster.node_shell, kube.core.read_namespaced_pod(client, web.namespace))
+    assert rules_in(cluster.node_shell, [process.netns], f"chaoskit:{fault_id}") == {process.netns: []}
     assert [e.fault_id for e in Ledger(cluster.name).unsettled()] == []
     probe_eventually(kube, web.namespace, client, f"http://web.{web.namespace}/", within=30)
 

@@ -186,10 +186,10 @@ def test_latency_delays_open_connections_too_and_heals(request, cluster, chaos: 
 
 
 def test_latency_engine_netem_is_refused_with_the_reason_where_the_kernel_lacks_it(
-    pytester: pytest.Pytester, kube, web: Web
+    pytester: pytest.Pytester, cluster, kube, web: Web
 ) -> None:
     node = next(iter(web_pods(kube, web.namespace).values())).spec.node_name
-    has_netem, _ = netem_available(node)
+    has_netem, _ = netem_available(cluster.node_shell, node)
     pytester.makepyfile(
         f"""
         def test_latency(chaos):

@@ -7,7 +7,6 @@ import subprocess
 
 import pytest
 
-from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.agent import actions
 from chaoskit.agent.actions import Refused
@@ -391,14 +390,10 @@ def test_a_node_partition_is_refused_through_the_injector_agent():
     class AgentShell:
         name = "agent"
 
-    before = nodes.use(AgentShell())  # type: ignore[arg-type]
-    try:
-        cluster = Cluster("unit", "existing", None, None, "airgap")
-        fault = NodePartition(cluster, None, NodePartitionSpec("worker-1"))  # type: ignore[arg-type]
-        with pytest.raises(FaultUnsupported, match="through Docker on kind only"):
-            fault.plan()
-    finally:
-        nodes.use(before)
+    cluster = Cluster("unit", "existing", None, None, "airgap", shell=AgentShell())  # type: ignore[arg-type]
+    fault = NodePartition(cluster, None, NodePartitionSpec("worker-1"))  # type: ignore[arg-type]
+    with pytest.raises(FaultUnsupported, match="through Docker on kind only"):
+        fault.plan()
 
 
 def test_the_dead_man_timer_deletes_the_rules_after_its_seconds(tmp_path):

@@ -23,6 +23,7 @@ import yaml
 import chaoskit.cluster.base
 import chaoskit.cluster.kind
 import chaoskit.plugin
+import chaoskit.session
 from chaoskit import cli
 from chaoskit.adapters import docker, kind
 from chaoskit.cluster import ClusterSpec, get_provider
@@ -196,8 +197,8 @@ def test_the_cli_still_recreates_a_cluster_that_does_not_fit(machine, capsys):
 
 
 def test_the_cluster_fixture_never_deletes_a_cluster_it_did_not_create(machine, monkeypatch, pytester):
-    monkeypatch.setattr(chaoskit.plugin, "sweep_namespaces", lambda kube: [])
-    monkeypatch.setattr(chaoskit.plugin, "sweep", lambda cluster, kube: SweepResult((), (), ()))
+    monkeypatch.setattr(chaoskit.session, "sweep_namespaces", lambda kube: [])
+    monkeypatch.setattr(chaoskit.session, "sweep", lambda cluster, kube: SweepResult((), (), ()))
     pytester.makepyfile(
         """
         def test_uses_it(cluster):
