@@ -44,7 +44,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-import chaoskit
 from chaoskit import targets
 from chaoskit.load.spec import LoadError, LoadResult, LoadSpec, RequestRecord, StreamStats, WarmupFailed
 from chaoskit.load.wire import LineDecoder, WorkerEvent
@@ -261,7 +260,7 @@ class Load:
 
     def _start(self) -> None:
         processes = self.spec.processes or min(_default_processes, self.spec.users)
-        root = str(Path(chaoskit.__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])  # the directory that holds the chaoskit package
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
