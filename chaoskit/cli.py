@@ -362,8 +362,12 @@ def _image(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)  # a fault's own options follow 'inject KIND'
-    if extra and args.command != "inject":
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "inject":  # say whose options they are not
+        message = f"{args.kind} takes no option {' '.join(extra)} (see 'chaoskit inject {args.kind} --help')"
+        print(f"chaoskit: error: {message}", file=sys.stderr)
+        return 2
+    if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from chaoskit.faults import signals
 
@@ -378,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "inject":
             from chaoskit.gameday import inject as inject_command
 
-            return inject_command.main(args, extra)
+            return inject_command.main(args)
         if args.command == "run":
             from chaoskit.gameday import command as run_command
 

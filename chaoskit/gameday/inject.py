@@ -1,14 +1,16 @@
 """``chaoskit inject KIND``: one fault by hand, proven, held with a countdown, undone at the end or on Ctrl-C.
 
-Every option after the kind is the fault's own keyword argument, spelled with
-dashes (``--grace-seconds 0``, ``--peer-selector app=db``): the same names as
-the ``chaos.*`` methods and the experiment files, read from the method's
-signature, so the command line can never drift from the API.
+Each kind is a subcommand generated from the fault catalog, its options the
+fault's own keyword arguments spelled with dashes (``--grace-seconds 0``,
+``--peer-selector app=db``): the same names as the ``chaos.*`` methods and the
+experiment files, read from the method's signature, so the command line can
+never drift from the API, and ``chaoskit inject KIND --help`` lists them.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 import types
@@ -17,23 +19,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from chaoskit.chaos import Chaos
 from chaoskit.cluster import ClusterSpec
 from chaoskit.errors import UsageError
+from chaoskit.faults.catalog import CATALOG
 from chaoskit.gameday.command import injector_options, safety_from, safety_options
 from chaoskit.gameday.spec import FAULT_KINDS, check_fault, fault_options, parse_duration
 from chaoskit.observe import RecoveryWatch
 from chaoskit.session import open_session
 
 INJECT_HELP = """\
-Every option after KIND is the fault's own (as the chaos.* method of the same
-name takes it, dashes for underscores); --help-kind KIND lists them.
+Each KIND is a subcommand with options of its own, the chaos.* method's
+arguments of the same name with dashes for underscores:
+'chaoskit inject KIND --help' lists them, with their types and defaults.
 
 examples:
-  chaoskit inject pod-kill --namespace shop --selector app=web --grace-seconds 0
+  chaoskit inject pod-kill --namespace shop --selector app=web --crash
   chaoskit inject partition --namespace shop --selector app=shop --peer-selector app=redis --duration 60s
-  chaoskit inject node-failure --node chaoskit-worker --duration 2m --watch shop/web
+  chaoskit inject node-failure --node chaoskit-worker --mode crash --duration 2m --watch shop/web
   chaoskit inject packet-loss --namespace shop --selector app=web --percent 30 --count 1 --duration 30s
 """
+
+FAULT_DEST = "fault:"
+"""The prefix of a fault option's destination on the parsed arguments (the rest is its keyword)."""
 
 
 def add_parser(commands: Any) -> None:
@@ -43,49 +51,113 @@ def add_parser(commands: Any) -> None:
         description="Inject one fault, prove it, hold it with a countdown, undo it and prove the undo.",
         epilog=INJECT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,  # the fault's own options come after: --c must not be taken for --context
     )
-    inject.add_argument("kind", metavar="KIND", help=f"one of {', '.join(FAULT_KINDS)}")
-    inject.add_argument("--duration", default="0s", help="how long to hold it (30s, 2m; default: undone once proven)")
-    inject.add_argument("--watch", metavar="[NS/]NAME", help="show this Deployment's ready replicas while it is held")
-    inject.add_argument("--name", default="chaoskit", help="kind cluster name (default: chaoskit)")
-    inject.add_argument("--provider", default="kind", help="kind or existing (default: kind)")
-    inject.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
-    inject.add_argument("--context", help="kubeconfig context (existing provider)")
-    safety_options(inject)
-    injector_options(inject)
-    inject.add_argument("--dry-run", action="store_true", help="print the targets; inject nothing")
+    kinds = inject.add_subparsers(dest="kind", metavar="KIND", title="fault kinds", required=True)
+    for kind in CATALOG:
+        summary = kind.models.split(". ")[0].rstrip(".")
+        sub = kinds.add_parser(
+            kind.name,
+            help=summary,
+            description=f"{kind.name}: {kind.models}",
+            epilog=f"The same options as chaos.{kind.method}(...) and a {kind.name} fault of an experiment file.",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False,  # --c must not be taken for --context, nor --count for --context
+        )
+        fault_options_group(sub.add_argument_group(f"{kind.name} options"), kind.name)
+        held = sub.add_argument_group("holding it")
+        held.add_argument("--duration", default="0s", help="how long to hold it (30s, 2m; default: undone once proven)")
+        held.add_argument("--watch", metavar="[NS/]NAME", help="show this Deployment's ready replicas while it is held")
+        held.add_argument("--dry-run", action="store_true", help="print the targets; inject nothing")
+        where = sub.add_argument_group("the cluster")
+        where.add_argument("--name", default="chaoskit", help="kind cluster name (default: chaoskit)")
+        where.add_argument("--provider", default="kind", help="kind or existing (default: kind)")
+        where.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
+        where.add_argument("--context", help="kubeconfig context (existing provider)")
+        safety_options(sub)
+        injector_options(sub)
 
 
-def fault_arguments(kind: str, words: Sequence[str]) -> dict[str, Any]:
-    """The fault's keyword arguments from ``--name value`` pairs, converted to the types its method takes."""
-    if kind not in FAULT_KINDS:
-        raise UsageError(f"unknown fault kind {kind!r}: choose one of {', '.join(FAULT_KINDS)}")
+def fault_options_group(group: Any, kind: str) -> None:
+    """One option per argument of ``kind``'s Chaos method, typed and with its default, on ``group``."""
     options = fault_options(kind)
-    known = {name.replace("_", "-"): name for name in options.parameters}
-    result: dict[str, Any] = {}
-    rest = list(words)
-    while rest:
-        word = rest.pop(0)
-        flag, _, inline = word.partition("=")
-        name = known.get(flag.removeprefix("--")) if flag.startswith("--") else None
-        if name is None:
-            raise UsageError(f"{kind} takes no option {word!r}; its options: {', '.join('--' + k for k in known)}")
+    signature = inspect.signature(getattr(Chaos, options.method))
+    for name in options.parameters:
         hint = options.hints[name]
-        if inline == "" and "=" not in word:
-            if _is_bool(hint):  # --flag alone is true; --flag false (or no, 0) says otherwise
-                boolean = rest and rest[0].lower() in ("true", "false", "yes", "no", "1", "0")
-                result[name] = _convert(rest.pop(0), hint, flag) if boolean else True
-                continue
-            if not rest:
-                raise UsageError(f"--{flag.removeprefix('--')} needs a value")
-            inline = rest.pop(0)
-        result[name] = _convert(inline, hint, flag)
+        default = signature.parameters[name].default
+        needed = name in options.required or name == "namespace"
+        if needed:
+            said = "required"
+        elif default in (None, (), inspect.Parameter.empty):
+            said = "optional"
+        else:
+            said = f"default: {default!r}"
+        flag = "--" + name.replace("_", "-")
+        what = _type_name(hint)
+        help_text = f"{what}{'; ' + said if said else ''}"
+        if _is_bool(hint):
+            group.add_argument(
+                flag,
+                dest=FAULT_DEST + name,
+                nargs="?",
+                const="true",
+                metavar="BOOL",
+                default=argparse.SUPPRESS,
+                help=f"{help_text} ({flag} alone is true)",
+            )
+        else:
+            group.add_argument(
+                flag,
+                dest=FAULT_DEST + name,
+                metavar=what.upper().replace(" ", "_"),
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+
+
+def arguments_from(kind: str, parsed: argparse.Namespace) -> dict[str, Any]:
+    """The fault's keyword arguments, as its method takes them, from the parsed options of ``inject KIND``."""
+    options = fault_options(kind)
+    result: dict[str, Any] = {}
+    for dest, text in vars(parsed).items():
+        if dest.startswith(FAULT_DEST):
+            name = dest.removeprefix(FAULT_DEST)
+            result[name] = _convert(text, options.hints[name], "--" + name.replace("_", "-"))
     needed = (*options.required, "namespace")
     missing = [f"--{n.replace('_', '-')}" for n in needed if n in options.parameters and n not in result]
     if missing:
-        raise UsageError(f"{kind} needs {', '.join(missing)} (see 'chaoskit inject --help')")
+        raise UsageError(f"{kind} needs {', '.join(missing)} (see 'chaoskit inject {kind} --help')")
     return result
+
+
+def fault_arguments(kind: str, words: Sequence[str]) -> dict[str, Any]:
+    """The fault's keyword arguments from its options as a command line writes them (``--percent 12.5``)."""
+    if kind not in FAULT_KINDS:
+        raise UsageError(f"unknown fault kind {kind!r}: choose one of {', '.join(FAULT_KINDS)}")
+    parser = _Parser(prog=f"chaoskit inject {kind}", allow_abbrev=False, add_help=False)
+    fault_options_group(parser, kind)
+    parsed, extra = parser.parse_known_args(list(words))
+    if extra:
+        raise UsageError(f"{kind} takes no option {' '.join(extra)} (see 'chaoskit inject {kind} --help')")
+    return arguments_from(kind, parsed)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _type_name(hint: object) -> str:
+    kinds = [a for a in _args(hint) if a is not type(None)]
+    names = []
+    for kind in kinds:
+        origin = typing.get_origin(kind)
+        if origin is not None and origin.__name__ in ("Sequence", "tuple", "list"):
+            names.append("list")  # A,B,C
+        elif typing.get_origin(kind) is typing.Literal:
+            names.append("|".join(str(v) for v in typing.get_args(kind)))
+        else:
+            names.append(getattr(kind, "__name__", str(kind)))
+    return " or ".join(dict.fromkeys(names))
 
 
 def _args(hint: object) -> tuple[object, ...]:
@@ -124,8 +196,8 @@ def _convert(text: str, hint: object, flag: str) -> Any:
     raise UsageError(f"{flag} takes {wanted}, not {text!r}")
 
 
-def main(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    arguments = fault_arguments(args.kind, extra)
+def main(args: argparse.Namespace) -> int:
+    arguments = arguments_from(args.kind, args)
     duration = parse_duration(args.duration, allow_zero=True)
     safety = safety_from(args)  # a fault's own cap is its --max-share option
     check_fault(args.kind, arguments, safety)  # refused before anything touches the cluster

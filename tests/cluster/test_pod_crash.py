@@ -154,6 +154,13 @@ def test_a_crashed_pod_gets_no_sigterm_and_a_deleted_one_does(chaos: Chaos, kube
         # Between the SIGKILL and the force delete the kubelet may restart a container in place; that new
         # instance is then stopped as any deleted pod's container is, SIGTERM first (docs/faults.md says so).
         print(f"FIGURE crash, {container}: {len(later)} restart(s) in place before the force delete took effect")
+        for life in later:
+            started = float(life.split("\n", 1)[0].split()[2])
+            terms = [line for line in life.splitlines() if line.startswith("signal SIGTERM ")]
+            print(
+                f"FIGURE crash, {container}, restarted in place: {'SIGTERM' if terms else 'no signal'}, "
+                f"then dead {last_tick(life) - started:.1f} s after it started"
+            )
 
     kube.wait_whole(namespace, "signals", timeout=120)
     pod, node = settled(kube, namespace, target)

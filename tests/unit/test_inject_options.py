@@ -25,11 +25,11 @@ def test_options_take_the_types_of_the_method():
     ("kind", "words", "message"),
     [
         ("pod-kil", [], "unknown fault kind 'pod-kil': choose one of pod-kill, "),
-        ("pod-kill", ["--namespace", "s", "--selector", "a=b", "--bogus", "1"], "pod-kill takes no option '--bogus'"),
-        ("pod-kill", ["--selector", "a=b"], r"pod-kill needs --namespace \(see 'chaoskit inject --help'\)"),
+        ("pod-kill", ["--namespace", "s", "--selector", "a=b", "--bogus", "1"], r"pod-kill takes no option --bogus 1 \(see 'chaoskit inject pod-kill --help'\)"),
+        ("pod-kill", ["--selector", "a=b"], r"pod-kill needs --namespace \(see 'chaoskit inject pod-kill --help'\)"),
         ("bandwidth", ["--namespace", "s", "--selector", "a=b"], "bandwidth needs --rate-kbit"),
         ("pod-kill", ["--namespace", "s", "--selector", "a=b", "--count", "two"], "--count takes int, not 'two'"),
-        ("pod-kill", ["--namespace", "s", "--selector"], "--selector needs a value"),
+        ("pod-kill", ["--namespace", "s", "--selector"], "argument --selector: expected one argument"),
     ],
 )
 def test_bad_options_are_one_line_with_the_fix(kind, words, message):
@@ -47,3 +47,27 @@ def test_pod_kill_crash_is_a_flag_and_refuses_a_grace_period():
     assert PodKillSpec("shop", "app=web", crash=True).crash
     with pytest.raises(SpecError, match="a crash gives no grace period"):
         PodKillSpec("shop", "app=web", crash=True, grace_seconds=5)
+
+
+def test_each_kind_has_its_own_help_listing_its_options_with_types_and_defaults(capsys):
+    from chaoskit import cli
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["inject", "partition", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: chaoskit inject partition ")
+    assert "partition options:" in text and "--peer-selector STR" in text and "--port INT" in text
+    assert "--namespace STR       str; required" in text
+    assert "--grace-seconds" not in text  # pod-kill's, not partition's
+
+
+def test_an_option_of_another_kind_is_refused_naming_the_kinds_help(capsys):
+    from chaoskit import cli
+
+    code = cli.main(["inject", "partition", "--namespace", "s", "--selector", "a=b", "--grace-seconds", "0"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "chaoskit: error: partition takes no option --grace-seconds 0 (see 'chaoskit inject partition --help')"
+    )
