@@ -53,7 +53,6 @@ from chaoskit.cluster.base import parse_node_ports
 from chaoskit.errors import ChaoskitError, FaultUndoFailed, FaultUnsupported, FaultVetoed
 from chaoskit.evidence import pod_logs
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
-from chaoskit.faults import signals
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.sweeper import undo_entry
 from chaoskit.load import LoadSpec
@@ -77,8 +76,6 @@ class _Setting:
     kind: str = "string"
     """``string``, ``int``, ``float``, ``bool`` or ``list`` (repeatable)."""
     default: Any = None
-    old: str | None = None
-    """The spelling before the ``--chaos-`` prefix, accepted with a deprecation warning for one release."""
     metavar: str | None = None
 
     @property
@@ -92,20 +89,18 @@ class _Setting:
 
 _SETTINGS = (
     _Setting("provider", f"cluster provider: {', '.join(PROVIDERS)} (default: kind)", default="kind"),
-    _Setting("cluster-name", "kind cluster name (default: chaoskit)", default="chaoskit", old="--cluster-name"),
-    _Setting("workers", "kind worker nodes (default: 2)", "int", 2, old="--workers"),
-    _Setting("node-image", "force a kind node image", old="--node-image"),
-    _Setting("kube-context", "kubeconfig context (existing provider)", old="--kube-context"),
-    _Setting("kubeconfig", "kubeconfig file (existing provider)", old="--kubeconfig"),
+    _Setting("cluster-name", "kind cluster name (default: chaoskit)", default="chaoskit"),
+    _Setting("workers", "kind worker nodes (default: 2)", "int", 2),
+    _Setting("node-image", "force a kind node image"),
+    _Setting("kube-context", "kubeconfig context (existing provider)"),
+    _Setting("kubeconfig", "kubeconfig file (existing provider)"),
     _Setting(
         "node-ports",
         "existing provider: the cluster's NodePorts the host reaches on 127.0.0.1, as FIRST-LAST (a tunnel, or a "
         "kind cluster's port mappings; default none)",
         metavar="FIRST-LAST",
     ),
-    _Setting(
-        "keep-cluster", "keep a cluster this session created (default: delete it)", "bool", False, "--keep-cluster"
-    ),
+    _Setting("keep-cluster", "keep a cluster this session created (default: delete it)", "bool", False),
     _Setting("dry-run", "plan faults and report them; inject nothing", "bool", False),
     _Setting(
         "injector",
@@ -187,7 +182,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chaoskit", "chaos and resilience testing")
     for setting in _SETTINGS:
-        names = [setting.flag, *([setting.old] if setting.old else [])]
+        names = [setting.flag]  # prefixed only: another plugin's --kubeconfig or --workers is its own
         ini_help = f"{setting.help} (the ini twin of {setting.flag})"
         if setting.kind == "bool":
             group.addoption(*names, dest=setting.dest, action="store_true", default=None, help=setting.help)
@@ -226,17 +221,6 @@ def setting(config: pytest.Config, name: str) -> Any:
         ) from None
 
 
-def _warn_old_spellings(config: pytest.Config) -> None:
-    for spec in _SETTINGS:
-        if spec.old and any(arg == spec.old or arg.startswith(f"{spec.old}=") for arg in config.invocation_params.args):
-            config.issue_config_time_warning(
-                pytest.PytestDeprecationWarning(
-                    f"{spec.old} is now {spec.flag}; the old spelling goes in the next release"
-                ),
-                stacklevel=2,
-            )
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs a real Kubernetes cluster")
     config.addinivalue_line(
@@ -244,7 +228,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "chaos_node_wide: the test injects node-wide faults (found by itself in the test's code); under "
         "pytest -n such tests run in turn on one worker",
     )
-    _warn_old_spellings(config)
     provider = setting(config, "provider")
     if provider not in PROVIDERS:
         raise pytest.UsageError(
@@ -282,7 +265,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RESULTS] = []
     if not parallel.is_worker(config):
         config.pluginmanager.register(_Controller(config), "chaoskit-controller")
-    signals.install()
 
 
 _SPEC = pytest.StashKey[ClusterSpec]()
@@ -336,7 +318,7 @@ def chaos_repeat_index(request: pytest.FixtureRequest) -> int:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "cluster" in getattr(item, "fixturenames", ()):
+        if "chaoskit_cluster" in getattr(item, "fixturenames", ()):  # every chaoskit fixture on a cluster needs it
             item.add_marker(pytest.mark.cluster)
 
 
@@ -387,8 +369,8 @@ def delete_cluster(spec: ClusterSpec) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster(pytestconfig: pytest.Config) -> Cluster:
-    """A ready cluster for the whole session.
+def chaoskit_cluster(pytestconfig: pytest.Config) -> Cluster:
+    """A ready cluster for the whole session (also ``cluster``, unless a fixture of yours has that name).
 
     A running cluster is used as it is, never deleted or recreated: it is not this
     session's. One that differs from the options says so in one line; an unhealthy
@@ -398,14 +380,15 @@ def cluster(pytestconfig: pytest.Config) -> Cluster:
 
 
 @pytest.fixture(scope="session")
-def kube(pytestconfig: pytest.Config, cluster: Cluster) -> Kube:
-    """API clients (``.core``, ``.apps``, ``.api_client``) for the session's cluster."""
+def chaoskit_kube(pytestconfig: pytest.Config, chaoskit_cluster: Cluster) -> Kube:
+    """API clients (``.core``, ``.apps``, ``.api_client``) for the session's cluster (also ``kube``)."""
     return session_of(pytestconfig).kube
 
 
 @pytest.fixture(scope="session")
-def cluster_image(pytestconfig: pytest.Config, cluster: Cluster) -> Callable[[str | Path], str]:
-    """``cluster_image(source) -> image name``: your own image, on every node of the cluster.
+def chaoskit_cluster_image(pytestconfig: pytest.Config, chaoskit_cluster: Cluster) -> Callable[[str | Path], str]:
+    """``cluster_image(source) -> image name``: your own image, on every node of the cluster (also
+    ``cluster_image``).
 
     ``source`` is a directory holding a Dockerfile (a ``Path``, or a string that
     is a directory or is written as a path), built on chaoskit's base image
@@ -416,7 +399,7 @@ def cluster_image(pytestconfig: pytest.Config, cluster: Cluster) -> Callable[[st
     """
     from chaoskit.images import ClusterImages
 
-    images = ClusterImages(cluster)
+    images = ClusterImages(chaoskit_cluster)
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
 
     def image(source: str | Path) -> str:
@@ -431,9 +414,9 @@ def cluster_image(pytestconfig: pytest.Config, cluster: Cluster) -> Callable[[st
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, cluster: Cluster, kube: Kube) -> Iterator[str]:
-    """A namespace of this test's own, deleted when the test ends."""
-    with own_namespace(cluster, kube, request.node.name) as name:
+def chaoskit_namespace(request: pytest.FixtureRequest, chaoskit_cluster: Cluster, chaoskit_kube: Kube) -> Iterator[str]:
+    """A namespace of this test's own, deleted when the test ends (also ``namespace``)."""
+    with own_namespace(chaoskit_cluster, chaoskit_kube, request.node.name) as name:
         yield name
 
 
@@ -472,7 +455,7 @@ class PytestChaos(Chaos):
 
 
 @pytest.fixture
-def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator[Chaos]:
+def chaoskit_chaos(pytestconfig: pytest.Config, chaoskit_cluster: Cluster, chaoskit_kube: Kube) -> Iterator[Chaos]:
     """Faults and recovery watches for one test.
 
     When the test ends, its own faults (by id, whatever process runs it) that
@@ -482,7 +465,7 @@ def chaos(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator
     """
     handle = session_of(pytestconfig).chaos(PluginHooks(pytestconfig), PytestChaos)
     yield handle
-    check_faults_undone(cluster, kube, handle)
+    check_faults_undone(chaoskit_cluster, chaoskit_kube, handle)
 
 
 def check_faults_undone(cluster: Cluster, kube: Kube, handle: Chaos) -> None:
@@ -516,19 +499,21 @@ def check_faults_undone(cluster: Cluster, kube: Kube, handle: Chaos) -> None:
 
 
 @pytest.fixture(scope="session")
-def prometheus(pytestconfig: pytest.Config, cluster: Cluster, kube: Kube) -> Iterator[PrometheusClient]:
+def chaoskit_prometheus(
+    pytestconfig: pytest.Config, chaoskit_cluster: Cluster, chaoskit_kube: Kube
+) -> Iterator[PrometheusClient]:
     """Prometheus in the cluster (namespace ``chaoskit-monitoring``, ``chaoskit-monitoring-gw0``... under
     ``pytest -n``), scraping annotated pods every second
     and the kubelets; a client for it on 127.0.0.1. Removed when the session ends."""
     worker = parallel.worker_id(pytestconfig)
     namespace = f"{PROMETHEUS_NAMESPACE}-{worker}" if worker else PROMETHEUS_NAMESPACE  # one per pytest -n worker
     try:
-        deployment = deploy_prometheus(kube, cluster, namespace)
+        deployment = deploy_prometheus(chaoskit_kube, chaoskit_cluster, namespace)
     except ChaoskitError as exc:
         pytest.fail(f"no Prometheus: {exc}", pytrace=False)
     with deployment.client() as client:
         yield client
-    remove_prometheus(kube, deployment.namespace)
+    remove_prometheus(chaoskit_kube, deployment.namespace)
 
 
 def reporter(config: pytest.Config, item: pytest.Item, kube: Kube | None = None) -> Callable[[ExperimentResult], None]:
@@ -621,14 +606,14 @@ class _Controller:
 
 
 @pytest.fixture
-def experiment(
+def chaoskit_experiment(
     request: pytest.FixtureRequest,
     pytestconfig: pytest.Config,
-    chaos: Chaos,
+    chaoskit_chaos: Chaos,
     chaos_repeat_index: int,
 ) -> Callable[..., Experiment]:
     """Make an experiment bound to this test's ``chaos``; its result is reported when it ends."""
-    report = reporter(pytestconfig, request.node, chaos.kube)
+    report = reporter(pytestconfig, request.node, chaoskit_chaos.kube)
 
     def make(
         load: LoadSpec,
@@ -641,7 +626,7 @@ def experiment(
         spec = ExperimentSpec(name or request.node.name, load, tuple(objectives), workload, **options)
         return Experiment(
             spec,
-            chaos,
+            chaoskit_chaos,
             prometheus=prometheus,
             on_result=[report],
             skip_exceptions=(FaultUnsupported, FaultVetoed, pytest.skip.Exception),
@@ -649,6 +634,53 @@ def experiment(
         )
 
     return make
+
+
+# The short names, for tests that have no fixture of their own by those names. Each is the prefixed fixture
+# itself, and chaoskit's own fixtures depend only on the prefixed names: a conftest's own ``cluster`` or
+# ``namespace`` replaces the short name for its tests and nothing else.
+
+
+@pytest.fixture(scope="session")
+def cluster(chaoskit_cluster: Cluster) -> Cluster:
+    """``chaoskit_cluster``."""
+    return chaoskit_cluster
+
+
+@pytest.fixture(scope="session")
+def kube(chaoskit_kube: Kube) -> Kube:
+    """``chaoskit_kube``."""
+    return chaoskit_kube
+
+
+@pytest.fixture(scope="session")
+def cluster_image(chaoskit_cluster_image: Callable[[str | Path], str]) -> Callable[[str | Path], str]:
+    """``chaoskit_cluster_image``."""
+    return chaoskit_cluster_image
+
+
+@pytest.fixture
+def namespace(chaoskit_namespace: str) -> str:
+    """``chaoskit_namespace``."""
+    return chaoskit_namespace
+
+
+@pytest.fixture
+def chaos(chaoskit_chaos: Chaos) -> Chaos:
+    """``chaoskit_chaos``."""
+    return chaoskit_chaos
+
+
+@pytest.fixture(scope="session")
+def prometheus(chaoskit_prometheus: PrometheusClient) -> PrometheusClient:
+    """``chaoskit_prometheus``."""
+    return chaoskit_prometheus
+
+
+@pytest.fixture
+def experiment(chaoskit_experiment: Callable[..., Experiment]) -> Callable[..., Experiment]:
+    """``chaoskit_experiment``."""
+    return chaoskit_experiment
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -509,9 +509,10 @@ class Fault(ABC):
             yield record
             return
         with (
+            signals.held(),  # SIGTERM unwinds (the undo runs) while the fault is held, and only then
             locks.cluster_alone(self.cluster.name, f"{self.kind} {self.fault_id}", waited=self._waited(record))
             if self.node_wide
-            else nullcontext()
+            else nullcontext(),
         ):
             yield from self._locked(record)
 

@@ -61,8 +61,42 @@ def sigterm_unwinds() -> Iterator[None]:
         _swap({signal.SIGTERM, signal.SIGINT}, previous)
 
 
+_holders = 0
+_held_before: dict[signal.Signals, Any] = {}
+_held_lock = threading.Lock()
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """While any fault is held: SIGTERM (and SIGINT, where it is Python's own) raise KeyboardInterrupt in the
+    main thread, so the fault's undo runs. The first holder sets the handlers; the last to leave puts back what
+    the process had, so faults may overlap in any order, and a session that holds no fault keeps its own
+    handling (a pytest run that never injects is left as it was). Off the main thread nothing changes."""
+    global _holders
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with _held_lock:
+        _holders += 1
+        if _holders == 1:
+            wanted = {signal.SIGTERM} | (
+                {signal.SIGINT} if signal.getsignal(signal.SIGINT) is signal.default_int_handler else set()
+            )
+            _held_before.clear()
+            _held_before.update(_swap(wanted, _raise_interrupt))
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _holders -= 1
+            if _holders == 0 and _held_before:
+                _swap(set(_held_before), dict(_held_before))
+                _held_before.clear()
+
+
 def install() -> None:
-    """Make SIGTERM raise KeyboardInterrupt for the rest of the process (pytest sessions)."""
+    """Make SIGTERM raise KeyboardInterrupt for the rest of the process (the ``chaoskit`` command; pytest sessions
+    hold it only while a fault is held: :func:`held`)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Python's own: noted the same way

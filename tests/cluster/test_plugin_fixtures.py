@@ -137,3 +137,44 @@ def test_a_hook_vetoes_a_fault_before_it_acts_and_the_report_says_why(
     assert fault["vetoed"] == "change freeze: no pod kills by name until Friday" and fault["injected_at"] is None
     html = (pytester.path / "chaoskit-report.html").read_text()
     assert "VETOED before it acted: change freeze" in html
+
+
+def test_a_neighbour_with_its_own_kubeconfig_option_and_cluster_fixture_runs_a_fault(
+    pytester: pytest.Pytester, kube: Kube, web: Web
+) -> None:
+    """A conftest that owns --kubeconfig and fixtures named cluster and namespace, meaning something else: the
+    session starts, and chaoskit's chaos still reaches the kind cluster (its fixtures depend only on their
+    prefixed names), kills a pod and proves it."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_addoption(parser):
+            parser.addoption("--kubeconfig", default="not-a-file.yaml", help="the user's own")
+
+        @pytest.fixture(scope="session")
+        def cluster():
+            return "the user's staging cluster"
+
+        @pytest.fixture
+        def namespace():
+            return "the-user-s-namespace"
+        """
+    )
+    pytester.makepyfile(
+        f"""
+        def test_kill(chaos, cluster, namespace, chaoskit_cluster, pytestconfig):
+            assert cluster == "the user's staging cluster" and namespace == "the-user-s-namespace"
+            assert pytestconfig.getoption("--kubeconfig") == "not-a-file.yaml"
+            with chaos.pod_kill("{web.namespace}", "app=web", count=1) as record:
+                pass
+            assert chaos.cluster.name == chaoskit_cluster.name
+            print("KILLED=" + ",".join(record.targets))
+        """
+    )
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    match = re.search(r"KILLED=(\S+)", result.stdout.str())
+    assert match, result.stdout.str()
+    left = {p.metadata.name for p in kube.pods(web.namespace, "app=web")}
+    assert not set(match.group(1).split(",")) & left  # the killed pod is gone, seen by this session's own client

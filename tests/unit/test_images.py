@@ -290,7 +290,7 @@ def test_the_cluster_image_fixture_returns_the_loaded_name_and_fails_in_one_line
         from chaoskit.cluster.base import Cluster
 
         @pytest.fixture(scope="session")
-        def cluster():
+        def chaoskit_cluster():
             return Cluster(name="ck-unit", provider="kind", kubeconfig=None, context="kind-ck-unit", flavor="airgap")
         """
     )

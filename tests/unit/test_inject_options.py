@@ -25,7 +25,11 @@ def test_options_take_the_types_of_the_method():
     ("kind", "words", "message"),
     [
         ("pod-kil", [], "unknown fault kind 'pod-kil': choose one of pod-kill, "),
-        ("pod-kill", ["--namespace", "s", "--selector", "a=b", "--bogus", "1"], r"pod-kill takes no option --bogus 1 \(see 'chaoskit inject pod-kill --help'\)"),
+        (
+            "pod-kill",
+            ["--namespace", "s", "--selector", "a=b", "--bogus", "1"],
+            r"pod-kill takes no option --bogus 1 \(see 'chaoskit inject pod-kill --help'\)",
+        ),
         ("pod-kill", ["--selector", "a=b"], r"pod-kill needs --namespace \(see 'chaoskit inject pod-kill --help'\)"),
         ("bandwidth", ["--namespace", "s", "--selector", "a=b"], "bandwidth needs --rate-kbit"),
         ("pod-kill", ["--namespace", "s", "--selector", "a=b", "--count", "two"], "--count takes int, not 'two'"),

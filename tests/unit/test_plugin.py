@@ -62,7 +62,7 @@ def test_chaos_repeat_runs_each_experiment_n_times(pytester):
 
 
 def test_the_namespace_fixture_marks_its_owner_by_lease_pid_boot_and_start_time(pytester):
-    # The kube fixture is replaced by one that records what the namespace fixture creates.
+    # chaoskit's kube fixture is replaced by one that records what the namespace fixture creates.
     pytester.makepyfile(
         """
         import os
@@ -94,7 +94,7 @@ def test_the_namespace_fixture_marks_its_owner_by_lease_pid_boot_and_start_time(
 
 
         @pytest.fixture
-        def kube(monkeypatch):
+        def chaoskit_kube(monkeypatch):
             from chaoskit.faults import objects
 
             monkeypatch.setattr(objects, "_owners", {})  # an owner of an earlier in-process run is not this one's
@@ -103,7 +103,8 @@ def test_the_namespace_fixture_marks_its_owner_by_lease_pid_boot_and_start_time(
             )
 
 
-        def test_marks(kube, namespace):
+        def test_marks(chaoskit_kube, namespace):
+            kube = chaoskit_kube
             system, body = kube.core.created  # chaoskit-system (for the owner lease), then the test's own
             assert system["metadata"]["name"] == "chaoskit-system"
             ((lease_namespace, lease),) = kube.coordination.leases
@@ -220,19 +221,49 @@ def test_every_option_has_an_ini_twin_and_the_command_line_wins(pytester):
     pytester.runpytest("--chaos-report-dir=from-cli").assert_outcomes(passed=1)
 
 
-def test_old_spellings_still_work_for_one_release_with_a_warning(pytester):
+def test_a_neighbour_that_adds_kubeconfig_workers_and_a_cluster_fixture_lives_beside_the_plugin(pytester):
+    """chaoskit's options are all prefixed, so another plugin or a conftest may own --kubeconfig and --workers;
+    a user's own ``cluster`` fixture is theirs, and chaoskit's stays reachable by its prefixed name."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_addoption(parser):
+            parser.addoption("--kubeconfig", default="theirs.yaml")
+            parser.addoption("--workers", type=int, default=1)
+
+        @pytest.fixture
+        def cluster():
+            return "the user's own cluster"
+        """
+    )
     pytester.makepyfile(
         """
         from chaoskit.plugin import setting
 
-        def test_settings(pytestconfig):
-            assert setting(pytestconfig, "workers") == 3 and setting(pytestconfig, "cluster-name") == "old"
+        def test_both(pytestconfig, cluster):
+            assert pytestconfig.getoption("--kubeconfig") == "mine.yaml"
+            assert pytestconfig.getoption("--workers") == 4
+            assert setting(pytestconfig, "kubeconfig") is None and setting(pytestconfig, "workers") == 2
+            assert cluster == "the user's own cluster"
         """
     )
-    result = pytester.runpytest("--workers=3", "--cluster-name", "old")
+    result = pytester.runpytest("--kubeconfig", "mine.yaml", "--workers=4", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
-    for line in ("*--workers is now --chaos-workers*", "*--cluster-name is now --chaos-cluster-name*"):
-        result.stdout.fnmatch_lines([line])
+    listed = pytester.runpytest("--fixtures", "-p", "no:cacheprovider").stdout.str()
+    assert "chaoskit_cluster [session scope]" in listed and "chaoskit_namespace" in listed
+
+
+def test_a_pytest_session_that_holds_no_fault_keeps_sigterm_as_it_was(pytester):
+    pytester.makepyfile(
+        """
+        import signal
+
+        def test_sigterm_is_untouched():
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 def test_an_experiment_file_is_collected_as_an_item_and_a_bad_one_is_a_collection_error(pytester):
