@@ -19,6 +19,7 @@ Bad arguments too: argparse's usage block is replaced by one line naming the
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -116,10 +117,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the faults in place now, who injected them and since when, and the test namespaces",
         description="Show the faults in place in the cluster now (from its fault ledger): which, since when, "
         "and which process injected them (running, or dead and so residue); and the test namespaces.",
-        epilog="examples:\n  chaoskit status\n  chaoskit status --name chaoskit",
+        epilog="exit status: 0 when nothing of a dead run is there, 1 when residue is (faults or test namespaces "
+        "of runs that are gone: 'chaoskit cleanup' undoes them)\n\n"
+        "examples:\n  chaoskit status\n  chaoskit status --name chaoskit -o json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(status, creating=False)
+    status.add_argument("-o", "--output", choices=("text", "json"), default="text", help="text (default) or json")
     abort = commands.add_parser(
         "abort",
         help="undo every fault in place now, live runs' included (the big red button)",
@@ -303,8 +307,11 @@ def _status(args: argparse.Namespace) -> int:
 
     with open_session(_spec(args), bring_up=False, reach_nodes=False, sweep_first=False) as session:
         report = control.status(session.cluster, session.kube)
-    print("\n".join(report.lines()))
-    return 0
+    if args.output == "json":
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 1 if report.residue else 0
 
 
 def _abort(args: argparse.Namespace) -> int:

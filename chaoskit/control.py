@@ -68,6 +68,55 @@ class Status:
     records_unreadable: str | None = None
     """Why the cluster's fault records could not be read, if they could not."""
 
+    @property
+    def residue(self) -> bool:
+        """Whether anything here belongs to a run that is gone: its faults, or its test namespaces."""
+        return (
+            any(not f.alive for f in self.faults)
+            or any(not f.owner_alive for f in self.elsewhere)
+            or any(not ns.alive for ns in self.namespaces)
+        )
+
+    def as_json(self, now: float | None = None) -> dict[str, Any]:
+        """The same, for scripts (``chaoskit status -o json``)."""
+        now = time.time() if now is None else now
+        return {
+            "cluster": self.cluster,
+            "residue": self.residue,
+            "faults": [
+                {
+                    "faultId": f.entry.fault_id,
+                    "kind": f.entry.kind,
+                    "since": f.entry.at,
+                    "ageSeconds": round(now - f.entry.at, 1),
+                    "owner": {"pid": f.entry.pid, "host": f.entry.host, "command": f.entry.command},
+                    "ownerAlive": f.alive,
+                }
+                for f in self.faults
+            ],
+            "elsewhere": [
+                {
+                    "faultId": found.fault_id,
+                    "kind": found.kind,
+                    "owner": dict(found.owner),
+                    "ownerAlive": found.owner_alive,
+                    "undoneOn": list(found.undone_on),
+                }
+                for found in self.elsewhere
+            ],
+            "recordsUnreadable": self.records_unreadable,
+            "namespaces": [
+                {
+                    "name": ns.name,
+                    "phase": ns.phase,
+                    "ownerPid": ns.owner_pid,
+                    "ownerAlive": ns.alive,
+                    "ageSeconds": round(ns.age_seconds, 1),
+                }
+                for ns in self.namespaces
+            ],
+        }
+
     def lines(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         out = [f"cluster {self.cluster}: {len(self.faults)} fault(s) in place"]

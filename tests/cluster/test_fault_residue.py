@@ -10,6 +10,7 @@ unschedulable nodes, node containers not running, nodes not Ready.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -193,6 +194,17 @@ def test_a_run_stopped_mid_fault_leaves_zero_residue(
         assert proc.returncode == -signal.SIGKILL
         assert held_residue(kind, fault_id, residue_now(cluster), node), "a SIGKILLed run leaves its fault behind"
         assert [e.fault_id for e in Ledger(cluster.name).unsettled()] == [fault_id]
+        if kind == "partition":  # once: what 'chaoskit status' tells a script about a dead run's fault
+            status = subprocess.run(
+                [sys.executable, "-m", "chaoskit.cli", "status", "--name", cluster.name, "-o", "json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert status.returncode == 1, status  # residue found
+            said = json.loads(status.stdout)
+            assert said["residue"] is True
+            assert [(f["faultId"], f["ownerAlive"]) for f in said["faults"]] == [(fault_id, False)], said
         result = cleanup(cluster, injector)
         assert result.returncode == 0 and "1 fault(s) undone" in result.stdout, result
         assert f"undone: {fault_id}: " in result.stdout, result.stdout

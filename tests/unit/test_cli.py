@@ -1,5 +1,6 @@
 """The command line as a user meets it: bad input gives one line and exit 2, no traceback."""
 
+import json
 import os
 import subprocess
 import sys
@@ -305,3 +306,18 @@ def test_the_package_says_it_is_typed():
     assert files("chaoskit").joinpath("py.typed").is_file()
     config = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert "py.typed" in config["tool"]["setuptools"]["package-data"]["chaoskit"]  # shipped in the wheel too
+
+
+def test_status_says_residue_in_json_and_by_its_exit_status():
+    from chaoskit.control import ActiveFault, Status, TestNamespace
+    from chaoskit.state.ledger import LedgerEntry
+
+    entry = LedgerEntry(fault_id="partition-1", kind="partition", cluster="c", undo={}, at=100.0, pid=7)
+    live = Status("c", [ActiveFault(entry, alive=True)], [TestNamespace("ck-a", "7", True, "Active", 5.0)])
+    assert not live.residue and live.as_json(now=110.0)["faults"][0]["ageSeconds"] == 10.0
+    dead_fault = Status("c", [ActiveFault(entry, alive=False)], [])
+    dead_namespace = Status("c", [], [TestNamespace("ck-b", "9", False, "Active", 5.0)])
+    assert dead_fault.residue and dead_namespace.residue
+    said = json.loads(json.dumps(dead_fault.as_json(now=110.0)))  # plain JSON all through
+    assert said["residue"] is True and said["faults"][0]["ownerAlive"] is False
+    assert said["faults"][0]["owner"]["pid"] == 7
