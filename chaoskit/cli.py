@@ -7,6 +7,7 @@
     chaoskit status           the faults in place now (who injected them, since when) and test namespaces
     chaoskit abort            undo every fault in place now, live runs' included: the big red button
     chaoskit run FILE         run an experiment file (*.chaos.yaml) as a game day, with a live view
+    chaoskit validate FILE... check experiment files offline: no cluster, no Docker
     chaoskit inject KIND      one fault by hand: proven, held for --duration, undone at the end or on Ctrl-C
     chaoskit image build      build the image of a directory with a Dockerfile, on chaoskit's base image
     chaoskit image load       load local images into every node of a kind cluster
@@ -141,6 +142,16 @@ def _parser() -> argparse.ArgumentParser:
     from chaoskit.gameday import inject as inject_command
 
     inject_command.add_parser(commands)
+    validate = commands.add_parser(
+        "validate",
+        help="check experiment files offline: no cluster, no Docker",
+        description="Check experiment files (*.chaos.yaml) as 'chaoskit run' and pytest would, without a cluster "
+        "or Docker: every problem of every file, one line each, as FILE:LINE: FIELD: PROBLEM; FIX.",
+        epilog="exit status: 0 when every file is valid, 1 when one is not\n\n"
+        "examples:\n  chaoskit validate experiments/*.chaos.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE", help="experiment files to check")
     for action, text in (
         ("up", "create or reuse a cluster; installs Docker and kind and builds the node image if needed"),
         ("down", "delete the cluster, its containers, volumes and network"),
@@ -335,6 +346,28 @@ def _abort(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """Load each file as a run would, offline; print each one's verdict, and every problem of the bad ones."""
+    from chaoskit.gameday.spec import ExperimentFileError, load_experiment
+
+    bad = 0
+    for path in args.files:
+        try:
+            found = load_experiment(path)
+        except ExperimentFileError as exc:
+            bad += 1
+            print(f"{path}: NOT valid, {len(exc.problems)} problem(s)")
+            for problem in exc.problems:
+                print(f"  {problem}")
+            continue
+        kinds = ", ".join(sorted({f.kind for f in found.faults}))
+        counts = f"{len(found.faults)} fault(s): {kinds}; {len(found.objectives)} objective(s)"
+        print(f"{path}: valid ({found.name!r}: {counts})")
+    if len(args.files) > 1:
+        print(f"{len(args.files) - bad} of {len(args.files)} file(s) valid")
+    return 1 if bad else 0
+
+
 def _clear_ledger(name: str) -> None:
     """Delete a deleted cluster's fault ledger: the faults it records went with the cluster."""
     from chaoskit.adapters.shell import say
@@ -390,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             from chaoskit.gameday import inject as inject_command
 
             return inject_command.main(args)
+        if args.command == "validate":
+            return _validate(args)
         if args.command == "run":
             from chaoskit.gameday import command as run_command
 

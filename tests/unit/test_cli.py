@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from chaoskit import cli
 from chaoskit.state.ledger import Ledger, LedgerEntry
@@ -321,3 +322,26 @@ def test_status_says_residue_in_json_and_by_its_exit_status():
     said = json.loads(json.dumps(dead_fault.as_json(now=110.0)))  # plain JSON all through
     assert said["residue"] is True and said["faults"][0]["ownerAlive"] is False
     assert said["faults"][0]["owner"]["pid"] == 7
+
+
+def test_validate_checks_files_offline_with_no_docker_and_no_cluster(tmp_path):
+    """PATH without docker and a Docker socket that does not exist: the files are judged all the same."""
+    good = [str(p) for p in sorted((Path(__file__).parents[2] / "experiments").glob("*.chaos.yaml"))]
+    bad = tmp_path / "bad.chaos.yaml"
+    bad.write_text("namespace: auto\nload:\n  users: two\n")
+    env = {**os.environ, "PATH": str(tmp_path), "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    done = subprocess.run(
+        [sys.executable, "-m", "chaoskit.cli", "validate", *good], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(": valid (") == len(good) >= 2
+    refused = subprocess.run(
+        [sys.executable, "-m", "chaoskit.cli", "validate", good[0], str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert f"{bad}: NOT valid, " in refused.stdout and f"  {bad}:3: load.users: " in refused.stdout, refused.stdout
+    assert "1 of 2 file(s) valid" in refused.stdout
