@@ -259,6 +259,7 @@ def pytest_configure(config: pytest.Config) -> None:
             max_share=setting(config, "max-share"),
             dry_run=setting(config, "dry-run"),
             share_nodes=setting(config, "share-nodes"),
+            front_end="pytest",
         )
     except ChaoskitError as exc:
         raise pytest.UsageError(str(exc)) from None

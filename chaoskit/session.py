@@ -118,7 +118,14 @@ def open_session(
     try:
         if reach_nodes:
             with loud():
-                shell = injectors.select(cluster, kube, injector, agent_image, install_agent=install_agent)
+                shell = injectors.select(
+                    cluster,
+                    kube,
+                    injector,
+                    agent_image,
+                    install_agent=install_agent,
+                    agent_option=(safety or Safety()).option("injector", "agent"),
+                )
             cluster = replace(cluster, shell=shell)
         session = Session(cluster, kube, safety or Safety())
         if sweep_first:

@@ -207,7 +207,13 @@ def default_injector(cluster: Cluster) -> str:
 
 
 def select(
-    cluster: Cluster, kube: Kube, injector: str | None = None, image: str | None = None, *, install_agent: bool = True
+    cluster: Cluster,
+    kube: Kube,
+    injector: str | None = None,
+    image: str | None = None,
+    *,
+    install_agent: bool = True,
+    agent_option: str = "--chaos-injector agent",
 ) -> NodeShell:
     """The way to reach ``cluster``'s nodes by ``injector`` (default: :func:`default_injector`).
 
@@ -225,7 +231,7 @@ def select(
     if chosen == "docker" and not cluster.is_kind:
         raise UsageError(
             f"injector docker reaches the nodes of kind clusters only, and {cluster.name} is a {cluster.provider} "
-            "cluster: use --chaos-injector agent (the default there)"
+            f"cluster: use {agent_option} (the default there)"
         )
     shell: NodeShell
     if chosen == "docker":

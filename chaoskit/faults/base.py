@@ -126,6 +126,17 @@ def _split_requirements(selector: str, what: str) -> list[str]:
     return [*parts, current]
 
 
+FRONT_ENDS = ("pytest", "cli", "python")
+_PYTHON_OPTIONS = {
+    "allow-context": ("allowed_contexts", "Safety({field}=({value!r},))"),
+    "allow-namespace": ("allowed_namespaces", "Safety({field}=({value!r},))"),
+    "allow-control-plane": ("allow_control_plane", "Safety({field}=True)"),
+    "max-share": ("max_share", "Safety({field}=...)"),
+    "injector": ("injector", "open_session(..., {field}={value!r})"),
+}
+"""How a script says each option the refusals name: the Safety field (or open_session argument) and its shape."""
+
+
 @dataclass(frozen=True)
 class Safety:
     """Rules every fault is checked against before it acts."""
@@ -143,24 +154,40 @@ class Safety:
     share_nodes: bool = False
     """Whether faults that stay inside their pods may act on a node while another run's fault does
     (:mod:`chaoskit.state.locks`); node-wide faults hold their nodes alone whatever this says."""
+    front_end: str = "python"
+    """Who set these rules: ``pytest`` (the plugin), ``cli`` (``chaoskit run``, ``inject``) or ``python`` (a
+    script). A refusal names the option of that front end (:meth:`option`)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.max_share <= 1:
             raise SafetyError(f"max_share must be in (0, 1], not {self.max_share}")
+        if self.front_end not in FRONT_ENDS:
+            raise SafetyError(f"front_end must be one of {', '.join(FRONT_ENDS)}, not {self.front_end!r}")
+
+    def option(self, name: str, value: object = None) -> str:
+        """How a user of this front end says option ``name`` (``allow-namespace``, ``injector``...) with ``value``:
+        ``--chaos-allow-namespace=kube-system`` for pytest, ``--allow-namespace kube-system`` for the command
+        line, ``Safety(allowed_namespaces=("kube-system",))`` in Python."""
+        if self.front_end == "pytest":
+            return f"--chaos-{name}" + ("" if value is None else f"={value}")
+        if self.front_end == "cli":
+            return f"--{name}" + ("" if value is None else f" {value}")
+        field, shape = _PYTHON_OPTIONS[name]
+        return shape.format(field=field, value=value)
 
     def check_cluster(self, cluster: Cluster) -> None:
         if cluster.is_kind or cluster.context in self.allowed_contexts:
             return
         raise SafetyError(
             f"refusing to inject faults into context {cluster.context!r}: it is not a kind cluster; "
-            f"allow it explicitly with --chaos-allow-context={cluster.context}"
+            f"allow it explicitly with {self.option('allow-context', cluster.context)}"
         )
 
     def check_namespace(self, namespace: str) -> None:
         if namespace in PROTECTED_NAMESPACES and namespace not in self.allowed_namespaces:
             raise SafetyError(
                 f"namespace {namespace!r} is protected: faults there are refused unless it is allowed "
-                f"explicitly with --chaos-allow-namespace={namespace} (Safety(allowed_namespaces=...) outside pytest)"
+                f"explicitly with {self.option('allow-namespace', namespace)}"
             )
 
     def check_share(self, chosen: int, total: int, what: str, active: dict[str, list[str]] | None = None) -> None:
@@ -180,7 +207,7 @@ class Safety:
             raise SafetyError(
                 f"the fault would touch {touched} of {total} {what} ({touched / total:.0%}){already}, over the "
                 f"blast-radius cap of {self.max_share:.0%}; lower the count, or raise the cap for this "
-                f"fault with max_share={touched / total:.2g} (or --chaos-max-share for the session)"
+                f"fault with max_share={touched / total:.2g} (or {self.option('max-share', 'SHARE')} for the run)"
             )
 
     def with_max_share(self, max_share: float | None) -> Safety:
@@ -487,7 +514,7 @@ class Fault(ABC):
         if self.node_access and self.cluster.node_shell.name == "docker" and not self.cluster.is_kind:
             raise SpecError(
                 f"{self.kind} {self.node_access}: on a cluster that is not kind only the injector agent reaches "
-                "nodes; install it ('chaoskit agent install') and use --chaos-injector agent"
+                f"nodes; install it ('chaoskit agent install') and use {self.safety.option('injector', 'agent')}"
             )
         record = FaultRecord(
             fault_id=self.fault_id,

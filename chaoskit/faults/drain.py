@@ -83,8 +83,8 @@ class NodeDrain(Fault):
         node = nodes[spec.node]
         if not self.safety.allow_control_plane and any(k in (node.metadata.labels or {}) for k in CONTROL_PLANE_LABELS):
             raise SafetyError(
-                f"{spec.node} is a control-plane node: refused unless allowed with --chaos-allow-control-plane "
-                "(Safety(allow_control_plane=True) outside pytest)"
+                f"{spec.node} is a control-plane node: refused unless allowed with "
+                f"{self.safety.option('allow-control-plane')}"
             )
         if node.spec.unschedulable:
             raise SpecError(f"node {spec.node} is already cordoned; uncordon it first")

@@ -536,7 +536,8 @@ def write_helpers(shell: NodeShell, module: str, where: list[str], what: str) ->
     if any(o.code == 5 for o in failed.values()):
         raise FaultUnsupported(
             f"{what} runs a chaoskit helper ({module}) that needs python3 on the node ({', '.join(sorted(failed))} "
-            "has none: stock kind images lack it); inject through the injector agent (--chaos-injector agent), "
+            "has none: stock kind images lack it); inject through the injector agent (pytest --chaos-injector agent, "
+            "chaoskit --injector agent, or open_session(..., injector='agent')), "
             "which carries it; nothing was injected"
         )
     if failed:

@@ -142,8 +142,8 @@ class NodeFailure(Fault):
         labels = nodes[spec.node].metadata.labels or {}
         if not self.safety.allow_control_plane and any(k in labels for k in CONTROL_PLANE_LABELS):
             raise SafetyError(
-                f"{spec.node} is a control-plane node: refused unless allowed with --chaos-allow-control-plane "
-                "(Safety(allow_control_plane=True) outside pytest)"
+                f"{spec.node} is a control-plane node: refused unless allowed with "
+                f"{self.safety.option('allow-control-plane')}"
             )
         self.safety.check_share(1, len(eligible_nodes(nodes.values(), self.safety)), "nodes it may touch")
         if self.by_agent:
@@ -392,7 +392,7 @@ class ZoneFailure(Fault):
         if control and not self.safety.allow_control_plane:
             raise SafetyError(
                 f"zone {spec.zone} holds control-plane node(s) {', '.join(control)}: refused unless allowed with "
-                "--chaos-allow-control-plane (Safety(allow_control_plane=True) outside pytest)"
+                f"{self.safety.option('allow-control-plane')}"
             )
         self.safety.check_share(len(names), len(eligible_nodes(nodes, self.safety)), f"nodes (zone {spec.zone})")
         self._members = [self._member(name) for name in names]

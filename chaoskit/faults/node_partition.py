@@ -192,7 +192,8 @@ class NodePartition(Fault):
         if self.cluster.node_shell.name != "docker":
             raise FaultUnsupported(
                 "a node partition cuts the node's link to the API server, which is how the injector agent is "
-                "asked to act (and to undo): it runs through Docker on kind only (--chaos-injector docker)"
+                "asked to act (and to undo): it runs through Docker on kind only "
+                f"({self.safety.option('injector', 'docker')})"
             )
         if not self.cluster.is_kind:
             raise FaultUnsupported(

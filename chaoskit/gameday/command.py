@@ -111,6 +111,7 @@ def safety_from(args: argparse.Namespace, max_share: float = 0.5) -> Safety:
         allow_control_plane=args.allow_control_plane,
         max_share=max_share,
         dry_run=args.dry_run,
+        front_end="cli",
     )
 
 

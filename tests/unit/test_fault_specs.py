@@ -1,5 +1,7 @@
 """Fault specs and safety rules refuse bad input before anything is injected."""
 
+import re
+
 import pytest
 
 from chaoskit.cluster.base import Cluster
@@ -59,7 +61,7 @@ def cluster(provider="kind", context="kind-x"):
 
 def test_safety_refuses_foreign_clusters_unless_allowed():
     with pytest.raises(SafetyError, match="--chaos-allow-context=prod"):
-        Safety().check_cluster(cluster("existing", "prod"))
+        Safety(front_end="pytest").check_cluster(cluster("existing", "prod"))
     Safety(allowed_contexts=("prod",)).check_cluster(cluster("existing", "prod"))
     Safety().check_cluster(cluster())
 
@@ -110,3 +112,16 @@ def test_qdisc_handles_are_stable_and_clear_of_the_kernels():
     majors = {int(h.rstrip(":"), 16) for h in handles}
     assert all(h.endswith(":") for h in handles) and len(handles) > 1900
     assert min(majors) >= 0x100 and max(majors) < 0x8000  # the kernel numbers its own from 8001:
+
+
+@pytest.mark.parametrize(
+    ("front_end", "said"),
+    [
+        ("pytest", "allowed explicitly with --chaos-allow-namespace=kube-system"),
+        ("cli", "allowed explicitly with --allow-namespace kube-system"),
+        ("python", "allowed explicitly with Safety(allowed_namespaces=('kube-system',))"),
+    ],
+)
+def test_a_refusal_names_the_option_of_the_front_end_in_use(front_end, said):
+    with pytest.raises(SafetyError, match=re.escape(said)):
+        Safety(front_end=front_end).check_namespace("kube-system")

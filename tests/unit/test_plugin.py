@@ -185,7 +185,7 @@ def test_the_options_the_safety_messages_name_exist_and_lift_exactly_those_rules
             allowed = safety.with_max_share(1.0)
             assert NodeDrain(cluster, control_plane_kube(), NodeDrainSpec("cp"), allowed).plan() == ["cp"]
             with pytest.raises(SafetyError, match="--chaos-allow-control-plane"):
-                NodeDrain(cluster, control_plane_kube(), NodeDrainSpec("cp"), Safety()).plan()
+                NodeDrain(cluster, control_plane_kube(), NodeDrainSpec("cp"), Safety(front_end="pytest")).plan()
         """
     )
     result = pytester.runpytest("--chaos-allow-namespace=kube-system", "--chaos-allow-control-plane")

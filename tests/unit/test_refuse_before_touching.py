@@ -87,6 +87,7 @@ def test_a_malformed_selector_is_refused_with_its_line_by_run_and_by_inject(tmp_
 def test_inject_refuses_a_protected_namespace_before_any_cluster():
     done = chaoskit("inject", "pod-kill", "--name", "ck-none", "--namespace", "kube-system", "--selector", "app=x")
     assert done.returncode == 2 and "namespace 'kube-system' is protected" in done.stderr, done
+    assert "allowed explicitly with --allow-namespace kube-system" in done.stderr, done.stderr  # its own flag
     assert "ck-none" not in done.stderr
 
 

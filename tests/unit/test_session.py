@@ -57,7 +57,9 @@ def steps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
             calls.append(("attach", spec.name))
             return cluster
 
-    def select(cluster: Cluster, kube: Any, injector: Any, image: Any, *, install_agent: bool) -> FakeShell:
+    def select(
+        cluster: Cluster, kube: Any, injector: Any, image: Any, *, install_agent: bool, agent_option: str
+    ) -> FakeShell:
         calls.append(("select", injector, image, install_agent))
         return FakeShell()
 
