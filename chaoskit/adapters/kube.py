@@ -14,8 +14,10 @@ watches, state their own). A request that runs out is a
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -148,6 +150,43 @@ class Kube:
         if grace_seconds is not None:
             body.delete_options = client.V1DeleteOptions(grace_period_seconds=grace_seconds)
         self.core.create_namespaced_pod_eviction(name, namespace, body, _request_timeout=timeout)
+
+    def post_event(
+        self, kind: Literal["Pod", "Node"], name: str, namespace: str | None, reason: str, message: str
+    ) -> None:
+        """A Kubernetes Event about a pod or a node, where ``kubectl describe`` and ``kubectl get events`` show it
+        (a node's go to ``default``), from component ``chaoskit``. The object's UID is read first so that
+        ``describe`` matches it (none for an object already gone). Raises :data:`ApiError` as the server answers
+        (403 where the account may not create events)."""
+        uid = None
+        try:
+            found: Any = (
+                self.core.read_namespaced_pod(name, namespace or "default")
+                if kind == "Pod"
+                else self.core.read_node(name)
+            )
+            uid = found.metadata.uid if found.metadata else None
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        now = datetime.now(UTC)
+        where = namespace or "default"
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{name}.chaoskit-", namespace=where),
+            involved_object=client.V1ObjectReference(
+                api_version="v1", kind=kind, name=name, namespace=namespace, uid=uid
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Normal",
+            source=client.V1EventSource(component="chaoskit"),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            reporting_component="chaoskit",
+            reporting_instance=socket.gethostname(),
+        )
+        self.core.create_namespaced_event(where, body, _request_timeout=10)
 
     def apply(self, objects: Iterable[dict[str, Any]]) -> None:
         """Create each object, or replace it when it exists (a small ``kubectl apply``).

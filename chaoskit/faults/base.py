@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from dataclasses import replace as replace_spec
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.shell import say
@@ -268,6 +268,8 @@ class FaultRecord:
     deaths: dict[str, str] = field(default_factory=dict)
     """How each target died, as read from outside: target -> the signal its node sent, the exit codes and
     reasons its kubelet posted (faults that kill: pod and container kills, node failures)."""
+    event_errors: list[str] = field(default_factory=list)
+    """Kubernetes Events that could not be posted on the fault's targets (say, no right to create events)."""
 
     @property
     def inject_to_effect(self) -> float | None:
@@ -334,6 +336,8 @@ class Fault(ABC):
     node_access: ClassVar[str | None] = None
     """Why this fault runs commands on nodes, if it does: on kind Docker reaches them, anywhere else only
     the injector agent (:mod:`chaoskit.adapters.nodes`)."""
+    hits_nodes: ClassVar[bool] = False
+    """Whether the fault acts on whole nodes (a node failure, a drain): its Events go on the nodes, not on pods."""
 
     def __init__(self, cluster: Cluster, kube: Kube, spec: Any, safety: Safety | None = None) -> None:
         self.cluster = cluster
@@ -543,6 +547,24 @@ class Fault(ABC):
         ):
             yield from self._locked(record)
 
+    def event_objects(self) -> list[tuple[Literal["Pod", "Node"], str, str | None]]:
+        """What the fault's Events are about, as (kind, name, namespace): the pods it chose, or for a fault on
+        nodes (:attr:`hits_nodes`) the nodes it acts on."""
+        if self.hits_nodes:
+            return [("Node", node, None) for node in self.nodes()]
+        return [("Pod", pod.split("/", 1)[1], pod.split("/", 1)[0]) for pod in self.hit_pods]
+
+    def announce(self, record: FaultRecord, reason: str, message: str) -> None:
+        """A Kubernetes Event on each object the fault hit (reason ``ChaoskitFaultInjected`` once it is proven,
+        ``ChaoskitFaultUndone`` once its undo is): chaos shows where SREs look, in ``kubectl describe`` and
+        ``kubectl get events``. An Event that cannot be posted is noted in the record, never a failure."""
+        for kind, name, namespace in self.event_objects():
+            try:
+                self.kube.post_event(kind, name, namespace, reason, message)
+            except Exception as exc:  # the account may not create events: the fault stands all the same
+                record.event_errors.append(f"{reason} on {kind} {namespace + '/' if namespace else ''}{name}: {exc}")
+                return
+
     def _waited(self, record: FaultRecord) -> Callable[[float], None]:
         def add(seconds: float) -> None:
             record.lock_wait_s = (record.lock_wait_s or 0.0) + seconds
@@ -597,6 +619,7 @@ class Fault(ABC):
             self.inject(record.targets)
             record.effect = self.verify(record.targets, record)
             record.verified = True
+            self.announce(record, "ChaoskitFaultInjected", f"{self.kind} {record.fault_id}: {record.effect}")
             self.hooks.injected(record)
             yield record
             lapse = objects.owner(self.cluster).lapsed_since(record.injected_mono) if undo is not None else None
@@ -621,6 +644,9 @@ class Fault(ABC):
                         record.reverted = True
                         record.reverted_mono = time.monotonic()
                         record.reverted_at = time.time()
+                        self.announce(
+                            record, "ChaoskitFaultUndone", f"{self.kind} {record.fault_id} undone: {record.undo_proof}"
+                        )
             finally:
                 self.hooks.undone(record)
 

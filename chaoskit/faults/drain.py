@@ -65,6 +65,7 @@ def _blocked_by_budget(exc: BaseException) -> bool:
 
 class NodeDrain(Fault):
     kind = "node-drain"
+    hits_nodes = True
     node_wide = True
     spec: NodeDrainSpec
     _evicted: dict[str, str]

@@ -120,6 +120,7 @@ class NodeFailureSpec:
 
 class NodeFailure(Fault):
     kind = "node-failure"
+    hits_nodes = True
     node_wide = True
     spec: NodeFailureSpec
     agent_said = ""
@@ -367,6 +368,7 @@ class ZoneFailure(Fault):
     """
 
     kind = "zone-failure"
+    hits_nodes = True
     node_wide = True
     spec: ZoneFailureSpec
     _members: list[NodeFailure]

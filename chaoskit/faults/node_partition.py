@@ -173,6 +173,7 @@ def _rules(addresses: list[str]) -> list[list[str]]:
 
 class NodePartition(Fault):
     kind = "node-partition"
+    hits_nodes = True
     node_wide = True
     node_access = "writes iptables rules in a node's own network namespace"
     spec: NodePartitionSpec

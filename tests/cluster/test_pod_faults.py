@@ -64,6 +64,20 @@ def test_partition_cuts_both_directions_and_heals(cluster, chaos: Chaos, kube, w
     assert record.reverted and "no rule with comment" in (record.undo_proof or "")
     probe_eventually(kube, web.namespace, client, url, within=30)
     print(f"partition: blocked {record.inject_to_effect:.3f} s after injection")
+    # Where SREs look: an Event on the partitioned pod at the injection and at the undo, read from the API.
+    pod = kube.core.read_namespaced_pod(client, web.namespace)
+    said = events_about(kube, web.namespace, client)
+    assert [r for r, _, _ in said] == ["ChaoskitFaultInjected", "ChaoskitFaultUndone"], said
+    assert all(uid == pod.metadata.uid and record.fault_id in message for _, uid, message in said), said
+    assert record.event_errors == []
+
+
+def events_about(kube, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    """(reason, involved object's UID, message) of chaoskit's Events about ``name``."""
+    found = kube.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    mine = [e for e in found if e.source and e.source.component == "chaoskit"]
+    # Events carry whole seconds: the two of a short fault share one, so they are listed by reason (Injected first).
+    return sorted((e.reason, e.involved_object.uid, e.message) for e in mine)
 
 
 def test_a_container_restarted_inside_a_partition_still_has_its_rules_undone(
@@ -237,6 +251,8 @@ def test_node_drain_evicts_under_the_budget_and_uncordons(cluster, chaos: Chaos,
     after = kube.core.read_node(node)
     assert not after.spec.unschedulable
     assert "chaoskit.io/cordoned-by" not in (after.metadata.annotations or {})
+    said = sorted((r, uid) for r, uid, m in events_about(kube, "default", node) if record.fault_id in m)
+    assert said == [("ChaoskitFaultInjected", after.metadata.uid), ("ChaoskitFaultUndone", after.metadata.uid)]
     print(f"node drain of {node}: {record.effect}; {record.inject_to_effect:.1f} s")
 
 
