@@ -43,7 +43,11 @@ def owned_namespace(name: str, owner_lease: str | None = None) -> dict[str, Any]
     labels = {NAMESPACE_LABEL: "true", OWNER_PID: str(os.getpid())}
     if owner_lease:
         labels[OWNER_LABEL] = owner_lease
-    return {"metadata": {"name": name, "labels": labels, "annotations": annotations}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+    }
 
 
 @contextmanager

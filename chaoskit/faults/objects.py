@@ -116,8 +116,19 @@ class Owner:
             return self.name
 
     def _create(self, kube: Kube) -> None:
+        try:
+            body: Any = self.lease()  # the client takes a plain body as well as its model
+            kube.coordination.create_namespaced_lease(NAMESPACE, body)
+        except ApiError as exc:
+            raise ClusterError(f"cannot create owner lease {NAMESPACE}/{self.name}: {exc.reason}") from None
+        self._renewed()
+
+    def lease(self) -> dict[str, Any]:
+        """The owner Lease as it is created: held by this process, renewed by its thread."""
         now = _micro_time(time.time())
-        body: Any = {
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
             "metadata": {
                 "name": self.name,
                 "labels": {OWNER_LEASE_LABEL: "true"},
@@ -130,11 +141,6 @@ class Owner:
                 "renewTime": now,
             },
         }
-        try:
-            kube.coordination.create_namespaced_lease(NAMESPACE, body)
-        except ApiError as exc:
-            raise ClusterError(f"cannot create owner lease {NAMESPACE}/{self.name}: {exc.reason}") from None
-        self._renewed()
 
     def _renewed(self) -> None:
         now = time.monotonic()
