@@ -18,7 +18,7 @@ from typing import Any
 
 from chaoskit.evidence import ClusterEvent
 from chaoskit.faults.base import FaultRecord
-from chaoskit.slo import Request, SloVerdict, percentile
+from chaoskit.slo import WINDOW_NAMES, Request, SloVerdict, percentile
 
 WIDEN = 0.2
 """How far past the baseline's worst value a figure may go (a share of that value or of the spread)."""
@@ -174,6 +174,13 @@ class ExperimentResult:
         if whole is not None and whole.longest_error_burst_s:
             parts.append(f"longest error burst {whole.longest_error_burst_s:.2f} s")
         parts.append(f"{self.verdict.met}/{len(self.verdict.measurements)} objectives met")
+        if not self.verdict.partial_data:  # with partial data every objective failed: NO VERDICT says why
+            parts += [
+                f"MISSED {m.objective} ({WINDOW_NAMES.get(m.window, m.window)}): target {m.target}, "
+                f"measured {m.measured}"
+                for m in self.verdict.measurements
+                if not m.passed
+            ]
         return "; ".join(parts)
 
     def properties(self) -> dict[str, str]:

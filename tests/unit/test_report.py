@@ -39,6 +39,9 @@ def test_headline_says_verdict_and_numbers():
     headline = synthetic_result().headline()
     assert headline.startswith("FAILED pod kill under load; availability 90.00% of 1000 requests; p95 11 ms")
     assert "recovered in 4.0 s" in headline and "2/4 objectives met" in headline
+    # The failed objectives are named, with their targets and what was measured, after the count.
+    missed = headline.split("2/4 objectives met; ", 1)[1].split("; ")
+    assert len(missed) == 2 and all(m.startswith("MISSED ") and ": target " in m for m in missed), missed
 
 
 def test_the_html_report_renders_its_plot_in_headless_chromium(tmp_path: Path):
