@@ -67,9 +67,10 @@ class Session:
         return kind(self.cluster, self.kube, self.safety, hooks)
 
     def sweep(self) -> Swept:
-        """Undo (and prove undone) every fault a dead run left, and delete dead runs' test namespaces."""
-        namespaces = sweep_namespaces(self.kube)
-        return Swept(sweep(self.cluster, self.kube), namespaces)
+        """Undo (and prove undone) every fault a dead run left, then delete dead runs' test namespaces (the faults
+        first: their undo is proven while the pods they hit still stand)."""
+        faults = sweep(self.cluster, self.kube)
+        return Swept(faults, sweep_namespaces(self.kube))
 
     def close(self) -> None:
         self.kube.close()

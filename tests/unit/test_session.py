@@ -83,7 +83,7 @@ class _Null:
 
 def test_a_run_brings_up_chooses_the_node_shell_then_sweeps(steps: list[tuple[Any, ...]]) -> None:
     session = open_session(ClusterSpec(provider="existing", name="unit"), injector="agent", agent_image="img:1")
-    assert steps == [("up", "unit"), ("select", "agent", "img:1", True), ("namespaces",), ("faults",)]
+    assert steps == [("up", "unit"), ("select", "agent", "img:1", True), ("faults",), ("namespaces",)]
     assert session.shell.name == "agent" and session.cluster.node_shell is session.shell
     assert session.swept is not None and session.swept.namespaces == ["ns-1"]
     assert session.swept.faults.undone == ("f-1: ok",)
