@@ -19,7 +19,9 @@ Two ways to die, and the record says which one was asked:
   delete, not with the processes, and the node itself lives on. Between the
   SIGKILL and the force delete the kubelet may restart a container in place
   (in 8 of 15 runs of the test above); that second instance is then stopped
-  as any deleted pod's containers are, SIGTERM first.
+  as any deleted pod's containers are, SIGTERM first and SIGKILL only after
+  the pod's own termination grace (dead 31.4-32.9 s after it started, with a
+  30 s grace), so for that long it runs beside the replacement.
 
 Nothing is undone: the workload's controller replacing the pod *is* the
 recovery under test. The proof is that every killed pod's UID has left the API
