@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import shlex
 import statistics
 import time
@@ -244,7 +245,10 @@ class HttpFault(_HelperFault):
         except FaultNotEffective as first:
             again = _requests(self.cluster.node_shell, target, self.spec.port, count, timeout)
             try:
-                return f"{self._proof(target, again, count)} (a first sample was outside: {first})"
+                # Said in numbers only: a proof names each pod's share once (callers count those phrases).
+                off = re.search(r"(\d+) of (\d+) requests .*\((\d+)%\), not about ([\d.]+) %", str(first))
+                said = f"{off[1]} of {off[2]}, {off[3]} %, asked {off[4]} %" if off else "outside its share"
+                return f"{self._proof(target, again, count)} [drawn twice: the first sample was {said}]"
             except FaultNotEffective as second:
                 rules = rules_in(self.cluster.node_shell, [target.netns], self.comment, TABLE).get(target.netns)
                 running = helpers_running(self.cluster.node_shell, [target.netns], self.comment) or "none"

@@ -111,3 +111,35 @@ def test_when_not_injecting_everything_passes():
     assert httpfault.body_kind({}, request=False) == "close"
     with pytest.raises(httpfault.Framing):
         httpfault.body_kind({"content-length": "x"}, request=True)
+
+
+def test_a_sample_outside_its_share_is_drawn_again_and_both_are_said_once_each():
+    """The first 40 requests to a pod came back 35 aborted at 50 %: a second sample is drawn from the node, and
+    the proof gives it, with the first in numbers only (a proof names each pod's share once)."""
+    from chaoskit.adapters.docker import ExecResult
+    from chaoskit.cluster.base import Cluster
+    from chaoskit.faults.http import HttpFault, HttpSpec
+    from chaoskit.faults.netns import PodProcess
+
+    class Shell:
+        name = "docker"
+
+        def __init__(self) -> None:
+            self.samples = 0
+
+        def run(self, node: str, command: list[str], timeout: float) -> ExecResult:
+            self.samples += 1  # the second sample: 21 of 40 aborted
+            aborted = 21
+            lines = ["req 503 1 1.0"] * aborted + ["req 200 0 1.0"] * (40 - aborted)
+            return ExecResult(0, "\n".join(lines) + "\n", "")
+
+    shell = Shell()
+    cluster = Cluster("unit", "kind", None, None, "airgap", shell=shell)  # type: ignore[arg-type]
+    fault = HttpFault(cluster, None, HttpSpec("shop", "app=web", 8080, abort_percent=50))  # type: ignore[arg-type]
+    pod = PodProcess("shop", "web-1", "unit-worker", "c0ffee", 4242, "10.244.1.5")
+    first = [("503", True, 1.0)] * 35 + [("200", False, 1.0)] * 5
+    proof = fault._judged(pod, first, 40, 10.0)
+    assert shell.samples == 1  # the second sample, from the node
+    assert proof.count("got the injected 503") == 1, proof
+    assert proof.endswith("[drawn twice: the first sample was 35 of 40, 88 %, asked 50 %]"), proof
+    assert "21/40 got the injected 503 (52%, asked 50 %)" in proof, proof
