@@ -118,8 +118,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the faults in place now, who injected them and since when, and the test namespaces",
         description="Show the faults in place in the cluster now (from its fault ledger): which, since when, "
         "and which process injected them (running, or dead and so residue); and the test namespaces.",
-        epilog="exit status: 0 when nothing of a dead run is there, 1 when residue is (faults or test namespaces "
-        "of runs that are gone: 'chaoskit cleanup' undoes them)\n\n"
+        epilog="exit status: 0 when nothing of a dead run is there, 1 when residue is (faults, or test namespaces "
+        "not already being deleted, of runs that are gone: 'chaoskit cleanup' undoes them)\n\n"
         "examples:\n  chaoskit status\n  chaoskit status --name chaoskit -o json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

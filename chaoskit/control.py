@@ -70,11 +70,12 @@ class Status:
 
     @property
     def residue(self) -> bool:
-        """Whether anything here belongs to a run that is gone: its faults, or its test namespaces."""
+        """Whether anything here belongs to a run that is gone: its faults, or its test namespaces (but for those
+        already being deleted: a run that just ended leaves its namespaces Terminating for a while)."""
         return (
             any(not f.alive for f in self.faults)
             or any(not f.owner_alive for f in self.elsewhere)
-            or any(not ns.alive for ns in self.namespaces)
+            or any(not ns.alive and ns.phase != "Terminating" for ns in self.namespaces)
         )
 
     def as_json(self, now: float | None = None) -> dict[str, Any]:

@@ -319,6 +319,8 @@ def test_status_says_residue_in_json_and_by_its_exit_status():
     dead_fault = Status("c", [ActiveFault(entry, alive=False)], [])
     dead_namespace = Status("c", [], [TestNamespace("ck-b", "9", False, "Active", 5.0)])
     assert dead_fault.residue and dead_namespace.residue
+    going = Status("c", [], [TestNamespace("ck-c", "9", False, "Terminating", 5.0)])
+    assert not going.residue  # already being deleted: what a run that just ended leaves for a while
     said = json.loads(json.dumps(dead_fault.as_json(now=110.0)))  # plain JSON all through
     assert said["residue"] is True and said["faults"][0]["ownerAlive"] is False
     assert said["faults"][0]["owner"]["pid"] == 7
