@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import shlex
 import statistics
 import time
@@ -151,15 +150,27 @@ def _requests(
     return found
 
 
+class OffShare(FaultNotEffective):
+    """A sample whose share of requests showing the fault was outside the bounds: its numbers, for the proof
+    that draws again (:meth:`HttpFault._judged`)."""
+
+    def __init__(self, seen: int, count: int, percent: float, what: str, where: str) -> None:
+        super().__init__(
+            f"http: {seen} of {count} requests to {where} {what} ({seen / count:.0%}), not about {percent:g} %"
+        )
+        self.seen, self.count, self.percent = seen, count, percent
+
+    def numbers(self) -> str:
+        return f"{self.seen} of {self.count}, {self.seen / self.count:.0%}, asked {self.percent:g} %"
+
+
 def in_share(seen: int, count: int, percent: float, what: str, where: str) -> str:
     """``seen`` of ``count`` requests to ``where`` showed ``what``: within three standard deviations (plus 2
-    points) of ``percent``, said as a proof; otherwise FaultNotEffective."""
+    points) of ``percent``, said as a proof; otherwise :class:`OffShare`."""
     share = percent / 100
     slack = 3 * math.sqrt(share * (1 - share) / count) + 0.02
     if abs(seen / count - share) > slack:
-        raise FaultNotEffective(
-            f"http: {seen} of {count} requests to {where} {what} ({seen / count:.0%}), not about {percent:g} %"
-        )
+        raise OffShare(seen, count, percent, what, where)
     return f"{seen}/{count} {what} ({seen / count:.0%}, asked {percent:g} %)"
 
 
@@ -246,8 +257,7 @@ class HttpFault(_HelperFault):
             again = _requests(self.cluster.node_shell, target, self.spec.port, count, timeout)
             try:
                 # Said in numbers only: a proof names each pod's share once (callers count those phrases).
-                off = re.search(r"(\d+) of (\d+) requests .*\((\d+)%\), not about ([\d.]+) %", str(first))
-                said = f"{off[1]} of {off[2]}, {off[3]} %, asked {off[4]} %" if off else "outside its share"
+                said = first.numbers() if isinstance(first, OffShare) else str(first)
                 return f"{self._proof(target, again, count)} [drawn twice: the first sample was {said}]"
             except FaultNotEffective as second:
                 rules = rules_in(self.cluster.node_shell, [target.netns], self.comment, TABLE).get(target.netns)

@@ -141,5 +141,5 @@ def test_a_sample_outside_its_share_is_drawn_again_and_both_are_said_once_each()
     proof = fault._judged(pod, first, 40, 10.0)
     assert shell.samples == 1  # the second sample, from the node
     assert proof.count("got the injected 503") == 1, proof
-    assert proof.endswith("[drawn twice: the first sample was 35 of 40, 88 %, asked 50 %]"), proof
+    assert proof.endswith("[drawn twice: the first sample was 35 of 40, 88%, asked 50 %]"), proof
     assert "21/40 got the injected 503 (52%, asked 50 %)" in proof, proof
