@@ -2,7 +2,7 @@
 
 By default SIGTERM kills a Python process on the spot: no ``finally``, no
 fixture teardown, the fault stays injected. CI runners and ``timeout`` send
-SIGTERM. While :func:`sigterm_unwinds` is active, SIGTERM raises
+SIGTERM. While a fault is held (:func:`held`), SIGTERM raises
 KeyboardInterrupt in the main thread instead, which pytest and the command
 line already handle by unwinding (fixtures torn down, context managers
 exited). SIGKILL cannot be caught; the ledger and the sweeper cover it.
@@ -46,19 +46,6 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     global _unwound_at
     _unwound_at = time.monotonic()
     raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
-
-
-@contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = _swap({signal.SIGTERM, signal.SIGINT}, _raise_interrupt)
-    try:
-        yield
-    finally:
-        _swap({signal.SIGTERM, signal.SIGINT}, previous)
 
 
 _holders = 0

@@ -9,8 +9,8 @@ def test_sigterm_runs_finally_blocks():
     script = textwrap.dedent(
         """
         import os, signal, sys
-        from chaoskit.faults.signals import sigterm_unwinds
-        with sigterm_unwinds():
+        from chaoskit.faults.signals import held
+        with held():
             try:
                 os.kill(os.getpid(), signal.SIGTERM)
                 signal.pause()
