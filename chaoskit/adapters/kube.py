@@ -152,23 +152,20 @@ class Kube:
         self.core.create_namespaced_pod_eviction(name, namespace, body, _request_timeout=timeout)
 
     def post_event(
-        self, kind: Literal["Pod", "Node"], name: str, namespace: str | None, reason: str, message: str
+        self,
+        kind: Literal["Pod", "Node"],
+        name: str,
+        namespace: str | None,
+        reason: str,
+        message: str,
+        uid: str | None = None,
     ) -> None:
         """A Kubernetes Event about a pod or a node, where ``kubectl describe`` and ``kubectl get events`` show it
-        (a node's go to ``default``), from component ``chaoskit``. The object's UID is read first so that
-        ``describe`` matches it (none for an object already gone). Raises :data:`ApiError` as the server answers
-        (403 where the account may not create events)."""
-        uid = None
-        try:
-            found: Any = (
-                self.core.read_namespaced_pod(name, namespace or "default")
-                if kind == "Pod"
-                else self.core.read_node(name)
-            )
-            uid = found.metadata.uid if found.metadata else None
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        (a node's go to ``default``), from component ``chaoskit``. The object's ``uid`` lets ``describe`` match
+        it; when not given it is read first (none for an object already gone). Raises :data:`ApiError` as the
+        server answers (403 where the account may not create events)."""
+        if uid is None:
+            uid = self._uid_of(kind, name, namespace)
         now = datetime.now(UTC)
         where = namespace or "default"
         body = client.CoreV1Event(
@@ -187,6 +184,20 @@ class Kube:
             reporting_instance=socket.gethostname(),
         )
         self.core.create_namespaced_event(where, body, _request_timeout=10)
+
+    def _uid_of(self, kind: Literal["Pod", "Node"], name: str, namespace: str | None) -> str | None:
+        """The pod's or node's UID; None for one that is gone."""
+        try:
+            found: Any = (
+                self.core.read_namespaced_pod(name, namespace or "default")
+                if kind == "Pod"
+                else self.core.read_node(name)
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return None
+        return found.metadata.uid if found.metadata else None
 
     def apply(self, objects: Iterable[dict[str, Any]]) -> None:
         """Create each object, or replace it when it exists (a small ``kubectl apply``).

@@ -355,6 +355,8 @@ class Fault(ABC):
         self.hit_pods: tuple[str, ...] = ()
         """``namespace/name`` of the pods :meth:`choose` chose, recorded in the cluster for the blast-radius
         cap of faults that follow while this one holds."""
+        self.hit_uids: dict[str, str] = {}
+        """Each chosen pod's UID, as :meth:`choose` read it (its Events name it without reading the pod again)."""
         self.record: FaultRecord | None = None
         """The fault's record, once it has been planned (a vetoed fault's included)."""
         self.halted: Callable[[], bool] = lambda: False
@@ -423,6 +425,7 @@ class Fault(ABC):
             rest = [p for p in ordered if p not in free]
             chosen = free + random.Random(seed).sample(rest, wanted - len(free))
         self.hit_pods = tuple(f"{p.metadata.namespace}/{p.metadata.name}" for p in chosen)
+        self.hit_uids = {f"{p.metadata.namespace}/{p.metadata.name}": p.metadata.uid for p in chosen}
         return chosen
 
     def active_on(self, pods: list[Any]) -> dict[str, list[str]]:
@@ -547,20 +550,20 @@ class Fault(ABC):
         ):
             yield from self._locked(record)
 
-    def event_objects(self) -> list[tuple[Literal["Pod", "Node"], str, str | None]]:
-        """What the fault's Events are about, as (kind, name, namespace): the pods it chose, or for a fault on
-        nodes (:attr:`hits_nodes`) the nodes it acts on."""
+    def event_objects(self) -> list[tuple[Literal["Pod", "Node"], str, str | None, str | None]]:
+        """What the fault's Events are about, as (kind, name, namespace, UID when known): the pods it chose, or
+        for a fault on nodes (:attr:`hits_nodes`) the nodes it acts on."""
         if self.hits_nodes:
-            return [("Node", node, None) for node in self.nodes()]
-        return [("Pod", pod.split("/", 1)[1], pod.split("/", 1)[0]) for pod in self.hit_pods]
+            return [("Node", node, None, None) for node in self.nodes()]
+        return [("Pod", pod.split("/", 1)[1], pod.split("/", 1)[0], self.hit_uids.get(pod)) for pod in self.hit_pods]
 
     def announce(self, record: FaultRecord, reason: str, message: str) -> None:
         """A Kubernetes Event on each object the fault hit (reason ``ChaoskitFaultInjected`` once it is proven,
         ``ChaoskitFaultUndone`` once its undo is): chaos shows where SREs look, in ``kubectl describe`` and
         ``kubectl get events``. An Event that cannot be posted is noted in the record, never a failure."""
-        for kind, name, namespace in self.event_objects():
+        for kind, name, namespace, uid in self.event_objects():
             try:
-                self.kube.post_event(kind, name, namespace, reason, message)
+                self.kube.post_event(kind, name, namespace, reason, message, uid)
             except Exception as exc:  # the account may not create events: the fault stands all the same
                 record.event_errors.append(f"{reason} on {kind} {namespace + '/' if namespace else ''}{name}: {exc}")
                 return

@@ -146,7 +146,9 @@ def test_old_ledger_namespaces_without_an_inode_still_read():
 
 def pods(n: int) -> list[Any]:
     return [
-        SimpleNamespace(metadata=SimpleNamespace(name=f"web-{i}", namespace="shop", deletion_timestamp=None))
+        SimpleNamespace(
+            metadata=SimpleNamespace(name=f"web-{i}", namespace="shop", uid=f"uid-{i}", deletion_timestamp=None)
+        )
         for i in range(n)
     ]
 
@@ -184,7 +186,12 @@ def test_a_fault_may_raise_its_own_cap_and_its_record_says_so():
 
 def test_count_picks_within_the_cap():
     fault = PacketLoss(CLUSTER, FakeKube(4), PacketLossSpec("shop", "app=web", 10, count=2))  # type: ignore[arg-type]
-    assert len(fault.choose(pods(4), 2, 7, "pods")) == 2
+    chosen = fault.choose(pods(4), 2, 7, "pods")
+    assert len(chosen) == 2
+    # Its Events name each chosen pod with the UID read here: nothing is read again to post them.
+    assert [(kind, name, uid) for kind, name, _, uid in fault.event_objects()] == [
+        ("Pod", p.metadata.name, p.metadata.uid) for p in chosen
+    ]
     with pytest.raises(SafetyError):
         fault.choose(pods(4), 3, 7, "pods")
 
