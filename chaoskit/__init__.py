@@ -74,7 +74,7 @@ _EXPORTS = {
     "SloVerdict": "chaoskit.slo",
     "SloViolation": "chaoskit.slo",
     "Regressed": "chaoskit.results",
-    "Regression": "chaoskit.results",
+    "Judgement": "chaoskit.results",
     "SpecError": "chaoskit.errors",
     "Workload": "chaoskit.experiment",
     "WriteLog": "chaoskit.writes",
@@ -120,7 +120,7 @@ if TYPE_CHECKING:
     from chaoskit.load import Load, LoadSpec, RequestRecord
     from chaoskit.observe import Recovery, RecoveryWatch
     from chaoskit.prometheus import PrometheusClient
-    from chaoskit.results import ExperimentResult, Regressed, Regression
+    from chaoskit.results import ExperimentResult, Judgement, Regressed
     from chaoskit.session import Session, open_session
     from chaoskit.slo import (
         Availability,
@@ -170,6 +170,7 @@ __all__ = [
     "FaultVetoed",
     "FreezeSpec",
     "HttpSpec",
+    "Judgement",
     "Kube",
     "LatencyAbove",
     "LatencyPercentile",
@@ -192,7 +193,6 @@ __all__ = [
     "RecoveryTime",
     "RecoveryWatch",
     "Regressed",
-    "Regression",
     "RequestRecord",
     "RunAborted",
     "Safety",

@@ -1,45 +1,59 @@
-"""Baselines: this run's figures against earlier nights', so a resilience that slowly gets worse fails.
+"""Baselines: this run's figures against earlier nights', judged only as far as the data can carry them.
 
 A nightly run that only checks SLOs learns nothing from one night to the next:
 a recovery that doubles over a month passes every night until it breaks its
 target. With a baseline (``--chaos-baseline PATH``: a journal, a baseline
-file, or a directory of them), each experiment's figures are compared with
-the same experiment's figures there (matched by its group: the test's name,
-or its ``name=``), and a figure that got worse beyond the tolerance fails the
-experiment as a **regression**, naming the figure, the baseline and tonight's
-value, even when the SLO itself still passes.
+file, or a directory of them, one per night), each experiment's figures are
+compared with the same experiment's figures there (matched by its group: the
+test's name, or its ``name=``). A figure worse than the baseline's own noise
+allows fails the run as a **regression**, even when the SLO still passes.
 
-The figures (:func:`figures`), each with the direction that is worse and a
-noise floor below which no change counts:
+What is compared (:func:`chaoskit.results.figures`): ``recovery_s``,
+``inject_to_effect_s``, ``lost_writes``, and per window (whole, fault, after)
+the availability (as unavailability), ``p95_ms``, ``p99_ms`` and the longest
+error burst. A percentile is judged only over enough requests to hold it: 10
+beyond it, so a p99 needs 1000 requests in its window and a p95 200. Over fewer
+it is the run's few slowest requests, and the log says it was not judged.
 
-* ``recovery_s``: the recovery time (s), floor 1 s (readiness probes, which
-  say when a pod is back, run every second or more: a smaller change is
-  within their step);
-* ``<window>.availability`` for the windows whole, fault, after: compared as
-  unavailability (1 - availability), floor 0.2 points;
-* ``<window>.p95_ms`` and ``<window>.p99_ms``: floor 25 ms (tail latency on a
-  shared CI machine moves by tens of milliseconds from run to run);
-* ``<window>.longest_error_burst_s``: floor 1 s, for the same reason;
-* ``lost_writes``: acknowledged writes lost (from a LostWrites objective), floor 0;
-* ``inject_to_effect_s``: the slowest fault's inject-to-effect, floor 1 s (a
-  pod kill's moves between 0.05 and 0.6 s here with the API server's load).
+**Comparable runs.** Each run records its shape: the ``pytest -n`` workers and
+the load (users, rate, seconds). A run is compared only with earlier runs of the
+same shape; with none, the log says so and nothing is judged. Tail latency on
+two workers sharing a 2-core runner is another figure than on one.
 
-Two tolerances, and the report says which one judged:
+**The noise model** of a figure is its comparable earlier values: n runs over k
+nights, their median, their worst, and a robust sigma (1.4826 x the median
+absolute deviation; the standard deviation when that is 0). Every rule also
+asks for a minimum effect: 20 % of the baseline's median, and never less than
+the figure's resolution (0.5 s for recovery and error bursts, 0.25 s for
+inject-to-effect, 5 ms for latency, 0.1 point of availability, one lost write).
 
-* **range** (one run against any baseline): worse than the baseline's worst
-  value by more than 20 % (of that value, or of the baseline's spread,
-  whichever is larger) and by more than the floor;
-* **Mann-Whitney** (tonight's repeated runs, ``--chaos-repeat N`` with N >= 5,
-  against at least 5 baseline values): a one-sided Mann-Whitney U test says
-  tonight's values are worse at p < 0.01, and their median is worse by more
-  than the floor. Judged when the group's last run ends, on that run.
+* **noise band** (each run, with at least 5 comparable earlier runs): the run
+  regresses when its value passes ``max(worst, median + 4 sigma)`` by more than
+  the minimum effect. Normal noise passes 4 sigma once in about 30 000 runs,
+  and the band is never narrower than what the baseline itself has seen.
+* **doubling** (each run, with 1 to 4 comparable earlier runs): too few for a
+  noise model, so only a value past twice the worst, by more than the
+  resolution, counts.
+* **rank test** (tonight's runs of a repeated experiment together, at least 3,
+  against at least 5 comparable earlier runs): a one-sided Mann-Whitney U test
+  says tonight's values are worse at p < 0.01, their median is worse than the
+  baseline's by more than the minimum effect, and it is worse than every
+  earlier night's median (nights of at least 3 runs). The last clause keeps a
+  night that is merely the busiest of the window from counting.
+
+Every judgement, regressed or not, is kept on the run
+(:attr:`ExperimentResult.judgements`) with the rule and numbers that set its
+bound: the log and the report say which figures were judged against what.
 
 ``--chaos-baseline-figures NAME,...`` judges only those figures (or every
 figure of a window, such as ``whole``, or of a kind, such as ``p99_ms``).
-``--chaos-baseline-write PATH`` writes tonight's figures as a baseline file
-(``chaoskit-baseline/1``) for later runs; the journal itself serves as one too.
-Either way only the runs that passed count: a bad night does not widen the
-range that judges the next.
+``--chaos-baseline-write PATH`` writes tonight's runs as a baseline file
+(``chaoskit-baseline/2``): every run that reached a verdict, with its outcome,
+whether it regressed, and its shape. A run that regressed stays in the next
+nights' baselines, so a figure's noise widens with what the nights show
+instead of ratcheting down to the quiet ones; the report shows each night's
+verdict beside its values. Journals and ``chaoskit-baseline/1`` files (figures
+of passed runs, no shape) are read too; their runs count as comparable.
 """
 
 from __future__ import annotations
@@ -47,25 +61,35 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chaoskit.errors import SpecError
-from chaoskit.results import (  # the figures and regressions are the results' own; judged here
+from chaoskit.results import (  # the figures and judgements are the results' own; judged here
     P_VALUE,
-    WIDEN,
     ExperimentResult,
-    Regression,
+    Judgement,
+    Kind,
     figures,
     kind_of,
+    show,
 )
 from chaoskit.results import badness as _badness
 
-SCHEMA = "chaoskit-baseline/1"
-MIN_RUNS_FOR_TEST = 5
-"""Runs needed on both sides before the statistical test judges instead of the range."""
+SCHEMA = "chaoskit-baseline/2"
+OLD_SCHEMA = "chaoskit-baseline/1"
+NOISE_MIN_RUNS = 5
+"""Comparable earlier runs before the noise band judges one run (fewer: only a doubling counts)."""
+SIGMAS = 4.0
+"""How many robust sigmas above the baseline's median the noise band reaches."""
+MIN_EFFECT = 0.2
+"""The smallest change that counts, as a share of the baseline's median (never below the resolution)."""
+RANK_MIN_TONIGHT = 3
+"""Tonight's runs before the rank test judges them together."""
+NIGHT_MIN_RUNS = 3
+"""Runs a night needs for its median to count in the rank test's last clause."""
 
 
 def selected(names: Sequence[str], figure: str) -> bool:
@@ -76,22 +100,106 @@ def selected(names: Sequence[str], figure: str) -> bool:
     return figure in names or bool(window and window in names) or kind in names
 
 
+def shape_of(result: ExperimentResult) -> dict[str, Any]:
+    """What makes two runs comparable: the workers beside it and its load."""
+    return {key: result.shape[key] for key in ("workers", "load") if key in result.shape}
+
+
+def describe_shape(shape: Mapping[str, Any] | None) -> str:
+    if not shape:
+        return "shape not recorded"
+    workers = shape.get("workers", 1)
+    parts = [f"{workers} worker{'s' if workers != 1 else ''}"]
+    if shape.get("load"):
+        parts.append(f"load {shape['load']}")
+    return ", ".join(parts)
+
+
+def load_shape(spec: Mapping[str, Any]) -> str:
+    """A load spec in the words that decide its figures: ``10 users x 10/s for 40 s``."""
+    users = spec.get("users")
+    rate = spec.get("rate_per_user")
+    seconds = spec.get("run_seconds")
+    paced = f" x {rate:g}/s" if isinstance(rate, int | float) else " unpaced"
+    return f"{users} users{paced} for {seconds:g} s" if isinstance(seconds, int | float) else f"{users} users{paced}"
+
+
+@dataclass(frozen=True)
+class PastRun:
+    """One earlier run, as a baseline holds it."""
+
+    group: str
+    night: str
+    """The file it came from (one per night): a baseline file's or a journal's directory name."""
+    figures: Mapping[str, float]
+    outcome: str = "passed"
+    regressed: bool = False
+    shape: Mapping[str, Any] | None = None
+    """None: not recorded (an older file): comparable with any run."""
+
+
+@dataclass(frozen=True)
+class Noise:
+    """A figure's comparable earlier values, summarised for judging."""
+
+    kind: Kind
+    values: tuple[float, ...]
+    """On the badness scale (higher worse)."""
+    nights: dict[str, list[float]]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def worst(self) -> float:
+        return max(self.values)
+
+    @property
+    def sigma(self) -> float:
+        """1.4826 x the median absolute deviation (a normal's sigma); the standard deviation when that is 0."""
+        mad = statistics.median(abs(v - self.median) for v in self.values)
+        if mad > 0:
+            return 1.4826 * mad
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    @property
+    def min_effect(self) -> float:
+        return max(self.kind.resolution, MIN_EFFECT * abs(self.median))
+
+    def night_medians(self) -> dict[str, float]:
+        return {night: statistics.median(v) for night, v in self.nights.items() if len(v) >= NIGHT_MIN_RUNS}
+
+    def where(self) -> str:
+        return f"{len(self.values)} runs over {len(self.nights)} night(s)"
+
+
 @dataclass
 class Baseline:
-    """Earlier runs' figures, by experiment group and figure."""
+    """Earlier runs, each with its figures, night, outcome and shape."""
 
-    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    runs: list[PastRun] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     judged: tuple[str, ...] = ()
     """The figures to judge (see :func:`selected`); none: all of them."""
 
     @classmethod
+    def of_values(cls, values: Mapping[str, Mapping[str, Sequence[float]]], night: str = "earlier") -> Baseline:
+        """A baseline of bare values (group -> figure -> values), as one night of runs without a shape; the
+        i-th value of each figure belongs to the i-th run."""
+        runs = []
+        for group, named in values.items():
+            for i in range(max((len(v) for v in named.values()), default=0)):
+                runs.append(PastRun(group, night, {f: v[i] for f, v in named.items() if i < len(v)}))
+        return cls(runs, [night])
+
+    @classmethod
     def load(cls, path: Path, judged: Sequence[str] = ()) -> Baseline:
         """Read a journal, a baseline file, or every ``*.json`` of a directory (each one a journal or a
         baseline file); an unreadable file is a SpecError naming it. Only the ``judged`` figures count."""
-        paths = sorted(path.glob("*.json")) if path.is_dir() else [path]
         if not path.exists():
             raise SpecError(f"baseline {path} does not exist")
+        paths = sorted(path.glob("*.json")) if path.is_dir() else [path]
         if not paths:
             raise SpecError(f"baseline directory {path} holds no .json file (journals or baseline files)")
         baseline = cls(judged=tuple(judged))
@@ -104,72 +212,182 @@ class Baseline:
         return baseline
 
     def add(self, path: Path, document: Any) -> None:
+        night = path.parent.name if path.name == "chaoskit-journal.json" else path.stem
         if isinstance(document, dict) and document.get("schema") == SCHEMA:
+            night = str(document.get("night") or night)
+            for run in document.get("runs", []):
+                self.runs.append(
+                    PastRun(
+                        run["group"],
+                        night,
+                        {k: float(v) for k, v in run.get("figures", {}).items()},
+                        run.get("outcome", "passed"),
+                        bool(run.get("regressed")),
+                        run.get("shape") or None,
+                    )
+                )
+        elif isinstance(document, dict) and document.get("schema") == OLD_SCHEMA:
             for group, named in document.get("experiments", {}).items():
-                for figure, values in named.items():
-                    self.values.setdefault(group, {}).setdefault(figure, []).extend(float(v) for v in values)
+                for i in range(max((len(v) for v in named.values()), default=0)):
+                    self.runs.append(PastRun(group, night, {f: float(v[i]) for f, v in named.items() if i < len(v)}))
         elif isinstance(document, dict) and isinstance(document.get("experiments"), list):
             for run in document["experiments"]:
-                if run.get("outcome") != "passed":  # a bad night must not widen the range that judges the next
+                if not run.get("figures"):  # no verdict: an error, a skip, partial data
                     continue
-                for figure, value in (run.get("figures") or {}).items():
-                    self.values.setdefault(run["group"], {}).setdefault(figure, []).append(float(value))
+                self.runs.append(
+                    PastRun(
+                        run["group"],
+                        night,
+                        {k: float(v) for k, v in run["figures"].items()},
+                        run.get("outcome", "passed"),
+                        bool(run.get("regressions")),
+                        run.get("shape") or None,
+                    )
+                )
         else:
             raise SpecError(f"baseline {path} is neither a chaoskit journal nor a baseline file ({SCHEMA})")
         self.sources.append(str(path))
 
+    def nights(self) -> list[str]:
+        return sorted({r.night for r in self.runs})
+
+    def comparable(self, group: str, shape: Mapping[str, Any] | None) -> list[PastRun]:
+        """The group's earlier runs of ``shape`` (runs without a recorded shape count as any)."""
+        return [r for r in self.runs if r.group == group and (not shape or not r.shape or dict(r.shape) == dict(shape))]
+
     def of(self, group: str) -> dict[str, list[float]]:
-        return self.values.get(group, {})
-
-    def check_run(self, group: str, tonight: dict[str, float]) -> list[Regression]:
-        """One run's figures against the range of the group's baseline."""
-        found = []
-        for figure, value in sorted(tonight.items()):
-            earlier = self.of(group).get(figure)
-            if not earlier or not selected(self.judged, figure):
-                continue
-            regression = range_regression(group, figure, value, earlier)
-            if regression is not None:
-                found.append(regression)
+        """Every earlier value of each of the group's figures, whatever the shape."""
+        found: dict[str, list[float]] = {}
+        for run in self.runs:
+            if run.group == group:
+                for figure, value in run.figures.items():
+                    found.setdefault(figure, []).append(value)
         return found
 
-    def check_runs(self, group: str, runs: Sequence[dict[str, float]]) -> list[Regression]:
-        """Every run of a repeated group against its baseline by the statistical test, for each figure with at
-        least MIN_RUNS_FOR_TEST values on both sides."""
+    def noise(self, figure: str, runs: Sequence[PastRun]) -> Noise | None:
+        kind = kind_of(figure)
+        nights: dict[str, list[float]] = {}
+        for run in runs:
+            if figure in run.figures:
+                nights.setdefault(run.night, []).append(_badness(run.figures[figure], kind))
+        values = tuple(v for night in nights.values() for v in night)
+        return Noise(kind, values, nights) if values else None
+
+    def _not_comparable(self, group: str, shape: Mapping[str, Any] | None) -> str:
+        others = {describe_shape(r.shape) for r in self.runs if r.group == group}
+        if not others:
+            return "the baseline has no earlier run of this experiment"
+        return f"the baseline has no run of this shape ({describe_shape(shape)}); it holds {'; '.join(sorted(others))}"
+
+    def judge_run(
+        self, group: str, tonight: Mapping[str, float], shape: Mapping[str, Any] | None = None
+    ) -> list[Judgement]:
+        """One run's figures, each against the noise band (or the doubling rule) of its comparable runs."""
+        runs = self.comparable(group, shape)
+        names = [f for f in sorted(tonight) if selected(self.judged, f)]
+        if not runs:
+            why = self._not_comparable(group, shape)
+            return [Judgement(group, f, (tonight[f],), (), "not judged", rule=why) for f in names]
         found = []
-        names = sorted({name for run in runs for name in run if selected(self.judged, name)})
         for figure in names:
-            tonight = [run[figure] for run in runs if figure in run]
-            earlier = self.of(group).get(figure, [])
-            if len(tonight) < MIN_RUNS_FOR_TEST or len(earlier) < MIN_RUNS_FOR_TEST:
+            noise = self.noise(figure, runs)
+            if noise is None:
+                found.append(
+                    Judgement(group, figure, (tonight[figure],), (), "not judged", rule="no earlier value of it")
+                )
                 continue
-            regression = tested_regression(group, figure, tonight, earlier)
-            if regression is not None:
-                found.append(regression)
+            found.append(one_run(group, figure, tonight[figure], noise))
         return found
 
+    def judge_night(
+        self, group: str, runs: Sequence[Mapping[str, float]], shape: Mapping[str, Any] | None = None
+    ) -> list[Judgement]:
+        """Tonight's runs of one experiment together, by the rank test, for each figure with at least
+        RANK_MIN_TONIGHT values tonight and NOISE_MIN_RUNS comparable earlier ones."""
+        earlier = self.comparable(group, shape)
+        found = []
+        for figure in sorted({name for run in runs for name in run if selected(self.judged, name)}):
+            values = [run[figure] for run in runs if figure in run]
+            noise = self.noise(figure, earlier)
+            if len(values) < RANK_MIN_TONIGHT or noise is None or len(noise.values) < NOISE_MIN_RUNS:
+                continue
+            found.append(rank_test(group, figure, values, noise))
+        return found
 
-def range_regression(group: str, figure: str, value: float, earlier: Sequence[float]) -> Regression | None:
-    kind = kind_of(figure)
-    bad = [_badness(v, kind) for v in earlier]
-    worst, best = max(bad), min(bad)
-    allowed = worst + max(WIDEN * abs(worst), WIDEN * (worst - best), kind.floor)
-    if _badness(value, kind) <= allowed:
-        return None
-    bound = 1 - allowed if kind.ratio else allowed
-    return Regression(group, figure, (value,), tuple(earlier), "range", bound=bound)
+    def check_run(
+        self, group: str, tonight: Mapping[str, float], shape: Mapping[str, Any] | None = None
+    ) -> list[Judgement]:
+        """The regressions among :meth:`judge_run`'s judgements."""
+        return [j for j in self.judge_run(group, tonight, shape) if j.regressed]
+
+    def check_runs(
+        self, group: str, runs: Sequence[Mapping[str, float]], shape: Mapping[str, Any] | None = None
+    ) -> list[Judgement]:
+        """The regressions among :meth:`judge_night`'s judgements."""
+        return [j for j in self.judge_night(group, runs, shape) if j.regressed]
 
 
-def tested_regression(group: str, figure: str, tonight: Sequence[float], earlier: Sequence[float]) -> Regression | None:
-    kind = kind_of(figure)
+def one_run(group: str, figure: str, value: float, noise: Noise) -> Judgement:
+    """One run's value against the noise band, or the doubling rule when the baseline is too small."""
+    kind = noise.kind
+    earlier = tuple(_unbad(v, kind) for v in noise.values)
+    if len(noise.values) < NOISE_MIN_RUNS:
+        allowed = 2 * noise.worst + kind.resolution
+        rule = (
+            f"doubling: {noise.where()} are too few for a noise model ({NOISE_MIN_RUNS} needed), so only twice "
+            f"their worst {show(_unbad(noise.worst, kind), kind)}, plus the resolution "
+            f"{_step(kind.resolution, kind)}, is a regression"
+        )
+        method = "doubling"
+    else:
+        reach = max(noise.worst, noise.median + SIGMAS * noise.sigma)
+        allowed = reach + noise.min_effect
+        rule = (
+            f"noise band of {noise.where()}: median {show(_unbad(noise.median, kind), kind)}, robust sigma "
+            f"{_step(noise.sigma, kind)}, worst {show(_unbad(noise.worst, kind), kind)}; bound = max(worst, "
+            f"median + {SIGMAS:g} sigma) + minimum effect {_step(noise.min_effect, kind)}"
+        )
+        method = "noise band"
+    regressed = _badness(value, kind) > allowed + 1e-12
+    return Judgement(group, figure, (value,), earlier, method, _unbad(allowed, kind), rule, regressed=regressed)
+
+
+def rank_test(group: str, figure: str, tonight: Sequence[float], noise: Noise) -> Judgement:
+    """Tonight's runs together against the baseline: rank test, minimum effect, and every earlier night."""
+    kind = noise.kind
     now = [_badness(v, kind) for v in tonight]
-    then = [_badness(v, kind) for v in earlier]
-    if statistics.median(now) - statistics.median(then) <= kind.floor:
-        return None
-    p = mann_whitney_greater(now, then)
-    if p >= P_VALUE:
-        return None
-    return Regression(group, figure, tuple(tonight), tuple(earlier), "mann-whitney", p_value=p)
+    earlier = tuple(_unbad(v, kind) for v in noise.values)
+    shift = statistics.median(now) - noise.median
+    p = mann_whitney_greater(now, list(noise.values))
+    nights = noise.night_medians()
+    worst_night = max(nights.values()) if len(nights) >= 2 else None
+    clauses = [
+        f"Mann-Whitney U one-sided p = {p:.4f} (regression below {P_VALUE})",
+        f"median {'worse' if shift > 0 else 'better'} by {_step(abs(shift), kind)} than the baseline's "
+        f"{show(_unbad(noise.median, kind), kind)} over {noise.where()} (regression beyond the minimum effect "
+        f"{_step(noise.min_effect, kind)})",
+    ]
+    beyond_nights = True
+    if worst_night is not None:
+        beyond_nights = statistics.median(now) > worst_night
+        clauses.append(f"worst earlier night's median {show(_unbad(worst_night, kind), kind)}")
+    regressed = p < P_VALUE and shift > noise.min_effect and beyond_nights
+    bound = _unbad(max(noise.median + noise.min_effect, worst_night if worst_night is not None else -math.inf), kind)
+    return Judgement(
+        group, figure, tuple(tonight), earlier, "rank test", bound, "rank test: " + "; ".join(clauses), p, regressed
+    )
+
+
+def _unbad(value: float, kind: Kind) -> float:
+    """Back from the badness scale to the figure's own."""
+    return 1 - value if kind.ratio else value
+
+
+def _step(value: float, kind: Kind) -> str:
+    """A difference in the figure's unit (availability in points)."""
+    if kind.ratio:
+        return f"{value * 100:.2f} points"
+    return show(value, kind)
 
 
 def mann_whitney_greater(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -199,15 +417,21 @@ def mann_whitney_greater(xs: Sequence[float], ys: Sequence[float]) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
-def write_baseline(results: Iterable[ExperimentResult], path: Path) -> Path:
-    """Write the figures of every run that passed, by group, as a baseline file for later runs; return its path."""
-    groups: dict[str, dict[str, list[float]]] = {}
-    for result in results:
-        if result.outcome != "passed":
-            continue
-        for figure, value in figures(result).items():
-            groups.setdefault(result.group, {}).setdefault(figure, []).append(value)
+def write_baseline(results: Iterable[ExperimentResult], path: Path, night: str | None = None) -> Path:
+    """Write every run that reached a verdict, with its outcome, whether it regressed and its shape, as a
+    baseline file for later nights; return its path."""
+    runs = [
+        {
+            "group": result.group,
+            "outcome": result.outcome,
+            "regressed": bool(result.regressions),
+            "shape": shape_of(result),
+            "figures": figures(result),
+        }
+        for result in results
+        if figures(result)
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"schema": SCHEMA, "experiments": groups}
+    document = {"schema": SCHEMA, "night": night or path.stem, "runs": runs}
     path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     return path

@@ -221,6 +221,12 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
             action="store_true",
             help="do not install packages or start Docker; fail if they are missing",
         )
+        parser.add_argument(
+            "--keep-existing",
+            action="store_true",
+            help="never delete a running cluster: use it as it is, even if it differs from these options "
+            "(a shared cluster, or one another job made); create one only when none runs",
+        )
 
 
 def _agent(args: argparse.Namespace) -> int:
@@ -435,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
             return _agent(args)
         if args.command == "cluster":
             provision = args.action == "up" and not args.no_provision
-            provider = get_provider(args.provider, provision=provision)
+            keep = args.action == "up" and args.keep_existing
+            provider = get_provider(args.provider, provision=provision, recreate=not keep)
             spec = _spec(args)
             if args.action == "up":
                 cluster = provider.up(spec)

@@ -41,6 +41,18 @@ def worker_id(config: pytest.Config) -> str | None:
     return None if workerinput is None else str(workerinput.get("workerid", "gw"))
 
 
+def workers(config: pytest.Config) -> int:
+    """How many experiments run at once: the ``pytest -n`` workers (in a worker, their count; 1 without)."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return int(workerinput.get("workercount", 1))
+    try:
+        count = config.getoption("numprocesses")
+    except ValueError:  # no pytest-xdist
+        return 1
+    return int(count) if isinstance(count, int) and count > 0 else 1
+
+
 def ship(item: pytest.Item, result: ExperimentResult) -> None:
     """In a worker: send ``result`` to the controller with ``item``'s teardown report."""
     item.stash.setdefault(_PENDING, []).append(result)

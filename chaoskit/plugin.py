@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -43,10 +44,10 @@ from typing import Any
 
 import pytest
 
-from chaoskit import parallel, targets
+from chaoskit import parallel, summary, targets
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import INJECTORS
-from chaoskit.baseline import Baseline, write_baseline
+from chaoskit.baseline import Baseline, load_shape, selected, shape_of, write_baseline
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
 from chaoskit.cluster.base import parse_node_ports
@@ -61,9 +62,9 @@ from chaoskit.namespaces import own_namespace
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
 from chaoskit.prometheus.deploy import NAMESPACE as PROMETHEUS_NAMESPACE
 from chaoskit.report import write_reports
-from chaoskit.results import ExperimentResult, figures, repeat_stats
+from chaoskit.results import ExperimentResult, Judgement, Regressed, figures, repeat_stats, unsupported
 from chaoskit.session import Session, open_session
-from chaoskit.slo import Objective
+from chaoskit.slo import Objective, SloViolation
 from chaoskit.state.ledger import Ledger
 
 
@@ -264,6 +265,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ChaoskitError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_RESULTS] = []
+    config.stash[_STARTED] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     if not parallel.is_worker(config):
         config.pluginmanager.register(_Controller(config), "chaoskit-controller")
 
@@ -271,6 +273,8 @@ def pytest_configure(config: pytest.Config) -> None:
 _SPEC = pytest.StashKey[ClusterSpec]()
 _SAFETY = pytest.StashKey[Safety]()
 _RESULTS = pytest.StashKey[list[ExperimentResult]]()
+_STARTED = pytest.StashKey[str]()
+"""When the session started, in UTC: the night its baseline file is of."""
 _BASELINE = pytest.StashKey[Baseline | None]()
 
 
@@ -529,8 +533,10 @@ def reporter(config: pytest.Config, item: pytest.Item, kube: Kube | None = None)
         xfail = item.get_closest_marker("xfail")
         if xfail is not None:
             result.expected_failure = str(xfail.kwargs.get("reason") or "marked xfail")
+        result.shape = run_shape(config, result)
         if baseline is not None:
-            result.regressions = baseline.check_run(result.group, figures(result))
+            result.judgements = judge(baseline, result)
+            result.regressions = [j for j in result.judgements if j.regressed]
             if result.regressions and not result.logs and kube is not None:
                 result.logs = pod_logs(kube, result.involved_pods)  # a regressed run explains itself too
         group = {} if parallel.is_worker(config) else keep(config, result)
@@ -549,6 +555,26 @@ def reporter(config: pytest.Config, item: pytest.Item, kube: Kube | None = None)
     return report
 
 
+def run_shape(config: pytest.Config, result: ExperimentResult) -> dict[str, Any]:
+    """How the run was run: the experiments beside it (``pytest -n``), the repeat and its load."""
+    shape: dict[str, Any] = {"workers": parallel.workers(config), "repeat": setting(config, "repeat")}
+    if isinstance(result.load.get("spec"), dict):
+        shape["load"] = load_shape(result.load["spec"])
+    return shape
+
+
+def judge(baseline: Baseline, result: ExperimentResult) -> list[Judgement]:
+    """One run against the baseline: each figure it measured, and the percentiles it measured over too few
+    requests, said as not judged."""
+    judged = baseline.judge_run(result.group, figures(result), shape_of(result))
+    left = [
+        Judgement(result.group, figure, (), (), "not judged", rule=why)
+        for figure, why in unsupported(result).items()
+        if selected(baseline.judged, figure)
+    ]
+    return judged + left
+
+
 def keep(config: pytest.Config, result: ExperimentResult) -> dict[str, str]:
     """Add ``result`` to the session's results and write the reports again. The last run of a repeated
     experiment judges the group against the baseline; returns the group's JUnit properties then."""
@@ -559,7 +585,9 @@ def keep(config: pytest.Config, result: ExperimentResult) -> dict[str, str]:
     properties: dict[str, str] = {}
     if len(group) == repeat > 1:
         if baseline is not None:  # all of them against the baseline, if enough
-            result.regressions += baseline.check_runs(result.group, [figures(r) for r in group])
+            together = baseline.judge_night(result.group, [figures(r) for r in group], shape_of(result))
+            result.judgements += together
+            result.regressions += [j for j in together if j.regressed]
         (stats,) = repeat_stats(group)
         properties = {"chaoskit_runs_passed": f"{stats.passed}/{stats.runs}", "chaoskit_flaky": str(stats.flaky)}
     results.append(result)
@@ -570,8 +598,12 @@ def keep(config: pytest.Config, result: ExperimentResult) -> dict[str, str]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if call.excinfo is not None and isinstance(call.excinfo.value, Regressed | SloViolation):
+        # The verdict says what failed and by how much: no test source, traceback or result repr around it.
+        report.longrepr = str(call.excinfo.value)
     if call.when == "teardown" and parallel.is_worker(item.config):
-        parallel.attach(item, outcome.get_result())  # type: ignore[attr-defined]
+        parallel.attach(item, report)
 
 
 class _Controller:
@@ -689,22 +721,23 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not results or parallel.is_worker(config):
         return
     terminalreporter.section("chaoskit experiments")
-    for result in results:
-        terminalreporter.line(
-            result.headline(), red=result.outcome in ("failed", "error"), green=result.outcome == "passed"
-        )
-    for stats in repeat_stats(results):
-        terminalreporter.line(stats.line(), yellow=stats.flaky, red=stats.passed == 0)
+    terminalreporter.line(summary.header(results))
+    for block in summary.blocks(results):
+        colour = {"PASSED": "green", "FLAKY": "yellow", "SKIPPED": "yellow"}.get(block.verdict, "red")
+        for i, text in enumerate(block.lines):
+            terminalreporter.line(text, **({colour: True} if i == 0 else {}))
     baseline = config.stash.get(_BASELINE, None)
     if baseline is not None:
         regressed = sum(1 for r in results if r.regressions)
         terminalreporter.line(
-            f"baseline: {len(baseline.sources)} file(s) from {setting(config, 'baseline')}; "
+            f"baseline: {len(baseline.sources)} file(s) from {setting(config, 'baseline')} "
+            f"({len(baseline.runs)} runs over {len(baseline.nights())} night(s)); "
             f"{regressed} of {len(results)} run(s) regressed"
         )
     written = setting(config, "baseline-write")
     if written:
-        terminalreporter.line(f"baseline written: {write_baseline(results, Path(written))}")
+        night = config.stash[_STARTED]
+        terminalreporter.line(f"baseline written: {write_baseline(results, Path(written), night)}")
     directory = Path(setting(config, "report-dir"))
     terminalreporter.line(f"reports: {directory / 'chaoskit-report.html'}, {directory / 'chaoskit-journal.json'}")
 
@@ -719,7 +752,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 class ChaosFile(pytest.File):
-    """An experiment file: one test item, checked when collected (a bad file is a collection error)."""
+    """An experiment file: one test item, or one per run under ``--chaos-repeat N`` (``name[run2of3]``, the
+    ids a Python experiment gets), checked when collected (a bad file is a collection error)."""
 
     def collect(self) -> Iterator[pytest.Item]:
         from chaoskit.gameday.spec import load_experiment
@@ -729,7 +763,12 @@ class ChaosFile(pytest.File):
             experiment.check_safety(self.config.stash[_SAFETY])  # refused at collection, before any deploy
         except ChaoskitError as exc:
             raise self.CollectError(str(exc)) from None
-        yield ChaosItem.from_parent(self, name=experiment.name, experiment=experiment)
+        repeat: int = setting(self.config, "repeat")
+        if repeat == 1:
+            yield ChaosItem.from_parent(self, name=experiment.name, experiment=experiment)
+            return
+        for i in range(repeat):  # the runs share the experiment's name, so its results group as one
+            yield ChaosItem.from_parent(self, name=f"{experiment.name}[run{i + 1}of{repeat}]", experiment=experiment)
 
 
 class ExperimentFailed(AssertionError):

@@ -20,12 +20,12 @@ from chaoskit.evidence import ClusterEvent
 from chaoskit.faults.base import FaultRecord
 from chaoskit.slo import WINDOW_NAMES, Request, SloVerdict, percentile
 
-WIDEN = 0.2
-"""How far past the baseline's worst value a figure may go (a share of that value or of the spread)."""
 P_VALUE = 0.01
-"""The statistical test's threshold: tonight's runs are worse at p below it."""
+"""The rank test's threshold: tonight's runs are worse at p below it."""
 WINDOWS = ("whole", "fault", "after")
 """The windows whose figures a baseline compares."""
+TAIL_SAMPLES = 10
+"""Requests a percentile needs beyond it to be judged: a p99 needs 1000 in its window, a p95 200."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,14 @@ class ExperimentResult:
     timings: Timings = field(default_factory=Timings)
     skipped: str | None = None
     """Why the experiment was skipped (a fault this cluster cannot run), if it was."""
-    regressions: list[Regression] = field(default_factory=list)
+    regressions: list[Judgement] = field(default_factory=list)
     """Figures worse than the baseline allows (``--chaos-baseline``): each one fails the run."""
+    judgements: list[Judgement] = field(default_factory=list)
+    """Every figure judged against the baseline (or left unjudged, and why), regressed or not: the log's and
+    the report's account of what was compared with what."""
+    shape: dict[str, Any] = field(default_factory=dict)
+    """How it was run: ``workers`` (``pytest -n``), ``repeat`` and ``load`` (users, rate, seconds). A baseline
+    compares a run only with earlier runs of the same workers and load."""
     cluster_events: list[ClusterEvent] = field(default_factory=list)
     """The Kubernetes Events of the run's namespaces and of the nodes while it ran (:mod:`chaoskit.evidence`)."""
     evidence_note: str | None = None
@@ -140,6 +146,14 @@ class ExperimentResult:
             return "error"
         return "passed" if self.verdict.passed and not self.regressions else "failed"
 
+    @property
+    def verdict_word(self) -> str:
+        """PASSED, FAILED (an objective missed, no verdict, or an undo not proven), REGRESSED (every objective
+        met, a figure worse than the baseline allows), ERROR or SKIPPED."""
+        if self.outcome == "failed" and self.verdict.passed:
+            return "REGRESSED"
+        return self.outcome.upper()
+
     def check(self) -> None:
         """Raise SloViolation when the SLO is violated, else Regressed when a figure regressed."""
         self.verdict.check()
@@ -148,9 +162,18 @@ class ExperimentResult:
 
     def headline(self) -> str:
         """One line: the verdict and the numbers a reader looks for first."""
-        parts = [f"{self.outcome.upper()} {self.name}"]
+        parts = [f"{self.verdict_word} {self.name}"]
         if self.skipped:
             return f"{parts[0]}: {self.skipped}"
+        if self.error:
+            parts.append(f"ERROR: {self.error.splitlines()[0][:200]}")
+        missed = [
+            f"MISSED {m.objective} ({WINDOW_NAMES.get(m.window, m.window)}): target {m.target}, measured {m.measured}"
+            for m in self.verdict.measurements
+            if not m.passed
+        ]
+        if not self.verdict.partial_data and not self.verdict.aborted:  # why it failed, first
+            parts += missed
         if self.expected_failure:
             parts.append(f"EXPECTED TO FAIL: {self.expected_failure}")
         if self.verdict.aborted:
@@ -163,7 +186,7 @@ class ExperimentResult:
             for f in self.faults
             if (f.lock_wait_s or 0.0) >= 1.0
         ]
-        parts += [f"REGRESSION: {r.line().removeprefix('regression: ')}" for r in self.regressions]
+        parts += [f"REGRESSION: {r.short()}" for r in self.regressions]
         whole = next((s for s in self.verdict.stats if s.window == "whole"), None)
         if whole is not None and whole.availability is not None:
             parts.append(f"availability {whole.availability:.2%} of {whole.requests} requests")
@@ -174,13 +197,8 @@ class ExperimentResult:
         if whole is not None and whole.longest_error_burst_s:
             parts.append(f"longest error burst {whole.longest_error_burst_s:.2f} s")
         parts.append(f"{self.verdict.met}/{len(self.verdict.measurements)} objectives met")
-        if not self.verdict.partial_data:  # with partial data every objective failed: NO VERDICT says why
-            parts += [
-                f"MISSED {m.objective} ({WINDOW_NAMES.get(m.window, m.window)}): target {m.target}, "
-                f"measured {m.measured}"
-                for m in self.verdict.measurements
-                if not m.passed
-            ]
+        if self.verdict.aborted and not self.verdict.partial_data:  # after the abort that explains them
+            parts += missed
         return "; ".join(parts)
 
     def properties(self) -> dict[str, str]:
@@ -222,6 +240,9 @@ class ExperimentResult:
             "timings": {**asdict(self.timings), "overhead": self.timings.overhead},
             "figures": figures(self),
             "regressions": [{**asdict(r), "line": r.line()} for r in self.regressions],
+            "judgements": [{**asdict(j), "line": j.line()} for j in self.judgements],
+            "shape": self.shape,
+            "verdict_word": self.verdict_word,
             "cluster_events": [asdict(e) for e in self.cluster_events],
             "evidence_note": self.evidence_note,
             "logs": self.logs,
@@ -241,11 +262,32 @@ class RepeatStats:
     """Recovery time of each run that saw one, ascending."""
     failures: list[str] = field(default_factory=list)
     """``run K: <what failed>`` for each run that did not pass (K from 1)."""
+    regressed: int = 0
+    """Runs that met every objective and regressed against the baseline (judged alone or all together)."""
+
+    @property
+    def failed(self) -> int:
+        """Runs that missed an objective, had no verdict or an error: not passed, and not merely regressed."""
+        return self.runs - self.passed - self.regressed
 
     @property
     def flaky(self) -> bool:
-        """Passed some runs and not others: not a failure to fix by its numbers alone, and not a pass."""
-        return 0 < self.passed < self.runs
+        """Some runs passed and some missed an objective, none regressed: a result that depends on the run.
+        A group with a regressed run is REGRESSED, not flaky: a regression is judged against the baseline's
+        noise already."""
+        return self.regressed == 0 and 0 < self.passed < self.runs
+
+    @property
+    def verdict(self) -> str:
+        """PASSED (every run), FAILED (every run missed an objective), REGRESSED (a run or the runs together
+        worse than the baseline allows), FLAKY (some runs passed, some missed an objective)."""
+        if self.passed == self.runs:
+            return "PASSED"
+        if self.failed == self.runs:
+            return "FAILED"
+        if self.regressed:
+            return "REGRESSED"
+        return "FLAKY"
 
     @property
     def recovery_min(self) -> float | None:
@@ -260,8 +302,11 @@ class RepeatStats:
         return self.recovery_s[-1] if self.recovery_s else None
 
     def line(self) -> str:
-        verdict = "FLAKY" if self.flaky else ("PASSED" if self.passed == self.runs else "FAILED")
-        text = f"{verdict} {self.group}: passed {self.passed} of {self.runs} runs"
+        text = f"{self.verdict} {self.group}: passed {self.passed} of {self.runs} runs"
+        if self.regressed:
+            text += f", {self.regressed} regressed"
+        if self.failed and self.failed < self.runs:
+            text += f", {self.failed} missed an objective"
         if self.recovery_s:
             text += (
                 f"; recovery min {self.recovery_min:.2f} s, median {self.recovery_median:.2f} s, "
@@ -299,6 +344,7 @@ def repeat_stats(results: Sequence[ExperimentResult]) -> list[RepeatStats]:
             sum(1 for r in runs if r.outcome == "passed"),
             sorted(r.verdict.recovery_s for r in runs if r.verdict.recovery_s is not None),
             [f"run {i}: {_what_failed(r)}" for i, r in enumerate(runs, 1) if r.outcome != "passed"],
+            sum(1 for r in runs if r.verdict_word == "REGRESSED"),
         )
         for group, runs in groups.items()
         if len(runs) > 1
@@ -310,21 +356,50 @@ class Kind:
     """How one kind of figure is judged."""
 
     unit: str
-    floor: float
-    """A change smaller than this never counts as a regression (measurement noise)."""
+    resolution: float
+    """The smallest change the measurement can tell apart (its step): a smaller change never counts."""
     ratio: bool = False
     """A ratio where higher is better (availability): compared as its complement, where higher is worse."""
+    why: str = ""
+    """Why the resolution is what it is, for the docs and the log."""
 
 
 def kind_of(figure: str) -> Kind:
     name = figure.rsplit(".", 1)[-1]
     if name == "availability":
-        return Kind("", 0.002, ratio=True)
+        return Kind("", 0.001, ratio=True, why="one request in a thousand")
     if name.endswith("_ms"):
-        return Kind(" ms", 25.0)
+        return Kind(" ms", 5.0, why="a shared machine's scheduler tick and then some")
     if name == "lost_writes":
-        return Kind("", 0.0)
-    return Kind(" s", 1.0)
+        return Kind("", 0.5, why="one write")
+    if name == "inject_to_effect_s":
+        return Kind(" s", 0.25, why="the proof's poll step")
+    return Kind(" s", 0.5, why="half a readiness-probe period of 1 s")
+
+
+def percentile_needs(figure: str) -> int | None:
+    """Requests a percentile figure's window needs before it is judged (TAIL_SAMPLES beyond the percentile):
+    1000 for ``p99_ms``, 200 for ``p95_ms``; None for a figure that is not a percentile."""
+    name = figure.rsplit(".", 1)[-1]
+    if name.startswith("p") and name.endswith("_ms") and name[1:-3].isdigit():
+        return math.ceil(TAIL_SAMPLES / (1 - int(name[1:-3]) / 100) - 1e-9)
+    return None
+
+
+def unsupported(result: ExperimentResult) -> dict[str, str]:
+    """The percentile figures a run measured over too few requests to judge, each with why."""
+    left: dict[str, str] = {}
+    for stats in result.verdict.stats:
+        if stats.window not in WINDOWS or not stats.requests:
+            continue
+        for name, value in (("p95_ms", stats.p95_ms), ("p99_ms", stats.p99_ms)):
+            needs = percentile_needs(name)
+            if value is not None and needs is not None and stats.requests < needs:
+                left[f"{stats.window}.{name}"] = (
+                    f"{stats.requests} requests in the {stats.window} window; a {name[:-3]} needs {needs} "
+                    f"({TAIL_SAMPLES} beyond it)"
+                )
+    return left
 
 
 def figures(result: ExperimentResult) -> dict[str, float]:
@@ -346,6 +421,8 @@ def figures(result: ExperimentResult) -> dict[str, float]:
             "longest_error_burst_s": stats.longest_error_burst_s,
         }
         found |= {f"{stats.window}.{k}": float(v) for k, v in values.items() if v is not None}
+    for figure in unsupported(result):  # a percentile over too few requests is its few slowest requests
+        found.pop(figure, None)
     for m in verdict.measurements:
         if m.objective == "acknowledged writes lost" and m.value is not None:
             found["lost_writes"] = float(m.value)
@@ -356,37 +433,60 @@ def figures(result: ExperimentResult) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class Regression:
-    """A figure that got worse than its baseline allows."""
+class Judgement:
+    """One figure of a run, or of tonight's runs of an experiment together, against the baseline."""
 
     group: str
     figure: str
     tonight: tuple[float, ...]
-    """Tonight's value (one run), or every run's (the statistical test)."""
+    """Tonight's value (one run), or every run's (the rank test)."""
     baseline: tuple[float, ...]
+    """The comparable earlier values it was judged against."""
     method: str
-    """``range`` or ``mann-whitney``."""
+    """``noise band`` (one run), ``doubling`` (one run, too few earlier runs for a noise model), ``rank test``
+    (tonight's runs together) or ``not judged``."""
     bound: float | None = None
-    """The worst value the range allowed (range only)."""
+    """The worst value allowed (one run), or the median tonight's runs had to pass (rank test)."""
+    rule: str = ""
+    """How the bound was set, in words: the rule and its numbers."""
     p_value: float | None = None
+    regressed: bool = False
+
+    def short(self) -> str:
+        """The figure, tonight's value(s), the bound and the rule's name: ``recovery_s 9.00 s, at most 4.25 s
+        by the noise band``."""
+        kind = kind_of(self.figure)
+        seen = ", ".join(show(v, kind) for v in self.tonight)
+        if self.bound is None:
+            return f"{self.figure} {seen} by the {self.method}"
+        limit = "at least" if kind.ratio else "at most"
+        middle = " median" if self.method == "rank test" else ""
+        return f"{self.figure} {seen},{middle} {limit} {show(self.bound, kind)} by the {self.method}"
 
     def line(self) -> str:
         kind = kind_of(self.figure)
-        low, high = min(self.baseline), max(self.baseline)
-        spread = show(low, kind) if low == high else f"{show(low, kind)} to {show(high, kind)}"
         seen = ", ".join(show(v, kind) for v in self.tonight)
-        head = f"regression: {self.figure} {seen}; baseline {spread} over {len(self.baseline)} run(s)"
-        if self.method == "range" and self.bound is not None:
-            limit = "least" if kind.ratio else "most"
-            return f"{head} (range widened by {WIDEN * 100:.0f} %: at {limit} {show(self.bound, kind)})"
-        return f"{head} (Mann-Whitney U, one-sided: p = {self.p_value:.4f} < {P_VALUE})"
+        if self.method == "not judged":
+            return f"not judged: {self.figure} {seen}: {self.rule}"
+        word = "regression" if self.regressed else "ok"
+        if self.method == "rank test":
+            middle = show(statistics.median(self.tonight), kind)
+            return f"{word}: {self.figure} {seen} (median {middle}) over {len(self.tonight)} runs; {self.rule}"
+        limit = "at least" if kind.ratio else "at most"
+        bound = "" if self.bound is None else f"{limit} {show(self.bound, kind)} "
+        return f"{word}: {self.figure} {seen}; {bound}({self.rule})"
+
+
+Regression = Judgement
+"""A :class:`Judgement` that regressed (the name the results have always used)."""
 
 
 class Regressed(AssertionError):
     """A run whose SLO held but whose figures got worse than the baseline allows."""
 
-    def __init__(self, regressions: Sequence[Regression]) -> None:
-        super().__init__("regressed against the baseline:\n" + "\n".join(r.line() for r in regressions))
+    def __init__(self, regressions: Sequence[Judgement]) -> None:
+        names = ", ".join(r.figure for r in regressions)
+        super().__init__(f"regressed: {names}\n" + "\n".join(r.line() for r in regressions))
         self.regressions = list(regressions)
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from results import rendered, synthetic_result
 
-from chaoskit.baseline import Baseline, mann_whitney_greater, write_baseline
+from chaoskit import summary
+from chaoskit.baseline import Baseline, PastRun, mann_whitney_greater, write_baseline
 from chaoskit.errors import SpecError
 from chaoskit.report import write_reports
-from chaoskit.results import Regressed, figures, repeat_stats
+from chaoskit.results import Regressed, figures, percentile_needs, repeat_stats, unsupported
 from chaoskit.slo import Availability, RecoveryTime
 
 PASSING = [Availability(0.9), RecoveryTime(10)]
@@ -22,49 +23,114 @@ def test_a_runs_figures_are_its_recovery_windows_and_inject_to_effect():
     assert found["recovery_s"] == 4.0
     assert found["whole.availability"] == pytest.approx(0.9)  # 2 s of errors in 20 s
     assert found["fault.availability"] < 0.6 and found["after.availability"] == 1.0
-    assert {"whole.p95_ms", "fault.p99_ms", "whole.longest_error_burst_s"} <= set(found)
+    assert {"whole.p95_ms", "fault.p95_ms", "whole.p99_ms", "whole.longest_error_burst_s"} <= set(found)
+    assert "fault.p99_ms" not in found  # 200 requests in the fault window: too few for a p99
     assert found["inject_to_effect_s"] == pytest.approx(0.05)
 
 
-def test_a_recovery_far_slower_than_the_baseline_is_a_regression_naming_the_figure():
-    baseline = Baseline({"exp": {"recovery_s": [0.4, 0.5]}})
+def test_with_few_earlier_runs_only_a_doubling_counts():
+    baseline = Baseline.of_values({"exp": {"recovery_s": [0.4, 0.5]}})
     (regression,) = baseline.check_run("exp", {"recovery_s": 4.0, "other": 1.0})
-    assert regression.line() == (
-        "regression: recovery_s 4.00 s; baseline 0.40 s to 0.50 s over 2 run(s) (range widened by 20 %: at most 1.50 s)"
-    )
-
-
-def test_an_honest_baseline_and_noise_below_the_floor_are_not_regressions():
-    baseline = Baseline({"exp": {"recovery_s": [3.8, 4.1], "whole.p95_ms": [4.0], "whole.availability": [1.0]}})
-    assert baseline.check_run("exp", {"recovery_s": 4.6, "whole.p95_ms": 8.0, "whole.availability": 0.999}) == []
+    assert regression.method == "doubling" and regression.bound == pytest.approx(1.5)
+    assert regression.line().startswith("regression: recovery_s 4.00 s; at most 1.50 s (doubling: 2 runs over 1 night")
+    assert baseline.check_run("exp", {"recovery_s": 1.4}) == []  # within twice the worst, plus 0.5 s
     assert baseline.check_run("other group", {"recovery_s": 99.0}) == []  # nothing to compare with
+    (unjudged,) = baseline.judge_run("other group", {"recovery_s": 99.0})
+    assert unjudged.method == "not judged" and "no earlier run of this experiment" in unjudged.line()
+
+
+def test_the_noise_band_comes_from_the_baselines_own_spread():
+    quiet = [1.0, 1.1, 0.9, 1.0, 1.05, 0.95]
+    noisy = [1.0, 2.5, 0.6, 1.8, 3.1, 1.2]
+    assert Baseline.of_values({"exp": {"recovery_s": quiet}}).check_run("exp", {"recovery_s": 2.5})
+    # The same value is within the band of a figure that moves this much from run to run.
+    assert Baseline.of_values({"exp": {"recovery_s": noisy}}).check_run("exp", {"recovery_s": 2.5}) == []
+    (judged,) = Baseline.of_values({"exp": {"recovery_s": quiet}}).judge_run("exp", {"recovery_s": 1.2})
+    assert judged.method == "noise band" and not judged.regressed
+    assert "noise band of 6 runs over 1 night(s): median 1.00 s" in judged.rule
+    assert "bound = max(worst, median + 4 sigma) + minimum effect 0.50 s" in judged.rule
+    # Tail latency: 20 % of the median is the minimum effect once it exceeds the 5 ms resolution.
+    latency = Baseline.of_values({"exp": {"whole.p95_ms": [100.0, 104.0, 98.0, 101.0, 99.0]}})
+    (ok,) = latency.judge_run("exp", {"whole.p95_ms": 120.0})
+    assert not ok.regressed and ok.bound == pytest.approx(max(104.0, 100.0 + 4 * 1.4826) + 20.0)
+    assert latency.check_run("exp", {"whole.p95_ms": 140.0})
 
 
 def test_availability_regresses_downwards():
-    baseline = Baseline({"exp": {"whole.availability": [0.999, 1.0]}})
+    baseline = Baseline.of_values({"exp": {"whole.availability": [0.999, 1.0, 0.998, 1.0, 0.999]}})
     (regression,) = baseline.check_run("exp", {"whole.availability": 0.95})
-    assert "whole.availability 95.00%; baseline 99.90% to 100.00%" in regression.line()
-    assert "(range widened by 20 %: at least 99.70%)" in regression.line()
+    assert regression.line().startswith("regression: whole.availability 95.00%; at least 99.")
+    assert "minimum effect 0.10 points" in regression.line()
     assert baseline.check_run("exp", {"whole.availability": 1.0}) == []
+    assert baseline.check_run("exp", {"whole.availability": 0.997}) == []  # one request in 1000 is noise
 
 
-def test_repeated_runs_are_judged_by_the_mann_whitney_test():
-    earlier = [3.0, 3.1, 2.9, 3.2, 3.0, 3.1]
-    baseline = Baseline({"exp": {"recovery_s": earlier}})
-    slower = [{"recovery_s": v} for v in (4.0, 4.2, 3.9, 4.1, 4.3)]
-    (regression,) = baseline.check_runs("exp", slower)
-    assert regression.method == "mann-whitney" and regression.p_value is not None and regression.p_value < 0.01
-    assert "Mann-Whitney U, one-sided" in regression.line()
-    assert baseline.check_runs("exp", [{"recovery_s": v} for v in (3.0, 3.1, 2.9, 3.2, 3.0)]) == []
-    assert baseline.check_runs("exp", slower[:4]) == []  # too few runs for the test: the range judges each
+def test_tonights_runs_together_are_judged_by_the_rank_test_and_every_earlier_night():
+    nights = [[1.8, 2.1, 1.6], [2.0, 1.7, 2.4], [1.5, 1.9, 2.2]]
+    baseline = Baseline(
+        [PastRun("exp", f"n{i}", {"recovery_s": v}) for i, night in enumerate(nights) for v in night], ["n0", "n1"]
+    )
+    doubled = [{"recovery_s": v} for v in (3.8, 4.1, 3.6)]
+    (regression,) = baseline.check_runs("exp", doubled)
+    assert regression.method == "rank test" and regression.p_value is not None and regression.p_value < 0.01
+    assert (
+        "Mann-Whitney U one-sided p = " in regression.line()
+        and "worst earlier night's median 2.00 s" in regression.line()
+    )
+    assert baseline.check_runs("exp", [{"recovery_s": v} for v in (1.9, 2.3, 2.0)]) == []
+    assert baseline.check_runs("exp", doubled[:2]) == []  # too few runs tonight for the test
+    # Worse than the baseline at p < 0.01 but not beyond the minimum effect (20 % of 100 ms): no regression.
+    latency = [[100.0, 102.0, 98.0], [101.0, 99.0, 103.0], [97.0, 100.0, 104.0]]
+    quiet = Baseline([PastRun("exp", f"n{i}", {"whole.p95_ms": v}) for i, night in enumerate(latency) for v in night])
+    (small,) = quiet.judge_night("exp", [{"whole.p95_ms": v} for v in (110.0, 111.0, 112.0)])
+    assert not small.regressed and small.p_value is not None and small.p_value < 0.01
     assert mann_whitney_greater([5, 6, 7, 8, 9], [1, 2, 3, 4, 5]) < 0.01
     assert mann_whitney_greater([1, 2, 3, 4, 5], [5, 6, 7, 8, 9]) > 0.99
+
+
+def test_a_night_worse_than_the_pool_but_like_an_earlier_night_is_not_a_regression():
+    # One earlier night was as slow as tonight: the machine has such nights, and tonight is one.
+    nights = [[1.0, 1.1, 0.9, 1.0]] * 9 + [[2.0, 2.2, 1.9, 2.1]]
+    baseline = Baseline([PastRun("exp", f"n{i}", {"recovery_s": v}) for i, night in enumerate(nights) for v in night])
+    (judged,) = baseline.judge_night("exp", [{"recovery_s": v} for v in (1.9, 2.0, 2.05)])
+    assert judged.p_value is not None and judged.p_value < 0.01 and not judged.regressed
+    assert "worst earlier night's median 2.05 s" in judged.rule
+
+
+def test_only_runs_of_the_same_shape_are_compared():
+    serial = {"workers": 1, "load": "10 users x 10/s for 40 s"}
+    runs = [PastRun("exp", "n1", {"whole.p99_ms": v}, shape=serial) for v in (15.0, 18.0, 20.0, 16.0, 17.0)]
+    baseline = Baseline(runs, ["n1"])
+    parallel = {"workers": 2, "load": "10 users x 10/s for 40 s"}
+    (judged,) = baseline.judge_run("exp", {"whole.p99_ms": 80.0}, parallel)
+    assert judged.method == "not judged" and not judged.regressed
+    assert "no run of this shape (2 workers, load 10 users x 10/s for 40 s)" in judged.rule
+    assert "it holds 1 worker, load 10 users x 10/s for 40 s" in judged.rule
+    assert baseline.check_run("exp", {"whole.p99_ms": 80.0}, serial)  # against its own shape: a regression
+
+
+def test_a_percentile_over_too_few_requests_is_not_a_figure():
+    result = synthetic_result(recovery=4.0)
+    found = figures(result)
+    few = unsupported(result)
+    for window in ("whole", "fault", "after"):
+        stats = next(s for s in result.verdict.stats if s.window == window)
+        assert (f"{window}.p99_ms" in found) == (stats.requests >= 1000)
+        assert (f"{window}.p95_ms" in found) == (stats.requests >= 200)
+        if stats.requests < 1000:
+            assert few[f"{window}.p99_ms"] == (
+                f"{stats.requests} requests in the {window} window; a p99 needs 1000 (10 beyond it)"
+            )
+    assert percentile_needs("fault.p99_ms") == 1000 and percentile_needs("whole.p95_ms") == 200
+    assert percentile_needs("recovery_s") is None
 
 
 def test_a_regression_fails_a_run_whose_slo_passed_and_shows_in_the_journal(tmp_path: Path):
     result = synthetic_result(objectives=PASSING)
     assert result.outcome == "passed"
-    result.regressions = Baseline({result.group: {"recovery_s": [0.5]}}).check_run(result.group, figures(result))
+    result.regressions = Baseline.of_values({result.group: {"recovery_s": [0.5]}}).check_run(
+        result.group, figures(result)
+    )
     assert result.outcome == "failed" and "REGRESSION: recovery_s 4.00 s" in result.headline()
     with pytest.raises(Regressed, match=r"regression: recovery_s 4\.00 s"):
         result.check()
@@ -77,13 +143,21 @@ def test_a_regression_fails_a_run_whose_slo_passed_and_shows_in_the_journal(tmp_
 
 def test_a_baseline_reads_journals_baseline_files_and_directories_of_them(tmp_path: Path):
     runs = [synthetic_result(recovery=r, objectives=PASSING) for r in (3.0, 4.0)]
-    failed = synthetic_result(recovery=30.0)  # a run that failed: not part of any baseline
+    failed = synthetic_result(recovery=30.0)  # a run that failed an objective: kept, with its outcome
     write_reports([*runs, failed], tmp_path / "night1")
     write_baseline([synthetic_result(recovery=5.0, objectives=PASSING), failed], tmp_path / "night1" / "baseline.json")
     from_journal = Baseline.load(tmp_path / "night1" / "chaoskit-journal.json")
-    assert from_journal.of(runs[0].group)["recovery_s"] == [3.0, 4.0]
+    assert from_journal.of(runs[0].group)["recovery_s"] == [3.0, 4.0, 30.0]
+    assert [r.outcome for r in from_journal.runs] == ["passed", "passed", "failed"]
+    assert {r.night for r in from_journal.runs} == {"night1"}  # a journal's night is its directory
     both = Baseline.load(tmp_path / "night1")
-    assert sorted(both.of(runs[0].group)["recovery_s"]) == [3.0, 4.0, 5.0] and len(both.sources) == 2
+    assert sorted(both.of(runs[0].group)["recovery_s"]) == [3.0, 4.0, 5.0, 30.0, 30.0] and len(both.sources) == 2
+    document = json.loads((tmp_path / "night1" / "baseline.json").read_text())
+    assert document["schema"] == "chaoskit-baseline/2" and document["night"] == "baseline"
+    assert [(r["outcome"], r["regressed"]) for r in document["runs"]] == [("passed", False), ("failed", False)]
+    old = {"schema": "chaoskit-baseline/1", "experiments": {"exp": {"recovery_s": [1.0, 2.0]}}}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert Baseline.load(tmp_path / "old.json").of("exp") == {"recovery_s": [1.0, 2.0]}
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SpecError, match="cannot be read as JSON"):
         Baseline.load(tmp_path / "bad.json")
@@ -106,7 +180,8 @@ def test_a_repeated_experiment_that_passed_some_runs_is_flaky_with_k_of_n():
 
 
 def test_only_the_judged_figures_count():
-    baseline = Baseline({"exp": {"recovery_s": [0.5], "whole.p99_ms": [1.0]}}, judged=("whole",))
+    baseline = Baseline.of_values({"exp": {"recovery_s": [0.5], "whole.p99_ms": [1.0]}})
+    baseline.judged = ("whole",)
     tonight = {"recovery_s": 9.0, "whole.p99_ms": 90.0}
     assert [r.figure for r in baseline.check_run("exp", tonight)] == ["whole.p99_ms"]
     baseline.judged = ("recovery_s", "p95_ms")
@@ -114,7 +189,8 @@ def test_only_the_judged_figures_count():
 
 
 def test_the_report_plots_each_figure_over_the_earlier_nights_and_marks_a_regression(tmp_path: Path):
-    history = Baseline({"exp": {"recovery_s": [1.0, 1.2, 1.1], "whole.availability": [0.9, 0.91]}}, ["a", "b"])
+    history = Baseline.of_values({"exp": {"recovery_s": [1.0, 1.2, 1.1], "whole.availability": [0.9, 0.91]}})
+    history.sources = ["a", "b"]
     result = synthetic_result(recovery=4.0, objectives=PASSING)
     result.group = "exp"
     result.regressions = history.check_run("exp", figures(result))
@@ -126,3 +202,32 @@ def test_the_report_plots_each_figure_over_the_earlier_nights_and_marks_a_regres
     assert "recovery_s: 4 REGRESSION" in dom and "whole.availability: 0.9</figcaption>" in dom
     _, plain = write_reports([result], tmp_path / "plain")
     assert "earlier nights" not in plain.read_text()
+
+
+def test_regressed_flaky_and_failed_are_distinct_and_the_log_says_what_was_judged():
+    history = Baseline.of_values({"exp": {"recovery_s": [3.0, 3.2, 2.9, 3.1, 3.0, 3.3]}})
+    runs = [synthetic_result(recovery=r, objectives=PASSING) for r in (3.1, 9.0, 3.2)]
+    for run in runs:
+        run.group = "exp"
+        run.shape = {"workers": 1, "repeat": 3, "load": "5 users x 10/s for 20 s"}
+        run.judgements = history.judge_run("exp", figures(run))
+        run.regressions = [j for j in run.judgements if j.regressed]
+    assert [r.verdict_word for r in runs] == ["PASSED", "REGRESSED", "PASSED"]
+    (stats,) = repeat_stats(runs)
+    assert not stats.flaky and stats.verdict == "REGRESSED" and stats.regressed == 1
+    assert stats.line().startswith("REGRESSED exp: passed 2 of 3 runs, 1 regressed")
+    failing = [synthetic_result(recovery=4.0) for _ in range(2)]  # the default objectives fail
+    for run in failing:
+        run.group = "other"
+    assert repeat_stats(failing)[0].verdict == "FAILED"
+
+    assert summary.header([*runs, *failing]) == (
+        "2 experiments: 1 regressed, 1 failed; 5 runs: 2 passed, 1 regressed, 2 failed"
+    )
+    block = summary.block(runs)
+    text = "\n".join(block.lines)
+    assert block.verdict == "REGRESSED" and block.lines[0].startswith("REGRESSED exp: passed 2 of 3 runs")
+    assert "  ran with 1 worker, load 5 users x 10/s for 20 s" in block.lines
+    assert "    recovery_s: values 3.10 s, 9.00 s, 3.20 s; at most " in text
+    assert ": REGRESSED in run 2" in text and "(noise band of 6 runs over 1 night(s): median 3.05 s" in text
+    assert "ExperimentResult(" not in text

@@ -61,6 +61,26 @@ def test_chaos_repeat_runs_each_experiment_n_times(pytester):
     assert pytester.runpytest("--chaos-repeat=0").ret == 4
 
 
+def test_chaos_repeat_collects_an_experiment_file_once_per_run(pytester):
+    source = Path(__file__).parents[2] / "experiments" / "web-pod-kill.chaos.yaml"
+    (pytester.path / "systems").mkdir()
+    (pytester.path / "systems" / "web-tier.yaml").write_text((source.parent / "systems" / "web-tier.yaml").read_text())
+    (pytester.path / "web.chaos.yaml").write_text(source.read_text().replace("../fixtures/web", "web"))
+    (pytester.path / "web").mkdir()
+    (pytester.path / "web" / "Dockerfile").write_text("ARG BASE\nFROM $BASE\n")
+    once = pytester.runpytest("--collect-only", "-q")
+    once.stdout.fnmatch_lines(["web.chaos.yaml::web pod kill under load (file)", "1 test collected*"])
+    result = pytester.runpytest("--chaos-repeat=3", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "web.chaos.yaml::web pod kill under load (file)[[]run1of3[]]",
+            "web.chaos.yaml::web pod kill under load (file)[[]run2of3[]]",
+            "web.chaos.yaml::web pod kill under load (file)[[]run3of3[]]",
+            "3 tests collected*",
+        ]
+    )
+
+
 def test_the_namespace_fixture_marks_its_owner_by_lease_pid_boot_and_start_time(pytester):
     # chaoskit's kube fixture is replaced by one that records what the namespace fixture creates.
     pytester.makepyfile(
