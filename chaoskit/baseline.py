@@ -24,16 +24,19 @@ two workers sharing a 2-core runner is another figure than on one.
 nights, their median, their worst, and a robust sigma (1.4826 x the median
 absolute deviation; the standard deviation when that is 0). Every rule also
 asks for a minimum effect: 20 % of the baseline's median, and never less than
-the figure's resolution (0.5 s for recovery and error bursts, 0.25 s for
-inject-to-effect, 5 ms for latency, 0.1 point of availability, one lost write).
+the figure's resolution: 0.5 s for recovery and error bursts (half a
+readiness-probe period), 1 s for inject-to-effect (the API server's load moves
+a pod kill's between 0.05 and 0.6 s here), 10 ms for latency, half a point of
+availability (one request of the 200 a fault window holds at 100 requests/s),
+one lost write.
 
 * **noise band** (each run, with at least 5 comparable earlier runs): the run
   regresses when its value passes ``max(worst, median + 4 sigma)`` by more than
   the minimum effect. Normal noise passes 4 sigma once in about 30 000 runs,
   and the band is never narrower than what the baseline itself has seen.
 * **doubling** (each run, with 1 to 4 comparable earlier runs): too few for a
-  noise model, so only a value past twice the worst, by more than the
-  resolution, counts.
+  noise model, so only a value past twice the worst plus twice the
+  resolution counts.
 * **rank test** (tonight's runs of a repeated experiment together, at least 3,
   against at least 5 comparable earlier runs): a one-sided Mann-Whitney U test
   says tonight's values are worse at p < 0.01, their median is worse than the
@@ -332,10 +335,10 @@ def one_run(group: str, figure: str, value: float, noise: Noise) -> Judgement:
     kind = noise.kind
     earlier = tuple(_unbad(v, kind) for v in noise.values)
     if len(noise.values) < NOISE_MIN_RUNS:
-        allowed = 2 * noise.worst + kind.resolution
+        allowed = 2 * noise.worst + 2 * kind.resolution
         rule = (
-            f"doubling: {noise.where()} are too few for a noise model ({NOISE_MIN_RUNS} needed), so only twice "
-            f"their worst {show(_unbad(noise.worst, kind), kind)}, plus the resolution "
+            f"doubling: {noise.where()} are too few for a noise model ({NOISE_MIN_RUNS} needed), so only past "
+            f"twice their worst {show(_unbad(noise.worst, kind), kind)}, plus twice the resolution "
             f"{_step(kind.resolution, kind)}, is a regression"
         )
         method = "doubling"

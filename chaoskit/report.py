@@ -20,9 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from chaoskit.baseline import Baseline
+from chaoskit import summary
+from chaoskit.baseline import Baseline, shape_of
 from chaoskit.faults.base import FaultRecord
-from chaoskit.results import ExperimentResult, Series, figures, repeat_stats
+from chaoskit.results import ExperimentResult, Series, figures, kind_of, repeat_stats
+from chaoskit.trends import trend_svg
 
 JOURNAL_SCHEMA = "chaoskit-journal/1"
 """The journal's ``schema``: its keys are documented in docs/your-system.md ("What you get back"); a change
@@ -121,17 +123,16 @@ window.addEventListener("load", function () {
 
 
 def render_html(results: Sequence[ExperimentResult], history: Baseline | None = None) -> str:
-    passed = sum(1 for r in results if r.outcome == "passed")
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>chaoskit report</title>",
         f"<style>{STYLE}</style></head><body>",
-        f"<h1>chaoskit: {passed} of {len(results)} experiments passed</h1>",
+        f"<h1>chaoskit: {html.escape(summary.header(results))}</h1>",
     ]
     repeats = repeat_stats(results)
     if repeats:
         rows = "".join(
             f"<tr class='{'flaky' if r.flaky else ('passed' if r.passed == r.runs else 'failed')}'>"
-            f"<td>{html.escape(r.group)}</td><td>{'FLAKY' if r.flaky else ''}</td><td>{r.runs}</td><td>{r.passed}</td>"
+            f"<td>{html.escape(r.group)}</td><td>{r.verdict}</td><td>{r.runs}</td><td>{r.passed}</td>"
             f"<td>{_seconds(r.recovery_min)}</td><td>{_seconds(r.recovery_median)}</td>"
             f"<td>{_seconds(r.recovery_max)}</td><td>{html.escape('; '.join(r.failures))}</td></tr>"
             for r in repeats
@@ -140,14 +141,20 @@ def render_html(results: Sequence[ExperimentResult], history: Baseline | None = 
             "<h2>Repeated experiments</h2><table><tr><th>experiment</th><th></th><th>runs</th><th>passed</th>"
             f"<th>recovery min</th><th>median</th><th>max</th><th>runs that failed</th></tr>{rows}</table>"
         )
+    tonight: dict[str, dict[str, list[float]]] = {}
+    for result in results:  # each figure of every run of the experiment, for its plot
+        for figure, value in figures(result).items():
+            tonight.setdefault(result.group, {}).setdefault(figure, []).append(value)
     for result in results:
-        body.append(_experiment_html(result, history))
+        body.append(_experiment_html(result, history, tonight.get(result.group)))
     body.append(LAYOUT_PROBE)
     body.append("</body></html>")
     return "\n".join(body)
 
 
-def _experiment_html(result: ExperimentResult, history: Baseline | None = None) -> str:
+def _experiment_html(
+    result: ExperimentResult, history: Baseline | None = None, tonight: dict[str, list[float]] | None = None
+) -> str:
     e = html.escape
     rows = "".join(
         f"<tr class='{'passed' if m.passed else 'failed'}'><td>{'met' if m.passed else 'FAILED'}</td>"
@@ -177,7 +184,7 @@ def _experiment_html(result: ExperimentResult, history: Baseline | None = None) 
         )
     return f"""
 <section class='experiment'>
-<h2 class='{result.outcome}'>{e(result.outcome.upper())}: {e(result.name)}</h2>
+<h2 class='{result.outcome}'>{e(result.verdict_word)}: {e(result.name)}</h2>
 <p>{e(result.headline())}</p>{error}
 {_plot(result)}
 <table><tr><th>verdict</th><th>objective</th><th>window</th><th>target</th><th>measured</th></tr>{rows}</table>
@@ -186,47 +193,52 @@ def _experiment_html(result: ExperimentResult, history: Baseline | None = None) 
 <table><tr><th>fault</th><th>targets</th><th>effect</th><th>how its targets died</th><th>inject to effect</th>
 <th>blast-radius cap</th><th>undone (proof)</th></tr>{faults}</table>
 {_stream_html(result.load.get("stream"))}
-{_trends_html(result, history)}
+{_trends_html(result, history, tonight or {})}
 {_events_html(result)}
 {_logs_html(result)}
 </section>"""
 
 
-def _trends_html(result: ExperimentResult, history: Baseline | None) -> str:
-    """A small plot per figure: the earlier nights' values, then tonight's (red when it regressed)."""
+def _trends_html(result: ExperimentResult, history: Baseline | None, tonight: dict[str, list[float]]) -> str:
+    """A plot per judged figure: the comparable earlier nights' runs, the band they span, the bound the
+    judgement set, and tonight's runs of the experiment (red when the figure regressed)."""
     if history is None:
         return ""
-    earlier = history.of(result.group)
+    runs = history.comparable(result.group, shape_of(result))
     regressed = {r.figure for r in result.regressions}
+    bounds = {j.figure: j.bound for j in result.judgements if j.method in ("noise band", "doubling")}
     cells = []
-    for figure, tonight in sorted(figures(result).items()):
-        before = earlier.get(figure)
-        if not before:
+    for figure in sorted(figures(result)):
+        nights: dict[str, list[float]] = {}
+        for run in runs:
+            if figure in run.figures:
+                nights.setdefault(run.night, []).append(run.figures[figure])
+        if not nights:
             continue
-        cells.append(_trend(figure, [*before, tonight], figure in regressed))
+        kind = kind_of(figure)
+        earlier = [v for values in nights.values() for v in values]
+        unit = "%" if kind.ratio else kind.unit.strip()
+        cells.append(
+            "<figure class='trend'>"
+            + trend_svg(
+                figure,
+                unit,
+                sorted(nights.items()),
+                tonight.get(figure) or [figures(result)[figure]],
+                (min(earlier), max(earlier)),
+                bounds.get(figure),
+                figure in regressed,
+                higher_is_worse=not kind.ratio,
+            )
+            + "</figure>"
+        )
     if not cells:
         return ""
-    head = f"<h3>Figures over the earlier nights ({len(history.sources)} file(s))</h3>"
-    return f"{head}<div class='trends'>{''.join(cells)}</div>"
-
-
-def _trend(figure: str, values: list[float], regressed: bool) -> str:
-    width, height, pad = 160, 36, 4
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    step = (width - 2 * pad) / max(len(values) - 1, 1)
-    points = [(pad + i * step, height - pad - (v - low) / span * (height - 2 * pad)) for i, v in enumerate(values)]
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-    x, y = points[-1]
-    colour = "#c53030" if regressed else "#2f855a"
-    shown = ", ".join(f"{v:.4g}" for v in values)
-    return (
-        f"<figure class='trend{' regressed' if regressed else ''}'>"
-        f"<svg class='trend' width='{width}' height='{height}'>"
-        f"<polyline fill='none' stroke='#4a5568' stroke-width='1.2' points='{line}'/>"
-        f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='{colour}'><title>{html.escape(shown)}</title></circle></svg>"
-        f"<figcaption>{html.escape(figure)}: {values[-1]:.4g}{' REGRESSION' if regressed else ''}</figcaption></figure>"
+    head = (
+        f"<h3>Figures over the earlier nights ({len(history.nights())} night(s), {len(runs)} comparable runs; "
+        "the band is the range they spanned, the dashed line the bound tonight was judged by)</h3>"
     )
+    return f"{head}<div class='trends'>{''.join(cells)}</div>"
 
 
 def _events_html(result: ExperimentResult) -> str:

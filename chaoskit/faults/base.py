@@ -151,6 +151,9 @@ class Safety:
     """Whether node faults may hit a control-plane node."""
     dry_run: bool = False
     """Report what would happen and change nothing."""
+    preflight: bool = False
+    """A check before a real run (with ``dry_run``): plan each fault to find a bad selector or a refusal
+    early, and say nothing of the targets, which the real run chooses again."""
     share_nodes: bool = False
     """Whether faults that stay inside their pods may act on a node while another run's fault does
     (:mod:`chaoskit.state.locks`); node-wide faults hold their nodes alone whatever this says."""
@@ -539,7 +542,8 @@ class Fault(ABC):
             record.vetoed = veto
             raise FaultVetoed(f"{self.kind} of {', '.join(record.targets)} vetoed before it acted: {veto}")
         if self.safety.dry_run:
-            say(f"dry run: {self.kind} would hit {', '.join(record.targets)}")
+            if not self.safety.preflight:
+                say(f"dry run: {self.kind} would hit {', '.join(record.targets)}")
             yield record
             return
         with (

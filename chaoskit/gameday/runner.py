@@ -126,8 +126,7 @@ class GameDay:
             prepared = self.prepare()
             stack.callback(self.teardown, prepared)
             experiment = self.file.with_namespace(prepared.namespace) if self.file.namespace == "auto" else self.file
-            with view:
-                stack.enter_context(self._showing(view))
+            with view, self._showing(view):  # the last snapshot is shown before the view closes
                 self.preflight(experiment)
                 if experiment.steady_state is not None:
                     failed = self.steady_state(experiment, prepared)
@@ -256,7 +255,7 @@ class GameDay:
     def preflight(self, experiment: ExperimentFile) -> None:
         """Plan every fault now, injecting nothing: a selector that matches nothing, a safety rule that
         refuses it, is an error naming the fault's line before any load or fault starts."""
-        dry = Chaos(self.cluster, self.kube, dataclasses.replace(self.chaos.safety, dry_run=True))
+        dry = Chaos(self.cluster, self.kube, dataclasses.replace(self.chaos.safety, dry_run=True, preflight=True))
         for index, fault in enumerate(experiment.faults):
             try:
                 with fault.enter(dry):

@@ -61,21 +61,38 @@ class Snapshot:
 
 
 class LineView:
-    """One progress line per second, for CI and pipes."""
+    """One progress line per stage, for CI and pipes: a stage ends when the phase, a fault's state, a tripped
+    stop condition or an abort changes, and its line is the stage's last snapshot (its numbers over the
+    last 5 s), so a 40 s run is a handful of lines and not one a second."""
 
     interval = 1.0
 
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stderr
+        self.last: Snapshot | None = None
 
     def __enter__(self) -> LineView:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        if self.last is not None:
+            print(self.last.line(), file=self.out, flush=True)
+            self.last = None
 
     def show(self, snapshot: Snapshot) -> None:
-        print(snapshot.line(), file=self.out, flush=True)
+        if self.last is not None and stage(self.last) != stage(snapshot):
+            print(self.last.line(), file=self.out, flush=True)
+        self.last = snapshot
+
+
+def stage(snapshot: Snapshot) -> tuple[object, ...]:
+    """What makes a new stage of a run: its phase, each fault's state, the tripped stops, an abort."""
+    return (
+        snapshot.phase,
+        tuple(f.get("state") for f in snapshot.faults),
+        tuple(tripped for _, tripped in snapshot.stops),
+        snapshot.aborted,
+    )
 
 
 class LiveView:

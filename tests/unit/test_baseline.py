@@ -31,9 +31,9 @@ def test_a_runs_figures_are_its_recovery_windows_and_inject_to_effect():
 def test_with_few_earlier_runs_only_a_doubling_counts():
     baseline = Baseline.of_values({"exp": {"recovery_s": [0.4, 0.5]}})
     (regression,) = baseline.check_run("exp", {"recovery_s": 4.0, "other": 1.0})
-    assert regression.method == "doubling" and regression.bound == pytest.approx(1.5)
-    assert regression.line().startswith("regression: recovery_s 4.00 s; at most 1.50 s (doubling: 2 runs over 1 night")
-    assert baseline.check_run("exp", {"recovery_s": 1.4}) == []  # within twice the worst, plus 0.5 s
+    assert regression.method == "doubling" and regression.bound == pytest.approx(2.0)
+    assert regression.line().startswith("regression: recovery_s 4.00 s; at most 2.00 s (doubling: 2 runs over 1 night")
+    assert baseline.check_run("exp", {"recovery_s": 1.9}) == []  # within twice the worst, plus twice 0.5 s
     assert baseline.check_run("other group", {"recovery_s": 99.0}) == []  # nothing to compare with
     (unjudged,) = baseline.judge_run("other group", {"recovery_s": 99.0})
     assert unjudged.method == "not judged" and "no earlier run of this experiment" in unjudged.line()
@@ -59,10 +59,10 @@ def test_the_noise_band_comes_from_the_baselines_own_spread():
 def test_availability_regresses_downwards():
     baseline = Baseline.of_values({"exp": {"whole.availability": [0.999, 1.0, 0.998, 1.0, 0.999]}})
     (regression,) = baseline.check_run("exp", {"whole.availability": 0.95})
-    assert regression.line().startswith("regression: whole.availability 95.00%; at least 99.")
-    assert "minimum effect 0.10 points" in regression.line()
+    assert regression.line().startswith("regression: whole.availability 95.00%; at least 98.81%")
+    assert "minimum effect 0.50 points" in regression.line()
     assert baseline.check_run("exp", {"whole.availability": 1.0}) == []
-    assert baseline.check_run("exp", {"whole.availability": 0.997}) == []  # one request in 1000 is noise
+    assert baseline.check_run("exp", {"whole.availability": 0.99}) == []  # within the band and half a point
 
 
 def test_tonights_runs_together_are_judged_by_the_rank_test_and_every_earlier_night():
@@ -189,17 +189,28 @@ def test_only_the_judged_figures_count():
 
 
 def test_the_report_plots_each_figure_over_the_earlier_nights_and_marks_a_regression(tmp_path: Path):
-    history = Baseline.of_values({"exp": {"recovery_s": [1.0, 1.2, 1.1], "whole.availability": [0.9, 0.91]}})
-    history.sources = ["a", "b"]
+    nights = {"20261201T0300Z": [1.0, 1.2, 1.1], "20261202T0300Z": [1.1, 0.9, 1.0]}
+    history = Baseline(
+        [
+            PastRun("exp", night, {"recovery_s": v, "whole.availability": 0.9})
+            for night, values in nights.items()
+            for v in values
+        ],
+        ["a", "b"],
+    )
     result = synthetic_result(recovery=4.0, objectives=PASSING)
     result.group = "exp"
-    result.regressions = history.check_run("exp", figures(result))
+    result.judgements = history.judge_run("exp", figures(result))
+    result.regressions = [j for j in result.judgements if j.regressed]
     assert [r.figure for r in result.regressions] == ["recovery_s"]
     _, report = write_reports([result], tmp_path, history=history)
     dom = rendered(report)
-    assert "Figures over the earlier nights (2 file(s))" in dom
-    assert dom.count('<svg class="trend"') == 2  # the figures with earlier values only
-    assert "recovery_s: 4 REGRESSION" in dom and "whole.availability: 0.9</figcaption>" in dom
+    assert "Figures over the earlier nights (2 night(s), 6 comparable runs;" in dom
+    assert dom.count('<figure class="trend">') == 2  # the figures with earlier values only
+    recovery = dom[dom.index("recovery_s") :]
+    assert "12-01" in recovery and "12-02" in recovery and "tonight" in recovery
+    assert "4.00 s &gt; bound" in dom  # tonight's value written against the bound it passed
+    assert "baseline band 0.90 s to 1.20 s" in dom
     _, plain = write_reports([result], tmp_path / "plain")
     assert "earlier nights" not in plain.read_text()
 

@@ -142,3 +142,21 @@ def test_while_its_undo_runs_a_fault_is_shown_undoing_not_undone_or_paused():
     timeline.resume(now=2)
     timeline.undo_all()
     assert seen[-1][0] == "undoing" and fault.state == "undone"
+
+
+def test_without_a_terminal_progress_is_one_line_per_stage_each_its_last_snapshot():
+    import io
+
+    from chaoskit.gameday.view import LineView, Snapshot
+
+    out = io.StringIO()
+    fault = {"label": "pod-kill", "detail": ""}
+    with LineView(out) as view:
+        for t in range(8):  # 3 s of warm-up, the fault pending for 2 s, then injected for 3 s
+            phase = "warm-up" if t < 3 else "running"
+            state = "pending" if t < 5 else "injected"
+            view.show(Snapshot("exp", phase, float(t), 10.0 - t, [{**fault, "state": state}], rps=float(t)))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert "warm-up t=2s" in lines[0] and "pod-kill pending" in lines[1] and "t=4s" in lines[1]
+    assert "pod-kill injected" in lines[2] and "t=7s" in lines[2] and "7.0 req/s" in lines[2]

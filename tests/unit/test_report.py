@@ -57,7 +57,7 @@ def test_the_html_report_renders_its_plot_in_headless_chromium(tmp_path: Path):
     for key in ("requests", "errors", "p95", "ready"):
         assert re.search(rf"class=\"series {key}\"[^>]*points=\"[\d.]+,", dom), key
     assert dom.count('class="fault-window"') == 2
-    assert "chaoskit: 0 of 2 experiments passed" in dom
+    assert "chaoskit: 2 experiments: 2 failed; 2 runs: 2 failed" in dom
 
 
 def test_repeated_experiments_report_the_spread_of_recovery(tmp_path: Path):
