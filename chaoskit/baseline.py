@@ -174,7 +174,8 @@ class Noise:
         return {night: statistics.median(v) for night, v in self.nights.items() if len(v) >= NIGHT_MIN_RUNS}
 
     def where(self) -> str:
-        return f"{len(self.values)} runs over {len(self.nights)} night(s)"
+        runs, nights = len(self.values), len(self.nights)
+        return f"{runs} run{'s' if runs != 1 else ''} over {nights} night{'s' if nights != 1 else ''}"
 
 
 @dataclass

@@ -731,7 +731,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         regressed = sum(1 for r in results if r.regressions)
         terminalreporter.line(
             f"baseline: {len(baseline.sources)} file(s) from {setting(config, 'baseline')} "
-            f"({len(baseline.runs)} runs over {len(baseline.nights())} night(s)); "
+            f"({len(baseline.runs)} runs over {len(baseline.nights())} nights); "
             f"{regressed} of {len(results)} run(s) regressed"
         )
     written = setting(config, "baseline-write")

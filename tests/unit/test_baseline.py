@@ -47,7 +47,7 @@ def test_the_noise_band_comes_from_the_baselines_own_spread():
     assert Baseline.of_values({"exp": {"recovery_s": noisy}}).check_run("exp", {"recovery_s": 2.5}) == []
     (judged,) = Baseline.of_values({"exp": {"recovery_s": quiet}}).judge_run("exp", {"recovery_s": 1.2})
     assert judged.method == "noise band" and not judged.regressed
-    assert "noise band of 6 runs over 1 night(s): median 1.00 s" in judged.rule
+    assert "noise band of 6 runs over 1 night: median 1.00 s" in judged.rule
     assert "bound = max(worst, median + 4 sigma) + minimum effect 0.50 s" in judged.rule
     # Tail latency: 20 % of the median is the minimum effect once it exceeds the 5 ms resolution.
     latency = Baseline.of_values({"exp": {"whole.p95_ms": [100.0, 104.0, 98.0, 101.0, 99.0]}})
@@ -240,5 +240,5 @@ def test_regressed_flaky_and_failed_are_distinct_and_the_log_says_what_was_judge
     assert block.verdict == "REGRESSED" and block.lines[0].startswith("REGRESSED exp: passed 2 of 3 runs")
     assert "  ran with 1 worker, load 5 users x 10/s for 20 s" in block.lines
     assert "    recovery_s: values 3.10 s, 9.00 s, 3.20 s; at most " in text
-    assert ": REGRESSED in run 2" in text and "(noise band of 6 runs over 1 night(s): median 3.05 s" in text
+    assert ": REGRESSED in run 2" in text and "(noise band of 6 runs over 1 night: median 3.05 s" in text
     assert "ExperimentResult(" not in text
