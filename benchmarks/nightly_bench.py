@@ -9,7 +9,7 @@ whether a real 2x slowdown of recovery is caught.
 partition, ``REPEAT`` runs each, default 3), each night judged by the recipe against the nights before it,
 exactly as CI would. ``doctored`` runs one more night in which the web tier really recovers about twice as
 slowly: its readiness probe waits ``initialDelaySeconds`` (the baseline's median pod-kill recovery, rounded
-up) before the first probe, so a replacement pod is ready that much later; its nights are kept apart
+up, plus 1 s) before the first probe, so a replacement pod is ready that much later; its nights are kept apart
 (``<dir>-doctored``) so they never enter the honest baseline. ``report`` prints, per night, the verdict of
 each experiment, the figures that regressed and the load average, then the totals: false regressions among
 the honest nights (every regression there is false: nothing changed), and whether each doctored night was
@@ -75,7 +75,10 @@ def doctored(args: argparse.Namespace) -> None:
     ]
     if not recoveries:
         sys.exit(f"no honest night in {args.dir} with a pod-kill recovery: run 'run' first")
-    delay = math.ceil(statistics.median(recoveries))
+    # The replacement's first probe waits this long after its container starts; the container starts about
+    # a second after the kill, so the honest median rounded up, plus 1 s, roughly doubles recovery (the
+    # report prints the ratio the doctored nights really reached).
+    delay = math.ceil(statistics.median(recoveries)) + 1
     work = args.dir.parent / f"{args.dir.name}-work"
     shutil.rmtree(work, ignore_errors=True)
     (work / "experiments" / "systems").mkdir(parents=True)
@@ -144,7 +147,25 @@ def report(args: argparse.Namespace) -> None:
             f"recovery_s {'CAUGHT' if hit else 'MISSED'}"
         )
     if doctored_nights:
-        print(f"doctored nights: {len(doctored_nights)}, caught {caught}")
+        honest_recovery = [
+            r["figures"]["recovery_s"]
+            for _, d in honest
+            for r in d["experiments"]
+            if r["group"] == POD_KILL and "recovery_s" in r.get("figures", {})
+        ]
+        slow = [
+            r["figures"]["recovery_s"]
+            for _, d in doctored_nights
+            for r in d["experiments"]
+            if r["group"] == POD_KILL and "recovery_s" in r.get("figures", {})
+        ]
+        ratio = statistics.median(slow) / statistics.median(honest_recovery)
+        print(
+            f"doctored nights: {len(doctored_nights)}, caught {caught}; pod-kill recovery median "
+            f"{statistics.median(slow):.2f} s against the honest {statistics.median(honest_recovery):.2f} s "
+            f"({ratio:.2f}x; honest min {min(honest_recovery):.2f}, max {max(honest_recovery):.2f} s over "
+            f"{len(honest_recovery)} runs)"
+        )
     print(f"load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
