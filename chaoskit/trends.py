@@ -57,7 +57,7 @@ TONIGHT_FILL = "#edf2f7"
 TONIGHT_RED_FILL = "#fff5f5"
 
 _AXIS_TITLES = {"s": "seconds (s)", "ms": "milliseconds (ms)", "%": "availability (%)", "": "count"}
-_STAMP = re.compile(r"^\d{4}-?(\d{2})-?(\d{2})(?:$|[T _])")
+_STAMP = re.compile(r"^\d{4}-?(\d{2})-?(\d{2})(?:$|[T _](\d{2}):?(\d{2})?)")
 
 
 def trend_svg(
@@ -156,9 +156,11 @@ def trend_svg(
         parts.extend(_runs(values, left + slot * (i + 0.5), slot, y_of, unit, label, "night", NIGHT_DOT))
     tonight_centre = tonight_left + tonight_width / 2
     free = tonight_centre - _width("tonight", FONT) / 2 - 6
+    dates = [_short(label) for label, _ in shown_nights]
+    same_day = len(set(dates)) < len(dates)  # several nights on one date: tell them apart by the time
     for i in reversed(range(len(shown_nights))):
         label = shown_nights[i][0]
-        short, centre = _short(label), left + slot * (i + 0.5)
+        short, centre = _short(label, with_time=same_day), left + slot * (i + 0.5)
         half = _width(short, FONT) / 2
         if centre + half <= free and centre - half >= left - 12:
             add(
@@ -322,9 +324,12 @@ def _exact(value: float, unit: str) -> str:
     return _with_unit(f"{value:.10g}", unit)
 
 
-def _short(label: str) -> str:
-    """A night's label for its slot: ``12-04`` for a timestamp such as ``20261204T0300Z``, else its first 8 chars."""
+def _short(label: str, with_time: bool = False) -> str:
+    """A night's label for its slot: ``12-04`` for a timestamp such as ``20261204T0300Z`` (``04 03:00`` when
+    several nights share a date), else its first 8 chars."""
     stamp = _STAMP.match(label)
+    if stamp and with_time and stamp.group(3):
+        return f"{stamp.group(2)} {stamp.group(3)}:{stamp.group(4) or '00'}"
     if stamp:
         return f"{stamp.group(1)}-{stamp.group(2)}"
     return label[:8]

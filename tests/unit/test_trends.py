@@ -273,3 +273,11 @@ def test_text_is_escaped_and_nothing_external_or_scripted():
     assert label.findtext(SVG + "title") == "<night & 'day'>"
     assert "<script" not in svg.lower() and "href" not in svg and "url(" not in svg
     assert svg.count("http") == 1  # the SVG namespace alone
+
+
+def test_nights_on_one_date_are_told_apart_by_their_time():
+    svg = trend_svg(
+        "recovery_s", "s", [("20261206T140839Z", [1.0]), ("20261206T141141Z", [1.1])], [1.2], None, None, False
+    )
+    labels = [text(label) for label in of_class(ET.fromstring(svg), "text", "x-label")]
+    assert labels == ["06 14:11", "06 14:08"], labels  # newest first, as they are placed
