@@ -23,7 +23,7 @@ from typing import Any
 from chaoskit import summary
 from chaoskit.baseline import Baseline, shape_of
 from chaoskit.faults.base import FaultRecord
-from chaoskit.results import ExperimentResult, Series, figures, kind_of, repeat_stats
+from chaoskit.results import ExperimentResult, Series, figures, kind_of, repeat_stats, show
 from chaoskit.trends import trend_svg
 
 JOURNAL_SCHEMA = "chaoskit-journal/1"
@@ -193,10 +193,33 @@ def _experiment_html(
 <table><tr><th>fault</th><th>targets</th><th>effect</th><th>how its targets died</th><th>inject to effect</th>
 <th>blast-radius cap</th><th>undone (proof)</th></tr>{faults}</table>
 {_stream_html(result.load.get("stream"))}
+{_judgements_html(result)}
 {_trends_html(result, history, tonight or {})}
 {_events_html(result)}
 {_logs_html(result)}
 </section>"""
+
+
+def _judgements_html(result: ExperimentResult) -> str:
+    """Each figure judged against the baseline: tonight's value, the bound, the rule that set it, the verdict;
+    then the figures not judged, and why."""
+    if not result.judgements:
+        return ""
+    e = html.escape
+    rows = []
+    for j in result.judgements:
+        kind = kind_of(j.figure)
+        seen = ", ".join(show(v, kind) for v in j.tonight)
+        bound = "" if j.bound is None else show(j.bound, kind)
+        verdict = "REGRESSED" if j.regressed else ("not judged" if j.method == "not judged" else "ok")
+        rows.append(
+            f"<tr class='{'failed' if j.regressed else ''}'><td>{e(j.figure)}</td><td>{e(seen)}</td>"
+            f"<td>{e(bound)}</td><td>{e(j.method)}</td><td>{verdict}</td><td class='rule'>{e(j.rule)}</td></tr>"
+        )
+    return (
+        "<h3>Judged against the baseline</h3><table class='judgements'><tr><th>figure</th><th>tonight</th>"
+        f"<th>bound</th><th>rule</th><th>verdict</th><th>how the bound was set</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def _trends_html(result: ExperimentResult, history: Baseline | None, tonight: dict[str, list[float]]) -> str:

@@ -211,6 +211,8 @@ def test_the_report_plots_each_figure_over_the_earlier_nights_and_marks_a_regres
     assert "12-01" in recovery and "12-02" in recovery and "tonight" in recovery
     assert "4.00 s &gt; bound" in dom  # tonight's value written against the bound it passed
     assert "baseline band 0.90 s to 1.20 s" in dom
+    assert "Judged against the baseline" in dom and "<td>recovery_s</td><td>4.00 s</td>" in dom
+    assert "not judged" in dom and "a p99 needs 1000" not in dom  # (unsupported ones come from the plugin)
     _, plain = write_reports([result], tmp_path / "plain")
     assert "earlier nights" not in plain.read_text()
 
