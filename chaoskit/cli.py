@@ -8,6 +8,7 @@
     chaoskit abort            undo every fault in place now, live runs' included: the big red button
     chaoskit run FILE         run an experiment file (*.chaos.yaml) as a game day, with a live view
     chaoskit validate FILE... check experiment files offline: no cluster, no Docker
+    chaoskit completion SH    print the shell completion script (bash, zsh, tcsh)
     chaoskit inject KIND      one fault by hand: proven, held for --duration, undone at the end or on Ctrl-C
     chaoskit image build      build the image of a directory with a Dockerfile, on chaoskit's base image
     chaoskit image load       load local images into every node of a kind cluster
@@ -98,8 +99,16 @@ def _version() -> str:
         return "unknown"
 
 
+def _completion(shell: str) -> int:
+    """Print ``shell``'s completion script, made from the parser itself (shtab): it cannot fall behind it."""
+    import shtab
+
+    print(shtab.complete(_parser(), shell=shell))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
-    from chaoskit.gameday.command import injector_options
+    from chaoskit.gameday.command import EXPERIMENT_FILES, injector_options
 
     parser = _Parser(prog="chaoskit", description="Chaos and resilience testing for Kubernetes.")
     parser.add_argument("--version", action="version", version=f"chaoskit {_version()}")
@@ -151,7 +160,18 @@ def _parser() -> argparse.ArgumentParser:
         "examples:\n  chaoskit validate experiments/*.chaos.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    validate.add_argument("files", nargs="+", type=Path, metavar="FILE", help="experiment files to check")
+    files = validate.add_argument("files", nargs="+", type=Path, metavar="FILE", help="experiment files to check")
+    files.complete = EXPERIMENT_FILES  # type: ignore[attr-defined]  # how shells complete it (shtab)
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script (bash, zsh or tcsh)",
+        description="Print the completion script of chaoskit for SHELL: commands, options, fault kinds and "
+        "experiment files complete as you type.",
+        epilog="examples:\n  chaoskit completion bash > ~/.local/share/bash-completion/completions/chaoskit\n"
+        '  chaoskit completion zsh > "${fpath[1]}/_chaoskit"',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), metavar="SHELL", help="bash, zsh or tcsh")
     for action, text in (
         ("up", "create or reuse a cluster; installs Docker and kind and builds the node image if needed"),
         ("down", "delete the cluster, its containers, volumes and network"),
@@ -431,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             return inject_command.main(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "completion":
+            return _completion(args.shell)
         if args.command == "run":
             from chaoskit.gameday import command as run_command
 

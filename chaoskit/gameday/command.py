@@ -45,6 +45,10 @@ examples:
 """
 
 
+EXPERIMENT_FILES = {"bash": "_shtab_compgen_files", "zsh": "_files -g '*.chaos.yaml'", "tcsh": "f:*.chaos.yaml"}
+"""How a shell completes an experiment file argument (shtab's ``complete``, per shell: ``chaoskit completion``)."""
+
+
 def add_parser(commands: Any) -> None:
     run = commands.add_parser(
         "run",
@@ -53,7 +57,8 @@ def add_parser(commands: Any) -> None:
         epilog=RUN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("file", type=Path, metavar="FILE", help="the experiment file (*.chaos.yaml)")
+    file = run.add_argument("file", type=Path, metavar="FILE", help="the experiment file (*.chaos.yaml)")
+    file.complete = EXPERIMENT_FILES  # how shells complete it (shtab)
     run.add_argument("--dry-run", action="store_true", help="print the plan with the resolved targets; inject nothing")
     run.add_argument("--report-dir", type=Path, default=Path("reports"), help="where the reports go (default: reports)")
     run.add_argument("--no-live", action="store_true", help="one progress line a second even on a terminal")

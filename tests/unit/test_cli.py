@@ -347,3 +347,29 @@ def test_validate_checks_files_offline_with_no_docker_and_no_cluster(tmp_path):
     assert refused.returncode == 1
     assert f"{bad}: NOT valid, " in refused.stdout and f"  {bad}:3: load.users: " in refused.stdout, refused.stdout
     assert "1 of 2 file(s) valid" in refused.stdout
+
+
+CHAOSKIT = [sys.executable, "-m", "chaoskit.cli"]
+
+
+def test_the_completion_script_completes_commands_fault_kinds_and_their_options(tmp_path):
+    script = tmp_path / "chaoskit.bash"
+    done = subprocess.run([*CHAOSKIT, "completion", "bash"], capture_output=True, text=True, check=True)
+    script.write_text(done.stdout)
+
+    def complete(*words: str) -> list[str]:
+        # bash itself runs the completion function, as it does on <TAB>
+        line = " ".join(words)
+        program = (
+            f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+            '_shtab_chaoskit; printf "%s\\n" "${COMPREPLY[@]}"'
+        )
+        out = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True).stdout
+        return sorted(set(out.split()))
+
+    assert complete("chaoskit", "inj") == ["inject"]
+    assert {"pod-kill", "partition", "node-failure"} <= set(complete("chaoskit", "inject", ""))
+    assert complete("chaoskit", "inject", "pod-kill", "--grace") == ["--grace-seconds"]
+    assert complete("chaoskit", "status", "-o", "") == ["json", "text"]
+    zsh = subprocess.run([*CHAOSKIT, "completion", "zsh"], capture_output=True, text=True, check=True).stdout
+    assert "#compdef chaoskit" in zsh and "*.chaos.yaml" in zsh
