@@ -209,7 +209,7 @@ def test_chaos_repeat_runs_an_experiment_file_that_many_times_with_its_spread(py
     text = (repo / "experiments" / "web-pod-kill.chaos.yaml").read_text()
     text = text.replace("../fixtures/web", str(repo / "fixtures" / "web"))
     text = text.replace("[systems/web-tier.yaml]", f"[{repo / 'experiments' / 'systems' / 'web-tier.yaml'}]")
-    text = text.replace("run_seconds: 40", "run_seconds: 15")
+    text = text.replace("run_seconds: 40", "run_seconds: 10").replace("settle_seconds: 5", "settle_seconds: 1")
     (pytester.path / "kill.chaos.yaml").write_text(text)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--chaos-repeat=3", "--chaos-report-dir=out")
     result.assert_outcomes(passed=3)
