@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import re
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -229,7 +230,7 @@ def test_a_misspelt_top_level_key_is_refused_with_the_nearest_known_one():
     [problem] = refusal(text)  # not also "objectives: is missing": the suggestion says it
     assert problem.startswith(
         f"{SOURCE}:{line(text, 'objetives')}: objetives: is not a key of the file; did you mean objectives? "
-        "the file's keys are $schema, name, description, namespace,"
+        "the file's keys are $schema, apiVersion, kind, name, description, namespace,"
     )
 
 
@@ -634,3 +635,17 @@ def test_a_fault_refused_by_its_spec_still_has_its_times_checked():
     text = spoil("    selector: app=web\n", "    selector: app=web\n    count: 1\n    percent: 50\n")
     text = text.replace("duration: 10s", "duration: 0s")
     assert [p.split(": ", 2)[1] for p in refusal(text)] == ["faults[0].duration", "faults[0].count"]
+
+
+def test_api_version_and_kind_are_optional_and_when_given_must_say_a_chaoskit_experiment(tmp_path: Path):
+    ok = tmp_path / "ok.chaos.yaml"
+    ok.write_text("apiVersion: chaoskit.dev/v1alpha1\nkind: Experiment\n" + BASE)
+    assert load_experiment(ok).name == "ok"
+    for head, problem in (
+        ("apiVersion: chaoskit.dev/v2\n", 'apiVersion: "chaoskit.dev/v2" is not chaoskit.dev/v1alpha1'),
+        ("kind: Deployment\n", 'kind: "Deployment" is not Experiment'),
+    ):
+        bad = tmp_path / "bad.chaos.yaml"
+        bad.write_text(head + BASE)
+        with pytest.raises(SpecError, match=re.escape(f"bad.chaos.yaml:1: {problem}")):
+            load_experiment(bad)
