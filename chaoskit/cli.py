@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from chaoskit.adapters.nodes import INJECTOR_NAMESPACE, INJECTOR_SELECTOR
-from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, get_provider
+from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, choose_provider, get_provider
 from chaoskit.cluster.base import DEFAULT_NODE_PORTS, parse_node_ports
 from chaoskit.errors import ChaoskitError
 
@@ -224,10 +224,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
-    parser.add_argument("--provider", default="kind", help=f"one of {', '.join(PROVIDERS)} (default: kind)")
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        help="kind or existing (default: existing when --context or --kubeconfig is given, else kind)",
+    )
     parser.add_argument("--name", default="chaoskit", help="kind cluster name (default: chaoskit)")
-    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
-    parser.add_argument("--context", help="kubeconfig context (existing provider)")
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file of an existing cluster")
+    parser.add_argument("--context", help="kubeconfig context of an existing cluster")
     if creating:
         parser.add_argument("--workers", type=int, default=2, help="worker nodes (default: 2)")
         parser.add_argument("--node-image", help="force this kind node image")
@@ -285,6 +289,9 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
+CLI_FLAGS = ("--provider", "--context", "--kubeconfig")
+
+
 def _spec(args: argparse.Namespace) -> ClusterSpec:
     extra = {}
     if getattr(args, "action", None) == "up":
@@ -293,9 +300,8 @@ def _spec(args: argparse.Namespace) -> ClusterSpec:
             "node_image": args.node_image,
             "node_ports": parse_node_ports(args.node_ports),
         }
-    return ClusterSpec(
-        provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, **extra
-    )
+    provider = choose_provider(args.provider, args.context, args.kubeconfig, CLI_FLAGS)
+    return ClusterSpec(provider=provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, **extra)
 
 
 def _print_status(status: ClusterStatus) -> None:
@@ -415,9 +421,9 @@ def _image(args: argparse.Namespace) -> int:
         print(images.build(args.directory, args.tag))
         return 0
     names = [images.image_name(text) for text in args.images]
-    if args.provider != "kind":
-        get_provider(args.provider)  # an unknown provider: its one error
-        raise images.not_loadable(args.provider, " ".join(names))
+    provider = choose_provider(args.provider, args.context, args.kubeconfig, CLI_FLAGS)
+    if provider != "kind":
+        raise images.not_loadable(provider, " ".join(names))
     images.require_local(names)  # all of them before any is loaded: a typo must not leave a half-done load
     cluster = images.kind_cluster(args.name)
     for name in names:
@@ -464,8 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "cluster":
             provision = args.action == "up" and not args.no_provision
             keep = args.action == "up" and args.keep_existing
-            provider = get_provider(args.provider, provision=provision, recreate=not keep)
             spec = _spec(args)
+            provider = get_provider(spec.provider, provision=provision, recreate=not keep)
             if args.action == "up":
                 cluster = provider.up(spec)
                 print(f"cluster {cluster.name} is ready")

@@ -49,7 +49,7 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.baseline import Baseline, load_shape, selected, shape_of, write_baseline
 from chaoskit.chaos import Chaos
-from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, get_provider
+from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, choose_provider, get_provider
 from chaoskit.cluster.base import parse_node_ports
 from chaoskit.errors import ChaoskitError, FaultUndoFailed, FaultUnsupported, FaultVetoed
 from chaoskit.evidence import pod_logs
@@ -89,7 +89,11 @@ class _Setting:
 
 
 _SETTINGS = (
-    _Setting("provider", f"cluster provider: {', '.join(PROVIDERS)} (default: kind)", default="kind"),
+    _Setting(
+        "provider",
+        f"cluster provider: {', '.join(PROVIDERS)} (default: existing when --chaos-kube-context or "
+        "--chaos-kubeconfig is given, else kind)",
+    ),
     _Setting("cluster-name", "kind cluster name (default: chaoskit)", default="chaoskit"),
     _Setting("workers", "kind worker nodes (default: 2)", "int", 2),
     _Setting("node-image", "force a kind node image"),
@@ -229,15 +233,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "chaos_node_wide: the test injects node-wide faults (found by itself in the test's code); under "
         "pytest -n such tests run in turn on one worker",
     )
-    provider = setting(config, "provider")
-    if provider not in PROVIDERS:
-        raise pytest.UsageError(
-            f"--chaos-provider={provider!r} is unknown: use one of {', '.join(PROVIDERS)} "
-            "(for example --chaos-provider=kind)"
+    try:
+        provider = choose_provider(
+            setting(config, "provider"), setting(config, "kube-context"), setting(config, "kubeconfig"), PLUGIN_FLAGS
         )
+    except ChaoskitError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if provider == "existing" and setting(config, "kube-context") is None:
         raise pytest.UsageError(
-            "--chaos-provider=existing needs --chaos-kube-context=NAME (see 'kubectl config get-contexts')"
+            "an existing cluster needs --chaos-kube-context=NAME (see 'kubectl config get-contexts')"
         )
     if setting(config, "repeat") < 1:
         raise pytest.UsageError(f"--chaos-repeat must be 1 or more, not {setting(config, 'repeat')}")
@@ -278,12 +282,17 @@ _STARTED = pytest.StashKey[str]()
 _BASELINE = pytest.StashKey[Baseline | None]()
 
 
+PLUGIN_FLAGS = ("--chaos-provider", "--chaos-kube-context", "--chaos-kubeconfig")
+
+
 def _spec(config: pytest.Config) -> ClusterSpec:
     kubeconfig = setting(config, "kubeconfig")
     ports = setting(config, "node-ports")
     return ClusterSpec(
         reachable_node_ports=parse_node_ports(ports, "--chaos-node-ports") if ports else (),
-        provider=setting(config, "provider"),
+        provider=choose_provider(
+            setting(config, "provider"), setting(config, "kube-context"), kubeconfig, PLUGIN_FLAGS
+        ),
         name=setting(config, "cluster-name"),
         workers=setting(config, "workers"),
         node_image=setting(config, "node-image"),

@@ -10,7 +10,7 @@ from typing import Any
 from chaoskit import targets
 from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.adapters.shell import say
-from chaoskit.cluster import ClusterSpec
+from chaoskit.cluster import ClusterSpec, choose_provider
 from chaoskit.errors import FaultUndoFailed
 from chaoskit.faults.base import Safety
 from chaoskit.gameday.runner import GameDay, result_exit_code
@@ -62,10 +62,14 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--dry-run", action="store_true", help="print the plan with the resolved targets; inject nothing")
     run.add_argument("--report-dir", type=Path, default=Path("reports"), help="where the reports go (default: reports)")
     run.add_argument("--no-live", action="store_true", help="one progress line a second even on a terminal")
-    run.add_argument("--provider", help="kind or existing (default: the file's, else kind)")
+    run.add_argument(
+        "--provider",
+        choices=("kind", "existing"),
+        help="kind or existing (default: the file's; else existing when --context or --kubeconfig is given, else kind)",
+    )
     run.add_argument("--name", help="kind cluster name (default: the file's, else chaoskit)")
-    run.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
-    run.add_argument("--context", help="kubeconfig context (existing provider)")
+    run.add_argument("--kubeconfig", type=Path, help="kubeconfig file of an existing cluster")
+    run.add_argument("--context", help="kubeconfig context of an existing cluster")
     safety_options(run)
     injector_options(run)
     run.add_argument("--max-share", type=float, default=0.5, help="blast-radius cap per fault (default: 0.5)")
@@ -123,12 +127,18 @@ def safety_from(args: argparse.Namespace, max_share: float = 0.5) -> Safety:
 def spec_for(args: argparse.Namespace, experiment: ExperimentFile) -> ClusterSpec:
     """The cluster the options name, else the one the file's ``cluster:`` names, else kind's ``chaoskit``."""
     choice = experiment.cluster
-    provider = args.provider or (choice.provider if choice else "kind")
+    context = args.context or (choice.context if choice else None)
+    provider = choose_provider(
+        args.provider or (choice.provider if choice else None),
+        context,
+        args.kubeconfig,
+        ("--provider", "--context", "--kubeconfig"),
+    )
     return ClusterSpec(
         provider=provider,
         name=args.name or (choice.name if choice and choice.name else "chaoskit"),
         kubeconfig=args.kubeconfig,
-        context=args.context or (choice.context if choice else None),
+        context=context,
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chaoskit.chaos import Chaos
-from chaoskit.cluster import ClusterSpec
+from chaoskit.cluster import ClusterSpec, choose_provider
 from chaoskit.errors import UsageError
 from chaoskit.faults.catalog import CATALOG
 from chaoskit.gameday.command import injector_options, safety_from, safety_options
@@ -70,9 +70,13 @@ def add_parser(commands: Any) -> None:
         held.add_argument("--dry-run", action="store_true", help="print the targets; inject nothing")
         where = sub.add_argument_group("the cluster")
         where.add_argument("--name", default="chaoskit", help="kind cluster name (default: chaoskit)")
-        where.add_argument("--provider", default="kind", help="kind or existing (default: kind)")
-        where.add_argument("--kubeconfig", type=Path, help="kubeconfig file (existing provider)")
-        where.add_argument("--context", help="kubeconfig context (existing provider)")
+        where.add_argument(
+            "--provider",
+            choices=("kind", "existing"),
+            help="kind or existing (default: existing when --context or --kubeconfig is given, else kind)",
+        )
+        where.add_argument("--kubeconfig", type=Path, help="kubeconfig file of an existing cluster")
+        where.add_argument("--context", help="kubeconfig context of an existing cluster")
         safety_options(sub)
         injector_options(sub)
 
@@ -201,7 +205,10 @@ def main(args: argparse.Namespace) -> int:
     duration = parse_duration(args.duration, allow_zero=True)
     safety = safety_from(args)  # a fault's own cap is its --max-share option
     check_fault(args.kind, arguments, safety)  # refused before anything touches the cluster
-    spec = ClusterSpec(provider=args.provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context)
+    provider = choose_provider(
+        args.provider, args.context, args.kubeconfig, ("--provider", "--context", "--kubeconfig")
+    )
+    spec = ClusterSpec(provider=provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context)
     method = fault_options(args.kind).method
     # No sweep: a fault held by hand sits beside other runs, and 'chaoskit cleanup' sweeps when asked.
     with open_session(

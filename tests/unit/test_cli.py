@@ -30,7 +30,22 @@ def one_line_error(result):
 
 def test_unknown_provider():
     line = one_line_error(chaoskit("cluster", "status", "--provider", "minikube"))
-    assert line == "chaoskit: error: unknown cluster provider 'minikube': choose one of kind, existing"
+    assert line.startswith("chaoskit: error: argument --provider: invalid choice: 'minikube'"), line
+
+
+def test_a_context_or_kubeconfig_names_an_existing_cluster_without_provider_existing():
+    from chaoskit.cluster import choose_provider
+
+    flags = ("--provider", "--context", "--kubeconfig")
+    assert choose_provider(None, None, None, flags) == "kind"
+    assert choose_provider(None, "staging", None, flags) == "existing"
+    assert choose_provider(None, None, "/tmp/kubeconfig", flags) == "existing"
+    assert choose_provider("existing", "staging", None, flags) == "existing"
+    line = one_line_error(chaoskit("cluster", "status", "--provider", "kind", "--context", "staging"))
+    assert line == (
+        "chaoskit: error: --context names an existing cluster, and --provider kind asks for a kind cluster "
+        "(chosen by its name): drop --provider kind to use the cluster --context names, or drop --context"
+    )
 
 
 def test_missing_kubeconfig_context(tmp_path):

@@ -16,14 +16,18 @@ pytest_plugins = ["pytester"]
 def test_unknown_provider_is_a_usage_error_with_the_fix(pytester):
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest("--chaos-provider=minikube")
-    result.stderr.fnmatch_lines(["*--chaos-provider='minikube' is unknown: use one of kind, existing*"])
+    result.stderr.fnmatch_lines(["*--chaos-provider 'minikube' is unknown: choose one of kind, existing*"])
     assert result.ret == 4
+    kind_with_context = pytester.runpytest("--chaos-provider=kind", "--chaos-kube-context=staging")
+    kind_with_context.stderr.fnmatch_lines(
+        ["*--chaos-kube-context names an existing cluster, and --chaos-provider kind asks for a kind cluster*"]
+    )
 
 
 def test_existing_provider_needs_a_context(pytester):
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest("--chaos-provider=existing")
-    result.stderr.fnmatch_lines(["*--chaos-provider=existing needs --chaos-kube-context=NAME*"])
+    result.stderr.fnmatch_lines(["*an existing cluster needs --chaos-kube-context=NAME*"])
 
 
 def test_cluster_tests_are_marked_and_can_be_deselected(pytester):
