@@ -81,6 +81,10 @@ def add_parser(commands: Any) -> None:
         injector_options(sub)
 
 
+SHORT = {"namespace": ("-n",), "selector": ("-l",)}
+"""kubectl's short options, for the fault options of the same meaning."""
+
+
 def fault_options_group(group: Any, kind: str) -> None:
     """One option per argument of ``kind``'s Chaos method, typed and with its default, on ``group``."""
     options = fault_options(kind)
@@ -96,6 +100,7 @@ def fault_options_group(group: Any, kind: str) -> None:
         else:
             said = f"default: {default!r}"
         flag = "--" + name.replace("_", "-")
+        flags = [*SHORT.get(name, ()), flag]  # kubectl's -n and -l
         what = _type_name(hint)
         help_text = f"{what}{'; ' + said if said else ''}"
         if _is_bool(hint):
@@ -110,7 +115,7 @@ def fault_options_group(group: Any, kind: str) -> None:
             )
         else:
             group.add_argument(
-                flag,
+                *flags,
                 dest=FAULT_DEST + name,
                 metavar=what.upper().replace(" ", "_"),
                 default=argparse.SUPPRESS,

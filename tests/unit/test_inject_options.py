@@ -19,6 +19,8 @@ def test_options_take_the_types_of_the_method():
     words = ["--node", "chaoskit-worker", "--mode", "pause", "--wait-not-ready", "false"]
     node = fault_arguments("node-failure", words)
     assert node == {"node": "chaoskit-worker", "mode": "pause", "wait_not_ready": False}
+    # kubectl's short options for the namespace and the selector
+    assert fault_arguments("pod-kill", ["-n", "shop", "-l", "app=web"]) == {"namespace": "shop", "selector": "app=web"}
 
 
 @pytest.mark.parametrize(
