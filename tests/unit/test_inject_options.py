@@ -35,7 +35,7 @@ def test_options_take_the_types_of_the_method():
         ("pod-kill", ["--selector", "a=b"], r"pod-kill needs --namespace \(see 'chaoskit inject pod-kill --help'\)"),
         ("bandwidth", ["--namespace", "s", "--selector", "a=b"], "bandwidth needs --rate-kbit"),
         ("pod-kill", ["--namespace", "s", "--selector", "a=b", "--count", "two"], "--count takes int, not 'two'"),
-        ("pod-kill", ["--namespace", "s", "--selector"], "argument --selector: expected one argument"),
+        ("pod-kill", ["--namespace", "s", "--selector"], "argument -l/--selector: expected one argument"),
     ],
 )
 def test_bad_options_are_one_line_with_the_fix(kind, words, message):
@@ -64,7 +64,7 @@ def test_each_kind_has_its_own_help_listing_its_options_with_types_and_defaults(
     text = capsys.readouterr().out
     assert text.startswith("usage: chaoskit inject partition ")
     assert "partition options:" in text and "--peer-selector STR" in text and "--port INT" in text
-    assert "--namespace STR       str; required" in text
+    assert "-n STR, --namespace STR" in text and "str; required" in text
     assert "--grace-seconds" not in text  # pod-kill's, not partition's
 
 
