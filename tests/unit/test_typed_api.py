@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -53,19 +55,32 @@ def test_each_fault_method_takes_exactly_its_specs_fields_with_the_same_defaults
     assert "AbstractContextManager[FaultRecord]" in str(inspect.signature(getattr(Chaos, method)).return_annotation)
 
 
-def test_a_users_test_file_passes_mypy_strict():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-incremental",
-            str(ROOT / "tests" / "typing" / "user_experiments.py"),
-        ],
+def test_the_wheel_ships_its_data_and_a_users_test_file_passes_mypy_strict_against_it(tmp_path: Path):
+    """What ``pip install chaoskit`` gives a user's own repository: the wheel built from this checkout, its
+    files, and ``mypy --strict`` on a test file outside the repository, resolving chaoskit from the wheel."""
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path / "dist")],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=ROOT,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "dist").glob("chaoskit-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    tracked = subprocess.run(["git", "ls-files", "chaoskit"], capture_output=True, text=True, cwd=ROOT, check=True)
+    data = [name for name in tracked.stdout.split() if not name.endswith(".py")]
+    assert "chaoskit/py.typed" in data and not [name for name in data if name not in shipped], data
+    user = tmp_path / "their-repo" / "test_theirs.py"
+    user.parent.mkdir()
+    user.write_text((ROOT / "tests" / "typing" / "user_experiments.py").read_text())
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable", sys.executable, user.name],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=user.parent,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},  # an installed package, ahead of the checkout
     )
     assert result.returncode == 0, result.stdout + result.stderr
