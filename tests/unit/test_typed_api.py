@@ -75,8 +75,9 @@ def test_the_wheel_ships_its_data_and_a_users_test_file_passes_mypy_strict_again
     user = tmp_path / "their-repo" / "test_theirs.py"
     user.parent.mkdir()
     user.write_text((ROOT / "tests" / "typing" / "user_experiments.py").read_text())
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable", sys.executable]
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable", sys.executable, user.name],
+        [*mypy, user.name],
         capture_output=True,
         text=True,
         timeout=300,
