@@ -155,6 +155,12 @@ _SETTINGS = (
     ),
     _Setting("baseline-write", "write this session's figures as a baseline file for later runs", metavar="PATH"),
     _Setting(
+        "prometheus-url",
+        "use this Prometheus (the cluster's own, port-forwarded or allowed with --chaos-allow-target) instead of "
+        "deploying chaoskit's",
+        metavar="URL",
+    ),
+    _Setting(
         "report-dir",
         "where experiments write chaoskit-journal.json and chaoskit-report.html (default: reports)",
         default="reports",
@@ -518,7 +524,18 @@ def chaoskit_prometheus(
 ) -> Iterator[PrometheusClient]:
     """Prometheus in the cluster (namespace ``chaoskit-monitoring``, ``chaoskit-monitoring-gw0``... under
     ``pytest -n``), scraping annotated pods every second
-    and the kubelets; a client for it on 127.0.0.1. Removed when the session ends."""
+    and the kubelets; a client for it on 127.0.0.1. Removed when the session ends. With
+    ``--chaos-prometheus-url`` the Prometheus there instead: nothing is deployed or removed."""
+    url = setting(pytestconfig, "prometheus-url")
+    if url:  # the cluster's own: nothing deployed, nothing removed
+        try:
+            client = PrometheusClient(url)
+            client.check_reachable(within=10.0)
+        except ChaoskitError as exc:
+            pytest.fail(f"--chaos-prometheus-url {url}: {exc}", pytrace=False)
+        with client:
+            yield client
+        return
     worker = parallel.worker_id(pytestconfig)
     namespace = f"{PROMETHEUS_NAMESPACE}-{worker}" if worker else PROMETHEUS_NAMESPACE  # one per pytest -n worker
     try:
@@ -801,7 +818,11 @@ class ChaosItem(pytest.Item):
         cluster = session_cluster(config)
         with cluster.kube() as kube:
             chaos = PytestChaos(cluster, kube, config.stash[_SAFETY], PluginHooks(config))
-            game = GameDay(self.experiment, cluster, kube, chaos, on_result=[reporter(config, self, kube)])
+            url = setting(config, "prometheus-url")
+            prometheus = PrometheusClient(url) if url else None  # else the run deploys its own when it needs one
+            game = GameDay(
+                self.experiment, cluster, kube, chaos, prometheus=prometheus, on_result=[reporter(config, self, kube)]
+            )
             try:
                 result = game.run(LineView())
             finally:

@@ -16,6 +16,7 @@ from chaoskit.faults.base import Safety
 from chaoskit.gameday.runner import GameDay, result_exit_code
 from chaoskit.gameday.spec import ExperimentFile, load_experiment
 from chaoskit.gameday.view import Keys, LineView, LiveView
+from chaoskit.prometheus import PrometheusClient
 from chaoskit.report import write_junit, write_reports
 from chaoskit.results import ExperimentResult
 from chaoskit.session import open_session
@@ -61,6 +62,12 @@ def add_parser(commands: Any) -> None:
     file.complete = EXPERIMENT_FILES  # how shells complete it (shtab)
     run.add_argument("--dry-run", action="store_true", help="print the plan with the resolved targets; inject nothing")
     run.add_argument("--report-dir", type=Path, default=Path("reports"), help="where the reports go (default: reports)")
+    run.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="the Prometheus for PromQL objectives and stop conditions (the cluster's own, on 127.0.0.1 or a host "
+        "allowed with --allow-target); default: chaoskit deploys its own for the run",
+    )
     run.add_argument("--no-live", action="store_true", help="one progress line a second even on a terminal")
     run.add_argument(
         "--provider",
@@ -154,7 +161,10 @@ def main(args: argparse.Namespace) -> int:
         say(str(exc))
         return 1
     with session:
-        game = GameDay(experiment, session.cluster, session.kube, session.chaos())
+        prometheus = PrometheusClient(args.prometheus_url) if args.prometheus_url else None
+        if prometheus is not None:
+            prometheus.check_reachable(within=10.0)
+        game = GameDay(experiment, session.cluster, session.kube, session.chaos(), prometheus=prometheus)
         if args.dry_run:
             return dry_run(game)
         live = not args.no_live and sys.stdout.isatty() and Keys.available()

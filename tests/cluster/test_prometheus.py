@@ -21,6 +21,7 @@ from chaoskit.cluster import Cluster
 from chaoskit.prometheus import PrometheusClient, PrometheusDeployment, deploy_prometheus, remove_prometheus
 from chaoskit.prometheus.deploy import NAME, cluster_role_name
 
+pytest_plugins = ["pytester"]
 NAMESPACE = "ck-prometheus-tests"
 
 
@@ -110,3 +111,28 @@ def test_values_serve_an_experiments_promql_objectives(client: PrometheusClient)
     end = time.time()
     values = client.values('up{job="prometheus"}', end - 5, end)
     assert values and set(values) == {1.0}
+
+
+THEIR_PROMETHEUS = """
+from chaoskit import LoadSpec, PromQL
+
+def test_uses_the_clusters_own_prometheus(experiment, chaoskit_prometheus, chaoskit_kube):
+    assert chaoskit_prometheus.url == "{url}"
+    namespaces = {{n.metadata.name for n in chaoskit_kube.core.list_namespace().items}}
+    assert "chaoskit-monitoring" not in namespaces, "chaoskit deployed its own Prometheus"
+    load = LoadSpec(host="http://127.0.0.1:{port}", users=2, rate_per_user=10, run_seconds=6, warmup_seconds=1)
+    with experiment(load, [PromQL('count(up{{job="prometheus"}})', at_least=1)], prometheus=chaoskit_prometheus):
+        pass
+"""
+
+
+def test_the_clusters_own_prometheus_serves_instead_of_a_deployed_one(
+    pytester: pytest.Pytester, prometheus: PrometheusDeployment, web: Web
+) -> None:
+    # This module's Prometheus stands for the cluster's own: a session pointed at it deploys none.
+    pytester.makepyfile(test_theirs=THEIR_PROMETHEUS.format(url=prometheus.url, port=web.node_port))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--chaos-prometheus-url={prometheus.url}")
+    result.assert_outcomes(passed=1)
+    unreachable = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--chaos-prometheus-url=http://127.0.0.1:1")
+    unreachable.assert_outcomes(errors=1)
+    unreachable.stdout.fnmatch_lines(["*--chaos-prometheus-url http://127.0.0.1:1: *"])
