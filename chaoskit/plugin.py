@@ -37,7 +37,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ import pytest
 from chaoskit import parallel, summary, targets
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import INJECTORS
+from chaoskit.adapters.portforward import port_forward
 from chaoskit.baseline import Baseline, load_shape, selected, shape_of, write_baseline
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, choose_provider, get_provider
@@ -693,6 +694,19 @@ def chaoskit_experiment(
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def chaoskit_port_forward(chaoskit_kube: Kube) -> Callable[[str, str, int], AbstractContextManager[int]]:
+    """``kubectl port-forward`` for a test: ``with chaoskit_port_forward("shop", "service/web", 80) as port:``
+    serves the Service's port (one ready pod behind it) on ``127.0.0.1:port`` while the block runs, through the
+    API server; for clusters whose Services the host cannot reach on a NodePort (see
+    :mod:`chaoskit.adapters.portforward` for what it does not model)."""
+
+    def forward(namespace: str, target: str, port: int) -> AbstractContextManager[int]:
+        return port_forward(chaoskit_kube, namespace, target, port)
+
+    return forward
 
 
 # The short names, for tests that have no fixture of their own by those names. Each is the prefixed fixture
