@@ -609,16 +609,24 @@ def build_image(directory: Path, tag: str | None = None) -> str:
         return _build_image(directory, dockerfile, name, tag)
 
 
+def uses_base(dockerfile: Path) -> bool:
+    """Whether the Dockerfile builds on chaoskit's base image (it declares ``ARG BASE``)."""
+    return bool(re.search(r"^\s*ARG\s+BASE\b", dockerfile.read_text(errors="replace"), re.MULTILINE | re.IGNORECASE))
+
+
 def _build_image(directory: Path, dockerfile: Path, name: str, tag: str | None) -> str:
     if tag is None and image_exists(name):
         say(f"image {name}: present (built from the same files)")
         return name
-    build_base_image()
+    on_base = uses_base(dockerfile)
+    if on_base:  # a Dockerfile FROM python:3.12 or the like needs no base of chaoskit's built first
+        build_base_image()
     log = cache.root() / "logs" / f"build-{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}.log"
     log.unlink(missing_ok=True)  # the log holds this build alone, so its tail is this build's
+    base = ["--build-arg", f"BASE={BASE_IMAGE}"] if on_base else []
     try:
         run_logged(  # --force-rm: a failed step's container goes too, not only those of steps that passed
-            ["docker", "build", "--force-rm", "--build-arg", f"BASE={BASE_IMAGE}", "-t", name, str(directory)],
+            ["docker", "build", "--force-rm", *base, "-t", name, str(directory)],
             log,
             what=f"building image {name} from {directory}",
             env={"DOCKER_BUILDKIT": "0"},
@@ -627,7 +635,7 @@ def _build_image(directory: Path, dockerfile: Path, name: str, tag: str | None) 
     except ProvisionError:  # a timeout is a CommandTimedOut, which names the log already
         tail = " | ".join(line.strip()[:200] for line in _tail_lines(log, 3))
         hint = ""
-        if not re.search(r"^\s*ARG\s+BASE\b", dockerfile.read_text(errors="replace"), re.MULTILINE | re.IGNORECASE):
+        if not on_base:
             hint = (
                 " (where no registry can be reached, start the Dockerfile with 'ARG BASE' and 'FROM $BASE', "
                 "chaoskit's base image)"

@@ -33,12 +33,14 @@ def test_a_service_port_forwarded_to_the_host_serves_its_pods_and_closes_with_th
     assert len(pods) == 1 and next(iter(pods)).startswith("web-"), pods
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass  # nothing listens on the port once the block ended
-    with pytest.raises(SpecError, match=r"service .*/nothing does not exist"), chaoskit_port_forward(
-        web.namespace, "service/nothing", 80
+    with (
+        pytest.raises(SpecError, match=r"service .*/nothing does not exist"),
+        chaoskit_port_forward(web.namespace, "service/nothing", 80),
     ):
         pass
-    with pytest.raises(SpecError, match=r"has no port 81 \(it has 80\)"), chaoskit_port_forward(
-        web.namespace, "service/web", 81
+    with (
+        pytest.raises(SpecError, match=r"has no port 81 \(it has 80\)"),
+        chaoskit_port_forward(web.namespace, "service/web", 81),
     ):
         pass
     print(f"{REQUESTS} requests through a port-forward to {pods}: {took / REQUESTS * 1000:.0f} ms each, bounded")

@@ -136,6 +136,21 @@ def test_an_unchanged_directory_is_built_once_and_a_tag_builds_every_time(tmp_pa
     assert f"[chaoskit] image {name}: present (built from the same files)" in capsys.readouterr().err
 
 
+def test_a_dockerfile_from_an_image_of_its_own_builds_no_base_first(tmp_path, docker_builds, monkeypatch):
+    builds, _ = docker_builds
+    bases: list[str] = []
+    monkeypatch.setattr(builder, "build_base_image", lambda: bases.append("built"))
+    images.build(app(tmp_path / "app"))
+    assert bases == ["built"]  # FROM $BASE: chaoskit's base image first
+    builds.clear()
+    directory = tmp_path / "py"
+    directory.mkdir()
+    (directory / "Dockerfile").write_text("FROM python:3.12-slim\nCOPY . /app\n")
+    name = images.build(directory)
+    assert builds == [["docker", "build", "--force-rm", "-t", name, str(directory)]]  # no BASE argument
+    assert bases == ["built"]  # and no base built for it
+
+
 def test_a_failed_build_is_one_line_with_the_logs_tail_and_path(tmp_path, monkeypatch):
     monkeypatch.setenv("CHAOSKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(docker, "require_daemon", lambda: None)
