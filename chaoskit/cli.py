@@ -200,6 +200,16 @@ def _parser() -> argparse.ArgumentParser:
     agent_actions.add_parser(
         "image", help="build the injector image locally and print its name (to push to a registry)"
     )
+    manifests = agent_actions.add_parser(
+        "manifests",
+        help="print the injector's objects as YAML, to review and apply yourself (kubectl, kustomize, GitOps)",
+        description="Print every object 'agent install' applies, as one YAML stream: the Fault CRD, the "
+        "chaoskit-runner ClusterRole, the agent's namespace, account, Role, RoleBinding and DaemonSet. Nothing "
+        "is applied. deploy/agent/ in the repository holds them as a kustomize base.",
+    )
+    manifests.add_argument(
+        "--image", default=MANIFEST_IMAGE, help=f"the injector image the DaemonSet pulls (default: {MANIFEST_IMAGE})"
+    )
     image = commands.add_parser("image", help="build your own images and load them into a cluster")
     image_actions = image.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = image_actions.add_parser(
@@ -253,10 +263,18 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
         )
 
 
+MANIFEST_IMAGE = "chaoskit/injector:set-me"
+"""The image the printed manifests name when none is given: a kustomization's ``images:`` replaces it."""
+
+
 def _agent(args: argparse.Namespace) -> int:
     from chaoskit.cluster import injector
     from chaoskit.faults import objects
     from chaoskit.session import open_session
+
+    if args.action == "manifests":
+        print(injector.manifests_yaml(args.image), end="")
+        return 0
 
     if args.action == "image":
         from chaoskit.provision import images
