@@ -21,8 +21,10 @@ same shape; with none, the log says so and nothing is judged. Tail latency on
 two workers sharing a 2-core runner is another figure than on one.
 
 **The noise model** of a figure is its comparable earlier values: n runs over k
-nights, their median, their worst, and a robust sigma (1.4826 x the median
-absolute deviation; the standard deviation when that is 0). Every rule also
+nights, their median, their worst, and a sigma: the larger of 1.4826 x the
+median absolute deviation and the standard deviation (a skewed figure, such as
+a partition's failed requests, 0 in most runs and a burst in some, has a MAD
+that sees none of its bursts). Every rule also
 asks for a minimum effect: 20 % of the baseline's median, and never less than
 the figure's resolution: 0.5 s for recovery and error bursts (half a
 readiness-probe period), 1 s for inject-to-effect (the API server's load moves
@@ -86,7 +88,7 @@ OLD_SCHEMA = "chaoskit-baseline/1"
 NOISE_MIN_RUNS = 5
 """Comparable earlier runs before the noise band judges one run (fewer: only a doubling counts)."""
 SIGMAS = 4.0
-"""How many robust sigmas above the baseline's median the noise band reaches."""
+"""How many sigmas above the baseline's median the noise band reaches."""
 MIN_EFFECT = 0.2
 """The smallest change that counts, as a share of the baseline's median (never below the resolution)."""
 RANK_MIN_TONIGHT = 3
@@ -160,11 +162,13 @@ class Noise:
 
     @property
     def sigma(self) -> float:
-        """1.4826 x the median absolute deviation (a normal's sigma); the standard deviation when that is 0."""
+        """The larger of 1.4826 x the median absolute deviation (a normal's sigma, robust to a few wild runs)
+        and the standard deviation (which a skewed figure needs: a partition's failed requests are 0 in most
+        runs and a burst of 12 in some, and the MAD of mostly-zero values sees none of that)."""
+        if len(self.values) < 2:
+            return 0.0
         mad = statistics.median(abs(v - self.median) for v in self.values)
-        if mad > 0:
-            return 1.4826 * mad
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+        return max(1.4826 * mad, statistics.stdev(self.values))
 
     @property
     def min_effect(self) -> float:
@@ -347,7 +351,7 @@ def one_run(group: str, figure: str, value: float, noise: Noise) -> Judgement:
         reach = max(noise.worst, noise.median + SIGMAS * noise.sigma)
         allowed = reach + noise.min_effect
         rule = (
-            f"noise band of {noise.where()}: median {show(_unbad(noise.median, kind), kind)}, robust sigma "
+            f"noise band of {noise.where()}: median {show(_unbad(noise.median, kind), kind)}, sigma "
             f"{_step(noise.sigma, kind)}, worst {show(_unbad(noise.worst, kind), kind)}; bound = max(worst, "
             f"median + {SIGMAS:g} sigma) + minimum effect {_step(noise.min_effect, kind)}"
         )
