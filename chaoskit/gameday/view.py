@@ -90,7 +90,7 @@ def stage(snapshot: Snapshot) -> tuple[object, ...]:
     return (
         snapshot.phase,
         tuple(f.get("state") for f in snapshot.faults),
-        tuple(tripped for _, tripped in snapshot.stops),
+        tuple(text for text, tripped in snapshot.stops if tripped),  # a stop's reading appearing is no stage
         snapshot.aborted,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -95,7 +96,8 @@ def test_a_baseline_the_cluster_cannot_match_is_a_regression_and_an_honest_one_p
             "baseline: 1 file(s) from night1/chaoskit-journal.json (1 runs over 1 nights); 0 of 1 run(s) regressed",
         ]
     )
-    assert "test_nightly.py:" not in second.stdout.str()  # the verdict, not the test's source and traceback
+    assert not re.search(r"test_nightly\.py:\d+", second.stdout.str())  # the verdict, no source or traceback
+    second.stdout.fnmatch_lines(["FAILED test_nightly.py::test_web_pod_kill - regressed: recovery_s*"])
     assert "ExperimentResult(" not in second.stdout.str()
     (honest,) = journal(pytester.path / "night3")["experiments"]
     print(
@@ -211,7 +213,7 @@ def test_chaos_repeat_runs_an_experiment_file_that_many_times_with_its_spread(py
     text = text.replace("[systems/web-tier.yaml]", f"[{repo / 'experiments' / 'systems' / 'web-tier.yaml'}]")
     text = text.replace("run_seconds: 40", "run_seconds: 10").replace("settle_seconds: 5", "settle_seconds: 1")
     (pytester.path / "kill.chaos.yaml").write_text(text)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--chaos-repeat=3", "--chaos-report-dir=out")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--chaos-repeat=3", "--chaos-report-dir=out")
     result.assert_outcomes(passed=3)
     output = result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(
