@@ -23,7 +23,7 @@ from typing import Any
 from chaoskit import summary
 from chaoskit.baseline import Baseline, shape_of
 from chaoskit.faults.base import FaultRecord
-from chaoskit.results import ExperimentResult, Series, figures, kind_of, repeat_stats, show
+from chaoskit.results import ExperimentResult, Judgement, Series, figures, kind_of, repeat_stats, show
 from chaoskit.trends import trend_svg
 
 JOURNAL_SCHEMA = "chaoskit-journal/1"
@@ -142,18 +142,23 @@ def render_html(results: Sequence[ExperimentResult], history: Baseline | None = 
             f"<th>recovery min</th><th>median</th><th>max</th><th>runs that failed</th></tr>{rows}</table>"
         )
     tonight: dict[str, dict[str, list[float]]] = {}
-    for result in results:  # each figure of every run of the experiment, for its plot
+    judged: dict[str, list[Judgement]] = {}
+    for result in results:  # each figure of every run of the experiment, and their judgements, for its plots
         for figure, value in figures(result).items():
             tonight.setdefault(result.group, {}).setdefault(figure, []).append(value)
+        judged.setdefault(result.group, []).extend(result.judgements)
     for result in results:
-        body.append(_experiment_html(result, history, tonight.get(result.group)))
+        body.append(_experiment_html(result, history, tonight.get(result.group), judged.get(result.group, [])))
     body.append(LAYOUT_PROBE)
     body.append("</body></html>")
     return "\n".join(body)
 
 
 def _experiment_html(
-    result: ExperimentResult, history: Baseline | None = None, tonight: dict[str, list[float]] | None = None
+    result: ExperimentResult,
+    history: Baseline | None = None,
+    tonight: dict[str, list[float]] | None = None,
+    group_judgements: Sequence[Judgement] = (),
 ) -> str:
     e = html.escape
     rows = "".join(
@@ -194,7 +199,7 @@ def _experiment_html(
 <th>blast-radius cap</th><th>undone (proof)</th></tr>{faults}</table>
 {_stream_html(result.load.get("stream"))}
 {_judgements_html(result)}
-{_trends_html(result, history, tonight or {})}
+{_trends_html(result, history, tonight or {}, group_judgements)}
 {_events_html(result)}
 {_logs_html(result)}
 </section>"""
@@ -222,14 +227,24 @@ def _judgements_html(result: ExperimentResult) -> str:
     )
 
 
-def _trends_html(result: ExperimentResult, history: Baseline | None, tonight: dict[str, list[float]]) -> str:
+def _trends_html(
+    result: ExperimentResult,
+    history: Baseline | None,
+    tonight: dict[str, list[float]],
+    group_judgements: Sequence[Judgement] = (),
+) -> str:
     """A plot per judged figure: the comparable earlier nights' runs, the band they span, the bound the
     judgement set, and tonight's runs of the experiment (red when the figure regressed)."""
     if history is None:
         return ""
     runs = history.comparable(result.group, shape_of(result))
-    regressed = {r.figure for r in result.regressions}
-    bounds = {j.figure: j.bound for j in result.judgements if j.method in ("noise band", "doubling")}
+    # Tonight's runs of the experiment: a figure that regressed in any of them, alone or together (the rank
+    # test judges on the last run), is red in every run's plot, with the bound that judged it.
+    judged = [j for j in group_judgements or result.judgements]
+    regressed = {j.figure for j in judged if j.regressed}
+    bounds = {j.figure: j.bound for j in judged if j.method in ("noise band", "doubling")}
+    by_median = {j.figure: j.bound for j in judged if j.method == "rank test" and j.regressed}
+    bounds |= by_median
     cells = []
     for figure in sorted(figures(result)):
         nights: dict[str, list[float]] = {}
@@ -252,6 +267,7 @@ def _trends_html(result: ExperimentResult, history: Baseline | None, tonight: di
                 bounds.get(figure),
                 figure in regressed,
                 higher_is_worse=not kind.ratio,
+                of_median=figure in by_median,
             )
             + "</figure>"
         )

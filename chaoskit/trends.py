@@ -69,6 +69,7 @@ def trend_svg(
     bound: float | None,
     regressed: bool,
     higher_is_worse: bool = True,
+    of_median: bool = False,
 ) -> str:
     """The ``<svg>`` element of ``figure``'s trend: the earlier ``nights``, then ``tonight``.
 
@@ -77,7 +78,9 @@ def trend_svg(
     ``unit`` is ``"s"``, ``"ms"``, ``"%"`` (availability, given as a ratio 0..1 and shown in percent) or ``""``
     (a count). ``band`` is the baseline's noise band (low, high) and ``bound`` the worst value the judgement
     allowed, both in the figure's own units (a ratio for availability), or None. ``higher_is_worse`` is False
-    for availability: its worst value is the lowest, and a regression is written ``<`` its bound.
+    for availability: its worst value is the lowest, and a regression is written ``<`` its bound. With
+    ``of_median`` the bound is one tonight's median had to keep (the rank test), and a regression writes the
+    median against it.
     """
     scale = 100.0 if unit == "%" else 1.0
     shown_nights = [(label, [v * scale for v in values]) for label, values in nights]
@@ -194,7 +197,10 @@ def trend_svg(
     note = ""
     if regressed:
         worst = (max if higher_is_worse else min)(shown_tonight) if shown_tonight else None
-        if worst is not None and shown_bound is not None:
+        if of_median and shown_tonight and shown_bound is not None:
+            middle = statistics.median(shown_tonight)
+            note = f"median {_value(middle, unit)} {'>' if higher_is_worse else '<'} bound {_value(shown_bound, unit)}"
+        elif worst is not None and shown_bound is not None:
             note = f"{_value(worst, unit)} {'>' if higher_is_worse else '<'} bound {_value(shown_bound, unit)}"
         elif worst is not None:
             note = f"{_value(worst, unit)}: regression"

@@ -256,3 +256,24 @@ def test_a_skewed_figure_gets_the_spread_its_bursts_show():
     (judged,) = baseline.judge_run("partition", {"fault.availability": 0.9762})  # 12 of 504 failed
     assert not judged.regressed, judged.line()
     assert baseline.check_run("partition", {"fault.availability": 0.95})  # 25 of 504: beyond any burst seen
+
+
+def test_a_night_regressed_by_the_rank_test_is_red_in_every_runs_plot_with_its_median_against_the_bound(
+    tmp_path: Path,
+):
+    # Five nights as noisy as the pod kill's here (1.1 to 4.1 s): no run alone is beyond the band, the three
+    # together are (the doctored night of benchmarks/nightly_bench.py, its recoveries).
+    spread = [[1.2, 1.8, 2.6], [1.5, 1.9, 4.1], [1.1, 1.7, 2.3], [1.4, 2.0, 2.5], [1.6, 1.8, 3.2]]
+    nights = {f"2026120{i}T0300Z": values for i, values in enumerate(spread, 1)}
+    history = Baseline([PastRun("exp", n, {"recovery_s": v}) for n, values in nights.items() for v in values])
+    runs = [synthetic_result(recovery=r, objectives=PASSING) for r in (4.08, 3.71, 4.24)]
+    for run in runs:
+        run.group = "exp"
+        run.judgements = history.judge_run("exp", figures(run))
+    runs[-1].judgements += history.judge_night("exp", [figures(r) for r in runs])
+    for run in runs:
+        run.regressions = [j for j in run.judgements if j.regressed]
+    assert [j.method for j in runs[-1].regressions] == ["rank test"]
+    _, report = write_reports(runs, tmp_path, history=history)
+    dom = rendered(report)
+    assert dom.count("median 4.08 s &gt; bound") == 3  # every run's plot of the regressed night
