@@ -242,7 +242,7 @@ def _trends_html(
     # test judges on the last run), is red in every run's plot, with the bound that judged it.
     judged = [j for j in group_judgements or result.judgements]
     regressed = {j.figure for j in judged if j.regressed}
-    bounds = {j.figure: j.bound for j in judged if j.method in ("noise band", "doubling")}
+    bounds = {j.figure: j.bound for j in judged if j.method in ("noise band", "few runs")}
     by_median = {j.figure: j.bound for j in judged if j.method == "rank test" and j.regressed}
     bounds |= by_median
     cells = []

@@ -443,7 +443,8 @@ class Judgement:
     baseline: tuple[float, ...]
     """The comparable earlier values it was judged against."""
     method: str
-    """``noise band`` (one run), ``doubling`` (one run, too few earlier runs for a noise model), ``rank test``
+    """``noise band`` (one run), ``few runs`` (one run, too few earlier runs for a noise model: only a gross
+    change counts), ``rank test``
     (tonight's runs together) or ``not judged``."""
     bound: float | None = None
     """The worst value allowed (one run), or the median tonight's runs had to pass (rank test)."""
@@ -457,11 +458,12 @@ class Judgement:
         by the noise band``."""
         kind = kind_of(self.figure)
         seen = ", ".join(show(v, kind) for v in self.tonight)
+        rule = {"few runs": "the few-runs rule"}.get(self.method, f"the {self.method}")
         if self.bound is None:
-            return f"{self.figure} {seen} by the {self.method}"
+            return f"{self.figure} {seen} by {rule}"
         limit = "at least" if kind.ratio else "at most"
         middle = " median" if self.method == "rank test" else ""
-        return f"{self.figure} {seen},{middle} {limit} {show(self.bound, kind)} by the {self.method}"
+        return f"{self.figure} {seen},{middle} {limit} {show(self.bound, kind)} by {rule}"
 
     def line(self) -> str:
         kind = kind_of(self.figure)

@@ -82,7 +82,7 @@ def block(runs: Sequence[ExperimentResult]) -> Block:
 
 def _judged_lines(judged: Sequence[tuple[int, Judgement]], runs: int) -> list[str]:
     lines: list[str] = []
-    single = [(i, j) for i, j in judged if j.method in ("noise band", "doubling")]
+    single = [(i, j) for i, j in judged if j.method in ("noise band", "few runs")]
     together = [j for _, j in judged if j.method == "rank test"]
     skipped = {j.figure: j.rule for _, j in judged if j.method == "not judged"}
     if single:

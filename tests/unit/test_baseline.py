@@ -29,12 +29,12 @@ def test_a_runs_figures_are_its_recovery_windows_and_inject_to_effect():
     assert found["inject_to_effect_s"] == pytest.approx(0.05)
 
 
-def test_with_few_earlier_runs_only_a_doubling_counts():
+def test_with_few_earlier_runs_only_a_gross_change_counts():
     baseline = Baseline.of_values({"exp": {"recovery_s": [0.4, 0.5]}})
     (regression,) = baseline.check_run("exp", {"recovery_s": 4.0, "other": 1.0})
-    assert regression.method == "doubling" and regression.bound == pytest.approx(2.0)
-    assert regression.line().startswith("regression: recovery_s 4.00 s; at most 2.00 s (doubling: 2 runs over 1 night")
-    assert baseline.check_run("exp", {"recovery_s": 1.9}) == []  # within twice the worst, plus twice 0.5 s
+    assert regression.method == "few runs" and regression.bound == pytest.approx(3.5)
+    assert regression.line().startswith("regression: recovery_s 4.00 s; at most 3.50 s (few runs: 2 runs over 1 night")
+    assert baseline.check_run("exp", {"recovery_s": 3.4}) == []  # within five times the worst, plus twice 0.5 s
     assert baseline.check_run("other group", {"recovery_s": 99.0}) == []  # nothing to compare with
     (unjudged,) = baseline.judge_run("other group", {"recovery_s": 99.0})
     assert unjudged.method == "not judged" and "no earlier run of this experiment" in unjudged.line()
