@@ -189,6 +189,7 @@ def replay(args: argparse.Namespace) -> None:
         if not baseline.runs:
             continue
         groups: dict[str, list[dict[str, float]]] = {}
+        least: dict[str, list[dict[str, int]]] = {}
         regressed = []
         for r in document["experiments"]:
             requests = {s["window"]: s["requests"] for s in r["verdict"]["stats"]}
@@ -198,14 +199,16 @@ def replay(args: argparse.Namespace) -> None:
                 if percentile_needs(f) is None or requests.get(f.split(".")[0], 0) >= (percentile_needs(f) or 0)
             }
             shape = {k: r["shape"][k] for k in ("workers", "load") if k in r.get("shape", {})}
-            hit = [j.figure for j in baseline.check_run(r["group"], figures, shape) if selected((), j.figure)]
+            hit = [j.figure for j in baseline.check_run(r["group"], figures, shape, requests) if selected((), j.figure)]
             groups.setdefault(r["group"], []).append(figures)
+            least.setdefault(r["group"], []).append(requests)
             if not name.startswith("doctored"):
                 runs_seen += 1
                 false_runs += bool(hit)
             regressed += [f"{r['group'][:12]} {h}" for h in hit]
         for group, runs in groups.items():
-            regressed += [f"{group[:12]} {j.figure} (together)" for j in baseline.check_runs(group, runs)]
+            fewest = {w: min(counts[w] for counts in least[group]) for w in least[group][0]}
+            regressed += [f"{group[:12]} {j.figure} (together)" for j in baseline.check_runs(group, runs, None, fewest)]
         print(
             f"{name}: against {len(baseline.nights())} nights, {len(baseline.runs)} runs: "
             + (", ".join(regressed) if regressed else "no regression")

@@ -28,9 +28,10 @@ that sees none of its bursts). Every rule also
 asks for a minimum effect: 20 % of the baseline's median, and never less than
 the figure's resolution: 0.5 s for recovery and error bursts (half a
 readiness-probe period), 1 s for inject-to-effect (the API server's load moves
-a pod kill's between 0.05 and 0.6 s here), 10 ms for latency, half a point of
-availability (one request of the 200 a fault window holds at 100 requests/s),
-one lost write.
+a pod kill's between 0.05 and 0.6 s here), 10 ms for latency, for availability
+half a point or 3 failed requests of the window, whichever is more (a pod kill
+fails a request in flight now and then: 1 of 120 is 0.83 points), one lost
+write.
 
 * **noise band** (each run, with at least 5 comparable earlier runs): the run
   regresses when its value passes ``max(worst, median + 4 sigma)`` by more than
@@ -89,6 +90,9 @@ SCHEMA = "chaoskit-baseline/2"
 OLD_SCHEMA = "chaoskit-baseline/1"
 NOISE_MIN_RUNS = 5
 """Comparable earlier runs before the noise band judges one run (fewer: only a gross change counts)."""
+FAILED_REQUESTS = 3
+"""Availability's resolution in requests: fewer failed requests than this beyond the baseline never count (a
+pod kill fails a request in flight now and then)."""
 GROSS = 5.0
 """With fewer runs than that, how many times the worst a run must pass (plus twice the resolution)."""
 SIGMAS = 4.0
@@ -155,6 +159,9 @@ class Noise:
     values: tuple[float, ...]
     """On the badness scale (higher worse)."""
     nights: dict[str, list[float]]
+    resolution: float = 0.0
+    """The smallest change that counts: the kind's, or for availability the share FAILED_REQUESTS of the
+    window's requests when that is more (one failed request of 120 is 0.83 points)."""
 
     @property
     def median(self) -> float:
@@ -176,7 +183,7 @@ class Noise:
 
     @property
     def min_effect(self) -> float:
-        return max(self.kind.resolution, MIN_EFFECT * abs(self.median))
+        return max(self.resolution, self.kind.resolution, MIN_EFFECT * abs(self.median))
 
     def night_medians(self) -> dict[str, float]:
         return {night: statistics.median(v) for night, v in self.nights.items() if len(v) >= NIGHT_MIN_RUNS}
@@ -276,14 +283,20 @@ class Baseline:
                     found.setdefault(figure, []).append(value)
         return found
 
-    def noise(self, figure: str, runs: Sequence[PastRun]) -> Noise | None:
+    def noise(self, figure: str, runs: Sequence[PastRun], requests: Mapping[str, int] | None = None) -> Noise | None:
+        """``figure``'s noise model over ``runs``; ``requests`` (window -> tonight's requests) sets an
+        availability's resolution in requests."""
         kind = kind_of(figure)
         nights: dict[str, list[float]] = {}
         for run in runs:
             if figure in run.figures:
                 nights.setdefault(run.night, []).append(_badness(run.figures[figure], kind))
         values = tuple(v for night in nights.values() for v in night)
-        return Noise(kind, values, nights) if values else None
+        resolution = kind.resolution
+        counted = (requests or {}).get(figure.split(".")[0], 0)
+        if kind.ratio and counted > 0:
+            resolution = max(resolution, FAILED_REQUESTS / counted)
+        return Noise(kind, values, nights, resolution) if values else None
 
     def _not_comparable(self, group: str, shape: Mapping[str, Any] | None) -> str:
         others = {describe_shape(r.shape) for r in self.runs if r.group == group}
@@ -292,9 +305,14 @@ class Baseline:
         return f"the baseline has no run of this shape ({describe_shape(shape)}); it holds {'; '.join(sorted(others))}"
 
     def judge_run(
-        self, group: str, tonight: Mapping[str, float], shape: Mapping[str, Any] | None = None
+        self,
+        group: str,
+        tonight: Mapping[str, float],
+        shape: Mapping[str, Any] | None = None,
+        requests: Mapping[str, int] | None = None,
     ) -> list[Judgement]:
-        """One run's figures, each against the noise band (or the few-runs rule) of its comparable runs."""
+        """One run's figures, each against the noise band (or the few-runs rule) of its comparable runs;
+        ``requests`` (window -> the run's requests) sets availability's resolution."""
         runs = self.comparable(group, shape)
         names = [f for f in sorted(tonight) if selected(self.judged, f)]
         if not runs:
@@ -302,7 +320,7 @@ class Baseline:
             return [Judgement(group, f, (tonight[f],), (), "not judged", rule=why) for f in names]
         found = []
         for figure in names:
-            noise = self.noise(figure, runs)
+            noise = self.noise(figure, runs, requests)
             if noise is None:
                 found.append(
                     Judgement(group, figure, (tonight[figure],), (), "not judged", rule="no earlier value of it")
@@ -312,31 +330,44 @@ class Baseline:
         return found
 
     def judge_night(
-        self, group: str, runs: Sequence[Mapping[str, float]], shape: Mapping[str, Any] | None = None
+        self,
+        group: str,
+        runs: Sequence[Mapping[str, float]],
+        shape: Mapping[str, Any] | None = None,
+        requests: Mapping[str, int] | None = None,
     ) -> list[Judgement]:
         """Tonight's runs of one experiment together, by the rank test, for each figure with at least
-        RANK_MIN_TONIGHT values tonight and NOISE_MIN_RUNS comparable earlier ones."""
+        RANK_MIN_TONIGHT values tonight and NOISE_MIN_RUNS comparable earlier ones; ``requests`` (window ->
+        the fewest requests of tonight's runs) sets availability's resolution."""
         earlier = self.comparable(group, shape)
         found = []
         for figure in sorted({name for run in runs for name in run if selected(self.judged, name)}):
             values = [run[figure] for run in runs if figure in run]
-            noise = self.noise(figure, earlier)
+            noise = self.noise(figure, earlier, requests)
             if len(values) < RANK_MIN_TONIGHT or noise is None or len(noise.values) < NOISE_MIN_RUNS:
                 continue
             found.append(rank_test(group, figure, values, noise))
         return found
 
     def check_run(
-        self, group: str, tonight: Mapping[str, float], shape: Mapping[str, Any] | None = None
+        self,
+        group: str,
+        tonight: Mapping[str, float],
+        shape: Mapping[str, Any] | None = None,
+        requests: Mapping[str, int] | None = None,
     ) -> list[Judgement]:
         """The regressions among :meth:`judge_run`'s judgements."""
-        return [j for j in self.judge_run(group, tonight, shape) if j.regressed]
+        return [j for j in self.judge_run(group, tonight, shape, requests) if j.regressed]
 
     def check_runs(
-        self, group: str, runs: Sequence[Mapping[str, float]], shape: Mapping[str, Any] | None = None
+        self,
+        group: str,
+        runs: Sequence[Mapping[str, float]],
+        shape: Mapping[str, Any] | None = None,
+        requests: Mapping[str, int] | None = None,
     ) -> list[Judgement]:
         """The regressions among :meth:`judge_night`'s judgements."""
-        return [j for j in self.judge_night(group, runs, shape) if j.regressed]
+        return [j for j in self.judge_night(group, runs, shape, requests) if j.regressed]
 
 
 def one_run(group: str, figure: str, value: float, noise: Noise) -> Judgement:
@@ -344,11 +375,12 @@ def one_run(group: str, figure: str, value: float, noise: Noise) -> Judgement:
     kind = noise.kind
     earlier = tuple(_unbad(v, kind) for v in noise.values)
     if len(noise.values) < NOISE_MIN_RUNS:
-        allowed = GROSS * noise.worst + 2 * kind.resolution
+        resolution = max(noise.resolution, kind.resolution)
+        allowed = GROSS * noise.worst + 2 * resolution
         rule = (
             f"few runs: {noise.where()} are too few for a noise model ({NOISE_MIN_RUNS} needed), so only past "
             f"{GROSS:g} times their worst {show(_unbad(noise.worst, kind), kind)}, plus twice the resolution "
-            f"{_step(kind.resolution, kind)}, is a regression"
+            f"{_step(resolution, kind)}, is a regression"
         )
         method = "few runs"
     else:

@@ -593,7 +593,8 @@ def run_shape(config: pytest.Config, result: ExperimentResult) -> dict[str, Any]
 def judge(baseline: Baseline, result: ExperimentResult) -> list[Judgement]:
     """One run against the baseline: each figure it measured, and the percentiles it measured over too few
     requests, said as not judged."""
-    judged = baseline.judge_run(result.group, figures(result), shape_of(result))
+    requests = {s.window: s.requests for s in result.verdict.stats}
+    judged = baseline.judge_run(result.group, figures(result), shape_of(result), requests)
     left = [
         Judgement(result.group, figure, (), (), "not judged", rule=why)
         for figure, why in unsupported(result).items()
@@ -612,7 +613,11 @@ def keep(config: pytest.Config, result: ExperimentResult) -> dict[str, str]:
     properties: dict[str, str] = {}
     if len(group) == repeat > 1:
         if baseline is not None:  # all of them against the baseline, if enough
-            together = baseline.judge_night(result.group, [figures(r) for r in group], shape_of(result))
+            fewest: dict[str, int] = {}
+            for run in group:  # availability's resolution in requests: the fewest any run had
+                for window in run.verdict.stats:
+                    fewest[window.window] = min(fewest.get(window.window, window.requests), window.requests)
+            together = baseline.judge_night(result.group, [figures(r) for r in group], shape_of(result), fewest)
             result.judgements += together
             result.regressions += [j for j in together if j.regressed]
         (stats,) = repeat_stats(group)

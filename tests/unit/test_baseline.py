@@ -277,3 +277,13 @@ def test_a_night_regressed_by_the_rank_test_is_red_in_every_runs_plot_with_its_m
     _, report = write_reports(runs, tmp_path, history=history)
     dom = rendered(report)
     assert dom.count("median 4.08 s &gt; bound") == 3  # every run's plot of the regressed night
+
+
+def test_availability_needs_three_failed_requests_of_its_window_beyond_the_baseline():
+    clean = Baseline.of_values({"kill": {"fault.availability": [1.0] * 15}})
+    # A pod kill fails a request in flight now and then: 1 of 120 is 0.83 points, within 3 requests of 120.
+    (one,) = clean.judge_run("kill", {"fault.availability": 119 / 120}, requests={"fault": 120})
+    assert not one.regressed and "minimum effect 2.50 points" in one.rule
+    assert clean.check_run("kill", {"fault.availability": 116 / 120}, requests={"fault": 120})  # 4 of 120
+    # Without the window's count, half a point: the figure alone cannot say how many requests it is.
+    assert clean.check_run("kill", {"fault.availability": 119 / 120})
