@@ -56,6 +56,7 @@ def test_a_baseline_the_cluster_cannot_match_is_a_regression_and_an_honest_one_p
     assert doctored["schema"] == "chaoskit-baseline/2" and doctored["runs"][0]["outcome"] == "passed"
     assert doctored["runs"][0]["shape"] == {"workers": 1, "load": "4 users x 150/s for 15 s"}
     doctored["runs"][0]["figures"]["recovery_s"] = recovered / 10
+    doctored["runs"] *= 5  # five runs: enough for a noise model, so the noise band judges
     (pytester.path / "doctored.json").write_text(json.dumps(doctored))
     second = pytester.runpytest_subprocess(
         *common, "--chaos-report-dir=night2", "--chaos-baseline=doctored.json", "--junitxml=night2/junit.xml"
@@ -64,12 +65,12 @@ def test_a_baseline_the_cluster_cannot_match_is_a_regression_and_an_honest_one_p
     second.stdout.fnmatch_lines(
         [
             "regressed: *recovery_s*",
-            "regression: recovery_s * s; at most * s (few runs: 1 run over 1 night are too few for a noise model*",
-            "REGRESSED test_web_pod_kill; *REGRESSION: recovery_s *, at most * s by the few-runs rule; *2/2 objective*",
+            "regression: recovery_s * s; at most * s (noise band of 5 runs over 1 night: median *",
+            "REGRESSED test_web_pod_kill; *REGRESSION: recovery_s *, at most * s by the noise band; *2/2 objective*",
             "  ran with 1 worker, load 4 users x 150/s for 15 s",
-            "  judged against 1 comparable earlier runs, each run alone:",
+            "  judged against 5 comparable earlier runs, each run alone:",
             "    recovery_s: value * s; at most * s: REGRESSED in run 1",
-            "baseline: 1 file(s) from doctored.json (1 runs over 1 nights); 1 of 1 run(s) regressed",
+            "baseline: 1 file(s) from doctored.json (5 runs over 1 nights); 1 of 1 run(s) regressed",
         ]
     )
     (regressed,) = journal(pytester.path / "night2")["experiments"]
