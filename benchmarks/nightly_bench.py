@@ -104,7 +104,7 @@ def doctored(args: argparse.Namespace) -> None:
     )
 
 
-def summarise(name: str, document: dict) -> tuple[dict[str, str], list[str]]:
+def summarise(document: dict) -> tuple[dict[str, str], list[str]]:
     runs = document["experiments"]
     verdicts: dict[str, str] = {}
     regressed = []
@@ -120,7 +120,7 @@ def report(args: argparse.Namespace) -> None:
     honest = journals(args.dir)
     false_runs = total_runs = 0
     for name, document in honest:
-        verdicts, regressed = summarise(name, document)
+        verdicts, regressed = summarise(document)
         runs = document["experiments"]
         total_runs += len(runs)
         false_runs += sum(1 for r in runs if r.get("regressions"))

@@ -234,35 +234,17 @@ class Baseline:
         night = path.parent.name if path.name == "chaoskit-journal.json" else path.stem
         if isinstance(document, dict) and document.get("schema") == SCHEMA:
             night = str(document.get("night") or night)
-            for run in document.get("runs", []):
-                self.runs.append(
-                    PastRun(
-                        run["group"],
-                        night,
-                        {k: float(v) for k, v in run.get("figures", {}).items()},
-                        run.get("outcome", "passed"),
-                        bool(run.get("regressed")),
-                        run.get("shape") or None,
-                    )
-                )
+            self.runs += [_past_run(run, night, bool(run.get("regressed"))) for run in document.get("runs", [])]
         elif isinstance(document, dict) and document.get("schema") == OLD_SCHEMA:
             for group, named in document.get("experiments", {}).items():
                 for i in range(max((len(v) for v in named.values()), default=0)):
                     self.runs.append(PastRun(group, night, {f: float(v[i]) for f, v in named.items() if i < len(v)}))
         elif isinstance(document, dict) and isinstance(document.get("experiments"), list):
-            for run in document["experiments"]:
-                if not run.get("figures"):  # no verdict: an error, a skip, partial data
-                    continue
-                self.runs.append(
-                    PastRun(
-                        run["group"],
-                        night,
-                        {k: float(v) for k, v in run["figures"].items()},
-                        run.get("outcome", "passed"),
-                        bool(run.get("regressions")),
-                        run.get("shape") or None,
-                    )
-                )
+            self.runs += [
+                _past_run(run, night, bool(run.get("regressions")))
+                for run in document["experiments"]
+                if run.get("figures")  # none: no verdict (an error, a skip, partial data)
+            ]
         else:
             raise SpecError(f"baseline {path} is neither a chaoskit journal nor a baseline file ({SCHEMA})")
         self.sources.append(str(path))
@@ -370,6 +352,12 @@ class Baseline:
         return [j for j in self.judge_night(group, runs, shape, requests) if j.regressed]
 
 
+def _past_run(run: Mapping[str, Any], night: str, regressed: bool) -> PastRun:
+    """A run as a baseline file or a journal holds it."""
+    figures = {k: float(v) for k, v in (run.get("figures") or {}).items()}
+    return PastRun(run["group"], night, figures, run.get("outcome", "passed"), regressed, run.get("shape") or None)
+
+
 def one_run(group: str, figure: str, value: float, noise: Noise) -> Judgement:
     """One run's value against the noise band, or the few-runs rule when the baseline is too small."""
     kind = noise.kind
@@ -470,10 +458,10 @@ def write_baseline(results: Iterable[ExperimentResult], path: Path, night: str |
             "outcome": result.outcome,
             "regressed": bool(result.regressions),
             "shape": shape_of(result),
-            "figures": figures(result),
+            "figures": measured,
         }
         for result in results
-        if figures(result)
+        if (measured := figures(result))
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"schema": SCHEMA, "night": night or path.stem, "runs": runs}

@@ -260,7 +260,7 @@ def pytest_configure(config: pytest.Config) -> None:
     set_default_processes(setting(config, "load-workers"))
     try:
         targets.allow(setting(config, "allow-target"))
-        config.stash[_SPEC] = _spec(config)
+        config.stash[_SPEC] = _spec(config, provider)
         baseline = setting(config, "baseline")
         judged = [n.strip() for n in (setting(config, "baseline-figures") or "").split(",") if n.strip()]
         config.stash[_BASELINE] = Baseline.load(Path(baseline), judged) if baseline else None
@@ -292,14 +292,12 @@ _BASELINE = pytest.StashKey[Baseline | None]()
 PLUGIN_FLAGS = ("--chaos-provider", "--chaos-kube-context", "--chaos-kubeconfig")
 
 
-def _spec(config: pytest.Config) -> ClusterSpec:
+def _spec(config: pytest.Config, provider: str) -> ClusterSpec:
     kubeconfig = setting(config, "kubeconfig")
     ports = setting(config, "node-ports")
     return ClusterSpec(
         reachable_node_ports=parse_node_ports(ports, "--chaos-node-ports") if ports else (),
-        provider=choose_provider(
-            setting(config, "provider"), setting(config, "kube-context"), kubeconfig, PLUGIN_FLAGS
-        ),
+        provider=provider,
         name=setting(config, "cluster-name"),
         workers=setting(config, "workers"),
         node_image=setting(config, "node-image"),

@@ -240,7 +240,7 @@ def _trends_html(
     runs = history.comparable(result.group, shape_of(result))
     # Tonight's runs of the experiment: a figure that regressed in any of them, alone or together (the rank
     # test judges on the last run), is red in every run's plot, with the bound that judged it.
-    judged = [j for j in group_judgements or result.judgements]
+    judged = group_judgements or result.judgements
     regressed = {j.figure for j in judged if j.regressed}
     bounds = {j.figure: j.bound for j in judged if j.method in ("noise band", "few runs")}
     by_median = {j.figure: j.bound for j in judged if j.method == "rank test" and j.regressed}

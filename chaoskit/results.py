@@ -360,21 +360,19 @@ class Kind:
     """The smallest change the measurement can tell apart (its step): a smaller change never counts."""
     ratio: bool = False
     """A ratio where higher is better (availability): compared as its complement, where higher is worse."""
-    why: str = ""
-    """Why the resolution is what it is, for the docs and the log."""
 
 
 def kind_of(figure: str) -> Kind:
     name = figure.rsplit(".", 1)[-1]
     if name == "availability":
-        return Kind("", 0.005, ratio=True, why="one request of the 200 a fault window holds at 100 requests/s")
+        return Kind("", 0.005, ratio=True)
     if name.endswith("_ms"):
-        return Kind(" ms", 10.0, why="what a busy 2-core runner's scheduling adds to one request")
+        return Kind(" ms", 10.0)
     if name == "lost_writes":
-        return Kind("", 0.5, why="one write")
+        return Kind("", 0.5)
     if name == "inject_to_effect_s":
-        return Kind(" s", 1.0, why="the API server's load moves a pod kill's between 0.05 and 0.6 s here")
-    return Kind(" s", 0.5, why="half a readiness-probe period of 1 s")
+        return Kind(" s", 1.0)
+    return Kind(" s", 0.5)
 
 
 def percentile_needs(figure: str) -> int | None:

@@ -59,13 +59,7 @@ def _counted(words: Sequence[str]) -> str:
 def block(runs: Sequence[ExperimentResult]) -> Block:
     first = runs[0]
     word = verdict_of(runs)
-    head = f"{word} {first.group}"
-    if len(runs) > 1:
-        (stats,) = repeat_stats(runs)
-        head += f": {stats.line().split(': ', 1)[1]}"
-    else:
-        head = first.headline()
-    lines = [head]
+    lines = [repeat_stats(runs)[0].line() if len(runs) > 1 else first.headline()]
     if first.shape:
         workers = first.shape.get("workers", 1)
         how = f"{workers} worker{'s' if workers != 1 else ''}"
