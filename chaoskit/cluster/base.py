@@ -48,6 +48,8 @@ class ClusterSpec:
     """The kubeconfig to use (existing only; kind writes its own)."""
     context: str | None = None
     """The kubeconfig context to use (existing only)."""
+    kubernetes: str | None = None
+    """The Kubernetes line of chaoskit's own node image (``1.20``, ``1.37``; kind only; None: the default)."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -138,7 +140,6 @@ class Cluster:
                 f"cannot load {image} into the {self.provider} cluster {self.name}: chaoskit can load images only "
                 "into kind clusters; push it to a registry the cluster pulls from and use that name"
             )
-        from chaoskit import cache
         from chaoskit.adapters import kind
 
         image_id = kind.local_image_id(image)
@@ -147,6 +148,14 @@ class Cluster:
                 f"there is no local image {image}: build it with 'chaoskit image build DIR' "
                 f"or 'docker pull {image}' first"
             )
+        # Not while another run's node-wide fault has nodes down (a node failure stops one): wait for its undo.
+        with locks.experiment_running(self.name, what=f"loading {image}"):
+            return self._load(image, image_id)
+
+    def _load(self, image: str, image_id: str) -> tuple[str, ...]:
+        from chaoskit import cache
+        from chaoskit.adapters import kind
+
         nodes = kind.nodes(self.name)
         if not nodes:
             raise ClusterError(

@@ -272,18 +272,20 @@ def _gate(cluster: str) -> int:
 
 
 @contextmanager
-def experiment_running(cluster: str, wait_seconds: float = WAIT_SECONDS) -> Iterator[None]:
-    """Hold the cluster against other runs' node-wide faults while an experiment runs; waits (saying so)
-    while one of them holds it or waits for it."""
+def experiment_running(
+    cluster: str, wait_seconds: float = WAIT_SECONDS, what: str = "the experiment"
+) -> Iterator[None]:
+    """Hold the cluster against other runs' node-wide faults while an experiment runs (or ``what`` else must
+    see every node up); waits (saying so) while one of them holds it or waits for it."""
     with _GUARD:
         state = _shared(cluster)
         if state.count == 0 and not state.exclusive:
             gate = _gate(cluster)
             try:
                 deadline = time.monotonic() + wait_seconds
-                what = "the experiment waits for another run's node-wide fault to end"
-                _poll(gate, fcntl.LOCK_SH, deadline, what, cluster)
-                _poll(state.fd, fcntl.LOCK_SH, deadline, what, cluster)
+                waiting = f"{what} waits for another run's node-wide fault to end"
+                _poll(gate, fcntl.LOCK_SH, deadline, waiting, cluster)
+                _poll(state.fd, fcntl.LOCK_SH, deadline, waiting, cluster)
             finally:
                 os.close(gate)
         state.count += 1

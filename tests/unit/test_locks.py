@@ -189,3 +189,33 @@ def test_two_experiments_that_each_want_the_cluster_alone_do_not_wait_for_each_o
     (line,) = [line for line in rest.splitlines() if line.startswith("alone")]
     theirs = tuple(float(x) for x in line.split()[1:])
     assert mine[1] <= theirs[0] or theirs[1] <= mine[0], (mine, theirs)  # one after the other, both done
+
+
+def test_an_image_is_loaded_only_once_another_runs_node_wide_fault_has_its_nodes_back(cache, monkeypatch):
+    """pytest -n: one worker's node failure stops a node; another worker's fixture loading an image into every
+    node waits for the undo instead of failing on the stopped node (seen: 'cannot list the images of node')."""
+    from chaoskit.adapters import kind
+    from chaoskit.cluster.base import Cluster
+
+    code = textwrap.dedent(
+        """
+        import time
+        from chaoskit.state import locks
+        locks.POLL_SECONDS = 0.05
+        with locks.cluster_alone("c1", "their node failure", wait_seconds=20):
+            print("held", flush=True)
+            time.sleep(1.5)
+            print("undone", time.time(), flush=True)
+        """
+    )
+    proc = holder(cache, code)
+    listed: list[float] = []
+    node = type("Node", (), {"name": "c1-worker", "state": "running"})()
+    monkeypatch.setattr(kind, "local_image_id", lambda image: "sha256:1")
+    monkeypatch.setattr(kind, "nodes", lambda name: listed.append(time.time()) or [node])
+    monkeypatch.setattr(kind, "node_image_id", lambda node, image: "sha256:1")
+    cluster = Cluster(name="c1", provider="kind", kubeconfig=None, context=None, flavor="airgap")
+    assert cluster.load_image("app:1") == ()  # every node had it
+    assert proc.stdout is not None
+    undone = float(proc.stdout.readline().split()[1])
+    assert listed and listed[0] >= undone - 0.01, (listed, undone)
