@@ -246,6 +246,12 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
         parser.add_argument("--workers", type=int, default=2, help="worker nodes (default: 2)")
         parser.add_argument("--node-image", help="force this kind node image")
         parser.add_argument(
+            "--kubernetes",
+            metavar="LINE",
+            help="the Kubernetes line of chaoskit's own node image: 1.20 (default; from Debian's source) or 1.37 "
+            "(built from Go modules, about 15 min the first time)",
+        )
+        parser.add_argument(
             "--node-ports",
             default=f"{DEFAULT_NODE_PORTS[0]}-{DEFAULT_NODE_PORTS[-1]}",
             help="NodePorts to publish on 127.0.0.1, as FIRST-LAST (default: %(default)s)",
@@ -317,6 +323,7 @@ def _spec(args: argparse.Namespace) -> ClusterSpec:
             "workers": args.workers,
             "node_image": args.node_image,
             "node_ports": parse_node_ports(args.node_ports),
+            "kubernetes": args.kubernetes,
         }
     provider = choose_provider(args.provider, args.context, args.kubeconfig, CLI_FLAGS)
     return ClusterSpec(provider=provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, **extra)

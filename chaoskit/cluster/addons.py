@@ -45,8 +45,9 @@ DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "chaoskit"}
 
 
-def manifests(agent_image: str) -> list[dict[str, Any]]:
-    """Every object of the add-ons, for :meth:`Kube.apply`."""
+def manifests(agent_image: str, dns: bool = True) -> list[dict[str, Any]]:
+    """Every object of the add-ons, for :meth:`Kube.apply` (``dns``: with chaoskit-dns, for a node image
+    without CoreDNS)."""
     return [
         {
             "apiVersion": "v1",
@@ -69,7 +70,7 @@ def manifests(agent_image: str) -> list[dict[str, Any]]:
             "subjects": [{"kind": "ServiceAccount", "name": AGENT_ACCOUNT, "namespace": NAMESPACE}],
         },
         _netd(agent_image),
-        _dns(agent_image),
+        *([_dns(agent_image)] if dns else []),
         *_volumes_rbac(),
         _volumes(agent_image),
     ]

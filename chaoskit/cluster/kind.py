@@ -37,7 +37,8 @@ from chaoskit.adapters.shell import run, say
 from chaoskit.cluster import addons
 from chaoskit.cluster.base import NODE_PORT_RANGE, Cluster, ClusterSpec, ClusterStatus, NodeStatus
 from chaoskit.errors import ChaoskitError, ClusterError, UsageError
-from chaoskit.provision.versions import STOCK_NODE_IMAGE
+from chaoskit.provision import versions
+from chaoskit.provision.versions import LINES, STOCK_NODE_IMAGE, Line
 
 READY_TIMEOUT = 240.0
 PULL_TIMEOUT = 60.0
@@ -58,8 +59,8 @@ def network_name(name: str) -> str:
     return f"chaoskit-{name}"
 
 
-def kind_config(spec: ClusterSpec, airgap: bool) -> dict[str, Any]:
-    """The kind configuration for ``spec``."""
+def kind_config(spec: ClusterSpec, airgap: bool, line: Line | None = None) -> dict[str, Any]:
+    """The kind configuration for ``spec`` (``line``: the Kubernetes line of chaoskit's node image)."""
     control_plane: dict[str, Any] = {"role": "control-plane"}
     if spec.node_ports:
         control_plane["extraPortMappings"] = [
@@ -74,6 +75,9 @@ def kind_config(spec: ClusterSpec, airgap: bool) -> dict[str, Any]:
     if airgap:
         # No kindnetd image exists here; chaoskit-netd configures pod networking instead.
         config["networking"] = {"disableDefaultCNI": True}
+    if line is not None and line.from_modules:
+        # kubelet 1.35 and later refuse a cgroup v1 host unless told otherwise; such hosts are still common.
+        config["kubeadmConfigPatches"] = ["kind: KubeletConfiguration\nfailCgroupV1: false\n"]
     return config
 
 
@@ -98,6 +102,14 @@ def published_node_ports(name: str) -> tuple[int, ...]:
 
 def is_airgap_image(image: str) -> bool:
     return image.startswith("chaoskit/node:")
+
+
+def image_line(image: str) -> Line | None:
+    """The Kubernetes line of one of chaoskit's node images, read from its tag (None for another image)."""
+    if not is_airgap_image(image):
+        return None
+    version = image.split(":", 1)[1].split("-", 1)[0]
+    return next((line for line in LINES.values() if line.version == version), None)
 
 
 class KindProvider:
@@ -144,9 +156,11 @@ class KindProvider:
 
         if spec.node_image:
             return spec.node_image
-        airgap = images.node_image()
+        airgap = images.node_image(versions.line(spec.kubernetes))
         if images.image_exists(airgap):
             return airgap
+        if spec.kubernetes:  # a line asked for by name is chaoskit's own node image of it, built if missing
+            return None
         if images.image_exists(STOCK_NODE_IMAGE):
             return STOCK_NODE_IMAGE
         return None
@@ -155,6 +169,12 @@ class KindProvider:
         local = self._local_image(spec)
         if local:
             return local
+        if spec.kubernetes and self.provision:
+            from chaoskit.provision import airgap_build
+
+            line = versions.line(spec.kubernetes)
+            say(f"building chaoskit's node image of Kubernetes {line.version}")
+            return airgap_build.build_all(line)
         say(f"trying to pull kind's node image {STOCK_NODE_IMAGE}")
         pulled = run(["docker", "pull", STOCK_NODE_IMAGE], check=False, timeout=PULL_TIMEOUT)
         if pulled.returncode == 0:
@@ -232,18 +252,21 @@ class KindProvider:
         node_since = {n.name: max(unpaused_at.get(n.name, 0.0), docker.inspect(n.name).started_at) - 1 for n in nodes}
         say(f"reusing cluster {spec.name}")
         airgap = any(is_airgap_image(n.image) for n in nodes)
-        return self._finish(spec, airgap, created=False, node_count=len(nodes), node_since=node_since)
+        coredns = any((line := image_line(n.image)) is not None and line.coredns_image for n in nodes)
+        return self._finish(spec, airgap, created=False, node_count=len(nodes), node_since=node_since, coredns=coredns)
 
     def _create(self, spec: ClusterSpec, image: str) -> Cluster:
         airgap = is_airgap_image(image)
         workdir = cluster_dir(spec.name)
         config = workdir / "kind.yaml"
-        config.write_text(yaml.safe_dump(kind_config(spec, airgap), sort_keys=False))
+        config.write_text(yaml.safe_dump(kind_config(spec, airgap, image_line(image)), sort_keys=False))
         kubeconfig = kubeconfig_path(spec.name)
         kubeconfig.unlink(missing_ok=True)
         say(f"creating kind cluster {spec.name}: 1 control plane + {spec.workers} workers, image {image}")
         kind.create(spec.name, image, config, kubeconfig, network_name(spec.name), workdir / "create.log")
-        return self._finish(spec, airgap, created=True, node_count=spec.workers + 1)
+        line = image_line(image)
+        coredns = line is not None and line.coredns_image is not None
+        return self._finish(spec, airgap, created=True, node_count=spec.workers + 1, coredns=coredns)
 
     def _finish(
         self,
@@ -252,7 +275,10 @@ class KindProvider:
         created: bool,
         node_count: int,
         node_since: dict[str, float] | None = None,
+        coredns: bool = False,
     ) -> Cluster:
+        """Make a created or reused cluster whole. ``coredns``: its node image holds CoreDNS (Kubernetes 1.37),
+        so kubeadm's CoreDNS serves cluster DNS as on kind's stock image; else chaoskit-dns does."""
         kubeconfig = kubeconfig_path(spec.name)
         kind.write_kubeconfig(spec.name, kubeconfig)
         cluster = Cluster(
@@ -277,12 +303,12 @@ class KindProvider:
                     loaded = cluster.load_image(agent)
                     if loaded:
                         say(f"agent image {agent} loaded into {', '.join(loaded)}")
-                kube.apply(addons.manifests(agent))
+                kube.apply(addons.manifests(agent, dns=not coredns))
                 addons.install_storage_class(kube)
-                if kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
+                if not coredns and kube.delete("Deployment", "coredns", "kube-system", api_version="apps/v1"):
                     say("removed kubeadm's CoreDNS (no image here); chaoskit-dns serves cluster DNS")
             label_zones(kube)
-            wait_healthy(kube, cluster.flavor, node_count, node_since=node_since)
+            wait_healthy(kube, cluster.flavor, node_count, node_since=node_since, coredns=coredns)
         return cluster
 
     def attach(self, spec: ClusterSpec) -> Cluster:
@@ -395,6 +421,7 @@ def wait_healthy(
     node_count: int,
     timeout: float = READY_TIMEOUT,
     node_since: dict[str, float] | None = None,
+    coredns: bool = False,
 ) -> None:
     """Wait until every node is Ready and the cluster's networking and DNS run.
 
@@ -411,9 +438,14 @@ def wait_healthy(
     )
     say(f"{node_count} nodes Ready ({took:.1f} s)")
     if flavor == "airgap":
+        dns = (
+            ("k8s-app=kube-dns", 1, "cluster DNS (coredns)")
+            if coredns
+            else ("app=chaoskit-dns", 1, "cluster DNS (chaoskit-dns)")
+        )
         checks = [
             ("app=chaoskit-netd", node_count, "chaoskit-netd"),
-            ("app=chaoskit-dns", 1, "cluster DNS (chaoskit-dns)"),
+            dns,
             ("app=chaoskit-volumes", node_count, "local volumes (chaoskit-volumes)"),
         ]
     else:

@@ -48,6 +48,8 @@ HOST_PACKAGES = {
     "/usr/lib/go-1.19/bin/go": "golang-1.19-go",
     "/usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go": ("golang-github-modern-go-reflect2-dev"),
     "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",
+    # runc, built with cgo for the Kubernetes 1.37 node (provision/gomodules.py), links libseccomp.
+    "/usr/include/seccomp.h": "libseccomp-dev",
     # The HTML report's check renders it in a headless browser.
     "chromium": "chromium",
     # The live view of 'chaoskit run' is tested as a person meets it, in a terminal multiplexer.

@@ -35,17 +35,15 @@ from pathlib import Path
 from chaoskit import cache
 from chaoskit.adapters.shell import run, run_logged, say
 from chaoskit.errors import ProvisionError
-from chaoskit.provision import kubernetes
+from chaoskit.provision import gomodules, kubernetes
 from chaoskit.provision.versions import (
     BASE_IMAGE,
     CONTROL_PLANE_IMAGES,
-    ETCD_IMAGE,
     IMAGE_RECIPE,
     KIND_BASE_SOURCE,
-    KUBERNETES_BUILD,
-    KUBERNETES_VERSION,
-    PAUSE_IMAGE,
+    LINES,
     SUITE,
+    Line,
 )
 from chaoskit.state import locks
 
@@ -59,6 +57,8 @@ NODE_PACKAGES = (
 ).split()
 """The node's packages; python3 runs user-space fault helpers in pods' namespaces (the latency delayer)."""
 BASE_PACKAGES = "iptables nftables conntrack iproute2 python3 dnsmasq-base ca-certificates procps".split()
+KIND_MODULE = "sigs.k8s.io/kind@v0.33.0"
+"""The kind module whose images/base/files make the init setup of nodes built from Go modules: the host's kind."""
 PROMETHEUS_RELEASE = "trixie"
 """The Debian release whose ``prometheus`` package chaoskit runs (see :func:`build_prometheus_image`)."""
 
@@ -97,23 +97,40 @@ def packages_digest(packages: list[str]) -> str:
     return hashlib.sha256(" ".join(packages).encode()).hexdigest()[:8]
 
 
-NODE_ROOTFS = f"node-{packages_digest(NODE_PACKAGES)}"
-"""The node rootfs's cache name: a new package list bootstraps a new one."""
+MODULE_RUNTIME = ("containerd", "runc", "containernetworking-plugins")
+"""Debian's runtime packages, left out of a node whose containerd, runc and CNI plugins are built from Go
+modules: a second runc would be the one the runc wrapper finds first."""
+DEFAULT = LINES["1.20"]
 
 
-def node_image() -> str:
+def node_packages(line: Line = DEFAULT) -> list[str]:
+    """The node rootfs's Debian packages for ``line``."""
+    return [p for p in NODE_PACKAGES if p not in MODULE_RUNTIME] if line.from_modules else list(NODE_PACKAGES)
+
+
+def node_rootfs(line: Line = DEFAULT) -> str:
+    """The node rootfs's cache name: a new package list, or another line's init files, bootstraps a new one."""
+    suffix = f"-k{line.minor}" if line.from_modules else ""
+    return f"node-{packages_digest(node_packages(line))}{suffix}"
+
+
+NODE_ROOTFS = node_rootfs()
+
+
+def node_image(line: Line = DEFAULT) -> str:
     """The air-gapped node image's name (it embeds the agent image and the node's packages, hence its tag)."""
-    agent, packages = agent_image().rsplit("-", 1)[1], packages_digest(NODE_PACKAGES)
-    return f"chaoskit/node:{KUBERNETES_VERSION}-b{KUBERNETES_BUILD}-r{IMAGE_RECIPE}-{agent}-{packages}"
+    agent, packages = agent_image().rsplit("-", 1)[1], packages_digest(node_packages(line))
+    return f"chaoskit/node:{line.version}-b{line.build}-r{IMAGE_RECIPE}-{agent}-{packages}"
 
 
-def preload_images() -> list[str]:
+def preload_images(line: Line = DEFAULT) -> list[str]:
     """The images every node's containerd holds before kubeadm runs."""
     return [
-        *(f"k8s.gcr.io/{name}:{KUBERNETES_VERSION}" for name in CONTROL_PLANE_IMAGES),
-        f"k8s.gcr.io/kube-proxy:{KUBERNETES_VERSION}",
-        ETCD_IMAGE,
-        PAUSE_IMAGE,
+        *(f"{line.registry}/{name}:{line.version}" for name in CONTROL_PLANE_IMAGES),
+        f"{line.registry}/kube-proxy:{line.version}",
+        line.etcd_image,
+        line.pause_image,
+        *([line.coredns_image] if line.coredns_image else []),
         agent_image(),
     ]
 
@@ -127,14 +144,14 @@ BUILD_LABEL = "io.chaoskit.kubernetes-build"
 """On images made from the Kubernetes binaries, whose tags (kubeadm's names) cannot say which build they hold."""
 
 
-def _current_build(name: str) -> bool:
+def _current_build(name: str, line: Line = DEFAULT) -> bool:
     """Whether the image exists and holds this Kubernetes build's binaries."""
     result = run(
         ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{BUILD_LABEL}"}}}}', name],
         check=False,
         timeout=600,
     )
-    return result.returncode == 0 and result.stdout.strip() == KUBERNETES_BUILD
+    return result.returncode == 0 and result.stdout.strip() == line.build
 
 
 def _log() -> Path:
@@ -148,7 +165,7 @@ def _files(name: str) -> str:
 # --- root filesystems -------------------------------------------------------------
 
 
-def rootfs(kind: str, packages: list[str], prepare: bool = False) -> Path:
+def rootfs(kind: str, packages: list[str], prepare: bool = False, line: Line = DEFAULT) -> Path:
     """Bootstrap (or reuse) a Debian rootfs tarball; ``kind`` names it."""
     out = cache.entry(f"rootfs-{kind}-{SUITE}-r{IMAGE_RECIPE}")
     tarball = out / "rootfs.tar"
@@ -164,7 +181,7 @@ def rootfs(kind: str, packages: list[str], prepare: bool = False) -> Path:
         timeout=1800,
     )
     if prepare:
-        _prepare_node_tree(tree)
+        _prepare_node_tree(tree, line)
     _slim(tree)
     run_logged(
         ["tar", "--numeric-owner", "--xattrs", "-C", str(tree), "-cf", str(tarball), "."],
@@ -207,10 +224,30 @@ def _kind_base_files() -> Path:
     return files
 
 
-def _prepare_node_tree(tree: Path) -> None:
-    """Do in the rootfs what kind's base-image Dockerfile does, with Debian's binaries."""
-    say("preparing the node rootfs (kind's init files, containerd, runc wrapper)")
-    files = _kind_base_files()
+def _kind_module_files() -> Path:
+    """kind's images/base/files from the kind Go module of the host's kind CLI (v0.33.0)."""
+    shown = run(
+        [gomodules.go(), "mod", "download", "-json", KIND_MODULE],
+        env={"GOTOOLCHAIN": "local", "GOWORK": "off", "GOFLAGS": "-mod=mod"},
+        check=False,
+        timeout=600,
+    )
+    try:
+        files = Path(json.loads(shown.stdout)["Dir"]) / "images" / "base" / "files"
+    except (ValueError, KeyError):
+        raise ProvisionError(
+            f"go mod download {KIND_MODULE} failed: {(shown.stderr or shown.stdout).strip()[:300]}"
+        ) from None
+    if not (files / "usr" / "local" / "bin" / "entrypoint").is_file():
+        raise ProvisionError(f"{KIND_MODULE} has no images/base/files/usr/local/bin/entrypoint")
+    return files
+
+
+def _prepare_node_tree(tree: Path, line: Line = DEFAULT) -> None:
+    """Do in the rootfs what kind's base-image Dockerfile does, with Debian's binaries (1.20) or with none
+    yet (the runtime built from Go modules is copied in when the node image is assembled)."""
+    say(f"preparing the node rootfs for Kubernetes {line.minor} (kind's init files, containerd config, runc wrapper)")
+    files = _kind_module_files() if line.from_modules else _kind_base_files()
     etc = files / "etc"
     (tree / "kind" / "bin").mkdir(parents=True, exist_ok=True)
     for script in (files / "kind" / "bin").iterdir():
@@ -230,14 +267,16 @@ def _prepare_node_tree(tree: Path) -> None:
         shutil.copy2(etc / sub, tree / "etc" / sub)
 
     entrypoint = (files / "usr" / "local" / "bin" / "entrypoint").read_text()
-    bind = 'mount --bind "${subsystem}/${cgroup_root}" "${subsystem}/${cgroup_root}"'
-    if bind not in entrypoint:
-        raise ProvisionError("kind's entrypoint changed: the kubelet cgroup bind mount line was not found")
-    # kubelet 1.20's libcontainer takes that self bind mount for the controller's mount point.
-    entrypoint = entrypoint.replace(bind, ": # chaoskit: no self bind mount (kubelet 1.20 mistakes it)")
+    if not line.from_modules:
+        bind = 'mount --bind "${subsystem}/${cgroup_root}" "${subsystem}/${cgroup_root}"'
+        if bind not in entrypoint:
+            raise ProvisionError("kind's entrypoint changed: the kubelet cgroup bind mount line was not found")
+        # kubelet 1.20's libcontainer takes that self bind mount for the controller's mount point.
+        entrypoint = entrypoint.replace(bind, ": # chaoskit: no self bind mount (kubelet 1.20 mistakes it)")
     _write(tree / "usr" / "local" / "bin" / "entrypoint", entrypoint, 0o755)
     _write(tree / "usr" / "local" / "sbin" / "runc-nosysresource", _files("runc-nosysresource"), 0o755)
-    _write(tree / "etc" / "containerd" / "config.toml", _files("containerd-config.toml"), 0o644)
+    config = f"containerd-config-{line.minor}.toml" if line.from_modules else "containerd-config.toml"
+    _write(tree / "etc" / "containerd" / "config.toml", _files(config), 0o644)
 
     for pattern in (
         "lib/systemd/system/multi-user.target.wants/*",
@@ -266,16 +305,27 @@ def _prepare_node_tree(tree: Path) -> None:
     )
     run(["chroot", str(tree), "systemctl", "mask", "systemd-binfmt.service"], timeout=600)
     (tree / "etc" / "kubernetes" / "manifests").mkdir(parents=True, exist_ok=True)
+    _write(tree / "kind" / "version", f"{line.version}\n", 0o644)
+    if line.from_modules:
+        return  # containerd, ctr, runc and the CNI plugins come with the node's assembly, and cri-base.json too
 
-    spec = json.loads(run(["ctr", "oci", "spec"], timeout=600).stdout)
-    spec.setdefault("hooks", {}).setdefault("createContainer", []).append({"path": "/kind/bin/mount-product-files.sh"})
-    spec["process"].pop("rlimits", None)
-    _write(tree / "etc" / "containerd" / "cri-base.json", json.dumps(spec, indent=2) + "\n", 0o644)
-
+    _write(
+        tree / "etc" / "containerd" / "cri-base.json",
+        cri_base_spec(run(["ctr", "oci", "spec"], timeout=600).stdout),
+        0o644,
+    )
     for name in ("containerd", "ctr"):
         _link(tree / "usr" / "local" / "bin" / name, f"/usr/bin/{name}")
     _link(tree / "opt" / "cni" / "bin", "/usr/lib/cni")
-    _write(tree / "kind" / "version", f"{KUBERNETES_VERSION}\n", 0o644)
+
+
+def cri_base_spec(default_spec: str) -> str:
+    """containerd's base OCI spec for pods, from ``ctr oci spec``: kind's product-files hook added, and no
+    rlimits (so pods inherit the node's)."""
+    spec = json.loads(default_spec)
+    spec.setdefault("hooks", {}).setdefault("createContainer", []).append({"path": "/kind/bin/mount-product-files.sh"})
+    spec["process"].pop("rlimits", None)
+    return json.dumps(spec, indent=2) + "\n"
 
 
 def _write(path: Path, text: str, mode: int) -> None:
@@ -331,35 +381,58 @@ def build_base_image() -> None:
     _import(tarball, BASE_IMAGE, f"ENV {PATH_ENV}")
 
 
-def build_component_images() -> None:
-    """The control-plane, etcd, pause, kube-proxy and agent images."""
+def line_binaries(line: Line = DEFAULT) -> dict[str, Path]:
+    """Every binary of ``line`` built here, by name: Kubernetes' and pause (1.20), and the node's runtime,
+    etcd and CoreDNS too for a line built from Go modules (built now if missing)."""
+    if line.from_modules:
+        return gomodules.build(gomodules.release(line.minor))
     bins = kubernetes.binaries_dir()
+    binaries = {name: bins / name for name in (*kubernetes.BINARIES, "pause")}
+    return {**binaries, "etcd": _etcd_binary()}
+
+
+def build_component_images(line: Line = DEFAULT) -> None:
+    """The control-plane, etcd, pause, kube-proxy, CoreDNS (where the line has it) and agent images."""
+    bins = line_binaries(line)
     for name in CONTROL_PLANE_IMAGES:
-        tag = f"k8s.gcr.io/{name}:{KUBERNETES_VERSION}"
-        if not _current_build(tag):
+        tag = f"{line.registry}/{name}:{line.version}"
+        if not _current_build(tag, line):
             _docker_build(
                 tag,
-                f"FROM scratch\nENV {PATH_ENV}\nLABEL {BUILD_LABEL}={KUBERNETES_BUILD}\n"
+                f"FROM scratch\nENV {PATH_ENV}\nLABEL {BUILD_LABEL}={line.build}\n"
                 f"COPY {name} /usr/local/bin/{name}\n"
                 f'ENTRYPOINT ["/usr/local/bin/{name}"]\n',
-                {name: bins / name},
+                {name: bins[name]},
             )
-    if not image_exists(PAUSE_IMAGE):
+    if not image_exists(line.pause_image):
         _docker_build(
-            PAUSE_IMAGE, 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n', {"pause": bins / "pause"}
+            line.pause_image, 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n', {"pause": bins["pause"]}
         )
     build_base_image()
-    proxy = f"k8s.gcr.io/kube-proxy:{KUBERNETES_VERSION}"
-    if not _current_build(proxy):
+    proxy = f"{line.registry}/kube-proxy:{line.version}"
+    if not _current_build(proxy, line):
         _docker_build(
             proxy,
-            f"FROM {BASE_IMAGE}\nLABEL {BUILD_LABEL}={KUBERNETES_BUILD}\n"
+            f"FROM {BASE_IMAGE}\nLABEL {BUILD_LABEL}={line.build}\n"
             "COPY kube-proxy /usr/local/bin/kube-proxy.real\n"
             "COPY kube-proxy-wrapper /usr/local/bin/kube-proxy\n",
-            {"kube-proxy": bins / "kube-proxy", "kube-proxy-wrapper": _files("kube-proxy-wrapper")},
+            {"kube-proxy": bins["kube-proxy"], "kube-proxy-wrapper": _files("kube-proxy-wrapper")},
         )
-    if not image_exists(ETCD_IMAGE):
-        _docker_build(ETCD_IMAGE, f"FROM {BASE_IMAGE}\nCOPY etcd /usr/local/bin/etcd\n", {"etcd": _etcd_binary()})
+    if not _current_build(line.etcd_image, line) and not (image_exists(line.etcd_image) and not line.from_modules):
+        # kubeadm runs etcd with a shell-less command line; the base image gives it /bin/sh for probes' sake.
+        _docker_build(
+            line.etcd_image,
+            f"FROM {BASE_IMAGE}\nLABEL {BUILD_LABEL}={line.build}\nCOPY etcd /usr/local/bin/etcd\n",
+            {"etcd": bins["etcd"]},
+        )
+    if line.coredns_image and not _current_build(line.coredns_image, line):
+        # As upstream's image: the static binary alone, run as root with NET_BIND_SERVICE (kubeadm's Deployment).
+        _docker_build(
+            line.coredns_image,
+            f"FROM scratch\nLABEL {BUILD_LABEL}={line.build}\nCOPY coredns /coredns\nEXPOSE 53 53/udp\n"
+            'ENTRYPOINT ["/coredns"]\n',
+            {"coredns": bins["coredns"]},
+        )
     build_agent_image()
 
 
@@ -492,45 +565,61 @@ def build_prometheus_image() -> str:
     return tag
 
 
-def build_node_image() -> str:
+NODE_RUNTIME = {
+    "containerd": "/usr/local/bin/containerd",
+    "ctr": "/usr/local/bin/ctr",
+    "containerd-shim-runc-v2": "/usr/local/bin/containerd-shim-runc-v2",
+    "crictl": "/usr/local/bin/crictl",
+    "runc": "/usr/local/sbin/runc",
+    **{plugin: f"/opt/cni/bin/{plugin}" for plugin in ("host-local", "bridge", "loopback", "ptp", "portmap")},
+}
+"""Where a node built from Go modules holds its runtime's binaries (kind's own places)."""
+
+
+def build_node_image(line: Line = DEFAULT) -> str:
     """The kind node image with every cluster image preloaded; return its name."""
-    name = node_image()
+    name = node_image(line)
     if image_exists(name):
         say(f"node image {name}: present")
         return name
-    build_component_images()
-    tarball = rootfs(NODE_ROOTFS, NODE_PACKAGES, prepare=True)
-    staging = f"chaoskit/node-rootfs:{SUITE}-r{IMAGE_RECIPE}-{packages_digest(NODE_PACKAGES)}"
+    build_component_images(line)
+    bins = line_binaries(line)
+    tarball = rootfs(node_rootfs(line), node_packages(line), prepare=True, line=line)
+    staging = f"chaoskit/node-rootfs:{SUITE}-r{IMAGE_RECIPE}-{node_rootfs(line).removeprefix('node-')}"
     if not image_exists(staging):
         _import(tarball, staging)
     container = "chaoskit-node-build"
     run(["docker", "rm", "-f", container], check=False, timeout=600)
+    # Created, filled, then started: a node of Go-module binaries has no containerd until they are copied in.
     run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--privileged",
-            "--name",
-            container,
-            "--entrypoint",
-            "/usr/local/bin/containerd",
-            staging,
-        ],
+        ["docker", "create", "--privileged", "--name", container, "--entrypoint", "/usr/local/bin/containerd", staging],
         timeout=600,
     )
     try:
-        bins = kubernetes.binaries_dir()
-        for binary in ("kubelet", "kubeadm", "kubectl"):
-            run(["docker", "cp", str(bins / binary), f"{container}:/usr/bin/{binary}"], timeout=600)
-        for image in preload_images():
+        copies = {binary: f"/usr/bin/{binary}" for binary in ("kubelet", "kubeadm", "kubectl")}
+        if line.from_modules:
+            copies.update(NODE_RUNTIME)
+        for binary, path in copies.items():
+            run(["docker", "cp", str(bins[binary]), f"{container}:{path}"], timeout=600)
+        run(["docker", "start", container], timeout=600)
+        if line.from_modules:  # the base spec of pods, from this containerd's own ctr
+            spec = cri_base_spec(run(["docker", "exec", container, "ctr", "oci", "spec"], timeout=600).stdout)
+            run(
+                ["docker", "exec", "-i", container, "sh", "-c", "cat > /etc/containerd/cri-base.json"],
+                input=spec,
+                timeout=600,
+            )
+        for image in preload_images(line):
             say(f"preloading {image} into the node image")
             run(
                 [
                     "bash",
                     "-c",
-                    f"set -o pipefail; docker save {image} | docker exec -i {container} "
+                    'set -o pipefail; docker save "$1" | docker exec -i "$2" '
                     "ctr -n k8s.io images import --no-unpack --all-platforms -",
+                    "preload",
+                    image,
+                    container,
                 ],
                 timeout=600,
             )
@@ -554,15 +643,19 @@ def build_node_image() -> str:
     _docker_build(name, f"FROM {name}-unsigned\nSTOPSIGNAL SIGRTMIN+3\n", {})
     run(["docker", "rmi", f"{name}-unsigned"], check=False, timeout=600)
     say(f"node image {name}: built")
-    _prune_superseded("chaoskit/node", name)
+    _prune_superseded("chaoskit/node", name, keep_lines=True)
     _prune_superseded("chaoskit/agent", agent_image())
     return name
 
 
-def _prune_superseded(repository: str, keep: str) -> None:
-    """Remove older tags of ``repository`` (about 1 GB each for nodes); images in use stay."""
+def _prune_superseded(repository: str, keep: str, keep_lines: bool = False) -> None:
+    """Remove older tags of ``repository`` (about 1 GB each for nodes); images in use stay. With
+    ``keep_lines``, only tags of the same Kubernetes version as ``keep`` go: each line keeps its node image."""
     tags = run(["docker", "images", repository, "--format", "{{.Repository}}:{{.Tag}}"], timeout=600).stdout.split()
+    version = keep.split(":", 1)[1].split("-", 1)[0]
     for tag in tags:
+        if keep_lines and tag.split(":", 1)[1].split("-", 1)[0] != version:
+            continue
         if tag != keep and run(["docker", "rmi", tag], check=False, timeout=600).returncode == 0:
             say(f"removed superseded image {tag}")
 

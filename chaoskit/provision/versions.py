@@ -6,6 +6,8 @@ depends on it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 KUBERNETES_VERSION = "v1.20.2"
 """The Kubernetes release built from Debian bookworm's source package."""
 KUBERNETES_BUILD = "2"
@@ -31,3 +33,63 @@ BASE_IMAGE = f"chaoskit/base:{SUITE}-r{IMAGE_RECIPE}"
 """A small Debian image (python3, iptables, dnsmasq) for kube-proxy, etcd and the cluster agents."""
 STOCK_NODE_IMAGE = "kindest/node:v1.37.0"
 """kind 0.33's default node image, used where a registry can be reached."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """A Kubernetes line chaoskit builds a node image of, and how.
+
+    ``1.20`` is built from Debian bookworm's source package with Debian's
+    containerd, runc and etcd (:mod:`.kubernetes`); ``1.37`` and every other
+    line from Go modules, the node's runtime included (:mod:`.gomodules`).
+    """
+
+    minor: str
+    version: str
+    build: str
+    """Bump when chaoskit's recipe for these binaries changes."""
+    registry: str
+    """Where kubeadm of this line looks for its images (the names they are preloaded under)."""
+    etcd_tag: str
+    pause_tag: str
+    coredns_tag: str | None
+    """The CoreDNS image kubeadm asks for, when the node holds one (None: chaoskit-dns serves DNS)."""
+
+    @property
+    def from_modules(self) -> bool:
+        return self.minor != "1.20"
+
+    @property
+    def pause_image(self) -> str:
+        return f"{self.registry}/pause:{self.pause_tag}"
+
+    @property
+    def etcd_image(self) -> str:
+        return f"{self.registry}/etcd:{self.etcd_tag}"
+
+    @property
+    def coredns_image(self) -> str | None:
+        return f"{self.registry}/coredns/coredns:{self.coredns_tag}" if self.coredns_tag else None
+
+
+LINES = {
+    "1.20": Line("1.20", KUBERNETES_VERSION, KUBERNETES_BUILD, "k8s.gcr.io", "3.4.13-0", "3.2", None),
+    # kubeadm 1.37 asks for etcd 3.6.x-0: the node's image under that name holds etcd v3.7.3 built here.
+    "1.37": Line("1.37", "v1.37.2", "1", "registry.k8s.io", "3.7.0-0", "3.10.2", "v1.14.6"),
+}
+"""The Kubernetes lines ``chaoskit cluster up --kubernetes`` builds, by minor version."""
+DEFAULT_LINE = "1.20"
+"""The line a cluster gets when none is asked for."""
+
+
+def line(minor: str | None) -> Line:
+    """The line of ``minor`` (``1.37``, ``v1.37``, ``1.37.2``; None: the default)."""
+    from chaoskit.errors import UsageError
+
+    wanted = (minor or DEFAULT_LINE).removeprefix("v")
+    key = ".".join(wanted.split(".")[:2])
+    found = LINES.get(key)
+    if found is None or (wanted.count(".") == 2 and found.version != f"v{wanted}"):
+        have = ", ".join(f"{k} ({v.version})" for k, v in LINES.items())
+        raise UsageError(f"chaoskit builds no Kubernetes {minor}: it builds {have}")
+    return found

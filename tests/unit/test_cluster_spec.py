@@ -41,3 +41,41 @@ def test_unknown_provider_names_the_choices():
 def test_airgap_images_are_recognised():
     assert is_airgap_image("chaoskit/node:v1.20.2-r3-abc")
     assert not is_airgap_image("kindest/node:v1.37.0")
+
+
+def test_a_node_image_of_kubernetes_1_37_lets_kubelet_run_on_a_cgroup_v1_host() -> None:
+    from chaoskit.cluster.kind import image_line
+    from chaoskit.provision import images, versions
+
+    line = versions.line("1.37")
+    image = images.node_image(line)
+    assert image_line(image) == line and image_line(images.node_image()) == versions.LINES["1.20"]
+    assert image_line("kindest/node:v1.37.0") is None
+    config = kind_config(ClusterSpec(workers=1), airgap=True, line=line)
+    (patch,) = config["kubeadmConfigPatches"]
+    assert "kind: KubeletConfiguration" in patch and "failCgroupV1: false" in patch
+    assert "kubeadmConfigPatches" not in kind_config(ClusterSpec(workers=1), airgap=True, line=versions.LINES["1.20"])
+
+
+def test_kubernetes_lines_are_named_by_minor_or_exact_version_and_others_refused() -> None:
+    from chaoskit.errors import UsageError
+    from chaoskit.provision import versions
+
+    assert versions.line(None) is versions.line("1.20") is versions.line("v1.20.2")
+    assert versions.line("1.37").version == "v1.37.2" == versions.line("v1.37.2").version
+    with pytest.raises(UsageError, match=r"builds no Kubernetes 1\.37\.1: it builds 1\.20 \(v1\.20\.2\), 1\.37"):
+        versions.line("1.37.1")
+    with pytest.raises(UsageError, match=r"builds no Kubernetes 1\.31"):
+        versions.line("1.31")
+
+
+def test_a_1_37_node_leaves_out_debians_runtime_and_keeps_the_1_20_image_name() -> None:
+    from chaoskit.provision import images, versions
+
+    line = versions.line("1.37")
+    assert not {"containerd", "runc", "containernetworking-plugins"} & set(images.node_packages(line))
+    assert {"containerd", "runc"} <= set(images.node_packages())
+    assert images.node_rootfs() == images.NODE_ROOTFS != images.node_rootfs(line)
+    preloaded = images.preload_images(line)
+    assert "registry.k8s.io/kube-apiserver:v1.37.2" in preloaded and line.coredns_image in preloaded
+    assert not [name for name in images.preload_images() if "registry.k8s.io" in name or "coredns" in name]
