@@ -28,13 +28,13 @@ EXPERIMENTS=${EXPERIMENTS:-experiments/}
 PROVIDER=${PROVIDER:-kind}
 TONIGHT="$NIGHTS/$(date -u +%Y%m%dT%H%M%SZ)"
 
+make venv  # first: the words below are split by the venv's Python
 # Words as a shell splits them, with their quotes, and nothing run: no eval of the CI system's variables.
 words() { .venv/bin/python -c 'import shlex, sys; sys.stdout.write("".join(w + "\0" for w in shlex.split(sys.argv[1])))' "$1"; }
 words "$EXPERIMENTS" >/dev/null && words "${PYTEST_ARGS:-}" >/dev/null || { echo "nightly: EXPERIMENTS or PYTEST_ARGS has an unclosed quote" >&2; exit 2; }
 mapfile -d '' -t experiments < <(words "$EXPERIMENTS")
 mapfile -d '' -t extra < <(words "${PYTEST_ARGS:-}")
 
-make venv
 cluster_args=()
 if [ "$PROVIDER" = existing ]; then
     cluster_args=(--chaos-provider existing ${CONTEXT:+--chaos-kube-context "$CONTEXT"})
