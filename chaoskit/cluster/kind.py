@@ -24,6 +24,7 @@ fails on an unhealthy one with the ``chaoskit cluster up`` command that fixes it
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,8 @@ def network_name(name: str) -> str:
     return f"chaoskit-{name}"
 
 
-def kind_config(spec: ClusterSpec, airgap: bool, line: Line | None = None) -> dict[str, Any]:
-    """The kind configuration for ``spec`` (``line``: the Kubernetes line of chaoskit's node image)."""
+def kind_config(spec: ClusterSpec, airgap: bool, minor: int | None = None) -> dict[str, Any]:
+    """The kind configuration for ``spec`` (``minor``: the node image's Kubernetes minor version, if known)."""
     control_plane: dict[str, Any] = {"role": "control-plane"}
     if spec.node_ports:
         control_plane["extraPortMappings"] = [
@@ -75,10 +76,20 @@ def kind_config(spec: ClusterSpec, airgap: bool, line: Line | None = None) -> di
     if airgap:
         # No kindnetd image exists here; chaoskit-netd configures pod networking instead.
         config["networking"] = {"disableDefaultCNI": True}
-    if line is not None and line.from_modules:
+    if minor is not None and minor >= 35:
         # kubelet 1.35 and later refuse a cgroup v1 host unless told otherwise; such hosts are still common.
         config["kubeadmConfigPatches"] = ["kind: KubeletConfiguration\nfailCgroupV1: false\n"]
     return config
+
+
+def image_minor(image: str) -> int | None:
+    """The Kubernetes minor version of a node image, from its tag (37 for ``kindest/node:v1.37.0`` and for
+    chaoskit's ``chaoskit/node:v1.37.2-...``); None for an image whose tag does not say."""
+    line = image_line(image)
+    if line is not None:
+        return int(line.minor.split(".")[1])
+    match = re.fullmatch(r"kindest/node:v1\.(\d+)\.\d+(@.*)?", image)
+    return int(match.group(1)) if match else None
 
 
 def published_node_ports(name: str) -> tuple[int, ...]:
@@ -259,7 +270,7 @@ class KindProvider:
         airgap = is_airgap_image(image)
         workdir = cluster_dir(spec.name)
         config = workdir / "kind.yaml"
-        config.write_text(yaml.safe_dump(kind_config(spec, airgap, image_line(image)), sort_keys=False))
+        config.write_text(yaml.safe_dump(kind_config(spec, airgap, image_minor(image)), sort_keys=False))
         kubeconfig = kubeconfig_path(spec.name)
         kubeconfig.unlink(missing_ok=True)
         say(f"creating kind cluster {spec.name}: 1 control plane + {spec.workers} workers, image {image}")
@@ -393,6 +404,8 @@ def _up_options(spec: ClusterSpec) -> str:
     options = f"--name {spec.name} --workers {spec.workers}"
     if spec.node_image:
         options += f" --node-image {spec.node_image}"
+    if spec.kubernetes:
+        options += f" --kubernetes {spec.kubernetes}"
     return options
 
 

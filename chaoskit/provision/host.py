@@ -50,6 +50,7 @@ HOST_PACKAGES = {
     "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",
     # runc, built with cgo for the Kubernetes 1.37 node (provision/gomodules.py), links libseccomp.
     "/usr/include/seccomp.h": "libseccomp-dev",
+    "pkg-config": "pkg-config",  # which libseccomp-golang's cgo asks for libseccomp's flags
     # The HTML report's check renders it in a headless browser.
     "chromium": "chromium",
     # The live view of 'chaoskit run' is tested as a person meets it, in a terminal multiplexer.

@@ -307,7 +307,10 @@ def _prepare_node_tree(tree: Path, line: Line = DEFAULT) -> None:
     (tree / "etc" / "kubernetes" / "manifests").mkdir(parents=True, exist_ok=True)
     _write(tree / "kind" / "version", f"{line.version}\n", 0o644)
     if line.from_modules:
-        return  # containerd, ctr, runc and the CNI plugins come with the node's assembly, and cri-base.json too
+        # containerd, ctr, runc and the CNI plugins come with the node's assembly, and cri-base.json too; docker cp
+        # makes no parent directories.
+        (tree / "opt" / "cni" / "bin").mkdir(parents=True, exist_ok=True)
+        return
 
     _write(
         tree / "etc" / "containerd" / "cri-base.json",
@@ -609,6 +612,8 @@ def build_node_image(line: Line = DEFAULT) -> str:
                 input=spec,
                 timeout=600,
             )
+        # Pinned (containerd 2, as kind does), kubelet's image GC never removes a preloaded image.
+        pinned = " --label=io.cri-containerd.pinned=pinned" if line.from_modules else ""
         for image in preload_images(line):
             say(f"preloading {image} into the node image")
             run(
@@ -616,7 +621,7 @@ def build_node_image(line: Line = DEFAULT) -> str:
                     "bash",
                     "-c",
                     'set -o pipefail; docker save "$1" | docker exec -i "$2" '
-                    "ctr -n k8s.io images import --no-unpack --all-platforms -",
+                    f"ctr -n k8s.io images import{pinned} --no-unpack --all-platforms -",
                     "preload",
                     image,
                     container,

@@ -74,7 +74,7 @@ class Line:
 
 LINES = {
     "1.20": Line("1.20", KUBERNETES_VERSION, KUBERNETES_BUILD, "k8s.gcr.io", "3.4.13-0", "3.2", None),
-    # kubeadm 1.37 asks for etcd 3.6.x-0: the node's image under that name holds etcd v3.7.3 built here.
+    # kubeadm v1.37.2 asks for etcd 3.7.0-0 (its DefaultEtcdVersion): the image under that name holds v3.7.3.
     "1.37": Line("1.37", "v1.37.2", "1", "registry.k8s.io", "3.7.0-0", "3.10.2", "v1.14.6"),
 }
 """The Kubernetes lines ``chaoskit cluster up --kubernetes`` builds, by minor version."""

@@ -51,10 +51,16 @@ def test_a_node_image_of_kubernetes_1_37_lets_kubelet_run_on_a_cgroup_v1_host() 
     image = images.node_image(line)
     assert image_line(image) == line and image_line(images.node_image()) == versions.LINES["1.20"]
     assert image_line("kindest/node:v1.37.0") is None
-    config = kind_config(ClusterSpec(workers=1), airgap=True, line=line)
+    from chaoskit.cluster.kind import image_minor
+
+    assert image_minor(image) == 37 == image_minor("kindest/node:v1.37.0") and image_minor(images.node_image()) == 20
+    assert image_minor("kindest/node:v1.29.2@sha256:abc") == 29 and image_minor("example.com/node:latest") is None
+    config = kind_config(ClusterSpec(workers=1), airgap=True, minor=37)
     (patch,) = config["kubeadmConfigPatches"]
     assert "kind: KubeletConfiguration" in patch and "failCgroupV1: false" in patch
-    assert "kubeadmConfigPatches" not in kind_config(ClusterSpec(workers=1), airgap=True, line=versions.LINES["1.20"])
+    assert "kubeadmConfigPatches" in kind_config(ClusterSpec(workers=1), airgap=False, minor=37)  # kind's stock 1.37
+    assert "kubeadmConfigPatches" not in kind_config(ClusterSpec(workers=1), airgap=True, minor=20)
+    assert "kubeadmConfigPatches" not in kind_config(ClusterSpec(workers=1), airgap=False, minor=29)  # no such field
 
 
 def test_kubernetes_lines_are_named_by_minor_or_exact_version_and_others_refused() -> None:
