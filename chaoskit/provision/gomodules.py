@@ -335,9 +335,10 @@ def _check_binary(gobin: str, path: Path, piece: Piece) -> None:
 
 
 def embeds(version_m: str, module: str, version: str) -> bool:
-    """Whether ``go version -m`` output names ``module`` at ``version`` as a dependency (``dep`` line)."""
+    """Whether ``go version -m`` output names ``module`` at ``version``: as the main package's module (``mod``,
+    a command of the module itself) or as a dependency (``dep``)."""
     for line in version_m.splitlines():
         words = line.split()
-        if len(words) >= 3 and words[0] == "dep" and words[1] == module and words[2] == version:
+        if len(words) >= 3 and words[0] in ("mod", "dep") and words[1] == module and words[2] == version:
             return True
     return False

@@ -61,6 +61,10 @@ def test_go_version_m_output_is_read_for_the_module_and_its_version() -> None:
     )
     assert gomodules.embeds(shown, "k8s.io/kubernetes", "v1.37.2")
     assert not gomodules.embeds(shown, "k8s.io/kubernetes", "v1.37.1")
+    # A command of the required module itself: go version -m names it as the main package's module.
+    main = "/x/kube-apiserver: go1.26.8\n\tpath\tk8s.io/kubernetes/cmd/kube-apiserver\n"
+    main += "\tmod\tk8s.io/kubernetes\tv1.37.2\th1:A=\n"
+    assert gomodules.embeds(main, "k8s.io/kubernetes", "v1.37.2")
     assert not gomodules.embeds(shown, "k8s.io/kubernetes/cmd/kubeadm", "v1.37.2")  # the path line is no dep
 
 
