@@ -779,14 +779,16 @@ def timed_send(shell: NodeShell, process: PodProcess, size: int, timeout: float)
     The listener binds the pod's default gateway (the node's bridge address) in
     the node's own namespace; the clock stops when the listener has read
     everything, so bytes still queued in the pod count against the time. One
-    exec does it all: find the gateway, listen, send, time.
+    exec does it all: find the gateway, listen, send, time. The listener's port
+    lies above the kernel's ephemeral range: one inside it was seen taken by a
+    connection of the load ("Address already in use").
     """
     limit = f"{timeout:.1f}"
     pid = process.pid
     script = f"""
         via=$(nsenter -t {pid} -n ip -4 route show default | awk '{{for (i = 1; i < NF; i++) if ($i == "via") print $(i + 1)}}')
         [ -n "$via" ] || {{ echo "no default route in the pod's namespace" >&2; exit 3; }}
-        port=$((40000 + RANDOM % 20000))
+        port=$((61000 + RANDOM % 4500))  # above Linux's ephemeral ports (to 60999), which the load's connections take
         timeout {limit} socat -u TCP-LISTEN:$port,bind=$via,reuseaddr OPEN:/dev/null & listener=$!
         for i in $(seq 200); do ss -Hltn "sport = :$port" | grep -q . && break; sleep 0.01; done
         start=$(date +%s%N)
