@@ -51,6 +51,7 @@ def main() -> None:
         web_objects,
     )
 
+    from chaoskit.adapters.kube import is_control_plane
     from chaoskit.chaos import Chaos
 
     cluster, image = bench_cluster()
@@ -114,9 +115,7 @@ def main() -> None:
             with chaos.stress(ns, "app=web", memory_bytes=64 << 20) as record:
                 effects["stress (64 MiB, one pod)"].append(record.inject_to_effect or 0)
         for _ in range(zone_runs):
-            workers = {
-                n.metadata.name: n for n in kube.nodes() if "node-role.kubernetes.io/master" not in n.metadata.labels
-            }
+            workers = {n.metadata.name: n for n in kube.nodes() if not is_control_plane(n)}
             zone = sorted(n.metadata.labels["topology.kubernetes.io/zone"] for n in workers.values())[-1]
             with chaos.zone_failure(zone, mode="stop") as record:
                 zone_down.append(record.inject_to_effect or 0)

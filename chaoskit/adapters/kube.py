@@ -44,6 +44,13 @@ REQUEST_TIMEOUT = 30.0
 """Seconds any API request may take unless its call states otherwise."""
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 """A control-plane node's role labels: ``control-plane`` since 1.20, ``master`` up to 1.23."""
+
+
+def is_control_plane(node: Any) -> bool:
+    """Whether a Node object carries a control-plane role label (either name: 1.37 has only ``control-plane``)."""
+    return any(label in (node.metadata.labels or {}) for label in CONTROL_PLANE_LABELS)
+
+
 ZONE_LABEL = "topology.kubernetes.io/zone"
 """The well-known label of a node's zone (zone failures take every node that carries a value down)."""
 EXEC_CONNECT_TIMEOUT = 30.0

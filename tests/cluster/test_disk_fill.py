@@ -14,6 +14,7 @@ from residue import scan
 from test_fault_residue import cleanup, start_inner_run
 from workloads import Web, wait_pod_running
 
+from chaoskit.adapters.kube import is_control_plane
 from chaoskit.chaos import Chaos
 from chaoskit.errors import SafetyError, SpecError
 from chaoskit.faults.disk import parse_df
@@ -54,7 +55,7 @@ def disk_pod(web: Web, node: str) -> dict:
 def disk(cluster, kube, web: Web) -> Iterator[str]:
     if not cluster.is_kind:
         pytest.skip("the test mounts its small filesystem on a kind node")
-    node = sorted(n.metadata.name for n in kube.nodes() if "node-role.kubernetes.io/master" not in n.metadata.labels)[0]
+    node = sorted(n.metadata.name for n in kube.nodes() if not is_control_plane(n))[0]
     node_sh(node, f"mkdir -p {MOUNT} && (mountpoint -q {MOUNT} || mount -t tmpfs -o size=64m tmpfs {MOUNT})")
     try:
         kube.apply([disk_pod(web, node)])

@@ -25,6 +25,7 @@ from residue import Residue, scan
 from workloads import Web, probe_eventually
 
 from chaoskit.adapters import docker
+from chaoskit.adapters.kube import is_control_plane
 from chaoskit.state.ledger import Ledger
 
 pytestmark = [pytest.mark.destructive, pytest.mark.shared_web]
@@ -107,9 +108,7 @@ def cluster_not_recreated(cluster):
 
 
 def worker(kube) -> str:
-    return sorted(
-        n.metadata.name for n in kube.nodes() if "node-role.kubernetes.io/master" not in (n.metadata.labels or {})
-    )[0]
+    return sorted(n.metadata.name for n in kube.nodes() if not is_control_plane(n))[0]
 
 
 FAULTS = {

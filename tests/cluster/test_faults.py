@@ -10,7 +10,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from workloads import Web, get_from_host_eventually, wait_web
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.kube import node_ready
+from chaoskit.adapters.kube import is_control_plane, node_ready
 from chaoskit.chaos import Chaos
 from chaoskit.errors import SafetyError, SpecError
 from chaoskit.state.ledger import Ledger
@@ -114,9 +114,7 @@ def test_dry_run_reports_the_targets_and_changes_nothing(cluster, chaos: Chaos, 
 
 
 def workers(kube) -> list[str]:
-    return sorted(
-        n.metadata.name for n in kube.nodes() if "node-role.kubernetes.io/master" not in (n.metadata.labels or {})
-    )
+    return sorted(n.metadata.name for n in kube.nodes() if not is_control_plane(n))
 
 
 @pytest.mark.destructive

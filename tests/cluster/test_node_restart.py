@@ -10,7 +10,7 @@ import pytest
 from workloads import get_from_host_eventually, probe_eventually, wait_pod_running
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.kube import Kube, node_ready
+from chaoskit.adapters.kube import Kube, is_control_plane, node_ready
 from chaoskit.cluster import Cluster
 
 pytestmark = pytest.mark.destructive
@@ -72,11 +72,7 @@ def test_worker_stopped_and_started_comes_back_ready_and_serves(
 ) -> None:
     if not cluster.is_kind:
         pytest.skip("stopping a node's container needs a kind cluster")
-    workers = sorted(
-        n.metadata.name
-        for n in kube.core.list_node().items
-        if "node-role.kubernetes.io/master" not in (n.metadata.labels or {})
-    )
+    workers = sorted(n.metadata.name for n in kube.core.list_node().items if not is_control_plane(n))
     victim, other = workers[0], workers[1]
     port = cluster.free_node_port(kube)
     kube.apply(
