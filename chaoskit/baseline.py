@@ -26,8 +26,9 @@ median absolute deviation and the standard deviation (a skewed figure, such as
 a partition's failed requests, 0 in most runs and a burst in some, has a MAD
 that sees none of its bursts). Every rule also
 asks for a minimum effect: 20 % of the baseline's median, and never less than
-the figure's resolution: 0.5 s for recovery and error bursts (half a
-readiness-probe period), 1 s for inject-to-effect (the API server's load moves
+the figure's resolution: 0.5 s for recovery (half a readiness-probe period),
+2 s for error bursts (one failed request is a burst as long as it took to
+fail, up to the load's 2 s timeout), 1 s for inject-to-effect (the API server's load moves
 a pod kill's between 0.05 and 0.6 s here), 10 ms for latency, for availability
 half a point or 3 failed requests of the window, whichever is more (a pod kill
 fails a request in flight now and then: 1 of 120 is 0.83 points), one lost

@@ -372,7 +372,14 @@ def kind_of(figure: str) -> Kind:
         return Kind("", 0.5)
     if name == "inject_to_effect_s":
         return Kind(" s", 1.0)
+    if name == "longest_error_burst_s":
+        return Kind(" s", BURST_RESOLUTION)
     return Kind(" s", 0.5)
+
+
+BURST_RESOLUTION = 2.0
+"""An error burst's resolution: one failed request is a burst as long as it took to fail, up to the load's
+timeout (2 s by default), so a burst that short is a single failure, not a longer outage."""
 
 
 def percentile_needs(figure: str) -> int | None:
