@@ -114,9 +114,19 @@ def selected(names: Sequence[str], figure: str) -> bool:
     return figure in names or bool(window and window in names) or kind in names
 
 
+COMPARED = ("workers", "load")
+"""What makes two runs comparable: the workers beside a run and its load. The rest of a run's shape (how many
+times it was repeated) is recorded, not compared: one run's figures do not depend on it."""
+
+
 def shape_of(result: ExperimentResult) -> dict[str, Any]:
     """What makes two runs comparable: the workers beside it and its load."""
-    return {key: result.shape[key] for key in ("workers", "load") if key in result.shape}
+    return compared(result.shape)
+
+
+def compared(shape: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of a shape runs are compared on (:data:`COMPARED`)."""
+    return {key: shape[key] for key in COMPARED if key in shape} if shape else {}
 
 
 def describe_shape(shape: Mapping[str, Any] | None) -> str:
@@ -255,7 +265,8 @@ class Baseline:
 
     def comparable(self, group: str, shape: Mapping[str, Any] | None) -> list[PastRun]:
         """The group's earlier runs of ``shape`` (runs without a recorded shape count as any)."""
-        return [r for r in self.runs if r.group == group and (not shape or not r.shape or dict(r.shape) == dict(shape))]
+        wanted = compared(shape)
+        return [r for r in self.runs if r.group == group and (not wanted or not r.shape or compared(r.shape) == wanted)]
 
     def of(self, group: str) -> dict[str, list[float]]:
         """Every earlier value of each of the group's figures, whatever the shape."""

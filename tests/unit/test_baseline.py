@@ -287,3 +287,19 @@ def test_availability_needs_three_failed_requests_of_its_window_beyond_the_basel
     assert clean.check_run("kill", {"fault.availability": 116 / 120}, requests={"fault": 120})  # 4 of 120
     # Without the window's count, half a point: the figure alone cannot say how many requests it is.
     assert clean.check_run("kill", {"fault.availability": 119 / 120})
+
+
+def test_a_journal_read_as_a_baseline_is_compared_on_workers_and_load_not_on_its_repeat_count():
+    """A journal's runs record their repeat count beside workers and load; judging against one compared the
+    whole shape, so every per-run judgement was 'no run of this shape' (found replaying nightly journals)."""
+    from chaoskit.baseline import PastRun
+
+    baseline = Baseline()
+    shape = {"workers": 1, "repeat": 3, "load": "10 users x 10/s for 40 s"}
+    for night, value in enumerate((1.8, 1.9, 2.0, 1.7, 1.85, 1.95)):
+        baseline.runs.append(PastRun("exp", f"n{night}", {"recovery_s": value}, "passed", False, shape))
+    judged = baseline.judge_run("exp", {"recovery_s": 9.0}, {"workers": 1, "load": "10 users x 10/s for 40 s"})
+    (recovery,) = judged
+    assert recovery.method == "noise band" and recovery.regressed, recovery
+    other = baseline.judge_run("exp", {"recovery_s": 9.0}, {"workers": 2, "load": "10 users x 10/s for 40 s"})
+    assert [j.method for j in other] == ["not judged"]
