@@ -11,23 +11,22 @@ import time
 
 from workloads import WEB_LABELS, Web, get_from_host, get_from_host_eventually, probe_eventually, wait_web
 
-from chaoskit.adapters.kube import node_ready
+from chaoskit.adapters import docker
+from chaoskit.adapters.kube import is_control_plane, node_ready
 from chaoskit.cluster import Cluster
+from chaoskit.cluster.kind import image_line
 
 
 def test_one_control_plane_and_two_workers_all_ready(cluster: Cluster, kube) -> None:
     nodes = kube.core.list_node().items
-    roles = sorted(
-        "control-plane"
-        if "node-role.kubernetes.io/master" in (n.metadata.labels or {})
-        or "node-role.kubernetes.io/control-plane" in (n.metadata.labels or {})
-        else "worker"
-        for n in nodes
-    )
+    roles = sorted("control-plane" if is_control_plane(n) else "worker" for n in nodes)
     assert roles == ["control-plane", "worker", "worker"]
     assert all(node_ready(n) for n in nodes), [(n.metadata.name, node_ready(n)) for n in nodes]
-    if cluster.flavor == "airgap":
-        assert {n.status.node_info.kubelet_version for n in nodes} == {"v1.20.2"}
+    if cluster.flavor == "airgap":  # every kubelet runs the version of the line its node image was built for
+        lines = {image_line(docker.inspect(n.metadata.name).image) for n in nodes}
+        assert len(lines) == 1 and None not in lines, lines
+        (line,) = lines
+        assert line is not None and {n.status.node_info.kubelet_version for n in nodes} == {line.version}
 
 
 def test_node_ports_are_what_the_running_cluster_publishes_and_the_free_one_is_free(cluster: Cluster, kube) -> None:
