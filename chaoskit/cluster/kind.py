@@ -39,7 +39,7 @@ from chaoskit.cluster import addons
 from chaoskit.cluster.base import NODE_PORT_RANGE, Cluster, ClusterSpec, ClusterStatus, NodeStatus
 from chaoskit.errors import ChaoskitError, ClusterError, UsageError
 from chaoskit.provision import versions
-from chaoskit.provision.versions import LINES, STOCK_NODE_IMAGE, Line
+from chaoskit.provision.versions import LINES, STOCK_NODE_IMAGE, Line, tag_version
 
 READY_TIMEOUT = 240.0
 PULL_TIMEOUT = 60.0
@@ -119,8 +119,15 @@ def image_line(image: str) -> Line | None:
     """The Kubernetes line of one of chaoskit's node images, read from its tag (None for another image)."""
     if not is_airgap_image(image):
         return None
-    version = image.split(":", 1)[1].split("-", 1)[0]
+    version = tag_version(image)
     return next((line for line in LINES.values() if line.version == version), None)
+
+
+def has_coredns(image: str) -> bool:
+    """Whether a node image holds CoreDNS (chaoskit's of a line built from Go modules), so kubeadm's CoreDNS
+    serves cluster DNS and chaoskit-dns is not installed."""
+    line = image_line(image)
+    return line is not None and line.coredns_image is not None
 
 
 class KindProvider:
@@ -263,7 +270,7 @@ class KindProvider:
         node_since = {n.name: max(unpaused_at.get(n.name, 0.0), docker.inspect(n.name).started_at) - 1 for n in nodes}
         say(f"reusing cluster {spec.name}")
         airgap = any(is_airgap_image(n.image) for n in nodes)
-        coredns = any((line := image_line(n.image)) is not None and line.coredns_image for n in nodes)
+        coredns = any(has_coredns(n.image) for n in nodes)
         return self._finish(spec, airgap, created=False, node_count=len(nodes), node_since=node_since, coredns=coredns)
 
     def _create(self, spec: ClusterSpec, image: str) -> Cluster:
@@ -275,9 +282,7 @@ class KindProvider:
         kubeconfig.unlink(missing_ok=True)
         say(f"creating kind cluster {spec.name}: 1 control plane + {spec.workers} workers, image {image}")
         kind.create(spec.name, image, config, kubeconfig, network_name(spec.name), workdir / "create.log")
-        line = image_line(image)
-        coredns = line is not None and line.coredns_image is not None
-        return self._finish(spec, airgap, created=True, node_count=spec.workers + 1, coredns=coredns)
+        return self._finish(spec, airgap, created=True, node_count=spec.workers + 1, coredns=has_coredns(image))
 
     def _finish(
         self,

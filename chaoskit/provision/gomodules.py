@@ -27,6 +27,7 @@ embed the module at the version asked for.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -203,13 +204,30 @@ def entry(rel: Release, piece: Piece) -> Path:
 
 def go() -> str:
     """The Go toolchain: the machine's, which must be 1.26 or newer (the modules' go lines ask for it)."""
-    path = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.path.exists(p)), None)
+    path = shutil.which("go") or ("/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None)
     if path is None:
         raise ProvisionError("building Kubernetes from Go modules needs Go 1.26 or newer on PATH (go.dev/dl)")
     version = run([path, "env", "GOVERSION"], env=_env(False), timeout=120).stdout.strip()
     if _go_minor(version) < 26:
         raise ProvisionError(f"{path} is {version}; the Kubernetes 1.37 modules need Go 1.26 or newer")
     return path
+
+
+def module_dir(module: str) -> Path:
+    """The unpacked directory of ``module`` (``sigs.k8s.io/kind@v0.33.0``) in the module cache, downloaded if
+    missing (read-only: the files are read from there, never built in place)."""
+    shown = run(
+        [go(), "mod", "download", "-json", module],
+        env={"GOTOOLCHAIN": "local", "GOWORK": "off", "GOFLAGS": "-mod=mod"},
+        check=False,
+        timeout=600,
+    )
+    try:
+        return Path(json.loads(shown.stdout)["Dir"])
+    except (ValueError, KeyError):
+        raise ProvisionError(
+            f"go mod download {module} failed: {(shown.stderr or shown.stdout).strip()[:300]}"
+        ) from None
 
 
 def _go_minor(version: str) -> int:

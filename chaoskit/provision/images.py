@@ -44,6 +44,7 @@ from chaoskit.provision.versions import (
     LINES,
     SUITE,
     Line,
+    tag_version,
 )
 from chaoskit.state import locks
 
@@ -226,18 +227,7 @@ def _kind_base_files() -> Path:
 
 def _kind_module_files() -> Path:
     """kind's images/base/files from the kind Go module of the host's kind CLI (v0.33.0)."""
-    shown = run(
-        [gomodules.go(), "mod", "download", "-json", KIND_MODULE],
-        env={"GOTOOLCHAIN": "local", "GOWORK": "off", "GOFLAGS": "-mod=mod"},
-        check=False,
-        timeout=600,
-    )
-    try:
-        files = Path(json.loads(shown.stdout)["Dir"]) / "images" / "base" / "files"
-    except (ValueError, KeyError):
-        raise ProvisionError(
-            f"go mod download {KIND_MODULE} failed: {(shown.stderr or shown.stdout).strip()[:300]}"
-        ) from None
+    files = gomodules.module_dir(KIND_MODULE) / "images" / "base" / "files"
     if not (files / "usr" / "local" / "bin" / "entrypoint").is_file():
         raise ProvisionError(f"{KIND_MODULE} has no images/base/files/usr/local/bin/entrypoint")
     return files
@@ -394,8 +384,9 @@ def line_binaries(line: Line = DEFAULT) -> dict[str, Path]:
     return {**binaries, "etcd": _etcd_binary()}
 
 
-def build_component_images(line: Line = DEFAULT) -> None:
-    """The control-plane, etcd, pause, kube-proxy, CoreDNS (where the line has it) and agent images."""
+def build_component_images(line: Line = DEFAULT) -> dict[str, Path]:
+    """The control-plane, etcd, pause, kube-proxy, CoreDNS (where the line has it) and agent images; return the
+    line's binaries (:func:`line_binaries`), which the node image is assembled from too."""
     bins = line_binaries(line)
     for name in CONTROL_PLANE_IMAGES:
         tag = f"{line.registry}/{name}:{line.version}"
@@ -421,8 +412,9 @@ def build_component_images(line: Line = DEFAULT) -> None:
             "COPY kube-proxy-wrapper /usr/local/bin/kube-proxy\n",
             {"kube-proxy": bins["kube-proxy"], "kube-proxy-wrapper": _files("kube-proxy-wrapper")},
         )
-    if not _current_build(line.etcd_image, line) and not (image_exists(line.etcd_image) and not line.from_modules):
-        # kubeadm runs etcd with a shell-less command line; the base image gives it /bin/sh for probes' sake.
+    # The 1.20 line's etcd image is Debian's etcd, made before images carried the build label: present is current.
+    etcd_current = _current_build(line.etcd_image, line) if line.from_modules else image_exists(line.etcd_image)
+    if not etcd_current:
         _docker_build(
             line.etcd_image,
             f"FROM {BASE_IMAGE}\nLABEL {BUILD_LABEL}={line.build}\nCOPY etcd /usr/local/bin/etcd\n",
@@ -437,6 +429,7 @@ def build_component_images(line: Line = DEFAULT) -> None:
             {"coredns": bins["coredns"]},
         )
     build_agent_image()
+    return bins
 
 
 def build_agent_image() -> str:
@@ -585,8 +578,7 @@ def build_node_image(line: Line = DEFAULT) -> str:
     if image_exists(name):
         say(f"node image {name}: present")
         return name
-    build_component_images(line)
-    bins = line_binaries(line)
+    bins = build_component_images(line)
     tarball = rootfs(node_rootfs(line), node_packages(line), prepare=True, line=line)
     staging = f"chaoskit/node-rootfs:{SUITE}-r{IMAGE_RECIPE}-{node_rootfs(line).removeprefix('node-')}"
     if not image_exists(staging):
@@ -657,9 +649,9 @@ def _prune_superseded(repository: str, keep: str, keep_lines: bool = False) -> N
     """Remove older tags of ``repository`` (about 1 GB each for nodes); images in use stay. With
     ``keep_lines``, only tags of the same Kubernetes version as ``keep`` go: each line keeps its node image."""
     tags = run(["docker", "images", repository, "--format", "{{.Repository}}:{{.Tag}}"], timeout=600).stdout.split()
-    version = keep.split(":", 1)[1].split("-", 1)[0]
+    version = tag_version(keep)
     for tag in tags:
-        if keep_lines and tag.split(":", 1)[1].split("-", 1)[0] != version:
+        if keep_lines and tag_version(tag) != version:
             continue
         if tag != keep and run(["docker", "rmi", tag], check=False, timeout=600).returncode == 0:
             say(f"removed superseded image {tag}")

@@ -82,6 +82,12 @@ DEFAULT_LINE = "1.20"
 """The line a cluster gets when none is asked for."""
 
 
+def tag_version(image: str) -> str:
+    """The Kubernetes version a chaoskit node image's tag starts with (``chaoskit/node:v1.37.2-b1-...`` ->
+    ``v1.37.2``)."""
+    return image.split(":", 1)[1].split("-", 1)[0]
+
+
 def line(minor: str | None) -> Line:
     """The line of ``minor`` (``1.37``, ``v1.37``, ``1.37.2``; None: the default)."""
     from chaoskit.errors import UsageError
