@@ -17,6 +17,7 @@ from workloads import Web, client_running, deploy_web, web_whole_again
 
 from chaoskit.cluster import Cluster
 from chaoskit.namespaces import own_namespace
+from chaoskit.plugin import pod_security_of
 from chaoskit.provision.images import build_fixture_image
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -55,7 +56,8 @@ def web(request: pytest.FixtureRequest, cluster: Cluster, kube, web_image: str) 
 def module_web(request: pytest.FixtureRequest, cluster: Cluster, kube, web_image: str) -> Iterator[Web]:  # type: ignore[no-untyped-def]
     """One web tier for a module whose tests each inject a fault and undo it (``shared_web``): deploying
     a tier of its own cost each test 5-7 s."""
-    with own_namespace(cluster, kube, request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")) as ns:
+    base = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with own_namespace(cluster, kube, base, pod_security_of(request)) as ns:
         yield deploy_web(kube, ns, web_image, cluster.free_node_port(kube), min_available=2)
 
 

@@ -15,10 +15,13 @@ error burst. A percentile is judged only over enough requests to hold it: 10
 beyond it, so a p99 needs 1000 requests in its window and a p95 200. Over fewer
 it is the run's few slowest requests, and the log says it was not judged.
 
-**Comparable runs.** Each run records its shape: the ``pytest -n`` workers and
-the load (users, rate, seconds). A run is compared only with earlier runs of the
-same shape; with none, the log says so and nothing is judged. Tail latency on
-two workers sharing a 2-core runner is another figure than on one.
+**Comparable runs.** Each run records its shape: the ``pytest -n`` workers,
+the load (users, rate, seconds) and the cluster's Kubernetes minor version. A
+run is compared only with earlier runs of the same shape; with none, the log
+says so and nothing is judged. Tail latency on two workers sharing a 2-core
+runner is another figure than on one, and a node's failure is noticed 10 s
+later on 1.32+ (a 50 s grace period) than on 1.20. A run recorded without one
+of these (an older journal) matches any value of it.
 
 **The noise model** of a figure is its comparable earlier values: n runs over k
 nights, their median, their worst, and a sigma: the larger of 1.4826 x the
@@ -114,9 +117,10 @@ def selected(names: Sequence[str], figure: str) -> bool:
     return figure in names or bool(window and window in names) or kind in names
 
 
-COMPARED = ("workers", "load")
-"""What makes two runs comparable: the workers beside a run and its load. The rest of a run's shape (how many
-times it was repeated) is recorded, not compared: one run's figures do not depend on it."""
+COMPARED = ("workers", "load", "kubernetes")
+"""What makes two runs comparable: the workers beside a run, its load and the Kubernetes minor version (patch
+releases compare). The rest of a run's shape (how many times it was repeated) is recorded, not compared: one
+run's figures do not depend on it."""
 
 
 def shape_of(result: ExperimentResult) -> dict[str, Any]:
@@ -126,7 +130,15 @@ def shape_of(result: ExperimentResult) -> dict[str, Any]:
 
 def compared(shape: Mapping[str, Any] | None) -> dict[str, Any]:
     """The part of a shape runs are compared on (:data:`COMPARED`)."""
-    return {key: shape[key] for key in COMPARED if key in shape} if shape else {}
+    found = {key: shape[key] for key in COMPARED if shape.get(key)} if shape else {}
+    if "kubernetes" in found:
+        found["kubernetes"] = ".".join(str(found["kubernetes"]).removeprefix("v").split(".")[:2])
+    return found
+
+
+def same_shape(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> bool:
+    """Whether two compared shapes match: on every key both recorded (an older run lacks ``kubernetes``)."""
+    return all(mine[key] == theirs[key] for key in mine.keys() & theirs.keys())
 
 
 def describe_shape(shape: Mapping[str, Any] | None) -> str:
@@ -136,6 +148,8 @@ def describe_shape(shape: Mapping[str, Any] | None) -> str:
     parts = [f"{workers} worker{'s' if workers != 1 else ''}"]
     if shape.get("load"):
         parts.append(f"load {shape['load']}")
+    if shape.get("kubernetes"):
+        parts.append(f"Kubernetes {shape['kubernetes']}")
     return ", ".join(parts)
 
 
@@ -266,7 +280,7 @@ class Baseline:
     def comparable(self, group: str, shape: Mapping[str, Any] | None) -> list[PastRun]:
         """The group's earlier runs of ``shape`` (runs without a recorded shape count as any)."""
         wanted = compared(shape)
-        return [r for r in self.runs if r.group == group and (not wanted or not r.shape or compared(r.shape) == wanted)]
+        return [r for r in self.runs if r.group == group and same_shape(wanted, compared(r.shape))]
 
     def of(self, group: str) -> dict[str, list[float]]:
         """Every earlier value of each of the group's figures, whatever the shape."""

@@ -28,8 +28,16 @@ from typing import NoReturn
 
 from chaoskit.adapters.nodes import INJECTOR_NAMESPACE, INJECTOR_SELECTOR
 from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, choose_provider, get_provider
-from chaoskit.cluster.base import DEFAULT_NODE_PORTS, parse_node_ports
+from chaoskit.cluster.base import (
+    DEFAULT_NODE_PORTS,
+    KUBERNETES_ENV,
+    NAME_ENV,
+    default_kubernetes,
+    default_name,
+    parse_node_ports,
+)
 from chaoskit.errors import ChaoskitError
+from chaoskit.provision.versions import DEFAULT_LINE
 
 IMAGE_BUILD_HELP = """\
 The directory holds a Dockerfile that starts on chaoskit's base image, which
@@ -239,7 +247,9 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
         choices=PROVIDERS,
         help="kind or existing (default: existing when --context or --kubeconfig is given, else kind)",
     )
-    parser.add_argument("--name", default="chaoskit", help="kind cluster name (default: chaoskit)")
+    parser.add_argument(
+        "--name", default=default_name(), help=f"kind cluster name (default: ${NAME_ENV}, else chaoskit)"
+    )
     parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file of an existing cluster")
     parser.add_argument("--context", help="kubeconfig context of an existing cluster")
     if creating:
@@ -248,8 +258,9 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
         parser.add_argument(
             "--kubernetes",
             metavar="LINE",
-            help="the Kubernetes line of chaoskit's own node image: 1.20 (default; from Debian's source) or 1.37 "
-            "(built from Go modules, about 15 min the first time)",
+            default=default_kubernetes(),
+            help=f"the Kubernetes line of chaoskit's own node image: 1.20 (from Debian's source) or 1.37 (built "
+            f"from Go modules, about 20 min the first time); default: ${KUBERNETES_ENV}, else {DEFAULT_LINE}",
         )
         parser.add_argument(
             "--node-ports",

@@ -296,6 +296,7 @@ class Experiment:
         if kind is not None or self._end_now:
             recovery_s = self._recovery_s(faults)
         self.result = self._judge(faults, recovery_s, min(end, deadline), error=exc)
+        self.result.kubernetes = self.chaos.kube.kubernetes_version()
         self._gather_evidence(self.result)
         timings.teardown = time.monotonic() - teardown
         self.result.timings = timings

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.kube import POD_SECURITY_ENFORCE, Kube
+from chaoskit.errors import UsageError
 from chaoskit.faults import objects
 from chaoskit.faults.objects import OWNER_LABEL, live_owners
 from chaoskit.state.owners import current_boot_id, process_alive, process_started_at
@@ -34,13 +35,32 @@ OWNER_BOOT = "chaoskit.io/owner-boot-id"
 OWNER_STARTED = "chaoskit.io/owner-started-at"
 
 
-def owned_namespace(name: str, owner_lease: str | None = None) -> dict[str, Any]:
-    """The body of a test namespace owned by this process (and by its owner Lease, when given)."""
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted", "none")
+"""The Pod Security levels a test namespace can enforce; ``none`` leaves it unlabelled (the cluster's default)."""
+DEFAULT_POD_SECURITY = "baseline"
+"""What a test namespace enforces unless told otherwise: Kubernetes' baseline (no privileged containers, host
+namespaces, hostPath volumes or added capabilities beyond the default set), the level most clusters' workload
+namespaces run at; a system under test that needs more asks for it."""
+
+
+def check_pod_security(level: str) -> str:
+    if level not in POD_SECURITY_LEVELS:
+        raise UsageError(f"Pod Security level {level!r} is not one of {', '.join(POD_SECURITY_LEVELS)}")
+    return level
+
+
+def owned_namespace(
+    name: str, owner_lease: str | None = None, pod_security: str = DEFAULT_POD_SECURITY
+) -> dict[str, Any]:
+    """The body of a test namespace owned by this process (and by its owner Lease, when given), enforcing
+    the Pod Security level ``pod_security`` (1.23+; 1.20 ignores the label)."""
     annotations = {OWNER_BOOT: current_boot_id()}
     started_at = process_started_at(os.getpid())
     if started_at is not None:
         annotations[OWNER_STARTED] = repr(started_at)
     labels = {NAMESPACE_LABEL: "true", OWNER_PID: str(os.getpid())}
+    if check_pod_security(pod_security) != "none":
+        labels[POD_SECURITY_ENFORCE] = pod_security
     if owner_lease:
         labels[OWNER_LABEL] = owner_lease
     return {
@@ -51,13 +71,16 @@ def owned_namespace(name: str, owner_lease: str | None = None) -> dict[str, Any]
 
 
 @contextmanager
-def own_namespace(cluster: Cluster, kube: Kube, base: str = "test") -> Iterator[str]:
-    """A test namespace of this process's own, named ``ck-<base>-<random>``, deleted at the end (and swept
-    by a later session if the process dies first). The ``namespace`` fixture is one per test; a module- or
-    session-scoped fixture that deploys a system once for many tests makes its own with this."""
+def own_namespace(
+    cluster: Cluster, kube: Kube, base: str = "test", pod_security: str = DEFAULT_POD_SECURITY
+) -> Iterator[str]:
+    """A test namespace of this process's own, named ``ck-<base>-<random>``, enforcing the Pod Security level
+    ``pod_security``, deleted at the end (and swept by a later session if the process dies first). The
+    ``namespace`` fixture is one per test; a module- or session-scoped fixture that deploys a system once for
+    many tests makes its own with this."""
     stem = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:40].strip("-") or "test"
     name = f"ck-{stem}-{uuid.uuid4().hex[:5]}"
-    body: Any = owned_namespace(name, objects.owner(cluster).ensure(kube))
+    body: Any = owned_namespace(name, objects.owner(cluster).ensure(kube), pod_security)
     kube.core.create_namespace(body)
     try:
         kube.wait_for_default_service_account(name)

@@ -51,17 +51,23 @@ from chaoskit.adapters.portforward import port_forward
 from chaoskit.baseline import Baseline, load_shape, selected, shape_of, write_baseline
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import PROVIDERS, Cluster, ClusterSpec, choose_provider, get_provider
-from chaoskit.cluster.base import parse_node_ports
-from chaoskit.errors import ChaoskitError, FaultUndoFailed, FaultUnsupported, FaultVetoed
+from chaoskit.cluster.base import KUBERNETES_ENV, NAME_ENV, parse_node_ports
+from chaoskit.errors import ChaoskitError, FaultUndoFailed, FaultUnsupported, FaultVetoed, UsageError
 from chaoskit.evidence import pod_logs
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
 from chaoskit.faults.sweeper import undo_entry
 from chaoskit.load import LoadSpec
 from chaoskit.load.runner import set_default_processes
-from chaoskit.namespaces import own_namespace
+from chaoskit.namespaces import (
+    DEFAULT_POD_SECURITY,
+    POD_SECURITY_LEVELS,
+    check_pod_security,
+    own_namespace,
+)
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
 from chaoskit.prometheus.deploy import NAMESPACE as PROMETHEUS_NAMESPACE
+from chaoskit.provision.versions import DEFAULT_LINE, LINES
 from chaoskit.report import write_reports
 from chaoskit.results import ExperimentResult, Judgement, Regressed, figures, repeat_stats, unsupported
 from chaoskit.session import Session, open_session
@@ -79,6 +85,8 @@ class _Setting:
     """``string``, ``int``, ``float``, ``bool`` or ``list`` (repeatable)."""
     default: Any = None
     metavar: str | None = None
+    env: str | None = None
+    """The environment variable that sets it when neither the command line nor the ini file does."""
 
     @property
     def flag(self) -> str:
@@ -95,8 +103,17 @@ _SETTINGS = (
         f"cluster provider: {', '.join(PROVIDERS)} (default: existing when --chaos-kube-context or "
         "--chaos-kubeconfig is given, else kind)",
     ),
-    _Setting("cluster-name", "kind cluster name (default: chaoskit)", default="chaoskit"),
+    _Setting(
+        "cluster-name", f"kind cluster name (default: ${NAME_ENV}, else chaoskit)", default="chaoskit", env=NAME_ENV
+    ),
     _Setting("workers", "kind worker nodes (default: 2)", "int", 2),
+    _Setting(
+        "kubernetes",
+        f"the Kubernetes line of the kind cluster a session creates: {', '.join(LINES)} (default: "
+        f"${KUBERNETES_ENV}, else {DEFAULT_LINE})",
+        metavar="LINE",
+        env=KUBERNETES_ENV,
+    ),
     _Setting("node-image", "force a kind node image"),
     _Setting("kube-context", "kubeconfig context (existing provider)"),
     _Setting("kubeconfig", "kubeconfig file (existing provider)"),
@@ -126,6 +143,13 @@ _SETTINGS = (
         "list",
         (),
         metavar="NAMESPACE",
+    ),
+    _Setting(
+        "pod-security",
+        f"the Pod Security level test namespaces enforce: {', '.join(POD_SECURITY_LEVELS)} (no label: the "
+        f"cluster's default); a test's chaos_pod_security marker overrides it (default: {DEFAULT_POD_SECURITY})",
+        default=DEFAULT_POD_SECURITY,
+        metavar="LEVEL",
     ),
     _Setting("allow-control-plane", "allow node faults (drain, failure) on control-plane nodes", "bool", False),
     _Setting(
@@ -219,6 +243,8 @@ def setting(config: pytest.Config, name: str) -> Any:
     if given is not None:
         return tuple(given) if spec.kind == "list" else given
     ini = config.getini(spec.dest)
+    if spec.env and ini in ("", None) and os.environ.get(spec.env):
+        ini = os.environ[spec.env]
     if spec.kind == "bool":
         return bool(ini)
     if spec.kind == "list":
@@ -240,6 +266,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "chaos_node_wide: the test injects node-wide faults (found by itself in the test's code); under "
         "pytest -n such tests run in turn on one worker",
     )
+    config.addinivalue_line(
+        "markers",
+        "chaos_pod_security(level): the Pod Security level the test's namespace enforces (privileged, baseline, "
+        "restricted or none), for a system under test that needs more than --chaos-pod-security allows",
+    )
+    try:
+        check_pod_security(setting(config, "pod-security"))
+    except UsageError as exc:
+        raise pytest.UsageError(f"--chaos-pod-security: {exc}") from None
     try:
         provider = choose_provider(
             setting(config, "provider"), setting(config, "kube-context"), setting(config, "kubeconfig"), PLUGIN_FLAGS
@@ -301,6 +336,7 @@ def _spec(config: pytest.Config, provider: str) -> ClusterSpec:
         name=setting(config, "cluster-name"),
         workers=setting(config, "workers"),
         node_image=setting(config, "node-image"),
+        kubernetes=setting(config, "kubernetes"),
         kubeconfig=Path(kubeconfig) if kubeconfig else None,
         context=setting(config, "kube-context"),
     )
@@ -434,9 +470,26 @@ def chaoskit_cluster_image(pytestconfig: pytest.Config, chaoskit_cluster: Cluste
 
 @pytest.fixture
 def chaoskit_namespace(request: pytest.FixtureRequest, chaoskit_cluster: Cluster, chaoskit_kube: Kube) -> Iterator[str]:
-    """A namespace of this test's own, deleted when the test ends (also ``namespace``)."""
-    with own_namespace(chaoskit_cluster, chaoskit_kube, request.node.name) as name:
+    """A namespace of this test's own, deleted when the test ends (also ``namespace``). It enforces the Pod
+    Security level of the test's ``chaos_pod_security`` marker, else of ``--chaos-pod-security``."""
+    with own_namespace(chaoskit_cluster, chaoskit_kube, request.node.name, pod_security_of(request)) as name:
         yield name
+
+
+def pod_security_of(request: pytest.FixtureRequest) -> str:
+    """The Pod Security level a test's namespaces enforce: its ``chaos_pod_security`` marker's (the closest:
+    test, class, module), else the session's setting."""
+    marker = request.node.get_closest_marker("chaos_pod_security")
+    if marker is None:
+        return str(setting(request.config, "pod-security"))
+    if len(marker.args) != 1 or not isinstance(marker.args[0], str):
+        raise pytest.UsageError(
+            f"{request.node.nodeid}: chaos_pod_security takes one level, one of {', '.join(POD_SECURITY_LEVELS)}"
+        )
+    try:
+        return check_pod_security(marker.args[0])
+    except UsageError as exc:
+        raise pytest.UsageError(f"{request.node.nodeid}: chaos_pod_security: {exc}") from None
 
 
 class PluginHooks(FaultHooks):
@@ -581,10 +634,13 @@ def reporter(config: pytest.Config, item: pytest.Item, kube: Kube | None = None)
 
 
 def run_shape(config: pytest.Config, result: ExperimentResult) -> dict[str, Any]:
-    """How the run was run: the experiments beside it (``pytest -n``), the repeat and its load."""
+    """How the run was run: the experiments beside it (``pytest -n``), the repeat, its load and the cluster's
+    Kubernetes version."""
     shape: dict[str, Any] = {"workers": parallel.workers(config), "repeat": setting(config, "repeat")}
     if isinstance(result.load.get("spec"), dict):
         shape["load"] = load_shape(result.load["spec"])
+    if result.kubernetes:
+        shape["kubernetes"] = result.kubernetes
     return shape
 
 

@@ -49,7 +49,13 @@ def write_reports(
         }
         for r in repeat_stats(results)
     ]
-    document = {"schema": JOURNAL_SCHEMA, "experiments": [r.to_dict() for r in results], "repeats": repeats}
+    versions = sorted({r.kubernetes for r in results if r.kubernetes})
+    document = {
+        "schema": JOURNAL_SCHEMA,
+        "kubernetes": versions,
+        "experiments": [r.to_dict() for r in results],
+        "repeats": repeats,
+    }
     _replace(journal, json.dumps(document, indent=1, default=str) + "\n")
     _replace(report, render_html(results, history))
     return journal, report
@@ -128,6 +134,8 @@ def render_html(results: Sequence[ExperimentResult], history: Baseline | None = 
         f"<style>{STYLE}</style></head><body>",
         f"<h1>chaoskit: {html.escape(summary.header(results))}</h1>",
     ]
+    versions = sorted({r.kubernetes for r in results if r.kubernetes})
+    body.append(f"<p class='cluster'>Kubernetes {html.escape(', '.join(versions) or 'version not recorded')}</p>")
     repeats = repeat_stats(results)
     if repeats:
         rows = "".join(

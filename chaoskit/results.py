@@ -132,6 +132,8 @@ class ExperimentResult:
     """The last log lines of the involved pods, for a run that did not pass (``namespace/pod`` -> text)."""
     runner: str = ""
     """The process that ran it: ``pid 1234``, or ``gw0 (pid 1234)`` in a ``pytest -n`` worker."""
+    kubernetes: str = ""
+    """The version of the API server it ran against (``v1.37.2``); empty if it did not answer."""
     expected_failure: str | None = None
     """Why its test expects it to fail (a ``pytest.mark.xfail`` reason): a losing configuration kept on purpose."""
 
@@ -247,6 +249,7 @@ class ExperimentResult:
             "evidence_note": self.evidence_note,
             "logs": self.logs,
             "runner": self.runner,
+            "kubernetes": self.kubernetes,
         }
 
 

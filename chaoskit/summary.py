@@ -66,6 +66,9 @@ def block(runs: Sequence[ExperimentResult]) -> Block:
         if first.shape.get("load"):
             how += f", load {first.shape['load']}"
         lines.append(f"  ran with {how}")
+    versions = sorted({r.kubernetes for r in runs if r.kubernetes})
+    if versions:
+        lines.append(f"  on Kubernetes {', '.join(versions)}")
     if len(runs) > 1:
         lines += [f"  {r.headline()}" for r in runs if r.outcome != "passed"]
     judged = [(i, j) for i, r in enumerate(runs, 1) for j in r.judgements]

@@ -14,6 +14,7 @@ watches, state their own). A request that runs out is a
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -46,11 +47,33 @@ CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kube
 """A control-plane node's role labels: ``control-plane`` since 1.20, ``master`` up to 1.23."""
 
 
+def _reason(exc: Exception) -> str:
+    """An API error in the server's own words (its Status ``message``), not the client's dump of headers; a
+    Pod Security refusal also names the fix."""
+    body = getattr(exc, "body", None)
+    try:
+        message = str(json.loads(body)["message"]) if body else str(exc)
+    except (ValueError, TypeError, KeyError):
+        message = str(exc)
+    if "violates PodSecurity" in message:
+        message += (
+            "; the namespace's Pod Security level (label pod-security.kubernetes.io/enforce) refuses it: make "
+            "the pod meet it, or use a namespace that allows it (a chaoskit test namespace: --chaos-pod-security "
+            "or @pytest.mark.chaos_pod_security)"
+        )
+    return message
+
+
 def is_control_plane(node: Any) -> bool:
     """Whether a Node object carries a control-plane role label (either name: 1.37 has only ``control-plane``)."""
     return any(label in (node.metadata.labels or {}) for label in CONTROL_PLANE_LABELS)
 
 
+POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
+"""The namespace label Pod Security admission (1.23+, GA in 1.25) enforces: ``privileged``, ``baseline`` or
+``restricted``; 1.20 has no Pod Security admission and ignores it."""
+REFUSAL_CHECK_S = 2.0
+"""How often a wait for a workload looks for pods refused by admission."""
 ZONE_LABEL = "topology.kubernetes.io/zone"
 """The well-known label of a node's zone (zone failures take every node that carries a value down)."""
 EXEC_CONNECT_TIMEOUT = 30.0
@@ -80,6 +103,7 @@ class Kube:
         self.coordination = client.CoordinationV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
         self.version = client.VersionApi(self.api_client)
+        self._known_version: str | None = None
 
     def close(self) -> None:
         """Close the connection pool (dropped pools leave sockets open until GC)."""
@@ -98,7 +122,18 @@ class Kube:
             info = self.version.get_code(_request_timeout=timeout)
         except Exception as exc:
             raise ClusterError(f"the API server of context {self.context!r} does not answer: {exc}") from None
-        return str(info.git_version)
+        self._known_version = str(info.git_version)
+        return self._known_version
+
+    def kubernetes_version(self) -> str:
+        """The API server's version, asked once (``v1.37.2``); empty when it does not answer. For a record of
+        which cluster a run ran on, where a failure to ask is no reason to fail the run."""
+        if self._known_version is None:
+            try:
+                self.server_version(timeout=5)
+            except ClusterError:
+                return ""
+        return self._known_version or ""
 
     def served_version(self, group: str, versions: Iterable[str]) -> str:
         """The first of ``versions`` of API ``group`` the server serves, as ``group/version`` (for example
@@ -221,7 +256,9 @@ class Kube:
                 # 409: it exists. 422 can mean that too: creating a Service again whose
                 # nodePort it already holds fails validation ("port is already allocated").
                 if getattr(exc, "status", None) not in (409, 422) or not self._replace(obj):
-                    raise ClusterError(f"cannot create {obj['kind']} {obj['metadata']['name']}: {exc}") from None
+                    raise ClusterError(
+                        f"cannot create {obj['kind']} {obj['metadata']['name']}: {_reason(exc)}"
+                    ) from None
 
     def _replace(self, obj: dict[str, Any]) -> bool:
         """Replace the object if it exists; return whether it did."""
@@ -266,6 +303,7 @@ class Kube:
         kind = check_workload_kind(kind)
         started = time.monotonic()
         seen = "not found"
+        checked = 0.0
         while True:
             obj = self.get(kind, name, namespace, api_version="apps/v1")
             if obj is not None:
@@ -273,9 +311,45 @@ class Kube:
                 if whole:
                     return time.monotonic() - started
                 seen = f"{ready}/{desired} ready"
+                if time.monotonic() - checked > REFUSAL_CHECK_S:
+                    checked = time.monotonic()
+                    refused = self.pods_refused(namespace, name, kind)
+                    if refused:
+                        raise ClusterError(f"{kind} {namespace}/{name} cannot create its pods ({seen}): {refused}")
             if time.monotonic() - started > timeout:
                 raise ClusterError(f"{kind} {namespace}/{name} was not whole within {timeout:g} s ({seen})")
             time.sleep(0.25)
+
+    def pods_refused(self, namespace: str, name: str, kind: str) -> str | None:
+        """Why the workload's controller cannot create its pods, when admission refuses them for good: the
+        namespace's Pod Security level (1.23+; the controller's FailedCreate event says which rule), in
+        words with the fix; None when nothing was refused. Other refusals (a quota) may pass, and are left to
+        the wait's timeout."""
+        try:
+            events = self.core.list_namespaced_event(namespace, field_selector="reason=FailedCreate").items
+        except ApiException:  # no right to read Events: the wait's timeout says what it saw
+            return None
+        for event in events:
+            involved = event.involved_object
+            if kind == "Deployment":  # its pods are its ReplicaSets', named <deployment>-<template hash>
+                mine = involved.kind == "ReplicaSet" and (involved.name or "").rpartition("-")[0] == name
+            else:
+                mine = involved.kind == kind and involved.name == name
+            message = event.message or ""
+            if mine and "violates PodSecurity" in message:
+                level = (self.namespace_labels(namespace) or {}).get(POD_SECURITY_ENFORCE, "the cluster's default")
+                return (
+                    f"namespace {namespace} enforces Pod Security {level!r} ({POD_SECURITY_ENFORCE}) and refuses "
+                    f"them: {message.split('forbidden: ', 1)[-1]}; make the pods meet it, or run them in a "
+                    "namespace of a level that allows them (a chaoskit test namespace: --chaos-pod-security or "
+                    "@pytest.mark.chaos_pod_security)"
+                )
+        return None
+
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        """A namespace's labels; None when it does not exist."""
+        found = self.get("Namespace", namespace)
+        return None if found is None else dict((found.get("metadata") or {}).get("labels") or {})
 
     def node_ports_in_use(self) -> dict[int, str]:
         """Every NodePort a Service holds, with the Service's ``namespace/name``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -27,13 +28,30 @@ def parse_node_ports(text: str, option: str = "--node-ports") -> tuple[int, ...]
     return tuple(range(low, high + 1))
 
 
+NAME_ENV = "CHAOSKIT_CLUSTER"
+"""The environment variable naming the kind cluster when no option does (pytest, the CLI and game days alike,
+so every chaoskit a test or a script starts reaches the same cluster)."""
+KUBERNETES_ENV = "CHAOSKIT_KUBERNETES"
+"""The environment variable naming the Kubernetes line of chaoskit's node image when no option does."""
+
+
+def default_name() -> str:
+    """The kind cluster's name when no option gives one: ``$CHAOSKIT_CLUSTER``, else ``chaoskit``."""
+    return os.environ.get(NAME_ENV) or "chaoskit"
+
+
+def default_kubernetes() -> str | None:
+    """The Kubernetes line when no option gives one: ``$CHAOSKIT_KUBERNETES``, else None (chaoskit's default)."""
+    return os.environ.get(KUBERNETES_ENV) or None
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     """What the user asked for."""
 
     provider: str = "kind"
     """Which provider makes the cluster: ``kind`` or ``existing``."""
-    name: str = "chaoskit"
+    name: str = field(default_factory=default_name)
     """The kind cluster name (nodes are ``<name>-control-plane``, ``<name>-worker``...)."""
     workers: int = 2
     """Worker nodes beside the one control plane (kind only)."""
@@ -48,7 +66,7 @@ class ClusterSpec:
     """The kubeconfig to use (existing only; kind writes its own)."""
     context: str | None = None
     """The kubeconfig context to use (existing only)."""
-    kubernetes: str | None = None
+    kubernetes: str | None = field(default_factory=default_kubernetes)
     """The Kubernetes line of chaoskit's own node image (``1.20``, ``1.37``; kind only; None: the default)."""
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chaoskit.adapters.kube import POD_SECURITY_ENFORCE
 from chaoskit.adapters.nodes import (
     INJECTOR_NAME,
     INJECTOR_NAMESPACE,
@@ -187,6 +188,7 @@ def install(cluster: Cluster, kube: Kube, image: str | None = None) -> str:
         loaded = cluster.load_image(image)
         if loaded:
             say(f"injector image {image} loaded into {', '.join(loaded)}")
+    refuse_a_stricter_namespace(kube)
     before = installed_image(kube)
     kube.apply(manifests(image))
     kube.wait_established(crd()["metadata"]["name"])
@@ -202,6 +204,21 @@ def install(cluster: Cluster, kube: Kube, image: str | None = None) -> str:
     if before != image:
         say(f"injector running on every node ({took:.1f} s)")
     return image
+
+
+def refuse_a_stricter_namespace(kube: Kube) -> None:
+    """Refuse to install into an agent namespace that someone made enforce a Pod Security level stricter
+    than ``privileged``: applying chaoskit's namespace would relabel it, overriding their policy."""
+    labels = kube.namespace_labels(INJECTOR_NAMESPACE)
+    level = (labels or {}).get(POD_SECURITY_ENFORCE)
+    if level is not None and level != "privileged":
+        raise UsageError(
+            f"namespace {INJECTOR_NAMESPACE} enforces Pod Security {level!r}, and the injector agent is a "
+            "privileged DaemonSet (a privileged container with the node's PID and network namespaces), which that "
+            "level refuses; chaoskit does not relabel a namespace against its owner's policy. If the agent may "
+            f"run there: kubectl label namespace {INJECTOR_NAMESPACE} {POD_SECURITY_ENFORCE}=privileged "
+            "--overwrite, then install again"
+        )
 
 
 def remove(kube: Kube) -> bool:

@@ -11,6 +11,7 @@ from chaoskit import targets
 from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.adapters.shell import say
 from chaoskit.cluster import ClusterSpec, choose_provider
+from chaoskit.cluster.base import NAME_ENV, default_name
 from chaoskit.errors import FaultUndoFailed
 from chaoskit.faults.base import Safety
 from chaoskit.gameday.runner import GameDay, result_exit_code
@@ -74,7 +75,7 @@ def add_parser(commands: Any) -> None:
         choices=("kind", "existing"),
         help="kind or existing (default: the file's; else existing when --context or --kubeconfig is given, else kind)",
     )
-    run.add_argument("--name", help="kind cluster name (default: the file's, else chaoskit)")
+    run.add_argument("--name", help=f"kind cluster name (default: the file's, else ${NAME_ENV}, else chaoskit)")
     run.add_argument("--kubeconfig", type=Path, help="kubeconfig file of an existing cluster")
     run.add_argument("--context", help="kubeconfig context of an existing cluster")
     safety_options(run)
@@ -132,7 +133,8 @@ def safety_from(args: argparse.Namespace, max_share: float = 0.5) -> Safety:
 
 
 def spec_for(args: argparse.Namespace, experiment: ExperimentFile) -> ClusterSpec:
-    """The cluster the options name, else the one the file's ``cluster:`` names, else kind's ``chaoskit``."""
+    """The cluster the options name, else the one the file's ``cluster:`` names, else the kind cluster
+    ``$CHAOSKIT_CLUSTER`` names, else kind's ``chaoskit``."""
     choice = experiment.cluster
     context = args.context or (choice.context if choice else None)
     provider = choose_provider(
@@ -143,7 +145,7 @@ def spec_for(args: argparse.Namespace, experiment: ExperimentFile) -> ClusterSpe
     )
     return ClusterSpec(
         provider=provider,
-        name=args.name or (choice.name if choice and choice.name else "chaoskit"),
+        name=args.name or (choice.name if choice and choice.name else default_name()),
         kubeconfig=args.kubeconfig,
         context=context,
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import ClusterSpec, choose_provider
+from chaoskit.cluster.base import NAME_ENV, default_name
 from chaoskit.errors import UsageError
 from chaoskit.faults.catalog import CATALOG
 from chaoskit.gameday.command import injector_options, safety_from, safety_options
@@ -69,7 +70,9 @@ def add_parser(commands: Any) -> None:
         held.add_argument("--watch", metavar="[NS/]NAME", help="show this Deployment's ready replicas while it is held")
         held.add_argument("--dry-run", action="store_true", help="print the targets; inject nothing")
         where = sub.add_argument_group("the cluster")
-        where.add_argument("--name", default="chaoskit", help="kind cluster name (default: chaoskit)")
+        where.add_argument(
+            "--name", default=default_name(), help=f"kind cluster name (default: ${NAME_ENV}, else chaoskit)"
+        )
         where.add_argument(
             "--provider",
             choices=("kind", "existing"),

@@ -247,6 +247,7 @@ class GameDay:
             verdict=dataclasses.replace(verdict, aborted=reason),
             series=Series.from_records(records, result.warmup_ended_at, result.ended_at),
             load={"spec": dataclasses.asdict(spec), "requests": len(records), "phase": "steady state"},
+            kubernetes=self.kube.kubernetes_version(),
         )
         for callback in self.on_result:
             callback(failed)

@@ -19,6 +19,8 @@ from chaoskit.chaos import Chaos
 from chaoskit.errors import SafetyError, SpecError
 from chaoskit.faults.disk import parse_df
 
+pytestmark = pytest.mark.chaos_pod_security("privileged")  # its pod mounts a hostPath: more than baseline allows
+
 MOUNT = "/mnt/chaoskit-disk-test"
 """A 64 MiB tmpfs the test mounts on a worker (this Kubernetes ignores an emptyDir's sizeLimit for its size)."""
 

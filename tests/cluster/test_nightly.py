@@ -16,6 +16,8 @@ import pytest
 from results import rendered
 from workloads import Web
 
+from chaoskit.adapters.kube import Kube
+
 pytest_plugins = ["pytester"]
 RECIPE = Path(__file__).resolve().parents[2] / "examples" / "ci" / "nightly.sh"
 
@@ -39,7 +41,7 @@ def journal(path: Path) -> dict:
 
 
 def test_a_baseline_the_cluster_cannot_match_is_a_regression_and_an_honest_one_passes(
-    pytester: pytest.Pytester, web: Web
+    pytester: pytest.Pytester, web: Web, kube: Kube
 ) -> None:
     pytester.makepyfile(test_nightly=POD_KILL.format(port=web.node_port, ns=web.namespace))
     common = ("-p", "no:cacheprovider", "-W", "error")
@@ -54,7 +56,12 @@ def test_a_baseline_the_cluster_cannot_match_is_a_regression_and_an_honest_one_p
     # A baseline whose recovery the cluster cannot match: a tenth of tonight's. The SLO (60 s) still passes.
     doctored = json.loads((pytester.path / "night1.json").read_text())
     assert doctored["schema"] == "chaoskit-baseline/2" and doctored["runs"][0]["outcome"] == "passed"
-    assert doctored["runs"][0]["shape"] == {"workers": 1, "load": "4 users x 150/s for 15 s"}
+    shape = doctored["runs"][0]["shape"]
+    minor = ".".join(run["kubernetes"].removeprefix("v").split(".")[:2])  # a baseline compares minors
+    assert shape == {"workers": 1, "load": "4 users x 150/s for 15 s", "kubernetes": minor}
+    assert run["kubernetes"] == kube.server_version() and journal(pytester.path / "night1")["kubernetes"] == [
+        run["kubernetes"]
+    ]
     doctored["runs"][0]["figures"]["recovery_s"] = recovered / 10
     doctored["runs"] *= 5  # five runs: enough for a noise model, so the noise band judges
     (pytester.path / "doctored.json").write_text(json.dumps(doctored))

@@ -15,7 +15,8 @@ import pytest
 
 from chaoskit.chaos import Chaos
 
-pytestmark = pytest.mark.destructive
+# its target logs signals to a hostPath file on its node: more than Pod Security's baseline allows
+pytestmark = [pytest.mark.destructive, pytest.mark.chaos_pod_security("privileged")]
 
 LOGGER = """
 import os, signal, sys, time

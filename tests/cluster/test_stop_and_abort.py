@@ -108,7 +108,7 @@ def test_chaoskit_abort_from_another_terminal_undoes_a_live_experiment(
         assert aborted.returncode == 0, aborted.stdout + aborted.stderr
         after = scan(cluster.name, str(cluster.kubeconfig))
         assert after.of(fault_id) == [], after
-        assert "abort of chaoskit: 1 fault(s) undone in " in aborted.stdout, aborted.stdout
+        assert f"abort of {cluster.name}: 1 fault(s) undone in " in aborted.stdout, aborted.stdout
         undo_seconds = float(aborted.stdout.split(" undone in ")[1].split(" s")[0])
         assert undo_seconds < UNDONE_AT_ONCE, aborted.stdout
         output, _ = inner.communicate(timeout=120)

@@ -303,3 +303,35 @@ def test_a_journal_read_as_a_baseline_is_compared_on_workers_and_load_not_on_its
     assert recovery.method == "noise band" and recovery.regressed, recovery
     other = baseline.judge_run("exp", {"recovery_s": 9.0}, {"workers": 2, "load": "10 users x 10/s for 40 s"})
     assert [j.method for j in other] == ["not judged"]
+
+
+def test_runs_are_compared_within_one_kubernetes_minor_and_an_older_run_without_one_matches_any():
+    """1.32 lengthened the node-monitor grace period from 40 s to 50 s: a node failure's recovery on 1.37 is
+    another figure than on 1.20, so a cluster upgrade starts a new baseline instead of failing a night."""
+    load = "10 users x 10/s for 40 s"
+    baseline = Baseline()
+    for night, value in enumerate((41.0, 42.0, 40.5, 41.5, 42.5)):
+        shape = {"workers": 1, "load": load, "kubernetes": "v1.20.2"}
+        baseline.runs.append(PastRun("exp", f"n{night}", {"recovery_s": value}, "passed", False, shape))
+    on_137 = {"workers": 1, "load": load, "kubernetes": "v1.37.2"}
+    (judged,) = baseline.judge_run("exp", {"recovery_s": 52.0}, on_137)
+    assert judged.method == "not judged" and not judged.regressed
+    assert "(1 worker, load 10 users x 10/s for 40 s, Kubernetes v1.37.2)" in judged.rule
+    assert "Kubernetes v1.20.2" in judged.rule
+    # a patch release compares; a run recorded before versions were (no key) matches any
+    (patch,) = baseline.judge_run("exp", {"recovery_s": 60.0}, {**on_137, "kubernetes": "v1.20.9"})
+    assert patch.method != "not judged" and patch.regressed
+    old = Baseline([PastRun("exp", "n0", {"recovery_s": v}, shape={"workers": 1, "load": load}) for v in (41, 42, 43)])
+    (against_old,) = old.judge_run("exp", {"recovery_s": 41.5}, on_137)
+    assert against_old.method != "not judged"
+
+
+def test_the_journal_and_report_name_the_kubernetes_version_and_the_log_block_too(tmp_path: Path):
+    result = synthetic_result("exp")
+    result.kubernetes = "v1.37.2"
+    journal, report = write_reports([result], tmp_path)
+    document = json.loads(journal.read_text())
+    assert document["kubernetes"] == ["v1.37.2"]
+    assert document["experiments"][0]["kubernetes"] == "v1.37.2"
+    assert "<p class='cluster'>Kubernetes v1.37.2</p>" in report.read_text()
+    assert "  on Kubernetes v1.37.2" in summary.block([result]).lines

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from chaoskit import cli
 from chaoskit.state.ledger import Ledger, LedgerEntry
@@ -388,3 +389,27 @@ def test_the_completion_script_completes_commands_fault_kinds_and_their_options(
     assert complete("chaoskit", "status", "-o", "") == ["json", "text"]
     zsh = subprocess.run([*CHAOSKIT, "completion", "zsh"], capture_output=True, text=True, check=True).stdout
     assert "#compdef chaoskit" in zsh and "*.chaos.yaml" in zsh
+
+
+def test_chaoskit_cluster_and_kubernetes_in_the_environment_set_the_defaults_every_front_end_uses(monkeypatch):
+    """A test or a script that starts chaoskit in a subprocess reaches the cluster its caller named: options
+    win over the environment, the environment over chaoskit's defaults."""
+    from chaoskit.cluster import ClusterSpec
+    from chaoskit.gameday import command
+
+    monkeypatch.setenv("CHAOSKIT_CLUSTER", "k137")
+    monkeypatch.setenv("CHAOSKIT_KUBERNETES", "1.37")
+    up = cli._parser().parse_args(["cluster", "up"])
+    assert (up.name, up.kubernetes) == ("k137", "1.37")
+    assert cli._spec(up).name == "k137" and cli._spec(up).kubernetes == "1.37"
+    named = cli._parser().parse_args(["cluster", "up", "--name", "other", "--kubernetes", "1.20"])
+    assert (named.name, named.kubernetes) == ("other", "1.20")
+    assert cli._parser().parse_args(["status"]).name == "k137"
+    assert cli._parser().parse_args(["inject", "pod-kill", "-l", "app=web"]).name == "k137"
+    run = cli._parser().parse_args(["run", "x.chaos.yaml"])
+    assert command.spec_for(run, SimpleNamespace(cluster=None)).name == "k137"  # type: ignore[arg-type]
+    assert ClusterSpec().name == "k137" and ClusterSpec().kubernetes == "1.37"
+    monkeypatch.delenv("CHAOSKIT_CLUSTER")
+    monkeypatch.delenv("CHAOSKIT_KUBERNETES")
+    assert ClusterSpec().name == "chaoskit" and ClusterSpec().kubernetes is None
+    assert cli._parser().parse_args(["status"]).name == "chaoskit"

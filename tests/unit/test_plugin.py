@@ -312,3 +312,29 @@ def test_repeated_runs_share_a_group_and_parametrized_variants_do_not():
     assert repeat_group("test_kill[crash-run1of5]") == repeat_group("test_kill[crash-run5of5]") == "test_kill[crash]"
     assert repeat_group("test_kill[run1of2-wait-for-it]") == "test_kill[wait-for-it]"
     assert repeat_group("test_kill[async]") != repeat_group("test_kill[wait]")
+
+
+def test_the_cluster_name_and_line_come_from_the_environment_unless_the_ini_or_the_command_line_says(
+    pytester, monkeypatch
+):
+    """pytester's subprocesses drop PYTEST_ADDOPTS; an environment variable reaches every pytest and CLI run."""
+    pytester.makepyfile(
+        """
+        from chaoskit.plugin import _spec
+
+        def test_spec(pytestconfig):
+            spec = _spec(pytestconfig, "kind")
+            print(f"SPEC name={spec.name} kubernetes={spec.kubernetes}")
+        """
+    )
+    monkeypatch.setenv("CHAOSKIT_CLUSTER", "k137")
+    monkeypatch.setenv("CHAOSKIT_KUBERNETES", "1.37")
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*SPEC name=k137 kubernetes=1.37*"])
+    given = pytester.runpytest("-s", "--chaos-cluster-name", "flag", "--chaos-kubernetes", "1.20")
+    given.stdout.fnmatch_lines(["*SPEC name=flag kubernetes=1.20*"])
+    pytester.makeini("[pytest]\nchaos_cluster_name = ini\n")
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*SPEC name=ini kubernetes=1.37*"])
+    monkeypatch.delenv("CHAOSKIT_CLUSTER")
+    monkeypatch.delenv("CHAOSKIT_KUBERNETES")
+    pytester.makeini("[pytest]\n")
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*SPEC name=chaoskit kubernetes=None*"])
