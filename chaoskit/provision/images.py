@@ -39,6 +39,7 @@ from chaoskit.provision import gomodules, kubernetes
 from chaoskit.provision.versions import (
     BASE_IMAGE,
     CONTROL_PLANE_IMAGES,
+    DEFAULT_LINE,
     IMAGE_RECIPE,
     KIND_BASE_SOURCE,
     LINES,
@@ -101,7 +102,7 @@ def packages_digest(packages: list[str]) -> str:
 MODULE_RUNTIME = ("containerd", "runc", "containernetworking-plugins")
 """Debian's runtime packages, left out of a node whose containerd, runc and CNI plugins are built from Go
 modules: a second runc would be the one the runc wrapper finds first."""
-DEFAULT = LINES["1.20"]
+DEFAULT = LINES[DEFAULT_LINE]
 
 
 def node_packages(line: Line = DEFAULT) -> list[str]:
@@ -113,9 +114,6 @@ def node_rootfs(line: Line = DEFAULT) -> str:
     """The node rootfs's cache name: a new package list, or another line's init files, bootstraps a new one."""
     suffix = f"-k{line.minor}" if line.from_modules else ""
     return f"node-{packages_digest(node_packages(line))}{suffix}"
-
-
-NODE_ROOTFS = node_rootfs()
 
 
 def node_image(line: Line = DEFAULT) -> str:

@@ -78,7 +78,7 @@ LINES = {
     "1.37": Line("1.37", "v1.37.2", "1", "registry.k8s.io", "3.7.0-0", "3.10.2", "v1.14.6"),
 }
 """The Kubernetes lines ``chaoskit cluster up --kubernetes`` builds, by minor version."""
-DEFAULT_LINE = "1.20"
+DEFAULT_LINE = "1.37"
 """The line a cluster gets when none is asked for."""
 
 

@@ -49,11 +49,13 @@ def test_a_node_image_of_kubernetes_1_37_lets_kubelet_run_on_a_cgroup_v1_host() 
 
     line = versions.line("1.37")
     image = images.node_image(line)
-    assert image_line(image) == line and image_line(images.node_image()) == versions.LINES["1.20"]
+    old = images.node_image(versions.LINES["1.20"])
+    assert image_line(image) == line and image_line(old) == versions.LINES["1.20"]
+    assert images.node_image() == image  # 1.37 is the default line
     assert image_line("kindest/node:v1.37.0") is None
     from chaoskit.cluster.kind import image_minor
 
-    assert image_minor(image) == 37 == image_minor("kindest/node:v1.37.0") and image_minor(images.node_image()) == 20
+    assert image_minor(image) == 37 == image_minor("kindest/node:v1.37.0") and image_minor(old) == 20
     assert image_minor("kindest/node:v1.29.2@sha256:abc") == 29 and image_minor("example.com/node:latest") is None
     config = kind_config(ClusterSpec(workers=1), airgap=True, minor=37)
     (patch,) = config["kubeadmConfigPatches"]
@@ -67,7 +69,8 @@ def test_kubernetes_lines_are_named_by_minor_or_exact_version_and_others_refused
     from chaoskit.errors import UsageError
     from chaoskit.provision import versions
 
-    assert versions.line(None) is versions.line("1.20") is versions.line("v1.20.2")
+    assert versions.line(None) is versions.line("1.37") is versions.line("v1.37.2")  # the default
+    assert versions.line("1.20") is versions.line("v1.20.2")
     assert versions.line("1.37").version == "v1.37.2" == versions.line("v1.37.2").version
     with pytest.raises(UsageError, match=r"builds no Kubernetes 1\.37\.1: it builds 1\.20 \(v1\.20\.2\), 1\.37"):
         versions.line("1.37.1")
@@ -78,10 +81,10 @@ def test_kubernetes_lines_are_named_by_minor_or_exact_version_and_others_refused
 def test_a_1_37_node_leaves_out_debians_runtime_and_keeps_the_1_20_image_name() -> None:
     from chaoskit.provision import images, versions
 
-    line = versions.line("1.37")
+    line, old = versions.line("1.37"), versions.line("1.20")
     assert not {"containerd", "runc", "containernetworking-plugins"} & set(images.node_packages(line))
-    assert {"containerd", "runc"} <= set(images.node_packages())
-    assert images.node_rootfs() == images.NODE_ROOTFS != images.node_rootfs(line)
+    assert {"containerd", "runc"} <= set(images.node_packages(old))
+    assert images.node_rootfs(old) != images.node_rootfs(line)
     preloaded = images.preload_images(line)
     assert "registry.k8s.io/kube-apiserver:v1.37.2" in preloaded and line.coredns_image in preloaded
-    assert not [name for name in images.preload_images() if "registry.k8s.io" in name or "coredns" in name]
+    assert not [name for name in images.preload_images(old) if "registry.k8s.io" in name or "coredns" in name]
