@@ -29,6 +29,8 @@ KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/k
 
 test: lint cluster
 	@mkdir -p $(REPORTS)
+	$(BIN)/chaoskit cluster status
+	@if command -v kubectl >/dev/null; then kubectl --kubeconfig "$(KIND_KUBECONFIG)" version; fi
 	$(BIN)/pytest tests/unit -n 2 --junitxml=$(REPORTS)/tests-unit.xml
 	$(BIN)/pytest tests/cluster --junitxml=$(REPORTS)/tests.xml --durations=30
 	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent \
