@@ -4,7 +4,7 @@ A kind node is a Docker container, so stopping it is a real machine going
 away (kubelet, containerd and every pod on it stop) and pausing it is a real
 hang (processes frozen, TCP connections open but silent). The proof is the
 container's state and, unless told not to wait, the node turning NotReady in
-the API (after the controller's grace period, 40 s by default).
+the API (after the controller's grace period: 40 s by default up to 1.31, 50 s since 1.32).
 
 Undo starts or unpauses the container and waits until the node's kubelet has
 renewed its Lease since then (the kubelet runs again: it renews every 10 s or

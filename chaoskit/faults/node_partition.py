@@ -9,7 +9,7 @@ kube-proxy and node agents' watches, the API server's calls to the kubelet
 (``kubectl exec`` and ``logs``). The pods' own traffic is forwarded, not
 sent by the node, so it passes: the containers run on and serve, while the
 control plane sees the node go NotReady after its grace period (40 s by
-default), takes its pods out of the Services' endpoints and, after their
+default up to 1.31, 50 s since 1.32), takes its pods out of the Services' endpoints and, after their
 tolerations, evicts them. That is the outage the fault is for.
 
 Proof of effect, from the node: a TCP connection to the API server that was

@@ -335,3 +335,24 @@ def test_the_journal_and_report_name_the_kubernetes_version_and_the_log_block_to
     assert document["experiments"][0]["kubernetes"] == "v1.37.2"
     assert "<p class='cluster'>Kubernetes v1.37.2</p>" in report.read_text()
     assert "  on Kubernetes v1.37.2" in summary.block([result]).lines
+
+
+def test_availability_allows_the_counting_noise_of_the_worst_runs_failed_requests():
+    """The one false regression of ten honest serial nights, replayed: a partition's fault window failed 12 of
+    504 requests (97.62 %) against 18 runs whose worst failed 1.30 %; the runs' spread alone set the bound at
+    97.71 %. Their worst run's failed requests at 504 are a count of about 6.6, whose own noise is sqrt(6.6)."""
+    honest = [0.9951] * 10 + [1.0] * 4 + [0.9932] * 2 + [0.9903, 0.987]  # median 99.51 %, worst 98.70 %
+    baseline = Baseline.of_values({"partition": {"fault.availability": honest}})
+    (judged,) = baseline.judge_run("partition", {"fault.availability": 492 / 504}, requests={"fault": 504})
+    assert not judged.regressed and "sigma 0.51 points" in judged.rule, judged.line()
+    # Without the window's count there is no counting noise: the runs' spread (0.34 points) alone cries wolf.
+    (blind,) = baseline.judge_run("partition", {"fault.availability": 492 / 504})
+    assert blind.regressed and "sigma 0.34 points" in blind.rule, blind.line()
+    noise = baseline.noise("fault.availability", baseline.comparable("partition", None), {"fault": 504})
+    assert noise is not None and noise.counting_sigma == pytest.approx((0.013 * 504) ** 0.5 / 504)
+    # A change beyond bursts: 25 of 504, twice the honest burst, still regresses, and so does a collapse.
+    assert baseline.check_run("partition", {"fault.availability": 479 / 504}, requests={"fault": 504})
+    assert baseline.check_run("partition", {"fault.availability": 0.8}, requests={"fault": 504})
+    # A clean baseline has no counting noise: its resolution (3 requests) decides alone.
+    clean = Baseline.of_values({"kill": {"fault.availability": [1.0] * 15}})
+    assert clean.noise("fault.availability", clean.comparable("kill", None), {"fault": 120}).counting_sigma == 0
