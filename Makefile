@@ -4,7 +4,8 @@
 #                      the real-cluster tests), then the fault tests again through the existing provider
 #                      and the injector agent
 # Both install what they need on first use: a virtualenv here, and (as root) Docker,
-# kind and the air-gapped node image, cached under ~/.cache/chaoskit.
+# kind and the air-gapped node image (Kubernetes 1.37 from Go modules), cached under ~/.cache/chaoskit.
+# make test prints the cluster's Kubernetes version and the node's own kubectl version before the suite.
 
 PYTHON ?= python3
 VENV := .venv
@@ -30,7 +31,7 @@ KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/k
 test: lint cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/chaoskit cluster status
-	@if command -v kubectl >/dev/null; then kubectl --kubeconfig "$(KIND_KUBECONFIG)" version; fi
+	docker exec chaoskit-control-plane kubectl --kubeconfig /etc/kubernetes/admin.conf version
 	$(BIN)/pytest tests/unit -n 2 --junitxml=$(REPORTS)/tests-unit.xml
 	$(BIN)/pytest tests/cluster --junitxml=$(REPORTS)/tests.xml --durations=30
 	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent \
