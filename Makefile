@@ -26,18 +26,19 @@ experiments: cluster
 FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py \
 	tests/cluster/test_dns_faults.py tests/cluster/test_http_faults.py tests/cluster/test_stress.py \
 	tests/cluster/test_disk_fill.py tests/cluster/test_pod_crash.py
-KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/chaoskit/kubeconfig
+CLUSTER = $${CHAOSKIT_CLUSTER:-chaoskit}
+KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/$(CLUSTER)/kubeconfig
 
 test: lint cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/chaoskit cluster status
-	docker exec chaoskit-control-plane kubectl --kubeconfig /etc/kubernetes/admin.conf version
+	docker exec $(CLUSTER)-control-plane kubectl --kubeconfig /etc/kubernetes/admin.conf version
 	$(BIN)/pytest tests/unit -n 2 --junitxml=$(REPORTS)/tests-unit.xml
 	$(BIN)/pytest tests/cluster --junitxml=$(REPORTS)/tests.xml --durations=30
 	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent \
 		-k "zero_residue and not node" --junitxml=$(REPORTS)/tests-agent-crash.xml
-	$(BIN)/pytest $(FAULT_TESTS) -m "not api_only" --chaos-provider existing --chaos-kube-context kind-chaoskit \
-		--chaos-kubeconfig "$(KIND_KUBECONFIG)" --chaos-allow-context kind-chaoskit --chaos-node-ports 30080-30089 \
+	$(BIN)/pytest $(FAULT_TESTS) -m "not api_only" --chaos-provider existing --chaos-kube-context kind-$(CLUSTER) \
+		--chaos-kubeconfig "$(KIND_KUBECONFIG)" --chaos-allow-context kind-$(CLUSTER) --chaos-node-ports 30080-30089 \
 		--junitxml=$(REPORTS)/tests-existing.xml
 
 lint: venv
