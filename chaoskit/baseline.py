@@ -20,8 +20,10 @@ the load (users, rate, seconds) and the cluster's Kubernetes minor version. A
 run is compared only with earlier runs of the same shape; with none, the log
 says so and nothing is judged. Tail latency on two workers sharing a 2-core
 runner is another figure than on one, and a node's failure is noticed 10 s
-later on 1.32+ (a 50 s grace period) than on 1.20. A run recorded without one
-of these (an older journal) matches any value of it.
+later on 1.32+ (a 50 s grace period) than on 1.20. Runs recorded before the
+version was (older journals and baseline files) compare only with each other:
+nights from before an upgrade to this release are not judged against, and the
+first night after it is not judged at all.
 
 **The noise model** of a figure is its comparable earlier values: n runs over k
 nights, their median, their worst, and a sigma: the largest of 1.4826 x the
@@ -127,21 +129,23 @@ run's figures do not depend on it."""
 
 
 def shape_of(result: ExperimentResult) -> dict[str, Any]:
-    """What makes two runs comparable: the workers beside it and its load."""
+    """What makes two runs comparable: the workers beside it, its load and the Kubernetes minor."""
     return compared(result.shape)
 
 
 def compared(shape: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The part of a shape runs are compared on (:data:`COMPARED`)."""
-    found = {key: shape[key] for key in COMPARED if shape.get(key)} if shape else {}
-    if "kubernetes" in found:
+    """The part of a shape runs are compared on (:data:`COMPARED`), the Kubernetes version as its minor."""
+    found = {key: shape[key] for key in COMPARED if key in shape} if shape else {}
+    if found.get("kubernetes"):
         found["kubernetes"] = ".".join(str(found["kubernetes"]).removeprefix("v").split(".")[:2])
     return found
 
 
 def same_shape(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> bool:
-    """Whether two compared shapes match: on every key both recorded (an older run lacks ``kubernetes``)."""
-    return all(mine[key] == theirs[key] for key in mine.keys() & theirs.keys())
+    """Whether two compared shapes match: exactly, a run without a recorded Kubernetes version (recorded
+    before versions were) matching only others without one. A shape not recorded at all (an old baseline
+    file's bare values) matches any."""
+    return not mine or not theirs or dict(mine) == dict(theirs)
 
 
 def describe_shape(shape: Mapping[str, Any] | None) -> str:
@@ -203,9 +207,10 @@ class Noise:
 
     @property
     def sigma(self) -> float:
-        """The larger of 1.4826 x the median absolute deviation (a normal's sigma, robust to a few wild runs)
-        and the standard deviation (which a skewed figure needs: a partition's failed requests are 0 in most
-        runs and a burst of 12 in some, and the MAD of mostly-zero values sees none of that)."""
+        """The largest of 1.4826 x the median absolute deviation (a normal's sigma, robust to a few wild
+        runs), the standard deviation (which a skewed figure needs: a partition's failed requests are 0 in
+        most runs and a burst of 12 in some, and the MAD of mostly-zero values sees none of that) and, for
+        availability, :attr:`counting_sigma`."""
         if len(self.values) < 2:
             return 0.0
         mad = statistics.median(abs(v - self.median) for v in self.values)
@@ -294,7 +299,8 @@ class Baseline:
         return sorted({r.night for r in self.runs})
 
     def comparable(self, group: str, shape: Mapping[str, Any] | None) -> list[PastRun]:
-        """The group's earlier runs of ``shape`` (runs without a recorded shape count as any)."""
+        """The group's earlier runs of ``shape`` (runs without a recorded shape count as any; a run without a
+        recorded Kubernetes version compares only with others without one)."""
         wanted = compared(shape)
         return [r for r in self.runs if r.group == group and same_shape(wanted, compared(r.shape))]
 

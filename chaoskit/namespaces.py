@@ -38,9 +38,11 @@ OWNER_STARTED = "chaoskit.io/owner-started-at"
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted", "none")
 """The Pod Security levels a test namespace can enforce; ``none`` leaves it unlabelled (the cluster's default)."""
 DEFAULT_POD_SECURITY = "baseline"
-"""What a test namespace enforces unless told otherwise: Kubernetes' baseline (no privileged containers, host
-namespaces, hostPath volumes or added capabilities beyond the default set), the level most clusters' workload
-namespaces run at; a system under test that needs more asks for it."""
+"""What a pytest session's test namespaces enforce unless told otherwise (``--chaos-pod-security``):
+Kubernetes' baseline (no privileged containers, host namespaces, hostPath volumes or added capabilities beyond
+the default set), the level most clusters' workload namespaces run at; a system under test that needs more
+asks for it. Namespaces made outside pytest (a game day's ``namespace: auto``, a script's) are left to the
+cluster's default unless their caller says."""
 
 
 def check_pod_security(level: str) -> str:
@@ -49,11 +51,9 @@ def check_pod_security(level: str) -> str:
     return level
 
 
-def owned_namespace(
-    name: str, owner_lease: str | None = None, pod_security: str = DEFAULT_POD_SECURITY
-) -> dict[str, Any]:
+def owned_namespace(name: str, owner_lease: str | None = None, pod_security: str = "none") -> dict[str, Any]:
     """The body of a test namespace owned by this process (and by its owner Lease, when given), enforcing
-    the Pod Security level ``pod_security`` (1.23+; 1.20 ignores the label)."""
+    the Pod Security level ``pod_security`` (1.23+; 1.20 ignores the label; ``none``: no label)."""
     annotations = {OWNER_BOOT: current_boot_id()}
     started_at = process_started_at(os.getpid())
     if started_at is not None:
@@ -71,9 +71,7 @@ def owned_namespace(
 
 
 @contextmanager
-def own_namespace(
-    cluster: Cluster, kube: Kube, base: str = "test", pod_security: str = DEFAULT_POD_SECURITY
-) -> Iterator[str]:
+def own_namespace(cluster: Cluster, kube: Kube, base: str = "test", pod_security: str = "none") -> Iterator[str]:
     """A test namespace of this process's own, named ``ck-<base>-<random>``, enforcing the Pod Security level
     ``pod_security``, deleted at the end (and swept by a later session if the process dies first). The
     ``namespace`` fixture is one per test; a module- or session-scoped fixture that deploys a system once for

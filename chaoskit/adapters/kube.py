@@ -55,13 +55,10 @@ def _reason(exc: Exception) -> str:
         message = str(json.loads(body)["message"]) if body else str(exc)
     except (ValueError, TypeError, KeyError):
         message = str(exc)
+    status = getattr(exc, "status", None)
     if "violates PodSecurity" in message:
-        message += (
-            "; the namespace's Pod Security level (label pod-security.kubernetes.io/enforce) refuses it: make "
-            "the pod meet it, or use a namespace that allows it (a chaoskit test namespace: --chaos-pod-security "
-            "or @pytest.mark.chaos_pod_security)"
-        )
-    return message
+        message += f"; the namespace's Pod Security level ({POD_SECURITY_ENFORCE}) refuses it: {POD_SECURITY_FIX}"
+    return f"{message} (HTTP {status})" if status else message
 
 
 def is_control_plane(node: Any) -> bool:
@@ -74,6 +71,13 @@ POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
 ``restricted``; 1.20 has no Pod Security admission and ignores it."""
 REFUSAL_CHECK_S = 2.0
 """How often a wait for a workload looks for pods refused by admission."""
+REFUSAL_FRESH_S = 120.0
+"""A refusal event counts while repeated within this long (a controller retries a refused pod every few
+seconds to a few minutes, backing off)."""
+POD_SECURITY_FIX = (
+    "make the pods meet that level, or run them in a namespace whose level allows them (in pytest, a test "
+    "namespace's level is --chaos-pod-security, or a test's @pytest.mark.chaos_pod_security)"
+)
 ZONE_LABEL = "topology.kubernetes.io/zone"
 """The well-known label of a node's zone (zone failures take every node that carries a value down)."""
 EXEC_CONNECT_TIMEOUT = 30.0
@@ -132,7 +136,7 @@ class Kube:
             try:
                 self.server_version(timeout=5)
             except ClusterError:
-                return ""
+                self._known_version = ""  # asked once: a server down does not cost every run 5 s more
         return self._known_version or ""
 
     def served_version(self, group: str, versions: Iterable[str]) -> str:
@@ -313,36 +317,43 @@ class Kube:
                 seen = f"{ready}/{desired} ready"
                 if time.monotonic() - checked > REFUSAL_CHECK_S:
                     checked = time.monotonic()
-                    refused = self.pods_refused(namespace, name, kind)
+                    refused = self.pods_refused(namespace, obj, kind)
                     if refused:
                         raise ClusterError(f"{kind} {namespace}/{name} cannot create its pods ({seen}): {refused}")
             if time.monotonic() - started > timeout:
                 raise ClusterError(f"{kind} {namespace}/{name} was not whole within {timeout:g} s ({seen})")
             time.sleep(0.25)
 
-    def pods_refused(self, namespace: str, name: str, kind: str) -> str | None:
+    def pods_refused(self, namespace: str, workload: dict[str, Any], kind: str) -> str | None:
         """Why the workload's controller cannot create its pods, when admission refuses them for good: the
         namespace's Pod Security level (1.23+; the controller's FailedCreate event says which rule), in
-        words with the fix; None when nothing was refused. Other refusals (a quota) may pass, and are left to
-        the wait's timeout."""
+        words with the fix; None when nothing was refused lately. Only this object's events count (by UID:
+        for a Deployment, its ReplicaSets'), repeated within the last REFUSAL_FRESH_S, so an earlier
+        object of the same name, or a refusal since allowed, does not. Other refusals (a quota) may pass, and
+        are left to the wait's timeout."""
+        uid = workload["metadata"]["uid"]
         try:
             events = self.core.list_namespaced_event(namespace, field_selector="reason=FailedCreate").items
-        except ApiException:  # no right to read Events: the wait's timeout says what it saw
+            owners = {uid}
+            if kind == "Deployment":  # its pods are its ReplicaSets'
+                replica_sets: list[Any] = self.apps.list_namespaced_replica_set(namespace).items
+                owners = {
+                    rs.metadata.uid
+                    for rs in replica_sets
+                    if any(ref.uid == uid for ref in rs.metadata.owner_references or [])
+                }
+        except (ApiException, urllib3.exceptions.HTTPError):  # cannot read them: the wait's timeout says what it saw
             return None
+        now = time.time()
         for event in events:
-            involved = event.involved_object
-            if kind == "Deployment":  # its pods are its ReplicaSets', named <deployment>-<template hash>
-                mine = involved.kind == "ReplicaSet" and (involved.name or "").rpartition("-")[0] == name
-            else:
-                mine = involved.kind == kind and involved.name == name
+            last = event.last_timestamp or event.event_time or event.first_timestamp
+            fresh = last is not None and now - last.timestamp() < REFUSAL_FRESH_S
             message = event.message or ""
-            if mine and "violates PodSecurity" in message:
+            if event.involved_object.uid in owners and fresh and "violates PodSecurity" in message:
                 level = (self.namespace_labels(namespace) or {}).get(POD_SECURITY_ENFORCE, "the cluster's default")
                 return (
                     f"namespace {namespace} enforces Pod Security {level!r} ({POD_SECURITY_ENFORCE}) and refuses "
-                    f"them: {message.split('forbidden: ', 1)[-1]}; make the pods meet it, or run them in a "
-                    "namespace of a level that allows them (a chaoskit test namespace: --chaos-pod-security or "
-                    "@pytest.mark.chaos_pod_security)"
+                    f"them: {message.split('forbidden: ', 1)[-1]}; {POD_SECURITY_FIX}"
                 )
         return None
 

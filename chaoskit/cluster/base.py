@@ -73,7 +73,8 @@ class ClusterSpec:
         if self.workers < 0:
             raise UsageError(f"workers must be 0 or more, not {self.workers}")
         if not self.name or not self.name.replace("-", "").isalnum() or self.name != self.name.lower():
-            raise UsageError(f"cluster name {self.name!r} must be lower-case letters, digits and '-'")
+            source = f" (from ${NAME_ENV})" if self.name == os.environ.get(NAME_ENV) else ""
+            raise UsageError(f"cluster name {self.name!r}{source} must be lower-case letters, digits and '-'")
         for port in (*self.node_ports, *self.reachable_node_ports):
             if not NODE_PORT_RANGE[0] <= port <= NODE_PORT_RANGE[1]:
                 raise UsageError(f"node port {port} is outside the NodePort range 30000-32767")

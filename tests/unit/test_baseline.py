@@ -305,7 +305,7 @@ def test_a_journal_read_as_a_baseline_is_compared_on_workers_and_load_not_on_its
     assert [j.method for j in other] == ["not judged"]
 
 
-def test_runs_are_compared_within_one_kubernetes_minor_and_an_older_run_without_one_matches_any():
+def test_runs_are_compared_within_one_kubernetes_minor_and_an_older_run_only_with_its_like():
     """1.32 lengthened the node-monitor grace period from 40 s to 50 s: a node failure's recovery on 1.37 is
     another figure than on 1.20, so a cluster upgrade starts a new baseline instead of failing a night."""
     load = "10 users x 10/s for 40 s"
@@ -318,12 +318,19 @@ def test_runs_are_compared_within_one_kubernetes_minor_and_an_older_run_without_
     assert judged.method == "not judged" and not judged.regressed
     assert "(1 worker, load 10 users x 10/s for 40 s, Kubernetes v1.37.2)" in judged.rule
     assert "Kubernetes v1.20.2" in judged.rule
-    # a patch release compares; a run recorded before versions were (no key) matches any
+    # a patch release compares; a run recorded before versions were (no key) compares only with its like:
+    # nights of an unknown version are not the baseline of a 1.37 run
     (patch,) = baseline.judge_run("exp", {"recovery_s": 60.0}, {**on_137, "kubernetes": "v1.20.9"})
     assert patch.method != "not judged" and patch.regressed
-    old = Baseline([PastRun("exp", "n0", {"recovery_s": v}, shape={"workers": 1, "load": load}) for v in (41, 42, 43)])
+    unversioned = {"workers": 1, "load": load}
+    old = Baseline([PastRun("exp", "n0", {"recovery_s": v}, shape=unversioned) for v in (41, 42, 43)])
     (against_old,) = old.judge_run("exp", {"recovery_s": 41.5}, on_137)
-    assert against_old.method != "not judged"
+    assert against_old.method == "not judged" and "no run of this shape" in against_old.rule
+    (like,) = old.judge_run("exp", {"recovery_s": 41.5}, unversioned)
+    assert like.method != "not judged"
+    # and a run without a load compares only with runs without one, as before versions were recorded
+    (no_load,) = old.judge_run("exp", {"recovery_s": 41.5}, {"workers": 1})
+    assert no_load.method == "not judged"
 
 
 def test_the_journal_and_report_name_the_kubernetes_version_and_the_log_block_too(tmp_path: Path):

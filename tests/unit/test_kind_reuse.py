@@ -28,7 +28,7 @@ from chaoskit import cli
 from chaoskit.adapters import docker, kind
 from chaoskit.cluster import ClusterSpec, get_provider
 from chaoskit.cluster.kind import kind_config
-from chaoskit.errors import ClusterError
+from chaoskit.errors import ClusterError, UsageError
 from chaoskit.faults.sweeper import SweepResult
 
 pytest_plugins = ["pytester"]
@@ -262,3 +262,22 @@ def test_every_node_gets_a_zone_the_control_plane_its_own_and_the_workers_two_in
         f"{NAME}-worker2": "zone-c",
         f"{NAME}-worker3": "zone-b",
     }
+
+
+def test_a_session_asking_for_a_line_not_built_here_warns_on_a_running_cluster_and_refuses_to_create(
+    machine, monkeypatch, capsys
+):
+    """pytest builds no node image: asked for 1.20 where none is built, it neither pulls kind's 1.37 stock
+    image nor keeps quiet about a running cluster of another version."""
+    from chaoskit.provision import images
+
+    monkeypatch.setattr(images, "image_exists", lambda name: False)
+    provider = get_provider("kind", provision=False, recreate=False)
+    provider.up(ClusterSpec(name=NAME, workers=1, kubernetes="1.20"))  # the running one runs IMAGE
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "using it as it is" in line]
+    assert f"runs node image {IMAGE}, not Kubernetes 1.20 as asked" in line, line
+    machine.clusters.clear()
+    monkeypatch.setattr(chaoskit.cluster.kind, "run", lambda *a, **k: pytest.fail(f"ran {a}: pulled or built"))
+    with pytest.raises(UsageError, match=r"no node image of Kubernetes v1\.20\.2 is on this machine: run "):
+        provider.up(ClusterSpec(name=NAME, workers=1, kubernetes="1.20"))
+    assert not [c for c in machine.calls if c[0] == "create"]

@@ -1,7 +1,7 @@
 """Every object chaoskit creates, checked against the schemas of current Kubernetes releases.
 
-The clusters here run Kubernetes 1.20; users run 1.30 and later. kubernetes-validate holds the OpenAPI
-schemas of each release, and validates strictly: a field the release does not know, a type it does not
+The clusters here run Kubernetes 1.37 (and 1.20 on request); users run 1.30 and later. kubernetes-validate
+holds the OpenAPI schemas of each release, and validates strictly: a field the release does not know, a type it does not
 take, an API version it no longer serves (policy/v1beta1 PodDisruptionBudgets left in 1.25) fails.
 What this proves is the shape of the objects, not how a current cluster runs them.
 """

@@ -13,8 +13,9 @@ from chaoskit.namespaces import owned_namespace
 pytest_plugins = ["pytester"]
 
 
-def test_a_test_namespace_enforces_baseline_unless_told_and_none_leaves_it_to_the_cluster():
-    assert owned_namespace("ck-a")["metadata"]["labels"][POD_SECURITY_ENFORCE] == "baseline"
+def test_a_namespace_enforces_the_level_asked_for_and_none_leaves_it_to_the_cluster():
+    assert POD_SECURITY_ENFORCE not in owned_namespace("ck-a")["metadata"]["labels"]  # outside pytest: untouched
+    assert owned_namespace("ck-a", pod_security="baseline")["metadata"]["labels"][POD_SECURITY_ENFORCE] == "baseline"
     assert (
         owned_namespace("ck-a", pod_security="restricted")["metadata"]["labels"][POD_SECURITY_ENFORCE] == "restricted"
     )
