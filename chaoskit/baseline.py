@@ -84,6 +84,7 @@ from pathlib import Path
 from typing import Any
 
 from chaoskit.errors import SpecError
+from chaoskit.provision.versions import minor_of
 from chaoskit.results import (  # the figures and judgements are the results' own; judged here
     P_VALUE,
     ExperimentResult,
@@ -137,7 +138,7 @@ def compared(shape: Mapping[str, Any] | None) -> dict[str, Any]:
     """The part of a shape runs are compared on (:data:`COMPARED`), the Kubernetes version as its minor."""
     found = {key: shape[key] for key in COMPARED if key in shape} if shape else {}
     if found.get("kubernetes"):
-        found["kubernetes"] = ".".join(str(found["kubernetes"]).removeprefix("v").split(".")[:2])
+        found["kubernetes"] = minor_of(str(found["kubernetes"]))
     return found
 
 

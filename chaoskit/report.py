@@ -23,7 +23,16 @@ from typing import Any
 from chaoskit import summary
 from chaoskit.baseline import Baseline, shape_of
 from chaoskit.faults.base import FaultRecord
-from chaoskit.results import ExperimentResult, Judgement, Series, figures, kind_of, repeat_stats, show
+from chaoskit.results import (
+    ExperimentResult,
+    Judgement,
+    Series,
+    figures,
+    kind_of,
+    kubernetes_versions,
+    repeat_stats,
+    show,
+)
 from chaoskit.trends import trend_svg
 
 JOURNAL_SCHEMA = "chaoskit-journal/1"
@@ -49,10 +58,9 @@ def write_reports(
         }
         for r in repeat_stats(results)
     ]
-    versions = sorted({r.kubernetes for r in results if r.kubernetes})
     document = {
         "schema": JOURNAL_SCHEMA,
-        "kubernetes": versions,
+        "kubernetes": kubernetes_versions(results),
         "experiments": [r.to_dict() for r in results],
         "repeats": repeats,
     }
@@ -134,8 +142,8 @@ def render_html(results: Sequence[ExperimentResult], history: Baseline | None = 
         f"<style>{STYLE}</style></head><body>",
         f"<h1>chaoskit: {html.escape(summary.header(results))}</h1>",
     ]
-    versions = sorted({r.kubernetes for r in results if r.kubernetes})
-    body.append(f"<p class='cluster'>Kubernetes {html.escape(', '.join(versions) or 'version not recorded')}</p>")
+    versions = ", ".join(kubernetes_versions(results)) or "version not recorded"
+    body.append(f"<p class='cluster'>Kubernetes {html.escape(versions)}</p>")
     repeats = repeat_stats(results)
     if repeats:
         rows = "".join(

@@ -253,6 +253,11 @@ class ExperimentResult:
         }
 
 
+def kubernetes_versions(results: Sequence[ExperimentResult]) -> list[str]:
+    """The API server versions the runs ran against, sorted, each once (runs that recorded none left out)."""
+    return sorted({r.kubernetes for r in results if r.kubernetes})
+
+
 @dataclass(frozen=True)
 class RepeatStats:
     """One experiment run several times (``--chaos-repeat``): its pass count, which runs failed and why, and

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chaoskit.results import ExperimentResult, Judgement, kind_of, repeat_stats, show
+from chaoskit.results import ExperimentResult, Judgement, kind_of, kubernetes_versions, repeat_stats, show
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def block(runs: Sequence[ExperimentResult]) -> Block:
         if first.shape.get("load"):
             how += f", load {first.shape['load']}"
         lines.append(f"  ran with {how}")
-    versions = sorted({r.kubernetes for r in runs if r.kubernetes})
+    versions = kubernetes_versions(runs)
     if versions:
         lines.append(f"  on Kubernetes {', '.join(versions)}")
     if len(runs) > 1:

@@ -88,13 +88,17 @@ def tag_version(image: str) -> str:
     return image.split(":", 1)[1].split("-", 1)[0]
 
 
+def minor_of(version: str) -> str:
+    """A Kubernetes version's minor line: ``v1.37.2``, ``1.37.2`` and ``1.37`` give ``1.37``."""
+    return ".".join(version.removeprefix("v").split(".")[:2])
+
+
 def line(minor: str | None) -> Line:
     """The line of ``minor`` (``1.37``, ``v1.37``, ``1.37.2``; None: the default)."""
     from chaoskit.errors import UsageError
 
     wanted = (minor or DEFAULT_LINE).removeprefix("v")
-    key = ".".join(wanted.split(".")[:2])
-    found = LINES.get(key)
+    found = LINES.get(minor_of(wanted))
     if found is None or (wanted.count(".") == 2 and found.version != f"v{wanted}"):
         have = ", ".join(f"{k} ({v.version})" for k, v in LINES.items())
         raise UsageError(f"chaoskit builds no Kubernetes {minor}: it builds {have}")
