@@ -12,15 +12,18 @@ fault records, the timeline, the load series and how the load's record stream
 did, and the verdict is checked (a violated SLO raises
 :class:`~chaoskit.slo.SloViolation`) unless the block itself raised.
 
-The fault window, and the recovery time, run from the *first* injection of
-any fault of the experiment until the workload is whole again after the
-*last* injection of any of them: every round of a repeated pod kill counts,
-so the window ends at the recovery after its last round. "Whole again" means
-a loss seen on the watch after that last injection, then the workload whole
-by its kind's own status (a Deployment, StatefulSet, DaemonSet or ReplicaSet)
-and the Service's ready endpoints (EndpointSlices) both back. Without a watched workload
-the window ends when the last fault is undone (or last injected, for a fault
-with nothing to undo).
+The recovery time is each fault's own: from its injection until the workload
+is whole again after its last injection (every round of a repeated pod kill
+counts, so a kill's recovery is the one after its last round, measured from
+its first). With several faults, the slowest of their recoveries is judged;
+a fault injected before the workload was whole again from the one before
+joins it, and the two are measured as one. The fault window runs from the
+*first* injection of any fault until the workload is whole again after the
+*last*. "Whole again" means a loss seen on the watch after the injection,
+then the workload whole by its kind's own status (a Deployment, StatefulSet,
+DaemonSet or ReplicaSet) and the Service's ready endpoints (EndpointSlices)
+both back. Without a watched workload the window ends when the last fault is
+undone (or last injected, for a fault with nothing to undo).
 
 A verdict needs every request: if the load stream lost records (Locust counted
 more requests than arrived) or sent lines that could not be read, every
@@ -188,8 +191,8 @@ class Experiment:
     def wait_recovered(self, timeout: float) -> float:
         """Inside the block: wait until the workload is whole again after the last injection so far.
 
-        Returns the seconds from the first fault's injection (the recovery time
-        as :class:`~chaoskit.slo.RecoveryTime` judges it). For faults that stay
+        Returns the recovery time as :class:`~chaoskit.slo.RecoveryTime` judges
+        it: each fault's from its own injection, the slowest of them. For faults that stay
         injected while the system heals around them (a node that is down while
         its pods are rescheduled elsewhere).
         """
@@ -197,11 +200,11 @@ class Experiment:
         if self._watch is None or not faults:
             raise SpecError("wait_recovered needs a workload to watch and a fault injected in this experiment")
         deadline = min(time.time() + timeout, self._deadline())
-        seconds = self._await_recovery(faults, deadline)
-        if seconds is None:
+        recoveries = self._await_recoveries(faults, deadline)
+        if recoveries is None:
             watched = f"{self._watch.namespace}/{self._watch.deployment}"
             raise ClusterError(f"{watched} was not whole again within {timeout:g} s of the fault")
-        return seconds
+        return max(seconds for _, seconds in recoveries)
 
     def record(self, *, recovery_seconds: float | None = None, lost_writes: int | None = None) -> None:
         """Inside the block: state what the experiment measured itself.
@@ -250,7 +253,7 @@ class Experiment:
         """Whether the watched workload is whole again after the last injection so far (False without
         a watched workload or before any fault)."""
         faults = self.chaos.records[self._first_fault :]
-        return bool(faults) and self._watch is not None and self._recovery_s(faults) is not None
+        return bool(faults) and self._watch is not None and self._recoveries(faults) is not None
 
     def end_now(self) -> None:
         """Leave the block without waiting for recovery or settling (an operator's abort): the verdict is
@@ -284,7 +287,7 @@ class Experiment:
         try:
             if kind is None and not self._end_now:
                 mark = time.monotonic()
-                recovery_s = self._await_recovery(faults, deadline)
+                recoveries = self._await_recoveries(faults, deadline)
                 timings.recovery_wait = time.monotonic() - mark
                 settle_until = min(time.time() + self.spec.settle_seconds, deadline)
                 timings.settle = max(0.0, settle_until - time.time())
@@ -294,8 +297,8 @@ class Experiment:
         finally:
             self._stack.close()  # stops the load, then the watch
         if kind is not None or self._end_now:
-            recovery_s = self._recovery_s(faults)
-        self.result = self._judge(faults, recovery_s, min(end, deadline), error=exc)
+            recoveries = self._recoveries(faults)
+        self.result = self._judge(faults, recoveries, min(end, deadline), error=exc)
         self.result.kubernetes = self.chaos.kube.kubernetes_version()
         self._gather_evidence(self.result)
         timings.teardown = time.monotonic() - teardown
@@ -305,26 +308,47 @@ class Experiment:
         if kind is None and self.check:
             self.result.check()
 
-    def _recovery_s(self, faults: list[FaultRecord]) -> float | None:
-        """Seconds from the first injection until whole again after the last one; None until then."""
-        if self.recovered_after is not None:
-            return self.recovered_after
-        span = injection_span(faults, self._offset)
-        if self._watch is None or span is None:
-            return None
-        return self._watch.recovery(*span).seconds
+    def _recoveries(self, faults: list[FaultRecord]) -> list[tuple[float, float]] | None:
+        """Each fault's recovery as (its first injection in Unix time, seconds until whole again), in the
+        order they were injected; None until the workload is whole again after the last injection.
 
-    def _await_recovery(self, faults: list[FaultRecord], deadline: float) -> float | None:
+        A fault injected before the workload was whole again from the one before joins it: the two are
+        measured as one, from the first's injection to whole again after the second's last injection. A
+        recovery stated with :meth:`record` stands for the whole run's, from the first injection."""
+        spans = fault_spans(faults, self._offset)
+        if not spans:
+            return None
+        if self.recovered_after is not None:
+            return [(spans[0][2], self.recovered_after)]
+        if self._watch is None:
+            return None
+        found = []
+        start, last, start_unix = spans[0]
+        for first, final, first_unix in spans[1:]:
+            seconds = self._watch.recovery(start, last, until=first).seconds
+            if seconds is None:  # not whole again before this fault: measured with it
+                last = max(last, final)
+                continue
+            found.append((start_unix, seconds))
+            start, last, start_unix = first, final, first_unix
+        seconds = self._watch.recovery(start, last).seconds
+        return None if seconds is None else [*found, (start_unix, seconds)]
+
+    def _await_recoveries(self, faults: list[FaultRecord], deadline: float) -> list[tuple[float, float]] | None:
         """Wait (on the watch's timeline, bounded by the load's end) until the workload is whole again."""
         if self._watch is None:
-            return self.recovered_after  # nothing to wait on; a recovery stated by the experiment stands
-        if self.recovered_after is None and not faults:
+            return self._recoveries(faults)  # nothing to wait on; a recovery stated by the experiment stands
+        if not faults:
             return None
         # Woken by every event of the watch, so the wait ends as soon as the workload is whole.
-        return self._watch.wait_until(lambda: self._recovery_s(faults), max(0.0, deadline - time.time()))
+        return self._watch.wait_until(lambda: self._recoveries(faults), max(0.0, deadline - time.time()))
 
     def _judge(
-        self, faults: list[FaultRecord], recovery_s: float | None, end: float, error: BaseException | None
+        self,
+        faults: list[FaultRecord],
+        recoveries: list[tuple[float, float]] | None,
+        end: float,
+        error: BaseException | None,
     ) -> ExperimentResult:
         assert self._load is not None
         load = self._load
@@ -334,10 +358,11 @@ class Experiment:
         stream = load.stream_stats()
         fault_start = fault_end = None
         injected = injection_times(faults)
+        recovery_s = None if not recoveries else max(seconds for _, seconds in recoveries)
         if injected:
             fault_start = injected[0]
-            if recovery_s is not None:
-                fault_end = fault_start + recovery_s
+            if recoveries:
+                fault_end = max(at + seconds for at, seconds in recoveries)
             else:
                 fault_end = max([injected[-1], *(f.reverted_at for f in faults if f.reverted_at is not None)])
         windows = Windows(start, end, fault_start, fault_end)
@@ -351,6 +376,7 @@ class Experiment:
             query,
             stream.shortfall,
             aborted=self.aborted,
+            recoveries=[seconds for _, seconds in recoveries or ()],
         )
         return ExperimentResult(
             name=self.spec.name,
@@ -359,7 +385,7 @@ class Experiment:
             ended=end,
             verdict=verdict,
             faults=list(faults),
-            events=self._events(faults, recovery_s),
+            events=self._events(faults, recoveries),
             series=Series.from_records(records, start, end),
             load=_load_summary(self.spec.load, len(records), stream),
             error=None if error is None else f"{type(error).__name__}: {error}",
@@ -381,7 +407,7 @@ class Experiment:
         if result.outcome != "passed":
             result.logs = pod_logs(kube, result.involved_pods)
 
-    def _events(self, faults: list[FaultRecord], recovery_s: float | None) -> list[TimelineEvent]:
+    def _events(self, faults: list[FaultRecord], recoveries: list[tuple[float, float]] | None) -> list[TimelineEvent]:
         assert self._load is not None
         events = [TimelineEvent(at, "mark", label) for at, label in self._load.marks]
         for f in faults:
@@ -399,9 +425,8 @@ class Experiment:
                     last = (ev.ready, ev.desired)
                     label = f"{ev.ready}/{ev.desired} ready"
                     events.append(TimelineEvent(ev.at + self._offset, "ready", label, ready=ev.ready))
-        injected = injection_times(faults)
-        if recovery_s is not None and injected:
-            events.append(TimelineEvent(injected[0] + recovery_s, "recovered", "whole again"))
+        for at, seconds in recoveries or ():
+            events.append(TimelineEvent(at + seconds, "recovered", f"whole again ({seconds:.1f} s)"))
         if self.aborted is not None and self.aborted_at is not None:
             events.append(TimelineEvent(self.aborted_at, "aborted", self.aborted))
         if self.abort_undone_at is not None:
@@ -444,6 +469,18 @@ def injection_times(faults: Sequence[FaultRecord]) -> list[float]:
             times.add(f.injected_at)
         times.update(r.injected_at for r in f.rounds)
     return sorted(times)
+
+
+def fault_spans(faults: Sequence[FaultRecord], offset: float) -> list[tuple[float, float, float]]:
+    """Each injected fault's (first, last) injection on the monotonic clock and its first in Unix time, in
+    the order they were first injected; a later round carries Unix time only, converted with ``offset``."""
+    spans = []
+    for f in faults:
+        if f.injected_mono is None or f.injected_at is None:
+            continue
+        rounds = [r.injected_at - offset for r in f.rounds]
+        spans.append((f.injected_mono, max([f.injected_mono, *rounds]), f.injected_at))
+    return sorted(spans)
 
 
 def injection_span(faults: Sequence[FaultRecord], offset: float) -> tuple[float, float] | None:

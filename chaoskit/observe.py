@@ -406,16 +406,18 @@ class RecoveryWatch:
                 self.events.append(event)
                 self._changed.notify_all()
 
-    def recovery(self, since: float, last_injection: float | None = None) -> Recovery:
+    def recovery(self, since: float, last_injection: float | None = None, until: float | None = None) -> Recovery:
         """Recovery after a fault that started at ``since`` and was last injected at ``last_injection``.
 
-        Both are ``time.monotonic()``; ``last_injection`` defaults to ``since``
+        All are ``time.monotonic()``; ``last_injection`` defaults to ``since``
         (a fault injected once). The loss must be seen at or after the last
         injection; every time in the result is in seconds after ``since``.
+        ``until``: only what was seen before it counts (the next fault's
+        injection, so that its loss is never taken for this one's).
         """
         after = since if last_injection is None else max(since, last_injection)
         with self._lock:
-            events = list(self.events)
+            events = [e for e in self.events if until is None or e.at < until]
         workload = self.workload_source
         loss, whole = _loss_and_whole([e for e in events if e.source == workload], since, after)
         ep_loss, ep_whole = _loss_and_whole([e for e in events if e.source == ENDPOINTS], since, after)

@@ -354,10 +354,12 @@ def _plot(result: ExperimentResult) -> str:
         return LEFT + (t - series.start) / span * (WIDTH - LEFT - RIGHT)
 
     parts = [f"<svg class='timeline' xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{height}'>"]
+    recovered = sorted(ev.at for ev in result.events if ev.kind == "recovered")
     for fault in result.faults:
         if fault.injected_at is None:
             continue
-        end = fault.injected_at + (result.verdict.recovery_s or 0.0)
+        # Its band ends at the recovery from it (each fault has its own; see chaoskit.experiment).
+        end = next((at for at in recovered if at >= fault.injected_at), fault.injected_at)
         end = max(end, fault.reverted_at or fault.injected_at)
         left, right = x(fault.injected_at), x(min(end, series.start + span))
         parts.append(

@@ -100,12 +100,17 @@ class ErrorBurst:
 
 @dataclass(frozen=True)
 class RecoveryTime:
-    """From the first fault's injection until the workload is whole again takes at most this.
+    """Each fault's recovery takes at most this: from its injection until the workload is whole again.
 
-    "Whole again" is on the recovery watch's timeline: the Deployment's ready
+    "Whole again" is on the recovery watch's timeline: the workload's ready
     count and the Service's endpoints both back, after a loss seen after the
-    last injection of any fault of the run (the last round of a repeated kill
-    included). It is also where the ``fault`` window ends.
+    fault's last injection (the last round of a repeated kill included).
+    Judged per fault: with several faults, each one's recovery is measured
+    from its own injection, and the slowest is judged. A fault injected before
+    the system was whole again from the one before joins it: the two are
+    measured as one, from the first's injection to whole again after the
+    second. The ``fault`` window runs from the first fault's injection to the
+    last recovery.
     """
 
     at_most_s: float
@@ -215,12 +220,16 @@ class SloVerdict:
     measurements: tuple[Measurement, ...]
     stats: tuple[WindowStats, ...] = field(default=())
     recovery_s: float | None = None
+    """The recovery time judged: the slowest of :attr:`recoveries` (None: no recovery was seen)."""
     partial_data: str | None = None
     """What the records are missing (such as "the load stream lost 12 of 10,400 records"), when they are
     known to be incomplete: then every objective failed, whatever the records at hand say."""
     aborted: str | None = None
     """Why the run was aborted (a stop condition tripped, or ``chaoskit abort``), if it was: an aborted run
     fails, whatever its objectives say."""
+    recoveries: tuple[float, ...] = ()
+    """Each fault's own recovery time, in the order the faults were injected (faults injected before the
+    system was whole again from the one before count as one). A run of one fault has one."""
 
     @property
     def passed(self) -> bool:
@@ -343,25 +352,27 @@ def evaluate(
     prometheus: RangeQuery | None = None,
     partial_data: str | None = None,
     aborted: str | None = None,
+    recoveries: Sequence[float] = (),
 ) -> SloVerdict:
     """Check every objective; a number that could not be measured fails its objective, saying why.
 
     ``partial_data`` says what the records are missing when they are known to
     be incomplete (see :attr:`chaoskit.load.StreamStats.shortfall`): every
     objective then fails with it, the numbers of the records at hand kept in
-    words only.
+    words only. ``recoveries``: each fault's own recovery time when there were several (``recovery_s`` is
+    the slowest of them); the recovery objective's measurement lists them.
     """
     sorted_windows = {}
     for name in WINDOWS:
         bounds = windows.bounds(name)
         if bounds is not None:
             sorted_windows[name] = _WindowRecords.of(records, name, *bounds)
-    checker = _Checker(sorted_windows, windows, recovery_s, lost_writes, prometheus)
+    checker = _Checker(sorted_windows, windows, recovery_s, lost_writes, prometheus, tuple(recoveries))
     stats = tuple(w.stats() for w in sorted_windows.values())
     measurements = tuple(checker.measure(o) for o in objectives)
     if partial_data:
         measurements = tuple(_no_verdict(m, partial_data) for m in measurements)
-    return SloVerdict(measurements, stats, recovery_s, partial_data, aborted)
+    return SloVerdict(measurements, stats, recovery_s, partial_data, aborted, tuple(recoveries))
 
 
 def _no_verdict(measurement: Measurement, partial_data: str) -> Measurement:
@@ -377,6 +388,7 @@ class _Checker:
     recovery_s: float | None
     lost_writes: int | None
     prometheus: RangeQuery | None
+    recoveries: tuple[float, ...] = ()
 
     def measure(self, objective: Objective) -> Measurement:
         if isinstance(objective, RecoveryTime):
@@ -398,7 +410,11 @@ class _Checker:
         if self.recovery_s is None:
             return Measurement("recovery time", "fault", target, "none: no recovery was seen", False)
         passed = self.recovery_s <= objective.at_most_s
-        return Measurement("recovery time", "fault", target, f"{self.recovery_s:.2f} s", passed, self.recovery_s)
+        measured = f"{self.recovery_s:.2f} s"
+        if len(self.recoveries) > 1:
+            each = ", ".join(f"{s:.2f}" for s in self.recoveries)
+            measured += f", the slowest of {len(self.recoveries)} faults' own recoveries ({each} s)"
+        return Measurement("recovery time", "fault", target, measured, passed, self.recovery_s)
 
     def _from_records(self, objective: Availability | LatencyPercentile | ErrorBurst) -> Measurement:
         window = objective.window

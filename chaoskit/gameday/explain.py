@@ -120,7 +120,7 @@ class _Explain:
                 self.doc.add((*self.loc, key), f"is not for {what}", fix)
                 continue
             if key == "window" and "recovery" in self.instance:
-                fix = "drop it: recovery is timed over the fault window (from the first injection until whole again)"
+                fix = "drop it: recovery is timed per fault (from each fault's injection until whole again)"
                 self.doc.add((*self.loc, key), "does not apply to a recovery objective", fix)
                 continue
             if fault_kind is not None:

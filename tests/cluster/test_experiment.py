@@ -65,6 +65,41 @@ def test_pod_kill_under_load_gives_a_verdict_that_agrees_with_records_and_watch(
     )
 
 
+def test_two_kills_apart_are_each_judged_on_their_own_recovery(experiment, chaos: Chaos, web: Web) -> None:
+    """Two kills 12 s apart, each whole again within a few seconds: a 10 s recovery objective is met, though
+    the first kill to the second's recovery spans more than 10 s (the one span judged before)."""
+    objectives = [Availability(0.80), RecoveryTime(10)]
+    with experiment(steady_load(web, 30), objectives, Workload(web.namespace, "web", "web")) as run:
+        time.sleep(3)
+        with chaos.pod_kill(web.namespace, "app=web", grace_seconds=0) as first:
+            pass
+        time.sleep(12)
+        with chaos.pod_kill(web.namespace, "app=web", grace_seconds=0) as second:
+            pass
+    result = run.result
+    assert result is not None and result.verdict.passed, result.verdict.explain()
+    assert first.injected_at is not None and second.injected_at is not None
+    recovered = [e.at for e in result.events if e.kind == "recovered"]
+    assert len(result.verdict.recoveries) == 2 and len(recovered) == 2, result.events
+
+    # Each recovery is the watch's own: from that kill until the Deployment was whole again after it.
+    ready = [e for e in result.events if e.kind == "ready"]
+    for fault, seconds, at in zip((first, second), result.verdict.recoveries, recovered, strict=True):
+        assert fault.injected_at is not None
+        after = [e for e in ready if e.at >= fault.injected_at]
+        lost = next(e for e in after if e.ready < 3)
+        whole_again = next(e for e in after if e.at > lost.at and e.ready == 3)
+        assert seconds == pytest.approx(whole_again.at - fault.injected_at, abs=0.05)
+        assert at == pytest.approx(whole_again.at, abs=0.05) and seconds < 10
+    assert result.verdict.recovery_s == max(result.verdict.recoveries)
+    (during,) = [s for s in result.verdict.stats if s.window == "fault"]
+    assert during.start == first.injected_at and during.end == pytest.approx(recovered[-1], abs=0.05)
+    assert during.end - during.start > 10, "the kills should be far enough apart that one span would fail"
+    (measured,) = [m.measured for m in result.verdict.measurements if m.objective == "recovery time"]
+    assert "the slowest of 2 faults' own recoveries" in measured
+    print(f"{result.headline()}; recovery: {measured}; first kill to last recovery {during.end - during.start:.1f} s")
+
+
 def test_an_experiment_as_a_user_writes_reports_and_fails_a_too_tight_slo(pytester: pytest.Pytester, web: Web) -> None:
     pytester.makepyfile(
         f"""

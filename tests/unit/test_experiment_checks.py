@@ -122,7 +122,7 @@ def judged(
     run._load = FakeLoad(records, stream)  # type: ignore[assignment]
     run._watch = RecoveryWatch(None, "shop", "web", "web", events=events)  # type: ignore[arg-type]
     run._offset = OFFSET
-    run.result = run._judge(faults, run._recovery_s(faults), T0 + 20, error=None)
+    run.result = run._judge(faults, run._recoveries(faults), T0 + 20, error=None)
     return run
 
 
@@ -149,9 +149,63 @@ def test_the_fault_window_ends_at_the_recovery_after_the_last_round():
     assert verdict.passed, verdict.explain()
 
     # Before the last round's recovery shows, there is none, whatever the first rounds did.
-    assert run._recovery_s(faults) == pytest.approx(7.8)
+    ((at, seconds),) = run._recoveries(faults) or [(0.0, 0.0)]
+    assert (at, seconds) == pytest.approx((T0, 7.8))
     run._watch = RecoveryWatch(None, "shop", "web", "web", events=three_recoveries()[:-2])  # type: ignore[arg-type]
-    assert run._recovery_s(faults) is None
+    assert run._recoveries(faults) is None
+
+
+def pod_kill_at(seconds: float, name: str) -> FaultRecord:
+    fault = FaultRecord(name, "pod-kill", "chaoskit", {}, targets=[name], undoable=False)
+    fault.injected_at, fault.injected_mono, fault.verified = T0 + seconds, M0 + seconds, True
+    return fault
+
+
+def lost_and_whole(*pairs: tuple[float, float]) -> list[Event]:
+    """The workload and its endpoints 2 of 3 ready at each loss, 3 of 3 at each whole (monotonic)."""
+    timeline = sorted([(loss, 2) for loss, _ in pairs] + [(whole, 3) for _, whole in pairs])
+    return [Event(M0 + at, source, ready, 3) for at, ready in timeline for source in ("deployment", "endpoints")]
+
+
+def test_each_fault_recovers_on_its_own_clock_and_the_slowest_is_judged():
+    """Two kills 35 s apart, each whole again within 5 s: a 30 s objective is met (measured from the first
+    fault to the recovery after the last, it never could be), and the measurement lists both."""
+    records = steady_records(T0 - 10, T0 + 60)
+    faults = [pod_kill_at(0, "kill-1"), pod_kill_at(35, "kill-2")]
+    run = judged(records, complete_stream(records), lost_and_whole((0.2, 4.1), (35.3, 38.0)), faults)
+    assert run.result is not None
+    verdict = run.result.verdict
+    assert verdict.recoveries == pytest.approx((4.1, 3.0))
+    assert verdict.recovery_s == pytest.approx(4.1)
+    (recovery,) = [m for m in verdict.measurements if m.objective == "recovery time"]
+    assert recovery.passed and recovery.measured == "4.10 s, the slowest of 2 faults' own recoveries (4.10, 3.00 s)"
+    during = next(s for s in verdict.stats if s.window == "fault")  # from the first injection to the last recovery
+    assert (during.start, during.end) == pytest.approx((T0, T0 + 38.0))
+    assert [e.at for e in run.result.events if e.kind == "recovered"] == pytest.approx([T0 + 4.1, T0 + 38.0])
+    assert verdict.passed, verdict.explain()
+
+
+def test_a_fault_injected_before_the_last_one_healed_is_measured_with_it():
+    """The second kill lands at +3 s, while the first's pod is still missing: one recovery, from the first
+    kill until whole again after the second."""
+    faults = [pod_kill_at(0, "kill-1"), pod_kill_at(3, "kill-2")]
+    records = steady_records(T0 - 10, T0 + 20)
+    run = judged(records, complete_stream(records), lost_and_whole((0.2, 9.0), (3.2, 9.0)), faults)
+    assert run.result is not None
+    assert run.result.verdict.recoveries == pytest.approx((9.0,))
+    assert run.result.verdict.recovery_s == pytest.approx(9.0)
+
+
+def test_a_loss_after_the_next_fault_is_never_taken_for_the_fault_before():
+    """The first fault takes nothing down (a latency, say); the kill 20 s later does. The first fault joins
+    the kill's span rather than being credited with the kill's recovery: one recovery, 20 + 2.5 s."""
+    quiet = pod_kill_at(0, "quiet")
+    quiet.kind = "latency"
+    faults = [quiet, pod_kill_at(20, "kill")]
+    records = steady_records(T0 - 10, T0 + 40)
+    run = judged(records, complete_stream(records), lost_and_whole((20.2, 22.5)), faults)
+    assert run.result is not None
+    assert run.result.verdict.recoveries == pytest.approx((22.5,))
 
 
 def test_records_the_stream_lost_fail_every_objective_and_show_everywhere(tmp_path: Path):

@@ -394,7 +394,7 @@ def test_objective_and_stop_condition_shapes_are_refused_with_the_fix():
     windowed = spoil("{within_seconds: 30}\n", "{within_seconds: 30}\n    window: fault\n")
     assert refusal(windowed) == [
         f"{SOURCE}:{line(windowed, 'window: fault')}: objectives[1].window: does not apply to a recovery objective; "
-        "drop it: recovery is timed over the fault window (from the first injection until whole again)"
+        "drop it: recovery is timed per fault (from each fault's injection until whole again)"
     ]
     unbounded = spoil("  - availability_below: 0.8\n    over_seconds: 10\n", "  - promql: sum(up)\n")
     assert refusal(unbounded) == [
