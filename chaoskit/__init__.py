@@ -23,6 +23,7 @@ _EXPORTS = {
     "Chaos": "chaoskit.chaos",
     "ChaoskitError": "chaoskit.errors",
     "Cluster": "chaoskit.cluster",
+    "ClusterError": "chaoskit.errors",
     "ClusterSpec": "chaoskit.cluster",
     "ContainerKillSpec": "chaoskit.faults",
     "ErrorBurst": "chaoskit.slo",
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
     from chaoskit.cluster import Cluster, ClusterSpec
     from chaoskit.errors import (
         ChaoskitError,
+        ClusterError,
         FaultBlocked,
         FaultNotEffective,
         FaultUndoFailed,
@@ -151,6 +153,7 @@ __all__ = [
     "Baseline",
     "Chaos",
     "ChaoskitError",
+    "ClusterError",
     "Cluster",
     "ClusterSpec",
     "ContainerKillSpec",

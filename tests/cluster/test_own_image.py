@@ -11,6 +11,7 @@ removed from the nodes and from Docker afterwards.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -180,15 +181,30 @@ def test_cluster_image_fixture_builds_loads_and_a_pod_runs_the_image(
         assert ref(match.group(1)) in images_on(node), node
 
 
+USER_CONFTEST = """
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kubeconfig", default="theirs.yaml", help="their own option, not chaoskit's")
+
+
+@pytest.fixture
+def cluster() -> str:
+    return "their own cluster fixture, meaning something else"
+"""
+
 USER_EXPERIMENT = """
+from collections.abc import Callable
 from pathlib import Path
 
-from chaoskit import Availability, Cluster, Kube, LoadSpec, RecoveryTime, Workload
+import chaoskit
+from chaoskit import Availability, Chaos, Cluster, Experiment, Kube, LoadSpec, RecoveryTime, Workload
 
 APP = Path(__file__).parent / "app"
 
 
-def my_app(namespace, image, node_port):
+def my_app(namespace: str, image: str, node_port: int) -> list[dict[str, object]]:
     labels = {"app": "mine"}
     container = {
         "name": "app",
@@ -216,42 +232,94 @@ def my_app(namespace, image, node_port):
     ]
 
 
-def test_my_service_survives_a_pod_kill(cluster: Cluster, kube: Kube, namespace, cluster_image, experiment, chaos):
-    image = cluster_image(APP)
+def test_my_service_survives_a_pod_kill(
+    cluster: str,
+    chaoskit_cluster: Cluster,
+    chaoskit_kube: Kube,
+    chaoskit_namespace: str,
+    chaoskit_cluster_image: Callable[[str | Path], str],
+    experiment: Callable[..., Experiment],
+    chaos: Chaos,
+) -> None:
+    print("CHAOSKIT_FROM=" + str(Path(chaoskit.__file__).parent))
+    assert cluster == "their own cluster fixture, meaning something else"
+    image = chaoskit_cluster_image(APP)
     print("IMAGE=" + image)
-    port = cluster.free_node_port(kube)
-    kube.apply(my_app(namespace, image, port))
-    kube.wait_whole(namespace, "mine", timeout=120)
+    port = chaoskit_cluster.free_node_port(chaoskit_kube)
+    chaoskit_kube.apply(my_app(chaoskit_namespace, image, port))
+    chaoskit_kube.wait_whole(chaoskit_namespace, "mine", timeout=120)
     load = LoadSpec(host=f"http://127.0.0.1:{port}", run_seconds=30, users=4, rate_per_user=10, warmup_seconds=2)
     slo = [Availability(0.9), RecoveryTime(30)]
-    with experiment(load, slo, Workload(namespace, "mine", "mine")) as run:
-        with chaos.pod_kill(namespace, "app=mine", grace_seconds=0) as kill:
+    with experiment(load, slo, Workload(chaoskit_namespace, "mine", "mine")) as run:
+        with chaos.pod_kill(chaoskit_namespace, "app=mine", grace_seconds=0) as kill:
             print("KILLED=" + ",".join(kill.targets))
+    assert run.result is not None
     print("VERDICT=" + run.result.outcome + " RECOVERY=" + str(run.result.verdict.recovery_s))
 """
 
 
-def test_a_users_own_experiment_outside_the_repository_builds_deploys_kills_and_gets_a_verdict(
-    pytester: pytest.Pytester, cluster: Cluster, remove_afterwards: list[str]
+def test_a_users_own_repository_installs_the_wheel_and_runs_an_experiment_beside_its_own_kubeconfig_option(
+    tmp_path: Path, cluster: Cluster, remove_afterwards: list[str]
 ) -> None:
-    write_app(pytester.path / "app")
-    pytester.makepyfile(test_mine=USER_EXPERIMENT)
-    assert not (pytester.path / "conftest.py").exists()
-    result = pytester.runpytest_subprocess(
-        "-s", "-p", "no:cacheprovider", f"--chaos-report-dir={pytester.path / 'reports'}", timeout=600
+    """What ``pip install chaoskit`` gives a team's own repository: the wheel built from this checkout,
+    installed with its dependencies into a fresh virtualenv outside the repository, and a project whose
+    conftest adds ``--kubeconfig`` and a fixture named ``cluster`` of its own. Its typed test passes
+    ``mypy --strict`` against the installed package, then builds its image, deploys, kills a pod under load
+    and gets a passing verdict, with chaoskit imported from the virtualenv, not from this checkout."""
+    repo = Path(__file__).resolve().parents[2]
+    dist, venv, project = tmp_path / "dist", tmp_path / "venv", tmp_path / "their-service"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "-q", "-w", str(dist)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = dist.glob("chaoskit-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    write_app(project / "app")
+    (project / "conftest.py").write_text(USER_CONFTEST)
+    (project / "test_mine.py").write_text(USER_EXPERIMENT)
+    # Nothing of this checkout on the path: the project sees only what the wheel installed.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
+
+    mypy = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--strict",
+        "--no-incremental",
+        "--python-executable",
+        str(venv / "bin" / "python"),
+    ]
+    typed = subprocess.run(
+        [*mypy, "test_mine.py", "conftest.py"], capture_output=True, text=True, timeout=300, cwd=project, env=env
     )
-    image = re.search(r"IMAGE=(\S+)", result.stdout.str())
+    assert typed.returncode == 0, typed.stdout + typed.stderr
+
+    run = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pytest", "-s", "-p", "no:cacheprovider", "--kubeconfig", "theirs.yaml",
+         f"--chaos-report-dir={project / 'reports'}"],
+        capture_output=True, text=True, timeout=600, cwd=project, env=env,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    image = re.search(r"IMAGE=(\S+)", out)
     if image:
         remove_afterwards.append(image.group(1))
-    result.assert_outcomes(passed=1)
-    out = result.stdout.str()
+    assert run.returncode == 0, out
+    assert f"CHAOSKIT_FROM={venv}/lib/" in out, out
     verdict = re.search(r"VERDICT=(\S+) RECOVERY=(\S+)", out)
     assert verdict and verdict.group(1) == "passed", out
     assert 0 < float(verdict.group(2)) < 30, out
     killed = re.search(r"KILLED=(\S+)", out)
     assert killed and killed.group(1).startswith("mine-"), out
-    result.stdout.fnmatch_lines(["*PASSED test_my_service_survives_a_pod_kill; availability *; 2/2 objectives met"])
-    journal = json.loads((pytester.path / "reports" / "chaoskit-journal.json").read_text())
-    (run,) = journal["experiments"]
-    assert [f["kind"] for f in run["faults"]] == ["pod-kill"] and run["faults"][0]["targets"] == [killed.group(1)]
-    assert run["verdict"]["passed"] is True, run["verdict"]
+    assert re.search(r"PASSED test_my_service_survives_a_pod_kill; availability .*; 2/2 objectives met", out), out
+    journal = json.loads((project / "reports" / "chaoskit-journal.json").read_text())
+    (experiment,) = journal["experiments"]
+    assert [f["kind"] for f in experiment["faults"]] == ["pod-kill"]
+    assert experiment["faults"][0]["targets"] == [killed.group(1)]
+    assert experiment["verdict"]["passed"] is True, experiment["verdict"]
