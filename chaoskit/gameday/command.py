@@ -14,7 +14,7 @@ from chaoskit.cluster import ClusterSpec, choose_provider
 from chaoskit.cluster.base import NAME_ENV, default_name
 from chaoskit.errors import FaultUndoFailed
 from chaoskit.faults.base import Safety
-from chaoskit.gameday.runner import GameDay, result_exit_code
+from chaoskit.gameday.runner import GameDay, planned, result_exit_code
 from chaoskit.gameday.spec import ExperimentFile, load_experiment
 from chaoskit.gameday.view import Keys, LineView, LiveView
 from chaoskit.prometheus import PrometheusClient
@@ -182,7 +182,8 @@ def main(args: argparse.Namespace) -> int:
 def dry_run(game: GameDay) -> int:
     """Print the plan; deploy nothing, inject nothing, start no load. A system that is already there (a
     namespace of its own, no ``deploy:``) has each fault's targets resolved now; one the run would deploy
-    has none yet, and its faults are listed with their selectors."""
+    has none yet, and its faults are listed with their selectors. The targets shown are those a run made now
+    would pick; a real run picks afresh when each fault starts (pods come and go), as does a resumed one."""
     file = game.file
     resolvable = file.namespace != "auto" and file.deploy is None
     where = file.namespace if file.namespace != "auto" else "a fresh namespace per run"
@@ -190,10 +191,10 @@ def dry_run(game: GameDay) -> int:
     print(f"  load: {dict(file.load)}")
     if not resolvable:
         print("  (the run deploys the system first, so no target exists yet: nothing is deployed in a dry run)")
-    for fault in sorted(file.faults, key=lambda f: f.at):
+    for index, fault in sorted(enumerate(file.faults), key=lambda item: item[1].at):
         hold = "until recovered" if fault.until_recovered else f"for {fault.duration:g} s" if fault.duration else "once"
         if resolvable:
-            with fault.enter(game.chaos) as record:
+            with planned(file, index, game.chaos) as record:  # a refusal is located in the file, with its fix
                 print(f"  at {fault.at:g} s, {hold}: {fault.kind} would hit {', '.join(record.targets)}")
         else:
             shown = ", ".join(f"{k}={v}" for k, v in fault.options.items() if k != "namespace")

@@ -45,6 +45,7 @@ from chaoskit.cluster.base import Cluster
 from chaoskit.errors import SafetyError, SpecError
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus
 from chaoskit.faults import objects
+from chaoskit.faults.base import FaultRecord
 from chaoskit.gameday.spec import ExperimentFile, fill_placeholders
 from chaoskit.gameday.timeline import PlayedFault, Timeline
 from chaoskit.gameday.view import WINDOW_SECONDS, Snapshot
@@ -98,6 +99,8 @@ class GameDay:
         self.commands: queue.Queue[str] = queue.Queue()
         self.phase = "preparing"
         self.message = ""
+        self.spec_: ExperimentSpec | None = None
+        """The experiment's spec once its run is about to start (the view's time left reads it)."""
         self.run_: Experiment | None = None
         self.timeline: Timeline | None = None
         self.watches: list[RecoveryWatch] = []
@@ -257,16 +260,9 @@ class GameDay:
         """Plan every fault now, injecting nothing: a selector that matches nothing, a safety rule that
         refuses it, is an error naming the fault's line before any load or fault starts."""
         dry = Chaos(self.cluster, self.kube, dataclasses.replace(self.chaos.safety, dry_run=True, preflight=True))
-        for index, fault in enumerate(experiment.faults):
-            try:
-                with fault.enter(dry):
-                    pass
-            except (SpecError, SafetyError) as exc:
-                raise experiment.error(
-                    f"faults[{index}]",
-                    f"{fault.kind} cannot run: {exc}",
-                    "fix its options (or the system it targets) before the run; nothing was injected",
-                ) from None
+        for index in range(len(experiment.faults)):
+            with planned(experiment, index, dry):
+                pass
 
     def execute(self, experiment: ExperimentFile, prepared: Prepared) -> ExperimentResult:
         spec = ExperimentSpec(
@@ -283,7 +279,9 @@ class GameDay:
             for i, f in enumerate(experiment.faults)
         ]
         self.timeline = Timeline(played, run.recovered_now)
-        self.phase = "warm-up"
+        self.phase = "warm-up"  # the steady state's message goes: the view says what happens now
+        self.message = f"the load warms up for {spec.load.warmup_seconds:g} s; the timeline starts after it"
+        self.spec_ = spec
         with ExitStack() as watches:
             for w in experiment.workloads[1:]:
                 self.watches.append(
@@ -291,7 +289,7 @@ class GameDay:
                 )
             with run:
                 self.run_ = run
-                self.phase = "running"
+                self.phase, self.message = "running", ""
                 try:
                     self._play(run, self.timeline)
                 except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (chaoskit's handler raises it)
@@ -372,16 +370,26 @@ class GameDay:
         """Where the run stands now, for the view (any thread)."""
         run, timeline = self.run_, self.timeline
         now = time.time()
-        elapsed = remaining = 0.0
-        rps, error_rate, p95 = 0.0, None, None
+        elapsed = 0.0
+        rps: float | None = None  # none yet: the warm-up's requests are not the run's
+        error_rate, p95 = None, None
         workloads: list[str] = []
+        spec = self.spec_
+        # What is left of the run: the timeline's planned end plus the settle time, within the load's limit
+        # (a wait for recovery may add to it; an abort ends it sooner).
+        remaining = 0.0
+        if spec is not None:
+            planned = (timeline.left() if timeline is not None else 0.0) + spec.settle_seconds
+            remaining = min(planned, spec.load.run_seconds)
         if run is not None and run.load is not None:
             load = run.load
             with self._lock:
                 self._records.extend(load.records_from(len(self._records)))
                 recent = [r for r in self._records if now - WINDOW_SECONDS <= r.started <= now]
             elapsed = max(0.0, now - load.warmup_ended_at)
-            remaining = max(0.0, run.spec.load.run_seconds - elapsed)
+            remaining = min(remaining, max(0.0, run.spec.load.run_seconds - elapsed))
+            if self.phase in ("done", "recovering", "aborting") and timeline is not None and timeline.done:
+                remaining = min(remaining, spec.settle_seconds if spec is not None else 0.0)
             rps = len(recent) / WINDOW_SECONDS
             if recent:
                 error_rate = sum(1 for r in recent if not r.ok) / len(recent)
@@ -411,6 +419,24 @@ def _ready(watch: RecoveryWatch) -> str:
     last = next((e for e in reversed(watch.events) if e.source == source), None)
     counts = f"{last.ready}/{last.desired} ready" if last is not None else "no status yet"
     return f"{watch.name} {counts}"
+
+
+@contextmanager
+def planned(experiment: ExperimentFile, index: int, dry: Chaos) -> Iterator[FaultRecord]:
+    """Plan fault ``index`` of the file through ``dry`` (a dry-run ``Chaos``): its record, with the targets
+    it would hit. A selector that matches nothing or a safety rule that refuses it is an error located in
+    the file (``file:line: faults[i]: ...``) with its fix, as the loader's own are: the preflight of a run
+    and ``chaoskit run --dry-run`` say it alike."""
+    fault = experiment.faults[index]
+    try:
+        with fault.enter(dry) as record:
+            yield record
+    except (SpecError, SafetyError) as exc:
+        raise experiment.error(
+            f"faults[{index}]",
+            f"{fault.kind} cannot run: {exc}",
+            "fix its options (or the system it targets) before the run; nothing was injected",
+        ) from None
 
 
 def result_exit_code(result: ExperimentResult) -> int:

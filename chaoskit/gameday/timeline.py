@@ -83,6 +83,18 @@ class Timeline:
         paused = self._paused_total + (now - self._paused_at if self._paused_at is not None else 0.0)
         return now - self._started - paused
 
+    def left(self, clock: float | None = None) -> float:
+        """Timeline seconds until its last fault is planned to end: a planned one's start plus its duration,
+        an injected one's time left (a fault held until recovered, or undone once proven, counts none)."""
+        clock = self.clock() if clock is None else clock
+        ends = [0.0]
+        for f in self.faults:
+            if f.state == "planned":
+                ends.append(f.at - clock + (f.duration or 0.0))
+            elif f.state in ("injecting", "injected", "paused"):
+                ends.append(f.left(clock) or 0.0)
+        return max(0.0, *ends)
+
     @property
     def paused(self) -> bool:
         return self._paused_at is not None

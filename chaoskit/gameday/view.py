@@ -31,7 +31,8 @@ class Snapshot:
     remaining: float
     faults: list[dict[str, Any]] = field(default_factory=list)
     """Each fault: ``kind``, ``label``, ``state``, ``detail`` (see :meth:`Timeline.describe`)."""
-    rps: float = 0.0
+    rps: float | None = 0.0
+    """Requests per second over the last 5 s; None before the measured run starts (the warm-up)."""
     error_rate: float | None = None
     p95_ms: float | None = None
     workloads: list[str] = field(default_factory=list)
@@ -49,7 +50,7 @@ class Snapshot:
         parts = [
             f"[chaoskit] {self.name}: {self.phase} t={self.elapsed:.0f}s ({self.remaining:.0f}s left)",
             f"faults: {faults}",
-            f"{self.rps:.1f} req/s, errors {err}, p95 {p95}",
+            f"{'-' if self.rps is None else f'{self.rps:.1f}'} req/s, errors {err}, p95 {p95}",
         ]
         if self.workloads:
             parts.append(", ".join(self.workloads))
@@ -146,7 +147,8 @@ def render(snapshot: Snapshot) -> Any:
         faults.add_row(f["label"], Text(f["state"], style=STATE_STYLE.get(f["state"], "")), f["detail"])
     err = "-" if snapshot.error_rate is None else f"{snapshot.error_rate:.1%}"
     p95 = "-" if snapshot.p95_ms is None else f"{snapshot.p95_ms:.0f} ms"
-    load = Text(f"load (last {WINDOW_SECONDS:g} s): {snapshot.rps:.1f} req/s   errors {err}   p95 {p95}")
+    rps = "-" if snapshot.rps is None else f"{snapshot.rps:.1f}"
+    load = Text(f"load (last {WINDOW_SECONDS:g} s): {rps} req/s   errors {err}   p95 {p95}")
     parts: list[Any] = [head, faults, load]
     if snapshot.workloads:
         parts.append(Text("workloads: " + "   ".join(snapshot.workloads)))

@@ -262,6 +262,9 @@ def test_the_live_view_shows_the_fault_and_the_numbers_and_a_aborts(cluster, tmp
     assert residue(cluster).of(fault_id), "the fault on screen is in the cluster"
     assert "partition web-" in screen and "RUNNING" in screen and "web " in screen and " ready" in screen, screen
     assert "error burst" in screen and "(stop over 30 s)" in screen, screen
+    # The time left is the run's (the partition's 40 s from 2 s, then the 2 s settle), not the load's 60 s limit.
+    left = re.search(r"remaining (\d+) s", screen)
+    assert left is not None and 30 <= int(left.group(1)) <= 44, screen
     term.press("a")
     assert term.exit_status() == 1
     final = term.screen()
@@ -351,6 +354,16 @@ def test_dry_run_prints_the_plan_with_resolved_targets_and_injects_nothing(clust
     assert "dry run: nothing was deployed or injected" in result.stdout
     assert str(system) not in ledger_lines_since(cluster, before), "a dry run writes no fault to the ledger"
     assert not (tmp_path / "chaoskit-journal.json").exists() and residue(cluster).empty()
+
+    # A fault the plan refuses is said as the file's own problems are: located, with its fix, exit 2.
+    system.write_text(system.read_text().replace("selector: app=web", "selector: app=nothing"))
+    result = chaoskit("run", str(system), "--dry-run", "--report-dir", str(tmp_path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = system.read_text().splitlines().index("  - kind: partition") + 1
+    said = result.stdout + result.stderr
+    assert f"{system}:{line}: faults[0]: partition cannot run: " in said, said
+    assert "; fix its options (or the system it targets) before the run; nothing was injected" in said, said
+    assert "Traceback" not in said and residue(cluster).empty()
 
     deployed = write(tmp_path, HELD_PARTITION.format(duration="5s"))  # one the run would deploy: nothing is
     objects = cluster_objects(kube)

@@ -160,3 +160,19 @@ def test_without_a_terminal_progress_is_one_line_per_stage_each_its_last_snapsho
     assert len(lines) == 3, lines
     assert "warm-up t=2s" in lines[0] and "pod-kill pending" in lines[1] and "t=4s" in lines[1]
     assert "pod-kill injected" in lines[2] and "t=7s" in lines[2] and "7.0 req/s" in lines[2]
+
+
+def test_the_time_left_is_the_timelines_planned_end_and_a_pause_stops_it():
+    log = Log()
+    timeline = Timeline([played(log, "a", 5, 10), played(log, "b", 8, 2), played(log, "c", 3, None)], lambda: False)
+    assert timeline.left() == pytest.approx(15)  # not started: a's start plus its duration
+    timeline.start(now=0)
+    timeline.tick(now=6)  # a injected at 6 s: 10 s to hold from there; c undone once proven
+    assert timeline.left(timeline.clock(now=6)) == pytest.approx(10)
+    timeline.tick(now=9)
+    assert timeline.left(timeline.clock(now=9)) == pytest.approx(7)
+    timeline.pause(now=9)
+    assert timeline.left(timeline.clock(now=40)) == pytest.approx(7)  # the clock stopped
+    timeline.resume(now=40)
+    timeline.tick(now=48)
+    assert timeline.done and timeline.left(timeline.clock(now=48)) == 0
