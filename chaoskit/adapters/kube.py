@@ -84,6 +84,11 @@ EXEC_CONNECT_TIMEOUT = 30.0
 """Seconds to open an exec stream to a pod (and for any one read from it)."""
 
 
+FIELD_MANAGER = "chaoskit"
+"""The field manager of everything chaoskit applies (``metadata.managedFields``; ``kubectl apply --server-side
+--field-manager chaoskit`` updates the same fields)."""
+
+
 class Kube:
     """API clients bound to one kubeconfig context."""
 
@@ -246,43 +251,32 @@ class Kube:
         return found.metadata.uid if found.metadata else None
 
     def apply(self, objects: Iterable[dict[str, Any]]) -> None:
-        """Create each object, or replace it when it exists (a small ``kubectl apply``).
+        """Server-side apply each object with field manager ``chaoskit`` (``kubectl apply --server-side
+        --force-conflicts --field-manager chaoskit``).
 
-        Goes through the dynamic client, so any kind and version the server
-        serves works (``policy/v1beta1`` on 1.20, which the typed client lacks).
+        The server merges: the fields an object names become chaoskit's, and every field it does not name
+        stays as it is and with whoever owns it (an autoscaler's ``replicas``, a Service's ``clusterIP``,
+        another controller's annotations). A field chaoskit names that another manager set is taken over
+        (``force``), as a tool applying its own manifest again must. Goes through the dynamic client, so
+        any kind and version the server serves works (``policy/v1beta1`` on 1.20, which the typed client
+        lacks).
         """
         dyn = _dynamic(self.api_client)
         for obj in objects:
+            metadata = obj["metadata"]
             resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
             try:
-                resource.create(body=obj, namespace=obj["metadata"].get("namespace"))
+                resource.server_side_apply(
+                    # As JSON text (valid YAML): every client version sends a string body as it is.
+                    body=json.dumps(obj),
+                    name=metadata["name"],
+                    namespace=metadata.get("namespace") if resource.namespaced else None,
+                    field_manager=FIELD_MANAGER,
+                    force_conflicts=True,
+                    _request_timeout=30,
+                )
             except Exception as exc:
-                # 409: it exists. 422 can mean that too: creating a Service again whose
-                # nodePort it already holds fails validation ("port is already allocated").
-                if getattr(exc, "status", None) not in (409, 422) or not self._replace(obj):
-                    raise ClusterError(
-                        f"cannot create {obj['kind']} {obj['metadata']['name']}: {_reason(exc)}"
-                    ) from None
-
-    def _replace(self, obj: dict[str, Any]) -> bool:
-        """Replace the object if it exists; return whether it did."""
-        kind = obj["kind"]
-        name = obj["metadata"]["name"]
-        namespace = obj["metadata"].get("namespace")
-        dyn = _dynamic(self.api_client)
-        resource = dyn.resources.get(api_version=obj["apiVersion"], kind=kind)
-        try:
-            current = resource.get(name=name, namespace=namespace)
-        except Exception as exc:
-            if getattr(exc, "status", None) == 404:
-                return False
-            raise
-        body = dict(obj)
-        body["metadata"] = {**obj["metadata"], "resourceVersion": current.metadata.resourceVersion}
-        if kind == "Service":
-            body["spec"] = {**obj["spec"], "clusterIP": current.spec.clusterIP}
-        resource.replace(body=body, namespace=namespace)
-        return True
+                raise ClusterError(f"cannot apply {obj['kind']} {metadata['name']}: {_reason(exc)}") from None
 
     def get(self, kind: str, name: str, namespace: str | None = None, api_version: str = "v1") -> dict[str, Any] | None:
         """An object as a plain dict (as the API serves it), or None when it does not exist."""
