@@ -891,7 +891,7 @@ class ChaosItem(pytest.Item):
         cluster = session_cluster(config)
         with cluster.kube() as kube:
             chaos = PytestChaos(cluster, kube, config.stash[_SAFETY], PluginHooks(config))
-            url = setting(config, "prometheus-url")
+            url = setting(config, "prometheus-url") or self.experiment.prometheus_url  # the session's wins
             prometheus = PrometheusClient(url) if url else None  # else the run deploys its own when it needs one
             game = GameDay(
                 self.experiment, cluster, kube, chaos, prometheus=prometheus, on_result=[reporter(config, self, kube)]

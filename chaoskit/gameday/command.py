@@ -67,7 +67,7 @@ def add_parser(commands: Any) -> None:
         "--prometheus-url",
         metavar="URL",
         help="the Prometheus for PromQL objectives and stop conditions (the cluster's own, on 127.0.0.1 or a host "
-        "allowed with --allow-target); default: chaoskit deploys its own for the run",
+        "allowed with --allow-target); default: the file's prometheus: url, else chaoskit deploys its own for the run",
     )
     run.add_argument("--no-live", action="store_true", help="one progress line a second even on a terminal")
     run.add_argument(
@@ -163,7 +163,8 @@ def main(args: argparse.Namespace) -> int:
         say(str(exc))
         return 1
     with session:
-        prometheus = PrometheusClient(args.prometheus_url) if args.prometheus_url else None
+        url = args.prometheus_url or experiment.prometheus_url  # the command line wins over the file
+        prometheus = PrometheusClient(url) if url else None
         if prometheus is not None:
             prometheus.check_reachable(within=10.0)
         game = GameDay(experiment, session.cluster, session.kube, session.chaos(), prometheus=prometheus)

@@ -187,6 +187,9 @@ class ExperimentFile:
     settle_seconds: float
     lines: Mapping[str, int]
     """The line each field is written on, by its path (``faults[0].duration``)."""
+    prometheus_url: str | None = None
+    """``prometheus: {url: ...}``: a Prometheus already running to ask, instead of one the run deploys
+    (the command line's and the pytest session's URL win over it)."""
 
     def line_of(self, field: str) -> int:
         """The line ``field`` is written on, or its nearest enclosing field's (1 when none is known)."""

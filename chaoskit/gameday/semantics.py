@@ -97,7 +97,12 @@ class Semantics:
             objectives=objectives,
             settle_seconds=float(data.get("settle_seconds", DEFAULT_SETTLE_SECONDS)),
             lines=MappingProxyType({field_name(loc): line for loc, line in doc.lines.items()}),
+            prometheus_url=self.prometheus_url(),
         )
+
+    def prometheus_url(self) -> str | None:
+        raw = self.data.get("prometheus")
+        return str(raw["url"]) if isinstance(raw, dict) and "url" in raw else None
 
     def default_namespace(self) -> str:
         """The namespace of a fault or workload that names none (a stand-in when the file's own is wrong)."""

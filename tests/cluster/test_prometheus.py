@@ -8,6 +8,7 @@ when the module ends. The web tier's pods carry the scrape annotations.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Iterator
 
@@ -124,6 +125,36 @@ def test_uses_the_clusters_own_prometheus(experiment, chaoskit_prometheus, chaos
     with experiment(load, [PromQL('count(up{{job="prometheus"}})', at_least=1)], prometheus=chaoskit_prometheus):
         pass
 """
+
+
+THEIR_FILE = """\
+name: their prometheus
+namespace: {namespace}
+prometheus: {{url: '{url}'}}
+load: {{host: 'http://127.0.0.1:{port}', paths: [/], users: 2, rate_per_user: 10, run_seconds: 6, warmup_seconds: 1}}
+faults:
+  - {{kind: pod-kill, at: 1s, selector: app=web, count: 1}}
+objectives:
+  - promql: {{query: 'count(up{{job="prometheus"}})', at_least: 1}}
+"""
+
+
+def test_an_experiment_file_names_the_clusters_own_prometheus_and_none_is_deployed(
+    pytester: pytest.Pytester, prometheus: PrometheusDeployment, web: Web, kube: Kube
+) -> None:
+    """A file's ``prometheus: {url}`` is asked for its PromQL objective: the run deploys no Prometheus."""
+    path = pytester.path / "theirs.chaos.yaml"
+    path.write_text(THEIR_FILE.format(namespace=web.namespace, url=prometheus.url, port=web.node_port))
+    result = pytester.run(
+        sys.executable, "-m", "chaoskit.cli", "run", str(path), "--no-live", "--report-dir", str(pytester.path),
+        "--allow-namespace", web.namespace, timeout=300,
+    )  # fmt: skip
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 0, out
+    assert "deploying Prometheus" not in out, out
+    namespaces = {n.metadata.name for n in kube.core.list_namespace().items}
+    assert "chaoskit-monitoring" not in namespaces, "chaoskit deployed its own Prometheus"
+    assert "PASSED game day their prometheus" in out, out
 
 
 def test_the_clusters_own_prometheus_serves_instead_of_a_deployed_one(

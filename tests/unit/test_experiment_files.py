@@ -631,6 +631,18 @@ def test_an_existing_cluster_is_chosen_by_its_context_and_the_schema_key_is_igno
     ]
 
 
+def test_a_prometheus_already_running_is_named_by_its_url():
+    assert parse_experiment(BASE, SOURCE).prometheus_url is None
+    text = "prometheus: {url: 'http://127.0.0.1:9090'}\n" + BASE
+    assert parse_experiment(text, SOURCE).prometheus_url == "http://127.0.0.1:9090"
+    (scheme,) = refusal("prometheus: {url: 'ftp://x'}\n" + BASE)
+    assert scheme.startswith(f"{SOURCE}:1: prometheus.url: "), scheme
+    assert refusal("prometheus: {address: 'http://x'}\n" + BASE) == [
+        f"{SOURCE}:1: prometheus.url: is missing: prometheus needs it; add url: http://127.0.0.1:9090",
+        f"{SOURCE}:1: prometheus.address: is not a key of prometheus; prometheus's keys are url",
+    ]
+
+
 def test_a_fault_refused_by_its_spec_still_has_its_times_checked():
     text = spoil("    selector: app=web\n", "    selector: app=web\n    count: 1\n    percent: 50\n")
     text = text.replace("duration: 10s", "duration: 0s")
