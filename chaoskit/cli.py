@@ -24,7 +24,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from chaoskit.adapters.nodes import INJECTOR_NAMESPACE, INJECTOR_SELECTOR
 from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, choose_provider, get_provider
@@ -130,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _cluster_options(cleanup, creating=False)
     injector_options(cleanup, installs=False)
+    _output_option(cleanup)
     status = commands.add_parser(
         "status",
         help="the faults in place now, who injected them and since when, and the test namespaces",
@@ -141,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(status, creating=False)
-    status.add_argument("-o", "--output", choices=("text", "json"), default="text", help="text (default) or json")
+    _output_option(status)
     abort = commands.add_parser(
         "abort",
         help="undo every fault in place now, live runs' included (the big red button)",
@@ -153,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _cluster_options(abort, creating=False)
     injector_options(abort, installs=False)
+    _output_option(abort)
     from chaoskit.gameday import command as run_command
 
     run_command.add_parser(commands)
@@ -205,6 +207,8 @@ def _parser() -> argparse.ArgumentParser:
         _cluster_options(sub, creating=False)
         if action == "install":
             sub.add_argument("--image", help="the injector image to pull (needed outside kind)")
+        if action == "status":
+            _output_option(sub)
     agent_actions.add_parser(
         "image", help="build the injector image locally and print its name (to push to a registry)"
     )
@@ -239,6 +243,28 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("images", nargs="+", metavar="IMAGE", help="local image names (as 'docker images' lists them)")
     _cluster_options(load, creating=False)
     return parser
+
+
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json", "yaml"),
+        default="text",
+        help="text (default), or json or yaml for scripts (the same fields either way)",
+    )
+
+
+def _emit(args: argparse.Namespace, document: dict[str, Any], text: list[str]) -> None:
+    """Print ``text`` line by line, or ``document`` as JSON or YAML, as ``-o`` asks."""
+    if args.output == "json":
+        print(json.dumps(document, indent=2))
+    elif args.output == "yaml":
+        import yaml
+
+        print(yaml.safe_dump(document, sort_keys=False), end="")
+    else:
+        print("\n".join(text))
 
 
 def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
@@ -308,19 +334,37 @@ def _agent(args: argparse.Namespace) -> int:
             print(f"injector {'removed from' if found else 'was not installed in'} {cluster.name}")
         else:
             current = injector.installed_image(kube)
-            print(f"injector of {cluster.name}: {current or 'not installed'}")
-            for pod in kube.pods(INJECTOR_NAMESPACE, INJECTOR_SELECTOR):
-                print(f"  {pod.metadata.name:32} {pod.spec.node_name or '-':28} {pod.status.phase}")
+            pods = kube.pods(INJECTOR_NAMESPACE, INJECTOR_SELECTOR)
             recorded = objects.listed(kube)
-            print(f"faults recorded in the cluster: {len(recorded)}")
+            text = [f"injector of {cluster.name}: {current or 'not installed'}"]
+            text += [f"  {pod.metadata.name:32} {pod.spec.node_name or '-':28} {pod.status.phase}" for pod in pods]
+            text.append(f"faults recorded in the cluster: {len(recorded)}")
             for found_fault in recorded:
                 owner = found_fault.owner
                 state = "owner alive" if found_fault.owner_alive else "OWNER GONE"
                 undone = f", undone by the agent on {', '.join(found_fault.undone_on)}" if found_fault.undone_on else ""
-                print(
+                text.append(
                     f"  {found_fault.fault_id}: {found_fault.kind}, {state} ({owner.get('host', '?')} pid "
                     f"{owner.get('pid', '?')}: {owner.get('command', '?')}){undone}"
                 )
+            document = {
+                "cluster": cluster.name,
+                "image": current,
+                "pods": [
+                    {"name": pod.metadata.name, "node": pod.spec.node_name, "phase": pod.status.phase} for pod in pods
+                ],
+                "faults": [
+                    {
+                        "faultId": f.fault_id,
+                        "kind": f.kind,
+                        "owner": dict(f.owner),
+                        "ownerAlive": f.owner_alive,
+                        "undoneOn": list(f.undone_on),
+                    }
+                    for f in recorded
+                ],
+            }
+            _emit(args, document, text)
     return 0
 
 
@@ -363,20 +407,27 @@ def _cleanup(args: argparse.Namespace) -> int:
     ) as session:
         swept = session.sweep()
     cluster, result, namespaces = session.cluster, swept.faults, swept.namespaces
-    print(
+    text = [
         f"cleanup of {cluster.name}: {len(result.undone)} fault(s) undone, {len(result.moot)} moot, "
         f"{len(result.failed)} NOT undone, {len(namespaces)} test namespace(s) deleted"
-    )
-    for line in result.undone:
-        print(f"  undone: {line}")
-    for line in result.moot:
-        print(f"  moot (settled, its targets are gone): {line}")
-    for fault_id in result.skipped_live:
-        print(f"  left alone (its run is still going): {fault_id}")
-    for failure in result.failed:
-        print(f"  NOT UNDONE: {failure}")
+    ]
+    text += [f"  undone: {line}" for line in result.undone]
+    text += [f"  moot (settled, its targets are gone): {line}" for line in result.moot]
+    text += [f"  left alone (its run is still going): {fault_id}" for fault_id in result.skipped_live]
+    text += [f"  NOT UNDONE: {failure}" for failure in result.failed]
     if result.failed:
-        print("  what is listed as NOT UNDONE is still in the cluster: fix what the line says, then run cleanup again")
+        text.append(
+            "  what is listed as NOT UNDONE is still in the cluster: fix what the line says, then run cleanup again"
+        )
+    document = {
+        "cluster": cluster.name,
+        "undone": list(result.undone),
+        "moot": list(result.moot),
+        "leftAlone": list(result.skipped_live),
+        "failed": list(result.failed),
+        "namespacesDeleted": list(namespaces),
+    }
+    _emit(args, document, text)
     return 1 if result.failed else 0
 
 
@@ -386,10 +437,7 @@ def _status(args: argparse.Namespace) -> int:
 
     with open_session(_spec(args), bring_up=False, reach_nodes=False, sweep_first=False) as session:
         report = control.status(session.cluster, session.kube)
-    if args.output == "json":
-        print(json.dumps(report.as_json(), indent=2))
-    else:
-        print("\n".join(report.lines()))
+    _emit(args, report.as_json(), report.lines())
     return 1 if report.residue else 0
 
 
@@ -401,16 +449,21 @@ def _abort(args: argparse.Namespace) -> int:
         _spec(args), bring_up=False, injector=args.injector, install_agent=False, sweep_first=False
     ) as session:
         cluster, result = session.cluster, control.abort(session.cluster, session.kube)
-    print(
+    text = [
         f"abort of {cluster.name}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "
         f"{len(result.moot)} moot, {len(result.failed)} NOT undone"
-    )
-    for line in result.undone:
-        print(f"  undone: {line}")
-    for line in result.moot:
-        print(f"  moot (its targets are gone): {line}")
-    for line in result.failed:
-        print(f"  NOT UNDONE: {line}")
+    ]
+    text += [f"  undone: {line}" for line in result.undone]
+    text += [f"  moot (its targets are gone): {line}" for line in result.moot]
+    text += [f"  NOT UNDONE: {line}" for line in result.failed]
+    document = {
+        "cluster": cluster.name,
+        "seconds": round(result.seconds, 2),
+        "undone": list(result.undone),
+        "moot": list(result.moot),
+        "failed": list(result.failed),
+    }
+    _emit(args, document, text)
     return 1 if result.failed else 0
 
 

@@ -154,7 +154,7 @@ def test_an_experiment_file_names_the_clusters_own_prometheus_and_none_is_deploy
     assert "deploying Prometheus" not in out, out
     namespaces = {n.metadata.name for n in kube.core.list_namespace().items}
     assert "chaoskit-monitoring" not in namespaces, "chaoskit deployed its own Prometheus"
-    assert "PASSED game day their prometheus" in out, out
+    assert "PASSED their prometheus; " in out and "1/1 objectives met" in out, out
 
 
 def test_the_clusters_own_prometheus_serves_instead_of_a_deployed_one(

@@ -342,6 +342,22 @@ def test_status_says_residue_in_json_and_by_its_exit_status():
     assert said["faults"][0]["owner"]["pid"] == 7
 
 
+def test_status_cleanup_abort_and_agent_status_say_the_same_fields_as_json_or_yaml(capsys):
+    import yaml
+
+    parser = cli._parser()
+    for argv in (["status"], ["cleanup"], ["abort"], ["agent", "status"]):
+        for output in ("text", "json", "yaml"):
+            assert parser.parse_args([*argv, "-o", output]).output == output
+        assert parser.parse_args(argv).output == "text"
+    document = {"cluster": "c", "undone": ["partition-1: 2 rule(s) removed"], "failed": []}
+    for output, read in (("json", json.loads), ("yaml", yaml.safe_load)):
+        cli._emit(SimpleNamespace(output=output), document, ["the text"])
+        assert read(capsys.readouterr().out) == document
+    cli._emit(SimpleNamespace(output="text"), document, ["line one", "line two"])
+    assert capsys.readouterr().out == "line one\nline two\n"
+
+
 def test_validate_checks_files_offline_with_no_docker_and_no_cluster(tmp_path):
     """PATH without docker and a Docker socket that does not exist: the files are judged all the same."""
     good = [str(p) for p in sorted((Path(__file__).parents[2] / "experiments").glob("*.chaos.yaml"))]
@@ -386,7 +402,7 @@ def test_the_completion_script_completes_commands_fault_kinds_and_their_options(
     assert complete("chaoskit", "inj") == ["inject"]
     assert {"pod-kill", "partition", "node-failure"} <= set(complete("chaoskit", "inject", ""))
     assert complete("chaoskit", "inject", "pod-kill", "--grace") == ["--grace-seconds"]
-    assert complete("chaoskit", "status", "-o", "") == ["json", "text"]
+    assert complete("chaoskit", "status", "-o", "") == ["json", "text", "yaml"]
     zsh = subprocess.run([*CHAOSKIT, "completion", "zsh"], capture_output=True, text=True, check=True).stdout
     assert "#compdef chaoskit" in zsh and "*.chaos.yaml" in zsh
 
