@@ -368,6 +368,9 @@ class Kind:
     """The smallest change the measurement can tell apart (its step): a smaller change never counts."""
     ratio: bool = False
     """A ratio where higher is better (availability): compared as its complement, where higher is worse."""
+    multiplicative: bool = False
+    """Its noise scales with its size (a latency: a busy CPU stretches every request by a factor), so its
+    noise band is also taken on the logarithms of its values."""
 
 
 def kind_of(figure: str) -> Kind:
@@ -375,7 +378,7 @@ def kind_of(figure: str) -> Kind:
     if name == "availability":
         return Kind("", 0.005, ratio=True)
     if name.endswith("_ms"):
-        return Kind(" ms", 10.0)
+        return Kind(" ms", 10.0, multiplicative=True)
     if name == "lost_writes":
         return Kind("", 0.5)
     if name == "inject_to_effect_s":

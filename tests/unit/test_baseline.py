@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -54,8 +55,29 @@ def test_the_noise_band_comes_from_the_baselines_own_spread():
     latency = Baseline.of_values({"exp": {"whole.p95_ms": [100.0, 104.0, 98.0, 101.0, 99.0]}})
     (ok,) = latency.judge_run("exp", {"whole.p95_ms": 120.0})
     sigma = max(1.4826 * 1.0, statistics.stdev([100.0, 104.0, 98.0, 101.0, 99.0]))  # MAD 1 ms; SD 2.3 ms
-    assert not ok.regressed and ok.bound == pytest.approx(max(104.0, 100.0 + 4 * sigma) + 20.0)
+    logs = [math.log(v) for v in (100.0, 104.0, 98.0, 101.0, 99.0)]
+    log_sigma = max(1.4826 * statistics.median(abs(v - math.log(100.0)) for v in logs), statistics.stdev(logs))
+    log_reach = 100.0 * math.exp(4 * log_sigma)
+    assert not ok.regressed and ok.bound == pytest.approx(max(104.0, 100.0 + 4 * sigma, log_reach) + 20.0)
     assert latency.check_run("exp", {"whole.p95_ms": 140.0})
+
+
+def test_a_latencys_band_is_also_taken_on_its_logarithms():
+    """Tail latency on two workers sharing 2 cores moves by ratios from run to run: 18 honest runs of a
+    partition's whole-run p99 from 12 to 74 ms (median 26 ms) and then an honest 113 ms, which the sigma of
+    the values (17 ms) called a regression. Four sigmas of the logs reach 171 ms; a run past that still is one,
+    and a shift of every run is the rank test's."""
+    values = [12.0, 15, 18, 20, 22, 23, 24, 24, 25, 26, 28, 30, 32, 35, 40, 52, 66, 74]
+    baseline = Baseline.of_values({"exp": {"whole.p99_ms": values}})
+    (honest,) = baseline.judge_run("exp", {"whole.p99_ms": 113.0})
+    assert not honest.regressed and honest.bound == pytest.approx(180.7, abs=0.1)
+    assert "4 sigmas of the logs reach 171 ms; bound = max(worst, median + 4 sigma, that reach)" in honest.rule
+    assert baseline.check_run("exp", {"whole.p99_ms": 200.0})
+    # Recovery is not a latency: its band stays on the values.
+    (recovery,) = Baseline.of_values({"exp": {"recovery_s": [1.0, 1.1, 0.9, 1.0, 1.05, 0.95]}}).judge_run(
+        "exp", {"recovery_s": 1.2}
+    )
+    assert "logs" not in recovery.rule
 
 
 def test_availability_regresses_downwards():
