@@ -353,16 +353,7 @@ def _agent(args: argparse.Namespace) -> int:
                 "pods": [
                     {"name": pod.metadata.name, "node": pod.spec.node_name, "phase": pod.status.phase} for pod in pods
                 ],
-                "faults": [
-                    {
-                        "faultId": f.fault_id,
-                        "kind": f.kind,
-                        "owner": dict(f.owner),
-                        "ownerAlive": f.owner_alive,
-                        "undoneOn": list(f.undone_on),
-                    }
-                    for f in recorded
-                ],
+                "faults": [found_fault.as_json() for found_fault in recorded],
             }
             _emit(args, document, text)
     return 0

@@ -95,16 +95,7 @@ class Status:
                 }
                 for f in self.faults
             ],
-            "elsewhere": [
-                {
-                    "faultId": found.fault_id,
-                    "kind": found.kind,
-                    "owner": dict(found.owner),
-                    "ownerAlive": found.owner_alive,
-                    "undoneOn": list(found.undone_on),
-                }
-                for found in self.elsewhere
-            ],
+            "elsewhere": [found.as_json() for found in self.elsewhere],
             "recordsUnreadable": self.records_unreadable,
             "namespaces": [
                 {

@@ -490,11 +490,10 @@ def injection_span(faults: Sequence[FaultRecord], offset: float) -> tuple[float,
     time only, converted with ``offset`` (``time.time() - time.monotonic()``,
     taken once when the experiment started).
     """
-    monotonic = [f.injected_mono for f in faults if f.injected_mono is not None]
-    if not monotonic:
+    spans = fault_spans(faults, offset)
+    if not spans:
         return None
-    rounds = [r.injected_at - offset for f in faults if f.injected_mono is not None for r in f.rounds]
-    return min(monotonic), max([*monotonic, *rounds])
+    return spans[0][0], max(last for _, last, _ in spans)
 
 
 def _load_summary(spec: LoadSpec, requests: int, stream: StreamStats) -> dict[str, Any]:

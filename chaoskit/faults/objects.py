@@ -414,6 +414,16 @@ class FaultObject:
     pods: tuple[str, ...] = ()
     """``namespace/name`` of the pods it holds (for the blast-radius cap of faults that follow)."""
 
+    def as_json(self) -> dict[str, Any]:
+        """What ``chaoskit status`` and ``chaoskit agent status`` say of it with ``-o json``."""
+        return {
+            "faultId": self.fault_id,
+            "kind": self.kind,
+            "owner": dict(self.owner),
+            "ownerAlive": self.owner_alive,
+            "undoneOn": list(self.undone_on),
+        }
+
 
 def _owner_leases(kube: Kube) -> list[Any]:
     """Every owner Lease (an ApiError when they cannot be read)."""

@@ -379,8 +379,9 @@ class GameDay:
         # (a wait for recovery may add to it; an abort ends it sooner).
         remaining = 0.0
         if spec is not None:
-            planned = (timeline.left() if timeline is not None else 0.0) + spec.settle_seconds
-            remaining = min(planned, spec.load.run_seconds)
+            remaining = min(
+                (timeline.left() if timeline is not None else 0.0) + spec.settle_seconds, spec.load.run_seconds
+            )
         if run is not None and run.load is not None:
             load = run.load
             with self._lock:
@@ -388,8 +389,6 @@ class GameDay:
                 recent = [r for r in self._records if now - WINDOW_SECONDS <= r.started <= now]
             elapsed = max(0.0, now - load.warmup_ended_at)
             remaining = min(remaining, max(0.0, run.spec.load.run_seconds - elapsed))
-            if self.phase in ("done", "recovering", "aborting") and timeline is not None and timeline.done:
-                remaining = min(remaining, spec.settle_seconds if spec is not None else 0.0)
             rps = len(recent) / WINDOW_SECONDS
             if recent:
                 error_rate = sum(1 for r in recent if not r.ok) / len(recent)
