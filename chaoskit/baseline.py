@@ -42,7 +42,8 @@ half a point or 3 failed requests of the window, whichever is more (a pod kill
 fails a request in flight now and then: 1 of 120 is 0.83 points), one lost
 write.
 
-* **noise band** (each run, with at least 5 comparable earlier runs): the run
+* **noise band** (each run, with at least 5 comparable earlier runs over at
+  least 3 nights): the run
   regresses when its value passes ``max(worst, median + 4 sigma)`` by more than
   the minimum effect. Normal noise passes 4 sigma once in about 30 000 runs,
   and the band is never narrower than what the baseline itself has seen. A
@@ -50,21 +51,29 @@ write.
   CPU stretches requests by a factor, so a tail latency's noise is a ratio (on
   two pytest -n workers sharing 2 cores, a partition's whole-run p99 was 8-74
   ms over 18 honest runs, median 24 ms, and then an honest 113 ms: past the
-  values' 4 sigma, inside the logs' 343 ms). One run's tail is judged loosely
-  so; a latency that worsens in every run is the rank test's.
-* **few runs** (each run, with 1 to 4 comparable earlier runs): too few for a
-  noise model, so only a gross change counts: past five times the worst plus
-  twice the resolution. (Twice the worst was tried first: on two pytest -n
-  workers one honest run's whole-run p99 was 68 ms against 23 ms the night
-  before, with three runs to judge by.)
+  values' 4 sigma, inside the logs' 343 ms). Runs from fewer than 3 nights
+  cannot say how far one night differs from the next, whatever their number.
+* **few runs** (each run, with fewer comparable earlier runs or nights): too
+  few for a noise model, so only a gross change counts: past five times the
+  worst plus twice the resolution. (Twice the worst was tried first: on two
+  pytest -n workers one honest run's whole-run p99 was 68 ms against 23 ms the
+  night before, with three runs to judge by.)
+* **night median** (a repeated experiment, ``--chaos-repeat`` of at least 3):
+  the night, not the run, is the unit that is independent. Tonight's runs
+  share the machine, its load and the other worker; a slowdown in the system
+  shows in every one of them, and one run's tail is the night's noise. So each
+  run is still judged alone, but a run past its bound is only an **outlier**;
+  the median of tonight's runs is judged by the noise band (or the few-runs
+  rule) instead, and regresses the experiment. (Two-worker nights on 1.37 had
+  one run's partition after-window p95 at 31 ms against a 24 ms band, and 98 ms
+  against 49 ms, in runs whose siblings that night were inside it.)
 * **rank test** (tonight's runs of a repeated experiment together, at least 3,
   against at least 5 comparable earlier runs): a one-sided Mann-Whitney U test
   says tonight's values are worse at p < 0.01, their median is worse than the
   baseline's by more than the minimum effect, and it passes every earlier
   night's median (nights of at least 3 runs) by the minimum effect. The last
   clause keeps a night that is merely the busiest of the window from counting:
-  a night, not a run, is independent, and an honest one is the worst of k + 1
-  once in k + 1.
+  an honest night is the worst of k + 1 once in k + 1.
 
 Every judgement, regressed or not, is kept on the run
 (:attr:`ExperimentResult.judgements`) with the rule and numbers that set its
@@ -87,7 +96,7 @@ import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +117,8 @@ SCHEMA = "chaoskit-baseline/2"
 OLD_SCHEMA = "chaoskit-baseline/1"
 NOISE_MIN_RUNS = 5
 """Comparable earlier runs before the noise band judges one run (fewer: only a gross change counts)."""
+NOISE_MIN_NIGHTS = 3
+"""Nights those runs must come from: runs of fewer nights cannot say how far one night differs from the next."""
 FAILED_REQUESTS = 3
 """Availability's resolution in requests: fewer failed requests than this beyond the baseline never count (a
 pod kill fails a request in flight now and then)."""
@@ -118,7 +129,8 @@ SIGMAS = 4.0
 MIN_EFFECT = 0.2
 """The smallest change that counts, as a share of the baseline's median (never below the resolution)."""
 RANK_MIN_TONIGHT = 3
-"""Tonight's runs before the rank test judges them together."""
+"""Tonight's runs before the rank test judges them together, and before one run past its bound is only an
+outlier, the night judged by its median."""
 NIGHT_MIN_RUNS = 3
 """Runs a night needs for its median to count in the rank test's last clause."""
 
@@ -273,13 +285,14 @@ class Baseline:
 
     @classmethod
     def of_values(cls, values: Mapping[str, Mapping[str, Sequence[float]]], night: str = "earlier") -> Baseline:
-        """A baseline of bare values (group -> figure -> values), as one night of runs without a shape; the
-        i-th value of each figure belongs to the i-th run."""
+        """A baseline of bare values (group -> figure -> values), each run a night of its own (``earlier 1``,
+        ``earlier 2``...), as a nightly run that does not repeat its experiments makes them, without a shape;
+        the i-th value of each figure belongs to the i-th run."""
         runs = []
         for group, named in values.items():
             for i in range(max((len(v) for v in named.values()), default=0)):
-                runs.append(PastRun(group, night, {f: v[i] for f, v in named.items() if i < len(v)}))
-        return cls(runs, [night])
+                runs.append(PastRun(group, f"{night} {i + 1}", {f: v[i] for f, v in named.items() if i < len(v)}))
+        return cls(runs, sorted({r.night for r in runs}))
 
     @classmethod
     def load(cls, path: Path, judged: Sequence[str] = ()) -> Baseline:
@@ -363,9 +376,12 @@ class Baseline:
         tonight: Mapping[str, float],
         shape: Mapping[str, Any] | None = None,
         requests: Mapping[str, int] | None = None,
+        repeated: int = 1,
     ) -> list[Judgement]:
         """One run's figures, each against the noise band (or the few-runs rule) of its comparable runs;
-        ``requests`` (window -> the run's requests) sets availability's resolution."""
+        ``requests`` (window -> the run's requests) sets availability's resolution. A run of an experiment
+        repeated ``repeated`` >= RANK_MIN_TONIGHT times that passes its bound is an outlier, not a
+        regression: :meth:`judge_night` judges the night."""
         runs = self.comparable(group, shape)
         names = [f for f in sorted(tonight) if selected(self.judged, f)]
         if not runs:
@@ -379,7 +395,15 @@ class Baseline:
                     Judgement(group, figure, (tonight[figure],), (), "not judged", rule="no earlier value of it")
                 )
                 continue
-            found.append(one_run(group, figure, tonight[figure], noise))
+            judged = one_run(group, figure, tonight[figure], noise)
+            if judged.regressed and repeated >= RANK_MIN_TONIGHT:
+                judged = replace(
+                    judged,
+                    regressed=False,
+                    outlier=True,
+                    rule=f"{judged.rule}; one run of {repeated}: an outlier, the night is judged by its median",
+                )
+            found.append(judged)
         return found
 
     def judge_night(
@@ -389,17 +413,20 @@ class Baseline:
         shape: Mapping[str, Any] | None = None,
         requests: Mapping[str, int] | None = None,
     ) -> list[Judgement]:
-        """Tonight's runs of one experiment together, by the rank test, for each figure with at least
-        RANK_MIN_TONIGHT values tonight and NOISE_MIN_RUNS comparable earlier ones; ``requests`` (window ->
-        the fewest requests of tonight's runs) sets availability's resolution."""
+        """Tonight's runs of one experiment together, for each figure with at least RANK_MIN_TONIGHT values
+        tonight: their median by the noise band (or the few-runs rule), and with NOISE_MIN_RUNS comparable
+        earlier runs, the rank test; ``requests`` (window -> the fewest requests of tonight's runs) sets
+        availability's resolution."""
         earlier = self.comparable(group, shape)
         found = []
         for figure in sorted({name for run in runs for name in run if selected(self.judged, name)}):
             values = [run[figure] for run in runs if figure in run]
             noise = self.noise(figure, earlier, requests)
-            if len(values) < RANK_MIN_TONIGHT or noise is None or len(noise.values) < NOISE_MIN_RUNS:
+            if len(values) < RANK_MIN_TONIGHT or noise is None:
                 continue
-            found.append(rank_test(group, figure, values, noise))
+            found.append(night_median(group, figure, values, noise))
+            if len(noise.values) >= NOISE_MIN_RUNS:
+                found.append(rank_test(group, figure, values, noise))
         return found
 
     def check_run(
@@ -433,11 +460,12 @@ def one_run(group: str, figure: str, value: float, noise: Noise) -> Judgement:
     """One run's value against the noise band, or the few-runs rule when the baseline is too small."""
     kind = noise.kind
     earlier = tuple(_unbad(v, kind) for v in noise.values)
-    if len(noise.values) < NOISE_MIN_RUNS:
+    if len(noise.values) < NOISE_MIN_RUNS or len(noise.nights) < NOISE_MIN_NIGHTS:
         resolution = max(noise.resolution, kind.resolution)
         allowed = GROSS * noise.worst + 2 * resolution
         rule = (
-            f"few runs: {noise.where()} are too few for a noise model ({NOISE_MIN_RUNS} needed), so only past "
+            f"few runs: {noise.where()} are too few for a noise model ({NOISE_MIN_RUNS} runs over "
+            f"{NOISE_MIN_NIGHTS} nights needed), so only past "
             f"{GROSS:g} times their worst {show(_unbad(noise.worst, kind), kind)}, plus twice the resolution "
             f"{_step(resolution, kind)}, is a regression"
         )
@@ -459,6 +487,19 @@ def one_run(group: str, figure: str, value: float, noise: Noise) -> Judgement:
         method = "noise band"
     regressed = _badness(value, kind) > allowed + 1e-12
     return Judgement(group, figure, (value,), earlier, method, _unbad(allowed, kind), rule, regressed=regressed)
+
+
+def night_median(group: str, figure: str, tonight: Sequence[float], noise: Noise) -> Judgement:
+    """Tonight's runs of a repeated experiment by their median, against the bound one run would have."""
+    kind = noise.kind
+    middle = _unbad(statistics.median(_badness(v, kind) for v in tonight), kind)
+    alone = one_run(group, figure, middle, noise)
+    return replace(
+        alone,
+        tonight=tuple(tonight),
+        method="night median",
+        rule=f"median {show(middle, kind)} of tonight's {len(tonight)} runs against the {alone.rule}",
+    )
 
 
 def rank_test(group: str, figure: str, tonight: Sequence[float], noise: Noise) -> Judgement:

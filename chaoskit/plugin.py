@@ -613,7 +613,7 @@ def reporter(config: pytest.Config, item: pytest.Item, kube: Kube | None = None)
             result.expected_failure = str(xfail.kwargs.get("reason") or "marked xfail")
         result.shape = run_shape(config, result)
         if baseline is not None:
-            result.judgements = judge(baseline, result)
+            result.judgements = judge(baseline, result, setting(config, "repeat"))
             result.regressions = [j for j in result.judgements if j.regressed]
             if result.regressions and not result.logs and kube is not None:
                 result.logs = pod_logs(kube, result.involved_pods)  # a regressed run explains itself too
@@ -644,11 +644,11 @@ def run_shape(config: pytest.Config, result: ExperimentResult) -> dict[str, Any]
     return shape
 
 
-def judge(baseline: Baseline, result: ExperimentResult) -> list[Judgement]:
-    """One run against the baseline: each figure it measured, and the percentiles it measured over too few
-    requests, said as not judged."""
+def judge(baseline: Baseline, result: ExperimentResult, repeat: int = 1) -> list[Judgement]:
+    """One run of an experiment run ``repeat`` times against the baseline: each figure it measured, and the
+    percentiles it measured over too few requests, said as not judged."""
     requests = {s.window: s.requests for s in result.verdict.stats}
-    judged = baseline.judge_run(result.group, figures(result), shape_of(result), requests)
+    judged = baseline.judge_run(result.group, figures(result), shape_of(result), requests, repeated=repeat)
     left = [
         Judgement(result.group, figure, (), (), "not judged", rule=why)
         for figure, why in unsupported(result).items()

@@ -24,6 +24,7 @@ from chaoskit import summary
 from chaoskit.baseline import Baseline, shape_of
 from chaoskit.faults.base import FaultRecord
 from chaoskit.results import (
+    TOGETHER,
     ExperimentResult,
     Judgement,
     Series,
@@ -233,6 +234,8 @@ def _judgements_html(result: ExperimentResult) -> str:
         seen = ", ".join(show(v, kind) for v in j.tonight)
         bound = "" if j.bound is None else show(j.bound, kind)
         verdict = "REGRESSED" if j.regressed else ("not judged" if j.method == "not judged" else "ok")
+        if j.outlier:
+            verdict = "outlier (the night's median judges)"
         rows.append(
             f"<tr class='{'failed' if j.regressed else ''}'><td>{e(j.figure)}</td><td>{e(seen)}</td>"
             f"<td>{e(bound)}</td><td>{e(j.method)}</td><td>{verdict}</td><td class='rule'>{e(j.rule)}</td></tr>"
@@ -259,7 +262,7 @@ def _trends_html(
     judged = group_judgements or result.judgements
     regressed = {j.figure for j in judged if j.regressed}
     bounds = {j.figure: j.bound for j in judged if j.method in ("noise band", "few runs")}
-    by_median = {j.figure: j.bound for j in judged if j.method == "rank test" and j.regressed}
+    by_median = {j.figure: j.bound for j in judged if j.method in TOGETHER and j.regressed}
     bounds |= by_median
     cells = []
     for figure in sorted(figures(result)):

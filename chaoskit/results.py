@@ -460,14 +460,17 @@ class Judgement:
     """The comparable earlier values it was judged against."""
     method: str
     """``noise band`` (one run), ``few runs`` (one run, too few earlier runs for a noise model: only a gross
-    change counts), ``rank test``
-    (tonight's runs together) or ``not judged``."""
+    change counts), ``night median`` (the median of tonight's runs of a repeated experiment, by the noise band
+    or the few-runs rule), ``rank test`` (tonight's runs together) or ``not judged``."""
     bound: float | None = None
     """The worst value allowed (one run), or the median tonight's runs had to pass (rank test)."""
     rule: str = ""
     """How the bound was set, in words: the rule and its numbers."""
     p_value: float | None = None
     regressed: bool = False
+    outlier: bool = False
+    """One run of a repeated experiment past its bound: not a regression by itself, since the night and not
+    the run is what is independent; the night's median and the rank test judge the night."""
 
     def short(self) -> str:
         """The figure, tonight's value(s), the bound and the rule's name: ``recovery_s 9.00 s, at most 4.25 s
@@ -478,7 +481,7 @@ class Judgement:
         if self.bound is None:
             return f"{self.figure} {seen} by {rule}"
         limit = "at least" if kind.ratio else "at most"
-        middle = " median" if self.method == "rank test" else ""
+        middle = " median" if self.method in TOGETHER else ""
         return f"{self.figure} {seen},{middle} {limit} {show(self.bound, kind)} by {rule}"
 
     def line(self) -> str:
@@ -486,14 +489,17 @@ class Judgement:
         seen = ", ".join(show(v, kind) for v in self.tonight)
         if self.method == "not judged":
             return f"not judged: {self.figure} {seen}: {self.rule}"
-        word = "regression" if self.regressed else "ok"
-        if self.method == "rank test":
+        word = "regression" if self.regressed else ("outlier" if self.outlier else "ok")
+        if self.method in TOGETHER:
             middle = show(statistics.median(self.tonight), kind)
             return f"{word}: {self.figure} {seen} (median {middle}) over {len(self.tonight)} runs; {self.rule}"
         limit = "at least" if kind.ratio else "at most"
         bound = "" if self.bound is None else f"{limit} {show(self.bound, kind)} "
         return f"{word}: {self.figure} {seen}; {bound}({self.rule})"
 
+
+TOGETHER = ("night median", "rank test")
+"""The methods that judge tonight's runs of an experiment together."""
 
 Regression = Judgement
 """A :class:`Judgement` that regressed (the name the results have always used)."""

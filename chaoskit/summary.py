@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chaoskit.results import ExperimentResult, Judgement, kind_of, kubernetes_versions, repeat_stats, show
+from chaoskit.results import TOGETHER, ExperimentResult, Judgement, kind_of, kubernetes_versions, repeat_stats, show
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def block(runs: Sequence[ExperimentResult]) -> Block:
 def _judged_lines(judged: Sequence[tuple[int, Judgement]], runs: int) -> list[str]:
     lines: list[str] = []
     single = [(i, j) for i, j in judged if j.method in ("noise band", "few runs")]
-    together = [j for _, j in judged if j.method == "rank test"]
+    together = [j for _, j in judged if j.method in TOGETHER]
     skipped = {j.figure: j.rule for _, j in judged if j.method == "not judged"}
     if single:
         sample = single[0][1]
@@ -92,15 +92,22 @@ def _judged_lines(judged: Sequence[tuple[int, Judgement]], runs: int) -> list[st
         kind = kind_of(figure)
         values = ", ".join(show(j.tonight[0], kind) for _, j in seen)
         regressed = [f"run {i}" for i, j in seen if j.regressed]
+        outliers = [f"run {i}" for i, j in seen if j.outlier]
         _, last = seen[-1]
         limit = "at least" if kind.ratio else "at most"
         bound = f"{limit} {show(last.bound, kind)}" if last.bound is not None else "no bound"
         outcome = f"REGRESSED in {', '.join(regressed)}" if regressed else "ok"
+        if outliers:
+            outcome += f"; outlier in {', '.join(outliers)} (one run; the night's median is judged below)"
         label = "value" if runs == 1 else "values"
         lines.append(f"    {figure}: {label} {values}; {bound}: {outcome}")
         lines.append(f"      ({last.rule})")
     for j in together:
-        lines.append(f"  {'REGRESSED' if j.regressed else 'ok'} together, {j.figure}: {j.rule}")
+        bound = ""
+        if j.method == "night median" and j.bound is not None:
+            kind = kind_of(j.figure)
+            bound = f" at {'least' if kind.ratio else 'most'} {show(j.bound, kind)} by the"
+        lines.append(f"  {'REGRESSED' if j.regressed else 'ok'} together, {j.figure}:{bound} {j.rule}")
     reasons: dict[str, list[str]] = {}
     for figure, why in sorted(skipped.items()):
         reasons.setdefault(why, []).append(figure)

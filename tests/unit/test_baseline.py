@@ -14,10 +14,16 @@ from chaoskit import summary
 from chaoskit.baseline import Baseline, PastRun, mann_whitney_greater, write_baseline
 from chaoskit.errors import SpecError
 from chaoskit.report import write_reports
-from chaoskit.results import Regressed, figures, percentile_needs, repeat_stats, unsupported
+from chaoskit.results import Judgement, Regressed, figures, percentile_needs, repeat_stats, unsupported
 from chaoskit.slo import Availability, RecoveryTime
 
 PASSING = [Availability(0.9), RecoveryTime(10)]
+
+
+def by(method: str, judgements: list) -> Judgement:
+    """The one judgement of ``method`` among a night's (the night median's and the rank test's)."""
+    (found,) = [j for j in judgements if j.method == method]
+    return found
 
 
 def test_a_runs_figures_are_its_recovery_windows_and_inject_to_effect():
@@ -34,7 +40,7 @@ def test_with_few_earlier_runs_only_a_gross_change_counts():
     baseline = Baseline.of_values({"exp": {"recovery_s": [0.4, 0.5]}})
     (regression,) = baseline.check_run("exp", {"recovery_s": 4.0, "other": 1.0})
     assert regression.method == "few runs" and regression.bound == pytest.approx(3.5)
-    assert regression.line().startswith("regression: recovery_s 4.00 s; at most 3.50 s (few runs: 2 runs over 1 night")
+    assert regression.line().startswith("regression: recovery_s 4.00 s; at most 3.50 s (few runs: 2 runs over 2 nights")
     assert baseline.check_run("exp", {"recovery_s": 3.4}) == []  # within five times the worst, plus twice 0.5 s
     assert baseline.check_run("other group", {"recovery_s": 99.0}) == []  # nothing to compare with
     (unjudged,) = baseline.judge_run("other group", {"recovery_s": 99.0})
@@ -49,7 +55,7 @@ def test_the_noise_band_comes_from_the_baselines_own_spread():
     assert Baseline.of_values({"exp": {"recovery_s": noisy}}).check_run("exp", {"recovery_s": 2.5}) == []
     (judged,) = Baseline.of_values({"exp": {"recovery_s": quiet}}).judge_run("exp", {"recovery_s": 1.2})
     assert judged.method == "noise band" and not judged.regressed
-    assert "noise band of 6 runs over 1 night: median 1.00 s" in judged.rule
+    assert "noise band of 6 runs over 6 nights: median 1.00 s" in judged.rule
     assert "bound = max(worst, median + 4 sigma) + minimum effect 0.50 s" in judged.rule
     # Tail latency: 20 % of the median is the minimum effect once it exceeds the 5 ms resolution.
     latency = Baseline.of_values({"exp": {"whole.p95_ms": [100.0, 104.0, 98.0, 101.0, 99.0]}})
@@ -96,7 +102,9 @@ def test_tonights_runs_together_are_judged_by_the_rank_test_and_every_earlier_ni
         [PastRun("exp", f"n{i}", {"recovery_s": v}) for i, night in enumerate(nights) for v in night], ["n0", "n1"]
     )
     doubled = [{"recovery_s": v} for v in (3.8, 4.1, 3.6)]
-    (regression,) = baseline.check_runs("exp", doubled)
+    regressions = baseline.check_runs("exp", doubled)
+    assert {r.method for r in regressions} == {"rank test", "night median"}  # the median 3.80 s is past 2.90 s
+    regression = by("rank test", regressions)
     assert regression.method == "rank test" and regression.p_value is not None and regression.p_value < 0.01
     assert (
         "Mann-Whitney U one-sided p = " in regression.line()
@@ -107,7 +115,7 @@ def test_tonights_runs_together_are_judged_by_the_rank_test_and_every_earlier_ni
     # Worse than the baseline at p < 0.01 but not beyond the minimum effect (20 % of 100 ms): no regression.
     latency = [[100.0, 102.0, 98.0], [101.0, 99.0, 103.0], [97.0, 100.0, 104.0]]
     quiet = Baseline([PastRun("exp", f"n{i}", {"whole.p95_ms": v}) for i, night in enumerate(latency) for v in night])
-    (small,) = quiet.judge_night("exp", [{"whole.p95_ms": v} for v in (110.0, 111.0, 112.0)])
+    small = by("rank test", quiet.judge_night("exp", [{"whole.p95_ms": v} for v in (110.0, 111.0, 112.0)]))
     assert not small.regressed and small.p_value is not None and small.p_value < 0.01
     assert mann_whitney_greater([5, 6, 7, 8, 9], [1, 2, 3, 4, 5]) < 0.01
     assert mann_whitney_greater([1, 2, 3, 4, 5], [5, 6, 7, 8, 9]) > 0.99
@@ -117,7 +125,7 @@ def test_a_night_worse_than_the_pool_but_like_an_earlier_night_is_not_a_regressi
     # One earlier night was as slow as tonight: the machine has such nights, and tonight is one.
     nights = [[1.0, 1.1, 0.9, 1.0]] * 9 + [[2.0, 2.2, 1.9, 2.1]]
     baseline = Baseline([PastRun("exp", f"n{i}", {"recovery_s": v}) for i, night in enumerate(nights) for v in night])
-    (judged,) = baseline.judge_night("exp", [{"recovery_s": v} for v in (1.9, 2.0, 2.05)])
+    judged = by("rank test", baseline.judge_night("exp", [{"recovery_s": v} for v in (1.9, 2.0, 2.05)]))
     assert judged.p_value is not None and judged.p_value < 0.01 and not judged.regressed
     assert "worst earlier night's median 2.05 s" in judged.rule
 
@@ -132,17 +140,18 @@ def test_tonight_must_pass_the_worst_earlier_night_by_the_minimum_effect():
         [4.5, 5.7, 6.1], [4.7, 6.4, 10.1], [4.6, 7.3, 4.5], [6.2, 14.2, 7.4],
     ]  # fmt: skip
     baseline = Baseline([PastRun("exp", f"n{i}", {"whole.p95_ms": v}) for i, night in enumerate(nights) for v in night])
-    (judged,) = baseline.judge_night("exp", [{"whole.p95_ms": v} for v in (18.0, 12.0, 19.0)])
+    judged = by("rank test", baseline.judge_night("exp", [{"whole.p95_ms": v} for v in (18.0, 12.0, 19.0)]))
     assert judged.p_value is not None and judged.p_value < 0.01 and not judged.regressed
     assert judged.bound == pytest.approx(12.3 + 10.0)
-    (slower,) = baseline.judge_night("exp", [{"whole.p95_ms": v} for v in (30.0, 24.0, 26.0)])
+    slower = by("rank test", baseline.judge_night("exp", [{"whole.p95_ms": v} for v in (30.0, 24.0, 26.0)]))
     assert slower.regressed
 
 
 def test_only_runs_of_the_same_shape_are_compared():
     serial = {"workers": 1, "load": "10 users x 10/s for 40 s"}
-    runs = [PastRun("exp", "n1", {"whole.p99_ms": v}, shape=serial) for v in (15.0, 18.0, 20.0, 16.0, 17.0)]
-    baseline = Baseline(runs, ["n1"])
+    values = (15.0, 18.0, 20.0, 16.0, 17.0)
+    runs = [PastRun("exp", f"n{i}", {"whole.p99_ms": v}, shape=serial) for i, v in enumerate(values)]
+    baseline = Baseline(runs, [r.night for r in runs])
     parallel = {"workers": 2, "load": "10 users x 10/s for 40 s"}
     (judged,) = baseline.judge_run("exp", {"whole.p99_ms": 80.0}, parallel)
     assert judged.method == "not judged" and not judged.regressed
@@ -231,7 +240,7 @@ def test_only_the_judged_figures_count():
 
 
 def test_the_report_plots_each_figure_over_the_earlier_nights_and_marks_a_regression(tmp_path: Path):
-    nights = {"20261201T0300Z": [1.0, 1.2, 1.1], "20261202T0300Z": [1.1, 0.9, 1.0]}
+    nights = {"20261201T0300Z": [1.0, 1.2, 1.1], "20261202T0300Z": [1.1, 0.9, 1.0], "20261203T0300Z": [1.0]}
     history = Baseline(
         [
             PastRun("exp", night, {"recovery_s": v, "whole.availability": 0.9})
@@ -247,7 +256,7 @@ def test_the_report_plots_each_figure_over_the_earlier_nights_and_marks_a_regres
     assert [r.figure for r in result.regressions] == ["recovery_s"]
     _, report = write_reports([result], tmp_path, history=history)
     dom = rendered(report)
-    assert "Figures over the earlier nights (2 night(s), 6 comparable runs;" in dom
+    assert "Figures over the earlier nights (3 night(s), 7 comparable runs;" in dom
     assert dom.count('<figure class="trend">') == 2  # the figures with earlier values only
     recovery = dom[dom.index("recovery_s") :]
     assert "12-01" in recovery and "12-02" in recovery and "tonight" in recovery
@@ -284,7 +293,7 @@ def test_regressed_flaky_and_failed_are_distinct_and_the_log_says_what_was_judge
     assert block.verdict == "REGRESSED" and block.lines[0].startswith("REGRESSED exp: passed 2 of 3 runs")
     assert "  ran with 1 worker, load 5 users x 10/s for 20 s" in block.lines
     assert "    recovery_s: values 3.10 s, 9.00 s, 3.20 s; at most " in text
-    assert ": REGRESSED in run 2" in text and "(noise band of 6 runs over 1 night: median 3.05 s" in text
+    assert ": REGRESSED in run 2" in text and "(noise band of 6 runs over 6 nights: median 3.05 s" in text
     assert "ExperimentResult(" not in text
 
 
@@ -403,3 +412,58 @@ def test_availability_allows_the_counting_noise_of_the_worst_runs_failed_request
     # A clean baseline has no counting noise: its resolution (3 requests) decides alone.
     clean = Baseline.of_values({"kill": {"fault.availability": [1.0] * 15}})
     assert clean.noise("fault.availability", clean.comparable("kill", None), {"fault": 120}).counting_sigma == 0
+
+
+def test_the_noise_band_needs_runs_from_three_nights():
+    """Six runs of two nights say how a night's runs spread, not how far one night is from the next."""
+    two_nights = [PastRun("exp", f"n{i // 3}", {"after.p95_ms": v}) for i, v in enumerate((9, 11, 10, 12, 10, 11))]
+    (judged,) = Baseline(two_nights).judge_run("exp", {"after.p95_ms": 31.0})
+    assert judged.method == "few runs" and not judged.regressed
+    assert "6 runs over 2 nights are too few for a noise model (5 runs over 3 nights needed)" in judged.rule
+    three = [*two_nights, PastRun("exp", "n2", {"after.p95_ms": 10.0})]
+    assert Baseline(three).judge_run("exp", {"after.p95_ms": 31.0})[0].method == "noise band"
+
+
+def test_one_run_of_a_repeated_experiment_past_its_bound_is_an_outlier_and_the_nights_median_is_judged():
+    nights = [[10.0, 12.0, 11.0], [9.0, 13.0, 10.0], [11.0, 10.0, 12.0], [10.0, 11.0, 9.0]]
+    baseline = Baseline([PastRun("exp", f"n{i}", {"after.p95_ms": v}) for i, night in enumerate(nights) for v in night])
+    alone = baseline.judge_run("exp", {"after.p95_ms": 60.0})
+    assert alone[0].regressed  # an experiment run once a night: the run is the night
+    (outlier,) = baseline.judge_run("exp", {"after.p95_ms": 60.0}, repeated=3)
+    assert outlier.outlier and not outlier.regressed and outlier.method == "noise band"
+    assert outlier.line().startswith("outlier: after.p95_ms 60 ms; at most 25 ms")
+    assert "one run of 3: an outlier, the night is judged by its median" in outlier.line()
+    # Tonight's other runs were like every earlier night's: the night did not regress.
+    honest = baseline.judge_night("exp", [{"after.p95_ms": v} for v in (11.0, 60.0, 10.0)])
+    assert not any(j.regressed for j in honest)
+    median = by("night median", honest)
+    assert median.tonight == (11.0, 60.0, 10.0) and median.bound == pytest.approx(outlier.bound)
+    assert median.line().startswith(
+        "ok: after.p95_ms 11 ms, 60 ms, 10 ms (median 11 ms) over 3 runs; median 11 ms of tonight's 3 runs against"
+    )
+    # Every run slower: the median passes the band, and the experiment regresses.
+    slower = baseline.check_runs("exp", [{"after.p95_ms": v} for v in (40.0, 60.0, 45.0)])
+    assert {j.method for j in slower} == {"night median", "rank test"}
+    # With fewer than five earlier runs, the median is held to the few-runs rule alone.
+    (few,) = Baseline([PastRun("exp", "n0", {"recovery_s": 2.0})]).judge_night(
+        "exp", [{"recovery_s": v} for v in (2.1, 40.0, 2.2)]
+    )
+    assert few.method == "night median" and not few.regressed and "few runs" in few.rule
+
+
+def test_the_log_names_an_outlier_run_and_the_nights_median():
+    baseline = Baseline.of_values({"exp": {"recovery_s": [3.0, 3.2, 2.9, 3.1, 3.0, 3.3]}})
+    runs = [synthetic_result(recovery=r, objectives=PASSING) for r in (3.1, 9.0, 3.2)]
+    for run in runs:
+        run.group = "exp"
+        run.judgements = [j for j in baseline.judge_run("exp", figures(run), repeated=3) if j.figure == "recovery_s"]
+    runs[-1].judgements += [
+        j for j in baseline.judge_night("exp", [figures(r) for r in runs]) if j.figure == "recovery_s"
+    ]
+    assert not any(j.regressed for run in runs for j in run.judgements)
+    text = "\n".join(summary.block(runs).lines)
+    assert "recovery_s: values 3.10 s, 9.00 s, 3.20 s; at most 4.25 s: ok; outlier in run 2" in text
+    assert (
+        "ok together, recovery_s: at most 4.25 s by the median 3.20 s of tonight's 3 runs against the noise band"
+        in text
+    )
