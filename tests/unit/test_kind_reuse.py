@@ -253,7 +253,10 @@ def test_a_cluster_on_the_airgap_image_gets_chaoskits_network_dns_and_volumes(ma
     assert kind_config(ClusterSpec(name=NAME, workers=1), airgap=True)["networking"] == {"disableDefaultCNI": True}
 
 
-def test_every_node_gets_a_zone_the_control_plane_its_own_and_the_workers_two_in_turn(machine):
+def test_every_node_gets_a_zone_the_control_plane_its_own_and_the_workers_two_in_turn(machine, monkeypatch):
+    from chaoskit.provision import images
+
+    monkeypatch.setattr(images, "image_exists", lambda name: True)  # the node image is built (on this machine or not)
     machine.nodes = nodes_of(3, "kindest/node:v1.37.0")
     get_provider("kind", provision=False).up(ClusterSpec(name=NAME, workers=3))
     assert machine.zones == {
