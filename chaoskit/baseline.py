@@ -435,9 +435,10 @@ class Baseline:
         tonight: Mapping[str, float],
         shape: Mapping[str, Any] | None = None,
         requests: Mapping[str, int] | None = None,
+        repeated: int = 1,
     ) -> list[Judgement]:
         """The regressions among :meth:`judge_run`'s judgements."""
-        return [j for j in self.judge_run(group, tonight, shape, requests) if j.regressed]
+        return [j for j in self.judge_run(group, tonight, shape, requests, repeated) if j.regressed]
 
     def check_runs(
         self,

@@ -19,6 +19,7 @@ from workloads import Web
 from chaoskit.adapters.kube import Kube
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.cluster_alone  # its nights judge timings: another test's load beside them would skew them
 RECIPE = Path(__file__).resolve().parents[2] / "examples" / "ci" / "nightly.sh"
 
 POD_KILL = """
