@@ -1,9 +1,9 @@
 # The two commands a newcomer runs (see README.md):
 #   make experiments   cluster up, then pytest experiments/ with its reports in reports/
 #   make test          lint, cluster up, then the whole test suite (the unit tests on two processes, then
-#                      the real-cluster tests, also on two: tests/cluster/conftest.py gives a test that
-#                      needs the cluster alone its turn), then the fault tests again through the existing
-#                      provider and the injector agent
+#                      the real-cluster tests in one: on 2 cores, two workers took as long, see
+#                      docs/figures.md), then the fault tests again through the existing provider and the
+#                      injector agent
 # Both install what they need on first use: a virtualenv here, and (as root) Docker,
 # kind and the air-gapped node image (Kubernetes 1.37 from Go modules), cached under ~/.cache/chaoskit.
 # make test prints the cluster's Kubernetes version and the node's own kubectl version before the suite.
@@ -35,7 +35,7 @@ test: lint cluster
 	$(BIN)/chaoskit cluster status
 	docker exec $(CLUSTER)-control-plane kubectl --kubeconfig /etc/kubernetes/admin.conf version
 	$(BIN)/pytest tests/unit -n 2 --junitxml=$(REPORTS)/tests-unit.xml
-	$(BIN)/pytest tests/cluster -n 2 --junitxml=$(REPORTS)/tests.xml --durations=30
+	$(BIN)/pytest tests/cluster --junitxml=$(REPORTS)/tests.xml --durations=30
 	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent \
 		-k "zero_residue and not node" --junitxml=$(REPORTS)/tests-agent-crash.xml
 	$(BIN)/pytest $(FAULT_TESTS) -m "not api_only" --chaos-provider existing --chaos-kube-context kind-$(CLUSTER) \

@@ -15,6 +15,7 @@ from chaoskit.errors import SafetyError
 pytestmark = pytest.mark.shared_web
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_a_nested_partition_is_refused_naming_the_fault_that_already_cuts_a_pod(
     cluster, chaos: Chaos, web: Web, client: str
 ) -> None:

@@ -139,6 +139,7 @@ def test_a_bad_file_is_refused_before_anything_is_injected(
 # --- without a terminal (CI) --------------------------------------------------------------------------
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_a_stop_condition_trips_undoes_the_faults_at_once_and_fails_the_run(cluster, tmp_path: Path) -> None:
     faults = """\
   - kind: partition
@@ -166,6 +167,7 @@ def test_a_stop_condition_trips_undoes_the_faults_at_once_and_fails_the_run(clus
     print(f"stop condition tripped at t={tripped_at:.1f} s; faults undone {took * 1000:.0f} ms later")
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_chaoskit_abort_from_another_terminal_undoes_a_live_run(cluster, tmp_path: Path) -> None:
     path = write(tmp_path, HELD_PARTITION.format(duration="40s"))
     run = subprocess.Popen(
@@ -254,6 +256,7 @@ def terminal(tmp_path: Path) -> Iterator[Callable[[list[str]], Terminal]]:
         t.close()
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_the_live_view_shows_the_fault_and_the_numbers_and_a_aborts(cluster, tmp_path: Path, terminal) -> None:
     path = write(tmp_path, HELD_PARTITION.format(duration="40s"))
     term = terminal([*CHAOSKIT, "run", str(path), "--report-dir", str(tmp_path)])
@@ -273,6 +276,7 @@ def test_the_live_view_shows_the_fault_and_the_numbers_and_a_aborts(cluster, tmp
     print("on screen while injected:\n" + screen)
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_p_pauses_undoing_the_fault_and_r_injects_it_again(cluster, tmp_path: Path, terminal) -> None:
     path = write(tmp_path, HELD_PARTITION.format(duration="20s"), run_seconds=90)
     term = terminal([*CHAOSKIT, "run", str(path), "--report-dir", str(tmp_path)])
@@ -302,6 +306,7 @@ def test_p_pauses_undoing_the_fault_and_r_injects_it_again(cluster, tmp_path: Pa
 # --- one fault by hand --------------------------------------------------------------------------------
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_inject_holds_one_fault_with_a_countdown_and_undoes_it(cluster, web) -> None:
     result = chaoskit(
         "inject", "partition", "--namespace", web.namespace, "--selector", "app=web", "--count", "1",
@@ -316,6 +321,7 @@ def test_inject_holds_one_fault_with_a_countdown_and_undoes_it(cluster, web) -> 
     assert residue(cluster).empty() and fault_id not in [e.fault_id for e in Ledger(cluster.name).unsettled()]
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_ctrl_c_during_inject_undoes_the_fault(cluster, web) -> None:
     proc = subprocess.Popen(
         [*CHAOSKIT, "inject", "partition", "--namespace", web.namespace, "--selector", "app=web", "--count", "1",
@@ -338,6 +344,7 @@ def test_ctrl_c_during_inject_undoes_the_fault(cluster, web) -> None:
     assert residue(cluster).empty()
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_dry_run_prints_the_plan_with_resolved_targets_and_injects_nothing(cluster, kube, web, tmp_path: Path) -> None:
     system = tmp_path / "system.chaos.yaml"  # a system already there: its targets are resolved now
     system.write_text(

@@ -43,6 +43,7 @@ def through_the_fault(connection: http.client.HTTPConnection, port: int, count: 
         fresh.close()
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_a_share_of_requests_is_aborted_even_on_connections_opened_before(
     request, cluster, chaos: Chaos, web: Web
 ) -> None:
@@ -68,6 +69,7 @@ def test_a_share_of_requests_is_aborted_even_on_connections_opened_before(
     )
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_a_share_of_requests_is_delayed_and_the_rest_is_not(request, cluster, chaos: Chaos, web: Web) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", web.node_port, timeout=10)
     request.addfinalizer(connection.close)
@@ -85,6 +87,7 @@ def test_a_share_of_requests_is_delayed_and_the_rest_is_not(request, cluster, ch
     )
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_a_port_without_http_and_bad_specs_are_refused_before_anything_is_injected(
     cluster, chaos: Chaos, web: Web
 ) -> None:
@@ -105,6 +108,7 @@ def test_a_port_without_http_and_bad_specs_are_refused_before_anything_is_inject
     assert scan(cluster.name, str(cluster.kubeconfig)).empty()
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_a_second_http_fault_on_the_same_pods_is_refused(cluster, chaos: Chaos, web: Web) -> None:
     with chaos.http(web.namespace, "app=web", 8080, abort_percent=20, max_share=1.0) as first:
         with pytest.raises(FaultNotEffective, match="another HTTP fault already holds this pod"):

@@ -64,21 +64,23 @@ def test_a_baseline_the_cluster_cannot_match_is_a_regression_and_an_honest_one_p
         run["kubernetes"]
     ]
     doctored["runs"][0]["figures"]["recovery_s"] = recovered / 10
-    doctored["runs"] *= 5  # five runs: enough for a noise model, so the noise band judges
-    (pytester.path / "doctored.json").write_text(json.dumps(doctored))
+    # Five nights of one run each: enough runs and nights for a noise model, so the noise band judges.
+    (pytester.path / "doctored").mkdir()
+    for n in range(1, 6):
+        (pytester.path / "doctored" / f"night{n}.json").write_text(json.dumps({**doctored, "night": f"2026120{n}"}))
     second = pytester.runpytest_subprocess(
-        *common, "--chaos-report-dir=night2", "--chaos-baseline=doctored.json", "--junitxml=night2/junit.xml"
+        *common, "--chaos-report-dir=night2", "--chaos-baseline=doctored", "--junitxml=night2/junit.xml"
     )
     second.assert_outcomes(failed=1)
     second.stdout.fnmatch_lines(
         [
             "regressed: *recovery_s*",
-            "regression: recovery_s * s; at most * s (noise band of 5 runs over 1 night: median *",
+            "regression: recovery_s * s; at most * s (noise band of 5 runs over 5 nights: median *",
             "REGRESSED test_web_pod_kill; *REGRESSION: recovery_s *, at most * s by the noise band; *2/2 objective*",
             "  ran with 1 worker, load 4 users x 150/s for 15 s",
             "  judged against 5 comparable earlier runs, each run alone:",
             "    recovery_s: value * s; at most * s: REGRESSED in run 1",
-            "baseline: 1 file(s) from doctored.json (5 runs over 1 nights); 1 of 1 run(s) regressed",
+            "baseline: 5 file(s) from doctored (5 runs over 5 nights); 1 of 1 run(s) regressed",
         ]
     )
     (regressed,) = journal(pytester.path / "night2")["experiments"]

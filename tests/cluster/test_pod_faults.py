@@ -221,6 +221,7 @@ def test_latency_engine_netem_is_refused_with_the_reason_where_the_kernel_lacks_
         )
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_a_second_latency_on_the_same_pods_is_refused_and_the_first_stays(cluster, chaos: Chaos, web: Web) -> None:
     with chaos.latency(web.namespace, "app=web", delay_ms=20, max_share=1.0) as first:
         with pytest.raises(FaultNotEffective, match=r"already delays this pod|qdisc"):

@@ -36,6 +36,7 @@ def states(kube, namespace: str, pod: str) -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_a_frozen_pod_stops_answering_and_answers_again_after(cluster, chaos: Chaos, kube, web: Web) -> None:
     with chaos.process_freeze(web.namespace, "app=web", port=8080) as record:
         pod = record.targets[0].split("/")[0]  # "web-...-xyz/first container@node"

@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from residue import scan
 from workloads import UNDONE_AT_ONCE, Web
 
@@ -21,6 +22,7 @@ from chaoskit import Availability, AvailabilityBelow, Experiment, ExperimentSpec
 from chaoskit.state.ledger import Ledger
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_a_stop_condition_that_trips_undoes_the_fault_at_once_and_fails_the_run(cluster, chaos, web: Web) -> None:
     assert scan(cluster.name, str(cluster.kubeconfig)).empty()
     load = LoadSpec(
@@ -73,6 +75,7 @@ def test_held_until_aborted(experiment, chaos):
 """
 
 
+@pytest.mark.cluster_alone  # its scan of the whole cluster must see no other test's fault
 def test_chaoskit_abort_from_another_terminal_undoes_a_live_experiment(
     cluster, web: Web, client: str, tmp_path: Path
 ) -> None:
