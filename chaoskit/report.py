@@ -4,7 +4,8 @@ The journal holds everything the verdict rests on (faults with timestamps and
 their proof, the recovery timeline, the load as a per-second series, every SLO
 measurement), so a verdict can be checked later without rerunning anything.
 
-The HTML report is one self-contained file: the plot is inline SVG drawn
+The HTML report is one self-contained file, from the Jinja2 template
+``templates/report.html.j2`` with autoescape: the plot is inline SVG drawn
 here, with no script or stylesheet fetched from anywhere (the machines that
 run chaoskit are often air-gapped). Each experiment gets four panels on one
 time axis: requests per second, errors per second, p95 latency and ready
@@ -19,6 +20,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import jinja2
+from markupsafe import Markup
 
 from chaoskit import summary
 from chaoskit.baseline import Baseline, shape_of
@@ -137,125 +141,141 @@ window.addEventListener("load", function () {
 """
 
 
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("chaoskit", "templates"),
+    autoescape=True,  # every value from a result (names, messages, pod logs) is text, never markup
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
 def render_html(results: Sequence[ExperimentResult], history: Baseline | None = None) -> str:
-    body = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>chaoskit report</title>",
-        f"<style>{STYLE}</style></head><body>",
-        f"<h1>chaoskit: {html.escape(summary.header(results))}</h1>",
-    ]
-    versions = ", ".join(kubernetes_versions(results)) or "version not recorded"
-    body.append(f"<p class='cluster'>Kubernetes {html.escape(versions)}</p>")
-    repeats = repeat_stats(results)
-    if repeats:
-        rows = "".join(
-            f"<tr class='{'flaky' if r.flaky else ('passed' if r.passed == r.runs else 'failed')}'>"
-            f"<td>{html.escape(r.group)}</td><td>{r.verdict}</td><td>{r.runs}</td><td>{r.passed}</td>"
-            f"<td>{_seconds(r.recovery_min)}</td><td>{_seconds(r.recovery_median)}</td>"
-            f"<td>{_seconds(r.recovery_max)}</td><td>{html.escape('; '.join(r.failures))}</td></tr>"
-            for r in repeats
-        )
-        body.append(
-            "<h2>Repeated experiments</h2><table><tr><th>experiment</th><th></th><th>runs</th><th>passed</th>"
-            f"<th>recovery min</th><th>median</th><th>max</th><th>runs that failed</th></tr>{rows}</table>"
-        )
+    """The HTML report of ``results`` (``templates/report.html.j2``), with each figure's trend over
+    ``history`` when given."""
     tonight: dict[str, dict[str, list[float]]] = {}
     judged: dict[str, list[Judgement]] = {}
     for result in results:  # each figure of every run of the experiment, and their judgements, for its plots
         for figure, value in figures(result).items():
             tonight.setdefault(result.group, {}).setdefault(figure, []).append(value)
         judged.setdefault(result.group, []).extend(result.judgements)
-    for result in results:
-        body.append(_experiment_html(result, history, tonight.get(result.group), judged.get(result.group, [])))
-    body.append(LAYOUT_PROBE)
-    body.append("</body></html>")
-    return "\n".join(body)
+    return _TEMPLATES.get_template("report.html.j2").render(
+        style=Markup(STYLE),
+        layout_probe=Markup(LAYOUT_PROBE),
+        header=summary.header(results),
+        versions=", ".join(kubernetes_versions(results)) or "version not recorded",
+        repeats=[
+            {
+                "css": "flaky" if r.flaky else ("passed" if r.passed == r.runs else "failed"),
+                "group": r.group,
+                "verdict": r.verdict,
+                "runs": r.runs,
+                "passed": r.passed,
+                "recovery_min": _seconds(r.recovery_min),
+                "recovery_median": _seconds(r.recovery_median),
+                "recovery_max": _seconds(r.recovery_max),
+                "failures": "; ".join(r.failures),
+            }
+            for r in repeat_stats(results)
+        ],
+        experiments=[_experiment(r, history, tonight.get(r.group, {}), judged.get(r.group, [])) for r in results],
+    )
 
 
-def _experiment_html(
+def _experiment(
     result: ExperimentResult,
-    history: Baseline | None = None,
-    tonight: dict[str, list[float]] | None = None,
-    group_judgements: Sequence[Judgement] = (),
-) -> str:
-    e = html.escape
-    rows = "".join(
-        f"<tr class='{'passed' if m.passed else 'failed'}'><td>{'met' if m.passed else 'FAILED'}</td>"
-        f"<td>{e(m.objective)}</td><td>{e(m.window)}</td><td>{e(m.target)}</td><td>{e(m.measured)}</td></tr>"
-        for m in result.verdict.measurements
-    )
-    faults = "".join(
-        f"<tr><td>{e(f.kind)}</td><td>{e(_where(f))}</td><td>{e(_effect(f))}</td><td class='deaths'>{_deaths(f)}</td>"
-        f"<td>{_seconds(f.inject_to_effect)}</td><td>{_cap(f)}</td><td class='undo'>{e(_undone(f))}</td></tr>"
-        for f in result.faults
-    )
-    stats = "".join(
-        f"<tr><td>{e(s.window)}</td><td>{s.requests}</td><td>{s.errors}</td>"
-        f"<td>{_ratio(s.availability)}</td><td>{_ms(s.p50_ms)}</td><td>{_ms(s.p95_ms)}</td><td>{_ms(s.p99_ms)}</td>"
-        f"<td>{s.longest_error_burst_s:.2f} s</td></tr>"
-        for s in result.verdict.stats
-    )
-    error = f"<p class='error'>{e(result.error)}</p>" if result.error else ""
-    if result.expected_failure:
-        error += f"<p class='expected-failure'>Expected to fail: {e(result.expected_failure)}</p>"
-    if result.regressions:
-        error += "".join(f"<p class='failed regression'>{e(r.line())}</p>" for r in result.regressions)
-    if result.verdict.partial_data:
-        error += (
-            f"<p class='failed partial-data'>No verdict: {e(result.verdict.partial_data)}; "
-            "a verdict over partial data is not a verdict, so every objective failed.</p>"
-        )
-    return f"""
-<section class='experiment'>
-<h2 class='{result.outcome}'>{e(result.verdict_word)}: {e(result.name)}</h2>
-<p>{e(result.headline())}</p>{error}
-{_plot(result)}
-<table><tr><th>verdict</th><th>objective</th><th>window</th><th>target</th><th>measured</th></tr>{rows}</table>
-<table><tr><th>window</th><th>requests</th><th>errors</th><th>availability</th><th>p50</th><th>p95</th><th>p99</th>
-<th>longest error burst</th></tr>{stats}</table>
-<table><tr><th>fault</th><th>targets</th><th>effect</th><th>how its targets died</th><th>inject to effect</th>
-<th>blast-radius cap</th><th>undone (proof)</th></tr>{faults}</table>
-{_stream_html(result.load.get("stream"))}
-{_judgements_html(result)}
-{_trends_html(result, history, tonight or {}, group_judgements)}
-{_events_html(result)}
-{_logs_html(result)}
-</section>"""
+    history: Baseline | None,
+    tonight: dict[str, list[float]],
+    group_judgements: Sequence[Judgement],
+) -> dict[str, Any]:
+    """One experiment's part of the report's context: its values as the page shows them."""
+    trends, trend_runs = _trends(result, history, tonight, group_judgements)
+    stream = result.load.get("stream")
+    return {
+        "outcome": result.outcome,
+        "verdict_word": result.verdict_word,
+        "name": result.name,
+        "headline": result.headline(),
+        "error": result.error,
+        "expected_failure": result.expected_failure,
+        "regressions": [r.line() for r in result.regressions],
+        "partial_data": result.verdict.partial_data,
+        "plot": Markup(_plot(result)),
+        "measurements": result.verdict.measurements,
+        "stats": [
+            {
+                "window": s.window,
+                "requests": s.requests,
+                "errors": s.errors,
+                "availability": _ratio(s.availability),
+                "p50": _ms(s.p50_ms),
+                "p95": _ms(s.p95_ms),
+                "p99": _ms(s.p99_ms),
+                "burst": f"{s.longest_error_burst_s:.2f} s",
+            }
+            for s in result.verdict.stats
+        ],
+        "faults": [
+            {
+                "kind": f.kind,
+                "where": _where(f),
+                "effect": _effect(f),
+                "deaths": [f"{target}: {how}" for target, how in sorted(f.deaths.items())],
+                "inject_to_effect": _seconds(f.inject_to_effect),
+                "cap": _cap(f),
+                "undone": _undone(f),
+            }
+            for f in result.faults
+        ],
+        "stream": _stream(stream) if stream else None,
+        "judgements": [_judgement(j) for j in result.judgements],
+        "trends": trends,
+        "trend_nights": len(history.nights()) if history is not None else 0,
+        "trend_runs": trend_runs,
+        "cluster_events": [
+            {
+                "at": f"{ce.at - result.started:+.1f} s",
+                "type": ce.type,
+                "reason": ce.reason,
+                "object": f"{ce.kind}/{ce.name}",
+                "message": ce.message,
+                "count": ce.count,
+            }
+            for ce in result.cluster_events
+        ],
+        "evidence_note": result.evidence_note,
+        "logs": list(result.logs.items()),
+    }
 
 
-def _judgements_html(result: ExperimentResult) -> str:
-    """Each figure judged against the baseline: tonight's value, the bound, the rule that set it, the verdict;
-    then the figures not judged, and why."""
-    if not result.judgements:
-        return ""
-    e = html.escape
-    rows = []
-    for j in result.judgements:
-        kind = kind_of(j.figure)
-        seen = ", ".join(show(v, kind) for v in j.tonight)
-        bound = "" if j.bound is None else show(j.bound, kind)
-        verdict = "REGRESSED" if j.regressed else ("not judged" if j.method == "not judged" else "ok")
-        if j.outlier:
-            verdict = "outlier (the night's median judges)"
-        rows.append(
-            f"<tr class='{'failed' if j.regressed else ''}'><td>{e(j.figure)}</td><td>{e(seen)}</td>"
-            f"<td>{e(bound)}</td><td>{e(j.method)}</td><td>{verdict}</td><td class='rule'>{e(j.rule)}</td></tr>"
-        )
-    return (
-        "<h3>Judged against the baseline</h3><table class='judgements'><tr><th>figure</th><th>tonight</th>"
-        f"<th>bound</th><th>rule</th><th>verdict</th><th>how the bound was set</th></tr>{''.join(rows)}</table>"
-    )
+def _judgement(j: Judgement) -> dict[str, Any]:
+    """A figure judged against the baseline: tonight's value, the bound, the rule that set it, the verdict."""
+    kind = kind_of(j.figure)
+    verdict = "REGRESSED" if j.regressed else ("not judged" if j.method == "not judged" else "ok")
+    if j.outlier:
+        verdict = "outlier (the night's median judges)"
+    return {
+        "regressed": j.regressed,
+        "figure": j.figure,
+        "tonight": ", ".join(show(v, kind) for v in j.tonight),
+        "bound": "" if j.bound is None else show(j.bound, kind),
+        "method": j.method,
+        "verdict": verdict,
+        "rule": j.rule,
+    }
 
 
-def _trends_html(
+def _trends(
     result: ExperimentResult,
     history: Baseline | None,
     tonight: dict[str, list[float]],
     group_judgements: Sequence[Judgement] = (),
-) -> str:
+) -> tuple[list[Markup], int]:
     """A plot per judged figure: the comparable earlier nights' runs, the band they span, the bound the
-    judgement set, and tonight's runs of the experiment (red when the figure regressed)."""
+    judgement set, and tonight's runs of the experiment (red when the figure regressed); and how many
+    comparable earlier runs they show."""
     if history is None:
-        return ""
+        return [], 0
     runs = history.comparable(result.group, shape_of(result))
     # Tonight's runs of the experiment: a figure that regressed in any of them, alone or together (the rank
     # test judges on the last run), is red in every run's plot, with the bound that judged it.
@@ -264,7 +284,7 @@ def _trends_html(
     bounds = {j.figure: j.bound for j in judged if j.method in ("noise band", "few runs")}
     by_median = {j.figure: j.bound for j in judged if j.method in TOGETHER and j.regressed}
     bounds |= by_median
-    cells = []
+    plots = []
     for figure in sorted(figures(result)):
         nights: dict[str, list[float]] = {}
         for run in runs:
@@ -275,69 +295,31 @@ def _trends_html(
         kind = kind_of(figure)
         earlier = [v for values in nights.values() for v in values]
         unit = "%" if kind.ratio else kind.unit.strip()
-        cells.append(
-            "<figure class='trend'>"
-            + trend_svg(
-                figure,
-                unit,
-                sorted(nights.items()),
-                tonight.get(figure) or [figures(result)[figure]],
-                (min(earlier), max(earlier)),
-                bounds.get(figure),
-                figure in regressed,
-                higher_is_worse=not kind.ratio,
-                of_median=figure in by_median,
-            )
-            + "</figure>"
+        svg = trend_svg(
+            figure,
+            unit,
+            sorted(nights.items()),
+            tonight.get(figure) or [figures(result)[figure]],
+            (min(earlier), max(earlier)),
+            bounds.get(figure),
+            figure in regressed,
+            higher_is_worse=not kind.ratio,
+            of_median=figure in by_median,
         )
-    if not cells:
-        return ""
-    head = (
-        f"<h3>Figures over the earlier nights ({len(history.nights())} night(s), {len(runs)} comparable runs; "
-        "the band is the range they spanned, the dashed line the bound tonight was judged by)</h3>"
-    )
-    return f"{head}<div class='trends'>{''.join(cells)}</div>"
+        plots.append(Markup(svg))  # drawn by chaoskit.trends, which escapes its text
+    return plots, len(runs)
 
 
-def _events_html(result: ExperimentResult) -> str:
-    if not result.cluster_events and not result.evidence_note:
-        return ""
-    e = html.escape
-    rows = "".join(
-        f"<tr class='{'failed' if ce.type == 'Warning' else ''}'><td>{ce.at - result.started:+.1f} s</td>"
-        f"<td>{e(ce.type)}</td><td>{e(ce.reason)}</td><td>{e(ce.kind)}/{e(ce.name)}</td><td>{e(ce.message)}</td>"
-        f"<td>{ce.count}</td></tr>"
-        for ce in result.cluster_events
-    )
-    note = f"<p class='note'>{e(result.evidence_note)}</p>" if result.evidence_note else ""
-    return (
-        f"<h3>Cluster events ({len(result.cluster_events)})</h3>{note}<table class='cluster-events'><tr><th>at</th>"
-        f"<th>type</th><th>reason</th><th>object</th><th>message</th><th>count</th></tr>{rows}</table>"
-    )
-
-
-def _logs_html(result: ExperimentResult) -> str:
-    if not result.logs:
-        return ""
-    e = html.escape
-    parts = "".join(
-        f"<h4>{e(pod)}</h4><pre class='pod-log'>{e(text) or '(empty)'}</pre>" for pod, text in result.logs.items()
-    )
-    return f"<h3>Pod logs (the last lines)</h3>{parts}"
-
-
-def _stream_html(stream: dict[str, Any] | None) -> str:
+def _stream(stream: dict[str, Any]) -> dict[str, Any]:
     """The load's record stream: what arrived against what Locust counted."""
-    if not stream:
-        return ""
     counted = stream.get("locust_requests")
-    state = "complete" if stream.get("complete") else "INCOMPLETE"
-    return (
-        "<table class='stream'><tr><th>load stream</th><th>records received</th><th>Locust counted</th>"
-        f"<th>unreadable lines</th><th>max lag</th></tr><tr class='{'passed' if stream.get('complete') else 'failed'}'>"
-        f"<td>{state}</td><td>{stream.get('received', 0)}</td><td>{'' if counted is None else counted}</td>"
-        f"<td>{stream.get('bad_lines', 0)}</td><td>{_ms(stream.get('max_lag_ms'))}</td></tr></table>"
-    )
+    return {
+        "complete": bool(stream.get("complete")),
+        "received": stream.get("received", 0),
+        "counted": "" if counted is None else counted,
+        "bad_lines": stream.get("bad_lines", 0),
+        "max_lag": _ms(stream.get("max_lag_ms")),
+    }
 
 
 def _plot(result: ExperimentResult) -> str:
@@ -448,11 +430,6 @@ def _effect(fault: FaultRecord) -> str:
     if fault.vetoed:
         return f"VETOED before it acted: {fault.vetoed}"
     return fault.effect or fault.error or ""
-
-
-def _deaths(fault: FaultRecord) -> str:
-    """Each target's death as read from outside, a line each (escaped); empty for faults that kill nothing."""
-    return "<br>".join(html.escape(f"{target}: {how}") for target, how in sorted(fault.deaths.items()))
 
 
 def _undone(fault: FaultRecord) -> str:

@@ -133,3 +133,19 @@ def test_an_expected_failure_says_so_in_the_headline_and_the_html(tmp_path):
         "<p class='expected-failure'>Expected to fail: the losing configuration, kept on purpose</p>"
         in html.read_text()
     )
+
+
+def test_text_from_the_cluster_and_the_user_is_escaped_everywhere_in_the_page(tmp_path):
+    """The page is a Jinja2 template with autoescape: a name, an error, a pod's log and an event's message
+    that hold markup show as text, and no element or script of theirs reaches the browser."""
+    result = synthetic_result()
+    result.name = "kill <script>alert(1)</script>"
+    result.error = "error <img src=x onerror=alert(2)>"
+    result.logs = {"shop/shop-0": "<b>bold</b> & done"}
+    _, html = write_reports([result], tmp_path)
+    page = html.read_text()
+    assert "<script>alert(1)</script>" not in page and "kill &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img" not in page and "error &lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<pre class='pod-log'>&lt;b&gt;bold&lt;/b&gt; &amp; done</pre>" in page
+    dom = rendered(html)
+    assert "<img" not in dom and dom.count("<script>") == 1  # the page's own layout probe alone
