@@ -133,7 +133,8 @@ def report(args: argparse.Namespace) -> None:
     judged_nights = [n for n, d in honest if any(r.get("judgements") for r in d["experiments"])]
     print(
         f"honest nights: {len(honest)} ({len(judged_nights)} judged against a baseline); runs: {total_runs}; "
-        f"runs called regressed: {false_runs} (every one false: nothing changed; a night judged together counts on its last run)"
+        f"runs called regressed: {false_runs} (every one false: nothing changed; a night judged together counts "
+        "on its last run)"
     )
     caught = 0
     doctored_nights = journals(args.dir.parent / f"{args.dir.name}-doctored")
