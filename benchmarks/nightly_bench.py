@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,10 +193,7 @@ def replay(args: argparse.Namespace) -> None:
         groups: dict[str, list[dict[str, float]]] = {}
         least: dict[str, list[dict[str, int]]] = {}
         regressed = []
-        repeats = {
-            g: sum(1 for r in document["experiments"] if r["group"] == g)
-            for g in {r["group"] for r in document["experiments"]}
-        }
+        repeats = Counter(r["group"] for r in document["experiments"])  # each experiment's runs tonight
         for r in document["experiments"]:
             requests = {s["window"]: s["requests"] for s in r["verdict"]["stats"]}
             figures = {

@@ -463,7 +463,8 @@ class Judgement:
     change counts), ``night median`` (the median of tonight's runs of a repeated experiment, by the noise band
     or the few-runs rule), ``rank test`` (tonight's runs together) or ``not judged``."""
     bound: float | None = None
-    """The worst value allowed (one run), or the median tonight's runs had to pass (rank test)."""
+    """The worst value allowed (one run, or tonight's median by the night median), or the median tonight's
+    runs had to pass (rank test)."""
     rule: str = ""
     """How the bound was set, in words: the rule and its numbers."""
     p_value: float | None = None
@@ -471,6 +472,13 @@ class Judgement:
     outlier: bool = False
     """One run of a repeated experiment past its bound: not a regression by itself, since the night and not
     the run is what is independent; the night's median and the rank test judge the night."""
+
+    def limit(self) -> str:
+        """The bound in words, ``at most 4.25 s`` (``at least 98.81%`` for availability); empty without one."""
+        if self.bound is None:
+            return ""
+        kind = kind_of(self.figure)
+        return f"{'at least' if kind.ratio else 'at most'} {show(self.bound, kind)}"
 
     def short(self) -> str:
         """The figure, tonight's value(s), the bound and the rule's name: ``recovery_s 9.00 s, at most 4.25 s
@@ -480,9 +488,8 @@ class Judgement:
         rule = {"few runs": "the few-runs rule"}.get(self.method, f"the {self.method}")
         if self.bound is None:
             return f"{self.figure} {seen} by {rule}"
-        limit = "at least" if kind.ratio else "at most"
         middle = " median" if self.method in TOGETHER else ""
-        return f"{self.figure} {seen},{middle} {limit} {show(self.bound, kind)} by {rule}"
+        return f"{self.figure} {seen},{middle} {self.limit()} by {rule}"
 
     def line(self) -> str:
         kind = kind_of(self.figure)
@@ -493,8 +500,7 @@ class Judgement:
         if self.method in TOGETHER:
             middle = show(statistics.median(self.tonight), kind)
             return f"{word}: {self.figure} {seen} (median {middle}) over {len(self.tonight)} runs; {self.rule}"
-        limit = "at least" if kind.ratio else "at most"
-        bound = "" if self.bound is None else f"{limit} {show(self.bound, kind)} "
+        bound = "" if self.bound is None else f"{self.limit()} "
         return f"{word}: {self.figure} {seen}; {bound}({self.rule})"
 
 

@@ -94,8 +94,7 @@ def _judged_lines(judged: Sequence[tuple[int, Judgement]], runs: int) -> list[st
         regressed = [f"run {i}" for i, j in seen if j.regressed]
         outliers = [f"run {i}" for i, j in seen if j.outlier]
         _, last = seen[-1]
-        limit = "at least" if kind.ratio else "at most"
-        bound = f"{limit} {show(last.bound, kind)}" if last.bound is not None else "no bound"
+        bound = last.limit() or "no bound"
         outcome = f"REGRESSED in {', '.join(regressed)}" if regressed else "ok"
         if outliers:
             outcome += f"; outlier in {', '.join(outliers)} (one run; the night's median is judged below)"
@@ -103,10 +102,7 @@ def _judged_lines(judged: Sequence[tuple[int, Judgement]], runs: int) -> list[st
         lines.append(f"    {figure}: {label} {values}; {bound}: {outcome}")
         lines.append(f"      ({last.rule})")
     for j in together:
-        bound = ""
-        if j.method == "night median" and j.bound is not None:
-            kind = kind_of(j.figure)
-            bound = f" at {'least' if kind.ratio else 'most'} {show(j.bound, kind)} by the"
+        bound = f" {j.limit()} by the" if j.method == "night median" and j.bound is not None else ""
         lines.append(f"  {'REGRESSED' if j.regressed else 'ok'} together, {j.figure}:{bound} {j.rule}")
     reasons: dict[str, list[str]] = {}
     for figure, why in sorted(skipped.items()):

@@ -1,4 +1,5 @@
-"""The cluster tests on two pytest-xdist workers (``make test`` runs them with ``-n 2``): turns on one cluster.
+"""The cluster tests on pytest-xdist workers (``pytest tests/cluster -n 2``; ``make test`` runs them in one
+process, as two workers were no faster on 2 cores): turns on one cluster.
 
 Most cluster tests keep to their own namespace, NodePort and pods, and run side by side. A test that needs
 the cluster to itself waits until no other test runs, and none starts while it runs:
