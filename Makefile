@@ -22,8 +22,8 @@ experiments: cluster
 # The fault tests run again with the kind cluster taken as a foreign one (the existing provider: no Docker
 # path at all, faults through the injector agent; those through the API alone are the same there, and left
 # out); the crash matrix of the faults that enter pods runs again
-# through the agent (SIGTERM and SIGKILL there, SIGINT and SIGKILL through Docker: the two unwind by one path,
-# see signals_for in tests/cluster/test_fault_residue.py).
+# through the agent (SIGTERM on every kind there and SIGKILL on one, SIGINT and SIGKILL on every kind through
+# Docker: SIGINT and SIGTERM unwind by one path, see signals_for in tests/cluster/test_fault_residue.py).
 FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py \
 	tests/cluster/test_dns_faults.py tests/cluster/test_http_faults.py tests/cluster/test_stress.py \
 	tests/cluster/test_disk_fill.py tests/cluster/test_pod_crash.py

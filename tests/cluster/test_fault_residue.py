@@ -157,15 +157,26 @@ GRACEFUL_ON_NODES = {
 }
 
 
+AGENT_SIGKILL = "partition"
+"""The one kind SIGKILLed in the agent's pass (with ``chaoskit status`` read on its dead run)."""
+
+
 def signals_for(kind: str, injector: str | None) -> list[str]:
-    """The signals a kind is stopped with: SIGKILL (then ``chaoskit cleanup``) always, and one of Ctrl-C
-    and SIGTERM. The two unwind by one path in the runner (tests/unit/test_undo_trust.py proves each
-    reaches it), so each is proven through every injector, but not on every kind twice over: a fault
-    that enters pods gets Ctrl-C through Docker and SIGTERM through the agent (``make test`` runs the
-    agent's pass), a node fault (through Docker only) the one named in :data:`GRACEFUL_ON_NODES`."""
+    """The signals a kind is stopped with. Ctrl-C and SIGTERM unwind by one path in the runner
+    (tests/unit/test_undo_trust.py proves each reaches it), so each kind gets one of them, and SIGKILL
+    (then ``chaoskit cleanup``):
+
+    - a fault that enters pods, through Docker: Ctrl-C and SIGKILL;
+    - the same through the agent (``make test`` runs the agent's pass): SIGTERM on every kind, so
+      each kind is proven to undo on both signals; SIGKILL on :data:`AGENT_SIGKILL` alone, since the
+      cleanup after it undoes each kind by the agent's same undo that the existing provider's pass
+      runs for every kind at the end of a test;
+    - a node fault (through Docker only): the one named in :data:`GRACEFUL_ON_NODES`, and SIGKILL."""
     if kind in GRACEFUL_ON_NODES:
         return [GRACEFUL_ON_NODES[kind], "SIGKILL"]
-    return ["SIGTERM", "SIGKILL"] if injector == "agent" else ["SIGINT", "SIGKILL"]
+    if injector == "agent":
+        return ["SIGTERM", "SIGKILL"] if kind == AGENT_SIGKILL else ["SIGTERM"]
+    return ["SIGINT", "SIGKILL"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

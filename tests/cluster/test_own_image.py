@@ -1,8 +1,8 @@
 """Your own image into the cluster, as a user gets it there.
 
 ``chaoskit image build`` and ``chaoskit image load`` run as commands, and the
-``cluster_image`` fixture in a user's own test session (pytester, no conftest of
-ours). What each node holds is read independently of chaoskit, with
+``chaoskit_cluster_image`` fixture in a user's own repository (the wheel in a fresh
+virtualenv, no conftest of ours). What each node holds is read independently of chaoskit, with
 ``docker exec NODE ctr -n k8s.io images ls -q``. Every image here is new (its
 directory holds a marker of the test run), so it is really loaded, and it is
 removed from the nodes and from Docker afterwards.
@@ -22,8 +22,6 @@ from pathlib import Path
 import pytest
 
 from chaoskit.cluster import Cluster
-
-pytest_plugins = ["pytester"]
 
 APP_DOCKERFILE = """\
 ARG BASE
@@ -129,58 +127,6 @@ def test_image_build_and_load_as_a_user_types_them(
         assert f"docker.io/library/{tag}" in images_on(node), node
 
 
-USER_TEST = """
-from pathlib import Path
-
-APP = Path(__file__).parent / "app"
-MARKER = (APP / "index.html").read_text().strip()
-
-
-def test_my_image_runs_in_a_pod(cluster_image, kube, namespace):
-    image = cluster_image(APP)
-    assert cluster_image(APP) == image and cluster_image(image) == image
-    print("IMAGE=" + image)
-    container = {
-        "name": "app",
-        "image": image,
-        "imagePullPolicy": "Never",
-        "readinessProbe": {"httpGet": {"path": "/", "port": 8000}, "periodSeconds": 1},
-    }
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "app", "namespace": namespace},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [container]},
-    }
-    kube.apply([pod])
-
-    def running(pods):
-        status = pods["app"].status if "app" in pods else None
-        statuses = (status.container_statuses or []) if status else []
-        return status is not None and status.phase == "Running" and bool(statuses) and all(c.ready for c in statuses)
-
-    kube.wait_for(kube.core.list_namespaced_pod, running, 120, "pod app running and ready", namespace=namespace)
-    fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/').read().decode())"
-    code, out = kube.exec(namespace, "app", ["python3", "-c", fetch])
-    assert code == 0 and MARKER in out, out
-"""
-
-
-def test_cluster_image_fixture_builds_loads_and_a_pod_runs_the_image(
-    pytester: pytest.Pytester, cluster: Cluster, remove_afterwards: list[str]
-) -> None:
-    write_app(pytester.path / "app")
-    pytester.makepyfile(USER_TEST)
-    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", timeout=600)
-    match = re.search(r"IMAGE=(\S+)", result.stdout.str())
-    if match:
-        remove_afterwards.append(match.group(1))
-    result.assert_outcomes(passed=1)
-    assert match and match.group(1).startswith("chaoskit/app:"), result.stdout.str()
-    for node in node_names(cluster):
-        assert ref(match.group(1)) in images_on(node), node
-
-
 USER_CONFTEST = """
 import pytest
 
@@ -195,6 +141,7 @@ def cluster() -> str:
 """
 
 USER_EXPERIMENT = """
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -245,10 +192,13 @@ def test_my_service_survives_a_pod_kill(
     assert cluster == "their own cluster fixture, meaning something else"
     image = chaoskit_cluster_image(APP)
     print("IMAGE=" + image)
+    assert chaoskit_cluster_image(APP) == image and chaoskit_cluster_image(image) == image  # built and loaded once
     port = chaoskit_cluster.free_node_port(chaoskit_kube)
     chaoskit_kube.apply(my_app(chaoskit_namespace, image, port))
     chaoskit_kube.wait_whole(chaoskit_namespace, "mine", timeout=120)
-    load = LoadSpec(host=f"http://127.0.0.1:{port}", run_seconds=30, users=4, rate_per_user=10, warmup_seconds=2)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:  # the pods serve this build
+        assert page.read().decode().strip() == (APP / "index.html").read_text().strip()
+    load = LoadSpec(host=f"http://127.0.0.1:{port}", run_seconds=15, users=4, rate_per_user=10, warmup_seconds=2)
     slo = [Availability(0.9), RecoveryTime(30)]
     with experiment(load, slo, Workload(chaoskit_namespace, "mine", "mine")) as run:
         with chaos.pod_kill(chaoskit_namespace, "app=mine", grace_seconds=0) as kill:
@@ -264,8 +214,10 @@ def test_a_users_own_repository_installs_the_wheel_and_runs_an_experiment_beside
     """What ``pip install chaoskit`` gives a team's own repository: the wheel built from this checkout,
     installed with its dependencies into a fresh virtualenv outside the repository, and a project whose
     conftest adds ``--kubeconfig`` and a fixture named ``cluster`` of its own. Its typed test passes
-    ``mypy --strict`` against the installed package, then builds its image, deploys, kills a pod under load
-    and gets a passing verdict, with chaoskit imported from the virtualenv, not from this checkout."""
+    ``mypy --strict`` against the installed package, then builds its image with ``chaoskit_cluster_image``
+    (once, whatever it is asked again), deploys it, reads the page only this build serves, kills a pod under
+    load and gets a passing verdict, with chaoskit imported from the virtualenv, not from this checkout; every
+    node holds the image (containerd's own CLI)."""
     repo = Path(__file__).resolve().parents[2]
     dist, venv, project = tmp_path / "dist", tmp_path / "venv", tmp_path / "their-service"
     built = subprocess.run(
@@ -280,7 +232,7 @@ def test_a_users_own_repository_installs_the_wheel_and_runs_an_experiment_beside
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    write_app(project / "app")
+    write_app(project / "app")  # its page holds a new marker: served only by this build
     (project / "conftest.py").write_text(USER_CONFTEST)
     (project / "test_mine.py").write_text(USER_EXPERIMENT)
     # Nothing of this checkout on the path: the project sees only what the wheel installed.
@@ -312,6 +264,9 @@ def test_a_users_own_repository_installs_the_wheel_and_runs_an_experiment_beside
         remove_afterwards.append(image.group(1))
     assert run.returncode == 0, out
     assert f"CHAOSKIT_FROM={venv}/lib/" in out, out
+    assert image and image.group(1).startswith("chaoskit/app:"), out
+    for node in node_names(cluster):  # what each node holds, read by containerd's own CLI
+        assert ref(image.group(1)) in images_on(node), node
     verdict = re.search(r"VERDICT=(\S+) RECOVERY=(\S+)", out)
     assert verdict and verdict.group(1) == "passed", out
     assert 0 < float(verdict.group(2)) < 30, out

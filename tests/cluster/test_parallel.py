@@ -31,7 +31,7 @@ def web(cluster, kube, namespace):
 
 
 def load(port):
-    return LoadSpec(host=f"http://127.0.0.1:{{port}}", users=2, rate_per_user=20, run_seconds=30, warmup_seconds=2)
+    return LoadSpec(host=f"http://127.0.0.1:{{port}}", users=2, rate_per_user=20, run_seconds=15, warmup_seconds=2)
 
 
 def test_pod_kill(cluster, kube, namespace, experiment, chaos):
