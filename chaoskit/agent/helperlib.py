@@ -2,7 +2,7 @@
 
 Stdlib only. Not copied on its own: a helper imports it as
 ``from chaoskit.agent.helperlib import ...`` (so its tests can), and
-:func:`chaoskit.faults.netns.helper_source` writes this file's code in that
+:func:`chaoskit.faults.netrules.helper_source` writes this file's code in that
 line's place, so the helper stays one file on the node.
 """
 

@@ -1,7 +1,7 @@
 """Delay the packets a network namespace receives, in user space, where the kernel has no netem.
 
 Started inside a pod's network namespace for a latency fault (by
-:mod:`chaoskit.faults.network`, from the node or the injector agent). An
+:mod:`chaoskit.faults.shaping`, from the node or the injector agent). An
 iptables rule in the namespace's ``mangle`` table sends the packets to be
 delayed to an NFQUEUE; this process reads the queue over netlink (metadata
 only, never the payload) and gives each packet its verdict ``accept`` once it

@@ -22,10 +22,6 @@ from chaoskit.faults.drain import NodeDrain, NodeDrainSpec
 from chaoskit.faults.freeze import Freeze, FreezeSpec
 from chaoskit.faults.http import HttpFault, HttpSpec
 from chaoskit.faults.network import (
-    Bandwidth,
-    BandwidthSpec,
-    Latency,
-    LatencySpec,
     PacketLoss,
     PacketLossSpec,
     Partition,
@@ -34,6 +30,7 @@ from chaoskit.faults.network import (
 from chaoskit.faults.node import NodeFailure, NodeFailureSpec, ZoneFailure, ZoneFailureSpec
 from chaoskit.faults.node_partition import NodePartition, NodePartitionSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
+from chaoskit.faults.shaping import Bandwidth, BandwidthSpec, Latency, LatencySpec
 from chaoskit.faults.stress import Stress, StressSpec
 
 

@@ -28,13 +28,11 @@ from typing import Any
 from chaoskit.adapters.nodes import NodeShell
 from chaoskit.errors import FaultNotEffective, SpecError
 from chaoskit.faults.base import FaultRecord, check_selector
-from chaoskit.faults.netns import (
-    PodProcess,
+from chaoskit.faults.netns import PodProcess, on_node, on_nodes
+from chaoskit.faults.netrules import (
     comment_rules,
     helpers_running,
     insert_snippet,
-    on_node,
-    on_nodes,
     refuse_if_held,
     rules_in,
     start_helper_snippet,

@@ -45,19 +45,21 @@ from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported
 from chaoskit.faults.base import Fault, FaultRecord
 from chaoskit.faults.netns import (
     COMMENT_PREFIX,
-    HELPER_TAG,
     STEP_TIMEOUT,
     NamespaceUnreadable,
     Netns,
+    in_namespaces,
+    probe_from_node,
+)
+from chaoskit.faults.netrules import (
+    HELPER_TAG,
     comment_rules,
     delete_rules_snippet,
     dropped_snippet,
     for_ipv6,
     helpers_running,
     helpers_snippet,
-    in_namespaces,
     insert_snippet,
-    probe_from_node,
     read_rules,
     refuse_if_held,
 )

@@ -37,17 +37,8 @@ from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SpecError
 from chaoskit.faults.base import Fault, FaultRecord, check_selector
-from chaoskit.faults.netns import (
-    COMMENT_PREFIX,
-    STEP_TIMEOUT,
-    PodProcess,
-    helper_path,
-    helpers_snippet,
-    locate_all,
-    on_nodes,
-    start_helper_snippet,
-    write_helpers,
-)
+from chaoskit.faults.netns import COMMENT_PREFIX, STEP_TIMEOUT, PodProcess, locate_all, on_nodes
+from chaoskit.faults.netrules import helper_path, helpers_snippet, start_helper_snippet, write_helpers
 
 STRESSOR = "stress.py"
 MAX_WORKERS = 64

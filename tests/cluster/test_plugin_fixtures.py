@@ -10,7 +10,8 @@ from kubernetes.client.exceptions import ApiException
 from workloads import Web, probe_eventually
 
 from chaoskit.adapters.kube import Kube
-from chaoskit.faults.netns import locate, rules_in
+from chaoskit.faults.netns import locate
+from chaoskit.faults.netrules import rules_in
 from chaoskit.state.ledger import Ledger
 
 pytest_plugins = ["pytester"]

@@ -22,7 +22,7 @@ from workloads import (
 
 from chaoskit.chaos import Chaos
 from chaoskit.errors import FaultNotEffective, SafetyError, SpecError
-from chaoskit.faults.netns import netem_available, qdisc_handle
+from chaoskit.faults.netrules import netem_available, qdisc_handle
 
 pytestmark = pytest.mark.shared_web  # each test injects a fault and undoes it
 

@@ -7,7 +7,7 @@ import pytest
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import SafetyError, SpecError
 from chaoskit.faults import BandwidthSpec, LatencySpec, NodeFailureSpec, PacketLossSpec, PodKillSpec, Safety
-from chaoskit.faults.netns import qdisc_handle
+from chaoskit.faults.netrules import qdisc_handle
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,12 @@ from chaoskit.agent.actions import Refused
 from chaoskit.agent.injector import LeaseClock, Rules, due
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultUnsupported
-from chaoskit.faults import netns
+from chaoskit.faults import netns, netrules
 from chaoskit.faults.freeze import Freeze
-from chaoskit.faults.network import Bandwidth, Partition
+from chaoskit.faults.network import Partition
 from chaoskit.faults.node import NodeFailure
 from chaoskit.faults.node_partition import NodePartition, NodePartitionSpec, heal_timer_snippet
+from chaoskit.faults.shaping import Bandwidth
 
 NODE = "worker-1"
 
@@ -239,7 +240,7 @@ def run_undo(
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
-    script = netns.delete_rules_snippet("chaoskit:partition-1")
+    script = netrules.delete_rules_snippet("chaoskit:partition-1")
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10, check=False, env=env)
     return done, restored.read_text() if restored.exists() else ""
 

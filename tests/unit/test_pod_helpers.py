@@ -16,8 +16,8 @@ import pytest
 
 from chaoskit.agent import nfqdelay
 from chaoskit.errors import ClusterError, SpecError
-from chaoskit.faults.netns import helper_path, helper_source, helpers_snippet
-from chaoskit.faults.network import DELAYER, LatencySpec, queue_number, start_delayer_snippet
+from chaoskit.faults.netrules import helper_path, helper_source, helpers_snippet
+from chaoskit.faults.shaping import DELAYER, LatencySpec, queue_number, start_delayer_snippet
 
 
 def packet_message(packet_id: int) -> bytes:

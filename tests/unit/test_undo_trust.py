@@ -22,9 +22,10 @@ from chaoskit.adapters import docker
 from chaoskit.adapters.nodes import DockerShell
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultUndoFailed, SafetyError
-from chaoskit.faults import netns, network, objects
+from chaoskit.faults import netns, netrules, network, objects
 from chaoskit.faults.base import Fault, FaultRecord, Safety
-from chaoskit.faults.network import Bandwidth, BandwidthSpec, PacketLoss, PacketLossSpec, Partition, PartitionSpec
+from chaoskit.faults.network import PacketLoss, PacketLossSpec, Partition, PartitionSpec
+from chaoskit.faults.shaping import Bandwidth, BandwidthSpec
 from chaoskit.faults.sweeper import sweep
 from chaoskit.state.ledger import Ledger, LedgerEntry
 
@@ -69,7 +70,7 @@ def sections(script: str, outputs: list[tuple[str, int]]) -> str:
 def test_a_failing_iptables_save_is_unreadable_not_empty(monkeypatch):
     exec_answers(monkeypatch, lambda s: docker.ExecResult(0, sections(s, [("iptables-save: error", 1)]), ""))
     with pytest.raises(netns.NamespaceUnreadable, match="iptables-save -t filter' failed in shop/web-1"):
-        netns.rules_in(DockerShell(), [NS], "chaoskit:x")
+        netrules.rules_in(DockerShell(), [NS], "chaoskit:x")
 
 
 def test_a_node_that_cannot_be_reached_is_unreadable_not_empty(monkeypatch):
@@ -79,7 +80,7 @@ def test_a_node_that_cannot_be_reached_is_unreadable_not_empty(monkeypatch):
     monkeypatch.setattr(docker, "run_in", paused)
     monkeypatch.setattr(docker, "state", lambda node: "paused")
     with pytest.raises(netns.NamespaceUnreadable, match=r"on node unit-worker \(paused\)"):
-        netns.rules_in(DockerShell(), [NS], "chaoskit:x")
+        netrules.rules_in(DockerShell(), [NS], "chaoskit:x")
 
 
 def test_a_stopped_node_took_its_namespaces_with_it(monkeypatch):
@@ -88,7 +89,7 @@ def test_a_stopped_node_took_its_namespaces_with_it(monkeypatch):
 
     monkeypatch.setattr(docker, "run_in", stopped)
     monkeypatch.setattr(docker, "state", lambda node: "exited")
-    assert netns.rules_in(DockerShell(), [NS], "chaoskit:x") == {NS: None}
+    assert netrules.rules_in(DockerShell(), [NS], "chaoskit:x") == {NS: None}
 
 
 def test_a_failing_delete_is_not_an_undo(monkeypatch):
@@ -100,7 +101,7 @@ def test_a_failing_delete_is_not_an_undo(monkeypatch):
 
     exec_answers(monkeypatch, answer)
     with pytest.raises(netns.NamespaceUnreadable, match="deleting rules in shop/web-1 on unit-worker failed"):
-        netns.delete_rules(DockerShell(), [NS], "chaoskit:x")
+        netrules.delete_rules(DockerShell(), [NS], "chaoskit:x")
 
 
 def test_check_undone_names_the_rules_still_in_place(monkeypatch):
