@@ -7,7 +7,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import cast
 
-from chaoskit.adapters.kube import Kube, WorkloadKind
+from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.status import WorkloadKind
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultUnsupported, FaultVetoed, RunAborted
 from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
@@ -410,7 +411,7 @@ class Chaos:
 
         ``kind`` is ``Deployment``, ``StatefulSet``, ``DaemonSet`` or
         ``ReplicaSet`` (anything else is a SpecError naming them); each is
-        whole by its own status (see :func:`~chaoskit.adapters.kube.workload_counts`).
+        whole by its own status (see :func:`~chaoskit.adapters.status.workload_counts`).
         """
         return RecoveryWatch(self.kube, namespace, name, service, kind)
 

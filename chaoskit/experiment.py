@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
-from chaoskit.adapters.kube import WorkloadKind, check_workload_kind
+from chaoskit.adapters.status import WorkloadKind, check_workload_kind
 from chaoskit.chaos import Chaos, external_abort_reason
 from chaoskit.errors import ClusterError, FaultUnsupported, FaultVetoed, SpecError
 from chaoskit.evidence import cluster_events, involved_pods, pod_logs

@@ -16,7 +16,7 @@ endpoints are both whole again: a Service without its endpoints back is not
 serving, whatever the workload's status says.
 
 "Whole" is the workload kind's own notion (see
-:func:`~chaoskit.adapters.kube.workload_counts`): every desired replica ready
+:func:`~chaoskit.adapters.status.workload_counts`): every desired replica ready
 and nothing left to roll out, so a StatefulSet whose pods are all ready but
 whose current and update revisions differ is still short. The Service's
 endpoints are counted over its EndpointSlices (``discovery.k8s.io/v1``, or
@@ -46,17 +46,17 @@ from typing import Any, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
-from chaoskit.adapters.kube import (
+from chaoskit.adapters.apiclient import endpoint_slice_list_calls
+from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.shell import say
+from chaoskit.adapters.status import (
     SERVICE_NAME_LABEL,
-    Kube,
     WorkloadKind,
     check_workload_kind,
-    endpoint_slice_list_calls,
     ready_addresses,
     ready_endpoints,
     workload_counts,
 )
-from chaoskit.adapters.shell import say
 from chaoskit.errors import ClusterError
 
 T = TypeVar("T")

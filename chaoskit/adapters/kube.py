@@ -20,14 +20,16 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from chaoskit.errors import ClusterError, CommandTimedOut, SpecError, UsageError
+from chaoskit.adapters.apiclient import bound_requests, dynamic_client
+from chaoskit.adapters.status import check_workload_kind, workload_counts
+from chaoskit.errors import ClusterError, UsageError
 
 ApiError = ApiException
 """The API server's answer when it is not 2xx (``.status``, ``.body``), as the calls through :class:`Kube`'s
@@ -106,7 +108,7 @@ class Kube:
             ) from None
         except FileNotFoundError:
             raise UsageError(f"kubeconfig {kubeconfig} does not exist") from None
-        _bound_requests(self.api_client, REQUEST_TIMEOUT)
+        bound_requests(self.api_client, REQUEST_TIMEOUT)
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
         self.coordination = client.CoordinationV1Api(self.api_client)
@@ -261,7 +263,7 @@ class Kube:
         any kind and version the server serves works (``policy/v1beta1`` on 1.20, which the typed client
         lacks).
         """
-        dyn = _dynamic(self.api_client)
+        dyn = dynamic_client(self.api_client)
         for obj in objects:
             metadata = obj["metadata"]
             resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
@@ -280,7 +282,7 @@ class Kube:
 
     def get(self, kind: str, name: str, namespace: str | None = None, api_version: str = "v1") -> dict[str, Any] | None:
         """An object as a plain dict (as the API serves it), or None when it does not exist."""
-        resource = _dynamic(self.api_client).resources.get(api_version=api_version, kind=kind)
+        resource = dynamic_client(self.api_client).resources.get(api_version=api_version, kind=kind)
         try:
             found = resource.get(name=name, namespace=namespace)
         except Exception as exc:  # the dynamic client's errors carry the HTTP status
@@ -368,7 +370,7 @@ class Kube:
 
     def delete(self, kind: str, name: str, namespace: str | None = None, api_version: str = "v1") -> bool:
         """Delete an object; return whether it existed."""
-        resource = _dynamic(self.api_client).resources.get(api_version=api_version, kind=kind)
+        resource = dynamic_client(self.api_client).resources.get(api_version=api_version, kind=kind)
         try:
             resource.delete(name=name, namespace=namespace)
         except Exception as exc:  # the dynamic client's errors carry the HTTP status
@@ -561,253 +563,3 @@ class Kube:
             resp.sock.shutdown()
             private.close()
         return (code if code is not None else -1), "".join(out), "".join(err)
-
-
-def node_ready(node: Obj, since: float | None = None) -> bool:
-    """Whether a V1Node reports Ready=True (with a heartbeat after ``since``, a Unix time, if given).
-
-    A node whose kubelet was just restarted still shows the Ready it posted
-    before; only a heartbeat newer than the restart proves it is back.
-    """
-    for condition in node.status.conditions or []:
-        if condition.type == "Ready":
-            if condition.status != "True":
-                return False
-            beat = condition.last_heartbeat_time
-            return since is None or (beat is not None and beat.timestamp() >= since)
-    return False
-
-
-def lease_renewed(lease: Obj, since: float) -> bool:
-    """Whether a V1Lease was renewed at or after ``since`` (a Unix time).
-
-    A node's kubelet renews its Lease in ``kube-node-lease`` every 10 s or so,
-    while it posts its Ready condition only when something changed or every few
-    minutes: a renewal newer than a restart is the quick proof that the kubelet
-    runs again.
-    """
-    renewed = lease.spec.renew_time if lease.spec else None
-    return renewed is not None and renewed.timestamp() >= since
-
-
-def pod_ready(pod: Obj, since: float | None = None) -> bool:
-    """Whether a V1Pod is Ready (and became so after ``since``, a Unix time, if given)."""
-    if pod.metadata.deletion_timestamp is not None:
-        return False
-    for condition in pod.status.conditions or []:
-        if condition.type == "Ready" and condition.status == "True":
-            moved = condition.last_transition_time
-            return since is None or (moved is not None and moved.timestamp() >= since)
-    return False
-
-
-def deployment_available(dep: Obj) -> bool:
-    """Whether every desired replica of a V1Deployment is updated and ready."""
-    want = dep.spec.replicas if dep.spec.replicas is not None else 1
-    status = dep.status
-    return bool(
-        (status.observed_generation or 0) >= (dep.metadata.generation or 0)
-        and (status.ready_replicas or 0) == want
-        and (status.updated_replicas or 0) == want
-        and (status.replicas or 0) == want
-    )
-
-
-WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"]
-"""The kinds of workload whose recovery can be watched."""
-WORKLOAD_KINDS: tuple[WorkloadKind, ...] = get_args(WorkloadKind)
-
-
-def check_workload_kind(kind: str) -> WorkloadKind:
-    """``kind`` itself if it is a kind of workload the recovery watch follows; else a SpecError naming them."""
-    if kind not in WORKLOAD_KINDS:
-        raise SpecError(f"cannot watch a workload of kind {kind!r}: give kind= one of {', '.join(WORKLOAD_KINDS)}")
-    return kind
-
-
-def workload_counts(obj: dict[str, Any], kind: str) -> tuple[int, int, bool]:
-    """(desired, ready, whole) of a workload, from its JSON as the API serves it (camelCase, as a watch sends it).
-
-    Desired is ``spec.replicas`` (1 when unset, the API's default), or for a
-    DaemonSet ``status.desiredNumberScheduled``. Whole means every desired
-    replica ready and nothing left to roll out, by the kind's own status:
-
-    * Deployment: ``readyReplicas`` and ``updatedReplicas`` both equal desired.
-    * StatefulSet: ``readyReplicas`` equals desired; and, where the status
-      carries them, ``currentRevision`` equals ``updateRevision`` and
-      ``currentReplicas`` and ``updatedReplicas`` equal desired. Their absence
-      proves nothing: some servers leave ``updatedReplicas`` out of a settled
-      StatefulSet's status (kubernetes#76748).
-    * DaemonSet: ``numberReady`` and ``updatedNumberScheduled`` both equal
-      ``desiredNumberScheduled``.
-    * ReplicaSet: ``readyReplicas`` equals desired.
-
-    For every kind the status must have observed the object's current
-    generation: counts written before a change of its spec do not describe it.
-    A count the status leaves out is 0 (the API omits zero counts), except
-    where said above.
-    """
-    kind = check_workload_kind(kind)
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    generation = meta.get("generation")
-    observed = status.get("observedGeneration")
-    current = generation is None or (observed is not None and observed >= generation)
-    if kind == "DaemonSet":
-        desired = int(status.get("desiredNumberScheduled") or 0)
-        ready = int(status.get("numberReady") or 0)
-        whole = ready == desired and int(status.get("updatedNumberScheduled") or 0) == desired
-        return desired, ready, current and whole
-    replicas = spec.get("replicas")
-    desired = 1 if replicas is None else int(replicas)
-    ready = int(status.get("readyReplicas") or 0)
-    whole = ready == desired
-    if kind == "Deployment":
-        whole = whole and int(status.get("updatedReplicas") or 0) == desired
-    elif kind == "StatefulSet":
-        revisions = status.get("currentRevision"), status.get("updateRevision")
-        if None not in revisions:
-            whole = whole and revisions[0] == revisions[1]
-        whole = whole and all(int(status[k]) == desired for k in ("currentReplicas", "updatedReplicas") if k in status)
-    return desired, ready, current and whole
-
-
-def workload_whole(obj: dict[str, Any], kind: str) -> bool:
-    """Whether a workload (its JSON as the API serves it) is whole: see :func:`workload_counts`."""
-    return workload_counts(obj, kind)[2]
-
-
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-"""The label that ties an EndpointSlice to its Service."""
-
-
-def ready_endpoints(slices: Iterable[dict[str, Any]]) -> int:
-    """How many distinct endpoints are ready over a Service's EndpointSlices (their JSON, v1 or v1beta1).
-
-    An endpoint counts unless ``conditions.ready`` is false: the API says a
-    missing ready condition is to be read as ready. The same endpoint may show
-    in two slices for a moment while the controller moves it (the API allows
-    it), and once per address family in a dual-stack Service; it counts once,
-    known by the object it targets, or by its addresses when it targets none.
-    """
-    ready: set[tuple[str, ...]] = set()
-    for endpoint_slice in slices:
-        for endpoint in endpoint_slice.get("endpoints") or []:
-            if (endpoint.get("conditions") or {}).get("ready") is False:
-                continue
-            target = endpoint.get("targetRef") or {}
-            if target.get("name"):
-                ready.add(("ref", str(target.get("kind")), str(target.get("namespace")), str(target["name"])))
-            else:
-                family = str(endpoint_slice.get("addressType"))
-                ready.add(("addresses", family, *sorted(str(a) for a in endpoint.get("addresses") or [])))
-    return len(ready)
-
-
-def ready_addresses(endpoints: dict[str, Any]) -> int:
-    """The ready addresses of a core v1 Endpoints object (its JSON)."""
-    return sum(len(subset.get("addresses") or []) for subset in endpoints.get("subsets") or [])
-
-
-def endpoint_slice_list_calls(api_client: Any) -> list[tuple[str, Callable[..., Any]]]:
-    """The list (and watch) calls of EndpointSlices, newest version first: ``discovery.k8s.io/v1``, then ``v1beta1``.
-
-    Servers before 1.21 serve only ``v1beta1``, which the installed typed
-    client no longer has: that one is a plain GET (see :func:`raw_list_call`).
-    """
-    return [
-        ("discovery.k8s.io/v1", client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice),
-        ("discovery.k8s.io/v1beta1", raw_list_call(api_client, "discovery.k8s.io/v1beta1", "endpointslices")),
-    ]
-
-
-def raw_list_call(api_client: Any, group_version: str, plural: str) -> Callable[..., Any]:
-    """A namespaced list (or watch) of a resource the typed client lacks, called like the typed ones.
-
-    It takes their keywords (``label_selector``, ``field_selector``,
-    ``resource_version``, ``watch``, ``timeout_seconds``, ``_request_timeout``)
-    and returns the HTTP response unread, as they do with
-    ``_preload_content=False`` (the only way it is called); a status outside
-    2xx raises ``ApiException``, as theirs does. Requests are bounded like
-    every other of ``api_client``. Works with the client's modern generator
-    (37 on: ``param_serialize``, then ``call_api``) and with the python-legacy
-    one before it (``call_api`` alone).
-    """
-    path = f"/apis/{group_version}/namespaces/{{namespace}}/{plural}"
-
-    def list_call(
-        namespace: str,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str | None = None,
-        watch: bool | None = None,
-        timeout_seconds: int | None = None,
-        _request_timeout: float | tuple[float, float] | None = None,
-        _preload_content: bool = False,
-    ) -> Any:
-        named = {
-            "labelSelector": label_selector,
-            "fieldSelector": field_selector,
-            "resourceVersion": resource_version,
-            "watch": watch,
-            "timeoutSeconds": timeout_seconds,
-        }
-        query = [(key, value) for key, value in named.items() if value is not None]
-        headers = {"Accept": "application/json"}
-        if not hasattr(api_client, "param_serialize"):
-            # Clients before 37 (the python-legacy generator): one call, which raises on a status outside 2xx.
-            return api_client.call_api(
-                path,
-                "GET",
-                {"namespace": namespace},
-                query,
-                headers,
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=False,
-                _request_timeout=_request_timeout,
-            )
-        request = api_client.param_serialize(
-            "GET",
-            path,
-            path_params={"namespace": namespace},
-            query_params=query,
-            header_params=headers,
-            auth_settings=["BearerToken"],
-        )
-        response = api_client.call_api(*request, _request_timeout=_request_timeout)
-        if not 200 <= response.status <= 299:
-            response.read()
-            raise ApiException.from_response(http_resp=response, body=None, data=None)
-        return response.response
-
-    return list_call
-
-
-def _bound_requests(api_client: Any, timeout: float) -> None:
-    """Give every request of ``api_client`` that states no ``_request_timeout`` this one."""
-    rest = api_client.rest_client
-    unbounded = rest.request
-
-    def request(*args: Any, **kwargs: Any) -> Any:
-        if not kwargs.get("_request_timeout"):
-            kwargs["_request_timeout"] = timeout
-        try:
-            return unbounded(*args, **kwargs)
-        except (urllib3.exceptions.MaxRetryError, urllib3.exceptions.TimeoutError) as exc:
-            cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
-            if not isinstance(cause, urllib3.exceptions.TimeoutError):
-                raise
-            what = f"{args[0]} {args[1]}" if len(args) >= 2 else "an API request"
-            limit = kwargs["_request_timeout"]
-            raise CommandTimedOut(f"the API server did not answer {what} within {limit} s") from None
-
-    rest.request = request
-
-
-def _dynamic(api_client: Any) -> Any:
-    from kubernetes import dynamic
-
-    return dynamic.DynamicClient(api_client)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaoskit.adapters.kube import Kube, current_context, node_ready
+from chaoskit.adapters.kube import Kube, current_context
 from chaoskit.adapters.shell import say
+from chaoskit.adapters.status import node_ready
 from chaoskit.cluster.base import Cluster, ClusterSpec, ClusterStatus, NodeStatus
 from chaoskit.errors import ClusterError, UsageError
 

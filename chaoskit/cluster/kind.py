@@ -33,8 +33,9 @@ import yaml
 
 from chaoskit import cache
 from chaoskit.adapters import docker, kind
-from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, ZONE_LABEL, Kube, node_ready, pod_ready
+from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, ZONE_LABEL, Kube
 from chaoskit.adapters.shell import run, say
+from chaoskit.adapters.status import node_ready, pod_ready
 from chaoskit.cluster import addons
 from chaoskit.cluster.base import NODE_PORT_RANGE, Cluster, ClusterSpec, ClusterStatus, NodeStatus
 from chaoskit.errors import ChaoskitError, ClusterError, UsageError

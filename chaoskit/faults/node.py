@@ -39,9 +39,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, ZONE_LABEL, Kube, lease_renewed, node_ready, pod_ready
+from chaoskit.adapters.kube import CONTROL_PLANE_LABELS, ZONE_LABEL, Kube
 from chaoskit.adapters.nodes import AgentShell
 from chaoskit.adapters.shell import say
+from chaoskit.adapters.status import lease_renewed, node_ready, pod_ready
 from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SafetyError, SpecError

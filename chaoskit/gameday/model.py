@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from chaoskit.adapters.kube import WorkloadKind
+from chaoskit.adapters.status import WorkloadKind
 from chaoskit.chaos import Chaos
 from chaoskit.errors import ChaoskitError, SpecError
 from chaoskit.experiment import Workload

@@ -13,7 +13,7 @@ from typing import Any, Literal, cast
 
 import yaml
 
-from chaoskit.adapters.kube import WorkloadKind
+from chaoskit.adapters.status import WorkloadKind
 from chaoskit.errors import ChaoskitError, SpecError
 from chaoskit.experiment import Workload
 from chaoskit.faults import Safety

@@ -36,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from chaoskit.adapters.kube import Kube, deployment_available
+from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.status import deployment_available
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import UsageError
 from chaoskit.prometheus.client import PrometheusClient

@@ -12,7 +12,8 @@ import time
 from workloads import WEB_LABELS, Web, get_from_host, get_from_host_eventually, probe_eventually, wait_web
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.kube import is_control_plane, node_ready
+from chaoskit.adapters.kube import is_control_plane
+from chaoskit.adapters.status import node_ready
 from chaoskit.cluster import Cluster
 from chaoskit.cluster.kind import image_line
 

@@ -10,7 +10,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from workloads import Web, get_from_host_eventually, wait_web
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.kube import is_control_plane, node_ready
+from chaoskit.adapters.kube import is_control_plane
+from chaoskit.adapters.status import node_ready
 from chaoskit.chaos import Chaos
 from chaoskit.errors import SafetyError, SpecError
 from chaoskit.state.ledger import Ledger

@@ -20,7 +20,7 @@ import pytest
 from residue import Residue, scan
 from workloads import Web, probe_eventually
 
-from chaoskit.adapters.kube import lease_renewed
+from chaoskit.adapters.status import lease_renewed
 from chaoskit.cluster import injector
 from chaoskit.faults.objects import LEASE_SECONDS, NAMESPACE
 

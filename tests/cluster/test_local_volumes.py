@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from tenacity import Retrying, stop_after_delay, wait_fixed
 
-from chaoskit.adapters.kube import Kube, pod_ready
+from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.status import pod_ready
 from chaoskit.cluster import Cluster
 
 VOLUMES_DIR = "/var/lib/chaoskit/volumes"

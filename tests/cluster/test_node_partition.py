@@ -10,7 +10,7 @@ import pytest
 from residue import scan
 from workloads import Web, wait_web
 
-from chaoskit.adapters.kube import node_ready
+from chaoskit.adapters.status import node_ready
 from chaoskit.chaos import Chaos
 from chaoskit.errors import SafetyError, SpecError
 

@@ -10,7 +10,8 @@ import pytest
 from workloads import get_from_host_eventually, probe_eventually, wait_pod_running
 
 from chaoskit.adapters import docker
-from chaoskit.adapters.kube import Kube, is_control_plane, node_ready
+from chaoskit.adapters.kube import Kube, is_control_plane
+from chaoskit.adapters.status import node_ready
 from chaoskit.cluster import Cluster
 
 pytestmark = pytest.mark.destructive

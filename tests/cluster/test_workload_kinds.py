@@ -13,7 +13,8 @@ from typing import Any
 
 from workloads import ReadyPoller, spread, web_objects
 
-from chaoskit.adapters.kube import Kube, workload_counts
+from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.status import workload_counts
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import Cluster
 from chaoskit.observe import RecoveryWatch

@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chaoskit.adapters.kube import SERVICE_NAME_LABEL, Kube, WorkloadKind
+from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.status import SERVICE_NAME_LABEL, WorkloadKind
 from chaoskit.errors import ClusterError
 from chaoskit.observe import Event, Recovery, RecoveryWatch, _loss_and_whole
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from chaoskit.adapters.kube import (
+from chaoskit.adapters.apiclient import raw_list_call
+from chaoskit.adapters.status import (
     WORKLOAD_KINDS,
     check_workload_kind,
-    raw_list_call,
     ready_addresses,
     ready_endpoints,
     workload_counts,
