@@ -11,7 +11,7 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.status import WorkloadKind
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultUnsupported, FaultVetoed, RunAborted
-from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
+from chaoskit.faults.base import Fault, FaultHooks, FaultRecord
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
 from chaoskit.faults.disk import IO_LATENCY_UNSUPPORTED, DiskFill, DiskFillSpec, IoLatencySpec
 from chaoskit.faults.dns import DnsFault, DnsSpec
@@ -27,6 +27,7 @@ from chaoskit.faults.network import (
 from chaoskit.faults.node import NodeFailure, NodeFailureSpec, ZoneFailure, ZoneFailureSpec
 from chaoskit.faults.node_partition import NodePartition, NodePartitionSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
+from chaoskit.faults.safety import Safety
 from chaoskit.faults.shaping import Bandwidth, BandwidthSpec, Latency, LatencySpec
 from chaoskit.faults.stress import Stress, StressSpec
 from chaoskit.observe import RecoveryWatch

@@ -26,7 +26,8 @@ from chaoskit.adapters.nodes import NodeShell
 from chaoskit.chaos import Chaos
 from chaoskit.cluster import Cluster, ClusterSpec, get_provider
 from chaoskit.errors import FaultUndoFailed
-from chaoskit.faults.base import FaultHooks, Safety
+from chaoskit.faults.base import FaultHooks
+from chaoskit.faults.safety import Safety
 from chaoskit.faults.sweeper import SweepResult, sweep
 from chaoskit.namespaces import sweep_namespaces
 from chaoskit.state import locks

@@ -1,6 +1,6 @@
 """The fault library: every fault injected for real, proven, and always undone."""
 
-from chaoskit.faults.base import Fault, FaultHooks, FaultRecord, Safety
+from chaoskit.faults.base import Fault, FaultHooks, FaultRecord
 from chaoskit.faults.container import ContainerKill, ContainerKillSpec
 from chaoskit.faults.disk import DiskFill, DiskFillSpec
 from chaoskit.faults.dns import DnsFault, DnsSpec
@@ -16,6 +16,7 @@ from chaoskit.faults.network import (
 from chaoskit.faults.node import NodeFailure, NodeFailureSpec, ZoneFailure, ZoneFailureSpec
 from chaoskit.faults.node_partition import NodePartition, NodePartitionSpec
 from chaoskit.faults.pod import PodKill, PodKillSpec
+from chaoskit.faults.safety import Safety
 from chaoskit.faults.shaping import Bandwidth, BandwidthSpec, Latency, LatencySpec
 from chaoskit.faults.stress import Stress, StressSpec
 

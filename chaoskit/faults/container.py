@@ -15,8 +15,9 @@ from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
-from chaoskit.faults.base import Fault, FaultRecord, check_selector, how_it_ended
+from chaoskit.faults.base import Fault, FaultRecord, how_it_ended
 from chaoskit.faults.netns import PodProcess, locate_all
+from chaoskit.faults.safety import check_selector
 
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT")
 

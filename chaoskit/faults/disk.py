@@ -43,8 +43,9 @@ from chaoskit.errors import (
     SafetyError,
     SpecError,
 )
-from chaoskit.faults.base import Fault, FaultRecord, check_selector
+from chaoskit.faults.base import Fault, FaultRecord
 from chaoskit.faults.netns import STEP_TIMEOUT, PodProcess, locate_all
+from chaoskit.faults.safety import check_selector
 
 GIB = 1 << 30
 MIB = 1 << 20

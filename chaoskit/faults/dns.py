@@ -29,13 +29,14 @@ from typing import Any
 
 from chaoskit.adapters.nodes import NodeShell
 from chaoskit.errors import FaultNotEffective, SpecError
-from chaoskit.faults.base import FaultRecord, check_selector
+from chaoskit.faults.base import FaultRecord
 from chaoskit.faults.netns import PodProcess, in_namespaces, on_node
 from chaoskit.faults.netrules import comment_rules, insert_snippet, refuse_if_held, start_helper_snippet, write_helpers
 from chaoskit.faults.network import (
     _check_count,
     _HelperFault,
 )
+from chaoskit.faults.safety import check_selector
 
 DNS_ANSWERS = ("nxdomain", "servfail", "address", "delay")
 RESPONDER = "dnsfault.py"

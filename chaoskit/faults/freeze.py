@@ -27,8 +27,9 @@ from chaoskit.adapters.nodes import NodeShell
 from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SpecError
-from chaoskit.faults.base import Fault, FaultRecord, check_selector
+from chaoskit.faults.base import Fault, FaultRecord
 from chaoskit.faults.netns import STEP_TIMEOUT, PodProcess, locate_all
+from chaoskit.faults.safety import check_selector
 
 PIDS_IN = r"""ck_pids() {
     for p in /proc/[0-9]*; do [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$1" ] && echo "${p#/proc/}"; done

@@ -27,7 +27,7 @@ from typing import Any
 
 from chaoskit.adapters.nodes import NodeShell
 from chaoskit.errors import FaultNotEffective, SpecError
-from chaoskit.faults.base import FaultRecord, check_selector
+from chaoskit.faults.base import FaultRecord
 from chaoskit.faults.netns import PodProcess, on_node, on_nodes
 from chaoskit.faults.netrules import (
     comment_rules,
@@ -43,6 +43,7 @@ from chaoskit.faults.network import (
     _check_port,
     _HelperFault,
 )
+from chaoskit.faults.safety import check_selector
 
 PROXY = "httpfault.py"
 TABLE = "nat"

@@ -41,7 +41,7 @@ from chaoskit.adapters.nodes import NodeShell
 from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, SafetyError, SpecError
-from chaoskit.faults.base import Fault, FaultRecord, check_selector
+from chaoskit.faults.base import Fault, FaultRecord
 from chaoskit.faults.netns import (
     COMMENT_PREFIX,
     Netns,
@@ -64,6 +64,7 @@ from chaoskit.faults.netrules import (
     insert_snippet,
     rules_in,
 )
+from chaoskit.faults.safety import check_selector
 
 
 def _check_port(port: int | None) -> None:

@@ -48,7 +48,7 @@ from chaoskit.adapters import nodes
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, SpecError
-from chaoskit.faults.base import Fault, FaultRecord, FaultRound, check_selector, how_it_ended
+from chaoskit.faults.base import Fault, FaultRecord, FaultRound, how_it_ended
 from chaoskit.faults.netns import (
     STEP_TIMEOUT,
     container_listing,
@@ -56,6 +56,7 @@ from chaoskit.faults.netns import (
     find_containers_script,
     on_nodes,
 )
+from chaoskit.faults.safety import check_selector
 
 PICKS = ("random", "oldest")
 MAX_ROUNDS = 1000

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import FaultNotEffective, FaultUndoFailed, FaultUnsupported, SpecError
-from chaoskit.faults.base import FaultRecord, check_selector
+from chaoskit.faults.base import FaultRecord
 from chaoskit.faults.netns import PodProcess, connect_times, run_everywhere, steps_by_node, timed_send
 from chaoskit.faults.netrules import (
     SHOW_ROOT,
@@ -52,6 +52,7 @@ from chaoskit.faults.network import (
     check_rules_and_helpers,
     revert_rules_and_helpers,
 )
+from chaoskit.faults.safety import check_selector
 
 
 class _QdiscFault(_PodNetworkFault):

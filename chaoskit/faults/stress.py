@@ -36,9 +36,10 @@ from chaoskit.adapters.nodes import NodeShell
 from chaoskit.agent import actions
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultNotEffective, FaultUndoFailed, SpecError
-from chaoskit.faults.base import Fault, FaultRecord, check_selector
+from chaoskit.faults.base import Fault, FaultRecord
 from chaoskit.faults.netns import COMMENT_PREFIX, STEP_TIMEOUT, PodProcess, locate_all, on_nodes
 from chaoskit.faults.netrules import helper_path, helpers_snippet, start_helper_snippet, write_helpers
+from chaoskit.faults.safety import check_selector
 
 STRESSOR = "stress.py"
 MAX_WORKERS = 64

@@ -13,7 +13,7 @@ from chaoskit.adapters.shell import say
 from chaoskit.cluster import ClusterSpec, choose_provider
 from chaoskit.cluster.base import NAME_ENV, default_name
 from chaoskit.errors import FaultUndoFailed
-from chaoskit.faults.base import Safety
+from chaoskit.faults.safety import Safety
 from chaoskit.gameday.runner import GameDay, planned, result_exit_code
 from chaoskit.gameday.spec import ExperimentFile, load_experiment
 from chaoskit.gameday.view import Keys, LineView, LiveView

@@ -50,7 +50,7 @@ from chaoskit.chaos import Chaos
 from chaoskit.cluster import Cluster, choose_provider
 from chaoskit.errors import ChaoskitError, FaultUnsupported, FaultVetoed, UsageError
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
-from chaoskit.faults.base import Safety
+from chaoskit.faults.safety import Safety
 from chaoskit.load import LoadSpec
 from chaoskit.load.runner import set_default_processes
 from chaoskit.namespaces import (

@@ -13,7 +13,7 @@ import pytest
 from chaoskit.baseline import Baseline
 from chaoskit.cluster import PROVIDERS, ClusterSpec
 from chaoskit.cluster.base import KUBERNETES_ENV, NAME_ENV, parse_node_ports
-from chaoskit.faults.base import Safety
+from chaoskit.faults.safety import Safety
 from chaoskit.namespaces import (
     DEFAULT_POD_SECURITY,
     POD_SECURITY_LEVELS,

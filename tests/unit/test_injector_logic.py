@@ -423,7 +423,7 @@ def test_the_dead_man_timer_deletes_the_rules_after_its_seconds(tmp_path):
 
 def test_the_cap_counts_what_other_active_faults_already_hold():
     from chaoskit.errors import SafetyError
-    from chaoskit.faults.base import Safety
+    from chaoskit.faults.safety import Safety
 
     safety = Safety(max_share=0.5)
     safety.check_share(1, 3, "pods matching 'app=web'", {})

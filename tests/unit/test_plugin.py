@@ -190,7 +190,7 @@ def test_the_options_the_safety_messages_name_exist_and_lift_exactly_those_rules
         from chaoskit.cluster.base import Cluster
         from chaoskit.errors import SafetyError
         from chaoskit.faults import NodeDrain, NodeDrainSpec
-        from chaoskit.faults.base import Safety
+        from chaoskit.faults.safety import Safety
 
         def control_plane_kube():
             node = SimpleNamespace(

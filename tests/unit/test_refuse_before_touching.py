@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chaoskit.errors import SpecError
-from chaoskit.faults.base import Safety, check_selector
+from chaoskit.faults.safety import Safety, check_selector
 from chaoskit.gameday.spec import MAX_FILE_BYTES, ExperimentFileError, load_experiment
 
 FILE = """\

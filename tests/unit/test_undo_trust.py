@@ -23,8 +23,9 @@ from chaoskit.adapters.nodes import DockerShell
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, FaultUndoFailed, SafetyError
 from chaoskit.faults import netns, netrules, network, objects
-from chaoskit.faults.base import Fault, FaultRecord, Safety
+from chaoskit.faults.base import Fault, FaultRecord
 from chaoskit.faults.network import PacketLoss, PacketLossSpec, Partition, PartitionSpec
+from chaoskit.faults.safety import Safety
 from chaoskit.faults.shaping import Bandwidth, BandwidthSpec
 from chaoskit.faults.sweeper import sweep
 from chaoskit.state.ledger import Ledger, LedgerEntry
