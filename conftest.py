@@ -18,7 +18,7 @@ from workloads import Web, client_running, deploy_web, web_whole_again
 from chaoskit.cluster import Cluster
 from chaoskit.namespaces import own_namespace
 from chaoskit.plugin import pod_security_of
-from chaoskit.provision.images import build_fixture_image
+from chaoskit.provision.userimages import build_fixture_image
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

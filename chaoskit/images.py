@@ -61,7 +61,7 @@ def build(directory: Path, tag: str | None = None) -> str:
     and an image already built from the same files is reused.
     """
     from chaoskit.adapters import docker
-    from chaoskit.provision import images
+    from chaoskit.provision import userimages
 
     if not directory.exists():
         raise UsageError(f"there is no directory {directory}: give the directory that holds your Dockerfile")
@@ -74,7 +74,7 @@ def build(directory: Path, tag: str | None = None) -> str:
         )
     name = image_name(tag) if tag is not None else None
     docker.require_daemon()
-    return images.build_image(directory, name)
+    return userimages.build_image(directory, name)
 
 
 def require_local(images: list[str]) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import tempfile
 from importlib import resources
@@ -36,6 +35,7 @@ from chaoskit import cache
 from chaoskit.adapters.shell import run, run_logged, say
 from chaoskit.errors import ProvisionError
 from chaoskit.provision import gomodules, kubernetes
+from chaoskit.provision.debs import deb_binary, tag_safe
 from chaoskit.provision.versions import (
     BASE_IMAGE,
     CONTROL_PLANE_IMAGES,
@@ -47,7 +47,6 @@ from chaoskit.provision.versions import (
     Line,
     tag_version,
 )
-from chaoskit.state import locks
 
 MIRROR = "http://deb.debian.org/debian"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -475,55 +474,7 @@ def build_injector_image() -> str:
 
 
 def _etcd_binary() -> Path:
-    return _deb_binary("etcd-server", SUITE, "usr/bin/etcd")[0]
-
-
-def _deb_version(package: str, release: str) -> str:
-    """The version of ``package`` in Debian ``release`` (``bookworm``, ``trixie``) as apt knows it."""
-    shown = run(
-        ["apt-cache", "show", "--no-all-versions", f"{package}/{release}"],
-        env={"LC_ALL": "C"},
-        check=False,
-        timeout=600,
-    )
-    for line in shown.stdout.splitlines():
-        if line.startswith("Version:"):
-            return line.split(":", 1)[1].strip()
-    raise ProvisionError(
-        f"apt knows no {package} in Debian {release}: run 'apt-get update' "
-        f"(the host's sources must list {release}; 'chaoskit cluster up' adds them)"
-    )
-
-
-def _deb_binary(package: str, release: str, binary: str) -> tuple[Path, str]:
-    """Extract one file from a Debian package; return its path and the package's version.
-
-    ``binary`` is the file's path inside the package (``usr/bin/etcd``). The
-    extraction is cached under the package's version, so a warm machine neither
-    downloads nor unpacks it again, and a new version in the archive is fetched.
-    """
-    version = _deb_version(package, release)
-    out = cache.entry(f"deb-{package}-{_safe(version)}")
-    path = out / "root" / binary
-    if cache.is_done(out):
-        return path, version
-    cache.reset(out)
-    run(["apt-get", "download", f"{package}={version}"], cwd=out, timeout=600)
-    debs = sorted(out.glob(f"{package}_*.deb"))
-    if not debs:
-        raise ProvisionError(f"apt-get download {package}={version} gave no package")
-    run(["dpkg-deb", "-x", str(debs[0]), str(out / "root")], timeout=600)
-    if not path.is_file():
-        raise ProvisionError(f"{debs[0].name} holds no {binary}")
-    for deb in debs:  # only the extracted file is used; the .deb is 10-20 MB
-        deb.unlink()
-    cache.mark_done(out)
-    return path, version
-
-
-def _safe(version: str) -> str:
-    """A Debian version as a Docker tag or file name can carry it (``2.42.0+ds-5`` -> ``2.42.0_ds-5``)."""
-    return "".join(c if c.isalnum() or c in ".-" else "_" for c in version)
+    return deb_binary("etcd-server", SUITE, "usr/bin/etcd")[0]
 
 
 def build_prometheus_image() -> str:
@@ -538,14 +489,14 @@ def build_prometheus_image() -> str:
     carries the package version and a digest of the recipe, so a new package
     or a changed recipe is a new image, and an unchanged one is never rebuilt.
     """
-    binary, version = _deb_binary("prometheus", PROMETHEUS_RELEASE, "usr/bin/prometheus")
+    binary, version = deb_binary("prometheus", PROMETHEUS_RELEASE, "usr/bin/prometheus")
     dockerfile = (
         f"FROM {BASE_IMAGE}\n"
         "COPY prometheus /usr/local/bin/prometheus\n"
         "USER 65534:65534\n"
         'ENTRYPOINT ["/usr/local/bin/prometheus"]\n'
     )
-    tag = f"chaoskit/prometheus:{_safe(version)}-{hashlib.sha256(dockerfile.encode()).hexdigest()[:8]}"
+    tag = f"chaoskit/prometheus:{tag_safe(version)}-{hashlib.sha256(dockerfile.encode()).hexdigest()[:8]}"
     if image_exists(tag):
         return tag
     build_base_image()
@@ -653,93 +604,3 @@ def _prune_superseded(repository: str, keep: str, keep_lines: bool = False) -> N
             continue
         if tag != keep and run(["docker", "rmi", tag], check=False, timeout=600).returncode == 0:
             say(f"removed superseded image {tag}")
-
-
-# --- images of the systems under test -----------------------------------------------
-
-BUILD_TIMEOUT = 900.0
-"""How long one ``docker build`` of a system under test may take."""
-
-
-def image_tag(directory: Path) -> str:
-    """The default name of the image built from ``directory``: ``chaoskit/<dirname>:<digest of its files>``.
-
-    The tag is a digest of every file under the directory (``__pycache__`` aside),
-    so an unchanged directory is never rebuilt and a changed one always is. A
-    directory name Docker would refuse as a repository (upper case, spaces) is
-    lower-cased and its other characters become ``-``.
-    """
-    directory = directory.resolve()
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(directory)).encode() + b"\0" + path.read_bytes() + b"\0")
-    repository = re.sub(r"[^a-z0-9._-]+", "-", directory.name.lower()).strip("._-") or "image"
-    return f"chaoskit/{repository}:{digest.hexdigest()[:12]}"
-
-
-def build_image(directory: Path, tag: str | None = None) -> str:
-    """Build the image of ``directory`` on chaoskit's base image; return its name.
-
-    The directory holds a Dockerfile that starts with ``ARG BASE`` and ``FROM
-    $BASE``: the build passes ``--build-arg BASE=`` :data:`BASE_IMAGE`, a
-    minimal Debian with python3, so it needs no registry. Without ``tag`` the
-    name is :func:`image_tag` and an image already built from the same files
-    is used as it is; with one, the image is built every time (Docker's layer
-    cache makes an unchanged build quick). The build's output goes to its own
-    log under the cache's ``logs/``; a failed build raises ProvisionError on
-    one line with the log's last lines and its path.
-    """
-    dockerfile = directory / "Dockerfile"
-    if not dockerfile.is_file():
-        raise ProvisionError(f"{directory} has no Dockerfile")
-    name = tag or image_tag(directory)
-    with locks.machine_lock("images", "build"):  # pytest -n workers build the same images at once
-        return _build_image(directory, dockerfile, name, tag)
-
-
-def uses_base(dockerfile: Path) -> bool:
-    """Whether the Dockerfile builds on chaoskit's base image (it declares ``ARG BASE``)."""
-    return bool(re.search(r"^\s*ARG\s+BASE\b", dockerfile.read_text(errors="replace"), re.MULTILINE | re.IGNORECASE))
-
-
-def _build_image(directory: Path, dockerfile: Path, name: str, tag: str | None) -> str:
-    if tag is None and image_exists(name):
-        say(f"image {name}: present (built from the same files)")
-        return name
-    on_base = uses_base(dockerfile)
-    if on_base:  # a Dockerfile FROM python:3.12 or the like needs no base of chaoskit's built first
-        build_base_image()
-    log = cache.root() / "logs" / f"build-{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}.log"
-    log.unlink(missing_ok=True)  # the log holds this build alone, so its tail is this build's
-    base = ["--build-arg", f"BASE={BASE_IMAGE}"] if on_base else []
-    try:
-        run_logged(  # --force-rm: a failed step's container goes too, not only those of steps that passed
-            ["docker", "build", "--force-rm", *base, "-t", name, str(directory)],
-            log,
-            what=f"building image {name} from {directory}",
-            env={"DOCKER_BUILDKIT": "0"},
-            timeout=BUILD_TIMEOUT,
-        )
-    except ProvisionError:  # a timeout is a CommandTimedOut, which names the log already
-        tail = " | ".join(line.strip()[:200] for line in _tail_lines(log, 3))
-        hint = ""
-        if not on_base:
-            hint = (
-                " (where no registry can be reached, start the Dockerfile with 'ARG BASE' and 'FROM $BASE', "
-                "chaoskit's base image)"
-            )
-        raise ProvisionError(f"docker build of {directory} failed: {tail}; full log: {log}{hint}") from None
-    return name
-
-
-def _tail_lines(log: Path, count: int) -> list[str]:
-    try:
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return []
-    return lines[-count:]
-
-
-def build_fixture_image(directory: Path) -> str:
-    """Build the image of a system under test in ``fixtures/`` (see :func:`build_image`)."""
-    return build_image(directory)

@@ -287,7 +287,7 @@ def test_image_load_into_a_cluster_with_a_stopped_node(monkeypatch, tmp_path, ca
 
 def test_image_build_prints_the_image_name_alone_on_stdout(monkeypatch, tmp_path, capsys):
     from chaoskit.adapters import docker
-    from chaoskit.provision import images
+    from chaoskit.provision import userimages as images
 
     built = []
     monkeypatch.setenv("CHAOSKIT_CACHE", str(tmp_path / "cache"))

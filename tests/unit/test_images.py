@@ -18,7 +18,7 @@ from chaoskit import images
 from chaoskit.adapters import docker, kind
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError, ProvisionError, UsageError
-from chaoskit.provision import images as builder
+from chaoskit.provision import userimages as builder
 
 pytest_plugins = ["pytester"]
 
