@@ -107,6 +107,22 @@ def _version() -> str:
         return "unknown"
 
 
+def _talk_options(parser: argparse.ArgumentParser) -> None:
+    """``-v``/``-q`` on ``parser`` and on every command under it, so they go before or after the command."""
+    talk = parser.add_mutually_exclusive_group()
+    suppress = argparse.SUPPRESS if parser.prog != "chaoskit" else False
+    talk.add_argument(
+        "-v", "--verbose", action="store_true", default=suppress, help="debug lines too (each host command it runs)"
+    )
+    talk.add_argument(
+        "-q", "--quiet", action="store_true", default=suppress, help="no progress lines: warnings and errors alone"
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _talk_options(sub)
+
+
 def _completion(shell: str) -> int:
     """Print ``shell``'s completion script, made from the parser itself (shtab): it cannot fall behind it."""
     import shtab
@@ -242,6 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("images", nargs="+", metavar="IMAGE", help="local image names (as 'docker images' lists them)")
     _cluster_options(load, creating=False)
+    _talk_options(parser)
     return parser
 
 
@@ -521,8 +538,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from chaoskit.adapters import shell
     from chaoskit.faults import signals
 
+    shell.set_level("debug" if args.verbose else "warning" if args.quiet else "info")
     signals.install()  # SIGTERM unwinds like Ctrl-C: an undo under way finishes, nothing is cut half-way
     try:
         if args.command == "cleanup":

@@ -1,4 +1,10 @@
-"""Running host commands with progress output.
+"""Running host commands, and chaoskit's progress lines.
+
+Progress goes through Python's logging, to the logger ``chaoskit``: one line per record, ``[chaoskit]
+message``, on the standard error of the moment (so pytest's capture and a redirected ``sys.stderr`` see it).
+``chaoskit -v`` shows debug lines too (each host command as it starts), ``chaoskit -q`` warnings alone; in
+pytest, ``--chaos-log-level``. To route the lines into logging of your own, clear the logger's handlers and
+let it propagate: ``logging.getLogger("chaoskit").handlers.clear(); ...propagate = True``.
 
 Every external command chaoskit runs on the host (apt-get, docker, kind, make)
 goes through :func:`run`. Short commands return their output; long ones stream
@@ -10,7 +16,9 @@ its exit status and the tail of its output.
 
 from __future__ import annotations
 
+import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,9 +45,51 @@ class Completed:
     """Its standard error (or the tail of the log when streamed)."""
 
 
-def say(message: str) -> None:
-    """Print one progress line to stderr, prefixed so it stands out from tool output."""
-    print(f"[chaoskit] {message}", file=sys.stderr, flush=True)
+LOGGER = logging.getLogger("chaoskit")
+"""chaoskit's progress lines (:func:`say`)."""
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+"""The levels a user may name (``--chaos-log-level``), as logging knows them."""
+
+
+class ProgressLines(logging.Handler):
+    """Each record as one line, ``[chaoskit] message``, on the standard error of the moment, flushed at once."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"[chaoskit] {record.getMessage()}", file=sys.stderr, flush=True)
+        except Exception:  # a closed or broken stderr must not end the run that logs
+            self.handleError(record)
+
+
+def _lines_by_default() -> None:
+    """chaoskit's own handler on its logger, at INFO, unless the logger was given one before chaoskit loaded."""
+    if not LOGGER.handlers:
+        LOGGER.addHandler(ProgressLines())
+        LOGGER.propagate = False
+    if LOGGER.level == logging.NOTSET:
+        LOGGER.setLevel(logging.INFO)
+
+
+_lines_by_default()
+
+
+def set_level(level: int | str) -> None:
+    """Show chaoskit's lines from ``level`` up: ``debug``, ``info`` (the default), ``warning`` or ``error``."""
+    if isinstance(level, str):
+        if level.lower() not in LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
+        level = LEVELS[level.lower()]
+    LOGGER.setLevel(level)
+
+
+def say(message: str, level: int = logging.INFO) -> None:
+    """One progress line (at ``level``: INFO unless said), prefixed so it stands out from tool output."""
+    LOGGER.log(level, message)
+
+
+def warn(message: str) -> None:
+    """A line that ``-q`` still shows: something the user must know, such as a namespace left behind."""
+    LOGGER.warning(message)
 
 
 def need(tool: str, hint: str) -> str:
@@ -65,6 +115,7 @@ def run(
     """
     full_env = {**os.environ, **env} if env else None
     text = not isinstance(input, bytes)
+    say(f"running: {shlex.join(args)}", logging.DEBUG)
     try:
         proc = subprocess.run(
             list(args),
@@ -109,6 +160,7 @@ def run_logged(
     full_env = {**os.environ, **env} if env else None
     started = time.monotonic()
     say(f"{what}: started (log: {log})")
+    say(f"running: {shlex.join(args)}", logging.DEBUG)
     with log.open("ab") as sink:
         sink.write(f"\n$ {' '.join(args)}\n".encode())
         sink.flush()

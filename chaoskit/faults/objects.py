@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from chaoskit.adapters.kube import ApiError
 from chaoskit.adapters.nodes import INJECTOR_NAME, INJECTOR_NAMESPACE
-from chaoskit.adapters.shell import say
+from chaoskit.adapters.shell import say, warn
 from chaoskit.agent import actions
 from chaoskit.agent.actions import Refused
 from chaoskit.agent.injector import GROUP, PLURAL, VERSION
@@ -307,7 +307,7 @@ def settle_or_warn(kube: Kube, fault_id: str) -> None:
     try:
         settle(kube, fault_id)
     except ClusterError as exc:
-        say(f"warning: {exc}; 'chaoskit cleanup' removes it")
+        warn(f"warning: {exc}; 'chaoskit cleanup' removes it")
 
 
 def _patch_spec(kube: Kube, fault_id: str, spec: dict[str, Any]) -> None:

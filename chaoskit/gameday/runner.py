@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import yaml
 
 from chaoskit.adapters.kube import Kube
-from chaoskit.adapters.shell import say
+from chaoskit.adapters.shell import say, warn
 from chaoskit.chaos import Chaos
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import SafetyError, SpecError
@@ -345,7 +345,7 @@ class GameDay:
             try:
                 self.kube.core.delete_namespace(prepared.namespace, propagation_policy="Background")
             except Exception as exc:  # a namespace left behind is swept by the next run; say so, do not mask
-                say(f"could not delete namespace {prepared.namespace} ({exc}); 'chaoskit cleanup' deletes it")
+                warn(f"could not delete namespace {prepared.namespace} ({exc}); 'chaoskit cleanup' deletes it")
 
     # --- the view --------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from typing import Any
 import pytest
 
 from chaoskit import parallel, targets
+from chaoskit.adapters import shell
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import INJECTORS
 from chaoskit.adapters.portforward import port_forward
@@ -150,6 +151,10 @@ def pytest_configure(config: pytest.Config) -> None:
         check_pod_security(setting(config, "pod-security"))
     except UsageError as exc:
         raise pytest.UsageError(f"--chaos-pod-security: {exc}") from None
+    try:
+        shell.set_level(setting(config, "log-level"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--chaos-log-level: {exc}") from None
     try:
         provider = choose_provider(
             setting(config, "provider"), setting(config, "kube-context"), setting(config, "kubeconfig"), PLUGIN_FLAGS

@@ -145,6 +145,14 @@ _SETTINGS = (
         1,
         metavar="N",
     ),
+    _Setting(
+        "log-level",
+        "chaoskit's progress lines from this level up: debug (each host command too), info, warning or error "
+        "(default: info; they show with -s or in a failed test's captured stderr)",
+        default="info",
+        metavar="LEVEL",
+        env="CHAOSKIT_LOG_LEVEL",
+    ),
     _Setting("max-share", "largest share of matching pods or nodes one fault may touch (default: 0.5)", "float", 0.5),
     _Setting(
         "share-nodes",

@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from chaoskit import cli
 from chaoskit.state.ledger import Ledger, LedgerEntry
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def chaoskit(*args, env=None):
@@ -429,3 +433,39 @@ def test_chaoskit_cluster_and_kubernetes_in_the_environment_set_the_defaults_eve
     monkeypatch.delenv("CHAOSKIT_KUBERNETES")
     assert ClusterSpec().name == "chaoskit" and ClusterSpec().kubernetes is None
     assert cli._parser().parse_args(["status"]).name == "chaoskit"
+
+
+@pytest.mark.parametrize(
+    ("argv", "level"),
+    [
+        (["-q", "validate"], "WARNING"),
+        (["validate", "-q"], "WARNING"),
+        (["validate", "--verbose"], "DEBUG"),
+        (["validate"], "INFO"),
+    ],
+)
+def test_v_and_q_set_the_progress_lines_level_before_or_after_the_command(argv, level, tmp_path, capsys):
+    import logging
+
+    from chaoskit.adapters import shell
+
+    path = REPO / "experiments" / "web-pod-kill.chaos.yaml"
+    try:
+        assert cli.main([*argv, str(path)]) == 0
+        assert logging.getLevelName(shell.LOGGER.level) == level
+        shell.say("running: a command", logging.DEBUG)
+        shell.say("a progress line")
+        shell.warn("a namespace left behind")
+        err = capsys.readouterr().err.splitlines()
+        lines = ["[chaoskit] running: a command", "[chaoskit] a progress line", "[chaoskit] a namespace left behind"]
+        shown = {"DEBUG": 3, "INFO": 2, "WARNING": 1}[level]
+        assert err == lines[3 - shown :]
+    finally:
+        shell.set_level("info")
+
+
+def test_v_and_q_together_are_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["-v", "-q", "status"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith("chaoskit: error: argument -q/--quiet: not allowed with argument -v")

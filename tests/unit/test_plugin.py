@@ -338,3 +338,23 @@ def test_the_cluster_name_and_line_come_from_the_environment_unless_the_ini_or_t
     monkeypatch.delenv("CHAOSKIT_KUBERNETES")
     pytester.makeini("[pytest]\n")
     pytester.runpytest("-s").stdout.fnmatch_lines(["*SPEC name=chaoskit kubernetes=None*"])
+
+
+def test_the_log_level_option_sets_chaoskits_lines_and_a_bad_level_is_a_usage_error(pytester):
+    pytester.makepyfile(
+        """
+        import logging
+        from chaoskit.adapters.shell import LOGGER, say
+
+        def test_quiet(capsys):
+            assert LOGGER.level == logging.WARNING
+            say("progress nobody asked for")
+            say("a namespace was left behind", logging.WARNING)
+            assert capsys.readouterr().err == "[chaoskit] a namespace was left behind\\n"
+        """
+    )
+    result = pytester.runpytest_subprocess("--chaos-log-level=warning", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    bad = pytester.runpytest_subprocess("--chaos-log-level=loud", "-p", "no:cacheprovider")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--chaos-log-level: log level must be one of debug, info, warning, error, not 'loud'*"])
