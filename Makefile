@@ -6,7 +6,8 @@
 #                      injector agent
 # Both install what they need on first use: a virtualenv here, and (as root) Docker,
 # kind and the air-gapped node image (Kubernetes 1.37 from Go modules), cached under ~/.cache/chaoskit.
-# make test prints the cluster's Kubernetes version and the node's own kubectl version before the suite.
+# make test prints the cluster's Kubernetes version and the node's own kubectl version before the suite, and
+# installs what the suite alone needs (chromium, tmux) where they are missing.
 
 PYTHON ?= python3
 VENV := .venv
@@ -34,6 +35,7 @@ test: lint cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/chaoskit cluster status
 	docker exec $(CLUSTER)-control-plane kubectl --kubeconfig /etc/kubernetes/admin.conf version
+	$(BIN)/python -m chaoskit.provision.host test-tools
 	$(BIN)/pytest tests/unit -n 2 --junitxml=$(REPORTS)/tests-unit.xml
 	$(BIN)/pytest tests/cluster --junitxml=$(REPORTS)/tests.xml --durations=30
 	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent \

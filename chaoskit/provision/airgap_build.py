@@ -2,8 +2,8 @@
 
 Steps, each skipped when its cached result exists (see :mod:`.cache`):
 
-1. host packages (Docker Engine, kind from sid, Go 1.19, debootstrap...) and a
-   running Docker daemon, with the capability workaround where needed;
+1. host packages (Docker Engine, Go 1.19, debootstrap...), Debian's source and
+   sid/trixie lists, and a running Docker daemon, with the capability workaround where needed;
 2. in parallel: Kubernetes built (the long pole: v1.20.2 from Debian's source
    package, about 10 min on 2 cores; a later line and its node runtime from Go
    modules, :mod:`.gomodules`) and the two Debian root filesystems;
@@ -25,7 +25,7 @@ from chaoskit.provision.versions import Line
 def build_all(line: Line = images.DEFAULT) -> str:
     """Build whatever is missing for ``line``; return the node image name."""
     started = time.monotonic()
-    host.ensure_packages()
+    host.ensure_packages({**host.RUN_PACKAGES, **host.BUILD_PACKAGES}, kind=False, sources=True)
     host.ensure_docker()
     name = images.node_image(line)
     if images.image_exists(name):

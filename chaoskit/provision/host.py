@@ -1,5 +1,12 @@
 """Preparing the host: Debian packages, kind from sid, and a running Docker Engine.
 
+Each path installs only what it needs, and nothing when that is there, so a
+machine with Docker and kind needs no root: running a cluster needs Docker and
+kind (:data:`RUN_PACKAGES`); building chaoskit's own node image, which only a
+machine without a registry does, needs the build tools and Debian's source and
+sid/trixie lists (:data:`BUILD_PACKAGES`); chaoskit's own test suite needs a
+browser and a terminal multiplexer (:data:`TEST_PACKAGES`, from ``make test``).
+
 On a machine with no container registry everything comes from Debian's
 archive. kind is only packaged in sid, so sid (and trixie, for the kind source
 whose base-image files we use) are added with a pin below 100: nothing else
@@ -36,14 +43,17 @@ DOCKER_CONFIG = Path("/etc/docker/daemon.json")
 RUNC_WRAPPER = Path("/usr/local/libexec/chaoskit/runc-nosysresource")
 WRAPPED_RUNTIME = "chaoskit-runc"
 
-HOST_PACKAGES = {
+RUN_PACKAGES = {
     # command that proves the package is there -> package
     "dockerd": "docker.io",
+    "iptables": "iptables",
+}
+"""What running a kind cluster on this machine needs, besides kind itself (from Debian sid)."""
+BUILD_PACKAGES = {
     "debootstrap": "debootstrap",
     "rsync": "rsync",
     "jq": "jq",
     "gcc": "gcc",
-    "iptables": "iptables",
     "dpkg-source": "dpkg-dev",
     "/usr/lib/go-1.19/bin/go": "golang-1.19-go",
     "/usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go": ("golang-github-modern-go-reflect2-dev"),
@@ -51,11 +61,15 @@ HOST_PACKAGES = {
     # runc, built with cgo for the Kubernetes 1.37 node (provision/gomodules.py), links libseccomp.
     "/usr/include/seccomp.h": "libseccomp-dev",
     "pkg-config": "pkg-config",  # which libseccomp-golang's cgo asks for libseccomp's flags
+}
+"""What the air-gapped build of chaoskit's node image needs (only when that image must be built)."""
+TEST_PACKAGES = {
     # The HTML report's check renders it in a headless browser.
     "chromium": "chromium",
     # The live view of 'chaoskit run' is tested as a person meets it, in a terminal multiplexer.
     "tmux": "tmux",
 }
+"""What chaoskit's own test suite needs beside a cluster (``make test`` installs them); users need none."""
 
 _SOURCES = """\
 # Added by chaoskit: Debian sources for the air-gapped kind build.
@@ -103,28 +117,36 @@ def ensure_apt_sources() -> bool:
     return changed
 
 
-def packages_missing() -> list[str]:
-    """Host packages chaoskit needs that are not installed (a cheap check: no apt call)."""
-    missing = sorted({pkg for probe, pkg in HOST_PACKAGES.items() if not _present(probe)})
-    return missing + (["kind"] if shutil.which("kind") is None else [])
+def packages_missing(wanted: dict[str, str] | None = None, kind: bool = True) -> list[str]:
+    """Packages of ``wanted`` (default: :data:`RUN_PACKAGES`) not installed, and kind when ``kind`` asks for it
+    (a cheap check: no apt call)."""
+    wanted = RUN_PACKAGES if wanted is None else wanted
+    missing = sorted({pkg for probe, pkg in wanted.items() if not _present(probe)})
+    return missing + (["kind"] if kind and shutil.which("kind") is None else [])
 
 
-def ensure_packages() -> None:
-    """Install the host packages the air-gapped build needs, and kind from sid."""
+def ensure_packages(wanted: dict[str, str] | None = None, kind: bool = True, sources: bool = False) -> None:
+    """Install what of ``wanted`` (default: :data:`RUN_PACKAGES`) is missing, and kind from sid when ``kind``
+    asks for it and it is missing; ``sources``: the deb-src and pinned sid/trixie sources too (the air-gapped
+    build). Nothing missing is nothing done, and needs no root."""
+    missing = packages_missing(wanted, kind)
+    if not missing and not (sources and _sources_missing()):
+        return
     if os.geteuid() != 0:
-        raise ProvisionError("installing packages needs root: run this as root (sudo)")
+        what = ", ".join(missing) or "Debian's source and sid/trixie lists"
+        raise ProvisionError(f"installing {what} needs root: run this as root (sudo), or install them yourself")
     need("apt-get", "this build needs a Debian-like host with apt")
-    changed = ensure_apt_sources()
-    missing = sorted({pkg for probe, pkg in HOST_PACKAGES.items() if not _present(probe)})
-    kind_missing = shutil.which("kind") is None
-    if changed or missing or kind_missing:
+    kind_missing = "kind" in missing
+    changed = ensure_apt_sources() if sources or kind_missing else False
+    if changed or missing:
         run_logged(["apt-get", "update"], _apt_log(), what="apt-get update", timeout=1800)
     env = {"DEBIAN_FRONTEND": "noninteractive"}
-    if missing:
+    debian = [pkg for pkg in missing if pkg != "kind"]
+    if debian:
         run_logged(
-            ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+            ["apt-get", "install", "-y", "--no-install-recommends", *debian],
             _apt_log(),
-            what=f"installing {', '.join(missing)}",
+            what=f"installing {', '.join(debian)}",
             env=env,
             timeout=1800,
         )
@@ -136,7 +158,17 @@ def ensure_packages() -> None:
             env=env,
             timeout=1800,
         )
-    need("kind", "the Debian sid package 'kind' did not install; see " + str(_apt_log()))
+        need("kind", "the Debian sid package 'kind' did not install; see " + str(_apt_log()))
+
+
+def _sources_missing() -> bool:
+    wanted = ((APT_SOURCES, _SOURCES), (APT_PIN, _PIN))
+    return any(not path.exists() or path.read_text() != text for path, text in wanted)
+
+
+def ensure_test_tools() -> None:
+    """What chaoskit's own test suite needs beside a cluster (:data:`TEST_PACKAGES`); ``make test`` runs it."""
+    ensure_packages(TEST_PACKAGES, kind=False)
 
 
 def ensure_docker() -> None:
@@ -226,3 +258,14 @@ def _dockerd_pid() -> int:
         return int(pidfile.read_text().strip())
     except (OSError, ValueError):
         raise ProvisionError("cannot find the Docker daemon's pid in /var/run/docker.pid") from None
+
+
+if __name__ == "__main__":  # make test: python -m chaoskit.provision.host test-tools
+    import sys
+
+    if sys.argv[1:] != ["test-tools"]:
+        sys.exit("usage: python -m chaoskit.provision.host test-tools")
+    try:
+        ensure_test_tools()
+    except ProvisionError as exc:
+        sys.exit(f"chaoskit: error: {exc}")

@@ -34,7 +34,7 @@ from pathlib import Path
 from chaoskit import cache
 from chaoskit.adapters.shell import run, run_logged, say
 from chaoskit.errors import ProvisionError
-from chaoskit.provision import gomodules, kubernetes
+from chaoskit.provision import gomodules, host, kubernetes
 from chaoskit.provision.debs import deb_binary, tag_safe
 from chaoskit.provision.versions import (
     BASE_IMAGE,
@@ -489,6 +489,7 @@ def build_prometheus_image() -> str:
     carries the package version and a digest of the recipe, so a new package
     or a changed recipe is a new image, and an unchanged one is never rebuilt.
     """
+    host.ensure_packages({}, kind=False, sources=True)  # trixie's list: a machine that built nothing lacks it
     binary, version = deb_binary("prometheus", PROMETHEUS_RELEASE, "usr/bin/prometheus")
     dockerfile = (
         f"FROM {BASE_IMAGE}\n"
