@@ -223,6 +223,8 @@ def test_chaos_repeat_runs_an_experiment_file_that_many_times_with_its_spread(py
     text = text.replace("../fixtures/web", str(repo / "fixtures" / "web"))
     text = text.replace("[systems/web-tier.yaml]", f"[{repo / 'experiments' / 'systems' / 'web-tier.yaml'}]")
     text = text.replace("run_seconds: 40", "run_seconds: 10").replace("settle_seconds: 5", "settle_seconds: 1")
+    text = text.replace("  seconds: 5\n", "  seconds: 2\n").replace("warmup_seconds: 3", "warmup_seconds: 1")
+    assert "  seconds: 2\n" in text and "warmup_seconds: 1" in text  # the steady state and warm-up, shortened
     (pytester.path / "kill.chaos.yaml").write_text(text)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--chaos-repeat=3", "--chaos-report-dir=out")
     result.assert_outcomes(passed=3)

@@ -28,6 +28,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from chaoskit import AckedWriter, read_back
 from chaoskit.chaos import Chaos
+from chaoskit.errors import ClusterError
 
 # Sentinel: 2 s to call the master down, about 1 s to agree and elect, then the promotion.
 FAILOVER_TARGET_SECONDS = 15
@@ -112,9 +113,13 @@ def test_master_kill_fails_over_without_losing_acknowledged_writes(chaos: Chaos,
     verdict = read_back(shop_read(shop.node_port), log.acknowledged)
     assert verdict.lost == [], f"{len(verdict.lost)} acknowledged writes lost: {verdict.lost[:10]}"
 
-    # The old master came back (new pod, new IP) as a replica of the new one, and only one master exists.
+    # The old master came back (new pod, new IP) as a replica of the new one, and only one master exists. Until
+    # its container has started, an exec into the new pod is refused ("container not found"): asked again.
     for attempt in Retrying(
-        stop=stop_after_delay(60), wait=wait_fixed(1), retry=retry_if_exception_type(AssertionError), reraise=True
+        stop=stop_after_delay(60),
+        wait=wait_fixed(1),
+        retry=retry_if_exception_type((AssertionError, ClusterError)),
+        reraise=True,
     ):
         with attempt:
             info = replication(kube, ns, old)
