@@ -16,7 +16,8 @@ Privileges, each the least that works, enforced by the API server:
   cluster admin to bind to the accounts that run experiments; chaoskit binds
   nothing itself): the workloads, namespaces and Services of the systems under
   test, pod deletes and evictions, node cordons, the records' spec (never
-  their status), the owner Leases, and ``pods/exec``. Exec into a
+  their status), the owner Leases, ``pods/exec``, and ``pods/portforward``
+  (load through a port-forward). Exec into a
   ``chaoskit-injector`` pod is root on that node: bind the role as such.
 """
 
@@ -58,7 +59,7 @@ _ALL = ["get", "list", "watch", "create", "update", "patch", "delete"]
 RUNNER_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["namespaces", "services", "configmaps", "persistentvolumeclaims"], "verbs": _ALL},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["pods/exec", "pods/portforward"], "verbs": ["create", "get"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]},

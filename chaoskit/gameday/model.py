@@ -38,6 +38,11 @@ NODE_PORT_PLACEHOLDER = "${node_port}"
 """The NodePort the run gives the deployed system (manifests and ``load.host``)."""
 DEFAULT_HOST = "http://127.0.0.1:" + NODE_PORT_PLACEHOLDER
 """``load.host`` when the file gives none."""
+FORWARD_PORT_PLACEHOLDER = "${port_forward}"
+"""The local port of the run's port-forward (``load.port_forward``), filled in by :meth:`ExperimentFile.load_spec`;
+not a placeholder a file may write."""
+FORWARD_HOST = "http://127.0.0.1:" + FORWARD_PORT_PLACEHOLDER
+"""``load.host`` when the file loads through ``load.port_forward``."""
 CHECK_NODE_PORT = 30080
 """The port put in for ``${node_port}`` when a file is checked, before the run knows the real one."""
 UNTIL_RECOVERED = "until_recovered"
@@ -225,14 +230,32 @@ class ExperimentFile:
         return ExperimentFileError([Problem(str(self.path), self.line_of(field), field, problem, fix)])
 
     @property
+    def port_forward(self) -> tuple[str, int] | None:
+        """``load.port_forward``'s Service and port, when the load goes through a port-forward (the run opens it
+        in the experiment's namespace and gives :meth:`load_spec` its local port)."""
+        forward = self.load.get("port_forward")
+        if not isinstance(forward, Mapping):
+            return None
+        return str(forward["service"]), int(forward["port"])
+
+    @property
     def needs_node_port(self) -> bool:
         """Whether the load's host waits for the run's NodePort (``${node_port}``)."""
         return NODE_PORT_PLACEHOLDER in str(self.load.get("host", ""))
 
-    def load_spec(self, node_port: int | None = None, run_seconds: float | None = None) -> LoadSpec:
-        """The load, with ``${node_port}`` filled in; ``run_seconds`` for a shorter run (the steady state)."""
-        kwargs = dict(self.load)
+    def load_spec(
+        self, node_port: int | None = None, run_seconds: float | None = None, forward_port: int | None = None
+    ) -> LoadSpec:
+        """The load, with ``${node_port}`` filled in, or the port-forward's local port ``forward_port``;
+        ``run_seconds`` for a shorter run (the steady state)."""
+        kwargs = {k: v for k, v in self.load.items() if k != "port_forward"}
         host = str(kwargs["host"])
+        if FORWARD_PORT_PLACEHOLDER in host:
+            if forward_port is None:
+                raise self.error(
+                    "load.port_forward", "the load waits for the run's port-forward", "open it (GameDay.prepare)"
+                )
+            kwargs["host"] = host = host.replace(FORWARD_PORT_PLACEHOLDER, str(forward_port))
         if NODE_PORT_PLACEHOLDER in host:
             if node_port is None:
                 raise self.error(

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import yaml
 
 from chaoskit.adapters.kube import Kube
+from chaoskit.adapters.portforward import port_forward
 from chaoskit.adapters.shell import say, warn
 from chaoskit.chaos import Chaos
 from chaoskit.cluster.base import Cluster
@@ -76,6 +77,9 @@ class Prepared:
     node_port: int | None
     images: dict[str, str] = field(default_factory=dict)
     created_namespace: bool = False
+    forward_port: int | None = None
+    """The local port of the load's port-forward (``load.port_forward``), open until the teardown."""
+    forwarding: ExitStack = field(default_factory=ExitStack)
 
 
 class GameDay:
@@ -190,10 +194,27 @@ class GameDay:
                 prepared.node_port = self.cluster.free_node_port(self.kube)
             if file.deploy is not None:
                 self._deploy(prepared)
+            if file.port_forward is not None:
+                self._forward(prepared, *file.port_forward)
         except BaseException:
             self.teardown(prepared)
             raise
         return prepared
+
+    def _forward(self, prepared: Prepared, service: str, port: int) -> None:
+        """The load's port-forward to ``service``'s ``port``, open until the teardown."""
+        self.phase, self.message = "preparing", f"opening a port-forward to service {service}"
+        try:
+            forward = port_forward(self.kube, prepared.namespace, f"service/{service}", port)
+            prepared.forward_port = prepared.forwarding.enter_context(forward)
+        except SpecError as exc:
+            raise self.file.error(
+                "load.port_forward", str(exc), "deploy the Service first, or name one that is there"
+            ) from None
+        say(
+            f"the load goes through a port-forward: 127.0.0.1:{prepared.forward_port} to service "
+            f"{prepared.namespace}/{service} port {port}, each connection to its next ready pod"
+        )
 
     def _deploy(self, prepared: Prepared) -> None:
         from chaoskit.images import ClusterImages
@@ -227,7 +248,7 @@ class GameDay:
         steady = experiment.steady_state
         assert steady is not None
         self.phase, self.message = "steady state", f"checking the steady state for {steady.seconds:g} s"
-        spec = experiment.load_spec(prepared.node_port, run_seconds=steady.seconds)
+        spec = experiment.load_spec(prepared.node_port, steady.seconds, prepared.forward_port)
         with Load(spec) as load:
             result = load.wait()
         records = result.measured()
@@ -267,7 +288,7 @@ class GameDay:
     def execute(self, experiment: ExperimentFile, prepared: Prepared) -> ExperimentResult:
         spec = ExperimentSpec(
             experiment.name,
-            experiment.load_spec(prepared.node_port),
+            experiment.load_spec(prepared.node_port, forward_port=prepared.forward_port),
             experiment.objectives,
             experiment.workloads[0] if experiment.workloads else None,
             experiment.settle_seconds,
@@ -340,6 +361,7 @@ class GameDay:
                     self.run_.mark("resumed")
 
     def teardown(self, prepared: Prepared) -> None:
+        prepared.forwarding.close()
         if prepared.created_namespace:
             say(f"deleting namespace {prepared.namespace}")
             try:

@@ -27,6 +27,8 @@ from chaoskit.gameday.model import (
     DEFAULT_SETTLE_SECONDS,
     FAULT_KEYS,
     FAULT_SPECS,
+    FORWARD_HOST,
+    FORWARD_PORT_PLACEHOLDER,
     NAMESPACE_PLACEHOLDER,
     NODE_PORT_PLACEHOLDER,
     SUFFIX,
@@ -243,6 +245,37 @@ class Semantics:
             return None
         hints = typing.get_type_hints(LoadSpec)
         kwargs: dict[str, object] = {k: coerce(v, hints.get(k)) for k, v in raw.items()}
+        if "port_forward" in raw:  # its shape is the schema's; here what the schema cannot say
+            if "host" in raw:
+                self.doc.add(
+                    (*loc, "port_forward"),
+                    "gives both host and port_forward: the load goes to one of them",
+                    "drop host to load through the port-forward, or port_forward to load the host",
+                )
+                return None
+            kwargs["host"] = FORWARD_HOST
+        elif not self.host(loc, raw, kwargs):
+            return None
+        if isinstance(kwargs.get("locustfile"), str):
+            locustfile = (self.doc.base / str(kwargs["locustfile"])).expanduser()
+            if not locustfile.is_file():
+                fix = f"give the locustfile's path relative to {self.doc.base}/"
+                self.doc.add((*loc, "locustfile"), f"there is no file {locustfile}", fix)
+                return None
+            kwargs["locustfile"] = str(locustfile.resolve())
+        host = str(kwargs["host"]).replace(NODE_PORT_PLACEHOLDER, str(CHECK_NODE_PORT))
+        checked = {k: v for k, v in kwargs.items() if k != "port_forward"} | {
+            "host": host.replace(FORWARD_PORT_PLACEHOLDER, str(CHECK_NODE_PORT))
+        }
+        try:
+            LoadSpec(**cast(dict[str, Any], checked))
+        except SpecError as exc:
+            self.located(loc, exc, kwargs, "chaoskit.load.LoadSpec")
+            return None
+        return kwargs
+
+    def host(self, loc: Loc, raw: Mapping[str, object], kwargs: dict[str, object]) -> bool:
+        """``load.host``, defaulted, with no placeholder but a deployed system's ``${node_port}``."""
         kwargs.setdefault("host", DEFAULT_HOST)
         host = str(kwargs["host"])
         for name, _ in placeholders(host):
@@ -252,7 +285,7 @@ class Semantics:
                     f"${{{name}}} is not a placeholder of the host",
                     "write the port, or ${node_port} for the deployed system's NodePort",
                 )
-                return None
+                return False
         if NODE_PORT_PLACEHOLDER in host and "deploy" not in self.data:
             where: Loc = (*loc, "host") if "host" in raw else loc
             problem = (
@@ -260,22 +293,10 @@ class Semantics:
                 if "host" in raw
                 else f"gives no host, and the default {DEFAULT_HOST} needs the NodePort of a deployed system"
             )
-            self.doc.add(where, problem, "give host: http://127.0.0.1:PORT with the NodePort your Service publishes")
-            return None
-        if isinstance(kwargs.get("locustfile"), str):
-            locustfile = (self.doc.base / str(kwargs["locustfile"])).expanduser()
-            if not locustfile.is_file():
-                fix = f"give the locustfile's path relative to {self.doc.base}/"
-                self.doc.add((*loc, "locustfile"), f"there is no file {locustfile}", fix)
-                return None
-            kwargs["locustfile"] = str(locustfile.resolve())
-        checked = dict(kwargs, host=host.replace(NODE_PORT_PLACEHOLDER, str(CHECK_NODE_PORT)))
-        try:
-            LoadSpec(**cast(dict[str, Any], checked))
-        except SpecError as exc:
-            self.located(loc, exc, kwargs, "chaoskit.load.LoadSpec")
-            return None
-        return kwargs
+            fix = "give host: http://127.0.0.1:PORT with the NodePort your Service publishes, or port_forward:"
+            self.doc.add(where, problem, fix)
+            return False
+        return True
 
     def faults(
         self, workloads: tuple[Workload, ...] | None, run_seconds: float | None

@@ -346,9 +346,9 @@ def chaoskit_experiment(
 
 @pytest.fixture(scope="session")
 def chaoskit_port_forward(chaoskit_kube: Kube) -> Callable[[str, str, int], AbstractContextManager[int]]:
-    """``kubectl port-forward`` for a test: ``with chaoskit_port_forward("shop", "service/web", 80) as port:``
-    serves the Service's port (one ready pod behind it) on ``127.0.0.1:port`` while the block runs, through the
-    API server; for clusters whose Services the host cannot reach on a NodePort (see
+    """A port-forward for a test: ``with chaoskit_port_forward("shop", "service/web", 80) as port:`` serves the
+    Service's port on ``127.0.0.1:port`` while the block runs, through the API server, each new connection to
+    the next ready pod behind it; for clusters whose Services the host cannot reach on a NodePort (see
     :mod:`chaoskit.adapters.portforward` for what it does not model)."""
 
     def forward(namespace: str, target: str, port: int) -> AbstractContextManager[int]:

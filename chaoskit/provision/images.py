@@ -460,10 +460,7 @@ def build_injector_image() -> str:
     tag = injector_image()
     if image_exists(tag):
         return tag
-    packages = packages_digest(INJECTOR_PACKAGES)
-    base = f"chaoskit/injector-base:{SUITE}-r{IMAGE_RECIPE}-{packages}"
-    if not image_exists(base):
-        _import(rootfs(f"injector-{packages}", INJECTOR_PACKAGES), base, f"ENV {PATH_ENV}")
+    base = injector_base_image()
     _docker_build(
         tag,
         f"FROM {base}\nCOPY chaoskit /opt/chaoskit/chaoskit\nENV PYTHONPATH=/opt/chaoskit PYTHONUNBUFFERED=1\n",
@@ -471,6 +468,16 @@ def build_injector_image() -> str:
     )
     _prune_superseded("chaoskit/injector", tag)
     return tag
+
+
+def injector_base_image() -> str:
+    """The injector's Debian rootfs with its tools (:data:`INJECTOR_PACKAGES`) as an image, built if missing;
+    deploy/agent/Dockerfile builds on it offline (``--build-arg BASE=``)."""
+    packages = packages_digest(INJECTOR_PACKAGES)
+    base = f"chaoskit/injector-base:{SUITE}-r{IMAGE_RECIPE}-{packages}"
+    if not image_exists(base):
+        _import(rootfs(f"injector-{packages}", INJECTOR_PACKAGES), base, f"ENV {PATH_ENV}")
+    return base
 
 
 def _etcd_binary() -> Path:

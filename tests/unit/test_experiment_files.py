@@ -349,8 +349,36 @@ def test_the_node_port_placeholder_needs_a_deployed_system():
     assert refusal(text) == [
         f"{SOURCE}:{line(text, 'load:')}: load: gives no host, and the default http://127.0.0.1:${{node_port}} "
         "needs the NodePort of a deployed system; give host: http://127.0.0.1:PORT with the NodePort your "
-        "Service publishes"
+        "Service publishes, or port_forward:"
     ]
+
+
+def test_a_port_forward_loads_the_forwards_local_port_and_a_file_writes_it_instead_of_the_host():
+    text = spoil("  host: http://127.0.0.1:30080\n", "  port_forward: {service: web, port: 80}\n")
+    experiment = parse_experiment(text, SOURCE)
+    assert experiment.port_forward == ("web", 80)
+    spec = experiment.load_spec(forward_port=41234)
+    assert spec.host == "http://127.0.0.1:41234" and spec.run_seconds == 60
+    assert parse_experiment(BASE, SOURCE).port_forward is None
+    with pytest.raises(ExperimentFileError, match=r"load.port_forward: the load waits for the run's port-forward"):
+        experiment.load_spec()
+
+    both = spoil(
+        "  host: http://127.0.0.1:30080\n", "  host: http://127.0.0.1:30080\n  port_forward: {service: web, port: 80}\n"
+    )
+    assert refusal(both) == [
+        f"{SOURCE}:{line(both, 'port_forward')}: load.port_forward: gives both host and port_forward: the load "
+        "goes to one of them; drop host to load through the port-forward, or port_forward to load the host"
+    ]
+    for written, problem in [
+        ("{service: Web, port: 80}", 'load.port_forward.service: "Web" is not a Kubernetes name; write lower'),
+        ("{service: web, port: 0}", "load.port_forward.port: 0 is less than 1; write a whole number in [1, 65535]"),
+        ("{service: web}", "load.port_forward.port: is missing: load.port_forward needs it; add port:"),
+        ("{service: web, port: 80, namespace: other}", "load.port_forward.namespace: is not a key of "),
+    ]:
+        bad = spoil("  host: http://127.0.0.1:30080\n", f"  port_forward: {written}\n")
+        (said,) = refusal(bad)
+        assert said.startswith(f"{SOURCE}:{line(bad, 'port_forward')}: {problem}"), said
 
 
 def test_namespace_auto_needs_deploy():
@@ -566,7 +594,8 @@ def test_the_schema_knows_every_fault_kind_and_every_load_field():
     assert {f"fault-{k}" for k in FAULT_KINDS} <= set(defs)
     for kind, method in FAULT_KINDS.items():
         assert inspect.isfunction(getattr(Chaos, method)), kind
-    assert set(properties["load"]["properties"]) == {f.name for f in dataclasses.fields(LoadSpec)}
+    file_only = {"port_forward"}  # the run opens it and gives LoadSpec its host
+    assert set(properties["load"]["properties"]) == {f.name for f in dataclasses.fields(LoadSpec)} | file_only
     assert properties["load"]["required"] == ["run_seconds"]  # host has the file's own default
 
 

@@ -98,3 +98,28 @@ def test_the_agents_committed_manifests_are_what_agent_install_applies():
     assert kustomization["resources"] == ["chaoskit-agent.yaml"]
     (daemonset,) = [o for o in objects if o["kind"] == "DaemonSet"]
     assert daemonset["spec"]["template"]["spec"]["containers"][0]["image"] == MANIFEST_IMAGE
+
+
+def test_the_agents_dockerfile_copies_the_air_gapped_images_files_and_installs_its_packages():
+    """deploy/agent/Dockerfile (for a machine with a registry) cannot drift from 'chaoskit agent image' (the
+    air-gapped build): the same agent modules, the same Debian packages, the same command as the DaemonSet's."""
+    import re
+    import shlex
+
+    from chaoskit.provision import images
+
+    text = (ROOT / "deploy" / "agent" / "Dockerfile").read_text().replace("\\\n", " ")
+    (packages,) = re.findall(r'^ARG PACKAGES="([^"]+)"$', text, re.MULTILINE)
+    assert packages.split() == images.INJECTOR_PACKAGES
+    (copy,) = re.findall(r"^COPY (.+)$", text, re.MULTILINE)
+    *sources, target = copy.split()
+    assert target == "/opt/chaoskit/chaoskit/agent/"
+    assert sorted(sources) == sorted(images._agent_sources(injector=True)), "the Dockerfile copies other modules"
+    (command,) = re.findall(r"^CMD (.+)$", text, re.MULTILINE)
+    (daemonset,) = [o for o in injector.manifests("x") if o["kind"] == "DaemonSet"]
+    assert (
+        shlex.split(command.strip("[]").replace(",", " "))
+        == daemonset["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in ignored and "!chaoskit/agent/*.py" in ignored  # the build context: the agent's code alone
