@@ -29,7 +29,7 @@ from chaoskit import Availability, LoadSpec, RecoveryTime, Workload
 def test_web_pod_kill(experiment, chaos):
     # 600 requests/s: a pod kill costs a handful of requests in flight, which must stay under the availability
     # floor (0.2 points) against a one-night baseline; at 80/s two of 660 were 0.3 points
-    load = LoadSpec(host="http://127.0.0.1:{port}", users=4, rate_per_user=150, run_seconds=15, warmup_seconds=2)
+    load = LoadSpec(host="http://127.0.0.1:{port}", users=4, rate_per_user=150, run_seconds=10, warmup_seconds=2)
     with experiment(load, [Availability(0.5), RecoveryTime(60)], Workload("{ns}", "web", "web")):
         time.sleep(2)
         with chaos.pod_kill("{ns}", "app=web", grace_seconds=0):
@@ -59,7 +59,7 @@ def test_a_baseline_the_cluster_cannot_match_is_a_regression_and_an_honest_one_p
     assert doctored["schema"] == "chaoskit-baseline/2" and doctored["runs"][0]["outcome"] == "passed"
     shape = doctored["runs"][0]["shape"]
     minor = ".".join(run["kubernetes"].removeprefix("v").split(".")[:2])  # a baseline compares minors
-    assert shape == {"workers": 1, "load": "4 users x 150/s for 15 s", "kubernetes": minor}
+    assert shape == {"workers": 1, "load": "4 users x 150/s for 10 s", "kubernetes": minor}
     assert run["kubernetes"] == kube.server_version() and journal(pytester.path / "night1")["kubernetes"] == [
         run["kubernetes"]
     ]
@@ -77,7 +77,7 @@ def test_a_baseline_the_cluster_cannot_match_is_a_regression_and_an_honest_one_p
             "regressed: *recovery_s*",
             "regression: recovery_s * s; at most * s (noise band of 5 runs over 5 nights: median *",
             "REGRESSED test_web_pod_kill; *REGRESSION: recovery_s *, at most * s by the noise band; *2/2 objective*",
-            "  ran with 1 worker, load 4 users x 150/s for 15 s",
+            "  ran with 1 worker, load 4 users x 150/s for 10 s",
             "  judged against 5 comparable earlier runs, each run alone:",
             "    recovery_s: value * s; at most * s: REGRESSED in run 1",
             "baseline: 5 file(s) from doctored (5 runs over 5 nights); 1 of 1 run(s) regressed",
