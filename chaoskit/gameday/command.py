@@ -17,6 +17,7 @@ from chaoskit.faults.safety import Safety
 from chaoskit.gameday.runner import GameDay, planned, result_exit_code
 from chaoskit.gameday.spec import ExperimentFile, load_experiment
 from chaoskit.gameday.view import Keys, LineView, LiveView
+from chaoskit.grafana import GrafanaAnnotations
 from chaoskit.prometheus import PrometheusClient
 from chaoskit.report import write_junit, write_reports
 from chaoskit.results import ExperimentResult
@@ -68,6 +69,12 @@ def add_parser(commands: Any) -> None:
         metavar="URL",
         help="the Prometheus for PromQL objectives and stop conditions (the cluster's own, on 127.0.0.1 or a host "
         "allowed with --allow-target); default: the file's prometheus: url, else chaoskit deploys its own for the run",
+    )
+    run.add_argument(
+        "--grafana-url",
+        metavar="URL",
+        help="annotate each fault in this Grafana, from injection to undo (token: $CHAOSKIT_GRAFANA_TOKEN; on "
+        "127.0.0.1 or a host allowed with --allow-target)",
     )
     run.add_argument("--no-live", action="store_true", help="one progress line a second even on a terminal")
     run.add_argument(
@@ -155,6 +162,7 @@ def main(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.file)
     safety = safety_from(args, args.max_share)
     experiment.check_safety(safety)  # refused before anything touches the cluster
+    hooks = GrafanaAnnotations(args.grafana_url) if args.grafana_url else None  # a bad URL is refused here too
     try:
         session = open_session(
             spec_for(args, experiment), injector=args.injector, agent_image=args.agent_image, safety=safety
@@ -167,7 +175,7 @@ def main(args: argparse.Namespace) -> int:
         prometheus = PrometheusClient(url) if url else None
         if prometheus is not None:
             prometheus.check_reachable(within=10.0)
-        game = GameDay(experiment, session.cluster, session.kube, session.chaos(), prometheus=prometheus)
+        game = GameDay(experiment, session.cluster, session.kube, session.chaos(hooks), prometheus=prometheus)
         if args.dry_run:
             return dry_run(game)
         live = not args.no_live and sys.stdout.isatty() and Keys.available()

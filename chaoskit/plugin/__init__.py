@@ -52,6 +52,7 @@ from chaoskit.cluster import Cluster, choose_provider
 from chaoskit.errors import ChaoskitError, FaultUnsupported, FaultVetoed, UsageError
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults.safety import Safety
+from chaoskit.grafana import check_url as check_grafana_url
 from chaoskit.load import LoadSpec
 from chaoskit.load.runner import set_default_processes
 from chaoskit.namespaces import (
@@ -86,6 +87,7 @@ from chaoskit.plugin.runs import (
     PytestChaos,
     check_faults_undone,
     delete_cluster,
+    plugin_hooks,
     pod_security_of,
     repeat_group,
     session_cluster,
@@ -188,6 +190,8 @@ def pytest_configure(config: pytest.Config) -> None:
             share_nodes=setting(config, "share-nodes"),
             front_end="pytest",
         )
+        if setting(config, "grafana-url"):
+            check_grafana_url(setting(config, "grafana-url"))  # refused now, not at a fault's injection
     except ChaoskitError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_RESULTS] = []
@@ -279,7 +283,7 @@ def chaoskit_chaos(pytestconfig: pytest.Config, chaoskit_cluster: Cluster, chaos
     injected fails it; one whose undo could not be proven (during the test or
     now) is an error of the test, naming what is left for ``chaoskit cleanup``.
     """
-    handle = session_of(pytestconfig).chaos(PluginHooks(pytestconfig), PytestChaos)
+    handle = session_of(pytestconfig).chaos(plugin_hooks(pytestconfig), PytestChaos)
     yield handle
     check_faults_undone(chaoskit_cluster, chaoskit_kube, handle)
 

@@ -11,7 +11,7 @@ import pytest
 from chaoskit.errors import ChaoskitError
 from chaoskit.plugin.options import _SAFETY, setting
 from chaoskit.plugin.results import reporter
-from chaoskit.plugin.runs import PluginHooks, PytestChaos, check_faults_undone, session_cluster
+from chaoskit.plugin.runs import PytestChaos, check_faults_undone, plugin_hooks, session_cluster
 from chaoskit.prometheus import PrometheusClient
 
 # --- experiment files (*.chaos.yaml) as test items ------------------------------------------------------
@@ -63,7 +63,7 @@ class ChaosItem(pytest.Item):
         config = self.config
         cluster = session_cluster(config)
         with cluster.kube() as kube:
-            chaos = PytestChaos(cluster, kube, config.stash[_SAFETY], PluginHooks(config))
+            chaos = PytestChaos(cluster, kube, config.stash[_SAFETY], plugin_hooks(config))
             url = setting(config, "prometheus-url") or self.experiment.prometheus_url  # the session's wins
             prometheus = PrometheusClient(url) if url else None  # else the run deploys its own when it needs one
             game = GameDay(

@@ -146,6 +146,13 @@ _SETTINGS = (
         metavar="N",
     ),
     _Setting(
+        "grafana-url",
+        "annotate each fault in this Grafana, from injection to undo (token: $CHAOSKIT_GRAFANA_TOKEN; 127.0.0.1, "
+        "a port-forward, or a host allowed with --chaos-allow-target)",
+        metavar="URL",
+        env="CHAOSKIT_GRAFANA_URL",
+    ),
+    _Setting(
         "log-level",
         "chaoskit's progress lines from this level up: debug (each host command too), info, warning or error "
         "(default: info; they show with -s or in a failed test's captured stderr)",

@@ -124,6 +124,16 @@ class PluginHooks(FaultHooks):
         self.hook.pytest_chaoskit_fault_undone(record=record)
 
 
+def plugin_hooks(config: pytest.Config) -> FaultHooks:
+    """The session's fault hooks: the ``pytest_chaoskit_fault_*`` hooks, and Grafana's annotations after them
+    when ``--chaos-grafana-url`` is given."""
+    from chaoskit.grafana import GrafanaAnnotations
+
+    hooks: FaultHooks = PluginHooks(config)
+    url = setting(config, "grafana-url")
+    return GrafanaAnnotations(url, then=hooks) if url else hooks
+
+
 class PytestChaos(Chaos):
     """Chaos for tests: a fault this cluster cannot run, or one a hook vetoed, skips the test with the reason."""
 
