@@ -141,6 +141,7 @@ def cluster() -> str:
 """
 
 USER_EXPERIMENT = """
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -196,8 +197,16 @@ def test_my_service_survives_a_pod_kill(
     port = chaoskit_cluster.free_node_port(chaoskit_kube)
     chaoskit_kube.apply(my_app(chaoskit_namespace, image, port))
     chaoskit_kube.wait_whole(chaoskit_namespace, "mine", timeout=120)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:  # the pods serve this build
-        assert page.read().decode().strip() == (APP / "index.html").read_text().strip()
+    deadline = time.monotonic() + 30  # a new Service's NodePort takes a moment to be routed
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+                served = page.read().decode()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the NodePort never served"
+            time.sleep(0.5)
+    assert served.strip() == (APP / "index.html").read_text().strip()  # the pods serve this build
     load = LoadSpec(host=f"http://127.0.0.1:{port}", run_seconds=15, users=4, rate_per_user=10, warmup_seconds=2)
     slo = [Availability(0.9), RecoveryTime(30)]
     with experiment(load, slo, Workload(chaoskit_namespace, "mine", "mine")) as run:
