@@ -46,6 +46,17 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def _annotation(record: FaultRecord, injected_at: float, outcome: str | None = None) -> dict[str, Any]:
+    """A fault's annotation as Grafana takes it: from its injection, its tags, and what it hit and showed."""
+    text = f"chaoskit {record.kind} {record.fault_id} on {', '.join(record.targets) or 'nothing'}: "
+    text += record.effect or "injected"
+    return {
+        "time": int(injected_at * 1000),
+        "tags": ["chaoskit", record.kind, f"fault:{record.fault_id}"],
+        "text": f"{text}; {outcome}" if outcome else text,
+    }
+
+
 class GrafanaAnnotations(FaultHooks):
     """Fault hooks that annotate Grafana; ``then`` (another :class:`FaultHooks`) is called first at each step."""
 
@@ -63,13 +74,7 @@ class GrafanaAnnotations(FaultHooks):
         self.then.injected(record)
         if record.dry_run or record.injected_at is None:
             return
-        body = {
-            "time": int(record.injected_at * 1000),
-            "tags": ["chaoskit", record.kind, f"fault:{record.fault_id}"],
-            "text": f"chaoskit {record.kind} {record.fault_id} on {', '.join(record.targets) or 'nothing'}: "
-            f"{record.effect or 'injected'}",
-        }
-        answer = self._send("POST", "/api/annotations", body)
+        answer = self._send("POST", "/api/annotations", _annotation(record, record.injected_at))
         if answer is not None and isinstance(answer.get("id"), int):
             self.ids[record.fault_id] = answer["id"]
 
@@ -83,14 +88,8 @@ class GrafanaAnnotations(FaultHooks):
             outcome = "ended (nothing to undo)"
         else:
             outcome = "undone, proven" if record.reverted else f"NOT undone: {record.undo_error}"
-        body = {
-            "time": int(record.injected_at * 1000),
-            "timeEnd": int(end * 1000),
-            "tags": ["chaoskit", record.kind, f"fault:{record.fault_id}"],
-            "text": f"chaoskit {record.kind} {record.fault_id} on {', '.join(record.targets) or 'nothing'}: "
-            f"{record.effect or 'injected'}; {outcome}",
-        }
-        self._send("PATCH", f"/api/annotations/{annotation}", body)
+        body = _annotation(record, record.injected_at, outcome)
+        self._send("PATCH", f"/api/annotations/{annotation}", {**body, "timeEnd": int(end * 1000)})
 
     def _send(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
