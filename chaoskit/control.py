@@ -33,6 +33,7 @@ from chaoskit.faults import objects
 from chaoskit.faults.signals import deferred
 from chaoskit.faults.sweeper import undo_entry, undo_object
 from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_PID, owner_alive
+from chaoskit.state import leases
 from chaoskit.state.ledger import Ledger, LedgerEntry
 
 
@@ -148,7 +149,7 @@ def status(cluster: Cluster, kube: Kube) -> Status:
     namespaces = []
     now = time.time()
     listed: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
-    live = objects.live_owners(kube)  # None: unreadable, and then no owner is called dead
+    live = leases.live_owners(kube)  # None: unreadable, and then no owner is called dead
     for ns in listed:
         pid = (ns.metadata.labels or {}).get(OWNER_PID, "")
         created = ns.metadata.creation_timestamp

@@ -53,7 +53,7 @@ from chaoskit.load import Load, LoadSpec, RequestRecord, StreamStats
 from chaoskit.observe import RecoveryWatch
 from chaoskit.results import ExperimentResult, Series, TimelineEvent, Timings
 from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
-from chaoskit.state import locks
+from chaoskit.state import leases
 from chaoskit.state.ledger import Ledger
 from chaoskit.stops import PromQLAbove, Reading, StopCondition, first_trip
 
@@ -174,7 +174,8 @@ class Experiment:
         started = time.monotonic()
         with ExitStack() as stack:
             # Another run's node-wide fault (pytest -n) would hit this experiment's pods: none while it runs.
-            stack.enter_context(locks.experiment_running(self.chaos.cluster.name))
+            kube = self.chaos.kube
+            stack.enter_context(leases.turns(self.chaos.cluster, kube).experiment_running(kube))
             if self.spec.workload is not None:
                 w = self.spec.workload
                 self._watch = stack.enter_context(self.chaos.recovery_watch(w.namespace, w.name, w.service, w.kind))

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from chaoskit.adapters.kube import POD_SECURITY_ENFORCE, Kube
 from chaoskit.errors import UsageError
-from chaoskit.faults import objects
-from chaoskit.faults.objects import OWNER_LABEL, live_owners
+from chaoskit.faults.objects import OWNER_LABEL
+from chaoskit.state import leases
+from chaoskit.state.leases import live_owners
 from chaoskit.state.owners import current_boot_id, process_alive, process_started_at
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def own_namespace(cluster: Cluster, kube: Kube, base: str = "test", pod_security
     many tests makes its own with this."""
     stem = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:40].strip("-") or "test"
     name = f"ck-{stem}-{uuid.uuid4().hex[:5]}"
-    body: Any = owned_namespace(name, objects.owner(cluster).ensure(kube), pod_security)
+    body: Any = owned_namespace(name, leases.owner(cluster).ensure(kube), pod_security)
     kube.core.create_namespace(body)
     try:
         kube.wait_for_default_service_account(name)

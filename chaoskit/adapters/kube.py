@@ -353,6 +353,32 @@ class Kube:
                 )
         return None
 
+    def lease(self, name: str, namespace: str) -> Obj | None:
+        """Lease ``namespace/name`` as the API serves it (camelCase keys), or None when there is none."""
+        try:
+            lease = self.coordination.read_namespaced_lease(name, namespace, _request_timeout=10)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterError(f"cannot read lease {namespace}/{name}: {_reason(exc)}") from None
+        found: Obj = self.api_client.sanitize_for_serialization(lease)
+        return found
+
+    def put_lease(self, body: Obj) -> bool:
+        """Create ``body`` (no ``resourceVersion``) or replace it at the ``resourceVersion`` it names; False when
+        another writer came first (it exists, or changed since that version), so the caller reads it again."""
+        meta = body["metadata"]
+        try:
+            if meta.get("resourceVersion"):
+                self.coordination.replace_namespaced_lease(meta["name"], meta["namespace"], body, _request_timeout=10)
+            else:
+                self.coordination.create_namespaced_lease(meta["namespace"], body, _request_timeout=10)
+        except ApiError as exc:
+            if exc.status in (404, 409):  # 404: deleted since it was read
+                return False
+            raise ClusterError(f"cannot write lease {meta['namespace']}/{meta['name']}: {_reason(exc)}") from None
+        return True
+
     def namespace_labels(self, namespace: str) -> dict[str, str] | None:
         """A namespace's labels; None when it does not exist."""
         found = self.get("Namespace", namespace)

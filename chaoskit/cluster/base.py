@@ -11,7 +11,7 @@ from typing import Protocol
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import DockerShell, NodeShell
 from chaoskit.errors import ClusterError, UsageError
-from chaoskit.state import locks
+from chaoskit.state import leases, locks
 
 DEFAULT_NODE_PORTS = tuple(range(30080, 30090))
 NODE_PORT_RANGE = (30000, 32767)
@@ -169,7 +169,7 @@ class Cluster:
                 f"or 'docker pull {image}' first"
             )
         # Not while another run's node-wide fault has nodes down (a node failure stops one): wait for its undo.
-        with locks.experiment_running(self.name, what=f"loading {image}"):
+        with leases.experiment_turn(self, f"loading {image}"):
             return self._load(image, image_id)
 
     def _load(self, image: str, image_id: str) -> tuple[str, ...]:

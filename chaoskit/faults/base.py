@@ -50,7 +50,7 @@ from chaoskit.errors import (
 )
 from chaoskit.faults import objects, signals
 from chaoskit.faults.safety import Safety
-from chaoskit.state import locks
+from chaoskit.state import leases, turns
 from chaoskit.state.ledger import Ledger, LedgerEntry
 
 
@@ -283,7 +283,7 @@ class Fault(ABC):
         (which agent undid what, when and why), failing the fault when one did or when it cannot be told."""
         head = (
             f"{self.kind}: this process's owner lease went unrenewed for {lapse:.0f} s while the fault was held "
-            f"(it lasts {objects.LEASE_SECONDS} s)"
+            f"(it lasts {leases.LEASE_SECONDS} s)"
         )
         try:
             found = objects.read(self.kube, record.fault_id)
@@ -382,7 +382,9 @@ class Fault(ABC):
             return
         with (
             signals.held(),  # SIGTERM unwinds (the undo runs) while the fault is held, and only then
-            locks.cluster_alone(self.cluster.name, f"{self.kind} {self.fault_id}", waited=self._waited(record))
+            leases.turns(self.cluster, self.kube).cluster_alone(
+                self.kube, f"{self.kind} {self.fault_id}", waited=self._waited(record)
+            )
             if self.node_wide
             else nullcontext(),
         ):
@@ -416,15 +418,15 @@ class Fault(ABC):
         """Hold the planned fault's nodes against other runs' faults (planning again after a wait), then act."""
         held = set(self.nodes())
         while True:
-            with locks.holding(
-                self.cluster.name,
+            with leases.turns(self.cluster, self.kube).holding(
+                self.kube,
                 sorted(held),
                 exclusive=self.node_wide or not self.safety.share_nodes,
                 what=f"{self.kind} {self.fault_id}",
                 waited=self._waited(record),
             ):
                 record.nodes = sorted(held)
-                if (record.lock_wait_s or 0.0) > 2 * locks.POLL_SECONDS:
+                if (record.lock_wait_s or 0.0) > 2 * turns.POLL_SECONDS:
                     # Another run's fault held the nodes meanwhile (a drain moves pods): plan again, and hold
                     # the nodes of the new plan too if it moved beyond them.
                     record.targets = self.plan()
@@ -463,7 +465,7 @@ class Fault(ABC):
             self.announce(record, "ChaoskitFaultInjected", f"{self.kind} {record.fault_id}: {record.effect}")
             self.hooks.injected(record)
             yield record
-            lapse = objects.owner(self.cluster).lapsed_since(record.injected_mono) if undo is not None else None
+            lapse = leases.owner(self.cluster).lapsed_since(record.injected_mono) if undo is not None else None
             if lapse is not None:
                 self._judge_lapse(record, lapse)
         except BaseException as exc:

@@ -23,19 +23,15 @@ objects. A fault's own exit removes its object once its undo is proven.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import socket
-import threading
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chaoskit.adapters.kube import ApiError
-from chaoskit.adapters.nodes import INJECTOR_NAME, INJECTOR_NAMESPACE
+from chaoskit.adapters.nodes import INJECTOR_NAME
 from chaoskit.adapters.shell import say, warn
 from chaoskit.agent import actions
 from chaoskit.agent.actions import Refused
@@ -43,169 +39,15 @@ from chaoskit.agent.injector import GROUP, PLURAL, VERSION
 from chaoskit.agent.records import DIGEST, MAX_UNDO_TEXT, crd
 from chaoskit.errors import ClusterError
 from chaoskit.faults.validate import check_undo
+from chaoskit.state.leases import NAMESPACE, lease_expired, owner, owner_leases
 
 if TYPE_CHECKING:
     from chaoskit.adapters.kube import Kube
     from chaoskit.cluster.base import Cluster
 
-NAMESPACE = INJECTOR_NAMESPACE
 FAULT_LABEL = "chaoskit.io/fault"
 OWNER_LABEL = "chaoskit.io/owner"
 """On fault objects and test namespaces: the name of the owner's Lease."""
-OWNER_LEASE_LABEL = "chaoskit.io/owner-lease"
-LEASE_SECONDS = 15
-"""How long an owner Lease lasts unrenewed: the agents undo an owner's faults this long after its last renewal."""
-RENEW_SECONDS = 5.0
-CLOCK_MARGIN = 10.0
-"""Seconds of clock difference between machines tolerated when a *runner* (not an agent, which uses its
-own clock) judges another owner's Lease expired: runners whose clocks differ by more could take a live
-owner for a dead one."""
-
-
-def _micro_time(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def lease_expired(lease: Any, now: float | None = None) -> bool:
-    """Whether a (typed) owner Lease went unrenewed past its duration plus :data:`CLOCK_MARGIN`."""
-    renewed = lease.spec.renew_time or lease.spec.acquire_time
-    if renewed is None:
-        return True
-    duration = float(lease.spec.lease_duration_seconds or LEASE_SECONDS)
-    return bool((now or time.time()) > renewed.timestamp() + duration + CLOCK_MARGIN)
-
-
-def ensure_namespace(kube: Kube) -> None:
-    """Create ``chaoskit-system`` if it is not there."""
-    try:
-        body: Any = {"metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "chaoskit"}}}
-        kube.core.create_namespace(body)
-    except ApiError as exc:
-        if exc.status != 409:
-            raise ClusterError(f"cannot create namespace {NAMESPACE}: {exc.reason}") from None
-
-
-class Owner:
-    """This process's owner Lease in one cluster, renewed by a daemon thread until :meth:`close`."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.name = f"chaoskit-owner-{uuid.uuid4().hex[:10]}"
-        self.holder = f"{socket.gethostname()}/{os.getpid()}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.renew_error: str | None = None
-        """The last renewal's failure, while renewals fail (the agents undo this owner's faults when they
-        go on failing for :data:`LEASE_SECONDS`)."""
-        self.renewed_mono = time.monotonic()
-        """When the Lease was last created or renewed (monotonic)."""
-        self.gaps: list[tuple[float, float]] = []
-        """(from, to), monotonic, of every span the Lease went unrenewed for longer than it lasts."""
-
-    def ensure(self, kube: Kube) -> str:
-        """Create the Lease (and ``chaoskit-system``) on first use and start renewing it; return its name."""
-        with self._lock:
-            if self._thread is not None:
-                return self.name
-            ensure_namespace(kube)
-            self._create(kube)
-            self._thread = threading.Thread(target=self._renew, name="chaoskit-owner-lease", daemon=True)
-            self._thread.start()
-            atexit.register(self.close)
-            return self.name
-
-    def _create(self, kube: Kube) -> None:
-        try:
-            body: Any = self.lease()  # the client takes a plain body as well as its model
-            kube.coordination.create_namespaced_lease(NAMESPACE, body)
-        except ApiError as exc:
-            raise ClusterError(f"cannot create owner lease {NAMESPACE}/{self.name}: {exc.reason}") from None
-        self._renewed()
-
-    def lease(self) -> dict[str, Any]:
-        """The owner Lease as it is created: held by this process, renewed by its thread."""
-        now = _micro_time(time.time())
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self.name,
-                "labels": {OWNER_LEASE_LABEL: "true"},
-                "annotations": {"chaoskit.io/command": _command()},
-            },
-            "spec": {
-                "holderIdentity": self.holder,
-                "leaseDurationSeconds": LEASE_SECONDS,
-                "acquireTime": now,
-                "renewTime": now,
-            },
-        }
-
-    def _renewed(self) -> None:
-        now = time.monotonic()
-        if now - self.renewed_mono > LEASE_SECONDS:
-            self.gaps.append((self.renewed_mono, now))
-        self.renewed_mono = now
-        self.renew_error = None
-
-    def _renew(self) -> None:
-        with self.cluster.kube() as kube:
-            while not self._stop.wait(RENEW_SECONDS):
-                try:
-                    kube.coordination.patch_namespaced_lease(
-                        self.name, NAMESPACE, {"spec": {"renewTime": _micro_time(time.time())}}, _request_timeout=5
-                    )
-                    self._renewed()
-                except ApiError as exc:
-                    if exc.status == 404:  # deleted under us (a sweep, by hand): whatever names it must keep an owner
-                        say(f"owner lease {self.name} was deleted; creating it again")
-                        try:
-                            self._create(kube)
-                        except ClusterError as again:
-                            self.renew_error = str(again)
-                    else:
-                        self.renew_error = f"{exc.status}: {exc.reason}"
-                except Exception as exc:  # the API unreachable: go on trying; the agents judge the rest
-                    self.renew_error = f"{type(exc).__name__}: {exc}"
-
-    def lapsed_since(self, since_mono: float) -> float | None:
-        """The longest span since ``since_mono`` in which the Lease went unrenewed for longer than it lasts
-        (so the agents may have undone this owner's faults), in seconds; None when there was none, or when
-        there is no Lease (nothing was recorded in the cluster)."""
-        if self._thread is None:
-            return None
-        spans = [end - start for start, end in self.gaps if end > since_mono]
-        ongoing = time.monotonic() - self.renewed_mono
-        if ongoing > LEASE_SECONDS:
-            spans.append(ongoing)
-        return max(spans) if spans else None
-
-    def close(self) -> None:
-        """Stop renewing and delete the Lease: whatever still names it counts as left by a dead owner."""
-        with self._lock:
-            if self._thread is None:
-                return
-            self._stop.set()
-            self._thread.join(timeout=10)
-            self._thread = None
-        try:
-            with self.cluster.kube() as kube:
-                kube.coordination.delete_namespaced_lease(self.name, NAMESPACE, _request_timeout=10)
-        except Exception:  # the cluster is gone, or the lease: either way it expires by itself
-            pass
-
-
-_owners: dict[str, Owner] = {}
-_owners_lock = threading.Lock()
-
-
-def owner(cluster: Cluster) -> Owner:
-    """This process's owner in ``cluster`` (one per cluster name, made on first use)."""
-    with _owners_lock:
-        if cluster.name not in _owners:
-            _owners[cluster.name] = Owner(cluster)
-        return _owners[cluster.name]
 
 
 def object_name(fault_id: str) -> str:
@@ -425,21 +267,15 @@ class FaultObject:
         }
 
 
-def _owner_leases(kube: Kube) -> list[Any]:
-    """Every owner Lease (an ApiError when they cannot be read)."""
-    leases: list[Any] = kube.coordination.list_namespaced_lease(NAMESPACE, label_selector=OWNER_LEASE_LABEL).items
-    return leases
-
-
-def listed(kube: Kube, owner_leases: list[Any] | None = None) -> list[FaultObject]:
-    """Every fault record in the cluster, with whether its owner is alive (judged from ``owner_leases`` when
+def listed(kube: Kube, known_leases: list[Any] | None = None) -> list[FaultObject]:
+    """Every fault record in the cluster, with whether its owner is alive (judged from ``known_leases`` when
     the caller has just read them); none when the Fault CRD or ``chaoskit-system`` is absent. A record
     whose fields do not validate is listed with ``refused`` saying why; its undo data is then empty."""
     try:
         listing: Any = kube.custom.list_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, PLURAL, label_selector=FAULT_LABEL, _request_timeout=30
         )
-        lease_items = _owner_leases(kube) if owner_leases is None else owner_leases
+        lease_items = owner_leases(kube) if known_leases is None else known_leases
         leases = {lease.metadata.name: lease for lease in lease_items}
     except ApiError as exc:
         if exc.status == 404:
@@ -483,20 +319,11 @@ def _fault_object(item: dict[str, Any], leases: dict[str, Any]) -> FaultObject:
     )
 
 
-def live_owners(kube: Kube) -> set[str] | None:
-    """Names of the owner Leases still renewed; None when ``chaoskit-system`` cannot be read."""
-    try:
-        leases = _owner_leases(kube)
-    except ApiError:
-        return None
-    return {lease.metadata.name for lease in leases if not lease_expired(lease)}
-
-
 def sweep_leases(kube: Kube) -> list[str]:
     """Delete owner Leases expired for good (nothing renews them); return their names."""
     removed: list[str] = []
     try:
-        leases = _owner_leases(kube)
+        leases = owner_leases(kube)
     except ApiError:
         return removed
     referenced = {f.owner_lease for f in listed(kube, leases)}

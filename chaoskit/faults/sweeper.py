@@ -30,6 +30,7 @@ from chaoskit.faults import objects, signals
 from chaoskit.faults.base import Fault, undo_and_prove
 from chaoskit.faults.catalog import FAULT_CLASSES
 from chaoskit.faults.validate import Refused, check_undo
+from chaoskit.state import leases
 from chaoskit.state.ledger import Ledger, LedgerEntry
 
 
@@ -100,7 +101,7 @@ def undo_object(
     if found.refused:
         return "failed", (
             f"{found.fault_id}: its record in the cluster is refused, nothing of it run: {found.refused} (find who "
-            f"wrote it, then: kubectl -n {objects.NAMESPACE} delete faults.chaoskit.io "
+            f"wrote it, then: kubectl -n {leases.NAMESPACE} delete faults.chaoskit.io "
             f"{objects.object_name(found.fault_id)})"
         )
     who = found.owner

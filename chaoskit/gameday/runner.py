@@ -45,7 +45,6 @@ from chaoskit.chaos import Chaos
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import SafetyError, SpecError
 from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus
-from chaoskit.faults import objects
 from chaoskit.faults.base import FaultRecord
 from chaoskit.gameday.spec import ExperimentFile, fill_placeholders
 from chaoskit.gameday.timeline import PlayedFault, Timeline
@@ -55,6 +54,7 @@ from chaoskit.namespaces import owned_namespace
 from chaoskit.observe import RecoveryWatch
 from chaoskit.results import ExperimentResult, Series
 from chaoskit.slo import PromQL, Windows, evaluate, percentile
+from chaoskit.state import leases
 from chaoskit.stops import PromQLAbove
 
 TICK_SECONDS = 0.1
@@ -170,7 +170,7 @@ class GameDay:
             base = "".join(c if c.isalnum() else "-" for c in file.name.lower()).strip("-")[:30].strip("-") or "run"
             namespace = f"ck-{base}-{uuid.uuid4().hex[:5]}"
             say(f"creating namespace {namespace}")
-            body: Any = owned_namespace(namespace, objects.owner(self.cluster).ensure(self.kube))
+            body: Any = owned_namespace(namespace, leases.owner(self.cluster).ensure(self.kube))
             self.kube.core.create_namespace(body)
             self.kube.wait_for_default_service_account(namespace)
             created = True

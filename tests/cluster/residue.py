@@ -148,3 +148,26 @@ def scan(cluster_name: str, kubeconfig: str | None = None) -> Residue:
     finally:
         api.close()
     return residue
+
+
+def lock_holds(kubeconfig: str | None = None) -> list[str]:
+    """Every hold listed on chaoskit's lock Leases in ``chaoskit-system`` (label ``chaoskit.io/lock``), as
+    ``LEASE: OWNER MODE``, read with the official client and parsed here: what runs that ended left held."""
+    import json
+
+    api = config.new_client_from_config(config_file=kubeconfig)
+    try:
+        leases = client.CoordinationV1Api(api).list_namespaced_lease(
+            "chaoskit-system", label_selector="chaoskit.io/lock", _request_timeout=30
+        )
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise
+    finally:
+        api.close()
+    holds = []
+    for lease in leases.items:
+        listed = json.loads((lease.metadata.annotations or {}).get("chaoskit.io/holders") or "{}")
+        holds += [f"{lease.metadata.name}: {owner} {hold.get('mode')}" for owner, hold in listed.items()]
+    return holds

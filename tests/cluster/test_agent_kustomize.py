@@ -31,8 +31,8 @@ from workloads import Web
 from chaoskit.adapters.nodes import INJECTOR_NAME, INJECTOR_NAMESPACE
 from chaoskit.cluster import Cluster
 from chaoskit.cluster import injector as agent
-from chaoskit.faults import objects
 from chaoskit.provision import images
+from chaoskit.state import leases
 
 pytestmark = pytest.mark.destructive
 
@@ -78,7 +78,7 @@ def test_kubectl_apply_k_installs_a_working_agent_and_delete_k_leaves_nothing(
             """
         )
     )
-    lease = objects.owner(cluster).name
+    lease = leases.owner(cluster).name
     had_lease = lease_exists(kube, lease)
     try:
         # From nothing: whatever chaoskit installed before is deleted the admin's way first.
@@ -164,7 +164,7 @@ def dockerfile_image() -> str:
 
 def lease_exists(kube, name: str) -> bool:  # type: ignore[no-untyped-def]
     try:
-        kube.coordination.read_namespaced_lease(name, objects.NAMESPACE)
+        kube.coordination.read_namespaced_lease(name, leases.NAMESPACE)
     except ApiException as exc:
         if exc.status == 404:
             return False

@@ -22,7 +22,7 @@ from workloads import Web, probe_eventually
 
 from chaoskit.adapters.status import lease_renewed
 from chaoskit.cluster import injector
-from chaoskit.faults.objects import LEASE_SECONDS, NAMESPACE
+from chaoskit.state.leases import LEASE_SECONDS, NAMESPACE
 
 pytestmark = pytest.mark.destructive
 

@@ -353,9 +353,9 @@ def test_an_owner_knows_when_its_lease_lapsed_while_a_fault_was_held(monkeypatch
     import time as clock
 
     from chaoskit.cluster.base import Cluster
-    from chaoskit.faults import objects
+    from chaoskit.state import leases
 
-    owner = objects.Owner(Cluster("unit", "kind", None, None, "airgap"))
+    owner = leases.Owner(Cluster("unit", "kind", None, None, "airgap"))
     assert owner.lapsed_since(0.0) is None  # no Lease yet: nothing the agents could act on
     owner._thread = threading.current_thread()  # as if renewing
     now = clock.monotonic()

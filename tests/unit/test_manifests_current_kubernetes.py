@@ -21,9 +21,9 @@ from workloads import client_pod, pdb, web_objects
 from chaoskit.agent.records import crd
 from chaoskit.cluster import addons, injector
 from chaoskit.cluster.base import Cluster
-from chaoskit.faults.objects import Owner
 from chaoskit.namespaces import owned_namespace
 from chaoskit.prometheus.deploy import prometheus_objects
+from chaoskit.state.leases import Owner
 
 ROOT = Path(__file__).resolve().parents[2]
 

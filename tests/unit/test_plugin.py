@@ -119,9 +119,9 @@ def test_the_namespace_fixture_marks_its_owner_by_lease_pid_boot_and_start_time(
 
         @pytest.fixture
         def chaoskit_kube(monkeypatch):
-            from chaoskit.faults import objects
+            from chaoskit.state import leases
 
-            monkeypatch.setattr(objects, "_owners", {})  # an owner of an earlier in-process run is not this one's
+            monkeypatch.setattr(leases, "_owners", {})  # an owner of an earlier in-process run is not this one's
             return SimpleNamespace(
                 core=Core(), coordination=Coordination(), wait_for_default_service_account=lambda name: None
             )
