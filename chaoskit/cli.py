@@ -285,6 +285,8 @@ def _emit(args: argparse.Namespace, document: dict[str, Any], text: list[str]) -
 
 
 def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
+    from chaoskit.gameday.command import rate_options
+
     parser.add_argument(
         "--provider",
         choices=PROVIDERS,
@@ -295,6 +297,7 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
     )
     parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file of an existing cluster")
     parser.add_argument("--context", help="kubeconfig context of an existing cluster")
+    rate_options(parser)
     if creating:
         parser.add_argument("--workers", type=int, default=2, help="worker nodes (default: 2)")
         parser.add_argument("--node-image", help="force this kind node image")
@@ -380,6 +383,8 @@ CLI_FLAGS = ("--provider", "--context", "--kubeconfig")
 
 
 def _spec(args: argparse.Namespace) -> ClusterSpec:
+    from chaoskit.gameday.command import api_rate
+
     extra = {}
     if getattr(args, "action", None) == "up":
         extra = {
@@ -389,7 +394,14 @@ def _spec(args: argparse.Namespace) -> ClusterSpec:
             "kubernetes": args.kubernetes,
         }
     provider = choose_provider(args.provider, args.context, args.kubeconfig, CLI_FLAGS)
-    return ClusterSpec(provider=provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, **extra)
+    return ClusterSpec(
+        provider=provider,
+        name=args.name,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        api_rate=api_rate(args),
+        **extra,
+    )
 
 
 def _print_status(status: ClusterStatus) -> None:

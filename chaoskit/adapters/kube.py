@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from chaoskit.adapters.apiclient import bound_requests, dynamic_client
+from chaoskit.adapters.rate import DEFAULT_RATE, ApiRate, limit_requests
 from chaoskit.adapters.status import check_workload_kind, workload_counts
 from chaoskit.errors import ClusterError, UsageError
 
@@ -44,6 +46,8 @@ def current_context(kubeconfig: Path | None) -> str:
 
 Obj = Any
 REQUEST_TIMEOUT = 30.0
+PARALLEL_CALLS = 8
+"""API calls one fault makes at once (pod deletes): under the client's connection pool (10 on two cores)."""
 """Seconds any API request may take unless its call states otherwise."""
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 """A control-plane node's role labels: ``control-plane`` since 1.20, ``master`` up to 1.23."""
@@ -94,9 +98,10 @@ FIELD_MANAGER = "chaoskit"
 class Kube:
     """API clients bound to one kubeconfig context."""
 
-    def __init__(self, kubeconfig: Path | None, context: str | None) -> None:
+    def __init__(self, kubeconfig: Path | None, context: str | None, rate: ApiRate | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
+        self.rate = rate or DEFAULT_RATE
         try:
             self.api_client = config.new_client_from_config(
                 config_file=str(kubeconfig) if kubeconfig else None, context=context
@@ -109,6 +114,7 @@ class Kube:
         except FileNotFoundError:
             raise UsageError(f"kubeconfig {kubeconfig} does not exist") from None
         bound_requests(self.api_client, REQUEST_TIMEOUT)
+        self.bucket = limit_requests(self.api_client, self.rate.qps, self.rate.burst)
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
         self.coordination = client.CoordinationV1Api(self.api_client)
@@ -193,6 +199,22 @@ class Kube:
         """The pods of a namespace (matching a label selector, if given)."""
         items: list[Obj] = self.core.list_namespaced_pod(namespace, label_selector=selector or "").items
         return items
+
+    def delete_pods(self, namespace: str, names: Sequence[str], grace_seconds: int | None) -> None:
+        """Delete pods ``names`` of ``namespace`` with ``grace_seconds`` (None: each pod's own), up to
+        :data:`PARALLEL_CALLS` at once (within the client's :class:`ApiRate`); the first failure is raised
+        once every call has ended."""
+
+        def delete(name: str) -> None:
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
+
+        if len(names) <= 1:
+            for name in names:
+                delete(name)
+            return
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_CALLS, len(names)), thread_name_prefix="chaoskit-api") as pool:
+            for future in [pool.submit(delete, name) for name in names]:
+                future.result()
 
     def evict(self, name: str, namespace: str, policy_version: str, grace_seconds: int | None, timeout: float) -> None:
         """Ask the Eviction API to evict a pod (``policy/v1``, or ``policy/v1beta1`` before 1.22); raises

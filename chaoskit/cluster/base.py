@@ -10,6 +10,7 @@ from typing import Protocol
 
 from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.nodes import DockerShell, NodeShell
+from chaoskit.adapters.rate import ApiRate
 from chaoskit.errors import ClusterError, UsageError
 from chaoskit.state import leases, locks
 
@@ -69,6 +70,8 @@ class ClusterSpec:
     """The kubeconfig context to use (existing only)."""
     kubernetes: str | None = field(default_factory=default_kubernetes)
     """The Kubernetes line of chaoskit's own node image (``1.20``, ``1.37``; kind only; None: the default)."""
+    api_rate: ApiRate | None = None
+    """How fast chaoskit's API clients may call the cluster (None: :data:`~chaoskit.adapters.kube.DEFAULT_RATE`)."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -100,6 +103,8 @@ class Cluster:
     read from its control-plane container); empty for a cluster that publishes none."""
     created: bool = False
     """Whether this call created the cluster (rather than reusing one)."""
+    api_rate: ApiRate | None = field(default=None, compare=False, repr=False)
+    """How fast its API clients may call it (the session's ``ClusterSpec.api_rate``; None: the default)."""
     shell: NodeShell | None = field(default=None, compare=False, repr=False)
     """How this session reaches the cluster's nodes, chosen when it was opened
     (:func:`chaoskit.session.open_session`); None until then (see :attr:`node_shell`)."""
@@ -112,7 +117,7 @@ class Cluster:
 
     def kube(self) -> Kube:
         """API clients for this cluster."""
-        return Kube(self.kubeconfig, self.context)
+        return Kube(self.kubeconfig, self.context, self.api_rate)
 
     @property
     def is_kind(self) -> bool:

@@ -20,7 +20,7 @@ class ExistingProvider:
     """Uses a cluster that someone else runs."""
 
     def up(self, spec: ClusterSpec) -> Cluster:
-        with Kube(spec.kubeconfig, spec.context) as kube:
+        with Kube(spec.kubeconfig, spec.context, spec.api_rate) as kube:
             version = kube.server_version()
         context = spec.context or _current_context(spec)
         say(f"using existing cluster of context {context!r} (Kubernetes {version})")
@@ -31,6 +31,7 @@ class ExistingProvider:
             context=context,
             flavor="existing",
             node_ports=spec.reachable_node_ports,
+            api_rate=spec.api_rate,
         )
 
     def attach(self, spec: ClusterSpec) -> Cluster:

@@ -318,6 +318,7 @@ class KindProvider:
             flavor="airgap" if airgap else "stock",
             node_ports=published_node_ports(spec.name),
             created=created,
+            api_rate=spec.api_rate,
         )
         with cluster.kube() as kube:
             _wait_api(kube)
@@ -359,6 +360,7 @@ class KindProvider:
             context=f"kind-{spec.name}",
             flavor="airgap" if airgap else "stock",
             node_ports=published_node_ports(spec.name),
+            api_rate=spec.api_rate,
         )
 
     # --- down / status ------------------------------------------------------------

@@ -183,10 +183,7 @@ class PodKill(Fault):
         if self.spec.crash:
             self._crash(targets)
             return
-        for name in targets:
-            self.kube.core.delete_namespaced_pod(
-                name, self.spec.namespace, grace_period_seconds=self.spec.grace_seconds
-            )
+        self.kube.delete_pods(self.spec.namespace, targets, self.spec.grace_seconds)
 
     def _crash(self, targets: list[str]) -> None:
         """SIGKILL every process of the pods from their nodes (the nodes in parallel), then force-delete them."""
@@ -198,8 +195,7 @@ class PodKill(Fault):
                 raise FaultNotEffective(f"SIGKILL on node {node} failed (exit {result.code}): {result.output[-300:]}")
 
         on_nodes({n: [pid for _, pids in items for pid in pids] for n, items in self._processes.items()}, kill)
-        for name in targets:
-            self.kube.core.delete_namespaced_pod(name, self.spec.namespace, grace_period_seconds=0)
+        self.kube.delete_pods(self.spec.namespace, targets, 0)
 
     def _crash_proof(self) -> str:
         """How the crashed pods died, read again from their nodes (in parallel): no killed process is left."""

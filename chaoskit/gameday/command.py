@@ -9,6 +9,7 @@ from typing import Any
 
 from chaoskit import targets
 from chaoskit.adapters.nodes import INJECTORS
+from chaoskit.adapters.rate import ApiRate
 from chaoskit.adapters.shell import say
 from chaoskit.cluster import ClusterSpec, choose_provider
 from chaoskit.cluster.base import NAME_ENV, default_name
@@ -85,9 +86,27 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--name", help=f"kind cluster name (default: the file's, else ${NAME_ENV}, else chaoskit)")
     run.add_argument("--kubeconfig", type=Path, help="kubeconfig file of an existing cluster")
     run.add_argument("--context", help="kubeconfig context of an existing cluster")
+    rate_options(run)
     safety_options(run)
     injector_options(run)
     run.add_argument("--max-share", type=float, default=0.5, help="blast-radius cap per fault (default: 0.5)")
+
+
+def rate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kube-qps",
+        type=float,
+        metavar="QPS",
+        help="API requests a second each of chaoskit's clients may make on average (default: 50)",
+    )
+    parser.add_argument(
+        "--kube-burst", type=int, metavar="N", help="API requests each client may make at once (default: 100)"
+    )
+
+
+def api_rate(args: argparse.Namespace) -> ApiRate | None:
+    """The API client rate the command line asks for (None: the default)."""
+    return ApiRate.given(getattr(args, "kube_qps", None), getattr(args, "kube_burst", None))
 
 
 def safety_options(parser: argparse.ArgumentParser) -> None:
@@ -155,6 +174,7 @@ def spec_for(args: argparse.Namespace, experiment: ExperimentFile) -> ClusterSpe
         name=args.name or (choice.name if choice and choice.name else default_name()),
         kubeconfig=args.kubeconfig,
         context=context,
+        api_rate=api_rate(args),
     )
 
 

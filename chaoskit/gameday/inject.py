@@ -24,7 +24,7 @@ from chaoskit.cluster import ClusterSpec, choose_provider
 from chaoskit.cluster.base import NAME_ENV, default_name
 from chaoskit.errors import UsageError
 from chaoskit.faults.catalog import CATALOG
-from chaoskit.gameday.command import injector_options, safety_from, safety_options
+from chaoskit.gameday.command import api_rate, injector_options, rate_options, safety_from, safety_options
 from chaoskit.gameday.spec import FAULT_KINDS, check_fault, fault_options, parse_duration
 from chaoskit.observe import RecoveryWatch
 from chaoskit.session import open_session
@@ -80,6 +80,7 @@ def add_parser(commands: Any) -> None:
         )
         where.add_argument("--kubeconfig", type=Path, help="kubeconfig file of an existing cluster")
         where.add_argument("--context", help="kubeconfig context of an existing cluster")
+        rate_options(where)
         safety_options(sub)
         injector_options(sub)
 
@@ -216,7 +217,9 @@ def main(args: argparse.Namespace) -> int:
     provider = choose_provider(
         args.provider, args.context, args.kubeconfig, ("--provider", "--context", "--kubeconfig")
     )
-    spec = ClusterSpec(provider=provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context)
+    spec = ClusterSpec(
+        provider=provider, name=args.name, kubeconfig=args.kubeconfig, context=args.context, api_rate=api_rate(args)
+    )
     method = fault_options(args.kind).method
     # No sweep: a fault held by hand sits beside other runs, and 'chaoskit cleanup' sweeps when asked.
     with open_session(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from chaoskit.adapters.rate import ApiRate
 from chaoskit.baseline import Baseline
 from chaoskit.cluster import PROVIDERS, ClusterSpec
 from chaoskit.cluster.base import KUBERNETES_ENV, NAME_ENV, parse_node_ports
@@ -65,6 +66,13 @@ _SETTINGS = (
     _Setting("node-image", "force a kind node image"),
     _Setting("kube-context", "kubeconfig context (existing provider)"),
     _Setting("kubeconfig", "kubeconfig file (existing provider)"),
+    _Setting(
+        "kube-qps",
+        "API requests a second each of chaoskit's clients may make on average (default: 50)",
+        "float",
+        metavar="QPS",
+    ),
+    _Setting("kube-burst", "API requests each client may make at once (default: 100)", "int", metavar="N"),
     _Setting(
         "node-ports",
         "existing provider: the cluster's NodePorts the host reaches on 127.0.0.1, as FIRST-LAST (a tunnel, or a "
@@ -242,4 +250,5 @@ def _spec(config: pytest.Config, provider: str) -> ClusterSpec:
         kubernetes=setting(config, "kubernetes"),
         kubeconfig=Path(kubeconfig) if kubeconfig else None,
         context=setting(config, "kube-context"),
+        api_rate=ApiRate.given(setting(config, "kube-qps"), setting(config, "kube-burst")),
     )

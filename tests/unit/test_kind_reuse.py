@@ -86,7 +86,7 @@ class FakeKube:
 
     machine: FakeMachine
 
-    def __init__(self, kubeconfig: Path | None, context: str | None) -> None:
+    def __init__(self, kubeconfig: Path | None, context: str | None, rate: object = None) -> None:
         machine = self.machine
 
         def patch_node(name: str, body: dict[str, Any], **_: Any) -> None:
