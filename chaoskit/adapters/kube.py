@@ -95,6 +95,10 @@ FIELD_MANAGER = "chaoskit"
 --field-manager chaoskit`` updates the same fields)."""
 
 
+class NamespaceMissing(ClusterError):
+    """An object could not be created: its namespace does not exist (deleted meanwhile, say)."""
+
+
 class Kube:
     """API clients bound to one kubeconfig context."""
 
@@ -396,7 +400,9 @@ class Kube:
             else:
                 self.coordination.create_namespaced_lease(meta["namespace"], body, _request_timeout=10)
         except ApiError as exc:
-            if exc.status in (404, 409):  # 404: deleted since it was read
+            if exc.status == 404 and not meta.get("resourceVersion"):
+                raise NamespaceMissing(f"namespace {meta['namespace']} does not exist") from None
+            if exc.status in (404, 409):  # 404: deleted since it was read (read it again)
                 return False
             raise ClusterError(f"cannot write lease {meta['namespace']}/{meta['name']}: {_reason(exc)}") from None
         return True

@@ -110,9 +110,15 @@ class Owner:
             return self.name
 
     def _create(self, kube: Kube) -> None:
+        body: Any = self.lease()  # the client takes a plain body as well as its model
         try:
-            body: Any = self.lease()  # the client takes a plain body as well as its model
-            kube.coordination.create_namespaced_lease(NAMESPACE, body)
+            try:
+                kube.coordination.create_namespaced_lease(NAMESPACE, body)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                ensure_namespace(kube)  # the namespace went (kubectl delete -k of the agent): make it again
+                kube.coordination.create_namespaced_lease(NAMESPACE, body)
         except ApiError as exc:
             raise ClusterError(f"cannot create owner lease {NAMESPACE}/{self.name}: {exc.reason}") from None
         self._renewed()
@@ -213,7 +219,7 @@ def turns(cluster: Reachable, kube: Kube) -> Turns:
     with _owners_lock:
         found = _turns.get(cluster.name)
         if found is None or found.owner != name:
-            found = _turns[cluster.name] = Turns(name, own.holder, _command(), live_owners)
+            found = _turns[cluster.name] = Turns(name, own.holder, _command(), live_owners, ensure_namespace)
         return found
 
 

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from chaoskit.adapters.kube import NamespaceMissing
 from chaoskit.adapters.nodes import INJECTOR_NAMESPACE
 from chaoskit.adapters.shell import say
 from chaoskit.errors import FaultBlocked
@@ -156,11 +157,20 @@ class Turns:
     renewed (None when they cannot be read, and then no holder is taken for dead).
     """
 
-    def __init__(self, owner: str, who: str, command: str, live_owners: Callable[[Kube], set[str] | None]) -> None:
+    def __init__(
+        self,
+        owner: str,
+        who: str,
+        command: str,
+        live_owners: Callable[[Kube], set[str] | None],
+        ensure_namespace: Callable[[Kube], None] | None = None,
+    ) -> None:
         self.owner = owner
         self.who = who
         self.command = command
         self.live_owners = live_owners
+        self.ensure_namespace = ensure_namespace
+        """Makes ``chaoskit-system`` again when it is gone (``kubectl delete -k`` of the agent removes it)."""
         self._nodes: dict[str, _Count] = {}
         self._experiments = 0
         self._exclusive = False
@@ -188,8 +198,14 @@ class Turns:
             if lease is None and not wanted:
                 return True, others
             version = (lease or {}).get("metadata", {}).get("resourceVersion")
-            if kube.put_lease(lease_body(name, wanted, version)):
-                return True, others
+            try:
+                if kube.put_lease(lease_body(name, wanted, version)):
+                    return True, others
+            except NamespaceMissing:
+                if self.ensure_namespace is None:
+                    raise
+                say(f"{NAMESPACE} is gone (deleted with the agent?): creating it again for the lock Leases")
+                self.ensure_namespace(kube)
         return False, others
 
     # --- nodes ------------------------------------------------------------------------------------------

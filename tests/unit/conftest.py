@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from chaoskit.adapters.kube import NamespaceMissing
 from chaoskit.state import leases, turns
 from chaoskit.state.turns import HOLDERS, Turns
 
@@ -27,6 +28,8 @@ class FakeLeases:
         self.live: set[str] = set()
         self.writes = 0
         self.conflicts = 0
+        self.namespace = True
+        """Whether ``chaoskit-system`` exists: creating a Lease in it fails as the API server's 404 does."""
 
     def lease(self, name: str, namespace: str) -> dict[str, Any] | None:
         time.sleep(0.001)  # a round trip: runs that read at once then write at once, as over the network
@@ -38,6 +41,8 @@ class FakeLeases:
         meta = body["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         time.sleep(0.001)
+        if not self.namespace and not meta.get("resourceVersion"):
+            raise NamespaceMissing(f"namespace {meta['namespace']} does not exist")
         with self.guard:
             current = self.store.get(key)
             asked = meta.get("resourceVersion")

@@ -276,3 +276,23 @@ def test_a_runs_turns_are_held_in_the_name_of_its_own_owner_lease(monkeypatch):
         assert found[0].owner == lease["metadata"]["name"] and found[0].who == lease["spec"]["holderIdentity"]
     finally:
         leases._owners["unit-turns"].close()
+
+
+def test_a_run_whose_namespace_was_deleted_makes_it_again_and_takes_its_turn(api):
+    """kubectl delete -k of the agent removes chaoskit-system with every Lease in it: the next turn makes it
+    again (seen on the cluster: without this, loading an image waited 900 s for "another run")."""
+    made: list[str] = []
+
+    def ensure(kube: Any) -> None:
+        made.append("chaoskit-system")
+        api.namespace = True
+
+    api.namespace = False
+    api.live.add("owner-a")
+    a = Turns("owner-a", "host-a/1", "pytest", lambda kube: set(api.live), ensure)
+    with a.holding(api, ["w1"], wait_seconds=5):
+        assert made == ["chaoskit-system"] and "owner-a" in api.holders(node_lease("w1"))
+    api.namespace = False
+    b = run(api, "owner-b")  # no way to make the namespace: an error, not a wait for a run that is not there
+    with pytest.raises(turns.NamespaceMissing), b.holding(api, ["w2"], wait_seconds=5):
+        pass
