@@ -18,11 +18,14 @@ order; and it stops by itself when its run time is over or its stdin closes.
 Every wait here is bounded: the worker's start by :data:`STARTUP_TIMEOUT_S`,
 the warm-up by the spec, :meth:`Load.wait` by the run's end plus the grace.
 
-With ``processes`` > 1 (or a session default, :func:`set_default_processes`)
-the users are shared among that many workers, each a process (and a core) of
-its own with its own pipe and reader; their records go into one list in the
-order they arrive. The warm-up ends when every worker's has; any worker that
-fails fails the load; leaving the block stops them all.
+With ``workers`` (or a session default, :func:`set_default_workers`) the
+process is Locust's master instead, and the users run in that many Locust
+workers: processes of this machine it starts itself, or pods in the cluster
+(``in_cluster``, through :class:`chaoskit.load.pods.WorkerPods`). Their records
+reach the master in Locust's own messages and come down the same pipe
+(:mod:`chaoskit.load.distributed`). A worker lost mid-run ends the load, and
+:attr:`StreamStats.lost_workers` says which, so no verdict is given over what
+is left.
 
 Records are kept in memory, about 160 bytes each: an hour at 5,000 requests a
 second is some 3 GB, so long runs at full speed want a think time or a rate.
@@ -39,10 +42,10 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Protocol
 
 from chaoskit import targets
 from chaoskit.load.spec import LoadError, LoadResult, LoadSpec, RequestRecord, StreamStats, WarmupFailed
@@ -50,32 +53,41 @@ from chaoskit.load.wire import LineDecoder, WorkerEvent
 
 STARTUP_TIMEOUT_S = 30.0
 """How long the worker may take to import Locust and the locustfile and start its users."""
-STOP_GRACE_S = 5.0
-"""How long the worker may take to stop once its run is over or it got SIGTERM, before SIGKILL."""
+STOP_GRACE_S = 10.0
+"""How long the worker may take to stop once its run is over or it got SIGTERM, before SIGKILL: a master
+waits up to 5 s for its workers' last records."""
+CONNECT_TIMEOUT_S = 30.0
+"""How long a master may take to see all its workers connect (:data:`chaoskit.load.distributed.CONNECT_SECONDS`)."""
 STDERR_TAIL_BYTES = 4000
 READ_CHUNK = 1 << 16
-_default_processes = 1
+IN_CLUSTER_WORKERS = 2
+"""Worker pods of an ``in_cluster`` load whose spec and session name no count."""
+_default_workers = 1
 
 
-def set_default_processes(count: int) -> None:
-    """The worker processes of every load whose spec says none (the plugin's ``--chaos-load-workers``)."""
-    global _default_processes
-    if count < 1:
-        raise LoadError(f"load workers must be 1 or more, not {count}")
-    _default_processes = count
+def set_default_workers(count: int) -> None:
+    """The Locust workers of every load whose spec says none (the plugin's ``--chaos-load-workers``);
+    1 runs such loads in one process, with no master."""
+    global _default_workers
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise LoadError(f"load workers must be a whole number, 1 or more, not {count!r}")
+    _default_workers = count
 
 
-def shares(spec: LoadSpec, processes: int) -> list[tuple[LoadSpec, int]]:
-    """Each worker's spec (its share of the users and of the spawn rate) and its first user's number."""
-    base, extra = divmod(spec.users, processes)
-    parts = []
-    first = 1
-    for index in range(processes):
-        users = base + (1 if index < extra else 0)
-        part = replace(spec, users=users, spawn_rate=spec.spawn_rate * users / spec.users, processes=1)
-        parts.append((part, first))
-        first += users
-    return parts
+def worker_count(spec: LoadSpec) -> int | None:
+    """How many Locust workers the load runs on; None for one process with no master."""
+    if spec.workers is not None:
+        return spec.workers
+    if spec.in_cluster:
+        return min(max(_default_workers, IN_CLUSTER_WORKERS), spec.users)
+    return min(_default_workers, spec.users) if _default_workers > 1 else None
+
+
+class WorkerPlace(Protocol):
+    """Where an ``in_cluster`` load's workers run: for the block, ``count`` workers each reachable through a
+    port of 127.0.0.1 (its tunnel), yielded as (name, port)."""
+
+    def workers(self, spec: LoadSpec, count: int) -> contextlib.AbstractContextManager[list[tuple[str, int]]]: ...
 
 
 @dataclass
@@ -93,8 +105,12 @@ class _Worker:
 class Load:
     """A load on a local port for the duration of a ``with`` block; see the module docstring."""
 
-    def __init__(self, spec: LoadSpec) -> None:
+    def __init__(self, spec: LoadSpec, pods: WorkerPlace | None = None) -> None:
         self.spec = spec
+        self.pods = pods
+        """Where ``in_cluster`` workers run (:class:`chaoskit.load.pods.WorkerPods`); the experiment gives it."""
+        self._pods_stack = contextlib.ExitStack()
+        self._lost: list[str] = []
         self._changed = threading.Condition()
         """Guards everything the reader thread writes; notified when an event line or EOF arrives."""
         self._records: list[RequestRecord] = []
@@ -227,6 +243,7 @@ class Load:
             mean_lag_ms=self._lag_sum_s / received * 1000 if received else 0.0,
             bad_lines=self._bad_lines,
             first_bad_line=self._bad_line,
+            lost_workers=tuple(self._lost),
         )
 
     def close(self) -> None:
@@ -235,7 +252,10 @@ class Load:
             return
         self._closed = True
         try:
-            self._stop_workers()
+            try:
+                self._stop_workers()
+            finally:
+                self._pods_stack.close()  # the worker pods go once their master has stopped
         finally:
             self._closed_at = time.time()
             for worker in self._workers:
@@ -259,17 +279,28 @@ class Load:
         return event
 
     def _start(self) -> None:
-        processes = self.spec.processes or min(_default_processes, self.spec.users)
+        count = worker_count(self.spec)
         root = str(Path(__file__).resolve().parents[2])  # the directory that holds the chaoskit package
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
         }
-        for part, first_user in shares(self.spec, processes):
-            self._start_worker(part, first_user, env)
+        config: dict[str, object] = {"role": "local"}
+        if count is not None:
+            config = {"role": "master", "workers": count}
+        if self.spec.in_cluster:
+            if self.pods is None:
+                raise LoadError(
+                    "an in_cluster load runs its workers as pods, and this Load was given no cluster: run it in an "
+                    "experiment (which gives its own), or pass Load(spec, pods=WorkerPods(kube, cluster))"
+                )
+            assert count is not None
+            tunnels = self._pods_stack.enter_context(self.pods.workers(self.spec, count))
+            config["tunnels"] = [{"name": name, "port": port} for name, port in tunnels]
+        self._start_worker(self.spec, config, env)
 
-    def _start_worker(self, part: LoadSpec, first_user: int, env: dict[str, str]) -> None:
+    def _start_worker(self, part: LoadSpec, config: dict[str, object], env: dict[str, str]) -> None:
         read_fd, write_fd = os.pipe()
         stderr = tempfile.TemporaryFile(prefix="chaoskit-load-")
         spec = asdict(part)
@@ -300,7 +331,7 @@ class Load:
         )
         worker.reader.start()
         assert proc.stdin is not None
-        message = {"spec": spec, "out_fd": write_fd, "first_user": first_user}
+        message = {**config, "spec": spec, "out_fd": write_fd}
         with contextlib.suppress(BrokenPipeError):  # a worker dead on arrival shows as EOF and its stderr
             proc.stdin.write(json.dumps(message).encode() + b"\n")
             proc.stdin.flush()
@@ -341,6 +372,8 @@ class Load:
                     self._lag_max_s = max(self._lag_max_s, lag_max)
                     for event in events:
                         worker.events.setdefault(event.kind, event)
+                        if event.kind == "worker_lost" and event.message:
+                            self._lost.append(event.message)
                     if events:
                         self._changed.notify_all()
         finally:
@@ -359,7 +392,9 @@ class Load:
     def _await_warmup(self) -> None:
         spec = self.spec
         timeout = STARTUP_TIMEOUT_S + spec.warmup_seconds + spec.warmup_grace_seconds + STOP_GRACE_S
-        failures = ("warmup_failed", "error")
+        if worker_count(spec) is not None:
+            timeout += CONNECT_TIMEOUT_S
+        failures = ("warmup_failed", "error", "worker_lost")
 
         def settled() -> bool:
             return all("warmup_ended" in w.events for w in self._workers) or any(
@@ -381,6 +416,9 @@ class Load:
                 raise WarmupFailed(f"{events['warmup_failed'].message}{self._stderr_tail(worker)}")
             if "error" in events:
                 raise LoadError(f"{which} could not start: {events['error'].message}{self._stderr_tail(worker)}")
+            if "worker_lost" in events:
+                lost = events["worker_lost"].message
+                raise LoadError(f"the load lost {lost} in its warm-up{self._stderr_tail(worker)}")
             if worker.eof and "warmup_ended" not in events:
                 status = self._exit_status(worker)
                 raise LoadError(f"{which} exited ({status}) before its warm-up ended{self._stderr_tail(worker)}")

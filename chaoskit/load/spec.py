@@ -26,7 +26,7 @@ from chaoskit.errors import ChaoskitError, SpecError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 MAX_USERS = 1000
-MAX_PROCESSES = 64
+MAX_WORKERS = 64
 MAX_RUN_SECONDS = 3600.0
 MAX_WARMUP_SECONDS = 600.0
 MAX_WAIT_SECONDS = 60.0
@@ -78,12 +78,33 @@ def _check_number(name: str, value: float, low: float, high: float, *, low_open:
         raise SpecError(f"{name} must be in {bracket}{low:g}, {high:g}], not {value!r}; {fix}")
 
 
-def check_host(host: str, allow_targets: tuple[str, ...] = ()) -> None:
-    """Refuse any target but a port on this machine over plain HTTP, or an allowed host over HTTP(S)."""
+CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local")
+"""How a host inside the cluster is written for workers that run there: ``SERVICE.NAMESPACE.svc``."""
+
+
+def in_cluster_host(hostname: str | None) -> bool:
+    """Whether ``hostname`` names a Service inside the cluster (``SERVICE.NAMESPACE.svc[.cluster.local]``)."""
+    if not hostname:
+        return False
+    for suffix in CLUSTER_SUFFIXES:
+        if hostname.endswith(suffix):
+            labels = hostname[: -len(suffix)].split(".")
+            return len(labels) == 2 and all(label and label.replace("-", "").isalnum() for label in labels)
+    return False
+
+
+def check_host(host: str, allow_targets: tuple[str, ...] = (), in_cluster: bool = False) -> None:
+    """Refuse any target but a port on this machine over plain HTTP, or an allowed host over HTTP(S); with
+    ``in_cluster`` (the workers are pods), a Service inside the cluster, and nothing on this machine."""
     fix = (
         "give http://127.0.0.1:PORT or http://localhost:PORT, or allow the host on purpose "
         "(allow_targets HOST:PORT in the load spec, or --chaos-allow-target HOST:PORT)"
     )
+    if in_cluster:
+        fix = (
+            "workers in the cluster send to a Service there: give http://SERVICE.NAMESPACE.svc:PORT, "
+            "or allow the host on purpose (allow_targets HOST:PORT)"
+        )
     if not isinstance(host, str):
         raise SpecError(f"host must be a string, not {host!r}; {fix}")
     try:
@@ -91,13 +112,16 @@ def check_host(host: str, allow_targets: tuple[str, ...] = ()) -> None:
         port = parts.port
     except ValueError as exc:
         raise SpecError(f"host {host!r} is not a valid URL ({exc}); {fix}") from None
-    local = parts.hostname in LOCAL_HOSTS
+    local = parts.hostname in LOCAL_HOSTS and not in_cluster
+    if in_cluster and parts.hostname in LOCAL_HOSTS:
+        raise SpecError(f"refusing {host!r}: 127.0.0.1 in a worker pod is the pod itself; {fix}")
+    inside = in_cluster and in_cluster_host(parts.hostname)  # traffic between pods, inside the cluster
     schemes = ("http",) if local else ("http", "https")
     if parts.scheme not in schemes or parts.username or parts.password:
         raise SpecError(f"refusing to send load to {host!r}: {fix}")
     if port is None or port == 0:
         raise SpecError(f"host {host!r} has no port; {fix}")
-    if not local and not targets.allowed(parts.hostname, port, allow_targets):
+    if not local and not inside and not targets.allowed(parts.hostname, port, allow_targets):
         raise SpecError(f"refusing to send load to {host!r}: {parts.hostname}:{port} is not allowed; {fix}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise SpecError(f"host {host!r} must be scheme, host and port only; put URL paths in paths=(...)")
@@ -142,10 +166,17 @@ class LoadSpec:
     timeout_seconds: float = 2.0
     """Connect and read timeout per request, in (0, 60]; applies to the built-in user and to
     FastHttpUser classes that set none of their own."""
-    processes: int | None = None
-    """Worker processes the users are shared among, in [1, 64] and at most ``users``: each a Locust of its
-    own on a core of its own, every one's records merged (``$user`` numbers stay unique across them). None:
-    the session's ``--chaos-load-workers`` (see :func:`chaoskit.load.runner.set_default_processes`), else 1."""
+    workers: int | None = None
+    """Locust workers under one master (Locust's own distributed mode), in [1, 64] and at most ``users``:
+    the master hands out the users, each worker sends every request's record to the master in its own
+    messages, and ``$user`` numbers stay unique across them. None: the session's ``--chaos-load-workers``
+    (see :func:`chaoskit.load.runner.set_default_workers`); when that is 1 too, the load runs in one
+    process with no master at all."""
+    in_cluster: bool = False
+    """Run the workers as pods in the cluster (a Deployment on chaoskit's load image, the locustfile in a
+    ConfigMap) rather than as processes on this machine; ``host`` is then a Service inside the cluster,
+    ``http://SERVICE.NAMESPACE.svc:PORT``. The master stays here, reached through a port-forward to each
+    pod. Needs ``workers`` (default 2 when unset)."""
     allow_targets: tuple[str, ...] = ()
     """Hosts beyond this machine the load may go to, each ``HOST`` or ``HOST:PORT``, allowed on purpose
     (a staging ingress); names are matched as written, never resolved."""
@@ -156,7 +187,9 @@ class LoadSpec:
         object.__setattr__(self, "allow_targets", tuple(self.allow_targets))
         for target in self.allow_targets:
             targets.parse(target)
-        check_host(self.host, self.allow_targets)
+        if not isinstance(self.in_cluster, bool):
+            raise SpecError(f"in_cluster must be true or false, not {self.in_cluster!r}")
+        check_host(self.host, self.allow_targets, self.in_cluster)
         if isinstance(self.paths, str):
             raise SpecError(
                 f"paths must be a tuple of paths, not the string {self.paths!r}; write paths=({self.paths!r},)"
@@ -179,13 +212,13 @@ class LoadSpec:
                 raise SpecError(f"locustfile {self.locustfile!r} does not exist or is not a file")
         if isinstance(self.users, bool) or not isinstance(self.users, int) or not 1 <= self.users <= MAX_USERS:
             raise SpecError(f"users must be a whole number in [1, {MAX_USERS}], not {self.users!r}")
-        if self.processes is not None:
-            if isinstance(self.processes, bool) or not isinstance(self.processes, int):
-                raise SpecError(f"processes must be a whole number, not {self.processes!r}")
-            if not 1 <= self.processes <= min(MAX_PROCESSES, self.users):
+        if self.workers is not None:
+            if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+                raise SpecError(f"workers must be a whole number, not {self.workers!r}")
+            if not 1 <= self.workers <= min(MAX_WORKERS, self.users):
                 raise SpecError(
-                    f"processes must be in [1, {MAX_PROCESSES}] and at most users ({self.users}), "
-                    f"not {self.processes}: each process runs at least one user"
+                    f"workers must be in [1, {MAX_WORKERS}] and at most users ({self.users}), "
+                    f"not {self.workers}: each worker runs at least one user"
                 )
         _check_number("spawn_rate", self.spawn_rate, 0, MAX_USERS, low_open=True, fix="give users started per second")
         _check_number(
@@ -262,6 +295,9 @@ class StreamStats:
     """Lines from the worker that could not be read (each may have been a record), a cut-off last line included."""
     first_bad_line: str | None = None
     """The first of them, with why it could not be read."""
+    lost_workers: tuple[str, ...] = ()
+    """Locust workers lost during the run, each with when and how: their records end there, and the run with
+    them (the master stops the load rather than hand their users to the others)."""
 
     @property
     def kept_up(self) -> bool:
@@ -271,7 +307,7 @@ class StreamStats:
     @property
     def complete(self) -> bool:
         """Whether the records are the whole run: every request Locust counted arrived and every line was read."""
-        return self.kept_up and not self.bad_lines
+        return self.kept_up and not self.bad_lines and not self.lost_workers
 
     @property
     def shortfall(self) -> str | None:
@@ -279,6 +315,8 @@ class StreamStats:
         None when they are complete."""
         if self.complete:
             return None
+        if self.lost_workers:
+            return f"the load lost {'; '.join(self.lost_workers)}, so its records are not the whole run"
         unreadable = f"sent {self.bad_lines:,} unreadable line{'s' if self.bad_lines != 1 else ''}"
         if self.locust_requests is None:
             text = (

@@ -7,8 +7,9 @@ apart. A line is one of two things:
 * a request, as a JSON array ``[started, name, latency_ms, ok, error, length]``:
   ``[1718000000.123456, "/bad", 0.84, false, "HTTP 503", 21]``;
 * an event, as a JSON object with an ``"event"`` key: ``started``,
-  ``warmup_ended``, ``warmup_failed``, ``stopped`` (with Locust's own request
-  and failure counts, to check the stream against) or ``error``.
+  ``warmup_ended``, ``warmup_failed``, ``worker_lost`` (one of the master's
+  Locust workers went), ``stopped`` (with Locust's own request and failure
+  counts, to check the stream against) or ``error``.
 
 Arrays rather than objects keep a line short and cheap to write at thousands
 of requests a second; the worker formats them by hand with the JSON text of
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from chaoskit.load.spec import RequestRecord
 
-EVENTS = ("started", "warmup_ended", "warmup_failed", "stopped", "error")
+EVENTS = ("started", "warmup_ended", "warmup_failed", "stopped", "error", "worker_lost")
 
 
 @dataclass(frozen=True)

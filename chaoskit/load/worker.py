@@ -33,6 +33,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chaoskit.errors import ChaoskitError
@@ -48,6 +49,11 @@ FLUSH_RECORDS = 1000
 EXIT_OK = 0
 EXIT_BAD_CONFIG = 2
 EXIT_WARMUP_FAILED = 3
+EXIT_WORKER_LOST = 4
+
+ROLES = ("local", "master", "worker", "pod")
+"""What a load process is: the whole load in one process (``local``), Locust's master with its workers
+(``master``), one of those workers on this machine (``worker``) or in a pod (``pod``)."""
 
 
 def error_kind(exception: BaseException | None, response: Any) -> str | None:
@@ -71,6 +77,24 @@ def error_kind(exception: BaseException | None, response: Any) -> str | None:
     return type(exception).__name__
 
 
+def request_fields(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response_length: int | None,
+    response: Any = None,
+    exception: BaseException | None = None,
+    start_time: float | None = None,
+    **kwargs: Any,
+) -> tuple[float, str, float, bool, str | None, int]:
+    """A request from Locust's ``request`` event as a record's fields: started, name, latency, ok, error, length."""
+    latency_ms = float(response_time or 0.0)
+    if start_time is None:  # a custom client firing the event without it
+        start_time = time.time() - latency_ms / 1000
+    error = error_kind(exception, response)
+    return float(start_time), str(name), latency_ms, error is None, error, int(response_length or 0)
+
+
 class RecordStream:
     """Collects request lines from Locust's request event and writes them to the parent's pipe in batches."""
 
@@ -84,28 +108,17 @@ class RecordStream:
         self.broken = False
         """The parent stopped reading: the run must end."""
 
-    def on_request(
-        self,
-        request_type: str,
-        name: str,
-        response_time: float,
-        response_length: int | None,
-        response: Any = None,
-        exception: BaseException | None = None,
-        start_time: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        latency_ms = float(response_time or 0.0)
-        if start_time is None:  # a custom client firing the event without it
-            start_time = time.time() - latency_ms / 1000
-        error = error_kind(exception, response)
-        if error is None:
+    def on_request(self, **kwargs: Any) -> None:
+        """Locust's ``request`` event: the request as a record."""
+        self.add(*request_fields(**kwargs))
+
+    def add(self, started: float, name: str, latency_ms: float, ok: bool, error: str | None, length: int) -> None:
+        """One request's record, written with the next batch."""
+        if ok:
             self.succeeded += 1
         else:
-            self.failures[error] += 1
-        self.pending.append(
-            self.encoder.encode(start_time, str(name), latency_ms, error is None, error, int(response_length or 0))
-        )
+            self.failures[error or "unknown"] += 1
+        self.pending.append(self.encoder.encode(started, name, latency_ms, ok, error, length))
         if len(self.pending) >= FLUSH_RECORDS:
             self.flush()
 
@@ -149,9 +162,10 @@ def pacing(spec: LoadSpec) -> Any:
     return None
 
 
-def builtin_user(spec: LoadSpec, first_user: int = 1) -> type[User]:
-    """A FastHttpUser that requests each of the spec's paths in turn, naming each request by its path; its
-    users are numbered from ``first_user`` (one worker of several continues where the one before ends)."""
+def builtin_user(spec: LoadSpec, next_user: Callable[[], int] | None = None) -> type[User]:
+    """A FastHttpUser that requests each of the spec's paths in turn, naming each request by its path; each
+    user takes its number (``$user``) from ``next_user``, by default 1, 2, 3... (a Locust worker of several
+    numbers its users so that no two workers share one)."""
     import itertools
     import uuid
 
@@ -160,7 +174,8 @@ def builtin_user(spec: LoadSpec, first_user: int = 1) -> type[User]:
     paths = spec.paths
     method = spec.method
     headers = {"Content-Type": spec.content_type} if spec.body is not None else None
-    numbers = itertools.count(first_user)
+    numbers = itertools.count(1)
+    numbering = next_user or (lambda: next(numbers))
 
     class PathsUser(FastHttpUser):
         host = spec.host
@@ -169,7 +184,7 @@ def builtin_user(spec: LoadSpec, first_user: int = 1) -> type[User]:
         connection_timeout = spec.timeout_seconds
 
         def on_start(self) -> None:
-            self.user_number = next(numbers)
+            self.user_number = numbering()
             self.sent = 0
 
         @task
@@ -183,6 +198,11 @@ def builtin_user(spec: LoadSpec, first_user: int = 1) -> type[User]:
             self.client.request(method, path, name=f"{method} {path}", data=body, headers=headers)
 
     return PathsUser
+
+
+def user_class(spec: LoadSpec, next_user: Callable[[], int] | None = None) -> type[User]:
+    """The spec's user: the built-in one, or its locustfile's."""
+    return builtin_user(spec, next_user) if spec.locustfile is None else user_from_locustfile(spec)
 
 
 def user_from_locustfile(spec: LoadSpec) -> type[User]:
@@ -216,16 +236,42 @@ def user_from_locustfile(spec: LoadSpec) -> type[User]:
     return user
 
 
-def run(spec: LoadSpec, out_fd: int, watch_stdin: bool, first_user: int = 1) -> int:
-    """Run the load as the spec says, streaming to ``out_fd``; return the exit status."""
+def run_phases(spec: LoadSpec, stream: RecordStream, stop: Any, first_success: Any) -> tuple[int, str]:
+    """The warm-up (and its grace for a first success), then the measured run, as events on the stream;
+    return the exit status and why the run ended. ``stop`` and ``first_success`` are gevent Events."""
     import gevent  # type: ignore[import-untyped]
+
+    status, reason = EXIT_OK, "run time over"
+    stop.wait(spec.warmup_seconds)
+    if not stop.is_set():
+        gevent.wait([stop, first_success], timeout=spec.warmup_grace_seconds, count=1)
+    if stop.is_set():
+        reason = "stopped during warm-up"
+    elif first_success.is_set():
+        warmup_ended = time.time()
+        stream.event(WorkerEvent("warmup_ended", warmup_ended))
+        if stop.wait(max(0.0, warmup_ended + spec.run_seconds - time.time())):
+            reason = "asked to stop"
+    else:
+        status, reason = EXIT_WARMUP_FAILED, "no success in warm-up"
+        message = (
+            f"no request to {spec.host} succeeded in the {spec.warmup_seconds:g} s warm-up "
+            f"and {spec.warmup_grace_seconds:g} s grace: {stream.top_failures()}"
+        )
+        stream.event(WorkerEvent("warmup_failed", time.time(), message))
+    return status, reason
+
+
+def run_local(spec: LoadSpec, out_fd: int, watch_stdin: bool) -> int:
+    """Run the load in this process as the spec says, streaming to ``out_fd``; return the exit status."""
+    import gevent
     import gevent.event  # type: ignore[import-untyped]
     import gevent.os  # type: ignore[import-untyped]
     from locust.env import Environment
 
     stream = RecordStream(out_fd)
     try:
-        user = builtin_user(spec, first_user) if spec.locustfile is None else user_from_locustfile(spec)
+        user = user_class(spec)
     except Exception as exc:
         traceback.print_exc()
         stream.event(WorkerEvent("error", time.time(), f"{type(exc).__name__}: {exc}"))
@@ -266,24 +312,7 @@ def run(spec: LoadSpec, out_fd: int, watch_stdin: bool, first_user: int = 1) -> 
     started = time.time()
     runner.start(spec.users, spec.spawn_rate)
     stream.event(WorkerEvent("started", started))
-    status, reason = EXIT_OK, "run time over"
-    stop.wait(spec.warmup_seconds)
-    if not stop.is_set():
-        gevent.wait([stop, first_success], timeout=spec.warmup_grace_seconds, count=1)
-    if stop.is_set():
-        reason = "stopped during warm-up"
-    elif first_success.is_set():
-        warmup_ended = time.time()
-        stream.event(WorkerEvent("warmup_ended", warmup_ended))
-        if stop.wait(max(0.0, warmup_ended + spec.run_seconds - time.time())):
-            reason = "asked to stop"
-    else:
-        status, reason = EXIT_WARMUP_FAILED, "no success in warm-up"
-        message = (
-            f"no request to {spec.host} succeeded in the {spec.warmup_seconds:g} s warm-up "
-            f"and {spec.warmup_grace_seconds:g} s grace: {stream.top_failures()}"
-        )
-        stream.event(WorkerEvent("warmup_failed", time.time(), message))
+    status, reason = run_phases(spec, stream, stop, first_success)
     runner.quit()
     gevent.killall(helpers)
     total = env.stats.total
@@ -293,21 +322,35 @@ def run(spec: LoadSpec, out_fd: int, watch_stdin: bool, first_user: int = 1) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    text = args[0] if args else sys.stdin.readline()
+    if args[:1] == ["--config"] and len(args) == 2:  # a worker pod: its configuration from its ConfigMap
+        with open(args[1]) as file:
+            text, watch_stdin = file.read(), False
+    else:
+        text, watch_stdin = (args[0], False) if args else (sys.stdin.readline(), True)
     try:
         config = json.loads(text)
         spec = LoadSpec(**config["spec"])
+        role = config.get("role", "local")
         out_fd = int(config.get("out_fd", 1))
-        first_user = int(config.get("first_user", 1))
-    except (ValueError, KeyError, TypeError, ChaoskitError) as exc:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    except (ValueError, KeyError, TypeError, ChaoskitError, OSError) as exc:
         print(f"chaoskit load worker: bad configuration: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     import locust  # noqa: F401  (patches the interpreter with gevent, before any user code)
 
+    from chaoskit.load import distributed
+
     try:
-        return run(spec, out_fd, watch_stdin=not args, first_user=first_user)
+        if role == "master":
+            return distributed.run_master(spec, out_fd, watch_stdin, config)
+        if role == "worker":
+            return distributed.run_worker(spec, config, watch_stdin)
+        if role == "pod":
+            return distributed.run_pod(spec, config)
+        return run_local(spec, out_fd, watch_stdin)
     finally:
-        if out_fd > 2:
+        if out_fd > 2 and role in ("local", "master"):
             os.close(out_fd)
 
 

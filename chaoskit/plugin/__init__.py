@@ -54,7 +54,7 @@ from chaoskit.experiment import Experiment, ExperimentSpec, Prometheus, Workload
 from chaoskit.faults.safety import Safety
 from chaoskit.grafana import check_url as check_grafana_url
 from chaoskit.load import LoadSpec
-from chaoskit.load.runner import set_default_processes
+from chaoskit.load.runner import set_default_workers
 from chaoskit.namespaces import (
     check_pod_security,
     own_namespace,
@@ -174,7 +174,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--chaos-injector={injector_choice!r} is unknown: use docker or agent")
     if setting(config, "load-workers") < 1:
         raise pytest.UsageError(f"--chaos-load-workers must be 1 or more, not {setting(config, 'load-workers')}")
-    set_default_processes(setting(config, "load-workers"))
+    set_default_workers(setting(config, "load-workers"))
     try:
         targets.allow(setting(config, "allow-target"))
         config.stash[_SPEC] = _spec(config, provider)

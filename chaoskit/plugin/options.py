@@ -148,7 +148,7 @@ _SETTINGS = (
     ),
     _Setting(
         "load-workers",
-        "load worker processes per load whose spec sets no processes (default: 1; one core each)",
+        "Locust workers (under one master) for every load whose spec sets none (default: 1, no master)",
         "int",
         1,
         metavar="N",

@@ -400,15 +400,63 @@ def test_builtin_user_options_with_a_locustfile_are_refused(tmp_path: Path, opti
         LoadSpec("http://127.0.0.1:8080", run_seconds=5, locustfile=str(locustfile), **options)
 
 
-def test_users_are_shared_among_worker_processes_and_numbered_on():
-    spec = LoadSpec("http://127.0.0.1:8080", run_seconds=1, users=5, spawn_rate=10, processes=2)
-    parts = runner.shares(spec, 2)
-    assert [(p.users, p.spawn_rate, p.processes, first) for p, first in parts] == [(3, 6.0, 1, 1), (2, 4.0, 1, 4)]
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, read from /proc (independent of the code under test)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_worker_count_comes_from_the_spec_then_the_session() -> None:
+    spec = LoadSpec("http://127.0.0.1:8080", run_seconds=1, users=5)
+    assert runner.worker_count(spec) is None, "one process, no master, by default"
+    assert runner.worker_count(LoadSpec("http://127.0.0.1:8080", run_seconds=1, users=5, workers=1)) == 1
+    pods = LoadSpec("http://web.shop.svc:80", run_seconds=1, users=5, in_cluster=True)
+    assert runner.worker_count(pods) == runner.IN_CLUSTER_WORKERS
+    try:
+        runner.set_default_workers(3)
+        assert runner.worker_count(spec) == 3
+        assert runner.worker_count(LoadSpec("http://127.0.0.1:8080", run_seconds=1, users=2)) == 2, "at most users"
+    finally:
+        runner.set_default_workers(1)
+    with pytest.raises(LoadError, match="1 or more"):
+        runner.set_default_workers(0)
     with pytest.raises(SpecError, match=r"at most users \(2\)"):
-        LoadSpec("http://127.0.0.1:8080", run_seconds=1, users=2, processes=3)
+        LoadSpec("http://127.0.0.1:8080", run_seconds=1, users=2, workers=3)
 
 
-def test_two_worker_processes_keep_every_record_and_unique_users() -> None:
+@pytest.mark.parametrize(
+    ("host", "in_cluster", "match"),
+    [
+        ("http://web.shop.svc:80", False, "is not allowed"),
+        ("http://127.0.0.1:8080", True, "is the pod itself"),
+        ("http://web.svc:80", True, "is not allowed"),
+        ("http://web.shop.example.com:80", True, "is not allowed"),
+    ],
+)
+def test_in_cluster_hosts_are_services_and_only_for_worker_pods(host: str, in_cluster: bool, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        LoadSpec(host, run_seconds=1, in_cluster=in_cluster)
+    for good in ("http://web.shop.svc:80", "https://web.shop.svc.cluster.local:8443"):
+        assert LoadSpec(good, run_seconds=1, in_cluster=True).in_cluster
+
+
+def test_an_in_cluster_load_without_a_cluster_says_how_to_give_one() -> None:
+    load = Load(LoadSpec("http://web.shop.svc:80", run_seconds=1, in_cluster=True))
+    with pytest.raises(LoadError, match="runs its workers as pods"):
+        with load:
+            pass
+    assert load.pids == []
+
+
+def test_two_locust_workers_keep_every_record_and_unique_users() -> None:
     BodyHandler.seen.clear()
     with serving(BodyHandler) as server:
         spec = quick(
@@ -417,26 +465,77 @@ def test_two_worker_processes_keep_every_record_and_unique_users() -> None:
             method="POST",
             body='{"key": "k-$user-$seq"}',
             users=4,
-            processes=2,
+            workers=2,
             rate_per_user=40,
         )
         with Load(spec) as load:
-            pids = load.pids
-            assert len(set(pids)) == 2 and all(not gone(pid) for pid in pids)
+            master = load.pids
+            workers = children(master[0])
+            assert len(master) == 1 and len(workers) == 2, "one master, two Locust workers under it"
             result = load.wait()
-    assert all(gone(pid) for pid in pids), "every worker stopped by itself"
+    assert all(gone(pid) for pid in master + workers), "the master and its workers stopped by themselves"
     assert result.stream.complete, result.stream
-    assert result.stream.locust_requests == len(result.records)  # both workers' counts, summed
+    # Locust's own count, aggregated by the master from both workers' statistics, matches the records.
+    assert result.stream.locust_requests == len(result.records) > 0
     keys = [json.loads(body)["key"] for _, _, body in BodyHandler.seen]
     assert len(set(keys)) == len(keys)
-    assert {k.split("-")[1] for k in keys} == {"1", "2", "3", "4"}, "users numbered on across the processes"
+    assert {k.split("-")[1] for k in keys} == {"1", "2", "3", "4"}, "users numbered uniquely across the workers"
     assert 0 <= len(BodyHandler.seen) - len(result.records) <= spec.users
     assert result.started_at <= result.warmup_ended_at < result.ended_at
 
 
-def test_a_failing_worker_among_several_fails_the_load_and_stops_the_others(closed_port: int) -> None:
-    load = Load(quick(f"http://127.0.0.1:{closed_port}", users=2, processes=2, warmup_seconds=0.2))
+def test_a_worker_lost_mid_run_ends_the_load_and_says_so(server: QuietServer) -> None:
+    spec = quick(url(server), users=4, workers=2, run_seconds=20, rate_per_user=20)
+    started = time.monotonic()
+    with Load(spec) as load:
+        workers = children(load.pids[0])
+        os.kill(workers[0], 9)
+        result = load.wait()
+    assert time.monotonic() - started < 15, "the master stopped the load when its worker went"
+    assert not result.stream.complete
+    (lost,) = result.stream.lost_workers
+    assert f"(pid {workers[0]}) exited (killed by SIGKILL)" in lost
+    assert result.stream.shortfall is not None and "so its records are not the whole run" in result.stream.shortfall
+    assert all(gone(pid) for pid in [*load.pids, *workers])
+
+
+def test_a_locustfile_user_runs_on_every_worker(server: QuietServer, tmp_path: Path) -> None:
+    locustfile = tmp_path / "users.py"
+    locustfile.write_text(
+        textwrap.dedent(
+            """
+            from locust import HttpUser, constant_throughput, task
+
+            class Shopper(HttpUser):
+                wait_time = constant_throughput(20)
+
+                @task
+                def browse(self):
+                    self.client.get("/catalogue", name="catalogue")
+            """
+        )
+    )
+    result = run_load(quick(url(server), locustfile=str(locustfile), users=2, workers=2))
+    assert result.stream.complete, result.stream
+    assert {r.name for r in result.records} == {"catalogue"}
+
+
+def test_a_failed_warmup_on_workers_fails_the_load_and_stops_them_all(closed_port: int) -> None:
+    load = Load(quick(f"http://127.0.0.1:{closed_port}", users=2, workers=2, warmup_seconds=0.2))
+    seen: list[int] = []
+
+    def note_workers() -> None:
+        while not load.pids:
+            time.sleep(0.05)
+        while len(seen) < 2 and load.running:
+            seen[:] = children(load.pids[0])
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=note_workers, daemon=True)
+    watcher.start()
     with pytest.raises(WarmupFailed, match="no request to"):
         with load:
             pass
-    assert len(load.pids) == 2 and all(gone(pid) for pid in load.pids)
+    watcher.join(5)
+    assert len(load.pids) == 1 and len(seen) == 2
+    assert all(gone(pid) for pid in [*load.pids, *seen])
