@@ -51,9 +51,7 @@ import gevent  # type: ignore[import-untyped]
 import gevent.event  # type: ignore[import-untyped]
 import gevent.os  # type: ignore[import-untyped]
 
-from chaoskit.load.spec import LoadSpec
-from chaoskit.load.wire import WorkerEvent
-from chaoskit.load.worker import (
+from chaoskit.load.locusts import (
     EXIT_BAD_CONFIG,
     EXIT_OK,
     EXIT_WORKER_LOST,
@@ -64,6 +62,8 @@ from chaoskit.load.worker import (
     run_phases,
     user_class,
 )
+from chaoskit.load.spec import LoadSpec
+from chaoskit.load.wire import WorkerEvent
 
 RECORDS = "chaoskit_records"
 """Worker to master: ``{"r": [[started, name, latency_ms, ok, error, length], ...]}``."""
