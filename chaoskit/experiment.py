@@ -50,6 +50,7 @@ from chaoskit.errors import ClusterError, FaultUnsupported, FaultVetoed, SpecErr
 from chaoskit.evidence import cluster_events, involved_pods, pod_logs
 from chaoskit.faults.base import FaultRecord
 from chaoskit.load import Load, LoadSpec, RequestRecord, StreamStats
+from chaoskit.load.pods import WorkerPods
 from chaoskit.observe import RecoveryWatch
 from chaoskit.results import ExperimentResult, Series, TimelineEvent, Timings
 from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
@@ -179,7 +180,8 @@ class Experiment:
             if self.spec.workload is not None:
                 w = self.spec.workload
                 self._watch = stack.enter_context(self.chaos.recovery_watch(w.namespace, w.name, w.service, w.kind))
-            self._load = stack.enter_context(Load(self.spec.load))
+            pods = WorkerPods(kube, self.chaos.cluster) if self.spec.load.in_cluster else None
+            self._load = stack.enter_context(Load(self.spec.load, pods))
             self._guard = _Guard(self)
             self._guard.start()
             stack.callback(self._guard.stop)  # closed first: no trip while the load winds down

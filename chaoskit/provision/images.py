@@ -612,3 +612,109 @@ def _prune_superseded(repository: str, keep: str, keep_lines: bool = False) -> N
             continue
         if tag != keep and run(["docker", "rmi", tag], check=False, timeout=600).returncode == 0:
             say(f"removed superseded image {tag}")
+
+
+LOAD_SOURCES = (
+    "errors.py",
+    "targets.py",
+    "load/spec.py",
+    "load/wire.py",
+    "load/locusts.py",
+    "load/distributed.py",
+    "load/worker.py",
+)
+"""chaoskit's modules in the load worker image: a worker pod runs ``python3 -m chaoskit.load.worker``."""
+LOAD_PYTHON = "3.11"
+"""The Python of the base image (Debian 12's python3), which the load image's wheels are chosen for."""
+
+
+def _load_sources() -> dict[str, str]:
+    package = resources.files("chaoskit")
+    sources = {f"chaoskit/{name}": package.joinpath(name).read_text() for name in LOAD_SOURCES}
+    return {"chaoskit/__init__.py": "", "chaoskit/load/__init__.py": "", **sources}
+
+
+def load_image() -> str:
+    """The load worker image's name: its tag is a digest of the Locust version and chaoskit's load code."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"locust=={version('locust')} python{LOAD_PYTHON}".encode())
+    for name, text in sorted(_load_sources().items()):
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return f"chaoskit/load-worker:r{IMAGE_RECIPE}-{digest.hexdigest()[:12]}"
+
+
+def _load_site() -> Path:
+    """Locust and its dependencies for the base image's Python, installed once into chaoskit's cache.
+
+    The same Locust version as this machine's (a master and its workers must agree), as binary wheels for
+    CPython 3.11 on this machine's architecture (the kind nodes'), from the package index pip is set up for.
+    """
+    import platform
+    import sys
+    from importlib.metadata import version
+
+    locust = version("locust")
+    arch = platform.machine()
+    site = cache.entry(f"load-site-locust{locust}-cp{LOAD_PYTHON.replace('.', '')}-{arch}")
+    if cache.is_done(site):
+        return site
+    cache.reset(site)
+    platforms: list[str] = []
+    for tag in ("manylinux_2_36", "manylinux_2_28", "manylinux_2_17", "manylinux2014"):
+        platforms += ["--platform", f"{tag}_{arch}"]
+    say(f"installing Locust {locust} for the load worker image (python {LOAD_PYTHON}, {arch})")
+    abi = f"cp{LOAD_PYTHON.replace('.', '')}"
+    wheels = ["--only-binary=:all:", "--python-version", LOAD_PYTHON, "--implementation", "cp", "--abi", abi]
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(site)]
+    run_logged(
+        [*pip, *wheels, *platforms, f"locust=={locust}"],
+        _log(),
+        what=f"installing Locust {locust} for the load worker image",
+        timeout=900,
+    )
+    cache.mark_done(site)
+    return site
+
+
+def build_load_image() -> str:
+    """The load worker image: the base image, Locust, and chaoskit's load modules; return its name.
+
+    Workers of an ``in_cluster`` load run it (:mod:`chaoskit.load.pods`) as user 65534, with nothing
+    but the standard library, Locust's dependencies and the modules in :data:`LOAD_SOURCES`.
+    """
+    tag = load_image()
+    if image_exists(tag):
+        return tag
+    site = _load_site()
+    build_base_image()
+    with tempfile.TemporaryDirectory(prefix="chaoskit-load-image-") as tmp:
+        ctx = Path(tmp)
+        shutil.copytree(site, ctx / "site", ignore=shutil.ignore_patterns("bin", "__pycache__", ".done"))
+        for name, text in _load_sources().items():
+            dest = ctx / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text)
+        (ctx / "Dockerfile").write_text(
+            f"FROM {BASE_IMAGE}\n"
+            "COPY site /opt/chaoskit/site\n"
+            "COPY chaoskit /opt/chaoskit/chaoskit\n"
+            "ENV PYTHONPATH=/opt/chaoskit:/opt/chaoskit/site PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n"
+            "USER 65534:65534\n"
+            'ENTRYPOINT ["python3", "-m", "chaoskit.load.worker"]\n'
+        )
+        run_logged(
+            ["docker", "build", "-q", "-t", tag, str(ctx)],
+            _log(),
+            what=f"building image {tag}",
+            env={"DOCKER_BUILDKIT": "0"},
+            timeout=900,
+        )
+    check = run(
+        ["docker", "run", "--rm", "--entrypoint", "python3", tag, "-c", "import locust"], check=False, timeout=300
+    )
+    if check.returncode != 0:
+        run(["docker", "rmi", tag], check=False, timeout=600)
+        raise ProvisionError(f"Locust does not import in {tag}: {(check.stderr or check.stdout).strip()[-2000:]}")
+    _prune_superseded("chaoskit/load-worker", tag)
+    return tag
