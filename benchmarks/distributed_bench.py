@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +103,7 @@ def plain_rate(port: int, args: argparse.Namespace, workers: int, work: Path) ->
         ],
         check=True,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         timeout=total + 60,
     )
     rows = []
@@ -169,7 +169,8 @@ def main() -> None:
     theirs = [b / a for a, b in zip(rates["plain 1"], rates["plain 2"], strict=True)]
     show = ", ".join
     print(f"chaoskit 2/1 scaling per round: {show(f'{s:.2f}x' for s in ours)}; median {statistics.median(ours):.2f}x")
-    print(f"plain Locust 2/1 scaling per round: {show(f'{s:.2f}x' for s in theirs)}; median {statistics.median(theirs):.2f}x")
+    median = statistics.median(theirs)
+    print(f"plain Locust 2/1 scaling per round: {show(f'{s:.2f}x' for s in theirs)}; median {median:.2f}x")
     goal = statistics.median(theirs) * 0.95
     verdict = "met" if statistics.median(ours) >= goal else "NOT met"
     print(f"target: chaoskit's median scaling >= plain Locust's minus 5 % ({goal:.2f}x): {verdict}")

@@ -187,7 +187,13 @@ def load_shape(spec: Mapping[str, Any]) -> str:
     rate = spec.get("rate_per_user")
     seconds = spec.get("run_seconds")
     paced = f" x {rate:g}/s" if isinstance(rate, int | float) else " unpaced"
-    return f"{users} users{paced} for {seconds:g} s" if isinstance(seconds, int | float) else f"{users} users{paced}"
+    text = f"{users} users{paced} for {seconds:g} s" if isinstance(seconds, int | float) else f"{users} users{paced}"
+    workers = spec.get("workers")
+    if spec.get("in_cluster"):
+        return f"{text} from {workers or 'its'} Locust worker pods in the cluster"
+    if isinstance(workers, int):
+        return f"{text} on {workers} Locust worker{'s' if workers != 1 else ''}"
+    return text
 
 
 @dataclass(frozen=True)

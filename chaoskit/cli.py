@@ -258,6 +258,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("images", nargs="+", metavar="IMAGE", help="local image names (as 'docker images' lists them)")
     _cluster_options(load, creating=False)
+    image_actions.add_parser(
+        "load-worker",
+        help="build the image of in-cluster load workers and print its name (to push to a registry)",
+        description="Build chaoskit's load worker image (its base image, this machine's Locust version and "
+        "chaoskit's load modules) and print its name. kind clusters get it loaded by the load itself; for any "
+        "other cluster, push it to a registry the cluster pulls from and name it in CHAOSKIT_LOAD_IMAGE.",
+    )
     _talk_options(parser)
     return parser
 
@@ -528,6 +535,11 @@ def _image(args: argparse.Namespace) -> int:
 
     if args.action == "build":
         print(images.build(args.directory, args.tag))
+        return 0
+    if args.action == "load-worker":
+        from chaoskit.provision.images import build_load_image
+
+        print(build_load_image())
         return 0
     names = [images.image_name(text) for text in args.images]
     provider = choose_provider(args.provider, args.context, args.kubeconfig, CLI_FLAGS)

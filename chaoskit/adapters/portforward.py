@@ -125,6 +125,10 @@ class Backends:
             return None
 
 
+PROXY_DONE_WAIT = 2.0
+"""How long a closed stream's proxy thread gets to let go of its sockets and websocket."""
+
+
 @contextmanager
 def port_forward(kube: Kube, namespace: str, target: str, port: int) -> Iterator[int]:
     """Forward a free port of 127.0.0.1 to ``target``'s ``port`` while the block runs; yield the local port.
@@ -161,6 +165,7 @@ def port_forward(kube: Kube, namespace: str, target: str, port: int) -> Iterator
             if stream is not None:
                 open_streams.discard(stream)
                 stream.close()
+                _close_websocket(stream)
             private.close()
 
     def accept() -> None:
@@ -183,6 +188,27 @@ def port_forward(kube: Kube, namespace: str, target: str, port: int) -> Iterator
         listener.close()
         for stream in list(open_streams):
             stream.close()
+
+
+def _close_websocket(stream: Any) -> None:
+    """Close a stream's websocket once its proxy thread is done with it.
+
+    The client's proxy thread closes the websocket itself when this side closes, but not when the server
+    ended the stream first (a pod's port that nothing listens on, a pod deleted): it then returns with the
+    TLS socket still open, to be closed by the garbage collector with a ResourceWarning. So: wait until the
+    proxy has closed its ends of the local ports (it does so on both paths), give it a moment to close the
+    websocket, and close it here if it did not.
+    """
+    websocket = getattr(stream, "websocket", None)
+    ports = list(getattr(stream, "local_ports", {}).values())
+    deadline = time.monotonic() + PROXY_DONE_WAIT
+    while any(p.python.fileno() != -1 for p in ports) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    settle = time.monotonic() + PROXY_DONE_WAIT
+    while websocket is not None and websocket.connected and time.monotonic() < settle:
+        time.sleep(0.05)
+    if websocket is not None and not any(p.python.fileno() != -1 for p in ports):
+        websocket.shutdown()
 
 
 def _pump(local: socket.socket, remote: Any, stop: threading.Event) -> None:

@@ -50,6 +50,7 @@ from chaoskit.gameday.spec import ExperimentFile, fill_placeholders
 from chaoskit.gameday.timeline import PlayedFault, Timeline
 from chaoskit.gameday.view import WINDOW_SECONDS, Snapshot
 from chaoskit.load import Load, RequestRecord
+from chaoskit.load.pods import WorkerPods
 from chaoskit.namespaces import owned_namespace
 from chaoskit.observe import RecoveryWatch
 from chaoskit.results import ExperimentResult, Series
@@ -249,7 +250,7 @@ class GameDay:
         assert steady is not None
         self.phase, self.message = "steady state", f"checking the steady state for {steady.seconds:g} s"
         spec = experiment.load_spec(prepared.node_port, steady.seconds, prepared.forward_port)
-        with Load(spec) as load:
+        with Load(spec, WorkerPods(self.kube, self.cluster) if spec.in_cluster else None) as load:
             result = load.wait()
         records = result.measured()
         reason = "the steady state does not hold before any fault, so nothing was injected"
