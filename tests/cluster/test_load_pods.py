@@ -10,7 +10,8 @@ from workloads import Web
 from chaoskit.adapters.kube import Kube
 from chaoskit.chaos import Chaos
 from chaoskit.experiment import Workload
-from chaoskit.load import LoadSpec
+from chaoskit.load import Load, LoadSpec
+from chaoskit.load.pods import WorkerPods
 from chaoskit.slo import Availability, LatencyPercentile
 
 
@@ -53,3 +54,32 @@ def test_two_worker_pods_load_the_web_tier_through_its_service(experiment, chaos
     while load_pods(chaos.kube) and time.monotonic() < deadline:
         time.sleep(1)
     assert load_pods(chaos.kube) == [], "the worker pods were removed with the load"
+
+
+def test_a_worker_pod_deleted_mid_run_ends_the_load_and_is_named(chaos: Chaos, web: Web) -> None:
+    spec = LoadSpec(
+        host=f"http://web.{web.namespace}.svc:80",
+        in_cluster=True,
+        workers=2,
+        users=4,
+        rate_per_user=10,
+        run_seconds=40,
+        warmup_seconds=2,
+        timeout_seconds=1,
+    )
+    started = time.monotonic()
+    with Load(spec, WorkerPods(chaos.kube, chaos.cluster)) as load:
+        (victim, *_) = load_pods(chaos.kube)
+        core = client.CoreV1Api(chaos.kube.api_client)
+        core.delete_namespaced_pod(victim, "chaoskit-system", grace_period_seconds=0)
+        result = load.wait()
+    assert time.monotonic() - started < 35, "the load ended when its worker went, not at its run time"
+    assert not result.stream.complete
+    (lost,) = result.stream.lost_workers
+    assert victim in lost, lost
+    print(f"lost: {lost}; {result.stream.received} records before it")
+    assert result.stream.shortfall is not None and "not the whole run" in result.stream.shortfall
+    deadline = time.monotonic() + 60
+    while load_pods(chaos.kube) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert load_pods(chaos.kube) == [], "the Deployment's replacement pod went with it"
