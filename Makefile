@@ -14,7 +14,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REPORTS := reports
 
-.PHONY: experiments test lint cluster down venv
+.PHONY: experiments test lint cluster down venv bench
 
 experiments: cluster
 	@mkdir -p $(REPORTS)
@@ -43,6 +43,11 @@ test: lint cluster
 	$(BIN)/pytest $(FAULT_TESTS) -m "not api_only" --chaos-provider existing --chaos-kube-context kind-$(CLUSTER) \
 		--chaos-kubeconfig "$(KIND_KUBECONFIG)" --chaos-allow-context kind-$(CLUSTER) --chaos-node-ports 30080-30089 \
 		--junitxml=$(REPORTS)/tests-existing.xml
+
+# The figures docs/figures.md quotes, each min / median / max with the load average and its command; the
+# scaling benchmark needs the cluster. Not part of make test: figures are printed, never asserted.
+bench: cluster
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check chaoskit tests fixtures experiments benchmarks conftest.py

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from figures_out import Figures  # noqa: E402
 from load_bench import free_port  # noqa: E402
 
 LOCUSTFILE = textwrap.dedent(
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--json", type=Path, help="also write the figures here, for benchmarks/bench.py")
     args = parser.parse_args()
     port = free_port()
     server = subprocess.Popen(
@@ -135,6 +137,7 @@ def main() -> None:
         stdout=subprocess.PIPE,
     )
     rates: dict[str, list[float]] = {"chaoskit 1": [], "chaoskit 2": [], "plain 1": [], "plain 2": []}
+    loads: dict[str, list[float]] = {name: [] for name in rates}
     kept: list[bool] = []
     load_before = os.getloadavg()
     try:
@@ -148,6 +151,7 @@ def main() -> None:
                 for workers in (1, 2):
                     rate, complete = chaoskit_rate(port, args, workers)
                     rates[f"chaoskit {workers}"].append(rate)
+                    loads[f"chaoskit {workers}"].append(os.getloadavg()[0])
                     kept.append(complete)
                     print(
                         f"round {round_}: chaoskit {workers} worker(s): {rate:,.0f} requests/s, "
@@ -157,6 +161,7 @@ def main() -> None:
                 for workers in (1, 2):
                     rate = plain_rate(port, args, workers, Path(work))
                     rates[f"plain {workers}"].append(rate)
+                    loads[f"plain {workers}"].append(os.getloadavg()[0])
                     print(f"round {round_}: plain Locust {workers} worker(s): {rate:,.0f} requests/s", flush=True)
     finally:
         assert server.stdin is not None
@@ -175,6 +180,15 @@ def main() -> None:
     verdict = "met" if statistics.median(ours) >= goal else "NOT met"
     print(f"target: chaoskit's median scaling >= plain Locust's minus 5 % ({goal:.2f}x): {verdict}")
     print(f"every chaoskit record kept in {sum(kept)} of {len(kept)} runs")
+    out = Figures(f"python benchmarks/distributed_bench.py --rounds {args.rounds} --users {args.users}")
+    for name, values in rates.items():
+        engine, workers = name.split()
+        label = "chaoskit (LoadSpec(workers=N))" if engine == "chaoskit" else "plain Locust (--processes N)"
+        out.add(f"{label}, {workers} worker(s), {args.users} users, local responder", "requests/s", values, loads[name])
+    every = loads["chaoskit 1"] + loads["chaoskit 2"] + loads["plain 1"] + loads["plain 2"]
+    out.add(f"chaoskit 2/1-worker scaling (every record kept in {sum(kept)} of {len(kept)} runs)", "x", ours, every)
+    out.add("plain Locust 2/1-worker scaling", "x", theirs, every)
+    out.write(args.json)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fixtures"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from figures_out import Figures  # noqa: E402
 
 
 def spread(values: list[float]) -> str:
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument(
         "--settle-load", type=float, default=4.0, help="before each measurement, wait (bounded) for this load"
     )
+    parser.add_argument("--json", type=Path, help="also write the figures here, for benchmarks/bench.py")
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops it even when started in the background
     sizes = [int(n) for n in args.sizes.split(",")]
@@ -83,6 +87,7 @@ def main() -> None:
         wait_pod_running(kube, ns, "client")
         kill: dict[tuple[int, str], list[float]] = {}
         cut: dict[tuple[int, str], list[float]] = {}
+        size_loads: dict[int, list[float]] = {}
         for size in sizes:
             mark = len(loads)
             kube.apply(web_objects(ns, image, port, replicas=size)[:1])
@@ -107,6 +112,7 @@ def main() -> None:
                     loads.append(os.getloadavg()[0])
                 kube_module.PARALLEL_CALLS = 8
             wait_web(kube, ns, replicas=size, timeout=600)
+            size_loads[size] = loads[mark:]
             # Printed as each size is done: a run stopped at the largest size keeps the smaller ones' figures.
             print(
                 f"N={size} measured {time.monotonic() - started:.0f} s in; load average (1 min) as each run ended "
@@ -125,6 +131,18 @@ def main() -> None:
                         f"{statistics.median(values) / base:.2f}x of N={sizes[0]}",
                         flush=True,
                     )
+    command = f"python benchmarks/scale_bench.py --runs {args.runs} --sizes {args.sizes} --ways {args.ways}"
+    out = Figures(command)
+    for size in sizes:
+        for key in ("8 at a time", "one at a time"):
+            values = [v * 1000 for v in kill[(size, key)]]
+            out.add(
+                f"pod kill of all {size} pods, grace 0, deletes {key}: inject-to-effect", "ms", values, size_loads[size]
+            )
+        for way in ways:
+            values = [v * 1000 for v in cut[(size, way)]]
+            out.add(f"partition of 1 client from {size} pods ({way}): inject-to-effect", "ms", values, size_loads[size])
+    out.write(args.json)
 
 
 if __name__ == "__main__":

@@ -250,6 +250,10 @@ class ExperimentFile:
         ``run_seconds`` for a shorter run (the steady state)."""
         kwargs = {k: v for k, v in self.load.items() if k != "port_forward"}
         host = str(kwargs["host"])
+        if NAMESPACE_PLACEHOLDER in host:
+            if self.namespace == AUTO:
+                raise self.error("load.host", f"{host} waits for the run's namespace", "fill it (with_namespace)")
+            kwargs["host"] = host = host.replace(NAMESPACE_PLACEHOLDER, str(self.namespace))
         if FORWARD_PORT_PLACEHOLDER in host:
             if forward_port is None:
                 raise self.error(
@@ -295,6 +299,12 @@ class ExperimentFile:
             steady_state=steady,
             objectives=tuple(query(o) for o in self.objectives),
             stop_conditions=tuple(query(c) for c in self.stop_conditions),
+            load=MappingProxyType(
+                {
+                    k: (str(v).replace(NAMESPACE_PLACEHOLDER, namespace) if k == "host" else v)
+                    for k, v in self.load.items()
+                }
+            ),
         )
 
 

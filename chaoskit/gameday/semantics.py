@@ -264,6 +264,7 @@ class Semantics:
                 return None
             kwargs["locustfile"] = str(locustfile.resolve())
         host = str(kwargs["host"]).replace(NODE_PORT_PLACEHOLDER, str(CHECK_NODE_PORT))
+        host = host.replace(NAMESPACE_PLACEHOLDER, CHECK_NAMESPACE if self.namespace == AUTO else str(self.namespace))
         checked = {k: v for k, v in kwargs.items() if k != "port_forward"} | {
             "host": host.replace(FORWARD_PORT_PLACEHOLDER, str(CHECK_NODE_PORT))
         }
@@ -275,16 +276,17 @@ class Semantics:
         return kwargs
 
     def host(self, loc: Loc, raw: Mapping[str, object], kwargs: dict[str, object]) -> bool:
-        """``load.host``, defaulted, with no placeholder but a deployed system's ``${node_port}``."""
+        """``load.host``, defaulted, with no placeholder but a deployed system's ``${node_port}`` (and, for
+        workers in the cluster, the run's ``${namespace}``: ``http://web.${namespace}.svc:80``)."""
         kwargs.setdefault("host", DEFAULT_HOST)
         host = str(kwargs["host"])
+        allowed = ("node_port", "namespace") if kwargs.get("in_cluster") is True else ("node_port",)
         for name, _ in placeholders(host):
-            if name != "node_port":
-                self.doc.add(
-                    (*loc, "host"),
-                    f"${{{name}}} is not a placeholder of the host",
-                    "write the port, or ${node_port} for the deployed system's NodePort",
-                )
+            if name not in allowed:
+                fix = "write the port, or ${node_port} for the deployed system's NodePort"
+                if name == "namespace":
+                    fix = "${namespace} is for workers in the cluster (in_cluster: true) sending to a Service"
+                self.doc.add((*loc, "host"), f"${{{name}}} is not a placeholder of the host", fix)
                 return False
         if NODE_PORT_PLACEHOLDER in host and "deploy" not in self.data:
             where: Loc = (*loc, "host") if "host" in raw else loc

@@ -189,6 +189,22 @@ def test_a_fresh_namespace_and_the_node_port_are_filled_in_for_the_run():
         run.with_namespace("other")
 
 
+def test_workers_in_the_cluster_send_to_a_service_of_the_runs_namespace():
+    text = (DATA / "web-pod-kill.chaos.yaml").read_text()
+    assert "load:\n" in text
+    pods = text.replace(
+        "load:\n", "load:\n  in_cluster: true\n  workers: 2\n  host: http://web.${namespace}.svc:80\n", 1
+    )
+    experiment = parse_experiment(pods, str(DATA / "web-pod-kill.chaos.yaml"))
+    spec = experiment.with_namespace("gameday-1a2b").load_spec()
+    assert spec.host == "http://web.gameday-1a2b.svc:80" and spec.in_cluster and spec.workers == 2
+    with pytest.raises(ExperimentFileError, match="waits for the run's namespace"):
+        experiment.load_spec()
+    local = pods.replace("  in_cluster: true\n", "", 1)
+    (problem,) = refusal(local, str(DATA / "web-pod-kill.chaos.yaml"))
+    assert "${namespace} is not a placeholder of the host" in problem and "in_cluster: true" in problem
+
+
 def test_a_named_namespace_is_every_defaults_and_a_runtime_error_is_located_like_the_loaders():
     experiment = parse_experiment(BASE, SOURCE)
     assert experiment.name == "web"
