@@ -181,6 +181,10 @@ class Turns:
     def _hold(self, mode: Mode, what: str) -> Holder:
         return Holder(mode, what, self.who, self.command, time.time())
 
+    def _others(self, holders: dict[str, Holder]) -> dict[str, Holder]:
+        """The holders other than this run (what is left when it lets go)."""
+        return {o: h for o, h in holders.items() if o != self.owner}
+
     def _change(self, kube: Kube, name: str, change: Change) -> tuple[bool, dict[str, Holder]]:
         """Apply ``change`` to Lease ``name``'s live holders, compare-and-swap; return (written or nothing to
         write, the other live holders as last read). (False, others) when ``change`` declined."""
@@ -189,7 +193,7 @@ class Turns:
             listed = holders_of(lease)
             live = self.live_owners(kube) if set(listed) - {self.owner} else set()
             current = {o: h for o, h in listed.items() if o == self.owner or live is None or o in live}
-            others = {o: h for o, h in current.items() if o != self.owner}
+            others = self._others(current)
             wanted = change(dict(current))
             if wanted is None:
                 return False, others
@@ -218,7 +222,7 @@ class Turns:
         mode: Mode = "exclusive" if exclusive else "shared"
 
         def take(holders: dict[str, Holder]) -> dict[str, Holder] | None:
-            others = [h for o, h in holders.items() if o != self.owner]
+            others = list(self._others(holders).values())
             if any(h.mode == "exclusive" for h in others) or (exclusive and others):
                 return None
             return {**holders, self.owner: self._hold(mode, what)}
@@ -237,7 +241,7 @@ class Turns:
         if counted.count:
             return
         del self._nodes[node]
-        self._change(kube, node_lease(node), lambda hs: {o: h for o, h in hs.items() if o != self.owner})
+        self._change(kube, node_lease(node), self._others)
 
     def _take_nodes(self, kube: Kube, nodes: Sequence[str], exclusive: bool, what: str) -> dict[str, Holder] | None:
         """All of ``nodes`` or none: None when taken, else the holders that refused."""
@@ -296,7 +300,7 @@ class Turns:
                 return None
 
             def join(holders: dict[str, Holder]) -> dict[str, Holder] | None:
-                if any(h.mode != "shared" for o, h in holders.items() if o != self.owner):
+                if any(h.mode != "shared" for h in self._others(holders).values()):
                     return None  # a node-wide fault acts or waits: this experiment starts after it
                 return {**holders, self.owner: self._hold("shared", what)}
 
@@ -310,7 +314,7 @@ class Turns:
         with self._guard:
             self._experiments -= 1
             if self._experiments == 0 and not self._exclusive:
-                self._change(kube, EXPERIMENTS, lambda hs: {o: h for o, h in hs.items() if o != self.owner})
+                self._change(kube, EXPERIMENTS, self._others)
 
     @contextmanager
     def experiment_running(
@@ -331,7 +335,7 @@ class Turns:
 
     def _mine_after(self, holders: dict[str, Holder], what: str) -> dict[str, Holder]:
         """``holders`` with this owner's entry as its experiments leave it: a share if one runs, else none."""
-        rest = {o: h for o, h in holders.items() if o != self.owner}
+        rest = self._others(holders)
         if self._experiments:
             mine = holders.get(self.owner)
             return {**rest, self.owner: mine if mine and mine.mode == "shared" else self._hold("shared", what)}
@@ -344,7 +348,7 @@ class Turns:
             def alone(holders: dict[str, Holder]) -> dict[str, Holder] | None:
                 nonlocal got
                 got = False
-                rest = {o: h for o, h in holders.items() if o != self.owner}
+                rest = self._others(holders)
                 mine = holders.get(self.owner)
                 if any(h.mode in ("exclusive", "queued") for h in rest.values()):
                     # Another run's node-wide fault acts or waits first; this one waits without its own
@@ -387,9 +391,9 @@ class Turns:
             with self._guard:  # a wait that gave up: back to this owner's share (if no one else acts now)
 
                 def back(holders: dict[str, Holder]) -> dict[str, Holder] | None:
-                    others = [h for o, h in holders.items() if o != self.owner]
+                    others = list(self._others(holders).values())
                     if self._experiments and any(h.mode == "exclusive" for h in others):
-                        return {o: h for o, h in holders.items() if o != self.owner}
+                        return self._others(holders)
                     return self._mine_after(holders, "the experiment")
 
                 self._change(kube, EXPERIMENTS, back)
