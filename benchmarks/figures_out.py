@@ -28,10 +28,16 @@ class Figure:
     def row(self, command: str) -> str:
         v = sorted(self.values)
         unit = f" {self.unit}" if self.unit else ""
+        low, mid, high = (_number(x) for x in (v[0], statistics.median(v), v[-1]))
+        runs = f"{len(v)} run{'s' if len(v) != 1 else ''}"
         return (
-            f"| {self.name} | {v[0]:,.3g} / {statistics.median(v):,.3g} / {v[-1]:,.3g}{unit} ({len(v)} runs) | "
+            f"| {self.name} | {low} / {mid} / {high}{unit} ({runs}) | "
             f"{min(self.load):.1f}-{max(self.load):.1f} | `{command}` |"
         )
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
 
 
 @dataclass

@@ -142,6 +142,10 @@ def main() -> None:
         for way in ways:
             values = [v * 1000 for v in cut[(size, way)]]
             out.add(f"partition of 1 client from {size} pods ({way}): inject-to-effect", "ms", values, size_loads[size])
+            if size != sizes[0]:
+                growth = statistics.median(cut[(size, way)]) / statistics.median(cut[(sizes[0], way)])
+                name = f"partition ({way}): median inject-to-effect at {size} pods over that at {sizes[0]}"
+                out.add(name, "x", [growth], size_loads[size])
     out.write(args.json)
 
 

@@ -63,7 +63,7 @@ from chaoskit.load.locusts import (
     user_class,
 )
 from chaoskit.load.spec import LoadSpec
-from chaoskit.load.wire import WorkerEvent
+from chaoskit.load.wire import POD_MASTER_PORT, TUNNEL_PORT, WorkerEvent
 
 RECORDS = "chaoskit_records"
 """Worker to master: ``{"r": [[started, name, latency_ms, ok, error, length], ...]}``."""
@@ -77,10 +77,6 @@ CONNECT_SECONDS = 30.0
 FINISH_SECONDS = 5.0
 """How long the master waits for every worker's last records at the end."""
 WATCH_SECONDS = 0.2
-TUNNEL_PORT = 5557
-"""The port a worker pod listens on, on its own 127.0.0.1, for the tunnel from the master."""
-POD_MASTER_PORT = 5558
-"""The port the pod's Locust worker dials as its master, on the pod's 127.0.0.1."""
 POD_LIFETIME_MARGIN_S = 120.0
 
 

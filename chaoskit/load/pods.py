@@ -39,6 +39,7 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.adapters.portforward import port_forward
 from chaoskit.errors import ClusterError, UsageError
 from chaoskit.load.spec import LoadError, LoadSpec
+from chaoskit.load.wire import TUNNEL_PORT
 
 NAMESPACE = "chaoskit-system"
 CONFIG_DIR = "/etc/chaoskit-load"
@@ -115,8 +116,6 @@ class WorkerPods:
             pods = self._ready_pods(name, count)
             tunnels = []
             for pod in pods:
-                from chaoskit.load.distributed import TUNNEL_PORT
-
                 port = stack.enter_context(port_forward(self.kube, NAMESPACE, f"pod/{pod}", TUNNEL_PORT))
                 tunnels.append((pod, port))
             yield tunnels

@@ -23,6 +23,12 @@ from dataclasses import dataclass
 
 from chaoskit.load.spec import RequestRecord
 
+TUNNEL_PORT = 5557
+"""The port a worker pod listens on, on its own 127.0.0.1, for the tunnel from the master
+(:mod:`chaoskit.load.distributed`); the runner port-forwards to it."""
+POD_MASTER_PORT = 5558
+"""The port the pod's Locust worker dials as its master, on the pod's 127.0.0.1."""
+
 EVENTS = ("started", "warmup_ended", "warmup_failed", "stopped", "error", "worker_lost")
 
 

@@ -291,7 +291,10 @@ def test_error_kind_names_the_os_error_under_client_wrappers() -> None:
 
 
 def test_the_load_package_never_imports_locust_or_gevent() -> None:
-    script = "import sys, chaoskit.load, chaoskit.load.worker; print(sorted({'locust', 'gevent'} & set(sys.modules)))"
+    script = (
+        "import sys, chaoskit.load, chaoskit.load.worker, chaoskit.load.pods, chaoskit.experiment; "
+        "print(sorted({'locust', 'gevent'} & set(sys.modules)))"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"
 
