@@ -1,6 +1,6 @@
 """Throughput of the load harness on this machine, printed, never asserted.
 
-    python benchmarks/load_bench.py [--users 20] [--seconds 10] [--server-processes 1] [--load-processes 1,2]
+    python benchmarks/load_bench.py [--users 20] [--seconds 10] [--server-processes 1] [--workers 0,1,2]
 
 Runs the built-in FastHttpUser through :class:`chaoskit.load.Load` against a
 trivial responder on 127.0.0.1 and prints: requests a second over the measured
@@ -8,10 +8,10 @@ run; the worker's CPU (Locust is one gevent thread, so one core at most) and
 requests per worker CPU-second, which is the throughput per core; and whether
 the record stream kept up (records received equal to the requests Locust
 counted, and the lag from a request's end to its record reaching the test
-process). Target: at least 5,000 requests a second. With ``--load-processes 1,2``
-it runs once per count of load worker processes (``LoadSpec.processes``) and
-prints each one's throughput against the first's: the target for 2 processes
-on a 2-core machine is at least 1.7x, with every record kept.
+process). Target: at least 5,000 requests a second. With ``--workers 0,1,2``
+it runs once per count of Locust workers (``LoadSpec.workers``; 0 is one
+process with no master) and prints each one's throughput against the first's.
+``benchmarks/distributed_bench.py`` compares the workers with plain Locust's.
 
 The responder is raw asyncio in processes of its own (SO_REUSEPORT when more
 than one), writing one canned keep-alive response per request head, so it costs
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--server-processes", type=int, default=1)
-    parser.add_argument("--load-processes", default="1", help="comma-separated load worker process counts to compare")
+    parser.add_argument("--workers", default="0", help="comma-separated Locust worker counts (0: no master)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -109,8 +109,8 @@ def main() -> None:
             if s.stdout.readline() != b"listening\n":
                 raise SystemExit("the responder did not start")
         print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable); python {sys.version.split()[0]}")
-        for processes in [int(n) for n in args.load_processes.split(",")]:
-            rates.append((processes, measure(port, servers, args, processes)))
+        for workers in [int(n) for n in args.workers.split(",")]:
+            rates.append((workers, measure(port, servers, args, workers)))
     finally:
         for s in servers:
             assert s.stdin is not None and s.stdout is not None
@@ -119,20 +119,18 @@ def main() -> None:
         for s in servers:
             s.wait(timeout=10)
     if len(rates) > 1:
-        base_processes, base = rates[0]
-        for processes, rate in rates[1:]:
-            print(
-                f"{processes} load processes: {rate / base:.2f}x the requests/s of {base_processes} "
-                f"(target >= 1.7x for 2 on 2 cores)"
-            )
+        base_workers, base = rates[0]
+        for workers, rate in rates[1:]:
+            print(f"{workers} Locust worker(s): {rate / base:.2f}x the requests/s of {base_workers}")
 
 
-def measure(port: int, servers: list[subprocess.Popen[bytes]], args: argparse.Namespace, processes: int) -> float:
-    """One measured run with ``processes`` load workers; print its figures and return its requests/s."""
+def measure(port: int, servers: list[subprocess.Popen[bytes]], args: argparse.Namespace, workers: int) -> float:
+    """One measured run with ``workers`` Locust workers (0: one process, no master); print its figures and
+    return its requests/s."""
     from chaoskit.load import Load, LoadSpec
 
     spec = LoadSpec(
-        f"http://127.0.0.1:{port}", run_seconds=args.seconds, users=args.users, spawn_rate=1000, processes=processes
+        f"http://127.0.0.1:{port}", run_seconds=args.seconds, users=args.users, spawn_rate=1000, workers=workers or None
     )
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     parent_before = time.process_time()
@@ -151,7 +149,8 @@ def measure(port: int, servers: list[subprocess.Popen[bytes]], args: argparse.Na
     rate = len(measured) / wall
     failed = sum(not r.ok for r in measured)
     stream = result.stream
-    print(f"load: {args.users} FastHttpUser users in {processes} process(es), no think time, {wall:.1f} s measured")
+    where = f"on {workers} Locust worker(s) under a master" if workers else "in one process"
+    print(f"load: {args.users} FastHttpUser users {where}, no think time, {wall:.1f} s measured")
     print(f"  throughput: {rate:,.0f} requests/s ({len(measured):,} requests, {failed} failed) (target >= 5,000)")
     print(
         f"  worker CPU: {worker_cpu / wall:.2f} cores -> {len(measured) / worker_cpu:,.0f} requests per worker "
