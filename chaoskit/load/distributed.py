@@ -58,6 +58,8 @@ from chaoskit.load.locusts import (
     FLUSH_RECORDS,
     FLUSH_SECONDS,
     RecordStream,
+    at_stdin_eof,
+    flush_forever,
     request_fields,
     run_phases,
     user_class,
@@ -274,23 +276,9 @@ def run_master(spec: LoadSpec, out_fd: int, watch_stdin: bool, config: dict[str,
     runner.register_message(FINISHED, master.on_finished)
     port = int(runner.server.port)
 
-    def flush_forever() -> None:
-        while True:
-            gevent.sleep(FLUSH_SECONDS)
-            stream.flush()
-            if stream.broken:
-                master.stop.set()
-
-    def stop_at_stdin_eof() -> None:
-        fd = sys.stdin.fileno()
-        gevent.os.make_nonblocking(fd)
-        while gevent.os.nb_read(fd, 4096):
-            pass
-        master.stop.set()
-
-    helpers = [gevent.spawn(flush_forever)]
+    helpers = [gevent.spawn(flush_forever, stream, master.stop)]
     if watch_stdin:
-        helpers.append(gevent.spawn(stop_at_stdin_eof))
+        helpers.append(gevent.spawn(at_stdin_eof, master.stop.set))
     try:
         if master.tunnels:
             master.start_tunnels(port)
@@ -391,23 +379,16 @@ def run_worker(spec: LoadSpec, config: dict[str, Any], watch_stdin: bool, master
 
     runner.register_message(FINISH, on_finish)
 
-    def flush_forever() -> None:
+    def send_forever() -> None:
         while True:
             gevent.sleep(FLUSH_SECONDS)
             flush()
 
-    def quit_at_stdin_eof() -> None:
-        fd = sys.stdin.fileno()
-        gevent.os.make_nonblocking(fd)
-        while gevent.os.nb_read(fd, 4096):
-            pass
-        runner.quit()
-
     gevent.signal_handler(signal.SIGTERM, runner.quit)
     gevent.signal_handler(signal.SIGINT, runner.quit)
-    helpers = [gevent.spawn(flush_forever)]
+    helpers = [gevent.spawn(send_forever)]
     if watch_stdin:
-        helpers.append(gevent.spawn(quit_at_stdin_eof))
+        helpers.append(gevent.spawn(at_stdin_eof, runner.quit))
     runner.greenlet.join(timeout=_lifetime(spec))
     gevent.killall(helpers)
     if not runner.greenlet.ready():

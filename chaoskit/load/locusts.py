@@ -240,3 +240,28 @@ def run_phases(spec: LoadSpec, stream: RecordStream, stop: Any, first_success: A
         )
         stream.event(WorkerEvent("warmup_failed", time.time(), message))
     return status, reason
+
+
+def at_stdin_eof(then: Callable[[], object]) -> None:
+    """In a greenlet: wait until stdin reaches end of file (the parent that holds it is gone), then ``then()``."""
+    import sys
+
+    import gevent.os  # type: ignore[import-untyped]
+
+    fd = sys.stdin.fileno()
+    gevent.os.make_nonblocking(fd)
+    while gevent.os.nb_read(fd, 4096):
+        pass
+    then()
+
+
+def flush_forever(stream: RecordStream, stop: Any) -> None:
+    """In a greenlet: write the stream's waiting records every :data:`FLUSH_SECONDS`; set ``stop`` (a gevent
+    Event) once the parent stops reading."""
+    import gevent
+
+    while True:
+        gevent.sleep(FLUSH_SECONDS)
+        stream.flush()
+        if stream.broken:
+            stop.set()

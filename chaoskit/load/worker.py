@@ -35,9 +35,10 @@ from typing import Any
 from chaoskit.errors import ChaoskitError
 from chaoskit.load.locusts import (
     EXIT_BAD_CONFIG,
-    FLUSH_SECONDS,
     RecordStream,
+    at_stdin_eof,
     error_kind,
+    flush_forever,
     run_phases,
     user_class,
 )
@@ -78,26 +79,12 @@ def run_local(spec: LoadSpec, out_fd: int, watch_stdin: bool) -> int:
         if stream.broken:
             stop.set()
 
-    def flush_forever() -> None:
-        while True:
-            gevent.sleep(FLUSH_SECONDS)
-            stream.flush()
-            if stream.broken:
-                stop.set()
-
-    def stop_at_stdin_eof() -> None:
-        fd = sys.stdin.fileno()
-        gevent.os.make_nonblocking(fd)
-        while gevent.os.nb_read(fd, 4096):
-            pass
-        stop.set()
-
     env = Environment(user_classes=[user], host=spec.host)
     env.events.request.add_listener(on_request)  # type: ignore[no-untyped-call]
     runner = env.create_local_runner()
-    helpers = [gevent.spawn(flush_forever)]
+    helpers = [gevent.spawn(flush_forever, stream, stop)]
     if watch_stdin:
-        helpers.append(gevent.spawn(stop_at_stdin_eof))
+        helpers.append(gevent.spawn(at_stdin_eof, stop.set))
     started = time.time()
     runner.start(spec.users, spec.spawn_rate)
     stream.event(WorkerEvent("started", started))

@@ -334,14 +334,17 @@ def _link(path: Path, target: str) -> None:
 # --- images --------------------------------------------------------------------
 
 
-def _docker_build(tag: str, dockerfile: str, context_files: dict[str, Path | str]) -> None:
-    """Build ``tag`` from a Dockerfile and a few files, with the classic builder."""
+def _docker_build(tag: str, dockerfile: str, context_files: dict[str, Path | str], timeout: float = 600) -> None:
+    """Build ``tag`` from a Dockerfile and a few files (a directory is copied whole, caches left out), with
+    the classic builder."""
     with tempfile.TemporaryDirectory(prefix="chaoskit-build-") as tmp:
         ctx = Path(tmp)
         for name, source in context_files.items():
             dest = ctx / name
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(source, Path):
+            if isinstance(source, Path) and source.is_dir():
+                shutil.copytree(source, dest, ignore=shutil.ignore_patterns("bin", "__pycache__", ".done"))
+            elif isinstance(source, Path):
                 shutil.copy2(source, dest)
             else:
                 dest.write_text(source)
@@ -352,7 +355,7 @@ def _docker_build(tag: str, dockerfile: str, context_files: dict[str, Path | str
             _log(),
             what=f"building image {tag}",
             env={"DOCKER_BUILDKIT": "0"},
-            timeout=600,
+            timeout=timeout,
         )
 
 
@@ -688,28 +691,17 @@ def build_load_image() -> str:
         return tag
     site = _load_site()
     build_base_image()
-    with tempfile.TemporaryDirectory(prefix="chaoskit-load-image-") as tmp:
-        ctx = Path(tmp)
-        shutil.copytree(site, ctx / "site", ignore=shutil.ignore_patterns("bin", "__pycache__", ".done"))
-        for name, text in _load_sources().items():
-            dest = ctx / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(text)
-        (ctx / "Dockerfile").write_text(
-            f"FROM {BASE_IMAGE}\n"
-            "COPY site /opt/chaoskit/site\n"
-            "COPY chaoskit /opt/chaoskit/chaoskit\n"
-            "ENV PYTHONPATH=/opt/chaoskit:/opt/chaoskit/site PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n"
-            "USER 65534:65534\n"
-            'ENTRYPOINT ["python3", "-m", "chaoskit.load.worker"]\n'
-        )
-        run_logged(
-            ["docker", "build", "-q", "-t", tag, str(ctx)],
-            _log(),
-            what=f"building image {tag}",
-            env={"DOCKER_BUILDKIT": "0"},
-            timeout=900,
-        )
+    _docker_build(
+        tag,
+        f"FROM {BASE_IMAGE}\n"
+        "COPY site /opt/chaoskit/site\n"
+        "COPY chaoskit /opt/chaoskit/chaoskit\n"
+        "ENV PYTHONPATH=/opt/chaoskit:/opt/chaoskit/site PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n"
+        "USER 65534:65534\n"
+        'ENTRYPOINT ["python3", "-m", "chaoskit.load.worker"]\n',
+        {"site": site, **_load_sources()},
+        timeout=900,
+    )
     check = run(
         ["docker", "run", "--rm", "--entrypoint", "python3", tag, "-c", "import locust"], check=False, timeout=300
     )

@@ -22,17 +22,22 @@ def load_pods(kube: Kube) -> list[str]:
     return [p.metadata.name for p in pods.items]
 
 
-def test_two_worker_pods_load_the_web_tier_through_its_service(experiment, chaos: Chaos, web: Web) -> None:
-    spec = LoadSpec(
+def from_pods(web: Web, users: int, run_seconds: float, warmup_seconds: float) -> LoadSpec:
+    """Two worker pods sending 10 requests/s per user to the web tier's Service."""
+    return LoadSpec(
         host=f"http://web.{web.namespace}.svc:80",
         in_cluster=True,
         workers=2,
-        users=6,
+        users=users,
         rate_per_user=10,
-        run_seconds=15,
-        warmup_seconds=3,
+        run_seconds=run_seconds,
+        warmup_seconds=warmup_seconds,
         timeout_seconds=1,
     )
+
+
+def test_two_worker_pods_load_the_web_tier_through_its_service(experiment, chaos: Chaos, web: Web) -> None:
+    spec = from_pods(web, users=6, run_seconds=15, warmup_seconds=3)
     seen: list[str] = []
     objectives = [Availability(0.95), LatencyPercentile(95, 1000)]
     with experiment(spec, objectives, Workload(web.namespace, "web", "web")) as run:
@@ -57,16 +62,7 @@ def test_two_worker_pods_load_the_web_tier_through_its_service(experiment, chaos
 
 
 def test_a_worker_pod_deleted_mid_run_ends_the_load_and_is_named(chaos: Chaos, web: Web) -> None:
-    spec = LoadSpec(
-        host=f"http://web.{web.namespace}.svc:80",
-        in_cluster=True,
-        workers=2,
-        users=4,
-        rate_per_user=10,
-        run_seconds=40,
-        warmup_seconds=2,
-        timeout_seconds=1,
-    )
+    spec = from_pods(web, users=4, run_seconds=40, warmup_seconds=2)
     started = time.monotonic()
     with Load(spec, WorkerPods(chaos.kube, chaos.cluster)) as load:
         (victim, *_) = load_pods(chaos.kube)
