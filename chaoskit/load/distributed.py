@@ -27,8 +27,8 @@ the master aggregated them from the workers' statistics: the runner's
 completeness check compares the records it received against them, across all
 workers.
 
-A worker lost mid-run (its process exits, its tunnel closes, or Locust marks it
-missing after 3 heartbeats) is not replaced and its users are not handed to the
+A worker lost mid-run (its process exits, its tunnel closes, or it goes
+:data:`SILENT_SECONDS` without a heartbeat or a record) is not replaced and its users are not handed to the
 others: the master sends ``worker_lost`` saying which and how, and stops the
 whole load. The result then says its records are not the whole run.
 """
@@ -79,6 +79,8 @@ CONNECT_SECONDS = 30.0
 FINISH_SECONDS = 5.0
 """How long the master waits for every worker's last records at the end."""
 WATCH_SECONDS = 0.2
+SILENT_SECONDS = 15.0
+"""How long a worker may go unheard (no heartbeat, no records) before it counts as lost."""
 POD_LIFETIME_MARGIN_S = 120.0
 
 
@@ -133,8 +135,22 @@ class Master:
         self.ending = False
         self.children: list[subprocess.Popen[bytes]] = []
         self.tunnel_closed: dict[str, str] = {}
+        self.expected: set[str] = set()
+        """The workers that connected before the load started: messages from any other are ignored."""
+        self.heard: dict[str, float] = {}
+        """When each worker was last heard from (a heartbeat or records), monotonic."""
+        self.tunnel_greenlets: list[Any] = []
+
+    def hear(self, node: str) -> None:
+        self.heard[node] = time.monotonic()
+
+    def on_heartbeat(self, client_id: str, timestamp: float, **kwargs: Any) -> None:
+        self.hear(client_id)
 
     def on_records(self, environment: Any, msg: Any, **kwargs: Any) -> None:
+        if msg.node_id not in self.expected:
+            return  # not one of this load's workers (something else that found the master's port)
+        self.hear(msg.node_id)
         batch = msg.data["r"]
         for started, name, latency_ms, ok, error, length in batch:
             self.stream.add(float(started), str(name), float(latency_ms), bool(ok), error, int(length))
@@ -145,8 +161,10 @@ class Master:
             self.stop.set()
 
     def on_finished(self, environment: Any, msg: Any, **kwargs: Any) -> None:
+        if msg.node_id not in self.expected:
+            return
         self.finished[msg.node_id] = int(msg.data["sent"])
-        if len(self.finished) >= self.count:
+        if len(self.finished) >= len(self.expected):
             self.all_finished.set()
 
     def start_local_workers(self, port: int) -> None:
@@ -165,60 +183,73 @@ class Master:
     def start_tunnels(self, port: int) -> None:
 
         for tunnel in self.tunnels:
-            gevent.spawn(self._tunnel, str(tunnel["name"]), int(tunnel["port"]), port)
+            name, forward = str(tunnel["name"]), int(tunnel["port"])
+            self.tunnel_greenlets.append(gevent.spawn(self._tunnel, name, forward, port))
 
     def _tunnel(self, name: str, forward_port: int, master_port: int) -> None:
         """Carry one pod's worker to the master through its port-forward, retrying until bytes flow."""
-
         deadline = time.monotonic() + CONNECT_SECONDS
         while not self.stop.is_set():
-            outside = socket.create_connection(("127.0.0.1", forward_port), timeout=CONNECT_SECONDS)
-            outside.settimeout(None)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.tunnel_closed[name] = f"its tunnel never opened within {CONNECT_SECONDS:g} s"
+                return
             first = b""
             try:
+                outside = socket.create_connection(("127.0.0.1", forward_port), timeout=left)
+                outside.settimeout(left)
                 first = outside.recv(1 << 16)  # a forward whose stream could not open closes at once
-            except OSError:
-                pass
+            except OSError as exc:
+                self.tunnel_closed[name] = f"its port-forward (127.0.0.1:{forward_port}) failed: {exc}"
+                return
             if not first:
                 outside.close()
-                if time.monotonic() > deadline:
-                    self.tunnel_closed[name] = f"its tunnel never opened within {CONNECT_SECONDS:g} s"
-                    return
                 gevent.sleep(0.5)
                 continue
-            inside = socket.create_connection(("127.0.0.1", master_port))
-            inside.sendall(first)
+            outside.settimeout(None)
+            try:
+                inside = socket.create_connection(("127.0.0.1", master_port))
+                inside.sendall(first)
+            except OSError as exc:
+                outside.close()
+                self.tunnel_closed[name] = f"its tunnel could not reach the master: {exc}"
+                return
             gevent.joinall(_splice(outside, inside))
             self.tunnel_closed[name] = f"its tunnel closed at {_clock(time.time())}"
             return
 
-    def workers_alive(self, runner: Any, expected: set[str]) -> str | None:
-        """None while every worker is there; else which went, and how."""
-        from locust.runners import STATE_MISSING
+    def workers_alive(self, runner: Any) -> str | None:
+        """None while every worker is there (or the run is ending); else which went, and how.
 
+        A process that exits and a tunnel that closes are certain. Silence is judged over
+        :data:`SILENT_SECONDS`, not Locust's 3 heartbeats: a pod's heartbeats come through the API server,
+        which a fault may slow, and a worker that is only late must not end the run.
+        """
+        if self.ending:
+            return None
         for index, child in enumerate(self.children):
             code = child.poll()
-            if code is not None and not self.ending:
+            if code is not None:
                 how = f"status {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
                 which = f"load worker {index + 1} of {self.count} (pid {child.pid})"
                 return f"{which} exited ({how}) at {_clock(time.time())}"
         for name, why in self.tunnel_closed.items():
-            if not self.ending:
-                return f"load worker pod {name}: {why}"
-        for client in runner.clients.all:
-            if client.state == STATE_MISSING and client.id not in self.finished:
-                return f"load worker {client.id} stopped answering (no heartbeat for 3 s) at {_clock(time.time())}"
+            return f"load worker pod {name}: {why}"
+        now = time.monotonic()
+        for node in sorted(self.expected - set(self.finished)):
+            silent = now - self.heard.get(node, now)
+            if silent > SILENT_SECONDS:
+                return f"load worker {node} was silent for {silent:.0f} s (no heartbeat, no records)"
         present = {c.id for c in runner.clients.all}
-        gone = sorted(expected - present - set(self.finished))
-        if gone and not self.ending:
+        gone = sorted(self.expected - present - set(self.finished))
+        if gone:
             return f"load worker {gone[0]} quit at {_clock(time.time())}"
         return None
 
-    def watch(self, runner: Any, expected: set[str]) -> None:
-
+    def watch(self, runner: Any) -> None:
         while not self.stop.is_set():
             gevent.sleep(WATCH_SECONDS)
-            lost = self.workers_alive(runner, expected)
+            lost = self.workers_alive(runner)
             if lost is not None and self.lost is None:
                 self.lost = lost
                 self.stream.event(WorkerEvent("worker_lost", time.time(), lost))
@@ -274,6 +305,7 @@ def run_master(spec: LoadSpec, out_fd: int, watch_stdin: bool, config: dict[str,
     runner = env.create_master_runner("127.0.0.1", 0)
     runner.register_message(RECORDS, master.on_records)
     runner.register_message(FINISHED, master.on_finished)
+    env.events.heartbeat_sent.add_listener(master.on_heartbeat)  # type: ignore[no-untyped-call]
     port = int(runner.server.port)
 
     helpers = [gevent.spawn(flush_forever, stream, master.stop)]
@@ -286,7 +318,7 @@ def run_master(spec: LoadSpec, out_fd: int, watch_stdin: bool, config: dict[str,
             master.start_local_workers(port)
         deadline = time.monotonic() + CONNECT_SECONDS
         while runner.worker_count < master.count and time.monotonic() < deadline and not master.stop.is_set():
-            lost = master.workers_alive(runner, set())
+            lost = master.workers_alive(runner)
             if lost is not None:
                 stream.event(WorkerEvent("error", time.time(), f"{lost} before the load started"))
                 return EXIT_BAD_CONFIG
@@ -301,31 +333,35 @@ def run_master(spec: LoadSpec, out_fd: int, watch_stdin: bool, config: dict[str,
             )
             stream.event(WorkerEvent("error", time.time(), message))
             return EXIT_BAD_CONFIG
-        expected = {c.id for c in runner.clients.all}
-        helpers.append(gevent.spawn(master.watch, runner, expected))
+        master.expected = {c.id for c in runner.clients.all}
+        for node in master.expected:
+            master.hear(node)
+        helpers.append(gevent.spawn(master.watch, runner))
         started = time.time()
-        helpers.append(gevent.spawn(runner.start, spec.users, spec.spawn_rate))
+        starter = gevent.spawn(runner.start, spec.users, spec.spawn_rate)
+        helpers.append(starter)
         stream.event(WorkerEvent("started", started))
         status, reason = run_phases(spec, stream, master.stop, master.first_success)
         if master.lost is not None:
             status, reason = EXIT_WORKER_LOST, master.lost
         master.ending = True
-        for client in list(runner.clients.all):
-            runner.send_message(FINISH, None, client.id)
+        starter.kill(block=True)  # a ramp-up still handing out users must not restart them after the finish
+        for node in sorted(master.expected):
+            runner.send_message(FINISH, None, node)
         master.all_finished.wait(FINISH_SECONDS if master.lost is None else 1.0)  # a lost worker never says
         runner.quit()
-        for node, sent in master.finished.items():
-            if master.received[node] != sent:
-                print(
-                    f"chaoskit load master: worker {node} sent {sent} records, {master.received[node]} arrived",
-                    file=sys.stderr,
-                )
+        for node in sorted(master.expected):
+            if node not in master.finished:
+                print(f"chaoskit load master: worker {node} never sent its last records", file=sys.stderr)
+            elif master.received[node] != master.finished[node]:
+                sent, arrived = master.finished[node], master.received[node]
+                print(f"chaoskit load master: worker {node} sent {sent} records, {arrived} arrived", file=sys.stderr)
         total = env.stats.total
         stream.event(WorkerEvent("stopped", time.time(), reason, total.num_requests, total.num_failures))
         return status
     finally:
         master.ending = True
-        gevent.killall(helpers)
+        gevent.killall(helpers + master.tunnel_greenlets)
         master.close()
 
 
@@ -366,10 +402,21 @@ def run_worker(spec: LoadSpec, config: dict[str, Any], watch_stdin: bool, master
             flush()
 
     env.events.request.add_listener(on_request)  # type: ignore[no-untyped-call]
-    runner = env.create_worker_runner(master_host, port)
+
+    def master_gone() -> None:
+        """Stdin's end: the master is gone. Before this worker has connected there is nothing to wind down."""
+        if "runner" in holder:
+            holder["runner"].quit()
+        else:
+            os._exit(0)
+
+    helpers = [gevent.spawn(at_stdin_eof, master_gone)] if watch_stdin else []
+    runner = env.create_worker_runner(master_host, port)  # blocks while it connects (Locust retries for minutes)
     holder["runner"] = runner
 
     def on_finish(environment: Any, msg: Any, **kwargs: Any) -> None:
+        # No user may start after this: a late spawn from the master would run users past the finish.
+        runner.start_worker = lambda *args, **kwargs: None  # type: ignore[method-assign]
         runner.stop()  # the users end here; a request cut off is in neither the records nor Locust's count
         flush()
         data: dict[str, Any] = {}
@@ -386,9 +433,7 @@ def run_worker(spec: LoadSpec, config: dict[str, Any], watch_stdin: bool, master
 
     gevent.signal_handler(signal.SIGTERM, runner.quit)
     gevent.signal_handler(signal.SIGINT, runner.quit)
-    helpers = [gevent.spawn(send_forever)]
-    if watch_stdin:
-        helpers.append(gevent.spawn(at_stdin_eof, runner.quit))
+    helpers.append(gevent.spawn(send_forever))
     runner.greenlet.join(timeout=_lifetime(spec))
     gevent.killall(helpers)
     if not runner.greenlet.ready():

@@ -82,14 +82,23 @@ CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local")
 """How a host inside the cluster is written for workers that run there: ``SERVICE.NAMESPACE.svc``."""
 
 
+CONTROL_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "chaoskit-system")
+"""Namespaces whose Services are the cluster's own machinery: load goes there only when allowed on purpose."""
+
+
 def in_cluster_host(hostname: str | None) -> bool:
-    """Whether ``hostname`` names a Service inside the cluster (``SERVICE.NAMESPACE.svc[.cluster.local]``)."""
+    """Whether ``hostname`` names a Service of a workload inside the cluster
+    (``SERVICE.NAMESPACE.svc[.cluster.local]``): not the API server (``kubernetes.default``) and not a
+    Service of :data:`CONTROL_NAMESPACES`."""
     if not hostname:
         return False
     for suffix in CLUSTER_SUFFIXES:
         if hostname.endswith(suffix):
             labels = hostname[: -len(suffix)].split(".")
-            return len(labels) == 2 and all(label and label.replace("-", "").isalnum() for label in labels)
+            if len(labels) != 2 or not all(label and label.replace("-", "").isalnum() for label in labels):
+                return False
+            service, namespace = labels
+            return namespace not in CONTROL_NAMESPACES and (service, namespace) != ("kubernetes", "default")
     return False
 
 

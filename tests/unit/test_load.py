@@ -442,6 +442,8 @@ def test_worker_count_comes_from_the_spec_then_the_session() -> None:
         ("http://127.0.0.1:8080", True, "is the pod itself"),
         ("http://web.svc:80", True, "is not allowed"),
         ("http://web.shop.example.com:80", True, "is not allowed"),
+        ("https://kubernetes.default.svc:443", True, "is not allowed"),
+        ("http://kube-dns.kube-system.svc:9153", True, "is not allowed"),
     ],
 )
 def test_in_cluster_hosts_are_services_and_only_for_worker_pods(host: str, in_cluster: bool, match: str) -> None:
@@ -542,3 +544,23 @@ def test_a_failed_warmup_on_workers_fails_the_load_and_stops_them_all(closed_por
     watcher.join(5)
     assert len(load.pids) == 1 and len(seen) == 2
     assert all(gone(pid) for pid in [*load.pids, *seen])
+
+
+def test_a_ramp_up_cut_short_by_the_end_restarts_no_user_after_the_finish(server: QuietServer) -> None:
+    # 30 users at 4/s take 7.5 s to start: the run (0.3 s warm-up, 1.5 s) ends while Locust's master is still
+    # handing users out. No user may start after the finish, or its records would outrun Locust's count.
+    spec = quick(url(server), users=30, spawn_rate=4, workers=2, rate_per_user=20)
+    result = run_load(spec)
+    assert result.stream.complete, result.stream
+    assert result.stream.locust_requests == len(result.records) > 0
+
+
+def test_leaving_the_block_early_keeps_every_record_of_the_workers(server: QuietServer) -> None:
+    spec = quick(url(server), users=4, workers=2, run_seconds=30, rate_per_user=20)
+    started = time.monotonic()
+    with Load(spec) as load:
+        time.sleep(0.5)
+    stream = load.stream_stats()
+    assert time.monotonic() - started < 20
+    assert stream.complete, stream
+    assert stream.received > 0

@@ -8,9 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from chaoskit import targets
 from chaoskit.load import LoadSpec
 from chaoskit.load.pods import CONFIG_DIR, manifests
 from chaoskit.provision.images import _load_sources
+
+
+def container_of(deployment: dict) -> dict:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
 
 OWNER = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "name": "chaoskit-owner-x", "uid": "u-1"}
 
@@ -25,18 +34,30 @@ def test_worker_pods_run_unprivileged_with_the_spec_and_locustfile_in_a_configma
     assert config["role"] == "pod" and config["workers"] == 2
     assert config["spec"]["locustfile"] == f"{CONFIG_DIR}/locustfile.py", "the pod reads the mounted copy"
     assert LoadSpec(**{**config["spec"], "locustfile": str(locustfile)}) == spec
+    assert container_of(deployment)["terminationMessagePolicy"] == "FallbackToLogsOnError"
     for obj in (configmap, deployment):
         assert obj["metadata"]["namespace"] == "chaoskit-system"
         assert obj["metadata"]["ownerReferences"] == [OWNER], "the garbage collector removes it with the owner"
     pod = deployment["spec"]["template"]["spec"]
     assert deployment["spec"]["replicas"] == 2
     assert pod["automountServiceAccountToken"] is False, "a worker pod has no API credentials"
-    (container,) = pod["containers"]
+    container = container_of(deployment)
     assert "ports" not in container, "nothing is published: the tunnel listens on the pod's 127.0.0.1"
     security = container["securityContext"]
     assert security["runAsNonRoot"] and security["runAsUser"] == 65534
     assert security["allowPrivilegeEscalation"] is False and security["readOnlyRootFilesystem"] is True
     assert security["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_the_sessions_allowed_targets_travel_to_the_pods(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(targets, "_allowed", set())  # this test's session allowances alone, undone after it
+    targets.allow(["staging.example:443"])
+    spec = LoadSpec("https://staging.example:443", run_seconds=5, in_cluster=True)
+    configmap, _ = manifests("n", spec, 1, "i", OWNER)
+    fields = json.loads(configmap["data"]["config.json"])["spec"]
+    assert fields["allow_targets"] == ["staging.example:443"], "the pod checks the spec without the session"
+    monkeypatch.setattr(targets, "_allowed", set())
+    LoadSpec(**fields)  # as the pod does: no session allowance there
 
 
 def test_the_image_holds_every_module_a_worker_imports(tmp_path: Path) -> None:
