@@ -148,6 +148,7 @@ def port_forward(kube: Kube, namespace: str, target: str, port: int) -> Iterator
 
     def carry(conn: socket.socket) -> None:
         stream = None
+        proxy: threading.Thread | None = None
         private = client.ApiClient(configuration)
         try:
             chosen = backends.next()
@@ -156,6 +157,7 @@ def port_forward(kube: Kube, namespace: str, target: str, port: int) -> Iterator
             pod, remote = chosen
             connect = client.CoreV1Api(private).connect_get_namespaced_pod_portforward
             stream = portforward(connect, pod, namespace, ports=str(remote))
+            proxy = _proxy_thread(stream)
             open_streams.add(stream)
             _pump(conn, stream.socket(remote), stop)
         except Exception:  # a stream that cannot open ends its connection, not the forward
@@ -165,7 +167,7 @@ def port_forward(kube: Kube, namespace: str, target: str, port: int) -> Iterator
             if stream is not None:
                 open_streams.discard(stream)
                 stream.close()
-                _close_websocket(stream)
+                _close_websocket(stream, proxy)
             private.close()
 
     def accept() -> None:
@@ -190,24 +192,30 @@ def port_forward(kube: Kube, namespace: str, target: str, port: int) -> Iterator
             stream.close()
 
 
-def _close_websocket(stream: Any) -> None:
-    """Close a stream's websocket once its proxy thread is done with it.
+def _proxy_thread(stream: Any) -> threading.Thread | None:
+    """The client's proxy thread of one stream (its target is the stream's own ``_proxy``); None when it has
+    ended already (a thread lets go of its target when it ends; the stream starts it before it is returned)."""
+    for thread in threading.enumerate():
+        if getattr(getattr(thread, "_target", None), "__self__", None) is stream:
+            return thread
+    return None
+
+
+def _close_websocket(stream: Any, proxy: threading.Thread | None) -> None:
+    """Close a stream's websocket once its proxy thread has ended.
 
     The client's proxy thread closes the websocket itself when this side closes, but not when the server
     ended the stream first (a pod's port that nothing listens on, a pod deleted): it then returns with the
-    TLS socket still open, to be closed by the garbage collector with a ResourceWarning. So: wait until the
-    proxy has closed its ends of the local ports (it does so on both paths), give it a moment to close the
-    websocket, and close it here if it did not.
+    TLS socket still open, to be closed by the garbage collector with a ResourceWarning. Closing it while
+    the thread still runs would free its descriptor under the thread, and a new connection given the same
+    number would get the old stream's bytes: so only once the thread has ended, and never otherwise.
     """
     websocket = getattr(stream, "websocket", None)
-    ports = list(getattr(stream, "local_ports", {}).values())
-    deadline = time.monotonic() + PROXY_DONE_WAIT
-    while any(p.python.fileno() != -1 for p in ports) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    settle = time.monotonic() + PROXY_DONE_WAIT
-    while websocket is not None and websocket.connected and time.monotonic() < settle:
-        time.sleep(0.05)
-    if websocket is not None and not any(p.python.fileno() != -1 for p in ports):
+    if websocket is None:
+        return
+    if proxy is not None:
+        proxy.join(PROXY_DONE_WAIT)
+    if proxy is None or not proxy.is_alive():
         websocket.shutdown()
 
 
