@@ -24,7 +24,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from chaoskit.adapters.nodes import INJECTOR_NAMESPACE, INJECTOR_SELECTOR
 from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, choose_provider, get_provider
@@ -38,6 +38,9 @@ from chaoskit.cluster.base import (
 )
 from chaoskit.errors import ChaoskitError
 from chaoskit.provision.versions import DEFAULT_LINE
+
+if TYPE_CHECKING:
+    from chaoskit.faults.scope import Scope
 
 IMAGE_BUILD_HELP = """\
 The directory holds a Dockerfile that starts on chaoskit's base image, which
@@ -146,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _cluster_options(cleanup, creating=False)
     injector_options(cleanup, installs=False)
+    _scope_options(cleanup)
     _output_option(cleanup)
     status = commands.add_parser(
         "status",
@@ -154,10 +158,11 @@ def _parser() -> argparse.ArgumentParser:
         "and which process injected them (running, or dead and so residue); and the test namespaces.",
         epilog="exit status: 0 when nothing of a dead run is there, 1 when residue is (faults, or test namespaces "
         "not already being deleted, of runs that are gone: 'chaoskit cleanup' undoes them)\n\n"
-        "examples:\n  chaoskit status\n  chaoskit status --name chaoskit -o json",
+        "examples:\n  chaoskit status\n  chaoskit status --name chaoskit -o json\n  chaoskit status -n shop -l app=web",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(status, creating=False)
+    _scope_options(status)
     _output_option(status)
     abort = commands.add_parser(
         "abort",
@@ -165,11 +170,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Undo and prove the undo of every fault in place in the cluster now, whoever injected it. "
         "Live runs (a pytest experiment, 'chaoskit run') see the abort within a second: they refuse new faults, "
         "keep their load running to watch the recovery, and fail with 'aborted externally by chaoskit abort'.",
-        epilog="examples:\n  chaoskit abort\n  chaoskit abort --name staging",
+        epilog="examples:\n  chaoskit abort\n  chaoskit abort --name staging\n  chaoskit abort -n shop -l app=web",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(abort, creating=False)
     injector_options(abort, installs=False)
+    _scope_options(abort)
     _output_option(abort)
     from chaoskit.gameday import command as run_command
 
@@ -224,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
         if action == "install":
             sub.add_argument("--image", help="the injector image to pull (needed outside kind)")
         if action == "status":
+            _scope_options(sub)
             _output_option(sub)
     agent_actions.add_parser(
         "image", help="build the injector image locally and print its name (to push to a registry)"
@@ -277,6 +284,30 @@ def _output_option(parser: argparse.ArgumentParser) -> None:
         default="text",
         help="text (default), or json or yaml for scripts (the same fields either way)",
     )
+
+
+def _scope_options(parser: argparse.ArgumentParser) -> None:
+    """``-n``/``-l``: the faults (and test namespaces) a command acts on; see :mod:`chaoskit.faults.scope`."""
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="only faults on pods of namespace NS (and, without -l, test namespace NS itself); node-wide faults "
+        "are in no namespace, so left out",
+    )
+    parser.add_argument(
+        "-l",
+        "--selector",
+        metavar="SELECTOR",
+        help="only faults on pods matching this label selector now (kubectl's syntax: app=web,tier!=db); "
+        "with -n, in that namespace",
+    )
+
+
+def _scope(args: argparse.Namespace) -> Scope:
+    from chaoskit.faults.scope import Scope
+
+    return Scope(args.namespace, args.selector)
 
 
 def _emit(args: argparse.Namespace, document: dict[str, Any], text: list[str]) -> None:
@@ -340,6 +371,7 @@ MANIFEST_IMAGE = "chaoskit/injector:set-me"
 def _agent(args: argparse.Namespace) -> int:
     from chaoskit.cluster import injector
     from chaoskit.faults import objects
+    from chaoskit.faults.scope import Scope
     from chaoskit.session import open_session
 
     if args.action == "manifests":
@@ -351,6 +383,7 @@ def _agent(args: argparse.Namespace) -> int:
 
         print(images.build_injector_image())
         return 0
+    scope = _scope(args) if args.action == "status" else Scope()
     with open_session(_spec(args), bring_up=False, reach_nodes=False, sweep_first=False) as session:
         cluster, kube = session.cluster, session.kube
         if args.action == "install":
@@ -362,10 +395,13 @@ def _agent(args: argparse.Namespace) -> int:
         else:
             current = injector.installed_image(kube)
             pods = kube.pods(INJECTOR_NAMESPACE, INJECTOR_SELECTOR)
-            recorded = objects.listed(kube)
+            within = scope.resolve(kube)
+            every = objects.listed(kube)
+            recorded = [f for f in every if within.covers(f.pods, objects.namespaces_of(f.undo))]
             text = [f"injector of {cluster.name}: {current or 'not installed'}"]
             text += [f"  {pod.metadata.name:32} {pod.spec.node_name or '-':28} {pod.status.phase}" for pod in pods]
-            text.append(f"faults recorded in the cluster: {len(recorded)}")
+            where = f" within {scope.describe()} ({len(every) - len(recorded)} outside)" if not scope.whole else ""
+            text.append(f"faults recorded in the cluster{where}: {len(recorded)}")
             for found_fault in recorded:
                 owner = found_fault.owner
                 state = "owner alive" if found_fault.owner_alive else "OWNER GONE"
@@ -380,6 +416,8 @@ def _agent(args: argparse.Namespace) -> int:
                 "pods": [
                     {"name": pod.metadata.name, "node": pod.spec.node_name, "phase": pod.status.phase} for pod in pods
                 ],
+                "scope": within.scope.describe() or None,
+                "outsideScope": len(every) - len(recorded),
                 "faults": [found_fault.as_json() for found_fault in recorded],
             }
             _emit(args, document, text)
@@ -429,15 +467,19 @@ def _cleanup(args: argparse.Namespace) -> int:
     from chaoskit.session import open_session
 
     # Attach, never create; reach nodes by an installed agent only: cleanup never restarts agents under live runs.
+    scope = _scope(args)
     with open_session(
         _spec(args), bring_up=False, injector=args.injector, install_agent=False, sweep_first=False
     ) as session:
-        swept = session.sweep()
+        swept = session.sweep(scope)
     cluster, result, namespaces = session.cluster, swept.faults, swept.namespaces
+    within = f" within {scope.describe()}" if not scope.whole else ""
     text = [
-        f"cleanup of {cluster.name}: {len(result.undone)} fault(s) undone, {len(result.moot)} moot, "
+        f"cleanup of {cluster.name}{within}: {len(result.undone)} fault(s) undone, {len(result.moot)} moot, "
         f"{len(result.failed)} NOT undone, {len(namespaces)} test namespace(s) deleted"
     ]
+    if result.outside:
+        text.append(f"  left alone (outside the scope): {result.outside} fault(s) of dead runs")
     text += [f"  undone: {line}" for line in result.undone]
     text += [f"  moot (settled, its targets are gone): {line}" for line in result.moot]
     text += [f"  left alone (its run is still going): {fault_id}" for fault_id in result.skipped_live]
@@ -448,6 +490,8 @@ def _cleanup(args: argparse.Namespace) -> int:
         )
     document = {
         "cluster": cluster.name,
+        "scope": scope.describe() or None,
+        "outsideScope": result.outside,
         "undone": list(result.undone),
         "moot": list(result.moot),
         "leftAlone": list(result.skipped_live),
@@ -462,8 +506,9 @@ def _status(args: argparse.Namespace) -> int:
     from chaoskit import control
     from chaoskit.session import open_session
 
+    scope = _scope(args)
     with open_session(_spec(args), bring_up=False, reach_nodes=False, sweep_first=False) as session:
-        report = control.status(session.cluster, session.kube)
+        report = control.status(session.cluster, session.kube, scope)
     _emit(args, report.as_json(), report.lines())
     return 1 if report.residue else 0
 
@@ -472,19 +517,25 @@ def _abort(args: argparse.Namespace) -> int:
     from chaoskit import control
     from chaoskit.session import open_session
 
+    scope = _scope(args)
     with open_session(
         _spec(args), bring_up=False, injector=args.injector, install_agent=False, sweep_first=False
     ) as session:
-        cluster, result = session.cluster, control.abort(session.cluster, session.kube)
+        cluster, result = session.cluster, control.abort(session.cluster, session.kube, scope=scope)
+    within = f" within {scope.describe()}" if not scope.whole else ""
     text = [
-        f"abort of {cluster.name}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "
+        f"abort of {cluster.name}{within}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "
         f"{len(result.moot)} moot, {len(result.failed)} NOT undone"
     ]
+    if result.outside:
+        text.append(f"  left in place (outside the scope): {result.outside} fault(s)")
     text += [f"  undone: {line}" for line in result.undone]
     text += [f"  moot (its targets are gone): {line}" for line in result.moot]
     text += [f"  NOT UNDONE: {line}" for line in result.failed]
     document = {
         "cluster": cluster.name,
+        "scope": scope.describe() or None,
+        "outsideScope": result.outside,
         "seconds": round(result.seconds, 2),
         "undone": list(result.undone),
         "moot": list(result.moot),

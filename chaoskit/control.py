@@ -30,6 +30,7 @@ from chaoskit.adapters.kube import Kube
 from chaoskit.cluster.base import Cluster
 from chaoskit.errors import ClusterError
 from chaoskit.faults import objects
+from chaoskit.faults.scope import Scope
 from chaoskit.faults.signals import deferred
 from chaoskit.faults.sweeper import undo_entry, undo_object
 from chaoskit.namespaces import NAMESPACE_LABEL, OWNER_PID, owner_alive
@@ -68,6 +69,10 @@ class Status:
     """Faults the cluster records that this machine's ledger does not know (other machines' runs)."""
     records_unreadable: str | None = None
     """Why the cluster's fault records could not be read, if they could not."""
+    scope: str = ""
+    """The ``-n``/``-l`` scope in words (empty: the whole cluster)."""
+    outside: int = 0
+    """Faults in place left out because they are outside the scope."""
 
     @property
     def residue(self) -> bool:
@@ -84,6 +89,8 @@ class Status:
         now = time.time() if now is None else now
         return {
             "cluster": self.cluster,
+            "scope": self.scope or None,
+            "outsideScope": self.outside,
             "residue": self.residue,
             "faults": [
                 {
@@ -112,7 +119,10 @@ class Status:
 
     def lines(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
-        out = [f"cluster {self.cluster}: {len(self.faults)} fault(s) in place"]
+        within = f" within {self.scope}" if self.scope else ""
+        out = [f"cluster {self.cluster}: {len(self.faults)} fault(s) in place{within}"]
+        if self.outside:
+            out.append(f"  ({self.outside} more outside it, node-wide faults among them: no -n or -l selects those)")
         out += [f"  {f.line(now)}" for f in self.faults]
         if self.records_unreadable:
             out.append(f"the faults recorded in the cluster could not be read: {self.records_unreadable}")
@@ -137,18 +147,24 @@ class Status:
         return out
 
 
-def status(cluster: Cluster, kube: Kube) -> Status:
-    """The faults in place (from the ledger) and the test namespaces of the cluster."""
-    faults = [ActiveFault(e, e.owner_alive()) for e in Ledger(cluster.name).unsettled()]
-    known = {f.entry.fault_id for f in faults}
+def status(cluster: Cluster, kube: Kube, scope: Scope | None = None) -> Status:
+    """The faults in place (from the ledger) and the test namespaces of the cluster; within ``scope`` (``-n``,
+    ``-l``: see :mod:`chaoskit.faults.scope`) when one is given."""
+    within = (scope or Scope()).resolve(kube)
+    entries = Ledger(cluster.name).unsettled()
+    faults = [ActiveFault(e, e.owner_alive()) for e in entries if within.covers(e.pods, objects.namespaces_of(e.undo))]
+    known = {e.fault_id for e in entries}
     try:
-        elsewhere = [found for found in objects.listed(kube) if found.fault_id not in known]
+        recorded = [found for found in objects.listed(kube) if found.fault_id not in known]
         unreadable = None
     except ClusterError as exc:  # no rights in chaoskit-system, say: the ledger's part still stands
-        elsewhere, unreadable = [], str(exc)
+        recorded, unreadable = [], str(exc)
+    elsewhere = [f for f in recorded if within.covers(f.pods, objects.namespaces_of(f.undo))]
+    outside = len(entries) - len(faults) + len(recorded) - len(elsewhere)
     namespaces = []
     now = time.time()
-    listed: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+    labelled: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+    listed = [ns for ns in labelled if within.covers_namespace(ns.metadata.name)]
     live = leases.live_owners(kube)  # None: unreadable, and then no owner is called dead
     for ns in listed:
         pid = (ns.metadata.labels or {}).get(OWNER_PID, "")
@@ -156,7 +172,15 @@ def status(cluster: Cluster, kube: Kube) -> Status:
         phase = (ns.status.phase if ns.status else None) or "?"
         age = now - created.timestamp() if created else 0.0
         namespaces.append(TestNamespace(ns.metadata.name, pid, owner_alive(ns, live), phase, age))
-    return Status(cluster.name, faults, sorted(namespaces, key=lambda n: n.name), elsewhere, unreadable)
+    return Status(
+        cluster.name,
+        faults,
+        sorted(namespaces, key=lambda n: n.name),
+        elsewhere,
+        unreadable,
+        scope=within.scope.describe(),
+        outside=outside,
+    )
 
 
 @dataclass
@@ -166,29 +190,43 @@ class AbortResult:
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     """From the abort line until the last fault was undone and proven."""
+    outside: int = 0
+    """Faults in place left alone because they are outside the abort's scope (``-n``/``-l``)."""
 
     def file(self, fault_id: str, how: str, text: str) -> None:
         """Note one fault's outcome (``undone``, ``moot`` or ``failed``, as the sweeper's undo returns it)."""
         {"undone": self.undone, "moot": self.moot}.get(how, self.failed).append(f"{fault_id}: {text}")
 
 
-def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0) -> AbortResult:
-    """Undo every fault of the cluster in place now, live runs' included, after telling them to stop."""
+def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0, scope: Scope | None = None) -> AbortResult:
+    """Undo every fault of the cluster in place now, live runs' included, after telling them to stop; within
+    ``scope`` (``-n``, ``-l``) when one is given: a run is told to stop when one of its faults is in it."""
+    within = (scope or Scope()).resolve(kube)
     ledger = Ledger(cluster.name)
     by = f"chaoskit abort (pid {os.getpid()} on {socket.gethostname()})"
     started = time.monotonic()
-    ledger.abort([e.fault_id for e in ledger.unsettled()], by)
+
+    def covered(entries: list[LedgerEntry]) -> list[LedgerEntry]:
+        return [e for e in entries if within.covers(e.pods, objects.namespaces_of(e.undo))]
+
+    ledger.abort([e.fault_id for e in covered(ledger.unsettled())], by)
     result = AbortResult()
     seen: set[str] = set()
     until = time.monotonic() + settle_seconds
     while True:
-        pending = [e for e in ledger.unsettled() if e.fault_id not in seen]
+        pending = [e for e in covered(ledger.unsettled()) if e.fault_id not in seen]
         for entry in pending:
             seen.add(entry.fault_id)
             with deferred(f"aborting {entry.fault_id}"):
                 result.file(entry.fault_id, *undo_entry(cluster, kube, ledger, entry))
         mine = {e.fault_id for e in ledger.unsettled()}
-        others = [f for f in objects.listed(kube) if f.fault_id not in seen and f.fault_id not in mine]
+        others = [
+            f
+            for f in objects.listed(kube)
+            if f.fault_id not in seen
+            and f.fault_id not in mine
+            and within.covers(f.pods, objects.namespaces_of(f.undo))
+        ]
         for found in others:  # other machines' runs: only the cluster records them
             seen.add(found.fault_id)
             with deferred(f"aborting {found.fault_id}"):
@@ -196,5 +234,9 @@ def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0) -> AbortRes
         if pending or others:
             result.seconds = time.monotonic() - started
         if time.monotonic() >= until:
+            left = [e for e in ledger.unsettled() if e.fault_id not in seen]
+            result.outside = len(left) + sum(
+                1 for f in objects.listed(kube) if f.fault_id not in seen and f.fault_id not in mine
+            )
             return result
         time.sleep(0.2)

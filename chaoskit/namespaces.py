@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -88,9 +88,11 @@ def own_namespace(cluster: Cluster, kube: Kube, base: str = "test", pod_security
         kube.core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
 
 
-def sweep_namespaces(kube: Kube) -> list[str]:
-    """Delete test namespaces whose owner died; return their names. Live owners' are left alone."""
-    leftovers: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+def sweep_namespaces(kube: Kube, only: Callable[[str], bool] | None = None) -> list[str]:
+    """Delete test namespaces whose owner died (those ``only`` accepts by name, when given); return their names.
+    Live owners' are left alone."""
+    labelled: list[Any] = kube.core.list_namespace(label_selector=NAMESPACE_LABEL).items
+    leftovers = [ns for ns in labelled if only is None or only(ns.metadata.name)]
     live = live_owners(kube) if any(OWNER_LABEL in (ns.metadata.labels or {}) for ns in leftovers) else set()
     deleted = []
     for ns in leftovers:

@@ -28,6 +28,7 @@ from chaoskit.cluster import Cluster, ClusterSpec, get_provider
 from chaoskit.errors import FaultUndoFailed
 from chaoskit.faults.base import FaultHooks
 from chaoskit.faults.safety import Safety
+from chaoskit.faults.scope import Scope
 from chaoskit.faults.sweeper import SweepResult, sweep
 from chaoskit.namespaces import sweep_namespaces
 from chaoskit.state import locks
@@ -67,11 +68,13 @@ class Session:
         """A fresh fault handle on this session (``kind``: :class:`Chaos` or a subclass, such as the plugin's)."""
         return kind(self.cluster, self.kube, self.safety, hooks)
 
-    def sweep(self) -> Swept:
+    def sweep(self, scope: Scope | None = None) -> Swept:
         """Undo (and prove undone) every fault a dead run left, then delete dead runs' test namespaces (the faults
-        first: their undo is proven while the pods they hit still stand)."""
-        faults = sweep(self.cluster, self.kube)
-        return Swept(faults, sweep_namespaces(self.kube))
+        first: their undo is proven while the pods they hit still stand); within ``scope`` (``-n``/``-l`` of
+        ``chaoskit cleanup``) when one is given."""
+        resolved = scope.resolve(self.kube) if scope is not None and not scope.whole else None
+        faults = sweep(self.cluster, self.kube, scope=resolved)
+        return Swept(faults, sweep_namespaces(self.kube, resolved.covers_namespace if resolved else None))
 
     def close(self) -> None:
         self.kube.close()

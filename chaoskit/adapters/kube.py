@@ -204,6 +204,20 @@ class Kube:
         items: list[Obj] = self.core.list_namespaced_pod(namespace, label_selector=selector or "").items
         return items
 
+    def select_pods(self, namespace: str | None, selector: str) -> list[Obj]:
+        """The pods matching a label selector a user typed, in ``namespace`` or (None) in every namespace; a
+        selector the API server cannot parse is a :class:`UsageError` quoting its reason."""
+        try:
+            if namespace is None:
+                found: list[Obj] = self.core.list_pod_for_all_namespaces(label_selector=selector).items
+            else:
+                found = self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        except ApiException as exc:
+            if exc.status == 400:
+                raise UsageError(f"label selector {selector!r}: {_reason(exc)}") from None
+            raise
+        return found
+
     def delete_pods(self, namespace: str, names: Sequence[str], grace_seconds: int | None) -> None:
         """Delete pods ``names`` of ``namespace`` with ``grace_seconds`` (None: each pod's own), up to
         :data:`PARALLEL_CALLS` at once (within the client's :class:`ApiRate`); the first failure is raised

@@ -455,7 +455,7 @@ class Fault(ABC):
                 pods=self.hit_pods,
                 allow_control_plane=bool(getattr(self.safety, "allow_control_plane", False)),
             )
-            ledger.record(LedgerEntry(record.fault_id, self.kind, self.cluster.name, undo))
+            ledger.record(LedgerEntry(record.fault_id, self.kind, self.cluster.name, undo, pods=self.hit_pods))
         try:
             record.injected_at = time.time()
             record.injected_mono = time.monotonic()

@@ -29,6 +29,7 @@ from chaoskit.errors import FaultUndoFailed
 from chaoskit.faults import objects, signals
 from chaoskit.faults.base import Fault, undo_and_prove
 from chaoskit.faults.catalog import FAULT_CLASSES
+from chaoskit.faults.scope import Resolved
 from chaoskit.faults.validate import Refused, check_undo
 from chaoskit.state import leases
 from chaoskit.state.ledger import Ledger, LedgerEntry
@@ -46,17 +47,26 @@ class SweepResult:
     """Fault ids of runs still in progress, left alone."""
     moot: tuple[str, ...] = ()
     """Fault ids settled because their targets no longer exist, with the reason."""
+    outside: int = 0
+    """Faults of dead runs left alone because they are outside the sweep's scope (``-n``/``-l``)."""
 
 
-def sweep(cluster: Cluster, kube: Kube, kinds: Mapping[str, type[Fault]] = FAULT_CLASSES) -> SweepResult:
+def sweep(
+    cluster: Cluster,
+    kube: Kube,
+    kinds: Mapping[str, type[Fault]] = FAULT_CLASSES,
+    scope: Resolved | None = None,
+) -> SweepResult:
     """Undo, and prove undone, every fault a dead process left in ``cluster`` (``kinds``: each recorded kind's
-    fault class, the catalog's by default)."""
+    fault class, the catalog's by default; ``scope``: only the faults it covers, see :mod:`.scope`)."""
     ledger = Ledger(cluster.name)
     undone: list[str] = []
     live: list[str] = []
     moot: list[str] = []
     failed: dict[str, str] = {}
-    pending = ledger.unsettled()
+    everything = ledger.unsettled()
+    pending = [e for e in everything if scope is None or scope.covers(e.pods, objects.namespaces_of(e.undo))]
+    outside = [e.fault_id for e in everything if e not in pending and not e.owner_alive()]
     for attempt in range(2):
         retry = []
         for entry in pending:
@@ -82,6 +92,9 @@ def sweep(cluster: Cluster, kube: Kube, kinds: Mapping[str, type[Fault]] = FAULT
         if found.owner_alive:
             live.append(found.fault_id)
             continue
+        if scope is not None and not scope.covers(found.pods, objects.namespaces_of(found.undo)):
+            outside.append(found.fault_id)
+            continue
         how, text = undo_object(cluster, kube, found, kinds)
         if how == "undone":
             undone.append(f"{found.fault_id}: {text}")
@@ -89,8 +102,9 @@ def sweep(cluster: Cluster, kube: Kube, kinds: Mapping[str, type[Fault]] = FAULT
             moot.append(f"{found.fault_id}: {text}")
         else:
             failed[found.fault_id] = text
-    objects.sweep_leases(kube)
-    return SweepResult(tuple(undone), tuple(failed.values()), tuple(live), tuple(moot))
+    if not outside:  # a dead owner's Lease stays while faults of its are left for a later sweep
+        objects.sweep_leases(kube)
+    return SweepResult(tuple(undone), tuple(failed.values()), tuple(live), tuple(moot), len(outside))
 
 
 def undo_object(

@@ -64,6 +64,9 @@ class LedgerEntry:
     """The machine the injecting process ran on."""
     command: str = field(default_factory=lambda: command_line())
     """Its command line, shortened (``pytest experiments/``, ``chaoskit run web.chaos.yaml``)."""
+    pods: tuple[str, ...] = ()
+    """``namespace/name`` of the pods it was injected on (none for a node-wide fault, or in a line written before
+    they were recorded): what ``-n``/``-l`` of ``status``, ``cleanup`` and ``abort`` match."""
 
     def owner_alive(self) -> bool:
         """Whether the process that injected it still runs (then it is not residue)."""
@@ -135,6 +138,7 @@ class Ledger:
                 # A field a newer chaoskit added is ignored: its entry must still be swept here.
                 known = {key: value for key, value in data.items() if key in _ENTRY_FIELDS}
                 known.setdefault("started_at", None)  # an older line: not this process's start time
+                known["pods"] = tuple(known.get("pods") or ())
                 open_entries[data["fault_id"]] = LedgerEntry(**known)
             elif data.get("op") == "settle":
                 open_entries.pop(data["fault_id"], None)

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from inner import cleanup, start_inner_run
 from residue import Residue, scan
 from workloads import Web, probe_eventually
 
@@ -29,69 +30,6 @@ from chaoskit.adapters.kube import is_control_plane
 from chaoskit.state.ledger import Ledger
 
 pytestmark = [pytest.mark.destructive, pytest.mark.shared_web]
-
-INNER = """
-import pathlib, time
-{prelude}
-
-def test_hold_a_fault(chaos, kube):
-    with {fault} as record:
-        pathlib.Path("{marker}").write_text(record.fault_id)
-        {during}
-"""
-HOLD = "time.sleep(300)"
-
-
-def start_inner_run(
-    tmp_path: Path, fault: str, during: str = HOLD, prelude: str = "", injector: str | None = None
-) -> tuple[subprocess.Popen[str], str]:
-    """A pytest run in a subprocess that injects ``fault`` (code using ``chaos``), then runs ``during``;
-    through ``injector`` when given (the outer session's ``--chaos-injector``).
-
-    Returns once the fault is injected and proven, with the fault's id."""
-    marker = tmp_path / "injected"
-    test_file = tmp_path / "test_inner.py"
-    test_file.write_text(textwrap.dedent(INNER).format(fault=fault, marker=marker, during=during, prelude=prelude))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(test_file),
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-s",
-            *(["--chaos-injector", injector] if injector else []),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 180
-    while not marker.exists() or not marker.read_text():
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "the inner run never injected its fault"
-        time.sleep(0.1)
-    return proc, marker.read_text()
-
-
-def cleanup(cluster, injector: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chaoskit.cli",
-            "cleanup",
-            "--name",
-            cluster.name,
-            *(["--injector", injector] if injector else []),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
 
 
 def residue_now(cluster) -> Residue:
@@ -182,8 +120,14 @@ def signals_for(kind: str, injector: str | None) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.name == "test_a_run_stopped_mid_fault_leaves_zero_residue":
         injector = metafunc.config.getoption("chaos_injector")
-        cases = [(kind, how) for kind in FAULTS for how in signals_for(kind, injector)]
-        metafunc.parametrize(("kind", "how"), cases, ids=[f"{kind}-{how}" for kind, how in cases])
+        cases = [
+            pytest.param(
+                kind, how, id=f"{kind}-{how}", marks=[pytest.mark.node_fault] if kind in GRACEFUL_ON_NODES else []
+            )
+            for kind in FAULTS
+            for how in signals_for(kind, injector)
+        ]
+        metafunc.parametrize(("kind", "how"), cases)
 
 
 def test_a_run_stopped_mid_fault_leaves_zero_residue(

@@ -197,8 +197,8 @@ def test_the_cli_still_recreates_a_cluster_that_does_not_fit(machine, capsys):
 
 
 def test_the_cluster_fixture_never_deletes_a_cluster_it_did_not_create(machine, monkeypatch, pytester):
-    monkeypatch.setattr(chaoskit.session, "sweep_namespaces", lambda kube: [])
-    monkeypatch.setattr(chaoskit.session, "sweep", lambda cluster, kube: SweepResult((), (), ()))
+    monkeypatch.setattr(chaoskit.session, "sweep_namespaces", lambda kube, only=None: [])
+    monkeypatch.setattr(chaoskit.session, "sweep", lambda cluster, kube, scope=None: SweepResult((), (), ()))
     pytester.makepyfile(
         """
         def test_uses_it(cluster):

@@ -65,9 +65,13 @@ def steps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
     monkeypatch.setattr(chaoskit.session, "get_provider", lambda *a, **k: Provider())
     monkeypatch.setattr(chaoskit.cluster.injector, "select", select)
-    monkeypatch.setattr(chaoskit.session, "sweep_namespaces", lambda kube: calls.append(("namespaces",)) or ["ns-1"])
     monkeypatch.setattr(
-        chaoskit.session, "sweep", lambda cluster, kube: calls.append(("faults",)) or SweepResult(("f-1: ok",), (), ())
+        chaoskit.session, "sweep_namespaces", lambda kube, only=None: calls.append(("namespaces",)) or ["ns-1"]
+    )
+    monkeypatch.setattr(
+        chaoskit.session,
+        "sweep",
+        lambda cluster, kube, scope=None: calls.append(("faults",)) or SweepResult(("f-1: ok",), (), ()),
     )
     monkeypatch.setattr(chaoskit.session.locks, "machine_lock", lambda *a: _Null())
     return calls
@@ -105,7 +109,9 @@ def test_what_a_sweep_could_not_undo_refuses_the_session_and_closes_its_client(
     steps: list[tuple[Any, ...]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        chaoskit.session, "sweep", lambda cluster, kube: SweepResult((), ("partition-1: rules left on w1",), ())
+        chaoskit.session,
+        "sweep",
+        lambda cluster, kube, scope=None: SweepResult((), ("partition-1: rules left on w1",), ()),
     )
     with pytest.raises(FaultUndoFailed, match="could not be undone: partition-1: rules left on w1"):
         open_session(ClusterSpec(name="unit"))

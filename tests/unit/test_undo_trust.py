@@ -428,3 +428,21 @@ def test_two_signals_during_an_undo_no_signal_started_wait_for_it_and_a_third_fo
     assert result.stdout.splitlines() == ["undo finished", "interrupted: received signal SIGTERM"], result
     assert "(2 more within 2 s of each other force the exit)" in result.stderr, result.stderr
     assert result.returncode == 130 and "SIGTERM again while undoing unit-4: exiting now" in result.stderr
+
+
+def test_a_sweep_within_a_scope_undoes_the_faults_on_its_pods_and_counts_the_others():
+    from chaoskit.faults.scope import Resolved, Scope
+
+    Sticky.still_there = False
+    try:
+        ledger = Ledger("unit")
+        dead = {"pid": 1, "boot_id": "an-earlier-boot"}
+        ledger.record(LedgerEntry("in-shop", "unit-sticky", "unit", {"thing": "a"}, pods=("shop/web-1",), **dead))
+        ledger.record(LedgerEntry("in-other", "unit-sticky", "unit", {"thing": "b"}, pods=("other/web-1",), **dead))
+        ledger.record(LedgerEntry("on-a-node", "unit-sticky", "unit", {"thing": "c"}, **dead))
+        result = sweep(CLUSTER, None, kinds={Sticky.kind: Sticky}, scope=Resolved(Scope("shop"), None))  # type: ignore[arg-type]
+        assert result.undone == ("in-shop: gone",) and result.outside == 2
+        assert [e.fault_id for e in ledger.unsettled()] == ["in-other", "on-a-node"]
+        assert [e.pods for e in ledger.unsettled()] == [("other/web-1",), ()]  # read back as written
+    finally:
+        Sticky.still_there = True
