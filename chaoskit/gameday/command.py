@@ -13,13 +13,13 @@ from chaoskit.adapters.rate import ApiRate
 from chaoskit.adapters.shell import say
 from chaoskit.cluster import ClusterSpec, choose_provider
 from chaoskit.cluster.base import NAME_ENV, default_name
-from chaoskit.errors import FaultUndoFailed
+from chaoskit.errors import FaultUndoFailed, UsageError
 from chaoskit.faults.safety import Safety
 from chaoskit.gameday.runner import GameDay, planned, result_exit_code
 from chaoskit.gameday.spec import ExperimentFile, load_experiment
 from chaoskit.gameday.view import Keys, LineView, LiveView
 from chaoskit.grafana import GrafanaAnnotations
-from chaoskit.prometheus import PrometheusClient
+from chaoskit.prometheus.service import PrometheusService, reach_prometheus
 from chaoskit.report import write_junit, write_reports
 from chaoskit.results import ExperimentResult
 from chaoskit.session import open_session
@@ -70,6 +70,13 @@ def add_parser(commands: Any) -> None:
         metavar="URL",
         help="the Prometheus for PromQL objectives and stop conditions (the cluster's own, on 127.0.0.1 or a host "
         "allowed with --allow-target); default: the file's prometheus: url, else chaoskit deploys its own for the run",
+    )
+    run.add_argument(
+        "--prometheus-service",
+        metavar="NS/SVC:PORT",
+        help="the cluster's own Prometheus through a port-forward to its Service (e.g. "
+        "monitoring/prometheus-k8s:9090), for a Prometheus the host cannot reach; default: the file's prometheus: "
+        "service",
     )
     run.add_argument(
         "--grafana-url",
@@ -183,6 +190,14 @@ def main(args: argparse.Namespace) -> int:
     safety = safety_from(args, args.max_share)
     experiment.check_safety(safety)  # refused before anything touches the cluster
     hooks = GrafanaAnnotations(args.grafana_url) if args.grafana_url else None  # a bad URL is refused here too
+    url = args.prometheus_url
+    service = (
+        PrometheusService.parse(args.prometheus_service, "--prometheus-service") if args.prometheus_service else None
+    )
+    if url and service is not None:
+        raise UsageError("--prometheus-url and --prometheus-service are both given: name one Prometheus")
+    if not (url or service):  # the command line wins over the file
+        url, service = experiment.prometheus_url, experiment.prometheus_service
     try:
         session = open_session(
             spec_for(args, experiment), injector=args.injector, agent_image=args.agent_image, safety=safety
@@ -190,11 +205,7 @@ def main(args: argparse.Namespace) -> int:
     except FaultUndoFailed as exc:
         say(str(exc))
         return 1
-    with session:
-        url = args.prometheus_url or experiment.prometheus_url  # the command line wins over the file
-        prometheus = PrometheusClient(url) if url else None
-        if prometheus is not None:
-            prometheus.check_reachable(within=10.0)
+    with session, reach_prometheus(session.kube, url, service) as prometheus:  # None: the run deploys its own
         game = GameDay(experiment, session.cluster, session.kube, session.chaos(hooks), prometheus=prometheus)
         if args.dry_run:
             return dry_run(game)

@@ -23,6 +23,7 @@ from chaoskit.experiment import Workload
 from chaoskit.faults import FaultRecord, Safety
 from chaoskit.faults.catalog import CATALOG
 from chaoskit.load import LoadSpec
+from chaoskit.prometheus.service import PrometheusService
 from chaoskit.slo import Objective, PromQL
 from chaoskit.stops import PromQLAbove, StopCondition
 
@@ -195,6 +196,9 @@ class ExperimentFile:
     prometheus_url: str | None = None
     """``prometheus: {url: ...}``: a Prometheus already running to ask, instead of one the run deploys
     (the command line's and the pytest session's URL win over it)."""
+    prometheus_service: PrometheusService | None = None
+    """``prometheus: {service, namespace, port}``: the cluster's own Prometheus, through a port-forward to that
+    Service (the command line's and the pytest session's Prometheus win over it)."""
 
     def line_of(self, field: str) -> int:
         """The line ``field`` is written on, or its nearest enclosing field's (1 when none is known)."""

@@ -46,6 +46,7 @@ from chaoskit.gameday.model import (
 from chaoskit.gameday.words import coerce, culprit, read_duration, show, split_message
 from chaoskit.images import image_name
 from chaoskit.load import LoadSpec
+from chaoskit.prometheus.service import PrometheusService
 from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, Objective, PromQL, RecoveryTime
 from chaoskit.stops import AvailabilityBelow, ErrorBurstOver, LatencyAbove, PromQLAbove, StopCondition
 
@@ -100,11 +101,40 @@ class Semantics:
             settle_seconds=float(data.get("settle_seconds", DEFAULT_SETTLE_SECONDS)),
             lines=MappingProxyType({field_name(loc): line for loc, line in doc.lines.items()}),
             prometheus_url=self.prometheus_url(),
+            prometheus_service=self.prometheus_service(),
         )
 
     def prometheus_url(self) -> str | None:
         raw = self.data.get("prometheus")
         return str(raw["url"]) if isinstance(raw, dict) and "url" in raw else None
+
+    def prometheus_service(self) -> PrometheusService | None:
+        """``prometheus: {service, namespace, port}``; the schema holds each field's form, and here what it cannot
+        say: a url or a service, one of them, and a service with its namespace and port."""
+        loc: Loc = ("prometheus",)
+        raw = self.data.get("prometheus")
+        if not isinstance(raw, dict) or not self.doc.clean(loc):
+            return None
+        named = [key for key in ("service", "namespace", "port") if key in raw]
+        if "url" in raw and named:
+            self.doc.add(
+                loc,
+                f"gives url and {', '.join(named)}: the run asks one Prometheus",
+                "keep url for a Prometheus the host reaches, or service, namespace and port for the cluster's own "
+                "through a port-forward",
+            )
+            return None
+        if "url" in raw:
+            return None
+        missing = [key for key in ("service", "namespace", "port") if key not in raw]
+        if missing:
+            self.doc.add(
+                (*loc, missing[0]),
+                "is missing: prometheus needs url, or service with namespace and port",
+                "add url: http://127.0.0.1:9090, or service: prometheus-k8s, namespace: monitoring, port: 9090",
+            )
+            return None
+        return PrometheusService(str(raw["namespace"]), str(raw["service"]), int(raw["port"]))
 
     def default_namespace(self) -> str:
         """The namespace of a fault or workload that names none (a stand-in when the file's own is wrong)."""

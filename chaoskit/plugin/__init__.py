@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ from chaoskit.plugin.options import (
     _STARTED,
     PLUGIN_FLAGS,
     _spec,
+    prometheus_service,
     pytest_addoption,
     setting,
 )
@@ -95,6 +96,7 @@ from chaoskit.plugin.runs import (
 )
 from chaoskit.prometheus import PrometheusClient, deploy_prometheus, remove_prometheus
 from chaoskit.prometheus.deploy import NAMESPACE as PROMETHEUS_NAMESPACE
+from chaoskit.prometheus.service import reach_prometheus
 from chaoskit.slo import Objective
 
 __all__ = [  # the hooks and helpers the submodules hold, kept here for pytest (which reads this module) and users
@@ -190,6 +192,7 @@ def pytest_configure(config: pytest.Config) -> None:
             share_nodes=setting(config, "share-nodes"),
             front_end="pytest",
         )
+        prometheus_service(config)  # a bad one is refused now, not when the first experiment asks
         if setting(config, "grafana-url"):
             check_grafana_url(setting(config, "grafana-url"))  # refused now, not at a fault's injection
     except ChaoskitError as exc:
@@ -295,15 +298,18 @@ def chaoskit_prometheus(
     """Prometheus in the cluster (namespace ``chaoskit-monitoring``, ``chaoskit-monitoring-gw0``... under
     ``pytest -n``), scraping annotated pods every second
     and the kubelets; a client for it on 127.0.0.1. Removed when the session ends. With
-    ``--chaos-prometheus-url`` the Prometheus there instead: nothing is deployed or removed."""
+    ``--chaos-prometheus-url`` the Prometheus there instead, or with ``--chaos-prometheus-service`` the one behind
+    that Service, through a port-forward: nothing is deployed or removed."""
     url = setting(pytestconfig, "prometheus-url")
-    if url:  # the cluster's own: nothing deployed, nothing removed
-        try:
-            client = PrometheusClient(url)
-            client.check_reachable(within=10.0)
-        except ChaoskitError as exc:
-            pytest.fail(f"--chaos-prometheus-url {url}: {exc}", pytrace=False)
-        with client:
+    service = prometheus_service(pytestconfig)
+    if url or service:  # the cluster's own: nothing deployed, nothing removed
+        option = f"--chaos-prometheus-url {url}" if url else f"--chaos-prometheus-service {service}"
+        with ExitStack() as stack:
+            try:
+                client = stack.enter_context(reach_prometheus(chaoskit_kube, url, service))
+            except ChaoskitError as exc:
+                pytest.fail(f"{option}: {exc}", pytrace=False)
+            assert client is not None
             yield client
         return
     worker = parallel.worker_id(pytestconfig)

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from chaoskit.errors import ChaoskitError
-from chaoskit.plugin.options import _SAFETY, setting
+from chaoskit.plugin.options import _SAFETY, prometheus_service, setting
 from chaoskit.plugin.results import reporter
 from chaoskit.plugin.runs import PytestChaos, check_faults_undone, plugin_hooks, session_cluster
-from chaoskit.prometheus import PrometheusClient
+from chaoskit.prometheus.service import reach_prometheus
 
 # --- experiment files (*.chaos.yaml) as test items ------------------------------------------------------
 
@@ -62,10 +62,11 @@ class ChaosItem(pytest.Item):
 
         config = self.config
         cluster = session_cluster(config)
-        with cluster.kube() as kube:
+        url, service = setting(config, "prometheus-url"), prometheus_service(config)
+        if not (url or service):  # the session's wins over the file's
+            url, service = self.experiment.prometheus_url, self.experiment.prometheus_service
+        with cluster.kube() as kube, reach_prometheus(kube, url, service) as prometheus:  # None: the run deploys one
             chaos = PytestChaos(cluster, kube, config.stash[_SAFETY], plugin_hooks(config))
-            url = setting(config, "prometheus-url") or self.experiment.prometheus_url  # the session's wins
-            prometheus = PrometheusClient(url) if url else None  # else the run deploys its own when it needs one
             game = GameDay(
                 self.experiment, cluster, kube, chaos, prometheus=prometheus, on_result=[reporter(config, self, kube)]
             )

@@ -14,11 +14,13 @@ from chaoskit.adapters.rate import ApiRate
 from chaoskit.baseline import Baseline
 from chaoskit.cluster import PROVIDERS, ClusterSpec
 from chaoskit.cluster.base import KUBERNETES_ENV, NAME_ENV, parse_node_ports
+from chaoskit.errors import UsageError
 from chaoskit.faults.safety import Safety
 from chaoskit.namespaces import (
     DEFAULT_POD_SECURITY,
     POD_SECURITY_LEVELS,
 )
+from chaoskit.prometheus.service import PrometheusService
 from chaoskit.provision.versions import DEFAULT_LINE, LINES
 from chaoskit.results import ExperimentResult
 from chaoskit.session import Session
@@ -75,8 +77,9 @@ _SETTINGS = (
     _Setting("kube-burst", "API requests each client may make at once (default: 100)", "int", metavar="N"),
     _Setting(
         "node-ports",
-        "existing provider: the cluster's NodePorts the host reaches on 127.0.0.1, as FIRST-LAST (a tunnel, or a "
-        "kind cluster's port mappings; default none)",
+        "kind: the NodePorts a cluster this session creates publishes on 127.0.0.1 (default 30080-30089; a "
+        "running cluster keeps its own); existing provider: the cluster's NodePorts the host reaches on 127.0.0.1 "
+        "(a tunnel, or a kind cluster's port mappings; default none), as FIRST-LAST",
         metavar="FIRST-LAST",
     ),
     _Setting("keep-cluster", "keep a cluster this session created (default: delete it)", "bool", False),
@@ -140,6 +143,12 @@ _SETTINGS = (
         "use this Prometheus (the cluster's own, port-forwarded or allowed with --chaos-allow-target) instead of "
         "deploying chaoskit's",
         metavar="URL",
+    ),
+    _Setting(
+        "prometheus-service",
+        "use the cluster's own Prometheus through a port-forward to its Service, NAMESPACE/SERVICE:PORT (e.g. "
+        "monitoring/prometheus-k8s:9090), instead of deploying chaoskit's",
+        metavar="NS/SVC:PORT",
     ),
     _Setting(
         "report-dir",
@@ -224,6 +233,17 @@ def setting(config: pytest.Config, name: str) -> Any:
         ) from None
 
 
+def prometheus_service(config: pytest.Config) -> PrometheusService | None:
+    """``--chaos-prometheus-service`` parsed (None when not given); a bad one, or one beside
+    ``--chaos-prometheus-url``, is a UsageError naming the option."""
+    given = setting(config, "prometheus-service")
+    if not given:
+        return None
+    if setting(config, "prometheus-url"):
+        raise UsageError("--chaos-prometheus-url and --chaos-prometheus-service are both given: name one Prometheus")
+    return PrometheusService.parse(given, "--chaos-prometheus-service")
+
+
 _SPEC = pytest.StashKey[ClusterSpec]()
 _SAFETY = pytest.StashKey[Safety]()
 _RESULTS = pytest.StashKey[list[ExperimentResult]]()
@@ -240,9 +260,11 @@ _SESSION = pytest.StashKey[Session]()
 
 def _spec(config: pytest.Config, provider: str) -> ClusterSpec:
     kubeconfig = setting(config, "kubeconfig")
-    ports = setting(config, "node-ports")
+    given = setting(config, "node-ports")
+    ports = parse_node_ports(given, "--chaos-node-ports") if given else None
     return ClusterSpec(
-        reachable_node_ports=parse_node_ports(ports, "--chaos-node-ports") if ports else (),
+        **({"node_ports": ports} if provider == "kind" and ports is not None else {}),
+        reachable_node_ports=ports if provider != "kind" and ports is not None else (),
         provider=provider,
         name=setting(config, "cluster-name"),
         workers=setting(config, "workers"),

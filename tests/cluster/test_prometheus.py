@@ -20,7 +20,7 @@ from workloads import Web, get_from_host
 from chaoskit.adapters.kube import Kube
 from chaoskit.cluster import Cluster
 from chaoskit.prometheus import PrometheusClient, PrometheusDeployment, deploy_prometheus, remove_prometheus
-from chaoskit.prometheus.deploy import NAME, cluster_role_name
+from chaoskit.prometheus.deploy import NAME, PORT, cluster_role_name
 
 pytest_plugins = ["pytester"]
 NAMESPACE = "ck-prometheus-tests"
@@ -130,7 +130,7 @@ def test_uses_the_clusters_own_prometheus(experiment, chaoskit_prometheus, chaos
 THEIR_FILE = """\
 name: their prometheus
 namespace: {namespace}
-prometheus: {{url: '{url}'}}
+prometheus: {prometheus}
 load: {{host: 'http://127.0.0.1:{port}', paths: [/], users: 2, rate_per_user: 10, run_seconds: 6, warmup_seconds: 1}}
 faults:
   - {{kind: pod-kill, at: 1s, selector: app=web, count: 1}}
@@ -139,12 +139,19 @@ objectives:
 """
 
 
+@pytest.mark.parametrize("named_by", ["url", "service"])
 def test_an_experiment_file_names_the_clusters_own_prometheus_and_none_is_deployed(
-    pytester: pytest.Pytester, prometheus: PrometheusDeployment, web: Web, kube: Kube
+    pytester: pytest.Pytester, prometheus: PrometheusDeployment, web: Web, kube: Kube, named_by: str
 ) -> None:
-    """A file's ``prometheus: {url}`` is asked for its PromQL objective: the run deploys no Prometheus."""
+    """A file's ``prometheus: {url}``, or ``{service, namespace, port}`` reached through a port-forward, is asked
+    for its PromQL objective: the run deploys no Prometheus."""
     path = pytester.path / "theirs.chaos.yaml"
-    path.write_text(THEIR_FILE.format(namespace=web.namespace, url=prometheus.url, port=web.node_port))
+    theirs = (
+        f"{{url: '{prometheus.url}'}}"
+        if named_by == "url"
+        else f"{{service: {NAME}, namespace: {prometheus.namespace}, port: {PORT}}}"
+    )
+    path.write_text(THEIR_FILE.format(namespace=web.namespace, prometheus=theirs, port=web.node_port))
     result = pytester.run(
         sys.executable, "-m", "chaoskit.cli", "run", str(path), "--no-live", "--report-dir", str(pytester.path),
         "--allow-namespace", web.namespace, timeout=300,
@@ -167,3 +174,31 @@ def test_the_clusters_own_prometheus_serves_instead_of_a_deployed_one(
     unreachable = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--chaos-prometheus-url=http://127.0.0.1:1")
     unreachable.assert_outcomes(errors=1)
     unreachable.stdout.fnmatch_lines(["*--chaos-prometheus-url http://127.0.0.1:1: *"])
+
+
+THROUGH_THE_SERVICE = """
+from chaoskit import LoadSpec, PromQL
+
+def test_uses_the_clusters_own_prometheus_through_its_service(experiment, chaoskit_prometheus, chaoskit_kube):
+    assert chaoskit_prometheus.url.startswith("http://127.0.0.1:")
+    assert chaoskit_prometheus.url != "{node_port_url}", "asked through the NodePort, not the port-forward"
+    namespaces = {{n.metadata.name for n in chaoskit_kube.core.list_namespace().items}}
+    assert "chaoskit-monitoring" not in namespaces, "chaoskit deployed its own Prometheus"
+    load = LoadSpec(host="http://127.0.0.1:{port}", users=2, rate_per_user=10, run_seconds=6, warmup_seconds=1)
+    with experiment(load, [PromQL('count(up{{job="prometheus"}})', at_least=1)], prometheus=chaoskit_prometheus):
+        pass
+"""
+
+
+def test_the_clusters_own_prometheus_is_reached_through_its_service_without_a_node_port(
+    pytester: pytest.Pytester, prometheus: PrometheusDeployment, web: Web
+) -> None:
+    pytester.makepyfile(test_theirs=THROUGH_THE_SERVICE.format(node_port_url=prometheus.url, port=web.node_port))
+    service = f"--chaos-prometheus-service={prometheus.namespace}/{NAME}:{PORT}"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", service)
+    result.assert_outcomes(passed=1)
+    missing = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--chaos-prometheus-service={NAMESPACE}/none:9090"
+    )
+    missing.assert_outcomes(errors=1)
+    missing.stdout.fnmatch_lines([f"*--chaos-prometheus-service {NAMESPACE}/none:9090: *"])

@@ -683,9 +683,26 @@ def test_a_prometheus_already_running_is_named_by_its_url():
     (scheme,) = refusal("prometheus: {url: 'ftp://x'}\n" + BASE)
     assert scheme.startswith(f"{SOURCE}:1: prometheus.url: "), scheme
     assert refusal("prometheus: {address: 'http://x'}\n" + BASE) == [
-        f"{SOURCE}:1: prometheus.url: is missing: prometheus needs it; add url: http://127.0.0.1:9090",
-        f"{SOURCE}:1: prometheus.address: is not a key of prometheus; prometheus's keys are url",
+        f"{SOURCE}:1: prometheus.address: is not a key of prometheus; prometheus's keys are url, service, namespace, "
+        "port",
     ]
+
+
+def test_the_clusters_own_prometheus_is_named_by_its_service_and_never_beside_a_url():
+    text = "prometheus: {service: prometheus-k8s, namespace: monitoring, port: 9090}\n" + BASE
+    file = parse_experiment(text, SOURCE)
+    assert str(file.prometheus_service) == "monitoring/prometheus-k8s:9090" and file.prometheus_url is None
+    assert parse_experiment(BASE, SOURCE).prometheus_service is None
+    assert refusal("prometheus: {url: 'http://127.0.0.1:9090', service: p, namespace: m, port: 9090}\n" + BASE) == [
+        f"{SOURCE}:1: prometheus: gives url and service, namespace, port: the run asks one Prometheus; keep url for a "
+        "Prometheus the host reaches, or service, namespace and port for the cluster's own through a port-forward"
+    ]
+    assert refusal("prometheus: {service: p, namespace: m}\n" + BASE) == [
+        f"{SOURCE}:1: prometheus.port: is missing: prometheus needs url, or service with namespace and port; add url: "
+        "http://127.0.0.1:9090, or service: prometheus-k8s, namespace: monitoring, port: 9090"
+    ]
+    (bad,) = refusal("prometheus: {service: P_x, namespace: m, port: 9090}\n" + BASE)
+    assert bad.startswith(f"{SOURCE}:1: prometheus.service: "), bad
 
 
 def test_a_fault_refused_by_its_spec_still_has_its_times_checked():
