@@ -1,9 +1,9 @@
 # The two commands a newcomer runs (see README.md):
 #   make experiments   cluster up, then pytest experiments/ with its reports in reports/
-#   make test          lint, cluster up, then the whole test suite (the unit tests on two processes, then
-#                      the real-cluster tests in one: on 2 cores, two workers took as long, see
-#                      docs/figures.md), then the fault tests again through the existing provider and the
-#                      injector agent
+#   make test          lint, cluster up, then the whole test suite: the unit tests on two processes while a
+#                      second cluster comes up, then the real-cluster tests in two lanes side by side, one
+#                      per cluster (tests/lanes.sh: the second lane also runs the fault tests through the
+#                      existing provider and the agent's crash matrix)
 # Both install what they need on first use: a virtualenv here, and (as root) Docker,
 # kind and the air-gapped node image (Kubernetes 1.37 from Go modules), cached under ~/.cache/chaoskit.
 # make test prints the cluster's Kubernetes version and the node's own kubectl version before the suite, and
@@ -14,35 +14,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 REPORTS := reports
 
-.PHONY: experiments test lint cluster down venv bench
+.PHONY: experiments test lint cluster down venv bench test-unit cluster-b
 
 experiments: cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest experiments/ --junitxml=$(REPORTS)/experiments.xml --chaos-report-dir=$(REPORTS) $(PYTEST_ARGS)
 
-# The fault tests run again with the kind cluster taken as a foreign one (the existing provider: no Docker
-# path at all, faults through the injector agent; those through the API alone are the same there, and left
-# out); the crash matrix of the faults that enter pods runs again
-# through the agent (SIGTERM on every kind there and SIGKILL on one, SIGINT and SIGKILL on every kind through
-# Docker: SIGINT and SIGTERM unwind by one path, see signals_for in tests/cluster/test_fault_residue.py).
-FAULT_TESTS := tests/cluster/test_pod_faults.py tests/cluster/test_process_freeze.py tests/cluster/test_faults.py \
-	tests/cluster/test_dns_faults.py tests/cluster/test_http_faults.py tests/cluster/test_stress.py \
-	tests/cluster/test_disk_fill.py tests/cluster/test_pod_crash.py
 CLUSTER = $${CHAOSKIT_CLUSTER:-chaoskit}
-KIND_KUBECONFIG = $${CHAOSKIT_CACHE:-$$HOME/.cache/chaoskit}/clusters/$(CLUSTER)/kubeconfig
+# The second cluster, for the second lane of the cluster tests (tests/lanes.sh), with NodePorts 30090-30099.
+CLUSTER_B = $(CLUSTER)-gw1
+SIDE_BY_SIDE = $(MAKE) --no-print-directory -j2 --output-sync=target
 
 test: lint cluster
 	@mkdir -p $(REPORTS)
 	$(BIN)/chaoskit cluster status
 	docker exec $(CLUSTER)-control-plane kubectl --kubeconfig /etc/kubernetes/admin.conf version
 	$(BIN)/python -m chaoskit.provision.host test-tools
+	$(SIDE_BY_SIDE) test-unit cluster-b
+	BIN=$(BIN) REPORTS=$(REPORTS) CLUSTER_B=$(CLUSTER_B) tests/lanes.sh
+
+# The steps of make test that run side by side (each assumes the venv is there).
+test-unit:
 	$(BIN)/pytest tests/unit -n 2 --junitxml=$(REPORTS)/tests-unit.xml
-	$(BIN)/pytest tests/cluster --junitxml=$(REPORTS)/tests.xml --durations=30
-	$(BIN)/pytest tests/cluster/test_fault_residue.py --chaos-injector agent \
-		-k "zero_residue and not node" --junitxml=$(REPORTS)/tests-agent-crash.xml
-	$(BIN)/pytest $(FAULT_TESTS) -m "not api_only" --chaos-provider existing --chaos-kube-context kind-$(CLUSTER) \
-		--chaos-kubeconfig "$(KIND_KUBECONFIG)" --chaos-allow-context kind-$(CLUSTER) --chaos-node-ports 30080-30089 \
-		--junitxml=$(REPORTS)/tests-existing.xml
+
+cluster-b:
+	$(BIN)/chaoskit cluster up --name $(CLUSTER_B) --node-ports 30090-30099
 
 # The figures docs/figures.md quotes, each min / median / max with the load average and its command; the
 # scaling benchmark needs the cluster. Not part of make test: figures are printed, never asserted.
@@ -61,6 +57,7 @@ cluster: venv
 
 down: venv
 	$(BIN)/chaoskit cluster down
+	$(BIN)/chaoskit cluster down --name $(CLUSTER_B)
 
 venv: $(VENV)/.installed
 

@@ -28,7 +28,7 @@ from chaoskit.results import ExperimentResult
 
 _PENDING = pytest.StashKey[list[ExperimentResult]]()
 CREATED = "chaoskit_created_cluster"
-"""The key of a worker's output saying it brought the session's cluster up."""
+"""The key of a worker's output naming the cluster it brought up."""
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -84,9 +84,10 @@ def decode(text: str) -> ExperimentResult:
     return result
 
 
-def created_cluster(config: pytest.Config) -> None:
-    """In a worker: say that it brought the cluster up, for the controller to delete at the end."""
-    config.workeroutput[CREATED] = True  # type: ignore[attr-defined]
+def created_cluster(config: pytest.Config, name: str) -> None:
+    """In a worker: say that it brought cluster ``name`` up, for the controller to delete at the end (each worker
+    may have its own: see tests/cluster/conftest.py)."""
+    config.workeroutput[CREATED] = name  # type: ignore[attr-defined]
 
 
 NODE_WIDE_GROUP = "chaoskit-node-wide"

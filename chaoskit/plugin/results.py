@@ -4,6 +4,7 @@ results."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -120,7 +121,8 @@ class _Controller:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.created_by_worker = False
+        self.created_by_workers: list[str] = []
+        """The clusters workers brought up (one, or one per worker), for the controller to delete at the end."""
 
     @pytest.hookimpl(tryfirst=True)  # before the JUnit writer reads the report's properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -138,13 +140,16 @@ class _Controller:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        if getattr(node, "workeroutput", {}).get(parallel.CREATED):
-            self.created_by_worker = True
+        name = getattr(node, "workeroutput", {}).get(parallel.CREATED)
+        if name and name not in self.created_by_workers:
+            self.created_by_workers.append(name)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
-        if self.created_by_worker and not setting(self.config, "keep-cluster"):
-            delete_cluster(self.config.stash[_SPEC])
+        if setting(self.config, "keep-cluster"):
+            return
+        for name in self.created_by_workers:
+            delete_cluster(dataclasses.replace(self.config.stash[_SPEC], name=name))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

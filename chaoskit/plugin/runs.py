@@ -69,7 +69,7 @@ def session_of(config: pytest.Config) -> Session:
     config.add_cleanup(session.close)
     if session.cluster.created and not setting(config, "keep-cluster"):
         if parallel.is_worker(config):
-            parallel.created_cluster(config)  # the controller deletes it once every worker is done
+            parallel.created_cluster(config, spec.name)  # the controller deletes it once every worker is done
         else:
             config.add_cleanup(lambda: delete_cluster(spec))
     return session

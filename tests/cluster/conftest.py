@@ -1,71 +1,64 @@
-"""The cluster tests on pytest-xdist workers (``pytest tests/cluster -n 2``; ``make test`` runs them in one
-process, as two workers were no faster on 2 cores): turns on one cluster.
+"""The cluster tests on pytest-xdist workers (``pytest tests/cluster -n 2 --dist loadfile``): one kind cluster per
+worker; and the order that puts the tests judging timings last (:data:`LATE`). ``make test`` runs two lanes of its
+own on two clusters instead (tests/lanes.sh), which lets it place each file where it costs least.
 
-Most cluster tests keep to their own namespace, NodePort and pods, and run side by side. A test that needs
-the cluster to itself waits until no other test runs, and none starts while it runs:
+Worker ``gw0`` uses the session's cluster (``--chaos-cluster-name``, else ``$CHAOSKIT_CLUSTER``, else
+``chaoskit``). Worker ``gwN`` uses its own, named ``<that name>-gwN``, which publishes NodePorts 10 x N above
+the default ones (``gw1``: 30090-30099). A worker brings its own up where it is missing, and the controller
+deletes what the workers created (unless ``--chaos-keep-cluster``).
 
-- one marked ``destructive`` (it stops or restarts nodes, installs or deletes the injector agent, or
-  crashes a run in a subprocess and sweeps what it left);
-- one that injects a node-wide fault (found in its code, as ``pytest -n`` finds it for experiments:
-  :func:`chaoskit.parallel.node_wide_test`), since such a fault touches every pod of its nodes;
-- one marked ``cluster_alone`` (it judges timings that another test's load would disturb).
+Why a cluster each rather than turns on one: most of these tests count residue over the whole cluster, stop
+nodes, or undo every run's faults (``chaoskit abort``, ``cleanup``), so on one cluster 78 of 148 needed it alone
+and two workers were no faster than one. Two clusters share no node, no ledger and no lock, so every test runs
+beside any other; what they share is this machine's CPU.
 
-The turns are a reader-writer lock on two files in the session's shared temporary directory, apart from
-chaoskit's own locks (a test's own subprocesses take those, and would deadlock on a lock their test holds).
-The ``gate`` file gives a waiting lone test priority: once it waits, no shared test starts."""
+The worker's cluster name goes into ``$CHAOSKIT_CLUSTER`` too, so the ``chaoskit`` commands and inner pytest
+runs a test starts reach the same cluster. The existing-provider pass (``--chaos-kube-context``) names its
+cluster itself and is left alone."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-from chaoskit.parallel import node_wide_test
+from chaoskit import parallel
+from chaoskit.cluster.base import DEFAULT_NODE_PORTS, NAME_ENV
+
+PORTS_PER_WORKER = 10
 
 
-def needs_cluster_alone(item: pytest.Item) -> bool:
-    """Whether ``item`` must run with no other cluster test beside it (see the module's docstring)."""
-    if item.get_closest_marker("destructive") or item.get_closest_marker("cluster_alone"):
-        return True
-    return node_wide_test(Path(str(item.config.rootpath)), item.nodeid)
+def worker_cluster(base: str, worker: str) -> tuple[str, str]:
+    """The cluster name and the NodePorts (``FIRST-LAST``) of xdist worker ``worker`` (``gw1``...)."""
+    index = int(worker.removeprefix("gw"))
+    first = DEFAULT_NODE_PORTS[0] + PORTS_PER_WORKER * index
+    return f"{base}-{worker}", f"{first}-{first + PORTS_PER_WORKER - 1}"
 
 
-@contextmanager
-def turn(directory: Path, alone: bool) -> Iterator[float]:
-    """Hold the suite's cluster shared (``alone=False``) or alone; yields the seconds it waited for it."""
-    gate = os.open(directory / "cluster-turns.gate", os.O_RDWR | os.O_CREAT, 0o644)
-    main = os.open(directory / "cluster-turns.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    start = time.monotonic()
-    try:
-        if alone:
-            fcntl.flock(gate, fcntl.LOCK_EX)  # shared tests that have not started yet wait behind this one
-            fcntl.flock(main, fcntl.LOCK_EX)
-        else:
-            fcntl.flock(gate, fcntl.LOCK_SH)
-            fcntl.flock(main, fcntl.LOCK_SH)
-            fcntl.flock(gate, fcntl.LOCK_UN)
-        yield time.monotonic() - start
-    finally:
-        os.close(main)  # closing drops the locks
-        os.close(gate)
-
-
-@pytest.fixture(autouse=True)
-def cluster_turn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Under ``pytest -n``: this test's turn on the cluster, around its own fixtures and body. How long it
-    waited, and whether alone, goes into the JUnit report (``cluster_turn``)."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        yield
+@pytest.hookimpl(tryfirst=True)  # before chaoskit's plugin reads the cluster's name and ports
+def pytest_configure(config: pytest.Config) -> None:
+    worker = parallel.worker_id(config)
+    if worker in (None, "gw0") or config.getoption("chaos_kube_context") or config.getoption("chaos_kubeconfig"):
         return
-    shared_dir = tmp_path_factory.getbasetemp().parent  # one directory for every worker of the session
-    alone = needs_cluster_alone(request.node)
-    with turn(shared_dir, alone) as waited:
-        request.node.user_properties.append(
-            ("cluster_turn", f"{'alone' if alone else 'shared'}, waited {waited:.1f} s")
-        )
-        yield
+    base = config.getoption("chaos_cluster_name") or os.environ.get(NAME_ENV) or "chaoskit"
+    name, ports = worker_cluster(base, str(worker))
+    os.environ[NAME_ENV] = name
+    config.option.chaos_cluster_name = name
+    config.option.chaos_node_ports = ports
+
+
+LATE = (
+    "test_nightly.py",
+    "test_lifecycle.py",
+    "test_stop_and_abort.py",
+    "test_experiment.py",
+    "test_parallel.py",
+    "test_systems.py",
+)
+"""Files whose tests judge timings (recoveries against objectives, nights against a baseline, a stop condition's
+reaction, a cluster's creation within its timeout): they run last, so that in ``make test`` they run once the
+other lane (tests/lanes.sh) has finished and the machine's two cores are theirs."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name in LATE)  # stable: the order within each part stays

@@ -173,7 +173,7 @@ def test_the_agents_account_may_read_records_and_write_their_status_and_nothing_
     )
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, INJECTOR_NAMESPACE, PLURAL, body)
     try:
-        attack = {"spec": {"nodes": {"chaoskit-worker": {"inject": [{"op": "stop-kubelet"}]}}}}
+        attack = {"spec": {"nodes": {f"{cluster.name}-worker": {"inject": [{"op": "stop-kubelet"}]}}}}
         assert (
             status_of(
                 lambda: mine.patch_namespaced_custom_object(GROUP, VERSION, INJECTOR_NAMESPACE, PLURAL, name, attack)

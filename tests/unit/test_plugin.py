@@ -358,3 +358,43 @@ def test_the_log_level_option_sets_chaoskits_lines_and_a_bad_level_is_a_usage_er
     bad = pytester.runpytest_subprocess("--chaos-log-level=loud", "-p", "no:cacheprovider")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--chaos-log-level: log level must be one of debug, info, warning, error, not 'loud'*"])
+
+
+def test_node_ports_are_what_a_kind_cluster_publishes_and_what_an_existing_one_reaches(pytester):
+    pytester.makepyfile(
+        """
+        from chaoskit.plugin import _spec
+
+        def test_spec(pytestconfig):
+            kind, existing = _spec(pytestconfig, "kind"), _spec(pytestconfig, "existing")
+            print(f"KIND {kind.node_ports[0]}-{kind.node_ports[-1]} {kind.reachable_node_ports}")
+            print(f"EXISTING {existing.node_ports[0]}-{existing.node_ports[-1]} {existing.reachable_node_ports}")
+        """
+    )
+    given = pytester.runpytest("-s", "--chaos-node-ports", "30090-30091")
+    given.stdout.fnmatch_lines(["*KIND 30090-30091 ()*", "*EXISTING 30080-30089 (30090, 30091)*"])
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*KIND 30080-30089 ()*", "*EXISTING 30080-30089 ()*"])
+
+
+def test_the_controller_deletes_every_cluster_its_workers_brought_up_by_name(pytester, monkeypatch):
+    """Under ``pytest -n`` each worker may bring up a cluster of its own (tests/cluster/conftest.py)."""
+    from types import SimpleNamespace
+
+    from chaoskit.cluster import ClusterSpec
+    from chaoskit.plugin import _SPEC, results
+
+    deleted: list[str] = []
+    monkeypatch.setattr(results, "delete_cluster", lambda spec: deleted.append(spec.name))
+    config = pytester.parseconfig()
+    config.stash[_SPEC] = ClusterSpec(name="chaoskit")
+    controller = results._Controller(config)
+    for output in ({"chaoskit_created_cluster": "chaoskit"}, {}, {"chaoskit_created_cluster": "chaoskit-gw1"}):
+        controller.pytest_testnodedown(SimpleNamespace(workeroutput=output), None)
+    controller.pytest_sessionfinish()
+    assert deleted == ["chaoskit", "chaoskit-gw1"]
+    kept = pytester.parseconfig("--chaos-keep-cluster")
+    kept.stash[_SPEC] = ClusterSpec(name="chaoskit")
+    keeper = results._Controller(kept)
+    keeper.pytest_testnodedown(SimpleNamespace(workeroutput={"chaoskit_created_cluster": "chaoskit-gw1"}), None)
+    keeper.pytest_sessionfinish()
+    assert deleted == ["chaoskit", "chaoskit-gw1"]
