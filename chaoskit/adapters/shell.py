@@ -52,13 +52,41 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 
 
 class ProgressLines(logging.Handler):
-    """Each record as one line, ``[chaoskit] message``, on the standard error of the moment, flushed at once."""
+    """Each record as one line on the standard error of the moment, flushed at once: plain ``[chaoskit] message``
+    where that is a file or a pipe (CI logs, pytest's capture, scripts), and through rich's logging handler where
+    it is a terminal (the time, the level in colour, the message wrapped to the terminal's width)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rich: logging.Handler | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(f"[chaoskit] {record.getMessage()}", file=sys.stderr, flush=True)
+            if _on_terminal(sys.stderr):
+                self._terminal_handler().emit(record)
+            else:
+                print(f"[chaoskit] {record.getMessage()}", file=sys.stderr, flush=True)
         except Exception:  # a closed or broken stderr must not end the run that logs
             self.handleError(record)
+
+    def _terminal_handler(self) -> logging.Handler:
+        if self._rich is None:
+            from rich.console import Console
+            from rich.logging import RichHandler
+
+            # stderr=True: the console writes to sys.stderr as it is at each line, as the plain lines do.
+            self._rich = RichHandler(
+                console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False, log_time_format="%X"
+            )
+        return self._rich
+
+
+def _on_terminal(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
 
 
 def _lines_by_default() -> None:
