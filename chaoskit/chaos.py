@@ -66,7 +66,7 @@ class Chaos:
     def stopped(self) -> str | None:
         """Why no fault may start: this handle was stopped, or ``chaoskit abort`` ran since it was made."""
         if self.stop_reason is None:
-            aborts = Ledger(self.cluster.name).aborts(self.created_at)
+            aborts = Ledger(self.cluster.name).aborts(self.created_at, self.fault_ids)
             if aborts:
                 self.stop(external_abort_reason(aborts[0], self.created_at))
         return self.stop_reason

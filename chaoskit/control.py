@@ -209,7 +209,7 @@ def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0, scope: Scop
     def covered(entries: list[LedgerEntry]) -> list[LedgerEntry]:
         return [e for e in entries if within.covers(e.pods, objects.namespaces_of(e.undo))]
 
-    ledger.abort([e.fault_id for e in covered(ledger.unsettled())], by)
+    ledger.abort([e.fault_id for e in covered(ledger.unsettled())], by, scoped=not within.scope.whole)
     result = AbortResult()
     seen: set[str] = set()
     until = time.monotonic() + settle_seconds

@@ -545,7 +545,7 @@ class _Guard(threading.Thread):
         while not self.stopping.wait(self.POLL_SECONDS) and run.aborted is None:
             if ledger.size() != size:
                 size = ledger.size()
-                aborts = ledger.aborts(since)
+                aborts = ledger.aborts(since, run.chaos.fault_ids)
                 if aborts:
                     run.abort(external_abort_reason(aborts[0], start))
                     return

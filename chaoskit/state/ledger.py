@@ -30,6 +30,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -94,15 +95,17 @@ class Ledger:
         """Mark a fault undone (``how``: ``undone``, proven; ``moot``, its targets are gone)."""
         self._append({"op": "settle", "fault_id": fault_id, "at": time.time(), "how": how})
 
-    def abort(self, fault_ids: list[str], by: str) -> float:
-        """Record that ``by`` (``chaoskit abort``, say) aborted every fault of the cluster: the runs that
-        own ``fault_ids`` see it and stop (:meth:`aborts`). Returns the time recorded."""
+    def abort(self, fault_ids: list[str], by: str, scoped: bool = False) -> float:
+        """Record that ``by`` (``chaoskit abort``, say) aborted every fault of the cluster (``scoped``: only
+        ``fault_ids``, those within its ``-n``/``-l``): the runs see it and stop (:meth:`aborts`). Returns the time
+        recorded."""
         at = time.time()
-        self._append({"op": "abort", "fault_ids": fault_ids, "at": at, "by": by, "pid": os.getpid()})
+        self._append({"op": "abort", "fault_ids": fault_ids, "at": at, "by": by, "pid": os.getpid(), "scoped": scoped})
         return at
 
-    def aborts(self, since: float) -> list[dict[str, Any]]:
-        """The abort lines recorded at or after ``since`` (Unix time), oldest first."""
+    def aborts(self, since: float, fault_ids: Collection[str] = ()) -> list[dict[str, Any]]:
+        """The abort lines recorded at or after ``since`` (Unix time) that stop a run owning ``fault_ids``, oldest
+        first: every whole-cluster abort, and a scoped one that names one of those faults."""
         if not self.path.exists():
             return []
         found = []
@@ -113,7 +116,9 @@ class Ledger:
                 data = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if data.get("op") == "abort" and float(data.get("at", 0)) >= since:
+            if data.get("op") != "abort" or float(data.get("at", 0)) < since:
+                continue
+            if not data.get("scoped") or set(data.get("fault_ids") or ()) & set(fault_ids):
                 found.append(data)
         return found
 

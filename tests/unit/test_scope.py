@@ -41,3 +41,18 @@ def test_a_namespace_that_cannot_be_one_is_a_usage_error(name):
 def test_an_empty_selector_is_a_usage_error():
     with pytest.raises(UsageError, match="-l/--selector is empty"):
         Scope(None, " ")
+
+
+def test_a_scoped_abort_stops_only_the_runs_with_a_fault_in_its_scope_and_a_whole_one_stops_every_run(tmp_path):
+    from chaoskit.state.ledger import Ledger
+
+    ledger = Ledger("unit", directory=tmp_path)
+    scoped_at = ledger.abort(["latency-in-shop"], "chaoskit abort -n shop", scoped=True)
+    assert [a["by"] for a in ledger.aborts(scoped_at, ["latency-in-shop", "dns-elsewhere"])] == [
+        "chaoskit abort -n shop"
+    ]
+    assert ledger.aborts(scoped_at, ["dns-elsewhere"]) == []
+    assert ledger.aborts(scoped_at) == []  # a run that holds no fault yet is not in any scope
+    whole_at = ledger.abort([], "chaoskit abort")
+    assert [a["by"] for a in ledger.aborts(whole_at)] == ["chaoskit abort"]  # the big red button stops every run
+    assert [a["by"] for a in ledger.aborts(scoped_at, ["dns-elsewhere"])] == ["chaoskit abort"]
