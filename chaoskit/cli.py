@@ -21,12 +21,11 @@ Bad arguments too: argparse's usage block is replaced by one line naming the
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import NoReturn
 
-from chaoskit.adapters.nodes import INJECTOR_NAMESPACE, INJECTOR_SELECTOR
+from chaoskit import upkeep
 from chaoskit.cluster import PROVIDERS, ClusterSpec, ClusterStatus, choose_provider, get_provider
 from chaoskit.cluster.base import (
     DEFAULT_NODE_PORTS,
@@ -38,9 +37,6 @@ from chaoskit.cluster.base import (
 )
 from chaoskit.errors import ChaoskitError
 from chaoskit.provision.versions import DEFAULT_LINE
-
-if TYPE_CHECKING:
-    from chaoskit.faults.scope import Scope
 
 IMAGE_BUILD_HELP = """\
 The directory holds a Dockerfile that starts on chaoskit's base image, which
@@ -149,8 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _cluster_options(cleanup, creating=False)
     injector_options(cleanup, installs=False)
-    _scope_options(cleanup)
-    _output_option(cleanup)
+    upkeep.scope_options(cleanup)
+    upkeep.output_option(cleanup)
     status = commands.add_parser(
         "status",
         help="the faults in place now, who injected them and since when, and the test namespaces",
@@ -162,8 +158,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(status, creating=False)
-    _scope_options(status)
-    _output_option(status)
+    upkeep.scope_options(status)
+    upkeep.output_option(status)
     abort = commands.add_parser(
         "abort",
         help="undo every fault in place now, live runs' included (the big red button)",
@@ -175,8 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _cluster_options(abort, creating=False)
     injector_options(abort, installs=False)
-    _scope_options(abort)
-    _output_option(abort)
+    upkeep.scope_options(abort)
+    upkeep.output_option(abort)
     from chaoskit.gameday import command as run_command
 
     run_command.add_parser(commands)
@@ -230,8 +226,8 @@ def _parser() -> argparse.ArgumentParser:
         if action == "install":
             sub.add_argument("--image", help="the injector image to pull (needed outside kind)")
         if action == "status":
-            _scope_options(sub)
-            _output_option(sub)
+            upkeep.scope_options(sub)
+            upkeep.output_option(sub)
     agent_actions.add_parser(
         "image", help="build the injector image locally and print its name (to push to a registry)"
     )
@@ -243,7 +239,9 @@ def _parser() -> argparse.ArgumentParser:
         "is applied. deploy/agent/ in the repository holds them as a kustomize base.",
     )
     manifests.add_argument(
-        "--image", default=MANIFEST_IMAGE, help=f"the injector image the DaemonSet pulls (default: {MANIFEST_IMAGE})"
+        "--image",
+        default=upkeep.MANIFEST_IMAGE,
+        help=f"the injector image the DaemonSet pulls (default: {upkeep.MANIFEST_IMAGE})",
     )
     image = commands.add_parser("image", help="build your own images and load them into a cluster")
     image_actions = image.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -274,52 +272,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     _talk_options(parser)
     return parser
-
-
-def _output_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-o",
-        "--output",
-        choices=("text", "json", "yaml"),
-        default="text",
-        help="text (default), or json or yaml for scripts (the same fields either way)",
-    )
-
-
-def _scope_options(parser: argparse.ArgumentParser) -> None:
-    """``-n``/``-l``: the faults (and test namespaces) a command acts on; see :mod:`chaoskit.faults.scope`."""
-    parser.add_argument(
-        "-n",
-        "--namespace",
-        metavar="NS",
-        help="only faults on pods of namespace NS (and, without -l, test namespace NS itself); node-wide faults "
-        "are in no namespace, so left out",
-    )
-    parser.add_argument(
-        "-l",
-        "--selector",
-        metavar="SELECTOR",
-        help="only faults on pods matching this label selector now (kubectl's syntax: app=web,tier!=db); "
-        "with -n, in that namespace",
-    )
-
-
-def _scope(args: argparse.Namespace) -> Scope:
-    from chaoskit.faults.scope import Scope
-
-    return Scope(args.namespace, args.selector)
-
-
-def _emit(args: argparse.Namespace, document: dict[str, Any], text: list[str]) -> None:
-    """Print ``text`` line by line, or ``document`` as JSON or YAML, as ``-o`` asks."""
-    if args.output == "json":
-        print(json.dumps(document, indent=2))
-    elif args.output == "yaml":
-        import yaml
-
-        print(yaml.safe_dump(document, sort_keys=False), end="")
-    else:
-        print("\n".join(text))
 
 
 def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
@@ -364,66 +316,6 @@ def _cluster_options(parser: argparse.ArgumentParser, creating: bool) -> None:
         )
 
 
-MANIFEST_IMAGE = "chaoskit/injector:set-me"
-"""The image the printed manifests name when none is given: a kustomization's ``images:`` replaces it."""
-
-
-def _agent(args: argparse.Namespace) -> int:
-    from chaoskit.cluster import injector
-    from chaoskit.faults import objects
-    from chaoskit.faults.scope import Scope
-    from chaoskit.session import open_session
-
-    if args.action == "manifests":
-        print(injector.manifests_yaml(args.image), end="")
-        return 0
-
-    if args.action == "image":
-        from chaoskit.provision import images
-
-        print(images.build_injector_image())
-        return 0
-    scope = _scope(args) if args.action == "status" else Scope()
-    with open_session(_spec(args), bring_up=False, reach_nodes=False, sweep_first=False) as session:
-        cluster, kube = session.cluster, session.kube
-        if args.action == "install":
-            image = injector.install(cluster, kube, args.image)
-            print(f"injector {image} runs on every node of {cluster.name}")
-        elif args.action == "remove":
-            found = injector.remove(kube)
-            print(f"injector {'removed from' if found else 'was not installed in'} {cluster.name}")
-        else:
-            current = injector.installed_image(kube)
-            pods = kube.pods(INJECTOR_NAMESPACE, INJECTOR_SELECTOR)
-            within = scope.resolve(kube)
-            every = objects.listed(kube)
-            recorded = [f for f in every if within.covers(f.pods, objects.namespaces_of(f.undo))]
-            text = [f"injector of {cluster.name}: {current or 'not installed'}"]
-            text += [f"  {pod.metadata.name:32} {pod.spec.node_name or '-':28} {pod.status.phase}" for pod in pods]
-            where = f" within {scope.describe()} ({len(every) - len(recorded)} outside)" if not scope.whole else ""
-            text.append(f"faults recorded in the cluster{where}: {len(recorded)}")
-            for found_fault in recorded:
-                owner = found_fault.owner
-                state = "owner alive" if found_fault.owner_alive else "OWNER GONE"
-                undone = f", undone by the agent on {', '.join(found_fault.undone_on)}" if found_fault.undone_on else ""
-                text.append(
-                    f"  {found_fault.fault_id}: {found_fault.kind}, {state} ({owner.get('host', '?')} pid "
-                    f"{owner.get('pid', '?')}: {owner.get('command', '?')}){undone}"
-                )
-            document = {
-                "cluster": cluster.name,
-                "image": current,
-                "pods": [
-                    {"name": pod.metadata.name, "node": pod.spec.node_name, "phase": pod.status.phase} for pod in pods
-                ],
-                "scope": within.scope.describe() or None,
-                "outsideScope": len(every) - len(recorded),
-                "faults": [found_fault.as_json() for found_fault in recorded],
-            }
-            _emit(args, document, text)
-    return 0
-
-
 CLI_FLAGS = ("--provider", "--context", "--kubeconfig")
 
 
@@ -461,88 +353,6 @@ def _print_status(status: ClusterStatus) -> None:
         print(f"  {node.name:32} {node.role:14} {'Ready' if node.ready else 'NotReady':9}{container}")
     if status.problem:
         print(f"  problem: {status.problem}")
-
-
-def _cleanup(args: argparse.Namespace) -> int:
-    from chaoskit.session import open_session
-
-    # Attach, never create; reach nodes by an installed agent only: cleanup never restarts agents under live runs.
-    scope = _scope(args)
-    with open_session(
-        _spec(args), bring_up=False, injector=args.injector, install_agent=False, sweep_first=False
-    ) as session:
-        swept = session.sweep(scope)
-    cluster, result, namespaces = session.cluster, swept.faults, swept.namespaces
-    within = f" within {scope.describe()}" if not scope.whole else ""
-    text = [
-        f"cleanup of {cluster.name}{within}: {len(result.undone)} fault(s) undone, {len(result.moot)} moot, "
-        f"{len(result.failed)} NOT undone, {len(namespaces)} test namespace(s) deleted"
-    ]
-    if result.outside:
-        text.append(f"  left alone (outside the scope): {result.outside} fault(s) of dead runs")
-    text += [f"  undone: {line}" for line in result.undone]
-    text += [f"  moot (settled, its targets are gone): {line}" for line in result.moot]
-    text += [f"  left alone (its run is still going): {fault_id}" for fault_id in result.skipped_live]
-    text += [f"  NOT UNDONE: {failure}" for failure in result.failed]
-    if result.failed:
-        text.append(
-            "  what is listed as NOT UNDONE is still in the cluster: fix what the line says, then run cleanup again"
-        )
-    document = {
-        "cluster": cluster.name,
-        "scope": scope.describe() or None,
-        "outsideScope": result.outside,
-        "undone": list(result.undone),
-        "moot": list(result.moot),
-        "leftAlone": list(result.skipped_live),
-        "failed": list(result.failed),
-        "namespacesDeleted": list(namespaces),
-    }
-    _emit(args, document, text)
-    return 1 if result.failed else 0
-
-
-def _status(args: argparse.Namespace) -> int:
-    from chaoskit import control
-    from chaoskit.session import open_session
-
-    scope = _scope(args)
-    with open_session(_spec(args), bring_up=False, reach_nodes=False, sweep_first=False) as session:
-        report = control.status(session.cluster, session.kube, scope)
-    _emit(args, report.as_json(), report.lines())
-    return 1 if report.residue else 0
-
-
-def _abort(args: argparse.Namespace) -> int:
-    from chaoskit import control
-    from chaoskit.session import open_session
-
-    scope = _scope(args)
-    with open_session(
-        _spec(args), bring_up=False, injector=args.injector, install_agent=False, sweep_first=False
-    ) as session:
-        cluster, result = session.cluster, control.abort(session.cluster, session.kube, scope=scope)
-    within = f" within {scope.describe()}" if not scope.whole else ""
-    text = [
-        f"abort of {cluster.name}{within}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "
-        f"{len(result.moot)} moot, {len(result.failed)} NOT undone"
-    ]
-    if result.outside:
-        text.append(f"  left in place (outside the scope): {result.outside} fault(s)")
-    text += [f"  undone: {line}" for line in result.undone]
-    text += [f"  moot (its targets are gone): {line}" for line in result.moot]
-    text += [f"  NOT UNDONE: {line}" for line in result.failed]
-    document = {
-        "cluster": cluster.name,
-        "scope": scope.describe() or None,
-        "outsideScope": result.outside,
-        "seconds": round(result.seconds, 2),
-        "undone": list(result.undone),
-        "moot": list(result.moot),
-        "failed": list(result.failed),
-    }
-    _emit(args, document, text)
-    return 1 if result.failed else 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -620,11 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     signals.install()  # SIGTERM unwinds like Ctrl-C: an undo under way finishes, nothing is cut half-way
     try:
         if args.command == "cleanup":
-            return _cleanup(args)
+            return upkeep.cleanup(args, _spec(args))
         if args.command == "status":
-            return _status(args)
+            return upkeep.status(args, _spec(args))
         if args.command == "abort":
-            return _abort(args)
+            return upkeep.abort(args, _spec(args))
         if args.command == "inject":
             from chaoskit.gameday import inject as inject_command
 
@@ -640,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "image":
             return _image(args)
         if args.command == "agent":
-            return _agent(args)
+            return upkeep.agent(args, _spec(args))
         if args.command == "cluster":
             provision = args.action == "up" and not args.no_provision
             keep = args.action == "up" and args.keep_existing

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chaoskit import cli
+from chaoskit import cli, upkeep
 from chaoskit.state.ledger import Ledger, LedgerEntry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -356,9 +356,9 @@ def test_status_cleanup_abort_and_agent_status_say_the_same_fields_as_json_or_ya
         assert parser.parse_args(argv).output == "text"
     document = {"cluster": "c", "undone": ["partition-1: 2 rule(s) removed"], "failed": []}
     for output, read in (("json", json.loads), ("yaml", yaml.safe_load)):
-        cli._emit(SimpleNamespace(output=output), document, ["the text"])
+        upkeep.emit(SimpleNamespace(output=output), document, ["the text"])
         assert read(capsys.readouterr().out) == document
-    cli._emit(SimpleNamespace(output="text"), document, ["line one", "line two"])
+    upkeep.emit(SimpleNamespace(output="text"), document, ["line one", "line two"])
     assert capsys.readouterr().out == "line one\nline two\n"
 
 
