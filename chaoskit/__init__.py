@@ -59,6 +59,8 @@ _EXPORTS = {
     "ZoneFailureSpec": "chaoskit.faults",
     "PrometheusClient": "chaoskit.prometheus",
     "PromQL": "chaoskit.slo",
+    "AlertFires": "chaoskit.slo",
+    "AlertResolves": "chaoskit.slo",
     "PromQLAbove": "chaoskit.stops",
     "read_back": "chaoskit.writes",
     "ReadBack": "chaoskit.writes",
@@ -125,6 +127,8 @@ if TYPE_CHECKING:
     from chaoskit.results import ExperimentResult, Judgement, Regressed
     from chaoskit.session import Session, open_session
     from chaoskit.slo import (
+        AlertFires,
+        AlertResolves,
         Availability,
         ErrorBurst,
         LatencyPercentile,
@@ -147,6 +151,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AckedWriter",
+    "AlertFires",
+    "AlertResolves",
     "Availability",
     "AvailabilityBelow",
     "BandwidthSpec",

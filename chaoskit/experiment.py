@@ -53,7 +53,7 @@ from chaoskit.load import Load, LoadSpec, RequestRecord, StreamStats
 from chaoskit.load.pods import WorkerPods
 from chaoskit.observe import RecoveryWatch
 from chaoskit.results import ExperimentResult, Series, TimelineEvent, Timings
-from chaoskit.slo import Objective, PromQL, RangeQuery, Windows, evaluate
+from chaoskit.slo import AlertFires, AlertResolves, Objective, PromQL, RangeQuery, Windows, evaluate
 from chaoskit.state import leases
 from chaoskit.state.ledger import Ledger
 from chaoskit.stops import PromQLAbove, Reading, StopCondition, first_trip
@@ -105,7 +105,9 @@ class ExperimentSpec:
 
 
 class Prometheus(Protocol):
-    """What an experiment needs of Prometheus: reachable, and a range query of sample values."""
+    """What an experiment needs of Prometheus: reachable, and a range query of sample values. Alert objectives
+    also read ``alert_states(name, start, end)`` (:data:`chaoskit.slo.AlertStates`) where the object has it, as
+    :class:`~chaoskit.prometheus.PrometheusClient` does."""
 
     def check_reachable(self) -> None: ...
 
@@ -164,10 +166,12 @@ class Experiment:
     _block_started: float = field(default=0.0, init=False, repr=False)
 
     def __enter__(self) -> Experiment:
-        needs_prometheus = any(isinstance(o, PromQL) for o in self.spec.objectives)
+        needs_prometheus = any(isinstance(o, PromQL | AlertFires | AlertResolves) for o in self.spec.objectives)
         if needs_prometheus:
             if self.prometheus is None:
-                raise SpecError(f"experiment {self.spec.name!r} has PromQL objectives but no Prometheus to ask")
+                raise SpecError(
+                    f"experiment {self.spec.name!r} has PromQL or alert objectives but no Prometheus to ask"
+                )
             self.prometheus.check_reachable()  # before any load or fault
         self._offset = time.time() - time.monotonic()
         self._first_fault = len(self.chaos.records)
@@ -380,6 +384,7 @@ class Experiment:
             stream.shortfall,
             aborted=self.aborted,
             recoveries=[seconds for _, seconds in recoveries or ()],
+            alerts=getattr(self.prometheus, "alert_states", None),
         )
         return ExperimentResult(
             name=self.spec.name,

@@ -27,7 +27,9 @@ explains itself one line per objective.
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -150,7 +152,47 @@ class PromQL:
         _check_window(self.window)
 
 
-Objective = Availability | LatencyPercentile | ErrorBurst | RecoveryTime | LostWrites | PromQL
+_ALERT_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _check_alert(name: str, within_s: float, what: str) -> None:
+    if not _ALERT_NAME.fullmatch(name):
+        raise SpecError(f"alert name {name!r} is not a Prometheus alert name (letters, digits and _)")
+    if not within_s > 0:
+        raise SpecError(f"{what} must be positive seconds, not {within_s}")
+
+
+@dataclass(frozen=True)
+class AlertFires:
+    """Prometheus alert ``name`` fires within ``within_s`` seconds of the first fault's injection.
+
+    Judged from Prometheus's own alert state (its ``ALERTS`` series: ``pending`` while the rule's ``for:``
+    runs, then ``firing``), over the run. An alert already firing when the fault was injected proves nothing
+    of the fault, and fails."""
+
+    name: str
+    within_s: float
+
+    def __post_init__(self) -> None:
+        _check_alert(self.name, self.within_s, "an alert's fires_within")
+
+
+@dataclass(frozen=True)
+class AlertResolves:
+    """Prometheus alert ``name``, once it fired, stops firing within ``within_s`` seconds of the system being
+    whole again (the end of the ``fault`` window: the last recovery, or the last undo where no recovery was
+    watched). The run's load must go on long enough after the recovery for that to be seen."""
+
+    name: str
+    within_s: float
+
+    def __post_init__(self) -> None:
+        _check_alert(self.name, self.within_s, "an alert's resolves_within")
+
+
+Objective = (
+    Availability | LatencyPercentile | ErrorBurst | RecoveryTime | LostWrites | PromQL | AlertFires | AlertResolves
+)
 
 
 @dataclass(frozen=True)
@@ -341,6 +383,9 @@ class _WindowRecords:
 
 RangeQuery = Callable[[str, float, float], list[float]]
 """Values of a PromQL expression over [start, end]: every sample of every series."""
+AlertStates = Callable[[str, float, float], list[tuple[float, str]]]
+"""An alert's state over [start, end], as Prometheus evaluated it: ``(time, "pending" | "firing")`` at each step it
+was active, oldest first (a step missing: inactive then)."""
 
 
 def evaluate(
@@ -353,6 +398,7 @@ def evaluate(
     partial_data: str | None = None,
     aborted: str | None = None,
     recoveries: Sequence[float] = (),
+    alerts: AlertStates | None = None,
 ) -> SloVerdict:
     """Check every objective; a number that could not be measured fails its objective, saying why.
 
@@ -367,7 +413,7 @@ def evaluate(
         bounds = windows.bounds(name)
         if bounds is not None:
             sorted_windows[name] = _WindowRecords.of(records, name, *bounds)
-    checker = _Checker(sorted_windows, windows, recovery_s, lost_writes, prometheus, tuple(recoveries))
+    checker = _Checker(sorted_windows, windows, recovery_s, lost_writes, prometheus, tuple(recoveries), alerts)
     stats = tuple(w.stats() for w in sorted_windows.values())
     measurements = tuple(checker.measure(o) for o in objectives)
     if partial_data:
@@ -389,10 +435,13 @@ class _Checker:
     lost_writes: int | None
     prometheus: RangeQuery | None
     recoveries: tuple[float, ...] = ()
+    alerts: AlertStates | None = None
 
     def measure(self, objective: Objective) -> Measurement:
         if isinstance(objective, RecoveryTime):
             return self._recovery(objective)
+        if isinstance(objective, AlertFires | AlertResolves):
+            return self._alert(objective)
         if isinstance(objective, LostWrites):
             target = f"<= {objective.at_most}"
             if self.lost_writes is None:
@@ -469,3 +518,60 @@ class _Checker:
             objective.at_most is None or high <= objective.at_most
         )
         return Measurement(name, window, target, f"min {low:g}, max {high:g} over {len(values)} samples", passed, high)
+
+    def _alert(self, objective: AlertFires | AlertResolves) -> Measurement:
+        fires = isinstance(objective, AlertFires)
+        name = f"alert {objective.name} {'fires' if fires else 'resolves'}"
+        target = f"<= {objective.within_s:g} s after the {'injection' if fires else 'recovery'}"
+        start, fault_start, fault_end = self.windows.start, self.windows.fault_start, self.windows.fault_end
+        if fault_start is None:
+            return Measurement(name, "fault", target, "none: the run had no fault", False)
+        if self.alerts is None:
+            return Measurement(name, "fault", target, "none: no Prometheus that reads alert states was given", False)
+        states = self.alerts(objective.name, start, self.windows.end)
+        story = alert_story(states, fault_start, self.windows.end)
+        firing = [t for t, state in states if state == "firing"]
+        if fires:
+            if any(t < fault_start for t in firing):
+                return Measurement(name, "fault", target, f"already firing before the fault: {story}", False)
+            if not firing:
+                return Measurement(name, "fault", target, f"never fired: {story}", False)
+            took = firing[0] - fault_start
+            return Measurement(name, "fault", target, f"{took:.1f} s: {story}", took <= objective.within_s, took)
+        whole = fault_end if fault_end is not None else self.windows.end
+        if not firing:
+            return Measurement(name, "fault", target, f"never fired, so never resolved: {story}", False)
+        last = firing[-1]
+        if not any(t > last for t, _ in states) and self.windows.end - last < 2 * _alert_step(states):
+            return Measurement(name, "fault", target, f"still firing at the run's end: {story}", False)
+        resolved = last + _alert_step(states)
+        took = max(0.0, resolved - whole)
+        return Measurement(name, "fault", target, f"{took:.1f} s: {story}", took <= objective.within_s, took)
+
+
+def _alert_step(states: Sequence[tuple[float, str]]) -> float:
+    """The step of an alert's samples (1 s when too few to tell)."""
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(states) if b > a]
+    return min(gaps) if gaps else 1.0
+
+
+def alert_story(states: Sequence[tuple[float, str]], origin: float, end: float) -> str:
+    """An alert's state over time, in words, each change at its offset from ``origin`` (the first injection):
+    ``pending at +2.0 s, firing at +12.0 s, inactive from +41.0 s``."""
+    if not states:
+        return f"inactive throughout (no pending or firing sample up to +{end - origin:.1f} s)"
+    step = _alert_step(states)
+    changes: list[str] = []
+    current = "inactive"
+    previous: float | None = None
+    for t, state in states:
+        if previous is not None and t - previous > 1.5 * step and current != "inactive":
+            changes.append(f"inactive from {previous + step - origin:+.1f} s")
+            current = "inactive"
+        if state != current:
+            changes.append(f"{state} at {t - origin:+.1f} s")
+            current = state
+        previous = t
+    if previous is not None and end - previous > 1.5 * step:
+        changes.append(f"inactive from {previous + step - origin:+.1f} s")
+    return ", ".join(changes)

@@ -199,6 +199,9 @@ class ExperimentFile:
     prometheus_service: PrometheusService | None = None
     """``prometheus: {service, namespace, port}``: the cluster's own Prometheus, through a port-forward to that
     Service (the command line's and the pytest session's Prometheus win over it)."""
+    prometheus_rules: str | None = None
+    """``prometheus: {rules: FILE}``: the text of the rules file the Prometheus the run deploys evaluates (what
+    alert objectives are judged on)."""
 
     def line_of(self, field: str) -> int:
         """The line ``field`` is written on, or its nearest enclosing field's (1 when none is known)."""

@@ -54,7 +54,7 @@ from chaoskit.load.pods import WorkerPods
 from chaoskit.namespaces import owned_namespace
 from chaoskit.observe import RecoveryWatch
 from chaoskit.results import ExperimentResult, Series
-from chaoskit.slo import PromQL, Windows, evaluate, percentile
+from chaoskit.slo import AlertFires, AlertResolves, PromQL, Windows, evaluate, percentile
 from chaoskit.state import leases
 from chaoskit.stops import PromQLAbove
 
@@ -146,15 +146,16 @@ class GameDay:
     def _needs_prometheus(self) -> bool:
         steady = self.file.steady_state.objectives if self.file.steady_state else ()
         wanted = (*self.file.objectives, *steady, *self.file.stop_conditions)
-        return any(isinstance(o, PromQL | PromQLAbove) for o in wanted)
+        return any(isinstance(o, PromQL | PromQLAbove | AlertFires | AlertResolves) for o in wanted)
 
     @contextmanager
     def _own_prometheus(self) -> Iterator[None]:
-        """Prometheus for the file's PromQL objectives and stop conditions, deployed for this run."""
+        """Prometheus for the file's PromQL and alert objectives and stop conditions, deployed for this run with
+        the file's rules."""
         from chaoskit.prometheus import deploy_prometheus, remove_prometheus
 
-        self.message = "deploying Prometheus for the PromQL objectives"
-        deployment = deploy_prometheus(self.kube, self.cluster)
+        self.message = "deploying Prometheus for the PromQL and alert objectives"
+        deployment = deploy_prometheus(self.kube, self.cluster, rules=self.file.prometheus_rules)
         with deployment.client() as client:
             self.prometheus = client
             try:

@@ -14,7 +14,7 @@ from typing import Any, Literal, cast
 import yaml
 
 from chaoskit.adapters.status import WorkloadKind
-from chaoskit.errors import ChaoskitError, SpecError
+from chaoskit.errors import ChaoskitError, SpecError, UsageError
 from chaoskit.experiment import Workload
 from chaoskit.faults import Safety
 from chaoskit.gameday.document import Document, field_name
@@ -46,8 +46,18 @@ from chaoskit.gameday.model import (
 from chaoskit.gameday.words import coerce, culprit, read_duration, show, split_message
 from chaoskit.images import image_name
 from chaoskit.load import LoadSpec
+from chaoskit.prometheus.deploy import check_rules
 from chaoskit.prometheus.service import PrometheusService
-from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, Objective, PromQL, RecoveryTime
+from chaoskit.slo import (
+    AlertFires,
+    AlertResolves,
+    Availability,
+    ErrorBurst,
+    LatencyPercentile,
+    Objective,
+    PromQL,
+    RecoveryTime,
+)
 from chaoskit.stops import AvailabilityBelow, ErrorBurstOver, LatencyAbove, PromQLAbove, StopCondition
 
 
@@ -102,7 +112,25 @@ class Semantics:
             lines=MappingProxyType({field_name(loc): line for loc, line in doc.lines.items()}),
             prometheus_url=self.prometheus_url(),
             prometheus_service=self.prometheus_service(),
+            prometheus_rules=self.prometheus_rules(),
         )
+
+    def prometheus_rules(self) -> str | None:
+        """The text of ``prometheus: {rules: FILE}`` (relative to the file), checked to be a rules file."""
+        loc: Loc = ("prometheus", "rules")
+        raw = self.data.get("prometheus")
+        if not isinstance(raw, dict) or "rules" not in raw or not self.doc.clean(("prometheus",)):
+            return None
+        path = (self.doc.base / str(raw["rules"])).expanduser()
+        try:
+            return check_rules(path.read_text(encoding="utf-8"), f"the rules in {path}")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.doc.add(
+                loc, f"{path} cannot be read ({exc})", f"give a rules file's path relative to {self.doc.base}/"
+            )
+        except UsageError as exc:
+            self.doc.add(loc, str(exc), "write it as Prometheus's rules files are: groups: [{name, rules: [...]}]")
+        return None
 
     def prometheus_url(self) -> str | None:
         raw = self.data.get("prometheus")
@@ -116,6 +144,15 @@ class Semantics:
         if not isinstance(raw, dict) or not self.doc.clean(loc):
             return None
         named = [key for key in ("service", "namespace", "port") if key in raw]
+        if "rules" in raw and ("url" in raw or named):
+            self.doc.add(
+                (*loc, "rules"),
+                "rules go to the Prometheus the run deploys, and url or service names one already running",
+                "drop rules (the cluster's own Prometheus evaluates its own rules), or url and service",
+            )
+            return None
+        if "rules" in raw:
+            return None
         if "url" in raw and named:
             self.doc.add(
                 loc,
@@ -425,16 +462,20 @@ class Semantics:
         raw = value_at(self.data, loc)
         if not isinstance(raw, list):
             return None
-        out = []
+        out: list[Objective] = []
+        judged = 0
         for index, item in enumerate(raw):
             objective = self.objective((*loc, index), item, workloads, steady)
             if objective is not None:
-                out.append(objective)
-        return tuple(out) if len(out) == len(raw) else None
+                out.extend(objective if isinstance(objective, tuple) else (objective,))
+                judged += 1
+        return tuple(out) if judged == len(raw) else None
 
     def objective(
         self, loc: Loc, raw: dict[str, Any], workloads: tuple[Workload, ...] | None, steady: bool
-    ) -> Objective | None:
+    ) -> Objective | tuple[Objective, ...] | None:
+        """One objective of the file (``alert:`` gives one for each of ``fires_within`` and
+        ``resolves_within``)."""
         if not self.doc.clean(loc):
             return None
         window = raw.get("window", "whole")
@@ -450,6 +491,13 @@ class Semantics:
                 (*loc, "window"),
                 f"the steady state holds no fault, so it has no {window} window",
                 "drop window (the steady state is judged whole)",
+            )
+            return None
+        if steady and "alert" in raw:
+            self.doc.add(
+                (*loc, "alert"),
+                "the steady state holds no fault, so no alert is expected to fire",
+                "move it to objectives:",
             )
             return None
         if "recovery" in raw and workloads is not None and not workloads:
@@ -468,6 +516,14 @@ class Semantics:
                 return ErrorBurst(raw["error_burst"]["at_most_seconds"], window)
             if "recovery" in raw:
                 return RecoveryTime(raw["recovery"]["within_seconds"])
+            if "alert" in raw:
+                alert = raw["alert"]
+                judged: list[Objective] = []
+                if "fires_within" in alert:
+                    judged.append(AlertFires(alert["name"], alert["fires_within"]))
+                if "resolves_within" in alert:
+                    judged.append(AlertResolves(alert["name"], alert["resolves_within"]))
+                return tuple(judged)
             promql = raw["promql"]
             query = self.query((*loc, "promql", "query"), promql["query"])
             if query is None:

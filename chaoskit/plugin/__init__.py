@@ -299,7 +299,8 @@ def chaoskit_prometheus(
     ``pytest -n``), scraping annotated pods every second
     and the kubelets; a client for it on 127.0.0.1. Removed when the session ends. With
     ``--chaos-prometheus-url`` the Prometheus there instead, or with ``--chaos-prometheus-service`` the one behind
-    that Service, through a port-forward: nothing is deployed or removed."""
+    that Service, through a port-forward: nothing is deployed or removed. ``--chaos-prometheus-rules FILE``: the
+    alerting rules the deployed one evaluates (the user's own Prometheus has its own)."""
     url = setting(pytestconfig, "prometheus-url")
     service = prometheus_service(pytestconfig)
     if url or service:  # the cluster's own: nothing deployed, nothing removed
@@ -314,8 +315,13 @@ def chaoskit_prometheus(
         return
     worker = parallel.worker_id(pytestconfig)
     namespace = f"{PROMETHEUS_NAMESPACE}-{worker}" if worker else PROMETHEUS_NAMESPACE  # one per pytest -n worker
+    rules_file = setting(pytestconfig, "prometheus-rules")
     try:
-        deployment = deploy_prometheus(chaoskit_kube, chaoskit_cluster, namespace)
+        rules = Path(rules_file).read_text() if rules_file else None
+    except OSError as exc:
+        pytest.fail(f"--chaos-prometheus-rules {rules_file}: {exc.strerror}", pytrace=False)
+    try:
+        deployment = deploy_prometheus(chaoskit_kube, chaoskit_cluster, namespace, rules=rules)
     except ChaoskitError as exc:
         pytest.fail(f"no Prometheus: {exc}", pytrace=False)
     with deployment.client() as client:

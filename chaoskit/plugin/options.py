@@ -145,6 +145,12 @@ _SETTINGS = (
         metavar="URL",
     ),
     _Setting(
+        "prometheus-rules",
+        "a Prometheus rules file (alerting and recording rules) the Prometheus chaoskit deploys evaluates every "
+        "second, for AlertFires and AlertResolves objectives",
+        metavar="FILE",
+    ),
+    _Setting(
         "prometheus-service",
         "use the cluster's own Prometheus through a port-forward to its Service, NAMESPACE/SERVICE:PORT (e.g. "
         "monitoring/prometheus-k8s:9090), instead of deploying chaoskit's",

@@ -243,6 +243,20 @@ class PrometheusClient:
         series = self.query_range(query, start, end, step)
         return [v for s in series for v in s.values if not math.isnan(v)]
 
+    def alert_states(self, name: str, start: float, end: float) -> list[tuple[float, str]]:
+        """Alert ``name``'s state over [start, end] as Prometheus evaluated its rule (the ``ALERTS`` series):
+        ``(time, "pending" | "firing")`` at each step it was active (firing where both series have a sample),
+        oldest first; a step with neither: inactive. Also an experiment's view of alerts
+        (:data:`chaoskit.slo.AlertStates`)."""
+        step = max(self.step, (end - start) / MAX_POINTS)
+        by_time: dict[float, str] = {}
+        for series in self.query_range(f'ALERTS{{alertname="{name}"}}', start, end, step):
+            state = series.labels.get("alertstate", "")
+            for sample in series.samples:
+                if state == "firing" or by_time.get(sample.timestamp) != "firing":
+                    by_time[sample.timestamp] = state
+        return sorted((t, s) for t, s in by_time.items() if s in ("pending", "firing"))
+
     def _call(self, promql: str, request: Any) -> Any:
         try:
             return Retrying(

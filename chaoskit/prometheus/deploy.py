@@ -50,6 +50,9 @@ PORT = 9090
 LABELS = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/part-of": "chaoskit"}
 TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 CONFIG_DIGEST = "chaoskit.io/config-digest"
+RULES_FILE = "rules.yml"
+"""The rules file Prometheus reads, beside its configuration."""
+NO_RULES = "groups: []\n"
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,14 @@ def prometheus_config(scrape_interval: float = 1.0, node_scrape_interval: float 
         "relabel_configs": [{"source_labels": ["__meta_kubernetes_node_name"], "target_label": "node"}],
     }
     return {
-        "global": {"scrape_interval": seconds(scrape_interval), "scrape_timeout": seconds(scrape_interval)},
+        "global": {
+            "scrape_interval": seconds(scrape_interval),
+            "scrape_timeout": seconds(scrape_interval),
+            # Alerting and recording rules evaluated as often as pods are scraped: an alert's state follows the
+            # fault within a second (Prometheus's default is a minute).
+            "evaluation_interval": seconds(scrape_interval),
+        },
+        "rule_files": [f"/etc/prometheus/{RULES_FILE}"],
         "scrape_configs": [
             {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{PORT}"]}]},
             {
@@ -139,6 +149,27 @@ def prometheus_config(scrape_interval: float = 1.0, node_scrape_interval: float 
     }
 
 
+def check_rules(text: str, source: str = "the Prometheus rules") -> str:
+    """``text`` when it has the shape of a Prometheus rules file (``groups:``, each with a ``name`` and
+    ``rules``, each rule an ``alert`` or a ``record`` with an ``expr``); else a :class:`UsageError` saying what is
+    wrong, before Prometheus is restarted with it (it would refuse to start). The expressions themselves are
+    Prometheus's to judge: a bad one keeps it from becoming ready, and the deploy fails saying so."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{source} are not YAML: {exc}") from None
+    groups = document.get("groups") if isinstance(document, dict) else None
+    if not isinstance(groups, list):
+        raise UsageError(f"{source} need groups: a list of rule groups (see Prometheus's alerting rules)")
+    for i, group in enumerate(groups):
+        if not isinstance(group, dict) or not group.get("name") or not isinstance(group.get("rules"), list):
+            raise UsageError(f"{source}: groups[{i}] needs a name and a list of rules")
+        for j, rule in enumerate(group["rules"]):
+            if not isinstance(rule, dict) or not (rule.get("alert") or rule.get("record")) or not rule.get("expr"):
+                raise UsageError(f"{source}: groups[{i}].rules[{j}] needs alert (or record) and expr")
+    return text
+
+
 def prometheus_objects(
     namespace: str,
     image: str,
@@ -146,10 +177,12 @@ def prometheus_objects(
     scrape_interval: float = 1.0,
     node_scrape_interval: float = 5.0,
     retention: str = "6h",
+    rules: str = NO_RULES,
 ) -> list[dict[str, Any]]:
-    """Every object of a Prometheus in ``namespace``, cluster-scoped RBAC included, in creation order."""
+    """Every object of a Prometheus in ``namespace``, cluster-scoped RBAC included, in creation order; ``rules``:
+    the text of a Prometheus rules file (alerting and recording rules, see :func:`check_rules`)."""
     config = yaml.safe_dump(prometheus_config(scrape_interval, node_scrape_interval), sort_keys=False)
-    digest = hashlib.sha256(f"{config}\0{retention}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{config}\0{retention}\0{rules}".encode()).hexdigest()[:12]
     meta = {"name": NAME, "namespace": namespace, "labels": LABELS}
     rbac_name = cluster_role_name(namespace)
     control_plane = [
@@ -211,7 +244,12 @@ def prometheus_objects(
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": rbac_name},
             "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}],
         },
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"prometheus.yml": config}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta,
+            "data": {"prometheus.yml": config, RULES_FILE: rules},
+        },
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -261,6 +299,7 @@ def deploy_prometheus(
     scrape_interval: float = 1.0,
     node_scrape_interval: float = 5.0,
     timeout: float = 180.0,
+    rules: str | None = None,
 ) -> PrometheusDeployment:
     """Deploy Prometheus (or keep the one deployed) and wait until the host can query it.
 
@@ -284,7 +323,9 @@ def deploy_prometheus(
         image = build_prometheus_image()
         cluster.load_image(image)
     _wait_namespace_gone_if_terminating(kube, namespace, timeout)
-    objects = prometheus_objects(namespace, image, port, scrape_interval, node_scrape_interval)
+    objects = prometheus_objects(
+        namespace, image, port, scrape_interval, node_scrape_interval, rules=check_rules(rules or NO_RULES)
+    )
     kube.apply(objects)
     remaining = max(1.0, timeout - (time.monotonic() - started))
     kube.wait_for(

@@ -37,7 +37,7 @@ from chaoskit.gameday.spec import (
     schema,
 )
 from chaoskit.load import LoadSpec
-from chaoskit.slo import Availability, ErrorBurst, LatencyPercentile, PromQL, RecoveryTime
+from chaoskit.slo import AlertFires, AlertResolves, Availability, ErrorBurst, LatencyPercentile, PromQL, RecoveryTime
 from chaoskit.stops import AvailabilityBelow, ErrorBurstOver, LatencyAbove, PromQLAbove
 
 DATA = Path(__file__).parent / "data"
@@ -640,6 +640,7 @@ def test_each_objective_of_the_schema_sets_every_field_of_its_class(key, cls):
         "error_burst",
         "recovery",
         "promql",
+        "alert",
     ]
     assert _keys(objective, key) == len(dataclasses.fields(cls))
 
@@ -684,7 +685,7 @@ def test_a_prometheus_already_running_is_named_by_its_url():
     assert scheme.startswith(f"{SOURCE}:1: prometheus.url: "), scheme
     assert refusal("prometheus: {address: 'http://x'}\n" + BASE) == [
         f"{SOURCE}:1: prometheus.address: is not a key of prometheus; prometheus's keys are url, service, namespace, "
-        "port",
+        "port, rules",
     ]
 
 
@@ -723,3 +724,47 @@ def test_api_version_and_kind_are_optional_and_when_given_must_say_a_chaoskit_ex
         bad.write_text(head + BASE)
         with pytest.raises(SpecError, match=re.escape(f"bad.chaos.yaml:1: {problem}")):
             load_experiment(bad)
+
+
+RULES = """\
+groups:
+  - name: web
+    rules:
+      - alert: WebReplicaDown
+        expr: kube_deployment_status_replicas_unavailable > 0
+        for: 2s
+"""
+
+
+def test_an_alert_objective_gives_one_objective_for_each_bound_and_the_rules_go_to_the_runs_prometheus(tmp_path):
+    (tmp_path / "web.rules.yaml").write_text(RULES)
+    text = (
+        "prometheus: {rules: web.rules.yaml}\n"
+        + BASE
+        + "  - alert: {name: WebReplicaDown, fires_within: 30, resolves_within: 60}\n"
+        + "  - alert: {name: Other, fires_within: 5}\n"
+    )
+    path = tmp_path / "web.chaos.yaml"
+    path.write_text(text)
+    file = load_experiment(path)
+    assert file.prometheus_rules == RULES and file.prometheus_url is None and file.prometheus_service is None
+    alerts = [o for o in file.objectives if isinstance(o, AlertFires | AlertResolves)]
+    assert alerts == [AlertFires("WebReplicaDown", 30), AlertResolves("WebReplicaDown", 60), AlertFires("Other", 5)]
+
+
+def test_alert_objectives_and_rules_are_refused_where_they_cannot_be_judged(tmp_path):
+    (tmp_path / "bad.rules.yaml").write_text("groups:\n  - name: web\n    rules:\n      - alert: X\n")
+    for extra, problem in (
+        ("prometheus: {rules: bad.rules.yaml}\n", "prometheus.rules: the rules in "),
+        ("prometheus: {rules: missing.yaml}\n", "prometheus.rules: "),
+        ("prometheus: {rules: bad.rules.yaml, url: 'http://127.0.0.1:9090'}\n", "prometheus.rules: rules go to"),
+    ):
+        path = tmp_path / "web.chaos.yaml"
+        path.write_text(extra + BASE)
+        with pytest.raises(ExperimentFileError) as refused:
+            load_experiment(path)
+        assert any(problem in str(line) for line in refused.value.problems), refused.value.problems
+    (name,) = refusal(BASE + "  - alert: {name: 'web-down', fires_within: 30}\n")
+    assert ": alert.name: " in name or "objectives[" in name, name
+    (neither,) = refusal(BASE + "  - alert: {name: WebDown}\n")
+    assert "alert" in neither, neither
