@@ -69,9 +69,12 @@ def join(pid: str) -> int:
 
 def stats(pid: str) -> dict[str, float | None]:
     """The cgroup figures of ``pid``'s container: CPU used so far (s), memory used and its limit (bytes), the
-    CPU quota (cores; None: none) and the node's CPUs."""
+    CPU quota (cores; None: none), the node's CPUs, and the CFS throttling counters so far (``cpu_periods``,
+    ``cpu_throttled_periods``, ``cpu_throttled_seconds``: the periods the quota was enforced in, those it ran
+    out in, and the time its processes waited; None where the cgroup has no ``cpu.stat``)."""
     found: dict[str, float | None] = {"cpu_seconds": None, "memory_bytes": None, "memory_limit": None}
     found["cpu_quota"] = None
+    found.update(cpu_periods=None, cpu_throttled_periods=None, cpu_throttled_seconds=None)
     found["cpus"] = float(os.cpu_count() or 1)
     for controllers, path in cgroups_of(pid):
         for directory in directories(controllers, path):
@@ -86,6 +89,7 @@ def stats(pid: str) -> dict[str, float | None]:
                 quota = _words(directory, "cpu.max")
                 if quota and quota[0] != "max":
                     found["cpu_quota"] = int(quota[0]) / int(quota[1])
+                _throttling(found, read, "throttled_usec", 1e6)
             if "cpuacct" in controllers.split(","):
                 usage = read("cpuacct.usage")
                 found["cpu_seconds"] = usage / 1e9 if usage is not None else None
@@ -93,12 +97,22 @@ def stats(pid: str) -> dict[str, float | None]:
                 quota, period = read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")
                 if quota and period and quota > 0:
                     found["cpu_quota"] = quota / period
+                _throttling(found, read, "throttled_time", 1e9)
             if "memory" in controllers.split(","):
                 found["memory_bytes"] = read("memory.usage_in_bytes")
                 limit = read("memory.limit_in_bytes")
                 found["memory_limit"] = limit if limit and limit < 2**62 else None
             break
     return found
+
+
+def _throttling(found: dict[str, float | None], read, time_key: str, per_second: float) -> None:  # type: ignore[no-untyped-def]
+    """The CFS throttling counters of ``cpu.stat`` into ``found`` (``time_key``: ``throttled_time`` in ns on v1,
+    ``throttled_usec`` on v2)."""
+    found["cpu_periods"] = read("cpu.stat", "nr_periods")
+    found["cpu_throttled_periods"] = read("cpu.stat", "nr_throttled")
+    waited = read("cpu.stat", time_key)
+    found["cpu_throttled_seconds"] = waited / per_second if waited is not None else None
 
 
 def node_busy() -> tuple[float, float]:

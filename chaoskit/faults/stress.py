@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,23 @@ def cpu_rate(shell: NodeShell, process: PodProcess, seconds: float = CPU_WINDOW_
     if rate is None:
         raise ClusterError(f"{process.pod}'s cgroup shows no CPU usage counter")
     return rate, figures.get("node_busy")
+
+
+def throttling(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """The CFS throttling of a container between two readings of its cgroup, in words (empty where it has no
+    CPU limit, or its cgroup no ``cpu.stat``): ``; throttled in 9 of 10 periods, 0.41 s waited (CPU limit 0.2)``."""
+    if not after.get("cpu_quota"):
+        return ""
+    try:
+        periods = after["cpu_periods"] - before["cpu_periods"]
+        throttled = after["cpu_throttled_periods"] - before["cpu_throttled_periods"]
+        waited = after["cpu_throttled_seconds"] - before["cpu_throttled_seconds"]
+    except (KeyError, TypeError):  # a counter missing in either reading
+        return ""
+    return (
+        f"; throttled in {throttled:.0f} of {periods:.0f} periods, {waited:.2f} s waited "
+        f"(CPU limit {after['cpu_quota']:g})"
+    )
 
 
 def _busy(share: float | None) -> str:
@@ -213,9 +231,12 @@ class Stress(Fault):
         spec = self.spec
         asked = spec.cpu_workers * spec.cpu_percent / 100
         ceiling = min(asked, before.get("cpu_quota") or asked, before.get("cpus") or asked)
-        during, busy = -1.0, None
+        during, busy, latest = -1.0, None, before
         for _ in range(CPU_WINDOWS):
-            rate, node_busy = cpu_rate(self.cluster.node_shell, process)
+            latest = read_stats(self.cluster.node_shell, process, over=CPU_WINDOW_SECONDS)
+            rate, node_busy = latest.get("cpu_rate"), latest.get("node_busy")
+            if rate is None:
+                raise ClusterError(f"{process.pod}'s cgroup shows no CPU usage counter")
             if rate > during:
                 during, busy = rate, node_busy
             if during - before["cpu_rate"] >= CPU_RISE_SHARE * ceiling:
@@ -228,7 +249,7 @@ class Stress(Fault):
             )
         return (
             f"CPU {before['cpu_rate']:.2f} -> {during:.2f} cores (asked {asked:g}, at most {ceiling:.2f} here)"
-            f"{_busy(busy)}"
+            f"{_busy(busy)}{throttling(before, latest)}"
         )
 
     def _memory_effect(self, process: PodProcess, before: dict[str, Any]) -> str:

@@ -101,6 +101,39 @@ def test_memory_stress_holds_memory_and_past_the_limit_the_container_is_oom_kill
     )
 
 
+def cpu_stat(kube, namespace: str, pod: str) -> dict[str, int]:
+    """The CFS counters of ``pod``'s first container, read from its cgroup on its node with the Docker CLI
+    (independent of the stressor's own reading)."""
+    found = kube.core.read_namespaced_pod(pod, namespace)
+    container = found.status.container_statuses[0].container_id.split("//")[1]
+    script = (
+        f"f=$(find /sys/fs/cgroup/cpu,cpuacct /sys/fs/cgroup/kubepods* -path '*{container}*' -name cpu.stat "
+        '2>/dev/null | head -1); cat "$f"'
+    )
+    out = subprocess.run(
+        ["docker", "exec", found.spec.node_name, "sh", "-c", script], capture_output=True, text=True, timeout=30
+    ).stdout
+    return {key: int(value) for key, value in (line.split() for line in out.splitlines() if line.strip())}
+
+
+def test_cpu_stress_against_a_cpu_limit_is_throttled_and_says_by_how_much(
+    cluster, chaos: Chaos, kube, web: Web
+) -> None:
+    limited = hog(web, 128)
+    limited["metadata"]["name"] = limited["metadata"]["labels"]["role"] = "throttled"
+    limited["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "200m", "memory": "128Mi"}}
+    kube.apply([limited])
+    wait_pod_running(kube, web.namespace, "throttled")
+    before = cpu_stat(kube, web.namespace, "throttled")
+    with chaos.stress(web.namespace, "role=throttled", cpu_workers=1, max_share=1.0) as record:
+        assert "throttled in " in record.effect and "(CPU limit 0.2)" in record.effect, record.effect
+        after = cpu_stat(kube, web.namespace, "throttled")
+    assert after["nr_throttled"] > before["nr_throttled"], (before, after)  # the cgroup's own count
+    said = int(record.effect.split("throttled in ")[1].split()[0])
+    assert 0 < said <= after["nr_throttled"] - before["nr_throttled"], (record.effect, before, after)
+    print(f"cpu stress at a 200m limit: {record.effect}")
+
+
 def test_bad_stress_specs_are_refused_before_anything_is_injected(chaos: Chaos, web: Web) -> None:
     for options, message in (
         ({}, "nothing to stress"),

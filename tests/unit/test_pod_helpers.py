@@ -128,6 +128,39 @@ def test_the_responder_answers_nxdomain_servfail_and_a_wrong_address_without_for
     assert other.answer_for(dns_query("kubernetes.default.svc.cluster.local")) == b"real" and len(forwarded) == 1
 
 
+def test_the_cfs_throttling_counters_are_read_from_cpu_stat_on_v1_and_v2(tmp_path, monkeypatch):
+    from chaoskit.agent import stress
+
+    monkeypatch.setattr(stress, "CGROUP_ROOT", str(tmp_path))
+    v1 = tmp_path / "cpu,cpuacct" / "k" / "p"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.stat").write_text("nr_periods 50\nnr_throttled 40\nthrottled_time 2500000000\n")
+    (v1 / "cpu.cfs_quota_us").write_text("20000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    (v1 / "cpuacct.usage").write_text("3000000000\n")
+    monkeypatch.setattr(stress, "cgroups_of", lambda pid: [("cpu,cpuacct", "/k/p")])
+    found = stress.stats("1")
+    assert (found["cpu_periods"], found["cpu_throttled_periods"], found["cpu_throttled_seconds"]) == (50, 40, 2.5)
+    assert found["cpu_quota"] == 0.2 and found["cpu_seconds"] == 3.0
+    v2 = tmp_path / "k2"
+    v2.mkdir()
+    (v2 / "cpu.stat").write_text("usage_usec 1000000\nnr_periods 10\nnr_throttled 9\nthrottled_usec 410000\n")
+    (v2 / "cpu.max").write_text("20000 100000\n")
+    monkeypatch.setattr(stress, "cgroups_of", lambda pid: [("", "/k2")])
+    found = stress.stats("1")
+    assert (found["cpu_periods"], found["cpu_throttled_periods"], found["cpu_throttled_seconds"]) == (10, 9, 0.41)
+
+
+def test_throttling_is_told_between_two_readings_only_under_a_cpu_limit():
+    from chaoskit.faults.stress import throttling
+
+    before = {"cpu_periods": 100, "cpu_throttled_periods": 10, "cpu_throttled_seconds": 0.5, "cpu_quota": 0.2}
+    after = {"cpu_periods": 130, "cpu_throttled_periods": 37, "cpu_throttled_seconds": 2.25, "cpu_quota": 0.2}
+    assert throttling(before, after) == "; throttled in 27 of 30 periods, 1.75 s waited (CPU limit 0.2)"
+    assert throttling(before, {**after, "cpu_quota": None}) == ""  # no limit: nothing throttles
+    assert throttling({"cpu_quota": 0.2}, after) == ""  # a counter missing: nothing said
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
