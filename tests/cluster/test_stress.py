@@ -4,11 +4,13 @@ namespace, and past the memory limit the container's OOM kill and restart."""
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 from residue import scan
-from workloads import Web, wait_pod_running
+from workloads import Web, steady_load, wait_pod_running, web_whole_again
 
+from chaoskit import Availability, RecoveryTime, Workload
 from chaoskit.chaos import Chaos
 from chaoskit.errors import SpecError
 
@@ -132,6 +134,43 @@ def test_cpu_stress_against_a_cpu_limit_is_throttled_and_says_by_how_much(
     said = int(record.effect.split("throttled in ")[1].split()[0])
     assert 0 < said <= after["nr_throttled"] - before["nr_throttled"], (record.effect, before, after)
     print(f"cpu stress at a 200m limit: {record.effect}")
+
+
+def limit_memory(kube, web: Web, limit: str) -> None:
+    """The web tier's container memory limit set, rolled out and whole again."""
+    patch = {
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "resources": {"limits": {"memory": limit}}}]}}}
+    }
+    kube.apps.patch_namespaced_deployment("web", web.namespace, patch)
+    kube.wait_for(
+        kube.apps.list_namespaced_deployment,
+        lambda deps: "web" in deps and deps["web"].status.updated_replicas == 3
+        and deps["web"].status.ready_replicas == 3 and (deps["web"].status.replicas or 0) == 3,
+        180, "the web tier rolled out", namespace=web.namespace,
+    )  # fmt: skip
+    web_whole_again(kube, web)
+
+
+def test_an_oom_kill_under_load_is_proven_and_its_recovery_and_availability_are_judged(
+    experiment, chaos: Chaos, kube, web: Web
+) -> None:
+    """The web tier at a 96 MiB memory limit, one pod's container pushed past it under load: OOMKilled proven
+    from the container's last state (reason and exit code 137), its restart the recovery, clients' view in
+    the verdict."""
+    limit_memory(kube, web, "96Mi")  # this test's own web tier: its namespace goes with it
+    objectives = [Availability(0.5), Availability(0.95, window="after"), RecoveryTime(60)]
+    with experiment(steady_load(web, 25), objectives, Workload(web.namespace, "web", "web")) as run:
+        time.sleep(3)
+        with chaos.stress(web.namespace, "app=web", memory_bytes=128 * MIB) as oom:
+            assert "OOM-killed" in oom.effect and "restarted" in oom.effect, oom.effect
+    result = run.result
+    assert result is not None and result.verdict.passed, result.verdict.explain()
+    assert result.verdict.recovery_s is not None and result.verdict.recovery_s > 0
+    pod = oom.targets[0].split("/")[0]
+    status = kube.core.read_namespaced_pod(pod, web.namespace).status.container_statuses[0]
+    terminated = status.last_state.terminated
+    assert status.restart_count >= 1 and terminated.reason == "OOMKilled" and terminated.exit_code == 137
+    print(f"OOM under load: {oom.effect}; {result.headline()}; {result.verdict.explain()}")
 
 
 def test_bad_stress_specs_are_refused_before_anything_is_injected(chaos: Chaos, web: Web) -> None:
