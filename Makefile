@@ -1,9 +1,9 @@
 # The two commands a newcomer runs (see README.md):
 #   make experiments   cluster up, then pytest experiments/ with its reports in reports/
-#   make test          lint, cluster up, then the whole test suite: the unit tests on two processes while a
-#                      second cluster comes up, then the real-cluster tests in two lanes side by side, one
-#                      per cluster (tests/lanes.sh: the second lane also runs the fault tests through the
-#                      existing provider and the agent's crash matrix)
+#   make test          lint while two clusters come up, then the whole test suite: the unit tests on two
+#                      processes, then the real-cluster tests in two lanes side by side, one per cluster
+#                      (tests/lanes.sh: the second lane also runs the fault tests through the existing
+#                      provider and the agent's crash matrix)
 # Both install what they need on first use: a virtualenv here, and (as root) Docker,
 # kind and the air-gapped node image (Kubernetes 1.37 from Go modules), cached under ~/.cache/chaoskit.
 # make test prints the cluster's Kubernetes version and the node's own kubectl version before the suite, and
@@ -14,7 +14,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REPORTS := reports
 
-.PHONY: experiments test lint cluster down venv bench test-unit cluster-b
+.PHONY: experiments test lint cluster clusters down venv bench
 
 experiments: cluster
 	@mkdir -p $(REPORTS)
@@ -25,19 +25,17 @@ CLUSTER = $${CHAOSKIT_CLUSTER:-chaoskit}
 CLUSTER_B = $(CLUSTER)-gw1
 SIDE_BY_SIDE = $(MAKE) --no-print-directory -j2 --output-sync=target
 
-test: lint cluster
+test: venv
 	@mkdir -p $(REPORTS)
+	$(SIDE_BY_SIDE) lint clusters
 	$(BIN)/chaoskit cluster status
 	docker exec $(CLUSTER)-control-plane kubectl --kubeconfig /etc/kubernetes/admin.conf version
 	$(BIN)/python -m chaoskit.provision.host test-tools
-	$(SIDE_BY_SIDE) test-unit cluster-b
+	$(BIN)/pytest tests/unit -n 2 --junitxml=$(REPORTS)/tests-unit.xml
 	BIN=$(BIN) REPORTS=$(REPORTS) CLUSTER_B=$(CLUSTER_B) tests/lanes.sh
 
-# The steps of make test that run side by side (each assumes the venv is there).
-test-unit:
-	$(BIN)/pytest tests/unit -n 2 --junitxml=$(REPORTS)/tests-unit.xml
-
-cluster-b:
+# make test's two clusters, beside the lint: the first as make cluster brings it up, then the second.
+clusters: cluster
 	$(BIN)/chaoskit cluster up --name $(CLUSTER_B) --node-ports 30090-30099
 
 # The figures docs/figures.md quotes, each min / median / max with the load average and its command; the

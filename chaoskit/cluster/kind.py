@@ -293,6 +293,9 @@ class KindProvider:
         config.write_text(yaml.safe_dump(kind_config(spec, airgap, image_minor(image)), sort_keys=False))
         kubeconfig = kubeconfig_path(spec.name)
         kubeconfig.unlink(missing_ok=True)
+        from chaoskit.provision import host
+
+        host.ensure_inotify(change=self.provision)
         say(f"creating kind cluster {spec.name}: 1 control plane + {spec.workers} workers, image {image}")
         kind.create(spec.name, image, config, kubeconfig, network_name(spec.name), workdir / "create.log")
         return self._finish(spec, airgap, created=True, node_count=spec.workers + 1, coredns=has_coredns(image))

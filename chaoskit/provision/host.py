@@ -34,7 +34,7 @@ from pathlib import Path
 
 from chaoskit import cache
 from chaoskit.adapters import docker
-from chaoskit.adapters.shell import need, run, run_logged, say
+from chaoskit.adapters.shell import need, run, run_logged, say, warn
 from chaoskit.errors import ProvisionError
 
 APT_SOURCES = Path("/etc/apt/sources.list.d/chaoskit.sources")
@@ -169,6 +169,39 @@ def _sources_missing() -> bool:
 def ensure_test_tools() -> None:
     """What chaoskit's own test suite needs beside a cluster (:data:`TEST_PACKAGES`); ``make test`` runs it."""
     ensure_packages(TEST_PACKAGES, kind=False)
+
+
+INOTIFY_DIR = Path("/proc/sys/fs/inotify")
+INOTIFY = {"max_user_instances": 512, "max_user_watches": 524288}
+"""The inotify limits kind's known issues ask for: every node's kubelet, containerd and systemd take inotify
+instances from the host kernel's one pool, and Linux's default of 128 instances runs out around the third
+cluster (seven nodes), whose kubelet then never becomes Ready."""
+
+
+def ensure_inotify(change: bool = True) -> None:
+    """Raise the host's inotify limits to :data:`INOTIFY` where they are lower (as root, and ``change``), saying
+    so; else warn with the command that would. Nothing is lowered."""
+    low = {}
+    for name, wanted in INOTIFY.items():
+        try:
+            current = int((INOTIFY_DIR / name).read_text())
+        except (OSError, ValueError):  # not Linux, or not readable: nothing to judge
+            continue
+        if current < wanted:
+            low[name] = (current, wanted)
+    if not low:
+        return
+    if change and os.geteuid() == 0:
+        for name, (current, wanted) in low.items():
+            (INOTIFY_DIR / name).write_text(f"{wanted}\n")
+            say(f"fs.inotify.{name} raised from {current} to {wanted}: kind nodes share the host's inotify pool")
+        return
+    settings = " ".join(f"fs.inotify.{name}={wanted}" for name, (_, wanted) in low.items())
+    now = ", ".join(f"{name} {current}" for name, (current, _) in low.items())
+    warn(
+        f"the host's inotify limits are low for several kind clusters ({now}): a new cluster's kubelet may never "
+        f"become Ready; as root: sysctl -w {settings}"
+    )
 
 
 def ensure_docker() -> None:

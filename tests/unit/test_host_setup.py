@@ -76,3 +76,23 @@ def test_the_test_tools_are_installed_for_the_suite_alone(machine) -> None:
     host.ensure_test_tools()
     assert machine["apt"] == ["apt-get update", "apt-get install -y --no-install-recommends chromium"]
     assert not host.APT_SOURCES.exists()  # bookworm's own packages: no sid, no source lists
+
+
+def test_low_inotify_limits_are_raised_as_root_and_only_warned_of_otherwise(tmp_path, monkeypatch, caplog):
+    """kind nodes share the host's inotify pool: Linux's default 128 instances run out around a third cluster."""
+    from chaoskit.provision import host
+
+    monkeypatch.setattr(host, "INOTIFY_DIR", tmp_path)
+    (tmp_path / "max_user_instances").write_text("128\n")
+    (tmp_path / "max_user_watches").write_text("1048576\n")  # already above: never lowered
+    monkeypatch.setattr(host.os, "geteuid", lambda: 1000)
+    host.ensure_inotify()
+    assert (tmp_path / "max_user_instances").read_text() == "128\n"
+    assert "sysctl -w fs.inotify.max_user_instances=512" in caplog.text and "watches" not in caplog.text
+    monkeypatch.setattr(host.os, "geteuid", lambda: 0)
+    host.ensure_inotify(change=False)  # --no-provision: never changed
+    assert (tmp_path / "max_user_instances").read_text() == "128\n"
+    host.ensure_inotify()
+    assert (tmp_path / "max_user_instances").read_text() == "512\n"
+    assert (tmp_path / "max_user_watches").read_text() == "1048576\n"
+    assert "fs.inotify.max_user_instances raised from 128 to 512" in caplog.text
