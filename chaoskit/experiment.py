@@ -103,6 +103,13 @@ class ExperimentSpec:
         if self.settle_seconds < 0:
             raise SpecError(f"settle_seconds must be 0 or more, not {self.settle_seconds}")
 
+    def settle_for(self) -> float:
+        """How long the load runs on after the recovery: ``settle_seconds``, or longer where an
+        :class:`~chaoskit.slo.AlertResolves` objective needs the time to see its alert stop firing (its
+        ``within_s`` and 2 s for Prometheus's last evaluations), within the load's own limit."""
+        resolves = [o.within_s + 2.0 for o in self.objectives if isinstance(o, AlertResolves)]
+        return max([self.settle_seconds, *resolves])
+
 
 class Prometheus(Protocol):
     """What an experiment needs of Prometheus: reachable, and a range query of sample values. Alert objectives
@@ -296,7 +303,7 @@ class Experiment:
                 mark = time.monotonic()
                 recoveries = self._await_recoveries(faults, deadline)
                 timings.recovery_wait = time.monotonic() - mark
-                settle_until = min(time.time() + self.spec.settle_seconds, deadline)
+                settle_until = min(time.time() + self.spec.settle_for(), deadline)
                 timings.settle = max(0.0, settle_until - time.time())
                 time.sleep(timings.settle)
             end = time.time()

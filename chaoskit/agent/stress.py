@@ -108,11 +108,19 @@ def stats(pid: str) -> dict[str, float | None]:
 
 def _throttling(found: dict[str, float | None], read, time_key: str, per_second: float) -> None:  # type: ignore[no-untyped-def]
     """The CFS throttling counters of ``cpu.stat`` into ``found`` (``time_key``: ``throttled_time`` in ns on v1,
-    ``throttled_usec`` on v2)."""
-    found["cpu_periods"] = read("cpu.stat", "nr_periods")
-    found["cpu_throttled_periods"] = read("cpu.stat", "nr_throttled")
-    waited = read("cpu.stat", time_key)
-    found["cpu_throttled_seconds"] = waited / per_second if waited is not None else None
+    ``throttled_usec`` on v2), each kept where this tree has none (a hybrid node's unified tree, read after the
+    v1 ``cpu`` one, has no such counters)."""
+    periods, throttled, waited = (
+        read("cpu.stat", "nr_periods"),
+        read("cpu.stat", "nr_throttled"),
+        read("cpu.stat", time_key),
+    )
+    if periods is not None:
+        found["cpu_periods"] = periods
+    if throttled is not None:
+        found["cpu_throttled_periods"] = throttled
+    if waited is not None:
+        found["cpu_throttled_seconds"] = waited / per_second
 
 
 def node_busy() -> tuple[float, float]:

@@ -404,7 +404,7 @@ class GameDay:
         remaining = 0.0
         if spec is not None:
             remaining = min(
-                (timeline.left() if timeline is not None else 0.0) + spec.settle_seconds, spec.load.run_seconds
+                (timeline.left() if timeline is not None else 0.0) + spec.settle_for(), spec.load.run_seconds
             )
         if run is not None and run.load is not None:
             load = run.load

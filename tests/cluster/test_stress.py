@@ -109,8 +109,8 @@ def cpu_stat(kube, namespace: str, pod: str) -> dict[str, int]:
     found = kube.core.read_namespaced_pod(pod, namespace)
     container = found.status.container_statuses[0].container_id.split("//")[1]
     script = (
-        f"f=$(find /sys/fs/cgroup/cpu,cpuacct /sys/fs/cgroup/kubepods* -path '*{container}*' -name cpu.stat "
-        '2>/dev/null | head -1); cat "$f"'
+        f"for f in $(find /sys/fs/cgroup -path '*{container}*' -name cpu.stat 2>/dev/null); do "
+        'grep -q nr_throttled "$f" && cat "$f" && break; done'
     )
     out = subprocess.run(
         ["docker", "exec", found.spec.node_name, "sh", "-c", script], capture_output=True, text=True, timeout=30

@@ -142,6 +142,11 @@ def test_the_cfs_throttling_counters_are_read_from_cpu_stat_on_v1_and_v2(tmp_pat
     found = stress.stats("1")
     assert (found["cpu_periods"], found["cpu_throttled_periods"], found["cpu_throttled_seconds"]) == (50, 40, 2.5)
     assert found["cpu_quota"] == 0.2 and found["cpu_seconds"] == 3.0
+    hybrid = tmp_path / "unified" / "k" / "p"  # a hybrid node: the unified tree, listed after, has no counters
+    hybrid.mkdir(parents=True)
+    (hybrid / "cpu.stat").write_text("usage_usec 5\n")
+    monkeypatch.setattr(stress, "cgroups_of", lambda pid: [("cpu,cpuacct", "/k/p"), ("", "/k/p")])
+    assert stress.stats("1")["cpu_throttled_periods"] == 40
     v2 = tmp_path / "k2"
     v2.mkdir()
     (v2 / "cpu.stat").write_text("usage_usec 1000000\nnr_periods 10\nnr_throttled 9\nthrottled_usec 410000\n")
