@@ -97,7 +97,7 @@ def agent(args: argparse.Namespace, spec: ClusterSpec) -> int:
             recorded = [f for f in every if within.covers(f.pods, objects.namespaces_of(f.undo))]
             text = [f"injector of {cluster.name}: {current or 'not installed'}"]
             text += [f"  {pod.metadata.name:32} {pod.spec.node_name or '-':28} {pod.status.phase}" for pod in pods]
-            where = f" within {scope.describe()} ({len(every) - len(recorded)} outside)" if not scope.whole else ""
+            where = f"{scope.within()} ({len(every) - len(recorded)} outside)" if not scope.whole else ""
             text.append(f"faults recorded in the cluster{where}: {len(recorded)}")
             for found_fault in recorded:
                 owner = found_fault.owner
@@ -129,9 +129,8 @@ def cleanup(args: argparse.Namespace, spec: ClusterSpec) -> int:
     with open_session(spec, bring_up=False, injector=args.injector, install_agent=False, sweep_first=False) as session:
         swept = session.sweep(scope)
     cluster, result, namespaces = session.cluster, swept.faults, swept.namespaces
-    within = f" within {scope.describe()}" if not scope.whole else ""
     text = [
-        f"cleanup of {cluster.name}{within}: {len(result.undone)} fault(s) undone, {len(result.moot)} moot, "
+        f"cleanup of {cluster.name}{scope.within()}: {len(result.undone)} fault(s) undone, {len(result.moot)} moot, "
         f"{len(result.failed)} NOT undone, {len(namespaces)} test namespace(s) deleted"
     ]
     if result.outside:
@@ -176,9 +175,8 @@ def abort(args: argparse.Namespace, spec: ClusterSpec) -> int:
     scope = scope_of(args)
     with open_session(spec, bring_up=False, injector=args.injector, install_agent=False, sweep_first=False) as session:
         cluster, result = session.cluster, control.abort(session.cluster, session.kube, scope=scope)
-    within = f" within {scope.describe()}" if not scope.whole else ""
     text = [
-        f"abort of {cluster.name}{within}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "
+        f"abort of {cluster.name}{scope.within()}: {len(result.undone)} fault(s) undone in {result.seconds:.1f} s, "
         f"{len(result.moot)} moot, {len(result.failed)} NOT undone"
     ]
     if result.outside:

@@ -51,6 +51,10 @@ class Scope:
         parts += [f"pods matching {self.selector}"] if self.selector else []
         return " and ".join(parts)
 
+    def within(self) -> str:
+        """`` within <the scope>`` for a command's first line (empty for the whole cluster)."""
+        return f" within {self.describe()}" if not self.whole else ""
+
     def resolve(self, kube: Kube) -> Resolved:
         """The scope against the cluster now: the pods ``-l`` selects, read once."""
         if self.selector is None:
