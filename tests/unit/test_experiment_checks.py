@@ -50,7 +50,7 @@ def test_an_unreachable_prometheus_fails_before_the_load_starts():
 
 def test_promql_objectives_need_a_prometheus():
     run = Experiment(ExperimentSpec("promql", LOAD, (PromQL("up", at_least=1),)), NoChaos())  # type: ignore[arg-type]
-    with pytest.raises(SpecError, match="has PromQL objectives but no Prometheus to ask"), run:
+    with pytest.raises(SpecError, match="has PromQL or alert objectives but no Prometheus to ask"), run:
         pytest.fail("the block must not run")
 
 

@@ -242,7 +242,11 @@ def test_wait_for_scrape_times_out_with_the_targets_last_errors(fake: FakePromet
 
 def test_config_scrapes_annotated_pods_and_kubelets_with_the_token() -> None:
     config = prometheus_config(scrape_interval=2, node_scrape_interval=5)
-    assert config["global"] == {"scrape_interval": "2000ms", "scrape_timeout": "2000ms"}
+    assert config["global"] == {
+        "scrape_interval": "2000ms",
+        "scrape_timeout": "2000ms",
+        "evaluation_interval": "2000ms",
+    }
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {"prometheus", "pods", "kubelet", "cadvisor"}
     pods = jobs["pods"]
