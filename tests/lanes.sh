@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test's cluster tests, in two lanes side by side, each on a kind cluster of its own (the second,
+# make test-lanes: the cluster tests in two lanes side by side, each on a kind cluster of its own (the second,
 # $CLUSTER_B, publishes NodePorts 30090-30099). Why and how they are split: docs/architecture.md, "make test".
 #
 #   lane A, cluster $CLUSTER:   every file of tests/cluster but lane B's, the files that judge timings last
