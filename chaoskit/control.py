@@ -152,14 +152,14 @@ def status(cluster: Cluster, kube: Kube, scope: Scope | None = None) -> Status:
     ``-l``: see :mod:`chaoskit.faults.scope`) when one is given."""
     within = (scope or Scope()).resolve(kube)
     entries = Ledger(cluster.name).unsettled()
-    faults = [ActiveFault(e, e.owner_alive()) for e in entries if within.covers(e.pods, objects.namespaces_of(e.undo))]
+    faults = [ActiveFault(e, e.owner_alive()) for e in entries if within.holds(e)]
     known = {e.fault_id for e in entries}
     try:
         recorded = [found for found in objects.listed(kube) if found.fault_id not in known]
         unreadable = None
     except ClusterError as exc:  # no rights in chaoskit-system, say: the ledger's part still stands
         recorded, unreadable = [], str(exc)
-    elsewhere = [f for f in recorded if within.covers(f.pods, objects.namespaces_of(f.undo))]
+    elsewhere = [f for f in recorded if within.holds(f)]
     outside = len(entries) - len(faults) + len(recorded) - len(elsewhere)
     namespaces = []
     now = time.time()
@@ -207,7 +207,7 @@ def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0, scope: Scop
     started = time.monotonic()
 
     def covered(entries: list[LedgerEntry]) -> list[LedgerEntry]:
-        return [e for e in entries if within.covers(e.pods, objects.namespaces_of(e.undo))]
+        return [e for e in entries if within.holds(e)]
 
     ledger.abort([e.fault_id for e in covered(ledger.unsettled())], by, scoped=not within.scope.whole)
     result = AbortResult()
@@ -221,11 +221,7 @@ def abort(cluster: Cluster, kube: Kube, settle_seconds: float = 2.0, scope: Scop
                 result.file(entry.fault_id, *undo_entry(cluster, kube, ledger, entry))
         mine = {e.fault_id for e in ledger.unsettled()}
         others = [
-            f
-            for f in objects.listed(kube)
-            if f.fault_id not in seen
-            and f.fault_id not in mine
-            and within.covers(f.pods, objects.namespaces_of(f.undo))
+            f for f in objects.listed(kube) if f.fault_id not in seen and f.fault_id not in mine and within.holds(f)
         ]
         for found in others:  # other machines' runs: only the cluster records them
             seen.add(found.fault_id)

@@ -94,7 +94,7 @@ def agent(args: argparse.Namespace, spec: ClusterSpec) -> int:
             pods = kube.pods(INJECTOR_NAMESPACE, INJECTOR_SELECTOR)
             within = scope.resolve(kube)
             every = objects.listed(kube)
-            recorded = [f for f in every if within.covers(f.pods, objects.namespaces_of(f.undo))]
+            recorded = [f for f in every if within.holds(f)]
             text = [f"injector of {cluster.name}: {current or 'not installed'}"]
             text += [f"  {pod.metadata.name:32} {pod.spec.node_name or '-':28} {pod.status.phase}" for pod in pods]
             where = f"{scope.within()} ({len(every) - len(recorded)} outside)" if not scope.whole else ""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chaoskit.errors import UsageError
 
@@ -79,6 +79,13 @@ class Resolved:
             return any(pod in self.selected for pod in pods)
         spaces = {pod.split("/", 1)[0] for pod in pods} or set(namespaces)
         return self.scope.namespace in spaces
+
+    def holds(self, fault: Any) -> bool:
+        """Whether a ledger entry or a fault the cluster records (anything with ``pods`` and ``undo``) is in
+        scope: :meth:`covers` on its pods, or on the namespaces its undo data names."""
+        from chaoskit.faults.objects import namespaces_of  # here: the CLI imports this module at start-up
+
+        return self.covers(fault.pods, namespaces_of(fault.undo))
 
     def covers_namespace(self, name: str) -> bool:
         """Whether test namespace ``name`` is in scope."""

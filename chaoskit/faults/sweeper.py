@@ -65,7 +65,7 @@ def sweep(
     moot: list[str] = []
     failed: dict[str, str] = {}
     everything = ledger.unsettled()
-    pending = [e for e in everything if scope is None or scope.covers(e.pods, objects.namespaces_of(e.undo))]
+    pending = [e for e in everything if scope is None or scope.holds(e)]
     outside = [e.fault_id for e in everything if e not in pending and not e.owner_alive()]
     for attempt in range(2):
         retry = []
@@ -92,7 +92,7 @@ def sweep(
         if found.owner_alive:
             live.append(found.fault_id)
             continue
-        if scope is not None and not scope.covers(found.pods, objects.namespaces_of(found.undo)):
+        if scope is not None and not scope.holds(found):
             outside.append(found.fault_id)
             continue
         how, text = undo_object(cluster, kube, found, kinds)
