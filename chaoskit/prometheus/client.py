@@ -239,16 +239,20 @@ class PrometheusClient:
         The step is :attr:`step`, coarsened when the range would need more
         than MAX_POINTS points.
         """
-        step = max(self.step, (end - start) / MAX_POINTS)
+        step = self._range_step(start, end)
         series = self.query_range(query, start, end, step)
         return [v for s in series for v in s.values if not math.isnan(v)]
+
+    def _range_step(self, start: float, end: float) -> float:
+        """:attr:`step`, coarsened when [start, end] would need more than MAX_POINTS points."""
+        return max(self.step, (end - start) / MAX_POINTS)
 
     def alert_states(self, name: str, start: float, end: float) -> list[tuple[float, str]]:
         """Alert ``name``'s state over [start, end] as Prometheus evaluated its rule (the ``ALERTS`` series):
         ``(time, "pending" | "firing")`` at each step it was active (firing where both series have a sample),
         oldest first; a step with neither: inactive. Also an experiment's view of alerts
         (:data:`chaoskit.slo.AlertStates`)."""
-        step = max(self.step, (end - start) / MAX_POINTS)
+        step = self._range_step(start, end)
         by_time: dict[float, str] = {}
         for series in self.query_range(f'ALERTS{{alertname="{name}"}}', start, end, step):
             state = series.labels.get("alertstate", "")
